@@ -1,0 +1,103 @@
+// Configuration: plain structs with validate(), in PaddleRec's YAML shape
+// (`runner.*`, `hyper_parameters.*`). Only src/config.cpp sees YAML types.
+//
+// Defaults follow ../shared/docs/mind-spec.md (the Amazon Books recipe): D = H = 64,
+// L = 20, K = 4, 3 routing iterations, 1280 negatives, Adam lr 0.001, batches of 128.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace mindrec {
+
+/// Which axis the routing softmax normalises over (spec, "Switches").
+enum class SoftmaxAxis {
+  interests,  ///< over k, in the loop and the read-out (PaddleRec release/2.3.0, ComiRec)
+  behaviors,  ///< over l, with the update Δb[k,:] divided by max(‖Δb[k,:]‖₂, 1) (release/2.1-2.2)
+  hybrid      ///< over l inside the loop, over k for the final read-out (PaddleRec master)
+};
+
+/// Label-aware attention read-out used in training.
+enum class Readout { soft, hard };
+
+struct CapsuleConfig {
+  int iters = 3;          ///< routing iterations (iters-1 updates, then the read-out)
+  int max_k = 4;          ///< K, interests per user
+  double init_std = 1.0;  ///< std of the Normal init of the routing logits
+  SoftmaxAxis softmax_axis = SoftmaxAxis::interests;
+  bool relu_layer = true;  ///< u_k = ReLU(v_k W + b) after squash
+  bool dynamic_k = false;  ///< K'_u = max(1, min(K, floor(log2 n)))
+};
+
+struct OptimizerConfig {
+  std::string class_name = "Adam";  ///< YAML key `class`; only Adam is implemented
+  double learning_rate = 0.001;
+  bool lazy = false;  ///< update moments only for rows touched by the batch
+};
+
+/// `hyper_parameters`: everything that defines the model function and its training.
+struct ModelConfig {
+  int64_t item_count = 367983;  ///< N; ids 1..N-1, 0 = padding
+  int embedding_dim = 64;       ///< D
+  int hidden_size = 64;         ///< H (must equal D: interests are matched with item rows)
+  int maxlen = 20;              ///< L
+  int neg_samples = 1280;
+  double pow_p = 1.0;  ///< attention exponent; an integer >= 1 (spec: non-integers are NaN)
+  Readout readout = Readout::soft;
+  OptimizerConfig optimizer;
+  CapsuleConfig capsule;
+
+  /// Throws ConfigError naming the key path of the first invalid field.
+  void validate() const;
+};
+
+/// `runner`: data locations and the training/inference loop.
+struct RunnerConfig {
+  std::string train_data_dir;  ///< a file or a folder of files (resolved absolute)
+  std::string test_data_dir;
+  int train_batch_size = 128;
+  int infer_batch_size = 128;
+  int epochs = 50;
+  int batches_per_epoch = 1000;
+  int print_interval = 100;
+  std::string model_save_path = "output_model_mind";
+  uint64_t seed = 2021;
+  int threads = 0;  ///< 0 = all hardware threads
+
+  void validate() const;
+};
+
+struct Config {
+  RunnerConfig runner;
+  ModelConfig hyper_parameters;
+  std::string source;  ///< file the config was read from ("" if built in code)
+
+  void validate() const;
+};
+
+/// Reads a YAML config. Unknown keys and wrong types are refused with the key path;
+/// relative paths in `runner` are resolved against the config file's folder.
+/// Throws IoError (unreadable file) or ConfigError.
+Config load_config(const std::string& path);
+
+/// Parses YAML text; `base_dir` resolves relative paths, `source` names it in errors.
+Config parse_config(const std::string& yaml_text, const std::string& base_dir,
+                    const std::string& source);
+
+/// Compact JSON of the model-defining fields, stored in the weights file's `__metadata__`.
+std::string model_config_to_json(const ModelConfig& cfg);
+/// Inverse of model_config_to_json; unknown or missing fields throw FormatError naming `source`.
+ModelConfig model_config_from_json(const std::string& json, const std::string& source);
+
+/// Throws ConfigError naming every model-defining field (shapes and the routing function)
+/// where `a` (from the config file) and `b` (from the weights) differ.
+void check_same_model(const ModelConfig& config, const ModelConfig& weights,
+                      const std::string& weights_source);
+
+const char* to_string(SoftmaxAxis axis);
+const char* to_string(Readout readout);
+
+/// Resolves runner.threads: 0 means every hardware thread.
+int resolve_threads(int requested);
+
+}  // namespace mindrec

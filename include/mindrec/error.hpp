@@ -1,0 +1,66 @@
+// Exception hierarchy of mindrec. Every error the library reports on bad input or a failed
+// system call is one of these; the library never calls exit/abort on user error.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace mindrec {
+
+/// Root of every exception mindrec throws.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// A function argument is outside its documented domain (shape, range, null pointer).
+class InvalidArgument : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A configuration file or struct is invalid (message names the key path).
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A file could not be opened, read, written or renamed (message names the file).
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A file's content is malformed (message names the file and line, field or offset).
+class FormatError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The request is valid but this build or backend cannot serve it.
+class Unsupported : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A CUDA runtime or cuBLAS call failed (message names the call, file and line).
+class CudaError : public Error {
+ public:
+  using Error::Error;
+};
+
+namespace detail {
+[[noreturn]] inline void throw_expects(const char* cond, const char* file, int line,
+                                       const std::string& msg) {
+  throw InvalidArgument(msg + " (expected " + cond + " at " + file + ":" +
+                        std::to_string(line) + ")");
+}
+}  // namespace detail
+
+}  // namespace mindrec
+
+/// Precondition check on public API arguments: throws mindrec::InvalidArgument.
+#define MINDREC_EXPECTS(cond, msg)                                            \
+  do {                                                                        \
+    if (!(cond)) ::mindrec::detail::throw_expects(#cond, __FILE__, __LINE__, (msg)); \
+  } while (0)

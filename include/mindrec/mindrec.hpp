@@ -1,0 +1,11 @@
+// Umbrella header: the whole CPU-safe public API (never includes CUDA headers).
+#pragma once
+
+#include "mindrec/config.hpp"
+#include "mindrec/data.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
+#include "mindrec/model.hpp"
+#include "mindrec/npy.hpp"
+#include "mindrec/safetensors.hpp"
+#include "mindrec/version.hpp"

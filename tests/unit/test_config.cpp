@@ -1,0 +1,156 @@
+// Config parsing: spec defaults, the shipped configs, path resolution and refusals.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "mindrec/config.hpp"
+#include "mindrec/error.hpp"
+#include "test_util.hpp"
+
+using namespace mindrec;
+using mindrec::test::TempDir;
+
+namespace {
+std::string config_error(const std::string& yaml) {
+  return test::error_of([&] { parse_config(yaml, "/base", "c.yaml"); });
+}
+}  // namespace
+
+TEST_CASE("defaults are the spec's Amazon Books recipe") {
+  const Config c = parse_config("runner: {}\n", "/base", "c.yaml");
+  const ModelConfig& m = c.hyper_parameters;
+  CHECK(m.item_count == 367983);
+  CHECK(m.embedding_dim == 64);
+  CHECK(m.hidden_size == 64);
+  CHECK(m.maxlen == 20);
+  CHECK(m.neg_samples == 1280);
+  CHECK(m.pow_p == 1.0);
+  CHECK(m.readout == Readout::soft);
+  CHECK(m.optimizer.learning_rate == 0.001);
+  CHECK_FALSE(m.optimizer.lazy);
+  CHECK(m.capsule.iters == 3);
+  CHECK(m.capsule.max_k == 4);
+  CHECK(m.capsule.init_std == 1.0);
+  CHECK(m.capsule.softmax_axis == SoftmaxAxis::interests);
+  CHECK(m.capsule.relu_layer);
+  CHECK_FALSE(m.capsule.dynamic_k);
+  CHECK(c.runner.train_batch_size == 128);
+  CHECK(c.runner.batches_per_epoch == 1000);
+}
+
+TEST_CASE("the shipped configs load with their documented values") {
+  const Config small = load_config(test::config_dir() + "/amazonbook-sample.yaml");
+  CHECK(small.hyper_parameters.neg_samples == 128);
+  CHECK(small.hyper_parameters.optimizer.learning_rate == 0.005);
+  // Relative paths resolve against the config's folder.
+  CHECK(std::filesystem::equivalent(small.runner.train_data_dir,
+                                    test::data_dir() + "/amazonbook-sample/train"));
+  const Config full = load_config(test::config_dir() + "/amazonbook.yaml");
+  CHECK(full.hyper_parameters.neg_samples == 1280);
+  CHECK(full.hyper_parameters.optimizer.learning_rate == 0.001);
+  CHECK(full.runner.epochs == 50);
+  CHECK(full.runner.batches_per_epoch == 1000);
+}
+
+TEST_CASE("PaddleRec's own MIND config loads (runtime keys are ignored)") {
+  const Config c = parse_config(R"(
+runner:
+  train_data_dir: "data/train"
+  train_reader_path: "mind_reader" # importlib format
+  use_gpu: True
+  use_auc: False
+  train_batch_size: 128
+  epochs: 2
+  print_interval: 500
+  model_save_path: "output_model_mind"
+  infer_batch_size: 128
+  infer_reader_path: "mind_infer_reader"
+  test_data_dir: "data/valid"
+  infer_load_path: "output_model_mind"
+  infer_start_epoch: 0
+  infer_end_epoch: 1
+hyper_parameters:
+  optimizer:
+    class: Adam
+    learning_rate: 0.005
+  item_count: 367983
+  embedding_dim: 64
+  hidden_size: 64
+  neg_samples: 1280
+  maxlen: 20
+  pow_p: 1.0
+)", "/base", "paddlerec.yaml");
+  CHECK(c.runner.train_data_dir == "/base/data/train");
+  CHECK(c.runner.test_data_dir == "/base/data/valid");
+  CHECK(c.runner.epochs == 2);
+  CHECK(c.hyper_parameters.optimizer.learning_rate == 0.005);
+}
+
+TEST_CASE("absolute paths stay as written") {
+  const Config c = parse_config("runner: {train_data_dir: /data/x}\n", "/base", "c.yaml");
+  CHECK(c.runner.train_data_dir == "/data/x");
+}
+
+TEST_CASE("unknown keys and wrong types are refused with the key path") {
+  CHECK(config_error("runner: {batch: 3}") == "c.yaml: unknown key 'runner.batch'");
+  CHECK(config_error("hyper_parameters: {capsule: {iter: 3}}") ==
+        "c.yaml: unknown key 'hyper_parameters.capsule.iter'");
+  CHECK(config_error("runner: {epochs: many}") ==
+        "c.yaml: key 'runner.epochs': expected an integer, got 'many'");
+  CHECK(config_error("runner: {epochs: 2.5}") ==
+        "c.yaml: key 'runner.epochs': expected an integer, got '2.5'");
+  CHECK(config_error("hyper_parameters: {capsule: {relu_layer: maybe}}") ==
+        "c.yaml: key 'hyper_parameters.capsule.relu_layer': expected true or false, got 'maybe'");
+  CHECK(config_error("hyper_parameters: {optimizer: {learning_rate: fast}}") ==
+        "c.yaml: key 'hyper_parameters.optimizer.learning_rate': expected a number, got 'fast'");
+  CHECK(config_error("hyper_parameters: {capsule: [1, 2]}") ==
+        "c.yaml: key 'hyper_parameters.capsule': expected a mapping");
+  CHECK(config_error("hyper_parameters: {capsule: {softmax_axis: rows}}")
+            .find("expected one of interests, behaviors, hybrid") != std::string::npos);
+  CHECK(config_error("just text") == "c.yaml: top level: expected a mapping");
+  CHECK(config_error("runner: {epochs: [1").find("c.yaml: invalid YAML at line 1") == 0);
+}
+
+TEST_CASE("invalid values are refused with the key path") {
+  CHECK(config_error("hyper_parameters: {pow_p: 1.5}").find("key 'hyper_parameters.pow_p'") !=
+        std::string::npos);
+  CHECK(config_error("hyper_parameters: {hidden_size: 32}")
+            .find("key 'hyper_parameters.hidden_size': must equal embedding_dim (64)") !=
+        std::string::npos);
+  CHECK(config_error("hyper_parameters: {item_count: 100}")
+            .find("key 'hyper_parameters.neg_samples'") != std::string::npos);
+  CHECK(config_error("hyper_parameters: {optimizer: {class: SGD}}")
+            .find("only Adam") != std::string::npos);
+  CHECK(config_error("runner: {threads: -1}").find("key 'runner.threads'") != std::string::npos);
+  CHECK(config_error("hyper_parameters: {capsule: {max_k: 0}}")
+            .find("hyper_parameters.capsule.max_k") != std::string::npos);
+}
+
+TEST_CASE("the model config's JSON round-trips and mismatches are named") {
+  ModelConfig m;
+  m.item_count = 1000;
+  m.neg_samples = 10;
+  m.capsule.softmax_axis = SoftmaxAxis::hybrid;
+  m.capsule.dynamic_k = true;
+  m.readout = Readout::hard;
+  m.pow_p = 2;
+  const ModelConfig back = model_config_from_json(model_config_to_json(m), "w");
+  CHECK(back.item_count == 1000);
+  CHECK(back.capsule.softmax_axis == SoftmaxAxis::hybrid);
+  CHECK(back.capsule.dynamic_k);
+  CHECK(back.readout == Readout::hard);
+  CHECK(back.pow_p == 2);
+  CHECK_NOTHROW(check_same_model(m, back, "w"));
+  ModelConfig other = m;
+  other.maxlen = 30;
+  other.capsule.relu_layer = false;
+  try {
+    check_same_model(other, m, "w.safetensors");
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    const std::string s = e.what();
+    CHECK(s.find("maxlen 30 vs 20") != std::string::npos);
+    CHECK(s.find("capsule.relu_layer 0 vs 1") != std::string::npos);
+  }
+  CHECK_THROWS_AS(model_config_from_json("{\"item_count\": 5}", "w"), FormatError);
+}
