@@ -3,6 +3,7 @@
 
 #include "mindrec/config.hpp"
 #include "mindrec/data.hpp"
+#include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/model.hpp"

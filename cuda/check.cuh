@@ -1,0 +1,23 @@
+// Checked CUDA calls: every runtime call goes through MINDREC_CUDA_CHECK, which throws
+// mindrec::CudaError naming the call, file and line (a library inside a server must not abort).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "mindrec/error.hpp"
+
+namespace mindrec::cuda_detail {
+[[noreturn]] inline void throw_cuda(cudaError_t err, const char* call, const char* file, int line) {
+  throw CudaError(std::string(call) + " failed: " + cudaGetErrorName(err) + " (" +
+                  cudaGetErrorString(err) + ") at " + file + ":" + std::to_string(line));
+}
+}  // namespace mindrec::cuda_detail
+
+#define MINDREC_CUDA_CHECK(call)                                                      \
+  do {                                                                                \
+    const cudaError_t mindrec_err_ = (call);                                          \
+    if (mindrec_err_ != cudaSuccess)                                                  \
+      ::mindrec::cuda_detail::throw_cuda(mindrec_err_, #call, __FILE__, __LINE__);    \
+  } while (0)

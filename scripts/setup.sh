@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian 12 machine to a result: installs the Debian packages mindrec
+# needs (apt only, nothing else downloaded), builds Release into build/, and runs the main job
+# on the bundled Amazon Books sample (data/amazonbook-sample).
+#
+#   scripts/setup.sh                 # everything
+#   MINDREC_SKIP_APT=1 scripts/setup.sh   # packages already installed
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake ninja-build pkg-config python3
+          libeigen3-dev libyaml-cpp-dev libfaiss-dev nlohmann-json3-dev libcli11-dev
+          doctest-dev libbenchmark-dev)
+if [ "${MINDREC_SKIP_APT:-0}" != 1 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+echo "== building (Release) into build/"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINDREC_NATIVE=ON
+cmake --build build --parallel
+
+echo "== main job: random MIND weights and the interests of the sample's validation users"
+mkdir -p output
+./build/tools/mindrec init --config configs/amazonbook-sample.yaml --out output/sample-init.safetensors
+./build/tools/mindrec infer --config configs/amazonbook-sample.yaml \
+  --weights output/sample-init.safetensors --data data/amazonbook-sample/valid \
+  --out output/sample-interests.npy
