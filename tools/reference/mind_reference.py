@@ -16,6 +16,7 @@ Only NumPy is needed (pip install numpy); mindrec's build and unit tests never r
 """
 import argparse
 import json
+import os
 import struct
 import sys
 
@@ -192,13 +193,16 @@ def golden(out_path):
 
 # ---------------------------------------------------------------- check mindrec infer
 def read_valid(path):
+    """Histories of a validation file, or of every file of a folder in name order."""
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(path, n) for n in os.listdir(path) if not n.startswith("."))
     users = []
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            hist = [int(t.split(":")[1]) for t in line.split() if t.startswith("hist_item:")]
-            users.append(hist)
+    for name in files:
+        with open(name) as f:
+            for line in f:
+                if line.strip():
+                    users.append([int(t.split(":")[1]) for t in line.split()
+                                  if t.startswith("hist_item:")])
     return users
 
 
