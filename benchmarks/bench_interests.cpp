@@ -7,6 +7,9 @@
 //   Δb = v ûᵀ, 2 updates    2·2 K L H =  20,480
 //   ReLU layer v W          2 K H H   =  32,768
 //   total                              247,808  (softmax/squash/gather: < 1%, not counted)
+// MindModel precomputes û = item_emb S for every item once (the weights are fixed), so it
+// executes only the last three lines, 83,968 FLOPs per user; GFLOP/s below counts the
+// model's 247,808 ("effective"), the rate a per-user implementation would need to match.
 // BM_eigen_sgemm measures what Eigen's GEMM reaches on this machine in the same run: the
 // realistic ceiling that benchmarks/report_interests.py compares against, next to the
 // nominal peak.

@@ -49,8 +49,29 @@ inline int interest_count(int n, int max_k, bool dynamic_k) {
 template <class S>
 size_t workspace_size(const ModelView<S>& m) {
   const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k;
-  return L * D + L * H + 3 * K * L + K * H;
+  return L * D + L * H + 3 * K * L + 3 * K * H + 2 * L;
 }
+
+/// The named parts of extract_user()'s workspace. After a call they hold the forward pass's
+/// intermediates, which the backward pass (cpu/backward.hpp) reads: E [n, D] gathered
+/// embeddings, U = û [n, H], W [kk, n] the final routing weights, Z [kk, H] the last
+/// read-out before squash, V [kk, H] after squash, P [kk, H] before the ReLU.
+template <class S>
+struct UserBuffers {
+  S *E, *U, *B, *W, *Delta, *Z, *V, *P, *col;  // col: 2 L scalars of scratch
+  UserBuffers(const ModelView<S>& m, S* work) {
+    const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k;
+    E = work;
+    U = E + L * D;
+    B = U + L * H;
+    W = B + K * L;
+    Delta = W + K * L;
+    Z = Delta + K * L;
+    V = Z + K * H;
+    P = V + K * H;
+    col = P + K * H;
+  }
+};
 
 /// squash(z) = z · (‖z‖² / (1 + ‖z‖²)) / sqrt(‖z‖² + 1e-8), applied to each row in place.
 template <class Derived>
@@ -74,15 +95,61 @@ void softmax_rows(Eigen::MatrixBase<Derived>& x) {
   }
 }
 
-/// Softmax of each column in place.
+/// Softmax of each column in place, vectorised along the rows (row-major storage);
+/// `scratch` holds 2·cols scalars.
 template <class Derived>
-void softmax_cols(Eigen::MatrixBase<Derived>& x) {
+void softmax_cols(Eigen::MatrixBase<Derived>& x, typename Derived::Scalar* scratch) {
   using S = typename Derived::Scalar;
-  for (Eigen::Index c = 0; c < x.cols(); ++c) {
-    const S mx = x.col(c).maxCoeff();
-    x.col(c) = (x.col(c).array() - mx).exp();
-    x.col(c) /= x.col(c).sum();
+  if (x.cols() == 0) return;
+  detail::MapRow<S> mx(scratch, x.cols()), sum(scratch + x.cols(), x.cols());
+  mx = x.row(0);
+  for (Eigen::Index r = 1; r < x.rows(); ++r) mx = mx.cwiseMax(x.row(r));
+  sum.setZero();
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    x.row(r) = (x.row(r) - mx).array().exp().matrix();
+    sum += x.row(r);
   }
+  for (Eigen::Index r = 0; r < x.rows(); ++r) x.row(r).array() /= sum.array();
+}
+
+/// C[m, n] = A[m, k] B[k, n] (row-major, no aliasing) for the small products of routing
+/// ([K, n] x [n, H], [K, H] x [H, H]): each row of C accumulates scaled rows of B in a
+/// local buffer the compiler keeps in vector registers. Measured here: Eigen's GEMM spent
+/// over a third of interest extraction packing these tiny operands, and Eigen's dynamic-size
+/// row expressions were no faster.
+template <class S>
+void small_gemm(const S* __restrict a, int m, int k, const S* __restrict b, int n,
+                S* __restrict c) {
+  constexpr int kTile = 64;
+  for (int i = 0; i < m; ++i) {
+    for (int j0 = 0; j0 < n; j0 += kTile) {
+      const int w = std::min(kTile, n - j0);
+      S acc[kTile];
+      for (int j = 0; j < w; ++j) acc[j] = S(0);
+      for (int p = 0; p < k; ++p) {
+        const S aip = a[size_t(i) * k + p];
+        const S* __restrict bp = b + size_t(p) * n + j0;
+#pragma omp simd
+        for (int j = 0; j < w; ++j) acc[j] += aip * bp[j];
+      }
+      for (int j = 0; j < w; ++j) c[size_t(i) * n + j0 + j] = acc[j];
+    }
+  }
+}
+
+/// C[m, r] = A[m, k] B[r, k]ᵀ as dot products of rows (Δb[k, l] = <v_k, û_l>).
+template <class S>
+void small_gemm_nt(const S* __restrict a, int m, int k, const S* __restrict b, int r,
+                   S* __restrict c) {
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < r; ++j) {
+      S sum = 0;
+      const S* ai = a + size_t(i) * k;
+      const S* bj = b + size_t(j) * k;
+#pragma omp simd reduction(+ : sum)
+      for (int p = 0; p < k; ++p) sum += ai[p] * bj[p];
+      c[size_t(i) * r + j] = sum;
+    }
 }
 
 /// Interests of one user. `hist` holds its `n` behaviours (0 <= n <= L, ids in [0, N); id 0
@@ -90,57 +157,82 @@ void softmax_cols(Eigen::MatrixBase<Derived>& x) {
 /// the spec's masking: a masked position has û = 0 and, under the behaviours softmax, weight
 /// exp(-(2^32)+1 - max) = 0, so it contributes nothing. Writes `out` [K, H] (rows past the
 /// computed interests are zero) and returns the number of interests computed.
+/// Routing (steps 2-4) for a user whose û [n, H] is at `u`: leaves the final routing weights
+/// in W, the last read-out in Z and its squash in V (see UserBuffers); returns kk.
 template <class S>
-int extract_user(const ModelView<S>& m, const int64_t* hist, int n, S* out, S* work) {
+int route_user(const ModelView<S>& m, const S* u, int n, const UserBuffers<S>& buf) {
   using namespace mindrec::detail;
-  const int D = m.dim, H = m.hidden, K = m.max_k, L = m.maxlen;
-  const int kk = interest_count(n, K, m.dynamic_k);
-  S* e_buf = work;
-  S* u_buf = e_buf + size_t(L) * D;
-  S* b_buf = u_buf + size_t(L) * H;
-  S* w_buf = b_buf + size_t(K) * L;
-  S* d_buf = w_buf + size_t(K) * L;
-  S* z_buf = d_buf + size_t(K) * L;
+  const int H = m.hidden, L = m.maxlen;
+  const int kk = interest_count(n, m.max_k, m.dynamic_k);
+  MapConstMat<S> U(u, n, H);
+  // 2. b = routing_logits[:kk, :n]
+  MapMat<S> B(buf.B, kk, n), W(buf.W, kk, n), Delta(buf.Delta, kk, n);
+  for (int k = 0; k < kk; ++k) B.row(k) = MapConstRow<S>(m.routing_logits + size_t(k) * L, n);
+  MapMat<S> Z(buf.Z, kk, H), V(buf.V, kk, H);
+  // 3.-4. iters-1 updates (no gradient flows through them), then the read-out.
+  for (int it = 0; it < m.iters; ++it) {
+    const bool last = it == m.iters - 1;
+    const bool over_k = m.axis == SoftmaxAxis::interests || (m.axis == SoftmaxAxis::hybrid && last);
+    W = B;
+    if (over_k) softmax_cols(W, buf.col);
+    else softmax_rows(W);
+    small_gemm(buf.W, kk, n, u, H, buf.Z);  // z_k = Σ_l w[k,l] û[l]
+    V = Z;
+    squash_rows(V);
+    if (last) break;
+    small_gemm_nt(buf.V, kk, H, u, n, buf.Delta);  // Δb[k, l] = <û[l], v_k>
+    if (m.axis == SoftmaxAxis::behaviors)
+      for (int k = 0; k < kk; ++k) Delta.row(k) /= std::max(S(1), Delta.row(k).norm());
+    B += Delta;
+  }
+  return kk;
+}
 
-  // 1. E[l] = item_emb[h[l]]; û = E S   [n, H]
-  MapMat<S> E(e_buf, n, D);
+/// Gathers E[l] = item_emb[h[l]] (id 0 reads as zeros) for l < n into `e` [n, D].
+template <class S>
+void gather_rows(const ModelView<S>& m, const int64_t* hist, int n, S* e) {
+  using namespace mindrec::detail;
+  const int D = m.dim;
+  MapMat<S> E(e, n, D);
   for (int l = 0; l < n; ++l) {
     const int64_t id = hist[l];
     if (id == 0) E.row(l).setZero();
     else E.row(l) = MapConstRow<S>(m.item_emb + id * D, D);
   }
-  MapMat<S> U(u_buf, n, H);
-  U.noalias() = E * MapConstMat<S>(m.bilinear, D, H);
+}
 
-  // 2. b = routing_logits[:kk, :n]
-  MapMat<S> B(b_buf, kk, n), W(w_buf, kk, n), Delta(d_buf, kk, n);
-  for (int k = 0; k < kk; ++k) B.row(k) = MapConstRow<S>(m.routing_logits + size_t(k) * L, n);
-  MapMat<S> Z(z_buf, kk, H);
-
-  // 3.-4. iters-1 updates, then the read-out.
-  for (int it = 0; it < m.iters; ++it) {
-    const bool last = it == m.iters - 1;
-    const bool over_k = m.axis == SoftmaxAxis::interests || (m.axis == SoftmaxAxis::hybrid && last);
-    W = B;
-    if (over_k) softmax_cols(W);
-    else softmax_rows(W);
-    Z.noalias() = W * U;
-    squash_rows(Z);  // Z now holds v
-    if (last) break;
-    Delta.noalias() = Z * U.transpose();  // Δb[k, l] = <û[l], v_k>
-    if (m.axis == SoftmaxAxis::behaviors)
-      for (int k = 0; k < kk; ++k) Delta.row(k) /= std::max(S(1), Delta.row(k).norm());
-    B += Delta;
+/// Interests of one user (see above). If `projected` is not null it holds û for every item,
+/// item_emb · S [N, H] (inference with fixed weights: the bilinear map is then a gather
+/// instead of a per-user GEMM); otherwise û = E S is computed here and E is kept for the
+/// backward pass.
+template <class S>
+int extract_user(const ModelView<S>& m, const int64_t* hist, int n, S* out, S* work,
+                 const S* projected = nullptr) {
+  using namespace mindrec::detail;
+  const int D = m.dim, H = m.hidden, K = m.max_k;
+  const UserBuffers<S> buf(m, work);
+  // 1. û = E S   [n, H]
+  MapMat<S> U(buf.U, n, H);
+  if (projected) {
+    for (int l = 0; l < n; ++l) {
+      if (hist[l] == 0) U.row(l).setZero();
+      else U.row(l) = MapConstRow<S>(projected + hist[l] * H, H);
+    }
+  } else {
+    gather_rows(m, hist, n, buf.E);
+    U.noalias() = MapConstMat<S>(buf.E, n, D) * MapConstMat<S>(m.bilinear, D, H);
   }
-
+  const int kk = route_user(m, buf.U, n, buf);
   // 5. u_k = ReLU(v_k W + b)
+  MapConstMat<S> V(buf.V, kk, H);
   MapMat<S> O(out, K, H);
   if (m.relu_layer) {
-    O.topRows(kk).noalias() = Z * MapConstMat<S>(m.relu_weight, H, H);
-    O.topRows(kk).rowwise() += MapConstRow<S>(m.relu_bias, H);
-    O.topRows(kk) = O.topRows(kk).cwiseMax(S(0));
+    MapMat<S> P(buf.P, kk, H);
+    small_gemm(buf.V, kk, H, m.relu_weight, H, buf.P);
+    P.rowwise() += MapConstRow<S>(m.relu_bias, H);
+    O.topRows(kk) = P.cwiseMax(S(0));
   } else {
-    O.topRows(kk) = Z;
+    O.topRows(kk) = V;
   }
   O.bottomRows(K - kk).setZero();
   return kk;

@@ -1,0 +1,148 @@
+// Header-only backward pass of MIND for one user (mind-spec.md, "Training"): gradients of the
+// loss with respect to item embedding rows, the bilinear map and the ReLU layer, through the
+// final routing read-out (the routing weights w and the update loop carry no gradient), and
+// through label-aware attention. Templated on the scalar type so that tests check it against
+// finite differences in double precision.
+#pragma once
+
+#include <cmath>
+
+#include "mindrec/cpu/interests.hpp"
+
+namespace mindrec::cpu {
+
+/// Gradient of squash for one row: v = z f(‖z‖²), f(s) = s / ((1 + s) sqrt(s + ε)).
+/// dv/dz = f I + 2 f'(s) z zᵀ, so dz = f dv + 2 f'(s) <z, dv> z, with
+/// f'(s) = (r - s(1 + s) / (2r)) / ((1 + s)² r²), r = sqrt(s + ε) (finite at z = 0).
+template <class S>
+void squash_backward(const S* z, const S* dv, S* dz, int h) {
+  using namespace mindrec::detail;
+  MapConstRow<S> Z(z, h), DV(dv, h);
+  MapRow<S> DZ(dz, h);
+  const S s = Z.squaredNorm();
+  const S r = std::sqrt(s + S(1e-8));
+  const S f = s / ((S(1) + s) * r);
+  const S fp = (r - s * (S(1) + s) / (S(2) * r)) / ((S(1) + s) * (S(1) + s) * r * r);
+  DZ = f * DV + (S(2) * fp * Z.dot(DV)) * Z;
+}
+
+/// Label-aware attention forward that keeps what the backward needs: `c` [kk] = <u_k, q>,
+/// `alpha` [kk] the attention weights (soft) or the one-hot argmax (hard).
+template <class S>
+void attention_forward(const S* interests, int kk, int hidden, const S* q, int pow_p,
+                       Readout readout, S* user, S* c, S* alpha) {
+  using namespace mindrec::detail;
+  MapConstMat<S> Uk(interests, kk, hidden);
+  MapConstRow<S> Q(q, hidden);
+  int best = 0;
+  S best_a = 0, mx = 0;
+  for (int k = 0; k < kk; ++k) {
+    c[k] = Uk.row(k).dot(Q);
+    S a = c[k];
+    for (int i = 1; i < pow_p; ++i) a *= c[k];
+    alpha[k] = a;
+    if (k == 0 || a > best_a) best_a = a, best = k;
+  }
+  mx = best_a;
+  if (readout == Readout::hard) {
+    for (int k = 0; k < kk; ++k) alpha[k] = k == best ? S(1) : S(0);
+  } else {
+    S sum = 0;
+    for (int k = 0; k < kk; ++k) sum += (alpha[k] = std::exp(alpha[k] - mx));
+    for (int k = 0; k < kk; ++k) alpha[k] /= sum;
+  }
+  MapRow<S> out(user, hidden);
+  out.setZero();
+  for (int k = 0; k < kk; ++k)
+    if (alpha[k] != S(0)) out += alpha[k] * Uk.row(k);
+}
+
+/// Backward of attention_forward: given d(user), writes d(interests) [kk, H] and adds the
+/// gradient with respect to q into `dq` [H]. Hard read-out: only the chosen interest gets
+/// d(user); the argmax passes no gradient to q.
+template <class S>
+void attention_backward(const S* interests, int kk, int hidden, const S* q, int pow_p,
+                        Readout readout, const S* c, const S* alpha, const S* duser,
+                        S* dinterests, S* dq) {
+  using namespace mindrec::detail;
+  MapConstMat<S> Uk(interests, kk, hidden);
+  MapConstRow<S> Q(q, hidden), DU(duser, hidden);
+  MapMat<S> DI(dinterests, kk, hidden);
+  MapRow<S> DQ(dq, hidden);
+  for (int k = 0; k < kk; ++k) DI.row(k) = alpha[k] * DU;
+  if (readout == Readout::hard) return;
+  // user = Σ α_k u_k, α = softmax(a), a_k = c_k^p, c_k = <u_k, q>.
+  S dalpha_mean = 0;
+  S dalpha[64];
+  for (int k = 0; k < kk; ++k) {
+    dalpha[k] = Uk.row(k).dot(DU);
+    dalpha_mean += alpha[k] * dalpha[k];
+  }
+  for (int k = 0; k < kk; ++k) {
+    const S da = alpha[k] * (dalpha[k] - dalpha_mean);
+    S dc_factor = S(pow_p);
+    for (int i = 1; i < pow_p; ++i) dc_factor *= c[k];
+    const S dc = da * dc_factor;
+    DI.row(k) += dc * Q;
+    DQ += dc * Uk.row(k);
+  }
+}
+
+/// Dense accumulators for one thread's share of a batch.
+template <class S>
+struct DenseGrads {
+  detail::MatR<S> bilinear;  ///< [D, H]
+  detail::MatR<S> relu_weight;  ///< [H, H] (0x0 without relu_layer)
+  detail::RowVec<S> relu_bias;  ///< [H]
+  void reset(const ModelView<S>& m) {
+    bilinear.setZero(m.dim, m.hidden);
+    if (m.relu_layer) {
+      relu_weight.setZero(m.hidden, m.hidden);
+      relu_bias.setZero(m.hidden);
+    }
+  }
+};
+
+/// Backward through the ReLU layer, squash, the final read-out z = w û (w constant) and
+/// û = E S, for a user whose forward pass left its intermediates in `work` (extract_user).
+/// `dout` [kk, H] is d(loss)/d(interests). Adds to `g` and calls add_row(position l,
+/// const S* grad[D]) for each of the n history positions whose id is not 0. `scratch` needs
+/// 3·K·H + L·H + L·D scalars.
+template <class S, class AddRow>
+void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk, const S* dout,
+                      S* work, S* scratch, DenseGrads<S>& g, AddRow&& add_row) {
+  using namespace mindrec::detail;
+  const int D = m.dim, H = m.hidden, K = m.max_k;
+  const UserBuffers<S> buf(m, work);
+  MapMat<S> dP(scratch, kk, H), dV(scratch + size_t(K) * H, kk, H),
+      dZ(scratch + size_t(2) * K * H, kk, H);
+  S* du_buf = scratch + size_t(3) * K * H;
+  S* de_buf = du_buf + size_t(m.maxlen) * H;
+  MapConstMat<S> V(buf.V, kk, H), W(buf.W, kk, n), E(buf.E, n, D);
+  MapConstMat<S> dO(dout, kk, H);
+  if (m.relu_layer) {
+    MapConstMat<S> P(buf.P, kk, H);
+    dP = dO.cwiseProduct((P.array() > S(0)).matrix().template cast<S>());
+    g.relu_weight.noalias() += V.transpose() * dP;
+    g.relu_bias += dP.colwise().sum();
+    dV.noalias() = dP * MapConstMat<S>(m.relu_weight, H, H).transpose();
+  } else {
+    dV = dO;
+  }
+  for (int k = 0; k < kk; ++k) squash_backward(buf.Z + size_t(k) * H, dV.data() + size_t(k) * H,
+                                               dZ.data() + size_t(k) * H, H);
+  MapMat<S> dU(du_buf, n, H), dE(de_buf, n, D);
+  dU.noalias() = W.transpose() * dZ;
+  g.bilinear.noalias() += E.transpose() * dU;
+  dE.noalias() = dU * MapConstMat<S>(m.bilinear, D, H).transpose();
+  for (int l = 0; l < n; ++l)
+    if (hist[l] != 0) add_row(l, de_buf + size_t(l) * D);
+}
+
+/// Scalars of scratch capsule_backward() needs.
+template <class S>
+size_t backward_scratch_size(const ModelView<S>& m) {
+  return size_t(3) * m.max_k * m.hidden + size_t(m.maxlen) * (m.hidden + m.dim);
+}
+
+}  // namespace mindrec::cpu
