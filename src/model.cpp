@@ -5,6 +5,7 @@
 
 #include "mindrec/cpu/interests.hpp"
 #include "mindrec/detail/random.hpp"
+#include "mindrec/detail/weights_io.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/safetensors.hpp"
 
@@ -67,7 +68,9 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
   return w;
 }
 
-void save_weights(const std::string& path, const MindWeights& w) {
+namespace detail {
+
+SafetensorsFile weights_to_file(const MindWeights& w) {
   w.validate();
   const auto& c = w.config;
   const int64_t N = c.item_count, D = c.embedding_dim, H = c.hidden_size, K = c.capsule.max_k,
@@ -82,11 +85,11 @@ void save_weights(const std::string& path, const MindWeights& w) {
     f.tensors[tensor_names::relu_weight] = Tensor::from_f32({H, H}, w.relu_weight);
     f.tensors[tensor_names::relu_bias] = Tensor::from_f32({H}, w.relu_bias);
   }
-  write_safetensors(path, f);
+  return f;
 }
 
-MindWeights load_weights(const std::string& path) {
-  const SafetensorsFile f = read_safetensors(path);
+MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
+                              bool allow_extra) {
   auto it = f.metadata.find(kConfigKey);
   if (it == f.metadata.end())
     throw FormatError(path + ": no '" + kConfigKey +
@@ -115,13 +118,11 @@ MindWeights load_weights(const std::string& path) {
   w.item_emb = take(tensor_names::item_emb, {N, D});
   w.bilinear = take(tensor_names::bilinear, {D, H});
   w.routing_logits = take(tensor_names::routing_logits, {1, K, L});
-  size_t expected_tensors = 3;
   if (c.capsule.relu_layer) {
     w.relu_weight = take(tensor_names::relu_weight, {H, H});
     w.relu_bias = take(tensor_names::relu_bias, {H});
-    expected_tensors = 5;
   }
-  if (f.tensors.size() != expected_tensors) {
+  if (!allow_extra) {
     std::string extra;
     for (const auto& [name, t] : f.tensors)
       if (name != tensor_names::item_emb && name != tensor_names::bilinear &&
@@ -129,13 +130,24 @@ MindWeights load_weights(const std::string& path) {
           !(c.capsule.relu_layer &&
             (name == tensor_names::relu_weight || name == tensor_names::relu_bias)))
         extra += (extra.empty() ? "'" : ", '") + name + "'";
-    throw FormatError(path + ": unexpected tensor(s) " + extra +
-                      " for the model config in the file (relu_layer=" +
-                      (c.capsule.relu_layer ? "true" : "false") + ")");
+    if (!extra.empty())
+      throw FormatError(path + ": unexpected tensor(s) " + extra +
+                        " for the model config in the file (relu_layer=" +
+                        (c.capsule.relu_layer ? "true" : "false") + ")");
   }
   for (float x : w.item_emb)
     if (!std::isfinite(x)) throw FormatError(path + ": 'item_emb.weight' holds NaN or Inf");
   return w;
+}
+
+}  // namespace detail
+
+void save_weights(const std::string& path, const MindWeights& w) {
+  write_safetensors(path, detail::weights_to_file(w));
+}
+
+MindWeights load_weights(const std::string& path) {
+  return detail::weights_from_file(read_safetensors(path), path, false);
 }
 
 MindWeights load_weights(const std::string& path, const ModelConfig& expected) {

@@ -3,8 +3,10 @@
 // the same weights and samples on every platform.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace mindrec::detail {
 
@@ -20,6 +22,19 @@ class Rng {
       z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
       s = z ^ (z >> 31);
     }
+  }
+
+  /// Full generator state, for checkpoints: 4 words of xoshiro, the cached normal's bits,
+  /// and whether it is valid.
+  std::array<uint64_t, 6> state() const {
+    uint64_t spare_bits = 0;
+    std::memcpy(&spare_bits, &spare_, sizeof spare_bits);
+    return {s_[0], s_[1], s_[2], s_[3], spare_bits, has_spare_ ? 1u : 0u};
+  }
+  void set_state(const std::array<uint64_t, 6>& st) {
+    for (int i = 0; i < 4; ++i) s_[i] = st[i];
+    std::memcpy(&spare_, &st[4], sizeof spare_);
+    has_spare_ = st[5] != 0;
   }
 
   uint64_t next() {

@@ -1,0 +1,19 @@
+// Internal: MindWeights <-> safetensors tensors, shared by weights files and checkpoints.
+#pragma once
+
+#include <string>
+
+#include "mindrec/model.hpp"
+#include "mindrec/safetensors.hpp"
+
+namespace mindrec::detail {
+
+/// The weights' tensors and their model config in metadata (validates first).
+SafetensorsFile weights_to_file(const MindWeights& w);
+
+/// Reads the weights' tensors from `f` (other tensors are allowed only if `allow_extra`),
+/// validating names, dtypes and shapes against the config in its metadata.
+MindWeights weights_from_file(const SafetensorsFile& f, const std::string& source,
+                              bool allow_extra);
+
+}  // namespace mindrec::detail

@@ -1,0 +1,394 @@
+#include "mindrec/train.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "mindrec/cpu/train_step.hpp"
+#include "mindrec/detail/weights_io.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/safetensors.hpp"
+
+namespace mindrec {
+
+// ---------------------------------------------------------------- negative sampler
+LogUniformSampler::LogUniformSampler(int64_t item_count)
+    : n_(item_count), log_n1_(std::log(double(item_count) + 1.0)) {
+  MINDREC_EXPECTS(item_count >= 2, "LogUniformSampler: item_count must be >= 2");
+}
+
+double LogUniformSampler::probability(int64_t id) const {
+  if (id <= 0 || id >= n_) return 0.0;
+  return std::log1p(1.0 / (double(id) + 1.0)) / log_n1_;
+}
+
+int64_t LogUniformSampler::draw(detail::Rng& rng) const {
+  for (;;) {
+    // P(floor(exp(u log(N+1))) - 1 = i) = (log(i+2) - log(i+1)) / log(N+1) for i in [0, N).
+    const int64_t x = static_cast<int64_t>(std::floor(std::exp(rng.uniform() * log_n1_))) - 1;
+    if (x >= 1 && x < n_) return x;
+  }
+}
+
+void LogUniformSampler::draw_distinct(detail::Rng& rng, int count, int64_t* out,
+                                      std::vector<uint8_t>& marks) const {
+  MINDREC_EXPECTS(count >= 0 && count <= n_ - 1, "draw_distinct: count must be in [0, N-1]");
+  MINDREC_EXPECTS(int64_t(marks.size()) >= n_, "draw_distinct: marks must hold N entries");
+  for (int i = 0; i < count;) {
+    const int64_t x = draw(rng);
+    if (marks[size_t(x)]) continue;
+    marks[size_t(x)] = 1;
+    out[i++] = x;
+  }
+  for (int i = 0; i < count; ++i) marks[size_t(out[i])] = 0;
+}
+
+double LogUniformSampler::log_q(int64_t id, int num_neg) const {
+  const double p = probability(id);
+  return std::log(-std::expm1(-2.0 * num_neg * std::log1p(p)));
+}
+
+// ---------------------------------------------------------------- batches
+BatchSampler::BatchSampler(const ClickLog& log, int64_t item_count, int maxlen, int batch_size,
+                           int num_neg)
+    : log_(log), maxlen_(maxlen), batch_size_(batch_size), num_neg_(num_neg), neg_(item_count) {
+  for (int64_t u = 0; u < log.num_users(); ++u)
+    if (log.length(u) > 4) eligible_.push_back(u);
+  if (int64_t(eligible_.size()) < batch_size)
+    throw InvalidArgument("training data has " + std::to_string(eligible_.size()) +
+                          " users with more than 4 items, fewer than train_batch_size=" +
+                          std::to_string(batch_size));
+  for (int64_t id : log.items)
+    if (id >= item_count)
+      throw InvalidArgument("training data holds item id " + std::to_string(id) +
+                            " >= item_count " + std::to_string(item_count));
+  marks_.assign(size_t(item_count), 0);
+  user_marks_.assign(eligible_.size(), 0);
+}
+
+void BatchSampler::next(detail::Rng& rng, TrainingBatch& b) {
+  const int B = batch_size_, L = maxlen_;
+  b.hist.assign(size_t(B) * L, 0);
+  b.lengths.resize(B);
+  b.targets.resize(B);
+  b.users.resize(B);
+  b.log_q_targets.resize(B);
+  // B distinct users, uniformly (Floyd's algorithm: no state carried between batches).
+  const int64_t E = static_cast<int64_t>(eligible_.size());
+  chosen_.clear();
+  for (int64_t j = E - B; j < E; ++j) {
+    const int64_t t = static_cast<int64_t>(rng.below(uint64_t(j) + 1));
+    const int64_t pick = user_marks_[size_t(t)] ? j : t;
+    user_marks_[size_t(pick)] = 1;
+    chosen_.push_back(pick);
+  }
+  for (int64_t c : chosen_) user_marks_[size_t(c)] = 0;
+  for (int i = 0; i < B; ++i) {
+    const int64_t u = eligible_[size_t(chosen_[i])];
+    const int64_t m = log_.length(u);
+    const int64_t k = 4 + static_cast<int64_t>(rng.below(uint64_t(m - 4)));  // [4, m-1]
+    const int64_t* x = log_.begin(u);
+    const int64_t start = std::max<int64_t>(0, k - L);
+    std::copy(x + start, x + k, b.hist.begin() + size_t(i) * L);
+    b.lengths[i] = static_cast<int32_t>(k - start);
+    b.targets[i] = x[k];
+    b.users[i] = u;
+    b.log_q_targets[i] = static_cast<float>(neg_.log_q(x[k], num_neg_));
+  }
+  b.negatives.resize(num_neg_);
+  neg_.draw_distinct(rng, num_neg_, b.negatives.data(), marks_);
+  b.log_q_negatives.resize(num_neg_);
+  for (int j = 0; j < num_neg_; ++j)
+    b.log_q_negatives[j] = static_cast<float>(neg_.log_q(b.negatives[j], num_neg_));
+}
+
+// ---------------------------------------------------------------- Adam
+AdamStep AdamStep::at(double lr, int64_t t, double beta1, double beta2, double eps) {
+  const double c2 = std::sqrt(1.0 - std::pow(beta2, double(t)));
+  AdamStep s;
+  s.beta1 = float(beta1);
+  s.beta2 = float(beta2);
+  s.lr_t = float(lr * c2 / (1.0 - std::pow(beta1, double(t))));
+  s.eps_t = float(eps * c2);
+  return s;
+}
+
+void adam_update(float* __restrict w, float* __restrict m, float* __restrict v,
+                 const float* __restrict g, size_t n, const AdamStep& s) {
+  const float b1 = s.beta1, b2 = s.beta2, c1 = 1.0f - s.beta1, c2 = 1.0f - s.beta2;
+  if (g) {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      m[i] = b1 * m[i] + c1 * g[i];
+      v[i] = b2 * v[i] + c2 * g[i] * g[i];
+      w[i] -= s.lr_t * m[i] / (std::sqrt(v[i]) + s.eps_t);
+    }
+  } else {
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+      m[i] = b1 * m[i];
+      v[i] = b2 * v[i];
+      w[i] -= s.lr_t * m[i] / (std::sqrt(v[i]) + s.eps_t);
+    }
+  }
+}
+
+AdamOptimizer::AdamOptimizer(const MindWeights& w, double learning_rate, bool lazy_rows)
+    : lr(learning_rate), lazy(lazy_rows) {
+  m_emb.assign(w.item_emb.size(), 0.f);
+  v_emb.assign(w.item_emb.size(), 0.f);
+  m_bil.assign(w.bilinear.size(), 0.f);
+  v_bil.assign(w.bilinear.size(), 0.f);
+  m_rw.assign(w.relu_weight.size(), 0.f);
+  v_rw.assign(w.relu_weight.size(), 0.f);
+  m_rb.assign(w.relu_bias.size(), 0.f);
+  v_rb.assign(w.relu_bias.size(), 0.f);
+}
+
+void AdamOptimizer::step(MindWeights& w, const std::vector<int64_t>& rows, const float* row_grads,
+                         const std::vector<int32_t>& slot_of, const float* d_bilinear,
+                         const float* d_relu_weight, const float* d_relu_bias, int threads) {
+  ++t_;
+  const AdamStep s = AdamStep::at(lr, t_);
+  adam_update(w.bilinear.data(), m_bil.data(), v_bil.data(), d_bilinear, w.bilinear.size(), s);
+  if (!w.relu_weight.empty()) {
+    adam_update(w.relu_weight.data(), m_rw.data(), v_rw.data(), d_relu_weight,
+                w.relu_weight.size(), s);
+    adam_update(w.relu_bias.data(), m_rb.data(), v_rb.data(), d_relu_bias, w.relu_bias.size(), s);
+  }
+  const int64_t D = w.config.embedding_dim;
+  const int nt = resolve_threads(threads);
+  if (lazy) {
+    const int64_t R = static_cast<int64_t>(rows.size());
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t i = 0; i < R; ++i) {
+      const size_t off = size_t(rows[i]) * D;
+      adam_update(w.item_emb.data() + off, m_emb.data() + off, v_emb.data() + off,
+                  row_grads + size_t(i) * D, size_t(D), s);
+    }
+    return;
+  }
+  // Dense: every row but the padding row 0; runs of untouched rows in one call.
+  const int64_t N = w.config.item_count;
+  constexpr int64_t kChunk = 1024;
+  const int64_t chunks = (N + kChunk - 1) / kChunk;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    int64_t r = std::max<int64_t>(1, c * kChunk);
+    const int64_t end = std::min(N, (c + 1) * kChunk);
+    while (r < end) {
+      const int32_t slot = slot_of[size_t(r)];
+      if (slot >= 0) {
+        const size_t off = size_t(r) * D;
+        adam_update(w.item_emb.data() + off, m_emb.data() + off, v_emb.data() + off,
+                    row_grads + size_t(slot) * D, size_t(D), s);
+        ++r;
+        continue;
+      }
+      int64_t run = r;
+      while (run < end && slot_of[size_t(run)] < 0) ++run;
+      const size_t off = size_t(r) * D;
+      adam_update(w.item_emb.data() + off, m_emb.data() + off, v_emb.data() + off, nullptr,
+                  size_t(run - r) * D, s);
+      r = run;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Trainer
+namespace {
+constexpr const char* kCheckpointFormat = "mindrec-mind-checkpoint-v1";
+
+cpu::ModelView<float> view_of(const MindWeights& w) {
+  const auto& c = w.config;
+  cpu::ModelView<float> v;
+  v.item_emb = w.item_emb.data();
+  v.bilinear = w.bilinear.data();
+  v.routing_logits = w.routing_logits.data();
+  v.relu_weight = c.capsule.relu_layer ? w.relu_weight.data() : nullptr;
+  v.relu_bias = c.capsule.relu_layer ? w.relu_bias.data() : nullptr;
+  v.item_count = c.item_count;
+  v.dim = c.embedding_dim;
+  v.hidden = c.hidden_size;
+  v.max_k = c.capsule.max_k;
+  v.maxlen = c.maxlen;
+  v.iters = c.capsule.iters;
+  v.axis = c.capsule.softmax_axis;
+  v.relu_layer = c.capsule.relu_layer;
+  v.dynamic_k = c.capsule.dynamic_k;
+  return v;
+}
+}  // namespace
+
+struct Trainer::Impl {
+  Impl(Config cfg, const ClickLog& log, MindWeights w)
+      : config(std::move(cfg)),
+        weights(std::move(w)),
+        rng(config.runner.seed),
+        sampler(log, config.hyper_parameters.item_count, config.hyper_parameters.maxlen,
+                config.runner.train_batch_size, config.hyper_parameters.neg_samples),
+        adam(weights, config.hyper_parameters.optimizer.learning_rate,
+             config.hyper_parameters.optimizer.lazy),
+        threads(resolve_threads(config.runner.threads)),
+        grad(view_of(weights), threads) {}
+
+  Config config;
+  MindWeights weights;
+  detail::Rng rng;
+  BatchSampler sampler;
+  AdamOptimizer adam;
+  int threads;
+  cpu::BatchGradient<float> grad;
+  TrainingBatch batch;
+  int epochs_done = 0;
+  int64_t steps_done = 0;
+};
+
+Trainer::Trainer(Config config, const ClickLog& log, MindWeights init) {
+  config.validate();
+  check_same_model(config.hyper_parameters, init.config, "the initial weights");
+  init.config = config.hyper_parameters;
+  init.validate();
+  impl_ = std::make_unique<Impl>(std::move(config), log, std::move(init));
+}
+
+Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Trainer::~Trainer() = default;
+
+double Trainer::step() {
+  Impl& s = *impl_;
+  const auto& hp = s.config.hyper_parameters;
+  s.sampler.next(s.rng, s.batch);
+  cpu::BatchInput<float> in;
+  in.hist = s.batch.hist.data();
+  in.lengths = s.batch.lengths.data();
+  in.targets = s.batch.targets.data();
+  in.batch = static_cast<int64_t>(s.batch.targets.size());
+  in.negatives = s.batch.negatives.data();
+  in.num_neg = static_cast<int>(s.batch.negatives.size());
+  in.log_q_negatives = s.batch.log_q_negatives.data();
+  in.log_q_targets = s.batch.log_q_targets.data();
+  const double loss = s.grad.compute(view_of(s.weights), in, static_cast<int>(hp.pow_p), hp.readout);
+  if (!std::isfinite(loss))
+    throw Error("training diverged: the loss is " + std::to_string(loss) + " at step " +
+                std::to_string(s.steps_done + 1) + " (lower optimizer.learning_rate?)");
+  s.adam.step(s.weights, s.grad.rows, s.grad.row_grads.data(), s.grad.slot_of,
+              s.grad.dense.bilinear.data(),
+              hp.capsule.relu_layer ? s.grad.dense.relu_weight.data() : nullptr,
+              hp.capsule.relu_layer ? s.grad.dense.relu_bias.data() : nullptr, s.threads);
+  ++s.steps_done;
+  return loss;
+}
+
+EpochStats Trainer::train_epoch(const std::function<void(const TrainProgress&)>& progress) {
+  Impl& s = *impl_;
+  const int64_t batches = s.config.runner.batches_per_epoch;
+  const auto t0 = std::chrono::steady_clock::now();
+  double sum = 0;
+  for (int64_t b = 1; b <= batches; ++b) {
+    sum += step();
+    if (progress) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      TrainProgress p;
+      p.epoch = s.epochs_done + 1;
+      p.epochs = s.config.runner.epochs;
+      p.batch = b;
+      p.batches = batches;
+      p.loss = sum / double(b);
+      p.samples_per_s = el > 0 ? double(b) * s.config.runner.train_batch_size / el : 0;
+      p.eta_s = el / double(b) * double(batches - b);
+      progress(p);
+    }
+  }
+  ++s.epochs_done;
+  EpochStats st;
+  st.epoch = s.epochs_done;
+  st.loss = sum / double(batches);
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.samples_per_s = st.seconds > 0 ? double(batches) * s.config.runner.train_batch_size / st.seconds : 0;
+  return st;
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  const Impl& s = *impl_;
+  SafetensorsFile f = detail::weights_to_file(s.weights);
+  f.metadata["format"] = kCheckpointFormat;
+  f.metadata["mindrec.trainer"] = nlohmann::json{{"epochs_done", s.epochs_done},
+                                                 {"steps_done", s.steps_done},
+                                                 {"adam_steps", s.adam.t_},
+                                                 {"threads", s.threads},
+                                                 {"seed", s.config.runner.seed}}
+                                      .dump();
+  const auto& w = s.weights;
+  auto shape_of = [&](const char* name) { return f.at(name).shape; };
+  f.tensors["adam.m." + std::string(tensor_names::item_emb)] = Tensor::from_f32(shape_of(tensor_names::item_emb), s.adam.m_emb);
+  f.tensors["adam.v." + std::string(tensor_names::item_emb)] = Tensor::from_f32(shape_of(tensor_names::item_emb), s.adam.v_emb);
+  f.tensors["adam.m." + std::string(tensor_names::bilinear)] = Tensor::from_f32(shape_of(tensor_names::bilinear), s.adam.m_bil);
+  f.tensors["adam.v." + std::string(tensor_names::bilinear)] = Tensor::from_f32(shape_of(tensor_names::bilinear), s.adam.v_bil);
+  if (!w.relu_weight.empty()) {
+    f.tensors["adam.m." + std::string(tensor_names::relu_weight)] = Tensor::from_f32(shape_of(tensor_names::relu_weight), s.adam.m_rw);
+    f.tensors["adam.v." + std::string(tensor_names::relu_weight)] = Tensor::from_f32(shape_of(tensor_names::relu_weight), s.adam.v_rw);
+    f.tensors["adam.m." + std::string(tensor_names::relu_bias)] = Tensor::from_f32(shape_of(tensor_names::relu_bias), s.adam.m_rb);
+    f.tensors["adam.v." + std::string(tensor_names::relu_bias)] = Tensor::from_f32(shape_of(tensor_names::relu_bias), s.adam.v_rb);
+  }
+  const auto st = s.rng.state();
+  std::vector<int64_t> rng(st.begin(), st.end());
+  f.tensors["trainer.rng"] = Tensor::from_i64({int64_t(rng.size())}, rng);
+  write_safetensors(path, f);
+}
+
+std::unique_ptr<Trainer> Trainer::resume(const std::string& path, Config config,
+                                         const ClickLog& log) {
+  config.validate();
+  const SafetensorsFile f = read_safetensors(path);
+  auto fmt = f.metadata.find("format");
+  auto meta = f.metadata.find("mindrec.trainer");
+  if (fmt == f.metadata.end() || fmt->second != kCheckpointFormat || meta == f.metadata.end())
+    throw FormatError(path + ": not a mindrec training checkpoint (a weights file cannot be "
+                             "resumed from: it has no optimizer or sampler state)");
+  MindWeights w = detail::weights_from_file(f, path, true);
+  check_same_model(config.hyper_parameters, w.config, path);
+  w.config = config.hyper_parameters;
+  auto impl = std::make_unique<Impl>(config, log, std::move(w));
+  try {
+    const auto j = nlohmann::json::parse(meta->second);
+    impl->epochs_done = j.at("epochs_done").get<int>();
+    impl->steps_done = j.at("steps_done").get<int64_t>();
+    impl->adam.t_ = j.at("adam_steps").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(path + ": bad trainer state in __metadata__: " + e.what());
+  }
+  auto load = [&](const std::string& name, std::vector<float>& dst) {
+    const Tensor& t = f.at(name, path);
+    std::vector<float> v = t.values<float>();
+    if (v.size() != dst.size())
+      throw FormatError(path + ": tensor '" + name + "' has " + std::to_string(v.size()) +
+                        " values, expected " + std::to_string(dst.size()));
+    dst = std::move(v);
+  };
+  auto& a = impl->adam;
+  load("adam.m." + std::string(tensor_names::item_emb), a.m_emb);
+  load("adam.v." + std::string(tensor_names::item_emb), a.v_emb);
+  load("adam.m." + std::string(tensor_names::bilinear), a.m_bil);
+  load("adam.v." + std::string(tensor_names::bilinear), a.v_bil);
+  if (config.hyper_parameters.capsule.relu_layer) {
+    load("adam.m." + std::string(tensor_names::relu_weight), a.m_rw);
+    load("adam.v." + std::string(tensor_names::relu_weight), a.v_rw);
+    load("adam.m." + std::string(tensor_names::relu_bias), a.m_rb);
+    load("adam.v." + std::string(tensor_names::relu_bias), a.v_rb);
+  }
+  const auto rng = f.at("trainer.rng", path).values<int64_t>();
+  if (rng.size() != 6) throw FormatError(path + ": tensor 'trainer.rng' must hold 6 values");
+  std::array<uint64_t, 6> st;
+  for (int i = 0; i < 6; ++i) st[i] = static_cast<uint64_t>(rng[i]);
+  impl->rng.set_state(st);
+  return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
+}
+
+const MindWeights& Trainer::weights() const { return impl_->weights; }
+const Config& Trainer::config() const { return impl_->config; }
+int Trainer::epochs_done() const { return impl_->epochs_done; }
+int64_t Trainer::steps_done() const { return impl_->steps_done; }
+
+}  // namespace mindrec
