@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "mindrec/cpu/train_step.hpp"
@@ -144,6 +145,48 @@ AdamOptimizer::AdamOptimizer(const MindWeights& w, double learning_rate, bool la
   v_rw.assign(w.relu_weight.size(), 0.f);
   m_rb.assign(w.relu_bias.size(), 0.f);
   v_rb.assign(w.relu_bias.size(), 0.f);
+  row_step_.assign(size_t(w.config.item_count), 0);
+  moving_.assign(size_t(w.config.item_count), 0);
+}
+
+void AdamOptimizer::catch_up(int64_t row, int64_t D, int64_t upto) {
+  const int64_t gap = upto - row_step_[size_t(row)];
+  if (gap <= 0) return;
+  // gap zero-gradient steps: the moments only decay (the weights did not move; see class doc).
+  const float f1 = static_cast<float>(std::pow(0.9, double(gap)));
+  const float f2 = static_cast<float>(std::pow(0.999, double(gap)));
+  float* m = m_emb.data() + size_t(row) * D;
+  float* v = v_emb.data() + size_t(row) * D;
+  for (int64_t i = 0; i < D; ++i) m[i] *= f1, v[i] *= f2;
+  row_step_[size_t(row)] = upto;
+}
+
+void AdamOptimizer::materialize(int threads) {
+  if (lazy) return;
+  const int64_t N = static_cast<int64_t>(row_step_.size());
+  const int64_t D = N ? static_cast<int64_t>(m_emb.size()) / N : 0;
+  const int nt = resolve_threads(threads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t r = 1; r < N; ++r)
+    if (!moving_[size_t(r)]) catch_up(r, D, t_);
+}
+
+std::vector<int64_t> AdamOptimizer::moving_row_ids() const {
+  std::vector<int64_t> ids;
+  for (size_t r = 0; r < moving_.size(); ++r)
+    if (moving_[r]) ids.push_back(static_cast<int64_t>(r));
+  return ids;
+}
+
+void AdamOptimizer::restore_parking(const std::vector<int64_t>& moving_ids) {
+  std::fill(moving_.begin(), moving_.end(), uint8_t(0));
+  for (int64_t r : moving_ids) {
+    if (r < 1 || r >= static_cast<int64_t>(moving_.size()))
+      throw FormatError("checkpoint: moving row id " + std::to_string(r) + " is out of range");
+    moving_[size_t(r)] = 1;
+  }
+  std::fill(row_step_.begin(), row_step_.end(), t_);
+  moving_rows_ = static_cast<int64_t>(moving_ids.size());
 }
 
 void AdamOptimizer::step(MindWeights& w, const std::vector<int64_t>& rows, const float* row_grads,
@@ -169,31 +212,34 @@ void AdamOptimizer::step(MindWeights& w, const std::vector<int64_t>& rows, const
     }
     return;
   }
-  // Dense: every row but the padding row 0; runs of untouched rows in one call.
+  // Dense: every row but the padding row 0 that is moving or has a gradient.
   const int64_t N = w.config.item_count;
-  constexpr int64_t kChunk = 1024;
-  const int64_t chunks = (N + kChunk - 1) / kChunk;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    int64_t r = std::max<int64_t>(1, c * kChunk);
-    const int64_t end = std::min(N, (c + 1) * kChunk);
-    while (r < end) {
-      const int32_t slot = slot_of[size_t(r)];
-      if (slot >= 0) {
-        const size_t off = size_t(r) * D;
-        adam_update(w.item_emb.data() + off, m_emb.data() + off, v_emb.data() + off,
-                    row_grads + size_t(slot) * D, size_t(D), s);
-        ++r;
-        continue;
-      }
-      int64_t run = r;
-      while (run < end && slot_of[size_t(run)] < 0) ++run;
-      const size_t off = size_t(r) * D;
-      adam_update(w.item_emb.data() + off, m_emb.data() + off, v_emb.data() + off, nullptr,
-                  size_t(run - r) * D, s);
-      r = run;
+  const AdamStep next = AdamStep::at(lr, t_ + 1);
+  const bool may_park = t_ >= 10;  // the geometric decay bound holds from step 10 on
+  int64_t moving = 0;
+#pragma omp parallel for num_threads(nt) schedule(static, 4096) reduction(+ : moving) if (nt > 1)
+  for (int64_t r = 1; r < N; ++r) {
+    const int32_t slot = slot_of[size_t(r)];
+    if (slot < 0 && !moving_[size_t(r)]) continue;  // parked or never touched: exact no-op
+    const size_t off = size_t(r) * D;
+    float* wr = w.item_emb.data() + off;
+    float* m = m_emb.data() + off;
+    float* v = v_emb.data() + off;
+    if (!moving_[size_t(r)]) catch_up(r, D, t_ - 1);  // parked: decay moments to step t-1
+    adam_update(wr, m, v, slot >= 0 ? row_grads + size_t(slot) * D : nullptr, size_t(D), s);
+    row_step_[size_t(r)] = t_;
+    bool park = may_park;
+    for (int64_t i = 0; park && i < D; ++i) {
+      const float next_update = next.lr_t * (next.beta1 * std::abs(m[i])) /
+                                (std::sqrt(next.beta2 * v[i]) + next.eps_t);
+      const float a = std::abs(wr[i]);
+      const float spacing = std::nextafter(a, std::numeric_limits<float>::infinity()) - a;
+      park = next_update < 0.25f * spacing;
     }
+    moving_[size_t(r)] = park ? 0 : 1;
+    moving += park ? 0 : 1;
   }
+  moving_rows_ = moving;
 }
 
 // ---------------------------------------------------------------- Trainer
@@ -301,6 +347,7 @@ EpochStats Trainer::train_epoch(const std::function<void(const TrainProgress&)>&
       progress(p);
     }
   }
+  s.adam.materialize(s.threads);  // epoch boundary: checkpoints resume bit-exactly from here
   ++s.epochs_done;
   EpochStats st;
   st.epoch = s.epochs_done;
@@ -310,8 +357,9 @@ EpochStats Trainer::train_epoch(const std::function<void(const TrainProgress&)>&
   return st;
 }
 
-void Trainer::save_checkpoint(const std::string& path) const {
-  const Impl& s = *impl_;
+void Trainer::save_checkpoint(const std::string& path) {
+  Impl& s = *impl_;
+  s.adam.materialize(s.threads);
   SafetensorsFile f = detail::weights_to_file(s.weights);
   f.metadata["format"] = kCheckpointFormat;
   f.metadata["mindrec.trainer"] = nlohmann::json{{"epochs_done", s.epochs_done},
@@ -332,6 +380,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
     f.tensors["adam.m." + std::string(tensor_names::relu_bias)] = Tensor::from_f32(shape_of(tensor_names::relu_bias), s.adam.m_rb);
     f.tensors["adam.v." + std::string(tensor_names::relu_bias)] = Tensor::from_f32(shape_of(tensor_names::relu_bias), s.adam.v_rb);
   }
+  std::vector<int64_t> moving = s.adam.moving_row_ids();
+  f.tensors["adam.moving_rows"] = Tensor::from_i64({int64_t(moving.size())}, moving);
   const auto st = s.rng.state();
   std::vector<int64_t> rng(st.begin(), st.end());
   f.tensors["trainer.rng"] = Tensor::from_i64({int64_t(rng.size())}, rng);
@@ -378,6 +428,7 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& path, Config config,
     load("adam.m." + std::string(tensor_names::relu_bias), a.m_rb);
     load("adam.v." + std::string(tensor_names::relu_bias), a.v_rb);
   }
+  a.restore_parking(f.at("adam.moving_rows", path).values<int64_t>());
   const auto rng = f.at("trainer.rng", path).values<int64_t>();
   if (rng.size() != 6) throw FormatError(path + ": tensor 'trainer.rng' must hold 6 values");
   std::array<uint64_t, 6> st;

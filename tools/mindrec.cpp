@@ -1,17 +1,23 @@
 // `mindrec`: the command-line front end of the library.
 //   mindrec init  --config C.yaml --out W.safetensors [--seed S]
 //   mindrec infer --config C.yaml --weights W.safetensors --data VALID --out U.npy
+//   mindrec train --config C.yaml [--out DIR] [--resume CKPT] [--no-eval]
+//   mindrec eval  --config C.yaml --weights W.safetensors --data VALID [--topk 20,50] [--json F]
 // Every error ends the program with one line "mindrec: error: ..." and a non-zero status.
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <optional>
 #include <vector>
 
+#include "mindrec/detail/file_util.hpp"
 #include "mindrec/mindrec.hpp"
+#include "train_report.hpp"
 
 namespace {
 
@@ -95,6 +101,140 @@ int run_infer(const InferArgs& a) {
   return 0;
 }
 
+struct TrainArgs {
+  std::string config, out, resume;
+  bool no_eval = false;
+};
+
+struct EvalArgs {
+  std::string config, weights, data, json;
+  std::vector<int> topk = {20, 50};
+  bool compat = false;
+  int threads = -1;
+};
+
+mindrec::EvalOptions eval_options(const mindrec::Config& cfg, std::vector<int> topk, bool compat,
+                                  int threads) {
+  mindrec::EvalOptions o;
+  o.topk = std::move(topk);
+  o.paddlerec_compat = compat;
+  o.batch_size = cfg.runner.infer_batch_size;
+  o.threads = threads >= 0 ? threads : cfg.runner.threads;
+  return o;
+}
+
+void progress_line(const mindrec::TrainProgress& p, bool tty, int print_interval) {
+  if (tty) {
+    const int width = 30;
+    const int done = static_cast<int>(width * p.batch / std::max<int64_t>(1, p.batches));
+    std::string bar(done, '=');
+    if (done < width) bar += '>' + std::string(width - done - 1, ' ');
+    std::fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld | %.0f samples/s | loss %.4f | ETA %.0fs   ",
+                 p.epoch, p.epochs, bar.c_str(), static_cast<long long>(p.batch),
+                 static_cast<long long>(p.batches), p.samples_per_s, p.loss, p.eta_s);
+    if (p.batch == p.batches) std::fprintf(stderr, "\n");
+  } else if (p.batch % print_interval == 0 || p.batch == p.batches) {
+    std::fprintf(stderr, "epoch %d/%d batch %lld/%lld loss %.4f samples/s %.0f eta %.0fs\n",
+                 p.epoch, p.epochs, static_cast<long long>(p.batch),
+                 static_cast<long long>(p.batches), p.loss, p.samples_per_s, p.eta_s);
+  }
+}
+
+int run_train(const TrainArgs& a) {
+  namespace fs = std::filesystem;
+  const mindrec::Config cfg = mindrec::load_config(a.config);
+  const auto& hp = cfg.hyper_parameters;
+  if (cfg.runner.train_data_dir.empty())
+    throw mindrec::ConfigError(a.config + ": runner.train_data_dir is not set");
+  const std::string out = a.out.empty() ? cfg.runner.model_save_path : a.out;
+  fs::create_directories(out);
+  const mindrec::ClickLog log = mindrec::read_train_data(cfg.runner.train_data_dir, hp.item_count);
+  std::unique_ptr<mindrec::EvalSet> valid;
+  if (!a.no_eval && !cfg.runner.test_data_dir.empty())
+    valid = std::make_unique<mindrec::EvalSet>(mindrec::read_eval_data(cfg.runner.test_data_dir, hp.item_count));
+  std::printf("training on %lld clicks of %lld users (%s); %d epochs x %d batches of %d, "
+              "%d negatives, lr %g, %s Adam, %d thread(s)\n",
+              static_cast<long long>(log.num_clicks()), static_cast<long long>(log.num_users()),
+              cfg.runner.train_data_dir.c_str(), cfg.runner.epochs, cfg.runner.batches_per_epoch,
+              cfg.runner.train_batch_size, hp.neg_samples, hp.optimizer.learning_rate,
+              hp.optimizer.lazy ? "lazy" : "dense", mindrec::resolve_threads(cfg.runner.threads));
+
+  std::unique_ptr<mindrec::Trainer> trainer;
+  std::vector<mindrec::tools::EpochRow> rows;
+  const std::string csv = out + "/metrics.csv";
+  if (!a.resume.empty()) {
+    trainer = mindrec::Trainer::resume(a.resume, cfg, log);
+    rows = mindrec::tools::read_csv(csv, trainer->epochs_done());
+    std::printf("resumed from %s after epoch %d (step %lld)\n", a.resume.c_str(),
+                trainer->epochs_done(), static_cast<long long>(trainer->steps_done()));
+  } else {
+    trainer = std::make_unique<mindrec::Trainer>(cfg, log, mindrec::init_weights(hp, cfg.runner.seed));
+  }
+  double best = -1;
+  for (const auto& r : rows)
+    if (r.has_eval) best = std::max(best, r.recall50);
+  const bool tty = ::isatty(2) != 0;
+  while (trainer->epochs_done() < cfg.runner.epochs) {
+    const auto st = trainer->train_epoch([&](const mindrec::TrainProgress& p) {
+      progress_line(p, tty, cfg.runner.print_interval);
+    });
+    mindrec::tools::EpochRow row;
+    row.epoch = st.epoch;
+    row.loss = st.loss;
+    row.seconds = st.seconds;
+    row.samples_per_s = st.samples_per_s;
+    trainer->save_checkpoint(out + "/checkpoint.safetensors");
+    mindrec::save_weights(out + "/last.safetensors", trainer->weights());
+    std::string line = "epoch " + std::to_string(st.epoch) + ": loss " + std::to_string(st.loss) +
+                       ", " + std::to_string(static_cast<long long>(st.samples_per_s)) +
+                       " samples/s, " + std::to_string(st.seconds) + " s";
+    if (valid) {
+      mindrec::MindModel model(trainer->weights());
+      const auto rep = mindrec::evaluate(model, *valid, eval_options(cfg, {20, 50}, false, -1));
+      row.has_eval = true;
+      row.recall20 = rep.metrics[0].recall;
+      row.ndcg20 = rep.metrics[0].ndcg;
+      row.hitrate20 = rep.metrics[0].hitrate;
+      row.recall50 = rep.metrics[1].recall;
+      row.ndcg50 = rep.metrics[1].ndcg;
+      row.hitrate50 = rep.metrics[1].hitrate;
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "; valid Recall@50 %.4f%% NDCG@50 %.4f%% HitRate@50 %.4f%%",
+                    100 * row.recall50, 100 * row.ndcg50, 100 * row.hitrate50);
+      line += buf;
+      if (row.recall50 > best) {
+        best = row.recall50;
+        mindrec::save_weights(out + "/best.safetensors", trainer->weights());
+        line += " (best so far)";
+      }
+    }
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+    rows.push_back(row);
+    mindrec::tools::write_csv(csv, rows);
+    mindrec::tools::write_svg(out + "/metrics.svg", rows, "mindrec train: " + a.config);
+  }
+  std::printf("wrote %s/{last,checkpoint%s}.safetensors, metrics.csv, metrics.svg\n", out.c_str(),
+              valid ? ",best" : "");
+  return 0;
+}
+
+int run_eval(const EvalArgs& a) {
+  const mindrec::Config cfg = mindrec::load_config(a.config);
+  const auto& mc = cfg.hyper_parameters;
+  mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
+  const mindrec::EvalSet set = mindrec::read_eval_data(a.data, mc.item_count);
+  const auto rep = mindrec::evaluate(model, set, eval_options(cfg, a.topk, a.compat, a.threads));
+  std::printf("%s%s", a.compat ? "(PaddleRec-compatible counting)\n" : "", rep.table().c_str());
+  std::printf("evaluated in %.2f s (exact search over %lld items)\n", rep.seconds,
+              static_cast<long long>(mc.item_count));
+  if (!a.json.empty()) {
+    mindrec::detail::write_file_atomic(a.json, [&](std::ostream& o) { o << rep.to_json() << "\n"; });
+    std::printf("wrote %s\n", a.json.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,11 +261,30 @@ int main(int argc, char** argv) {
   cf->add_option("--out", infer.out, "output .npy, float32 [users, max_k, hidden_size]")->required();
   cf->add_option("--threads", infer.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  TrainArgs train;
+  auto* ct = app.add_subcommand("train", "train MIND on runner.train_data_dir (checkpoints each epoch)");
+  ct->add_option("--config", train.config, "YAML config")->required()->check(CLI::ExistingFile);
+  ct->add_option("--out", train.out, "output folder (default runner.model_save_path)");
+  ct->add_option("--resume", train.resume, "continue from this checkpoint.safetensors")->check(CLI::ExistingFile);
+  ct->add_flag("--no-eval", train.no_eval, "skip the per-epoch evaluation on runner.test_data_dir");
+
+  EvalArgs ev;
+  auto* ce = app.add_subcommand("eval", "Recall/NDCG/HitRate with exact retrieval over all items");
+  ce->add_option("--config", ev.config, "YAML config")->required()->check(CLI::ExistingFile);
+  ce->add_option("--weights", ev.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
+  ce->add_option("--data", ev.data, "validation/test file or folder")->required()->check(CLI::ExistingPath);
+  ce->add_option("--topk", ev.topk, "list sizes N, comma-separated")->delimiter(',')->check(CLI::PositiveNumber);
+  ce->add_flag("--paddlerec-compat", ev.compat, "count as PaddleRec's infer.py does (GT cut to 20, users+1, drop last batch)");
+  ce->add_option("--json", ev.json, "also write the metrics as JSON here");
+  ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
+
   CLI11_PARSE(app, argc, argv);
   mindrec::set_log_level(verbose ? mindrec::LogLevel::info : mindrec::LogLevel::warn);
   try {
     if (*ci) return run_init(init);
     if (*cf) return run_infer(infer);
+    if (*ct) return run_train(train);
+    if (*ce) return run_eval(ev);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mindrec: error: %s\n", e.what());
     return 1;

@@ -86,9 +86,18 @@ struct AdamStep {
 void adam_update(float* w, float* m, float* v, const float* g, size_t n, const AdamStep& s);
 
 /// Adam over all of MIND's trainable tensors. Dense (default, as PaddleRec): every row of
-/// item_emb gets its moments decayed and its update each step, touched or not. Lazy
+/// item_emb has its moments decayed and its update applied each step, touched or not. Lazy
 /// (hyper_parameters.optimizer.lazy): only rows with a gradient in the batch are updated, as
 /// TensorFlow's LazyAdam; cheaper on big tables, not the same trajectory. Row 0 never changes.
+///
+/// How dense stays fast: a row that got no gradient keeps moving by momentum, but its update
+/// lr_t·β1^j·m/(√(β2^j v)+ε_t) shrinks geometrically (by at least 0.944 per step from step 10
+/// on: β1/√β2 times the bias-correction growth). Once the next update of every element of the
+/// row is below a quarter of the float spacing at its weight, every later zero-gradient
+/// update rounds to a no-op, so the row is "parked": its weights are exactly what dense float
+/// Adam would hold, and its moments (which only decay) are brought forward in closed form,
+/// m·β1^j and v·β2^j, when the row is touched again or a checkpoint is written. Each step then
+/// touches only the rows still moving instead of all N·D parameters.
 class AdamOptimizer {
  public:
   AdamOptimizer(const MindWeights& w, double learning_rate, bool lazy);
@@ -97,12 +106,25 @@ class AdamOptimizer {
             const std::vector<int32_t>& slot_of, const float* d_bilinear,
             const float* d_relu_weight, const float* d_relu_bias, int threads);
   int64_t steps() const { return t_; }
+  /// Brings the moments of parked rows up to the current step (before reading m_emb/v_emb).
+  void materialize(int threads = 0);
+  /// Rows updated in the last step (dense mode), for diagnostics and benchmarks.
+  int64_t moving_rows() const { return moving_rows_; }
+  /// Rows not parked (checkpoint state); restore_parking() sets it back after materialize().
+  std::vector<int64_t> moving_row_ids() const;
+  void restore_parking(const std::vector<int64_t>& moving_ids);
 
   // State, for checkpoints (same shapes as the weights).
   std::vector<float> m_emb, v_emb, m_bil, v_bil, m_rw, v_rw, m_rb, v_rb;
   int64_t t_ = 0;
   double lr;
   bool lazy;
+
+ private:
+  void catch_up(int64_t row, int64_t dim, int64_t upto);
+  std::vector<int64_t> row_step_;  ///< step up to which a row's moments are current
+  std::vector<uint8_t> moving_;    ///< 1: updated every step; 0: parked or never touched
+  int64_t moving_rows_ = 0;
 };
 
 struct TrainProgress {
@@ -138,7 +160,7 @@ class Trainer {
   EpochStats train_epoch(const std::function<void(const TrainProgress&)>& progress = {});
 
   /// Weights, Adam state, generator state and counters, written atomically (safetensors).
-  void save_checkpoint(const std::string& path) const;
+  void save_checkpoint(const std::string& path);
 
   const MindWeights& weights() const;
   const Config& config() const;

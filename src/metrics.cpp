@@ -1,0 +1,195 @@
+#include "mindrec/metrics.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+#include "mindrec/detail/eigen.hpp"
+#include "mindrec/error.hpp"
+
+namespace mindrec {
+
+namespace {
+// (score, id) ordering: larger score first, then smaller id.
+inline bool better(float sa, int64_t ia, float sb, int64_t ib) {
+  return sa > sb || (sa == sb && ia < ib);
+}
+}  // namespace
+
+void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
+                int64_t* ids, float* scores, int threads) {
+  MINDREC_EXPECTS(nb >= 0 && nq >= 0 && d >= 1 && k >= 1, "exact_topk: bad sizes");
+  constexpr int64_t kQueryBlock = 64, kBaseBlock = 4096;
+  const int64_t qblocks = (nq + kQueryBlock - 1) / kQueryBlock;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), qblocks)));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    detail::MatR<float> block;
+    // Per query: a min-heap of (score, id) of size <= k, worst on top.
+    std::vector<std::vector<std::pair<float, int64_t>>> heaps(kQueryBlock);
+    auto worse_first = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+      return better(a.first, a.second, b.first, b.second);
+    };
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t qb = 0; qb < qblocks; ++qb) {
+      const int64_t q0 = qb * kQueryBlock, qn = std::min(kQueryBlock, nq - q0);
+      for (int64_t i = 0; i < qn; ++i) heaps[i].clear();
+      detail::MapConstMat<float> Q(queries + q0 * d, qn, d);
+      for (int64_t b0 = 0; b0 < nb; b0 += kBaseBlock) {
+        const int64_t bn = std::min(kBaseBlock, nb - b0);
+        block.resize(qn, bn);
+        block.noalias() = Q * detail::MapConstMat<float>(base + b0 * d, bn, d).transpose();
+        for (int64_t i = 0; i < qn; ++i) {
+          auto& h = heaps[i];
+          const float* row = block.data() + i * bn;
+          for (int64_t j = 0; j < bn; ++j) {
+            const float s = row[j];
+            if (int(h.size()) < k) {
+              h.emplace_back(s, b0 + j);
+              std::push_heap(h.begin(), h.end(), worse_first);
+            } else if (better(s, b0 + j, h.front().first, h.front().second)) {
+              std::pop_heap(h.begin(), h.end(), worse_first);
+              h.back() = {s, b0 + j};
+              std::push_heap(h.begin(), h.end(), worse_first);
+            }
+          }
+        }
+      }
+      for (int64_t i = 0; i < qn; ++i) {
+        auto& h = heaps[i];
+        std::sort(h.begin(), h.end(), worse_first);  // best first
+        for (int j = 0; j < k; ++j) {
+          const bool have = j < int(h.size());
+          ids[(q0 + i) * k + j] = have ? h[j].second : -1;
+          scores[(q0 + i) * k + j] = have ? h[j].first : -std::numeric_limits<float>::infinity();
+        }
+      }
+    }
+  }
+}
+
+int merge_interests(const int64_t* ids, const float* scores, int num_interests, int per_interest,
+                    int topn, int64_t* out) {
+  const int total = num_interests * per_interest;
+  std::vector<int> order(total);
+  for (int i = 0; i < total; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return better(scores[a], ids[a], scores[b], ids[b]);
+  });
+  int n = 0;
+  for (int i : order) {
+    if (n >= topn) break;
+    const int64_t id = ids[i];
+    if (id <= 0) continue;
+    if (std::find(out, out + n, id) != out + n) continue;
+    out[n++] = id;
+  }
+  return n;
+}
+
+Metrics user_metrics(const int64_t* retrieved, int n, const int64_t* gt, int64_t gt_len) {
+  Metrics m;
+  if (gt_len <= 0) return m;
+  std::unordered_set<int64_t> truth(gt, gt + gt_len);
+  int hits = 0;
+  double dcg = 0;
+  for (int r = 0; r < n; ++r)
+    if (truth.count(retrieved[r])) {
+      ++hits;
+      dcg += 1.0 / std::log2(r + 2.0);
+    }
+  double idcg = 0;
+  for (int i = 0; i < hits; ++i) idcg += 1.0 / std::log2(i + 2.0);
+  m.recall = double(hits) / double(gt_len);
+  m.hitrate = hits > 0 ? 1.0 : 0.0;
+  m.ndcg = hits > 0 ? dcg / idcg : 0.0;
+  return m;
+}
+
+std::string EvalReport::to_json() const {
+  nlohmann::ordered_json j;
+  j["users"] = users;
+  for (size_t i = 0; i < topk.size(); ++i) {
+    const std::string n = std::to_string(topk[i]);
+    j["recall@" + n] = metrics[i].recall;
+    j["ndcg@" + n] = metrics[i].ndcg;
+    j["hitrate@" + n] = metrics[i].hitrate;
+  }
+  return j.dump(2);
+}
+
+std::string EvalReport::table() const {
+  std::string s = "users: " + std::to_string(users) + "\n";
+  char line[128];
+  std::snprintf(line, sizeof line, "%6s %10s %10s %10s\n", "N", "Recall", "NDCG", "HitRate");
+  s += line;
+  for (size_t i = 0; i < topk.size(); ++i) {
+    std::snprintf(line, sizeof line, "%6d %9.4f%% %9.4f%% %9.4f%%\n", topk[i],
+                  100 * metrics[i].recall, 100 * metrics[i].ndcg, 100 * metrics[i].hitrate);
+    s += line;
+  }
+  return s;
+}
+
+EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOptions& opt) {
+  MINDREC_EXPECTS(!opt.topk.empty(), "evaluate: topk is empty");
+  for (int n : opt.topk) MINDREC_EXPECTS(n >= 1, "evaluate: every topk must be >= 1");
+  MINDREC_EXPECTS(opt.batch_size >= 1, "evaluate: batch_size must be >= 1");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto& c = model.config();
+  const int K = c.capsule.max_k, H = c.hidden_size, L = c.maxlen;
+  const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
+  int64_t U = set.num_users();
+  if (opt.paddlerec_compat) U -= U % opt.batch_size;  // drop_last
+  EvalReport rep;
+  rep.topk = opt.topk;
+  rep.metrics.assign(opt.topk.size(), Metrics{});
+  const int64_t B = 256;
+  std::vector<int64_t> hist(size_t(B) * L);
+  std::vector<int32_t> lens(B), counts(B);
+  std::vector<float> interests(size_t(B) * K * H);
+  std::vector<int64_t> ids(size_t(B) * K * maxn);
+  std::vector<float> scores(size_t(B) * K * maxn);
+  std::vector<int64_t> merged(maxn);
+  const float* emb = model.weights().item_emb.data();
+  for (int64_t first = 0; first < U; first += B) {
+    const int64_t n = std::min(B, U - first);
+    pack_histories(set.hist_offsets, set.hist_items, first, n, L, hist.data(), lens.data());
+    model.extract_interests(hist.data(), lens.data(), n, interests.data(), counts.data(), opt.threads);
+    exact_topk(emb, c.item_count, c.embedding_dim, interests.data(), n * K, maxn, ids.data(),
+               scores.data(), opt.threads);
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t u = first + b;
+      int64_t gt_len = set.eval_length(u);
+      if (opt.paddlerec_compat) gt_len = std::min<int64_t>(gt_len, 20);
+      for (size_t t = 0; t < opt.topk.size(); ++t) {
+        const int N = opt.topk[t];
+        // Per-interest top-N of the top-maxn lists (a prefix of an exact sorted list).
+        std::vector<int64_t> pid(size_t(counts[b]) * N);
+        std::vector<float> psc(size_t(counts[b]) * N);
+        for (int k = 0; k < counts[b]; ++k)
+          for (int j = 0; j < N; ++j) {
+            pid[size_t(k) * N + j] = ids[(size_t(b) * K + k) * maxn + j];
+            psc[size_t(k) * N + j] = scores[(size_t(b) * K + k) * maxn + j];
+          }
+        const int got = merge_interests(pid.data(), psc.data(), counts[b], N, N, merged.data());
+        const Metrics m = user_metrics(merged.data(), got, set.eval(u), gt_len);
+        rep.metrics[t].recall += m.recall;
+        rep.metrics[t].ndcg += m.ndcg;
+        rep.metrics[t].hitrate += m.hitrate;
+      }
+    }
+  }
+  rep.users = U;
+  const double denom = double(U) + (opt.paddlerec_compat ? 1.0 : 0.0);
+  for (auto& m : rep.metrics)
+    if (denom > 0) m.recall /= denom, m.ndcg /= denom, m.hitrate /= denom;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace mindrec

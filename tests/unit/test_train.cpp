@@ -1,0 +1,300 @@
+// Sampling, Adam and the Trainer: distributions checked with a chi-square bound, Adam on a
+// problem with a known optimum, the parked-row dense Adam against a plain dense loop, and
+// bit-for-bit determinism and resume.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "mindrec/error.hpp"
+#include "mindrec/train.hpp"
+#include "test_util.hpp"
+
+using namespace mindrec;
+
+TEST_CASE("log-uniform sampler: p_i and log_q as the spec writes them") {
+  LogUniformSampler s(1000);
+  const double ln1001 = std::log(1001.0);
+  CHECK(s.probability(0) == 0.0);
+  CHECK(s.probability(1) == doctest::Approx((std::log(3.0) - std::log(2.0)) / ln1001));
+  CHECK(s.probability(999) == doctest::Approx((std::log(1001.0) - std::log(1000.0)) / ln1001));
+  CHECK(s.probability(1000) == 0.0);
+  const double p5 = (std::log(7.0) - std::log(6.0)) / ln1001;
+  CHECK(s.log_q(5, 10) == doctest::Approx(std::log(1 - std::pow(1 + p5, -20.0))).epsilon(1e-12));
+}
+
+TEST_CASE("log-uniform sampler: single-draw frequencies pass a chi-square test") {
+  const int64_t N = 1000;
+  LogUniformSampler s(N);
+  detail::Rng rng(123);
+  const int draws = 400000;
+  std::vector<int64_t> count(N, 0);
+  for (int i = 0; i < draws; ++i) {
+    const int64_t x = s.draw(rng);
+    REQUIRE(x >= 1);
+    REQUIRE(x < N);
+    ++count[x];
+  }
+  // Expected: p_i renormalised over 1..N-1. Bins of >= 50 expected draws (tail lumped).
+  double total_p = 0;
+  for (int64_t i = 1; i < N; ++i) total_p += s.probability(i);
+  double chi2 = 0, exp_acc = 0, obs_acc = 0;
+  int bins = 0;
+  for (int64_t i = 1; i < N; ++i) {
+    exp_acc += draws * s.probability(i) / total_p;
+    obs_acc += double(count[i]);
+    if (exp_acc >= 50 || i == N - 1) {
+      chi2 += (obs_acc - exp_acc) * (obs_acc - exp_acc) / exp_acc;
+      exp_acc = obs_acc = 0;
+      ++bins;
+    }
+  }
+  const double df = bins - 1;
+  MESSAGE("chi2 = " << chi2 << " with " << df << " degrees of freedom");
+  CHECK(chi2 < df + 5 * std::sqrt(2 * df));  // about 5 standard deviations
+  CHECK(bins > 100);
+}
+
+TEST_CASE("distinct negatives: distinct, in range, scratch left clean") {
+  LogUniformSampler s(60);
+  detail::Rng rng(5);
+  std::vector<uint8_t> marks(60, 0);
+  std::vector<int64_t> out(40);
+  s.draw_distinct(rng, 40, out.data(), marks);
+  CHECK(std::set<int64_t>(out.begin(), out.end()).size() == 40);
+  for (auto x : out) CHECK((x >= 1 && x < 60));
+  for (auto m : marks) CHECK(m == 0);
+  CHECK_THROWS_AS(s.draw_distinct(rng, 60, out.data(), marks), InvalidArgument);
+}
+
+TEST_CASE("training samples follow the spec") {
+  ClickLog log;  // user 0: 3 items (never eligible); user 1: 30 items; users 2..9: 5..12 items
+  log.offsets = {0};
+  for (int u = 0; u < 10; ++u) {
+    const int m = u == 0 ? 3 : u == 1 ? 30 : 3 + u;
+    log.user_ids.push_back(100 + u);
+    for (int i = 0; i < m; ++i) log.items.push_back(1 + (u * 7 + i) % 90);
+    log.offsets.push_back(static_cast<int64_t>(log.items.size()));
+  }
+  BatchSampler sampler(log, 100, 6, 8, 10);
+  CHECK(sampler.eligible_users() == 9);
+  detail::Rng rng(1);
+  TrainingBatch b;
+  std::map<int64_t, int> target_pos_seen;
+  for (int it = 0; it < 300; ++it) {
+    sampler.next(rng, b);
+    REQUIRE(b.users.size() == 8);
+    CHECK(std::set<int64_t>(b.users.begin(), b.users.end()).size() == 8);  // without replacement
+    for (int i = 0; i < 8; ++i) {
+      const int64_t u = b.users[i];
+      CHECK(u != 0);
+      const int64_t m = log.length(u);
+      const int64_t* x = log.begin(u);
+      // find k: target = x[k] with history = the <= 6 items before it
+      int64_t k = -1;
+      for (int64_t c = 4; c < m; ++c)
+        if (x[c] == b.targets[i] && b.lengths[i] == std::min<int64_t>(c, 6) &&
+            std::equal(x + c - b.lengths[i], x + c, b.hist.begin() + i * 6))
+          k = c;
+      REQUIRE(k >= 4);
+      REQUIRE(k <= m - 1);
+      for (int l = b.lengths[i]; l < 6; ++l) CHECK(b.hist[i * 6 + l] == 0);  // right-padded
+      if (u == 1) ++target_pos_seen[k];
+    }
+    CHECK(std::set<int64_t>(b.negatives.begin(), b.negatives.end()).size() == 10);
+  }
+  CHECK(target_pos_seen.size() >= 20);  // user 1's k spreads over [4, 29]
+  CHECK(target_pos_seen.begin()->first >= 4);
+  CHECK(target_pos_seen.rbegin()->first <= 29);
+  CHECK_THROWS_AS(BatchSampler(log, 100, 6, 10, 10), InvalidArgument);  // only 9 eligible
+}
+
+TEST_CASE("Adam converges to the optimum of a quadratic") {
+  // f(w) = Σ (w_i - c_i)^2 / 2, gradient w - c, optimum w = c.
+  std::vector<float> w(16, 0.f), m(16, 0.f), v(16, 0.f), g(16), c(16);
+  for (int i = 0; i < 16; ++i) c[i] = 0.1f * float(i) - 0.7f;
+  for (int t = 1; t <= 3000; ++t) {
+    for (int i = 0; i < 16; ++i) g[i] = w[i] - c[i];
+    adam_update(w.data(), m.data(), v.data(), g.data(), 16, AdamStep::at(0.01, t));
+  }
+  for (int i = 0; i < 16; ++i) CHECK(w[i] == doctest::Approx(c[i]).epsilon(0.002).scale(1.0));
+  // First step of Adam moves every coordinate by lr (m̂/√v̂ = sign(g)).
+  std::vector<float> w1(1, 1.f), m1(1, 0.f), v1(1, 0.f), g1(1, 3.f);
+  adam_update(w1.data(), m1.data(), v1.data(), g1.data(), 1, AdamStep::at(0.05, 1));
+  CHECK(w1[0] == doctest::Approx(0.95f).epsilon(1e-6));
+}
+
+namespace {
+MindWeights quad_weights(int64_t N, int D) {
+  MindWeights w;
+  w.config.item_count = N;
+  w.config.embedding_dim = w.config.hidden_size = D;
+  w.config.maxlen = 4;
+  w.config.neg_samples = 2;
+  w.config.capsule.max_k = 2;
+  w.config.capsule.relu_layer = false;
+  w.item_emb.assign(size_t(N) * D, 0.f);
+  w.bilinear.assign(size_t(D) * D, 0.f);
+  w.routing_logits.assign(8, 0.f);
+  return w;
+}
+float target_of(int64_t r, int d) { return 0.05f * float((r * 7 + d * 3) % 11) - 0.25f; }
+}  // namespace
+
+namespace {
+// Runs AdamOptimizer for `steps` steps; rows 1..9 are touched every step and 5 random rows of
+// 10..N-1 each step (so most rows are touched rarely and park). grad(row, d, t, w) gives the
+// gradient. If `check` is set, a plain dense loop over every row runs alongside.
+template <class Grad>
+void run_adam(MindWeights& w, AdamOptimizer& opt, int steps, Grad&& grad, bool check) {
+  const int64_t N = w.config.item_count;
+  const int D = w.config.embedding_dim;
+  std::vector<float> rw(w.item_emb), rm(rw.size(), 0.f), rv(rw.size(), 0.f);
+  detail::Rng rng(3);
+  std::vector<int32_t> slot_of(N, -1);
+  std::vector<float> zeros(size_t(D) * D, 0.f);
+  int64_t min_moving = N;
+  for (int t = 1; t <= steps; ++t) {
+    std::vector<int64_t> rows;
+    for (int64_t r = 1; r < 10; ++r) rows.push_back(r);
+    while (rows.size() < 14) {
+      const int64_t r = 10 + int64_t(rng.below(N - 10));
+      if (std::find(rows.begin(), rows.end(), r) == rows.end()) rows.push_back(r);
+    }
+    std::vector<float> grads(rows.size() * D);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      slot_of[rows[i]] = int32_t(i);
+      for (int d = 0; d < D; ++d) grads[i * D + d] = grad(rows[i], d, t, w.item_emb[rows[i] * D + d]);
+    }
+    opt.step(w, rows, grads.data(), slot_of, zeros.data(), nullptr, nullptr, 2);
+    min_moving = std::min(min_moving, opt.moving_rows());
+    if (check) {
+      const AdamStep s = AdamStep::at(opt.lr, t);
+      std::vector<float> g(D);
+      for (int64_t r = 1; r < N; ++r) {
+        const int32_t sl = slot_of[r];
+        for (int d = 0; d < D; ++d) g[d] = sl >= 0 ? grads[sl * D + d] : 0.f;
+        adam_update(rw.data() + r * D, rm.data() + r * D, rv.data() + r * D,
+                    sl >= 0 ? g.data() : nullptr, D, s);
+      }
+    }
+    for (auto r : rows) slot_of[r] = -1;
+  }
+  for (int d = 0; d < D; ++d) CHECK(w.item_emb[d] == 0.f);  // padding row untouched
+  if (check) {
+    CHECK(min_moving < N / 2);  // parking happened
+    opt.materialize();
+    int bitwise = 0;
+    float max_diff = 0;
+    for (size_t i = D; i < rw.size(); ++i) {
+      bitwise += w.item_emb[i] == rw[i];
+      max_diff = std::max(max_diff, std::abs(w.item_emb[i] - rw[i]));
+      // 1e-6: a ten-thousandth of one step (lr = 0.01); float rounding of the moments'
+      // closed-form decay (pow) against 1500 repeated multiplications stays far below it.
+      REQUIRE(std::abs(w.item_emb[i] - rw[i]) <= 1e-6f);
+      REQUIRE(opt.m_emb[i] == doctest::Approx(rm[i]).epsilon(1e-5).scale(1e-12));
+      REQUIRE(opt.v_emb[i] == doctest::Approx(rv[i]).epsilon(1e-5).scale(1e-14));
+    }
+    MESSAGE(bitwise << " of " << rw.size() - D << " weights bitwise equal to plain dense Adam; "
+                    "largest difference " << max_diff);
+  }
+}
+}  // namespace
+
+TEST_CASE("dense Adam with parked rows computes what a plain dense loop computes") {
+  // Gradients independent of the weights, so the two trajectories can differ only by the
+  // rounding of the closed-form moment decay.
+  MindWeights w = quad_weights(200, 8);
+  AdamOptimizer opt(w, 0.01, false);
+  run_adam(w, opt, 1500, [](int64_t r, int d, int t, float) {
+    return 0.01f * std::sin(0.37f * float(r * 8 + d) + 0.11f * float(t));
+  }, true);
+}
+
+TEST_CASE("dense and lazy Adam optimise item rows to a known optimum") {
+  for (const bool lazy : {false, true}) {
+    CAPTURE(lazy);
+    MindWeights w = quad_weights(200, 8);
+    AdamOptimizer opt(w, 0.01, lazy);
+    run_adam(w, opt, 1500, [](int64_t r, int d, int, float wv) { return wv - target_of(r, d); }, false);
+    for (int64_t r = 1; r < 10; ++r)  // rows touched every step reach their optimum
+      for (int d = 0; d < 8; ++d)
+        CHECK(w.item_emb[r * 8 + d] == doctest::Approx(target_of(r, d)).epsilon(0.01).scale(1.0));
+  }
+}
+
+namespace {
+Config small_training_config(bool lazy, int threads) {
+  Config cfg;
+  auto& hp = cfg.hyper_parameters;
+  hp.item_count = 120;
+  hp.embedding_dim = hp.hidden_size = 8;
+  hp.maxlen = 5;
+  hp.neg_samples = 12;
+  hp.capsule.max_k = 3;
+  hp.optimizer.learning_rate = 0.01;
+  hp.optimizer.lazy = lazy;
+  cfg.runner.train_batch_size = 16;
+  cfg.runner.batches_per_epoch = 15;
+  cfg.runner.epochs = 3;
+  cfg.runner.seed = 77;
+  cfg.runner.threads = threads;
+  return cfg;
+}
+ClickLog small_log() {
+  ClickLog log;
+  log.offsets = {0};
+  for (int u = 0; u < 60; ++u) {
+    log.user_ids.push_back(u);
+    const int m = 5 + u % 17;
+    for (int i = 0; i < m; ++i) log.items.push_back(1 + ((u % 4) * 30 + i * 5 + u) % 119);
+    log.offsets.push_back(static_cast<int64_t>(log.items.size()));
+  }
+  return log;
+}
+}  // namespace
+
+TEST_CASE("same seed and threads: the same loss curve bit for bit; the loss falls") {
+  const ClickLog log = small_log();
+  for (const bool lazy : {false, true}) {
+    const Config cfg = small_training_config(lazy, 2);
+    Trainer a(cfg, log, init_weights(cfg.hyper_parameters, 1));
+    Trainer b(cfg, log, init_weights(cfg.hyper_parameters, 1));
+    std::vector<double> la, lb;
+    for (int i = 0; i < 40; ++i) la.push_back(a.step()), lb.push_back(b.step());
+    CHECK(la == lb);
+    CHECK(a.weights().item_emb == b.weights().item_emb);
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; ++i) first += la[i], last += la[35 + i];
+    CHECK(last < first);
+  }
+}
+
+TEST_CASE("resume from a checkpoint continues exactly") {
+  const ClickLog log = small_log();
+  test::TempDir tmp;
+  for (const bool lazy : {false, true}) {
+    const Config cfg = small_training_config(lazy, 2);
+    Trainer straight(cfg, log, init_weights(cfg.hyper_parameters, 9));
+    const double e1 = straight.train_epoch().loss;
+    const double e2 = straight.train_epoch().loss;
+    Trainer first(cfg, log, init_weights(cfg.hyper_parameters, 9));
+    CHECK(first.train_epoch().loss == e1);
+    first.save_checkpoint(tmp.file("ck.safetensors"));
+    auto resumed = Trainer::resume(tmp.file("ck.safetensors"), cfg, log);
+    CHECK(resumed->epochs_done() == 1);
+    CHECK(resumed->steps_done() == 15);
+    CHECK(resumed->train_epoch().loss == e2);
+    CHECK(resumed->weights().item_emb == straight.weights().item_emb);
+    CHECK(resumed->weights().bilinear == straight.weights().bilinear);
+  }
+  // A weights file is not a checkpoint; a checkpoint of another model is refused.
+  const Config cfg = small_training_config(false, 1);
+  save_weights(tmp.file("w.safetensors"), init_weights(cfg.hyper_parameters, 1));
+  CHECK_THROWS_WITH_AS(Trainer::resume(tmp.file("w.safetensors"), cfg, log),
+                       doctest::Contains("not a mindrec training checkpoint"), FormatError);
+  Config other = cfg;
+  other.hyper_parameters.capsule.max_k = 2;
+  CHECK_THROWS_AS(Trainer::resume(tmp.file("ck.safetensors"), other, log), ConfigError);
+}

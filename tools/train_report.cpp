@@ -1,0 +1,135 @@
+#include "train_report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "mindrec/detail/file_util.hpp"
+#include "mindrec/error.hpp"
+
+namespace mindrec::tools {
+
+static const char* kHeader =
+    "epoch,loss,seconds,samples_per_s,recall@20,ndcg@20,hitrate@20,recall@50,ndcg@50,hitrate@50";
+
+void write_csv(const std::string& path, const std::vector<EpochRow>& rows) {
+  detail::write_file_atomic(path, [&](std::ostream& out) {
+    out << kHeader << '\n';
+    char buf[512];
+    for (const auto& r : rows) {
+      std::snprintf(buf, sizeof buf, "%d,%.6f,%.3f,%.1f", r.epoch, r.loss, r.seconds, r.samples_per_s);
+      out << buf;
+      if (r.has_eval) {
+        std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", r.recall20, r.ndcg20,
+                      r.hitrate20, r.recall50, r.ndcg50, r.hitrate50);
+        out << buf;
+      } else {
+        out << ",,,,,,";
+      }
+      out << '\n';
+    }
+  });
+}
+
+std::vector<EpochRow> read_csv(const std::string& path, int max_epoch) {
+  std::vector<EpochRow> rows;
+  std::ifstream in(path);
+  if (!in) return rows;
+  std::string line;
+  std::getline(in, line);
+  if (line != kHeader) return rows;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) f.push_back(cell);
+    while (f.size() < 10) f.emplace_back();
+    EpochRow r;
+    try {
+      r.epoch = std::stoi(f[0]);
+      r.loss = std::stod(f[1]);
+      r.seconds = std::stod(f[2]);
+      r.samples_per_s = std::stod(f[3]);
+      if (!f[4].empty()) {
+        r.has_eval = true;
+        r.recall20 = std::stod(f[4]);
+        r.ndcg20 = std::stod(f[5]);
+        r.hitrate20 = std::stod(f[6]);
+        r.recall50 = std::stod(f[7]);
+        r.ndcg50 = std::stod(f[8]);
+        r.hitrate50 = std::stod(f[9]);
+      }
+    } catch (const std::exception&) {
+      throw FormatError(path + ": malformed line '" + line + "'");
+    }
+    if (r.epoch <= max_epoch) rows.push_back(r);
+  }
+  return rows;
+}
+
+void write_svg(const std::string& path, const std::vector<EpochRow>& rows, const std::string& title) {
+  const double W = 720, Hh = 420, left = 70, right = 70, top = 50, bottom = 60;
+  const double pw = W - left - right, ph = Hh - top - bottom;
+  const int e0 = rows.empty() ? 0 : rows.front().epoch, e1 = rows.empty() ? 1 : rows.back().epoch;
+  double lmin = 1e300, lmax = -1e300, rmax = 0;
+  bool any_eval = false;
+  for (const auto& r : rows) {
+    lmin = std::min(lmin, r.loss);
+    lmax = std::max(lmax, r.loss);
+    if (r.has_eval) any_eval = true, rmax = std::max(rmax, r.recall50);
+  }
+  if (rows.empty()) lmin = 0, lmax = 1;
+  if (lmax - lmin < 1e-12) lmax = lmin + 1;
+  const double lpad = 0.05 * (lmax - lmin);
+  lmin -= lpad;
+  lmax += lpad;
+  if (rmax <= 0) rmax = 1;
+  rmax *= 1.1;
+  auto x = [&](int e) { return left + (e1 == e0 ? pw / 2 : pw * double(e - e0) / double(e1 - e0)); };
+  auto yl = [&](double v) { return top + ph * (1 - (v - lmin) / (lmax - lmin)); };
+  auto yr = [&](double v) { return top + ph * (1 - v / rmax); };
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(2);
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << Hh
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    << "<text x=\"" << W / 2 << "\" y=\"25\" text-anchor=\"middle\" font-size=\"15\">" << title << "</text>\n"
+    << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
+    << "\" fill=\"none\" stroke=\"#444\"/>\n";
+  for (int i = 0; i <= 4; ++i) {  // grid and tick labels
+    const double v = lmin + (lmax - lmin) * i / 4, y = yl(v);
+    s << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << y << "\" y2=\"" << y
+      << "\" stroke=\"#ddd\"/>\n<text x=\"" << left - 6 << "\" y=\"" << y + 4
+      << "\" text-anchor=\"end\" fill=\"#1f77b4\">" << v << "</text>\n";
+    if (any_eval)
+      s << "<text x=\"" << left + pw + 6 << "\" y=\"" << y + 4 << "\" fill=\"#d62728\">"
+        << 100 * rmax * i / 4 << "%</text>\n";
+  }
+  const int step = std::max(1, (e1 - e0) / 10);
+  for (int e = e0; e <= e1; e += step)
+    s << "<text x=\"" << x(e) << "\" y=\"" << top + ph + 18 << "\" text-anchor=\"middle\">" << e << "</text>\n";
+  s << "<text x=\"" << left + pw / 2 << "\" y=\"" << Hh - 15 << "\" text-anchor=\"middle\">epoch</text>\n"
+    << "<text x=\"18\" y=\"" << top + ph / 2 << "\" transform=\"rotate(-90 18 " << top + ph / 2
+    << ")\" text-anchor=\"middle\" fill=\"#1f77b4\">training loss</text>\n";
+  if (any_eval)
+    s << "<text x=\"" << W - 15 << "\" y=\"" << top + ph / 2 << "\" transform=\"rotate(90 "
+      << W - 15 << " " << top + ph / 2 << ")\" text-anchor=\"middle\" fill=\"#d62728\">Recall@50</text>\n";
+  auto polyline = [&](const char* color, auto&& ypos, bool eval_only) {
+    s << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"2\" points=\"";
+    for (const auto& r : rows)
+      if (!eval_only || r.has_eval) s << x(r.epoch) << "," << ypos(r) << " ";
+    s << "\"/>\n";
+    for (const auto& r : rows)
+      if (!eval_only || r.has_eval)
+        s << "<circle cx=\"" << x(r.epoch) << "\" cy=\"" << ypos(r) << "\" r=\"3\" fill=\"" << color << "\"/>\n";
+  };
+  polyline("#1f77b4", [&](const EpochRow& r) { return yl(r.loss); }, false);
+  if (any_eval) polyline("#d62728", [&](const EpochRow& r) { return yr(r.recall50); }, true);
+  s << "</svg>\n";
+  detail::write_file_atomic(path, [&](std::ostream& out) { out << s.str(); });
+}
+
+}  // namespace mindrec::tools
