@@ -29,9 +29,11 @@ echo "== building (Release) into build/"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINDREC_NATIVE=ON
 cmake --build build --parallel
 
-echo "== main job: random MIND weights and the interests of the sample's validation users"
-mkdir -p output
-./build/tools/mindrec init --config configs/amazonbook-sample.yaml --out output/sample-init.safetensors
-./build/tools/mindrec infer --config configs/amazonbook-sample.yaml \
-  --weights output/sample-init.safetensors --data data/amazonbook-sample/valid \
-  --out output/sample-interests.npy
+echo "== main job: train MIND on the sample, then evaluate it on the sample's validation users"
+out=output/amazonbook-sample
+./build/tools/mindrec train --config configs/amazonbook-sample.yaml --out "$out"
+./build/tools/mindrec eval --config configs/amazonbook-sample.yaml --weights "$out/best.safetensors" \
+  --data data/amazonbook-sample/valid --topk 20,50 --json "$out/eval.json"
+./build/tools/mindrec infer --config configs/amazonbook-sample.yaml --weights "$out/best.safetensors" \
+  --data data/amazonbook-sample/valid --out "$out/interests.npy" > /dev/null
+echo "== results in $out/: metrics.csv, metrics.svg (loss and Recall@50 per epoch), eval.json, interests.npy"

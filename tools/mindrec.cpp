@@ -3,6 +3,7 @@
 //   mindrec infer --config C.yaml --weights W.safetensors --data VALID --out U.npy
 //   mindrec train --config C.yaml [--out DIR] [--resume CKPT] [--no-eval]
 //   mindrec eval  --config C.yaml --weights W.safetensors --data VALID [--topk 20,50] [--json F]
+//   mindrec prepare --input RAW --out DIR [--min-count 5] [--seed S]
 // Every error ends the program with one line "mindrec: error: ..." and a non-zero status.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
@@ -235,6 +236,26 @@ int run_eval(const EvalArgs& a) {
   return 0;
 }
 
+struct PrepareArgs {
+  std::string input, out;
+  mindrec::PrepareOptions options;
+};
+
+int run_prepare(const PrepareArgs& a) {
+  const auto r = mindrec::prepare_dataset(a.input, a.out, a.options);
+  std::printf("read %lld clicks; kept %lld after the %d-core filter: %lld items, %lld users\n",
+              static_cast<long long>(r.lines), static_cast<long long>(r.clicks_kept),
+              a.options.min_count, static_cast<long long>(r.items), static_cast<long long>(r.users));
+  std::printf("users split (seed %llu): %lld train, %lld valid, %lld test\n",
+              static_cast<unsigned long long>(a.options.seed), static_cast<long long>(r.train_users),
+              static_cast<long long>(r.valid_users), static_cast<long long>(r.test_users));
+  std::printf("wrote %s/{train,valid,test}/data.txt, item_map.csv, user_map.csv, dataset.json\n",
+              a.out.c_str());
+  std::printf("set in your config:  hyper_parameters.item_count: %lld\n",
+              static_cast<long long>(r.item_count));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -278,6 +299,13 @@ int main(int argc, char** argv) {
   ce->add_option("--json", ev.json, "also write the metrics as JSON here");
   ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  PrepareArgs prep;
+  auto* cp = app.add_subcommand("prepare", "ComiRec preparation of a raw user,item,timestamp log");
+  cp->add_option("--input", prep.input, "raw log (CSV or whitespace; any ids)")->required()->check(CLI::ExistingFile);
+  cp->add_option("--out", prep.out, "output folder")->required();
+  cp->add_option("--min-count", prep.options.min_count, "k of the k-core filter (default 5)")->check(CLI::PositiveNumber);
+  cp->add_option("--seed", prep.options.seed, "seed of the user shuffle before the 80/10/10 split");
+
   CLI11_PARSE(app, argc, argv);
   mindrec::set_log_level(verbose ? mindrec::LogLevel::info : mindrec::LogLevel::warn);
   try {
@@ -285,6 +313,7 @@ int main(int argc, char** argv) {
     if (*cf) return run_infer(infer);
     if (*ct) return run_train(train);
     if (*ce) return run_eval(ev);
+    if (*cp) return run_prepare(prep);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mindrec: error: %s\n", e.what());
     return 1;

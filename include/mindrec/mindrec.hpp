@@ -9,6 +9,7 @@
 #include "mindrec/metrics.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/npy.hpp"
+#include "mindrec/prepare.hpp"
 #include "mindrec/safetensors.hpp"
 #include "mindrec/train.hpp"
 #include "mindrec/version.hpp"

@@ -1,0 +1,33 @@
+// Dataset preparation (mind-spec.md, "Data formats": ComiRec's preparation) from a raw
+// `user,item,timestamp` log with arbitrary string or integer ids.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace mindrec {
+
+struct PrepareOptions {
+  int min_count = 5;    ///< keep items with >= min_count clicks, then users with >= min_count of those
+  uint64_t seed = 2021; ///< shuffles users before the 80/10/10 split
+};
+
+struct PrepareReport {
+  int64_t lines = 0, clicks_kept = 0;
+  int64_t items = 0;       ///< kept items, renumbered 1..items by falling popularity
+  int64_t item_count = 0;  ///< items + 1: the config's hyper_parameters.item_count
+  int64_t users = 0, train_users = 0, valid_users = 0, test_users = 0;
+};
+
+/// Reads `input` line by line (comma- or whitespace-separated `user item timestamp`; blank
+/// lines, lines starting with '#' and a first line whose timestamp is not a number (a header)
+/// are skipped; any other malformed line is refused with its number),
+/// filters, renumbers, splits users 80/10/10 after a seeded shuffle, sorts each user's clicks
+/// by time (ties keep file order) and writes into `out_dir`: train/data.txt
+/// (`user_id,item_id,order`), valid/data.txt and test/data.txt (`slot:value`, first 80% of
+/// each sequence as history), item_map.csv and user_map.csv (`raw_id,id`), and
+/// dataset.json with the counts. Every file is written atomically.
+PrepareReport prepare_dataset(const std::string& input, const std::string& out_dir,
+                              const PrepareOptions& options);
+
+}  // namespace mindrec

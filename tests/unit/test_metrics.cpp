@@ -1,0 +1,152 @@
+// Evaluation: metrics and the multi-interest merge on cases worked out by hand, exact top-k
+// against brute force, and evaluate() on a model whose retrieval is known.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "mindrec/detail/random.hpp"
+#include "mindrec/metrics.hpp"
+
+using namespace mindrec;
+
+TEST_CASE("metrics of one user, worked by hand") {
+  // Retrieved [5, 3, 9, 1], GT [3, 1, 7]: hits at ranks 1 and 3 (0-based).
+  // Recall = 2/3; HitRate = 1; DCG = 1/log2(3) + 1/log2(5) = 0.630930 + 0.430677 = 1.061606;
+  // IDCG = 1/log2(2) + 1/log2(3) = 1.630930; NDCG = 0.650921.
+  const int64_t got[] = {5, 3, 9, 1}, gt[] = {3, 1, 7};
+  const Metrics m = user_metrics(got, 4, gt, 3);
+  CHECK(m.recall == doctest::Approx(2.0 / 3.0));
+  CHECK(m.hitrate == 1.0);
+  CHECK(m.ndcg == doctest::Approx(0.650921).epsilon(1e-6));
+  // A hit at rank 0 only: NDCG = 1.
+  const int64_t got2[] = {7, 2};
+  CHECK(user_metrics(got2, 2, gt, 3).ndcg == doctest::Approx(1.0));
+  CHECK(user_metrics(got2, 2, gt, 3).recall == doctest::Approx(1.0 / 3.0));
+  // No hit: all zero.
+  const int64_t got3[] = {8, 9};
+  const Metrics z = user_metrics(got3, 2, gt, 3);
+  CHECK(z.recall == 0.0);
+  CHECK(z.ndcg == 0.0);
+  CHECK(z.hitrate == 0.0);
+  // |GT| counts the eval items as listed (ComiRec): GT [3, 3] with 3 retrieved -> 1/2.
+  const int64_t gt_dup[] = {3, 3};
+  CHECK(user_metrics(got, 4, gt_dup, 2).recall == doctest::Approx(0.5));
+  CHECK(user_metrics(got, 4, gt, 0).recall == 0.0);
+}
+
+TEST_CASE("merge: pool K·N, sort by score, drop id 0 and duplicates, keep N") {
+  // Interest 0: 4 (0.9), 0 (0.8), 7 (0.5); interest 1: 7 (0.95), 2 (0.6), 4 (0.3).
+  // Sorted pool: 7 .95, 4 .9, 0 .8, 2 .6, 7 .5, 4 .3 -> drop 0 and repeats -> [7, 4, 2].
+  const int64_t ids[] = {4, 0, 7, 7, 2, 4};
+  const float sc[] = {0.9f, 0.8f, 0.5f, 0.95f, 0.6f, 0.3f};
+  int64_t out[3];
+  CHECK(merge_interests(ids, sc, 2, 3, 3, out) == 3);
+  CHECK(out[0] == 7);
+  CHECK(out[1] == 4);
+  CHECK(out[2] == 2);
+  // N = 2 keeps [7, 4]; fewer distinct ids than N returns fewer.
+  CHECK(merge_interests(ids, sc, 2, 3, 2, out) == 2);
+  const int64_t same[] = {5, 5, 0, -1};
+  const float ssc[] = {1, 1, 2, 0};
+  CHECK(merge_interests(same, ssc, 2, 2, 3, out) == 1);
+  CHECK(out[0] == 5);
+  // Equal scores: smaller id first.
+  const int64_t tie[] = {9, 3};
+  const float tsc[] = {0.5f, 0.5f};
+  merge_interests(tie, tsc, 2, 1, 2, out);
+  CHECK(out[0] == 3);
+  CHECK(out[1] == 9);
+}
+
+TEST_CASE("exact_topk equals brute force, including k > n") {
+  detail::Rng rng(11);
+  const int64_t nb = 5000, nq = 70;
+  const int d = 12, k = 25;
+  std::vector<float> base(nb * d), q(nq * d);
+  for (auto& x : base) x = float(rng.uniform() - 0.5);
+  for (auto& x : q) x = float(rng.uniform() - 0.5);
+  std::vector<int64_t> ids(nq * k);
+  std::vector<float> sc(nq * k);
+  exact_topk(base.data(), nb, d, q.data(), nq, k, ids.data(), sc.data(), 2);
+  for (int64_t i = 0; i < nq; ++i) {
+    std::vector<std::pair<float, int64_t>> all;
+    for (int64_t j = 0; j < nb; ++j) {
+      double s = 0;
+      for (int t = 0; t < d; ++t) s += double(q[i * d + t]) * base[j * d + t];
+      all.emplace_back(float(s), j);
+    }
+    std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (int j = 0; j < k; ++j) {
+      CHECK(sc[i * k + j] == doctest::Approx(all[j].first).epsilon(1e-5));
+      // Ids agree except where two scores are within float noise of each other.
+      if (j + 1 < k && std::abs(all[j].first - all[j + 1].first) > 1e-5f && (j == 0 || std::abs(all[j].first - all[j - 1].first) > 1e-5f))
+        CHECK(ids[i * k + j] == all[j].second);
+    }
+  }
+  std::vector<int64_t> id2(8);
+  std::vector<float> sc2(8);
+  exact_topk(base.data(), 3, d, q.data(), 2, 4, id2.data(), sc2.data());
+  CHECK(id2[3] == -1);
+  CHECK(sc2[3] == -std::numeric_limits<float>::infinity());
+}
+
+TEST_CASE("evaluate: a model whose interests retrieve known items") {
+  // K = 1, no ReLU, iters = 1, D = H = 2, S = I, routing logits 0: the interest of a user
+  // with history [i] is squash(emb[i]) (softmax over one interest is 1). Items lie on a
+  // circle, so the nearest items by inner product are known.
+  MindWeights w;
+  auto& c = w.config;
+  c.item_count = 9;
+  c.embedding_dim = c.hidden_size = 2;
+  c.maxlen = 2;
+  c.neg_samples = 2;
+  c.capsule.max_k = 1;
+  c.capsule.iters = 1;
+  c.capsule.relu_layer = false;
+  w.item_emb = {0, 0};
+  for (int i = 1; i < 9; ++i) {
+    const double a = 2 * M_PI * (i - 1) / 8;
+    w.item_emb.push_back(float(std::cos(a)));
+    w.item_emb.push_back(float(std::sin(a)));
+  }
+  w.bilinear = {1, 0, 0, 1};
+  w.routing_logits = {0, 0};
+  MindModel model(w);
+  // User A: history [1] -> interest along item 1: ranking 1, then 2 and 8 (equal), 3 and 7...
+  // GT {2, 5}: top-2 = [1, 2] (2 < 8 on the tie) -> hit 2 at rank 1.
+  // User B: history [5] -> ranking 5, 4/6, ...; GT {1}: item 1 is opposite, the last: no hit.
+  EvalSet set;
+  set.user_ids = {1, 2};
+  set.target_items = {0, 0};
+  set.hist_offsets = {0, 1, 2};
+  set.hist_items = {1, 5};
+  set.eval_offsets = {0, 2, 3};
+  set.eval_items = {2, 5, 1};
+  EvalOptions o;
+  o.topk = {2, 8, 9};
+  const EvalReport r = evaluate(model, set, o);
+  CHECK(r.users == 2);
+  // N=2: A recall 1/2, ndcg (1/log2 3)/1 = 0.63093, hit; B zeros. Means over 2 users.
+  CHECK(r.metrics[0].recall == doctest::Approx(0.25));
+  CHECK(r.metrics[0].hitrate == doctest::Approx(0.5));
+  CHECK(r.metrics[0].ndcg == doctest::Approx(0.5 / std::log2(3.0)));
+  // N=8: row 0 (score 0) is searched and takes a slot before the negative scores, then is
+  // dropped by the merge: A misses item 5 (opposite), B misses item 1 (opposite).
+  CHECK(r.metrics[1].recall == doctest::Approx(0.25));
+  CHECK(r.metrics[1].hitrate == doctest::Approx(0.5));
+  // N=9: every row is retrieved: both users hit all of their GT.
+  CHECK(r.metrics[2].recall == doctest::Approx(1.0));
+  CHECK(r.metrics[2].hitrate == doctest::Approx(1.0));
+  // PaddleRec counting: batch size 1 keeps both users, denominator 3.
+  o.paddlerec_compat = true;
+  o.batch_size = 1;
+  const EvalReport p = evaluate(model, set, o);
+  CHECK(p.metrics[0].recall == doctest::Approx(0.5 / 3));
+  o.batch_size = 2;
+  CHECK(evaluate(model, set, o).metrics[2].hitrate == doctest::Approx(2.0 / 3));
+  o.batch_size = 3;  // the only batch is partial: dropped
+  CHECK(evaluate(model, set, o).users == 0);
+  CHECK(r.to_json().find("\"recall@2\": 0.25") != std::string::npos);
+}
