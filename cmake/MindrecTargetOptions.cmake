@@ -8,7 +8,10 @@ function(mindrec_target_options target)
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANG_AND_ID:CXX,GNU,Clang>:-Wall -Wextra -Wpedantic -Wno-unused-parameter>
     # GCC 12 reports false positives inside Eigen's AVX-512 intrinsics.
-    $<$<COMPILE_LANG_AND_ID:CXX,GNU>:-Wno-maybe-uninitialized>)
+    $<$<COMPILE_LANG_AND_ID:CXX,GNU>:-Wno-maybe-uninitialized>
+    # mindrec never reads errno after math calls; without this, GCC keeps std::sqrt scalar
+    # (a branch to set errno on negative input) and Adam's update loop does not vectorise.
+    $<$<COMPILE_LANG_AND_ID:CXX,GNU,Clang>:-fno-math-errno>)
   if(MINDREC_NATIVE)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
   endif()

@@ -20,7 +20,7 @@ constexpr const char* kConfigKey = "mindrec.model_config";
 constexpr const char* kFormatKey = "format";
 constexpr const char* kFormatValue = "mindrec-mind-weights-v1";
 
-size_t expect_size(const std::vector<float>& v, size_t n, const char* name) {
+size_t expect_size(const AlignedVector<float>& v, size_t n, const char* name) {
   if (v.size() != n)
     throw InvalidArgument(std::string("MindWeights: '") + name + "' has " +
                           std::to_string(v.size()) + " values, the config needs " +
@@ -48,12 +48,12 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
   const int64_t N = config.item_count;
   const int D = config.embedding_dim, H = config.hidden_size, K = config.capsule.max_k,
             L = config.maxlen;
-  auto xavier = [&](std::vector<float>& v, size_t n, double fan_in, double fan_out) {
+  auto xavier = [&](AlignedVector<float>& v, size_t n, double fan_in, double fan_out) {
     const double a = std::sqrt(6.0 / (fan_in + fan_out));
     v.resize(n);
     for (auto& x : v) x = static_cast<float>((2.0 * rng.uniform() - 1.0) * a);
   };
-  auto normal = [&](std::vector<float>& v, size_t n, double std) {
+  auto normal = [&](AlignedVector<float>& v, size_t n, double std) {
     v.resize(n);
     for (auto& x : v) x = static_cast<float>(rng.normal() * std);
   };
@@ -78,12 +78,12 @@ SafetensorsFile weights_to_file(const MindWeights& w) {
   SafetensorsFile f;
   f.metadata[kFormatKey] = kFormatValue;
   f.metadata[kConfigKey] = model_config_to_json(c);
-  f.tensors[tensor_names::item_emb] = Tensor::from_f32({N, D}, w.item_emb);
-  f.tensors[tensor_names::bilinear] = Tensor::from_f32({D, H}, w.bilinear);
-  f.tensors[tensor_names::routing_logits] = Tensor::from_f32({1, K, L}, w.routing_logits);
+  f.tensors[tensor_names::item_emb] = Tensor::from_f32({N, D}, w.item_emb.data());
+  f.tensors[tensor_names::bilinear] = Tensor::from_f32({D, H}, w.bilinear.data());
+  f.tensors[tensor_names::routing_logits] = Tensor::from_f32({1, K, L}, w.routing_logits.data());
   if (c.capsule.relu_layer) {
-    f.tensors[tensor_names::relu_weight] = Tensor::from_f32({H, H}, w.relu_weight);
-    f.tensors[tensor_names::relu_bias] = Tensor::from_f32({H}, w.relu_bias);
+    f.tensors[tensor_names::relu_weight] = Tensor::from_f32({H, H}, w.relu_weight.data());
+    f.tensors[tensor_names::relu_bias] = Tensor::from_f32({H}, w.relu_bias.data());
   }
   return f;
 }
@@ -113,7 +113,9 @@ MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
       throw FormatError(path + ": tensor '" + name + "' has shape " + str(t.shape) +
                         ", the model config in the file needs " + str(shape));
     }
-    return t.values<float>();
+    AlignedVector<float> v(size_t(t.numel()));
+    t.copy_to(v.data());
+    return v;
   };
   w.item_emb = take(tensor_names::item_emb, {N, D});
   w.bilinear = take(tensor_names::bilinear, {D, H});
@@ -163,7 +165,7 @@ struct MindModel::Impl {
   MindWeights w;
   Device device = Device::cpu;
   cpu::ModelView<float> view;
-  std::vector<float> projected;  // item_emb · S [N, H]: û of every item, computed once
+  AlignedVector<float> projected;  // item_emb · S [N, H]: û of every item, computed once
 };
 
 MindModel::MindModel(MindWeights weights, Device device) : impl_(std::make_unique<Impl>()) {
@@ -236,7 +238,7 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
   const int nthreads = static_cast<int>(std::min<int64_t>(resolve_threads(threads), batch));
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
-    std::vector<float> work(ws);
+    AlignedVector<float> work(ws);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < batch; ++b) {
       if (b + 1 < batch)  // the next user's rows: random reads from a table far beyond cache
@@ -256,7 +258,7 @@ void MindModel::label_aware_attention(const float* interests, const int32_t* cou
   MINDREC_EXPECTS(batch >= 0, "label_aware_attention: batch must be >= 0");
   if (batch == 0) return;
   MINDREC_EXPECTS(interests && counts && targets && out, "label_aware_attention: null pointer");
-  std::vector<float> scratch(v.max_k);
+  AlignedVector<float> scratch(v.max_k);
   for (int64_t b = 0; b < batch; ++b) {
     if (targets[b] < 1 || targets[b] >= v.item_count)
       throw InvalidArgument("label_aware_attention: target " + std::to_string(targets[b]) +

@@ -62,12 +62,28 @@ std::vector<T> Tensor::values() const {
   if (!v.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
   return v;
 }
+template <class T>
+void Tensor::copy_to(T* dst) const {
+  if (dtype != dtype_of<T>())
+    throw FormatError(std::string("tensor has dtype ") + to_string(dtype) + ", expected " +
+                      to_string(dtype_of<T>()));
+  if (!bytes.empty()) std::memcpy(dst, bytes.data(), bytes.size());
+}
+template void Tensor::copy_to<float>(float*) const;
 template std::vector<float> Tensor::values<float>() const;
 template std::vector<double> Tensor::values<double>() const;
 template std::vector<int32_t> Tensor::values<int32_t>() const;
 template std::vector<int64_t> Tensor::values<int64_t>() const;
 
 Tensor Tensor::from_f32(std::vector<int64_t> s, const std::vector<float>& v) { return make(std::move(s), v); }
+Tensor Tensor::from_f32(std::vector<int64_t> s, const float* data) {
+  Tensor t;
+  t.dtype = DType::F32;
+  t.shape = std::move(s);
+  t.bytes.resize(size_t(t.numel()) * sizeof(float));
+  if (!t.bytes.empty()) std::memcpy(t.bytes.data(), data, t.bytes.size());
+  return t;
+}
 Tensor Tensor::from_f64(std::vector<int64_t> s, const std::vector<double>& v) { return make(std::move(s), v); }
 Tensor Tensor::from_i64(std::vector<int64_t> s, const std::vector<int64_t>& v) { return make(std::move(s), v); }
 Tensor Tensor::from_i32(std::vector<int64_t> s, const std::vector<int32_t>& v) { return make(std::move(s), v); }

@@ -9,6 +9,7 @@
 #include "mindrec/cpu/train_step.hpp"
 #include "mindrec/detail/weights_io.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "mindrec/safetensors.hpp"
 
 namespace mindrec {
@@ -147,28 +148,94 @@ AdamOptimizer::AdamOptimizer(const MindWeights& w, double learning_rate, bool la
   v_rb.assign(w.relu_bias.size(), 0.f);
   row_step_.assign(size_t(w.config.item_count), 0);
   moving_.assign(size_t(w.config.item_count), 0);
+  marks_.assign(size_t(w.config.item_count), 0);
+  dim_ = w.config.embedding_dim;
 }
 
-void AdamOptimizer::catch_up(int64_t row, int64_t D, int64_t upto) {
+const AdamStep& AdamOptimizer::coef(int64_t t) {
+  while (int64_t(coef_.size()) <= t) coef_.push_back(AdamStep::at(lr, int64_t(coef_.size())));
+  return coef_[size_t(t)];
+}
+
+void AdamOptimizer::decay_parked(int64_t row, int64_t upto) {
   const int64_t gap = upto - row_step_[size_t(row)];
   if (gap <= 0) return;
-  // gap zero-gradient steps: the moments only decay (the weights did not move; see class doc).
+  // gap zero-gradient steps of a parked row: its weights did not move (see the class doc),
+  // its moments only decayed.
   const float f1 = static_cast<float>(std::pow(0.9, double(gap)));
   const float f2 = static_cast<float>(std::pow(0.999, double(gap)));
-  float* m = m_emb.data() + size_t(row) * D;
-  float* v = v_emb.data() + size_t(row) * D;
-  for (int64_t i = 0; i < D; ++i) m[i] *= f1, v[i] *= f2;
+  float* m = m_emb.data() + size_t(row) * dim_;
+  float* v = v_emb.data() + size_t(row) * dim_;
+  for (int64_t i = 0; i < dim_; ++i) m[i] *= f1, v[i] *= f2;
   row_step_[size_t(row)] = upto;
 }
 
-void AdamOptimizer::materialize(int threads) {
+void AdamOptimizer::advance_moving(float* w, int64_t row, int64_t upto) {
+  // The pending zero-gradient steps of a moving row, one by one with the same float
+  // operations as a dense loop (bitwise the same), while the row sits in cache.
+  const size_t off = size_t(row) * dim_;
+  for (int64_t j = row_step_[size_t(row)] + 1; j <= upto; ++j)
+    adam_update(w + off, m_emb.data() + off, v_emb.data() + off, nullptr, size_t(dim_), coef_[size_t(j)]);
+  row_step_[size_t(row)] = std::max(row_step_[size_t(row)], upto);
+}
+
+void AdamOptimizer::update_parking(const float* w, int64_t row) {
+  // Park when the next zero-gradient update of every element is below a quarter of the
+  // float spacing at its weight; the bound on later updates only shrinks from step 10 on.
+  if (t_ < 10) return;
+  const AdamStep& next = coef_[size_t(t_ + 1)];
+  const size_t off = size_t(row) * dim_;
+  const float* m = m_emb.data() + off;
+  const float* v = v_emb.data() + off;
+  for (int64_t i = 0; i < dim_; ++i) {
+    const float next_update =
+        next.lr_t * (next.beta1 * std::abs(m[i])) / (std::sqrt(next.beta2 * v[i]) + next.eps_t);
+    const float a = std::abs(w[off + i]);
+    const float spacing = std::nextafter(a, std::numeric_limits<float>::infinity()) - a;
+    if (!(next_update < 0.25f * spacing)) return;
+  }
+  moving_[size_t(row)] = 0;
+}
+
+void AdamOptimizer::prepare_rows(MindWeights& w, const int64_t* ids, size_t n, int threads) {
   if (lazy) return;
-  const int64_t N = static_cast<int64_t>(row_step_.size());
-  const int64_t D = N ? static_cast<int64_t>(m_emb.size()) / N : 0;
+  coef(t_ + 1);
+  unique_.clear();
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t r = ids[i];
+    if (r <= 0 || marks_[size_t(r)]) continue;
+    marks_[size_t(r)] = 1;
+    if (moving_[size_t(r)] && row_step_[size_t(r)] < t_) unique_.push_back(r);
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (ids[i] > 0) marks_[size_t(ids[i])] = 0;
+  const int64_t U = static_cast<int64_t>(unique_.size());
   const int nt = resolve_threads(threads);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && U > 256)
+  for (int64_t i = 0; i < U; ++i) advance_moving(w.item_emb.data(), unique_[size_t(i)], t_);
+}
+
+void AdamOptimizer::flush(MindWeights& w, int threads) {
+  if (lazy) return;
+  coef(t_ + 1);
+  const int64_t N = static_cast<int64_t>(row_step_.size());
+  const int nt = resolve_threads(threads);
+#pragma omp parallel for num_threads(nt) schedule(static, 4096) if (nt > 1)
   for (int64_t r = 1; r < N; ++r)
-    if (!moving_[size_t(r)]) catch_up(r, D, t_);
+    if (moving_[size_t(r)] && row_step_[size_t(r)] < t_) {
+      advance_moving(w.item_emb.data(), r, t_);
+      update_parking(w.item_emb.data(), r);
+    }
+}
+
+void AdamOptimizer::materialize(MindWeights& w, int threads) {
+  if (lazy) return;
+  flush(w, threads);
+  const int64_t N = static_cast<int64_t>(row_step_.size());
+  const int nt = resolve_threads(threads);
+#pragma omp parallel for num_threads(nt) schedule(static, 4096) if (nt > 1)
+  for (int64_t r = 1; r < N; ++r)
+    if (!moving_[size_t(r)]) decay_parked(r, t_);
 }
 
 std::vector<int64_t> AdamOptimizer::moving_row_ids() const {
@@ -193,17 +260,18 @@ void AdamOptimizer::step(MindWeights& w, const std::vector<int64_t>& rows, const
                          const std::vector<int32_t>& slot_of, const float* d_bilinear,
                          const float* d_relu_weight, const float* d_relu_bias, int threads) {
   ++t_;
-  const AdamStep s = AdamStep::at(lr, t_);
+  const AdamStep s = coef(t_);
+  coef(t_ + 1);
   adam_update(w.bilinear.data(), m_bil.data(), v_bil.data(), d_bilinear, w.bilinear.size(), s);
   if (!w.relu_weight.empty()) {
     adam_update(w.relu_weight.data(), m_rw.data(), v_rw.data(), d_relu_weight,
                 w.relu_weight.size(), s);
     adam_update(w.relu_bias.data(), m_rb.data(), v_rb.data(), d_relu_bias, w.relu_bias.size(), s);
   }
-  const int64_t D = w.config.embedding_dim;
+  const int64_t D = dim_;
   const int nt = resolve_threads(threads);
+  const int64_t R = static_cast<int64_t>(rows.size());
   if (lazy) {
-    const int64_t R = static_cast<int64_t>(rows.size());
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t i = 0; i < R; ++i) {
       const size_t off = size_t(rows[i]) * D;
@@ -212,32 +280,36 @@ void AdamOptimizer::step(MindWeights& w, const std::vector<int64_t>& rows, const
     }
     return;
   }
-  // Dense: every row but the padding row 0 that is moving or has a gradient.
-  const int64_t N = w.config.item_count;
-  const AdamStep next = AdamStep::at(lr, t_ + 1);
-  const bool may_park = t_ >= 10;  // the geometric decay bound holds from step 10 on
-  int64_t moving = 0;
-#pragma omp parallel for num_threads(nt) schedule(static, 4096) reduction(+ : moving) if (nt > 1)
-  for (int64_t r = 1; r < N; ++r) {
-    const int32_t slot = slot_of[size_t(r)];
-    if (slot < 0 && !moving_[size_t(r)]) continue;  // parked or never touched: exact no-op
+  // Dense. Rows with a gradient: bring them to step t-1, apply step t. Moving rows without a
+  // gradient: their zero-gradient steps are deferred and applied kDeferSteps at a time (row
+  // r when t ≡ r mod kDeferSteps), which reads and writes each row once per kDeferSteps steps
+  // instead of every step; the arithmetic is the dense loop's, step by step. Rows a batch
+  // reads are brought up to date first (prepare_rows), so deferral is never observable.
+  constexpr int64_t kDeferSteps = 8;
+  float* W = w.item_emb.data();
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && R > 256)
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t r = rows[size_t(i)];
+    if (moving_[size_t(r)]) advance_moving(W, r, t_ - 1);
+    else decay_parked(r, t_ - 1);
     const size_t off = size_t(r) * D;
-    float* wr = w.item_emb.data() + off;
-    float* m = m_emb.data() + off;
-    float* v = v_emb.data() + off;
-    if (!moving_[size_t(r)]) catch_up(r, D, t_ - 1);  // parked: decay moments to step t-1
-    adam_update(wr, m, v, slot >= 0 ? row_grads + size_t(slot) * D : nullptr, size_t(D), s);
+    adam_update(W + off, m_emb.data() + off, v_emb.data() + off, row_grads + size_t(i) * D,
+                size_t(D), s);
     row_step_[size_t(r)] = t_;
-    bool park = may_park;
-    for (int64_t i = 0; park && i < D; ++i) {
-      const float next_update = next.lr_t * (next.beta1 * std::abs(m[i])) /
-                                (std::sqrt(next.beta2 * v[i]) + next.eps_t);
-      const float a = std::abs(wr[i]);
-      const float spacing = std::nextafter(a, std::numeric_limits<float>::infinity()) - a;
-      park = next_update < 0.25f * spacing;
+    moving_[size_t(r)] = 1;
+    update_parking(W, r);
+  }
+  const int64_t N = w.config.item_count;
+  const int64_t phase = t_ % kDeferSteps;
+  int64_t moving = 0;
+#pragma omp parallel for num_threads(nt) schedule(static, 512) reduction(+ : moving) if (nt > 1)
+  for (int64_t r = 1; r < N; ++r) {
+    if (!moving_[size_t(r)]) continue;
+    if (r % kDeferSteps == phase && slot_of[size_t(r)] < 0) {
+      advance_moving(W, r, t_);
+      update_parking(W, r);
     }
-    moving_[size_t(r)] = park ? 0 : 1;
-    moving += park ? 0 : 1;
+    moving += moving_[size_t(r)];
   }
   moving_rows_ = moving;
 }
@@ -306,6 +378,10 @@ double Trainer::step() {
   Impl& s = *impl_;
   const auto& hp = s.config.hyper_parameters;
   s.sampler.next(s.rng, s.batch);
+  // Rows this batch reads must hold every update so far (dense Adam defers some).
+  s.adam.prepare_rows(s.weights, s.batch.hist.data(), s.batch.hist.size(), s.threads);
+  s.adam.prepare_rows(s.weights, s.batch.targets.data(), s.batch.targets.size(), s.threads);
+  s.adam.prepare_rows(s.weights, s.batch.negatives.data(), s.batch.negatives.size(), s.threads);
   cpu::BatchInput<float> in;
   in.hist = s.batch.hist.data();
   in.lengths = s.batch.lengths.data();
@@ -324,6 +400,10 @@ double Trainer::step() {
               hp.capsule.relu_layer ? s.grad.dense.relu_weight.data() : nullptr,
               hp.capsule.relu_layer ? s.grad.dense.relu_bias.data() : nullptr, s.threads);
   ++s.steps_done;
+  if (log_level() <= LogLevel::debug && s.steps_done % 100 == 0)
+    log(LogLevel::debug, "step " + std::to_string(s.steps_done) + ": " +
+                             std::to_string(s.adam.moving_rows()) + " of " +
+                             std::to_string(hp.item_count) + " item rows moving (dense Adam)");
   return loss;
 }
 
@@ -347,7 +427,7 @@ EpochStats Trainer::train_epoch(const std::function<void(const TrainProgress&)>&
       progress(p);
     }
   }
-  s.adam.materialize(s.threads);  // epoch boundary: checkpoints resume bit-exactly from here
+  s.adam.materialize(s.weights, s.threads);  // epoch boundary: resume is bit-exact from here
   ++s.epochs_done;
   EpochStats st;
   st.epoch = s.epochs_done;
@@ -359,7 +439,7 @@ EpochStats Trainer::train_epoch(const std::function<void(const TrainProgress&)>&
 
 void Trainer::save_checkpoint(const std::string& path) {
   Impl& s = *impl_;
-  s.adam.materialize(s.threads);
+  s.adam.materialize(s.weights, s.threads);
   SafetensorsFile f = detail::weights_to_file(s.weights);
   f.metadata["format"] = kCheckpointFormat;
   f.metadata["mindrec.trainer"] = nlohmann::json{{"epochs_done", s.epochs_done},
@@ -370,15 +450,18 @@ void Trainer::save_checkpoint(const std::string& path) {
                                       .dump();
   const auto& w = s.weights;
   auto shape_of = [&](const char* name) { return f.at(name).shape; };
-  f.tensors["adam.m." + std::string(tensor_names::item_emb)] = Tensor::from_f32(shape_of(tensor_names::item_emb), s.adam.m_emb);
-  f.tensors["adam.v." + std::string(tensor_names::item_emb)] = Tensor::from_f32(shape_of(tensor_names::item_emb), s.adam.v_emb);
-  f.tensors["adam.m." + std::string(tensor_names::bilinear)] = Tensor::from_f32(shape_of(tensor_names::bilinear), s.adam.m_bil);
-  f.tensors["adam.v." + std::string(tensor_names::bilinear)] = Tensor::from_f32(shape_of(tensor_names::bilinear), s.adam.v_bil);
+  auto put = [&](const char* moment, const char* name, const AlignedVector<float>& v) {
+    f.tensors[std::string("adam.") + moment + "." + name] = Tensor::from_f32(shape_of(name), v.data());
+  };
+  put("m", tensor_names::item_emb, s.adam.m_emb);
+  put("v", tensor_names::item_emb, s.adam.v_emb);
+  put("m", tensor_names::bilinear, s.adam.m_bil);
+  put("v", tensor_names::bilinear, s.adam.v_bil);
   if (!w.relu_weight.empty()) {
-    f.tensors["adam.m." + std::string(tensor_names::relu_weight)] = Tensor::from_f32(shape_of(tensor_names::relu_weight), s.adam.m_rw);
-    f.tensors["adam.v." + std::string(tensor_names::relu_weight)] = Tensor::from_f32(shape_of(tensor_names::relu_weight), s.adam.v_rw);
-    f.tensors["adam.m." + std::string(tensor_names::relu_bias)] = Tensor::from_f32(shape_of(tensor_names::relu_bias), s.adam.m_rb);
-    f.tensors["adam.v." + std::string(tensor_names::relu_bias)] = Tensor::from_f32(shape_of(tensor_names::relu_bias), s.adam.v_rb);
+    put("m", tensor_names::relu_weight, s.adam.m_rw);
+    put("v", tensor_names::relu_weight, s.adam.v_rw);
+    put("m", tensor_names::relu_bias, s.adam.m_rb);
+    put("v", tensor_names::relu_bias, s.adam.v_rb);
   }
   std::vector<int64_t> moving = s.adam.moving_row_ids();
   f.tensors["adam.moving_rows"] = Tensor::from_i64({int64_t(moving.size())}, moving);
@@ -409,13 +492,12 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& path, Config config,
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(path + ": bad trainer state in __metadata__: " + e.what());
   }
-  auto load = [&](const std::string& name, std::vector<float>& dst) {
+  auto load = [&](const std::string& name, AlignedVector<float>& dst) {
     const Tensor& t = f.at(name, path);
-    std::vector<float> v = t.values<float>();
-    if (v.size() != dst.size())
-      throw FormatError(path + ": tensor '" + name + "' has " + std::to_string(v.size()) +
+    if (size_t(t.numel()) != dst.size())
+      throw FormatError(path + ": tensor '" + name + "' has " + std::to_string(t.numel()) +
                         " values, expected " + std::to_string(dst.size()));
-    dst = std::move(v);
+    t.copy_to(dst.data());
   };
   auto& a = impl->adam;
   load("adam.m." + std::string(tensor_names::item_emb), a.m_emb);
@@ -437,7 +519,10 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& path, Config config,
   return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
 }
 
-const MindWeights& Trainer::weights() const { return impl_->weights; }
+const MindWeights& Trainer::weights() const {
+  impl_->adam.flush(impl_->weights, impl_->threads);  // apply deferred updates (exact)
+  return impl_->weights;
+}
 const Config& Trainer::config() const { return impl_->config; }
 int Trainer::epochs_done() const { return impl_->epochs_done; }
 int64_t Trainer::steps_done() const { return impl_->steps_done; }

@@ -265,8 +265,8 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("mindrec: error: ") + e.what() + " (see --help)\n";
   });
-  bool verbose = false;
-  app.add_flag("-v,--verbose", verbose, "log progress and ignored config keys");
+  int verbose = 0;
+  app.add_flag("-v,--verbose", verbose, "log ignored config keys and skipped lines; -vv adds debug statistics");
 
   InitArgs init;
   auto* ci = app.add_subcommand("init", "write random initial weights (seeded) for a config");
@@ -307,7 +307,9 @@ int main(int argc, char** argv) {
   cp->add_option("--seed", prep.options.seed, "seed of the user shuffle before the 80/10/10 split");
 
   CLI11_PARSE(app, argc, argv);
-  mindrec::set_log_level(verbose ? mindrec::LogLevel::info : mindrec::LogLevel::warn);
+  mindrec::set_log_level(verbose >= 2   ? mindrec::LogLevel::debug
+                         : verbose == 1 ? mindrec::LogLevel::info
+                                        : mindrec::LogLevel::warn);
   try {
     if (*ci) return run_init(init);
     if (*cf) return run_infer(infer);

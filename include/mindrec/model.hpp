@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "mindrec/aligned.hpp"
 #include "mindrec/config.hpp"
 
 namespace mindrec {
@@ -20,14 +21,15 @@ inline constexpr const char* relu_weight = "capsule.relu.weight";       // [H, H
 inline constexpr const char* relu_bias = "capsule.relu.bias";           // [H]
 }  // namespace tensor_names
 
-/// The model's parameters, row-major float32, plus the config that defines its function.
+/// The model's parameters, row-major float32 in 64-byte aligned storage, plus the config that
+/// defines its function.
 struct MindWeights {
   ModelConfig config;
-  std::vector<float> item_emb;        ///< [N, D]; row 0 = padding (zeros after init)
-  std::vector<float> bilinear;        ///< [D, H]
-  std::vector<float> routing_logits;  ///< [K, L] (stored as [1, K, L])
-  std::vector<float> relu_weight;     ///< [H, H] (empty without relu_layer)
-  std::vector<float> relu_bias;       ///< [H]    (empty without relu_layer)
+  AlignedVector<float> item_emb;        ///< [N, D]; row 0 = padding (zeros after init)
+  AlignedVector<float> bilinear;        ///< [D, H]
+  AlignedVector<float> routing_logits;  ///< [K, L] (stored as [1, K, L])
+  AlignedVector<float> relu_weight;     ///< [H, H] (empty without relu_layer)
+  AlignedVector<float> relu_bias;       ///< [H]    (empty without relu_layer)
 
   /// Throws InvalidArgument if a vector's size does not match the config.
   void validate() const;

@@ -25,8 +25,12 @@ struct Tensor {
   /// Copies the values out; throws FormatError if the dtype is not `T`'s.
   template <class T>
   std::vector<T> values() const;
+  /// Copies the values into `dst` (numel() of them); same dtype check as values().
+  template <class T>
+  void copy_to(T* dst) const;
 
   static Tensor from_f32(std::vector<int64_t> shape, const std::vector<float>& v);
+  static Tensor from_f32(std::vector<int64_t> shape, const float* data);  ///< prod(shape) values
   static Tensor from_f64(std::vector<int64_t> shape, const std::vector<double>& v);
   static Tensor from_i64(std::vector<int64_t> shape, const std::vector<int64_t>& v);
   static Tensor from_i32(std::vector<int64_t> shape, const std::vector<int32_t>& v);

@@ -92,12 +92,15 @@ void adam_update(float* w, float* m, float* v, const float* g, size_t n, const A
 ///
 /// How dense stays fast: a row that got no gradient keeps moving by momentum, but its update
 /// lr_t·β1^j·m/(√(β2^j v)+ε_t) shrinks geometrically (by at least 0.944 per step from step 10
-/// on: β1/√β2 times the bias-correction growth). Once the next update of every element of the
+/// on: β1/√β2 times the bias-correction growth). Once the next update of every element of a
 /// row is below a quarter of the float spacing at its weight, every later zero-gradient
 /// update rounds to a no-op, so the row is "parked": its weights are exactly what dense float
 /// Adam would hold, and its moments (which only decay) are brought forward in closed form,
-/// m·β1^j and v·β2^j, when the row is touched again or a checkpoint is written. Each step then
-/// touches only the rows still moving instead of all N·D parameters.
+/// m·β1^j and v·β2^j, when the row is touched again or a checkpoint is written. Rows still
+/// moving have their zero-gradient steps applied several at a time, step by step with the
+/// same arithmetic as a dense loop, so each is read and written once per few steps; rows a
+/// batch reads are brought up to date before it (prepare_rows). A step then moves the memory
+/// of the touched rows and a fraction of the moving ones instead of all N·D parameters.
 class AdamOptimizer {
  public:
   AdamOptimizer(const MindWeights& w, double learning_rate, bool lazy);
@@ -106,24 +109,37 @@ class AdamOptimizer {
             const std::vector<int32_t>& slot_of, const float* d_bilinear,
             const float* d_relu_weight, const float* d_relu_bias, int threads);
   int64_t steps() const { return t_; }
-  /// Brings the moments of parked rows up to the current step (before reading m_emb/v_emb).
-  void materialize(int threads = 0);
-  /// Rows updated in the last step (dense mode), for diagnostics and benchmarks.
+  /// Dense mode defers zero-gradient updates of moving rows; call before a batch reads the
+  /// rows `ids` (id 0 ignored) so that they hold every update so far.
+  void prepare_rows(MindWeights& w, const int64_t* ids, size_t n, int threads = 0);
+  /// Applies every deferred update: the weights are then exactly dense Adam's.
+  void flush(MindWeights& w, int threads = 0);
+  /// flush() and bring parked rows' moments up to the current step (before reading or
+  /// saving m_emb/v_emb).
+  void materialize(MindWeights& w, int threads = 0);
+  /// Rows updated every step after the last step (dense mode): for diagnostics.
   int64_t moving_rows() const { return moving_rows_; }
   /// Rows not parked (checkpoint state); restore_parking() sets it back after materialize().
   std::vector<int64_t> moving_row_ids() const;
   void restore_parking(const std::vector<int64_t>& moving_ids);
 
   // State, for checkpoints (same shapes as the weights).
-  std::vector<float> m_emb, v_emb, m_bil, v_bil, m_rw, v_rw, m_rb, v_rb;
+  AlignedVector<float> m_emb, v_emb, m_bil, v_bil, m_rw, v_rw, m_rb, v_rb;
   int64_t t_ = 0;
   double lr;
   bool lazy;
 
  private:
-  void catch_up(int64_t row, int64_t dim, int64_t upto);
-  std::vector<int64_t> row_step_;  ///< step up to which a row's moments are current
-  std::vector<uint8_t> moving_;    ///< 1: updated every step; 0: parked or never touched
+  const AdamStep& coef(int64_t t);
+  void decay_parked(int64_t row, int64_t upto);
+  void advance_moving(float* w, int64_t row, int64_t upto);
+  void update_parking(const float* w, int64_t row);
+  std::vector<AdamStep> coef_;     ///< coefficients of step t at [t]
+  std::vector<int64_t> row_step_;  ///< last step applied to a row (weights and moments)
+  std::vector<uint8_t> moving_;    ///< 1: still moving; 0: parked or never touched
+  std::vector<uint8_t> marks_;
+  std::vector<int64_t> unique_;
+  int64_t dim_ = 0;
   int64_t moving_rows_ = 0;
 };
 

@@ -161,12 +161,27 @@ TEST_CASE("golden outputs of the NumPy reference, every switch combination") {
     w.config.capsule.softmax_axis = v.axis;
     w.config.capsule.relu_layer = v.relu;
     w.config.capsule.dynamic_k = v.dynk;
-    w.item_emb = g.at("item_emb.weight").values<float>();
-    w.bilinear = g.at("capsule.bilinear").values<float>();
-    w.routing_logits = g.at("capsule.routing_logits").values<float>();
+    {
+      const auto v = g.at("item_emb.weight").values<float>();
+      w.item_emb.assign(v.begin(), v.end());
+    }
+    {
+      const auto v = g.at("capsule.bilinear").values<float>();
+      w.bilinear.assign(v.begin(), v.end());
+    }
+    {
+      const auto v = g.at("capsule.routing_logits").values<float>();
+      w.routing_logits.assign(v.begin(), v.end());
+    }
     if (v.relu) {
-      w.relu_weight = g.at("capsule.relu.weight").values<float>();
-      w.relu_bias = g.at("capsule.relu.bias").values<float>();
+      {
+      const auto v = g.at("capsule.relu.weight").values<float>();
+      w.relu_weight.assign(v.begin(), v.end());
+    }
+      {
+      const auto v = g.at("capsule.relu.bias").values<float>();
+      w.relu_bias.assign(v.begin(), v.end());
+    }
     }
     const std::string prefix = v.name;
     const auto want = g.at(prefix + ".interests").values<float>();

@@ -135,7 +135,7 @@ TEST_CASE("init statistics match the distributions (large draw)") {
   m.capsule.max_k = 40;
   m.capsule.init_std = 0.5;
   const MindWeights w = init_weights(m, 7);
-  auto moments = [](const std::vector<float>& v, size_t from) {
+  auto moments = [](const AlignedVector<float>& v, size_t from) {
     double s = 0, s2 = 0;
     for (size_t i = from; i < v.size(); ++i) s += v[i], s2 += double(v[i]) * v[i];
     const double n = double(v.size() - from);
@@ -159,7 +159,7 @@ TEST_CASE("weights files that do not match are refused, naming the tensor") {
   SafetensorsFile f = read_safetensors(tmp.file("w.safetensors"));
 
   SafetensorsFile wrong_shape = f;
-  wrong_shape.tensors["capsule.bilinear"] = Tensor::from_f32({4, 16}, w.bilinear);
+  wrong_shape.tensors["capsule.bilinear"] = Tensor::from_f32({4, 16}, w.bilinear.data());
   write_safetensors(tmp.file("a.st"), wrong_shape);
   CHECK(test::error_of([&] { load_weights(tmp.file("a.st")); })
             .find("tensor 'capsule.bilinear' has shape [4, 16], the model config in the file needs [8, 8]") != std::string::npos);

@@ -150,7 +150,7 @@ template <class Grad>
 void run_adam(MindWeights& w, AdamOptimizer& opt, int steps, Grad&& grad, bool check) {
   const int64_t N = w.config.item_count;
   const int D = w.config.embedding_dim;
-  std::vector<float> rw(w.item_emb), rm(rw.size(), 0.f), rv(rw.size(), 0.f);
+  std::vector<float> rw(w.item_emb.begin(), w.item_emb.end()), rm(rw.size(), 0.f), rv(rw.size(), 0.f);
   detail::Rng rng(3);
   std::vector<int32_t> slot_of(N, -1);
   std::vector<float> zeros(size_t(D) * D, 0.f);
@@ -162,6 +162,7 @@ void run_adam(MindWeights& w, AdamOptimizer& opt, int steps, Grad&& grad, bool c
       const int64_t r = 10 + int64_t(rng.below(N - 10));
       if (std::find(rows.begin(), rows.end(), r) == rows.end()) rows.push_back(r);
     }
+    opt.prepare_rows(w, rows.data(), rows.size());  // the gradient below reads these rows
     std::vector<float> grads(rows.size() * D);
     for (size_t i = 0; i < rows.size(); ++i) {
       slot_of[rows[i]] = int32_t(i);
@@ -184,7 +185,7 @@ void run_adam(MindWeights& w, AdamOptimizer& opt, int steps, Grad&& grad, bool c
   for (int d = 0; d < D; ++d) CHECK(w.item_emb[d] == 0.f);  // padding row untouched
   if (check) {
     CHECK(min_moving < N / 2);  // parking happened
-    opt.materialize();
+    opt.materialize(w);
     int bitwise = 0;
     float max_diff = 0;
     for (size_t i = D; i < rw.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "mindrec/aligned.hpp"
 #include "mindrec/cpu/backward.hpp"
 #include "mindrec/cpu/interests.hpp"
 #include "mindrec/error.hpp"
@@ -65,15 +66,16 @@ class BatchGradient {
   }
 
   int threads_;
-  std::vector<S> work_;      // [B, workspace]
-  std::vector<S> out_;       // [B, K, H] interests
-  std::vector<int32_t> kk_;  // [B]
-  std::vector<S> c_, alpha_; // [B, K]
+  // 64-byte aligned (see aligned.hpp): results must not depend on where buffers land.
+  AlignedVector<S> work_;      // [B, workspace]
+  AlignedVector<S> out_;       // [B, K, H] interests
+  std::vector<int32_t> kk_;    // [B]
+  AlignedVector<S> c_, alpha_; // [B, K]
   detail::MatR<S> users_, dusers_, eneg_, logits_;
-  std::vector<S> logit_t_;
+  AlignedVector<S> logit_t_;
   std::vector<detail::MatR<S>> thread_rows_;
   std::vector<DenseGrads<S>> thread_dense_;
-  std::vector<std::vector<S>> thread_scratch_;
+  std::vector<AlignedVector<S>> thread_scratch_;
 };
 
 template <class S>
@@ -171,7 +173,7 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
     tr.setZero(R, D);
     DenseGrads<S>& td = thread_dense_[tid];
     td.reset(m);
-    std::vector<S>& scratch = thread_scratch_[tid];
+    AlignedVector<S>& scratch = thread_scratch_[tid];
     scratch.resize(backward_scratch_size(m) + size_t(K) * H + D);
     S* dout = scratch.data() + backward_scratch_size(m);
     S* dq = dout + size_t(K) * H;
