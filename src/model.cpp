@@ -142,6 +142,26 @@ MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
   return w;
 }
 
+cpu::ModelView<float> model_view(const MindWeights& w) {
+  const auto& c = w.config;
+  cpu::ModelView<float> v;
+  v.item_emb = w.item_emb.data();
+  v.bilinear = w.bilinear.data();
+  v.routing_logits = w.routing_logits.data();
+  v.relu_weight = c.capsule.relu_layer ? w.relu_weight.data() : nullptr;
+  v.relu_bias = c.capsule.relu_layer ? w.relu_bias.data() : nullptr;
+  v.item_count = c.item_count;
+  v.dim = c.embedding_dim;
+  v.hidden = c.hidden_size;
+  v.max_k = c.capsule.max_k;
+  v.maxlen = c.maxlen;
+  v.iters = c.capsule.iters;
+  v.axis = c.capsule.softmax_axis;
+  v.relu_layer = c.capsule.relu_layer;
+  v.dynamic_k = c.capsule.dynamic_k;
+  return v;
+}
+
 }  // namespace detail
 
 void save_weights(const std::string& path, const MindWeights& w) {
@@ -175,21 +195,8 @@ MindModel::MindModel(MindWeights weights, Device device) : impl_(std::make_uniqu
   impl_->w = std::move(weights);
   impl_->device = device;
   const auto& c = impl_->w.config;
-  auto& v = impl_->view;
-  v.item_emb = impl_->w.item_emb.data();
-  v.bilinear = impl_->w.bilinear.data();
-  v.routing_logits = impl_->w.routing_logits.data();
-  v.relu_weight = c.capsule.relu_layer ? impl_->w.relu_weight.data() : nullptr;
-  v.relu_bias = c.capsule.relu_layer ? impl_->w.relu_bias.data() : nullptr;
-  v.item_count = c.item_count;
-  v.dim = c.embedding_dim;
-  v.hidden = c.hidden_size;
-  v.max_k = c.capsule.max_k;
-  v.maxlen = c.maxlen;
-  v.iters = c.capsule.iters;
-  v.axis = c.capsule.softmax_axis;
-  v.relu_layer = c.capsule.relu_layer;
-  v.dynamic_k = c.capsule.dynamic_k;
+  impl_->view = detail::model_view(impl_->w);
+  const auto& v = impl_->view;
   // The weights never change inside a MindModel, so û = item_emb[i] S is computed once for
   // every item: interest extraction then gathers rows instead of running a per-user GEMM
   // (two thirds of its FLOPs). Costs N x H floats, as much as the embedding table itself.

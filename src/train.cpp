@@ -318,25 +318,6 @@ void AdamOptimizer::step(MindWeights& w, const std::vector<int64_t>& rows, const
 namespace {
 constexpr const char* kCheckpointFormat = "mindrec-mind-checkpoint-v1";
 
-cpu::ModelView<float> view_of(const MindWeights& w) {
-  const auto& c = w.config;
-  cpu::ModelView<float> v;
-  v.item_emb = w.item_emb.data();
-  v.bilinear = w.bilinear.data();
-  v.routing_logits = w.routing_logits.data();
-  v.relu_weight = c.capsule.relu_layer ? w.relu_weight.data() : nullptr;
-  v.relu_bias = c.capsule.relu_layer ? w.relu_bias.data() : nullptr;
-  v.item_count = c.item_count;
-  v.dim = c.embedding_dim;
-  v.hidden = c.hidden_size;
-  v.max_k = c.capsule.max_k;
-  v.maxlen = c.maxlen;
-  v.iters = c.capsule.iters;
-  v.axis = c.capsule.softmax_axis;
-  v.relu_layer = c.capsule.relu_layer;
-  v.dynamic_k = c.capsule.dynamic_k;
-  return v;
-}
 }  // namespace
 
 struct Trainer::Impl {
@@ -349,7 +330,7 @@ struct Trainer::Impl {
         adam(weights, config.hyper_parameters.optimizer.learning_rate,
              config.hyper_parameters.optimizer.lazy),
         threads(resolve_threads(config.runner.threads)),
-        grad(view_of(weights), threads) {}
+        grad(detail::model_view(weights), threads) {}
 
   Config config;
   MindWeights weights;
@@ -391,7 +372,7 @@ double Trainer::step() {
   in.num_neg = static_cast<int>(s.batch.negatives.size());
   in.log_q_negatives = s.batch.log_q_negatives.data();
   in.log_q_targets = s.batch.log_q_targets.data();
-  const double loss = s.grad.compute(view_of(s.weights), in, static_cast<int>(hp.pow_p), hp.readout);
+  const double loss = s.grad.compute(detail::model_view(s.weights), in, static_cast<int>(hp.pow_p), hp.readout);
   if (!std::isfinite(loss))
     throw Error("training diverged: the loss is " + std::to_string(loss) + " at step " +
                 std::to_string(s.steps_done + 1) + " (lower optimizer.learning_rate?)");

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "mindrec/cpu/interests.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/safetensors.hpp"
 
@@ -15,5 +16,8 @@ SafetensorsFile weights_to_file(const MindWeights& w);
 /// validating names, dtypes and shapes against the config in its metadata.
 MindWeights weights_from_file(const SafetensorsFile& f, const std::string& source,
                               bool allow_extra);
+
+/// The kernels' view of `w` (pointers into its vectors; valid while `w` lives unresized).
+cpu::ModelView<float> model_view(const MindWeights& w);
 
 }  // namespace mindrec::detail
