@@ -21,7 +21,7 @@ inline bool better(float sa, int64_t ia, float sb, int64_t ib) {
 }  // namespace
 
 void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
-                int64_t* ids, float* scores, int threads) {
+                int64_t* ids, float* scores, int threads, const float* bias) {
   MINDREC_EXPECTS(nb >= 0 && nq >= 0 && d >= 1 && k >= 1, "exact_topk: bad sizes");
   constexpr int64_t kQueryBlock = 64, kBaseBlock = 4096;
   const int64_t qblocks = (nq + kQueryBlock - 1) / kQueryBlock;
@@ -47,7 +47,7 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
           auto& h = heaps[i];
           const float* row = block.data() + i * bn;
           for (int64_t j = 0; j < bn; ++j) {
-            const float s = row[j];
+            const float s = bias ? row[j] + bias[b0 + j] : row[j];
             if (int(h.size()) < k) {
               h.emplace_back(s, b0 + j);
               std::push_heap(h.begin(), h.end(), worse_first);

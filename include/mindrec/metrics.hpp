@@ -14,9 +14,9 @@ namespace mindrec {
 /// Exact inner-product top-k: for each of `nq` queries [nq, d] the k rows of `base` [nb, d]
 /// with the largest inner product (row index = id), best first, ties to the smaller id.
 /// Writes ids [nq, k] and scores [nq, k]; when k > nb the tail is id -1, score -inf.
-/// Parallel over queries; deterministic.
+/// Parallel over queries; deterministic. With `bias` [nb], row j scores <q, x_j> + bias[j].
 void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
-                int64_t* ids, float* scores, int threads = 0);
+                int64_t* ids, float* scores, int threads = 0, const float* bias = nullptr);
 
 /// The spec's merge of one user's per-interest results: pool the `num_interests` x
 /// `per_interest` (id, score) pairs, sort by score descending (ties: smaller id first), drop

@@ -12,4 +12,5 @@
 #include "mindrec/prepare.hpp"
 #include "mindrec/safetensors.hpp"
 #include "mindrec/train.hpp"
+#include "mindrec/vector_store.hpp"
 #include "mindrec/version.hpp"

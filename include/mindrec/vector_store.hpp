@@ -1,0 +1,93 @@
+// VectorStore: the in-process vector index that candidate generation searches (item vectors
+// with int64 ids), behind one interface with several backends chosen by a string:
+//   "flat"                      built-in exact search (blocked GEMM + partial selection)
+//   "faiss:<index_factory>"     Faiss CPU, e.g. faiss:Flat, faiss:IVF4096,Flat, faiss:HNSW32,
+//                               faiss:IVF1024,PQ16; search parameters after '?':
+//                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64
+//
+// Contract (faiss's, batch-first): vectors are row-major [n, dim] float32; search returns for
+// each query its k best ids and scores, best first, ids padded with -1 (scores with -inf
+// for inner product, +inf for L2) when fewer than k vectors are stored. Scores are inner
+// products (higher is better) or squared L2 distances (lower is better).
+//
+// Thread safety: any number of concurrent searches with one writer. Writes (add, remove,
+// clear, load) take an exclusive lock, searches a shared one: an item added or removed is
+// visible to the next search, and no search sees a half-applied batch. A waiting write goes
+// before searches that arrive after it, so a steady stream of searches cannot starve it.
+// Errors: InvalidArgument for bad arguments (duplicate ids, wrong sizes), Unsupported for an
+// operation a backend lacks, IoError/FormatError for files; a failed call changes nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "mindrec/detail/rw_lock.hpp"
+
+namespace mindrec {
+
+enum class Metric { inner_product, l2 };
+
+const char* to_string(Metric m);
+
+class VectorStore {
+ public:
+  virtual ~VectorStore();
+  VectorStore(const VectorStore&) = delete;
+  VectorStore& operator=(const VectorStore&) = delete;
+
+  /// Adds n vectors with their ids; refuses ids < 0, ids already stored or repeated in the
+  /// batch. Trained backends (IVF, PQ) train on the first batch added to an empty store.
+  void add(int64_t n, const float* vectors, const int64_t* ids);
+  /// Removes the given ids (unknown ids are ignored); returns how many were removed.
+  int64_t remove(int64_t n, const int64_t* ids);
+  /// ids [nq, k] and scores [nq, k] for nq queries [nq, dim].
+  void search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const;
+  int64_t size() const;
+  void clear();
+  /// Writes header (magic, version, backend, dim, metric, count, checksum) and payload to a
+  /// temporary file renamed into place.
+  void save(const std::string& path) const;
+  /// Replaces the contents with a saved store. Refuses (FormatError) a truncated or corrupt
+  /// file and one saved by another backend, dimension or metric; the store is then unchanged.
+  void load(const std::string& path);
+  /// Sets a search-time parameter ("nprobe", "efSearch"); InvalidArgument if unknown here.
+  void set_search_param(const std::string& name, double value);
+
+  bool supports_remove() const { return supports_remove_impl(); }
+  int dim() const { return dim_; }
+  Metric metric() const { return metric_; }
+  /// The backend string it was made from (without search parameters).
+  const std::string& backend() const { return backend_; }
+
+ protected:
+  VectorStore(std::string backend, int dim, Metric metric);
+
+ private:
+  virtual void add_impl(int64_t n, const float* vectors, const int64_t* ids) = 0;
+  virtual int64_t remove_impl(int64_t n, const int64_t* ids) = 0;
+  virtual void search_impl(int64_t nq, const float* queries, int k, int64_t* ids,
+                           float* scores) const = 0;
+  virtual int64_t size_impl() const = 0;
+  virtual bool contains_impl(int64_t id) const = 0;
+  virtual void clear_impl() = 0;
+  virtual std::string serialize_impl() const = 0;
+  virtual void deserialize_impl(const std::string& payload, int64_t count) = 0;
+  virtual void set_param_impl(const std::string& name, double value) = 0;
+  virtual bool supports_remove_impl() const = 0;
+
+  std::string backend_;
+  int dim_;
+  Metric metric_;
+  mutable detail::WriterPreferringMutex mutex_;
+};
+
+/// Makes an empty store from a backend string (see the top of this file). Throws
+/// InvalidArgument for an unknown backend or a malformed Faiss factory string.
+std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
+                                               Metric metric = Metric::inner_product);
+
+/// Reads the backend, dimension and metric from a saved store's header and loads it.
+std::unique_ptr<VectorStore> load_vector_store(const std::string& path);
+
+}  // namespace mindrec

@@ -1,0 +1,296 @@
+// Faiss CPU backends of VectorStore ("faiss:<index_factory string>[?param=value&...]").
+//
+// Faiss 1.7.3 (Debian) facts designed around: IndexIDMap2 over IndexIVFFlat returns wrong ids
+// after remove_ids, so IVF indexes keep the caller's ids themselves (add_with_ids, hashtable
+// direct map) and remove through an id selector; IndexHNSWFlat has no remove_ids, so
+// non-IVF indexes store positions 0..n-1, keep the position -> id map here, hide removed
+// positions with a bitmap selector at search time and rebuild when a quarter is removed;
+// faiss::idx_t does not exist in 1.7.3 (int64_t is used). Faiss exceptions are rethrown as
+// mindrec errors with context.
+#include <faiss/IVFlib.h>
+#include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+
+#include <cmath>
+#include <memory>
+#include <sstream>
+#include <unordered_map>
+#include <vector>
+
+#include "mindrec/detail/store_io.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/vector_store.hpp"
+
+namespace mindrec {
+namespace {
+
+class FaissStore final : public VectorStore {
+ public:
+  FaissStore(const std::string& backend, std::string factory, int dim, Metric metric)
+      : VectorStore(backend, dim, metric), factory_(std::move(factory)) {
+    index_ = make_index();
+  }
+
+  void set_param(const std::string& name, double value) { set_param_impl(name, value); }
+
+ private:
+  std::unique_ptr<faiss::Index> make_index() const {
+    try {
+      std::unique_ptr<faiss::Index> idx(faiss::index_factory(
+          dim(), factory_.c_str(),
+          metric() == Metric::inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2));
+      if (auto* ivf = faiss::ivflib::try_extract_index_ivf(idx.get()))
+        ivf->set_direct_map_type(faiss::DirectMap::Hashtable);
+      return idx;
+    } catch (const faiss::FaissException& e) {
+      throw InvalidArgument("faiss index_factory('" + factory_ + "') failed: " + e.what());
+    }
+  }
+
+  faiss::IndexIVF* ivf() const { return faiss::ivflib::try_extract_index_ivf(index_.get()); }
+  faiss::IndexHNSW* hnsw() const { return dynamic_cast<faiss::IndexHNSW*>(index_.get()); }
+
+  template <class Fn>
+  auto guarded(const char* what, Fn&& fn) const {
+    try {
+      return fn();
+    } catch (const faiss::FaissException& e) {
+      throw Error(std::string("faiss (") + factory_ + ") " + what + " failed: " + e.what());
+    }
+  }
+
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    guarded("add", [&] {
+      if (!index_->is_trained) {
+        if (auto* v = ivf(); v && n < int64_t(v->nlist))
+          throw InvalidArgument("faiss:" + factory_ + " must be trained on the first batch added, "
+                                "which needs at least nlist=" + std::to_string(v->nlist) +
+                                " vectors; got " + std::to_string(n));
+        index_->train(n, x);
+      }
+      if (ivf()) {
+        index_->add_with_ids(n, x, ids);
+      } else {
+        index_->add(n, x);
+        for (int64_t i = 0; i < n; ++i) {
+          pos_of_[ids[i]] = static_cast<int64_t>(id_of_.size());
+          id_of_.push_back(ids[i]);
+        }
+        removed_.resize((id_of_.size() + 7) / 8, 0);
+      }
+      return 0;
+    });
+  }
+
+  int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    if (ivf()) {
+      return guarded("remove", [&] {
+        faiss::IDSelectorArray sel(size_t(n), ids);  // the hashtable direct map needs an array
+        return static_cast<int64_t>(index_->remove_ids(sel));
+      });
+    }
+    int64_t removed = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      auto it = pos_of_.find(ids[i]);
+      if (it == pos_of_.end()) continue;
+      const int64_t p = it->second;
+      removed_[size_t(p) >> 3] |= uint8_t(1u << (p & 7));
+      pos_of_.erase(it);
+      ++removed_count_;
+      ++removed;
+    }
+    if (removed_count_ * 4 > static_cast<int64_t>(id_of_.size())) rebuild();
+    return removed;
+  }
+
+  // Rebuilds a non-IVF index without its removed positions (exact for Flat and HNSWFlat,
+  // whose reconstruct() returns the stored vectors; lossy codecs keep the filter instead).
+  void rebuild() {
+    if (!dynamic_cast<faiss::IndexFlat*>(index_.get()) && !dynamic_cast<faiss::IndexHNSWFlat*>(index_.get()))
+      return;
+    guarded("rebuild", [&] {
+      std::vector<float> keep;
+      std::vector<int64_t> ids;
+      std::vector<float> v(static_cast<size_t>(dim()));
+      for (int64_t p = 0; p < static_cast<int64_t>(id_of_.size()); ++p) {
+        if (removed_[size_t(p) >> 3] & (1u << (p & 7))) continue;
+        index_->reconstruct(p, v.data());
+        keep.insert(keep.end(), v.begin(), v.end());
+        ids.push_back(id_of_[size_t(p)]);
+      }
+      auto fresh = make_index();
+      fresh->add(static_cast<int64_t>(ids.size()), keep.data());
+      index_ = std::move(fresh);
+      id_of_ = ids;
+      pos_of_.clear();
+      for (size_t p = 0; p < ids.size(); ++p) pos_of_[ids[p]] = int64_t(p);
+      removed_.assign((ids.size() + 7) / 8, 0);
+      removed_count_ = 0;
+      return 0;
+    });
+  }
+
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
+    guarded("search", [&] {
+      std::unique_ptr<faiss::IDSelectorBitmap> bitmap;
+      std::unique_ptr<faiss::IDSelectorNot> live;
+      if (removed_count_ > 0) {
+        bitmap = std::make_unique<faiss::IDSelectorBitmap>(removed_.size(), removed_.data());
+        live = std::make_unique<faiss::IDSelectorNot>(bitmap.get());
+      }
+      faiss::SearchParametersHNSW ph;
+      faiss::SearchParametersIVF pi;
+      faiss::SearchParameters pf;
+      faiss::SearchParameters* params = &pf;
+      if (auto* v = ivf()) {
+        pi.nprobe = nprobe_ > 0 ? size_t(nprobe_) : v->nprobe;
+        params = &pi;
+      } else if (hnsw()) {
+        ph.efSearch = ef_search_ > 0 ? ef_search_ : hnsw()->hnsw.efSearch;
+        params = &ph;
+      }
+      params->sel = live.get();
+      float* dist = scores;
+      index_->search(nq, q, k, dist, ids, params);
+      if (!ivf())
+        for (int64_t i = 0; i < nq * k; ++i)
+          if (ids[i] >= 0) ids[i] = id_of_[size_t(ids[i])];
+      return 0;
+    });
+  }
+
+  int64_t size_impl() const override {
+    return ivf() ? static_cast<int64_t>(index_->ntotal) : static_cast<int64_t>(pos_of_.size());
+  }
+  bool contains_impl(int64_t id) const override {
+    if (auto* v = ivf()) {
+      try {
+        v->direct_map.get(id);
+        return true;
+      } catch (const faiss::FaissException&) {
+        return false;
+      }
+    }
+    return pos_of_.count(id) != 0;
+  }
+  void clear_impl() override {
+    auto fresh = make_index();
+    index_ = std::move(fresh);
+    id_of_.clear();
+    pos_of_.clear();
+    removed_.clear();
+    removed_count_ = 0;
+  }
+  bool supports_remove_impl() const override { return true; }
+
+  void set_param_impl(const std::string& name, double value) override {
+    if (name == "nprobe" && ivf() && value >= 1) nprobe_ = int(value);
+    else if (name == "efSearch" && hnsw() && value >= 1) ef_search_ = int(value);
+    else
+      throw InvalidArgument("faiss:" + factory_ + ": unknown or invalid search parameter '" + name +
+                            "' (IVF indexes take nprobe >= 1, HNSW indexes efSearch >= 1)");
+  }
+
+  std::string serialize_impl() const override {
+    return guarded("write_index", [&] {
+      faiss::VectorIOWriter w;
+      faiss::write_index(index_.get(), &w);
+      std::string s;
+      detail::put(s, w.data.data(), w.data.size());
+      detail::put(s, id_of_.data(), id_of_.size());
+      detail::put(s, removed_.data(), removed_.size());
+      const int32_t params[2] = {nprobe_, ef_search_};  // search parameters travel with the file
+      detail::put(s, params, 2);
+      return s;
+    });
+  }
+
+  void deserialize_impl(const std::string& payload, int64_t count) override {
+    detail::Cursor c{payload, 0, "faiss store payload"};
+    faiss::VectorIOReader r;
+    r.data = c.get_vector<uint8_t>();
+    std::unique_ptr<faiss::Index> idx;
+    try {
+      idx.reset(faiss::read_index(&r));
+    } catch (const faiss::FaissException& e) {
+      throw FormatError(std::string("faiss store payload: read_index failed: ") + e.what());
+    }
+    if (idx->d != dim()) throw FormatError("faiss store payload: index dimension differs");
+    std::vector<int64_t> id_of = c.get_vector<int64_t>();
+    std::vector<uint8_t> removed = c.get_vector<uint8_t>();
+    int32_t params[2];
+    c.get(params, 2);
+    c.expect_end();
+    std::unordered_map<int64_t, int64_t> pos_of;
+    int64_t removed_count = 0;
+    const bool is_ivf = faiss::ivflib::try_extract_index_ivf(idx.get()) != nullptr;
+    if (!is_ivf) {
+      if (int64_t(id_of.size()) != idx->ntotal || removed.size() != (id_of.size() + 7) / 8)
+        throw FormatError("faiss store payload: id map does not match the index");
+      for (size_t p = 0; p < id_of.size(); ++p) {
+        if (removed[p >> 3] & (1u << (p & 7))) {
+          ++removed_count;
+          continue;
+        }
+        if (!pos_of.emplace(id_of[p], int64_t(p)).second)
+          throw FormatError("faiss store payload: repeated id " + std::to_string(id_of[p]));
+      }
+      if (int64_t(pos_of.size()) != count) throw FormatError("faiss store payload: count differs from the header");
+    } else if (idx->ntotal != count) {
+      throw FormatError("faiss store payload: count differs from the header");
+    }
+    index_ = std::move(idx);
+    id_of_ = std::move(id_of);
+    pos_of_ = std::move(pos_of);
+    removed_ = std::move(removed);
+    removed_count_ = removed_count;
+    nprobe_ = params[0];
+    ef_search_ = params[1];
+  }
+
+  std::string factory_;
+  std::unique_ptr<faiss::Index> index_;
+  std::vector<int64_t> id_of_;                  // non-IVF: position -> id
+  std::unordered_map<int64_t, int64_t> pos_of_;  // non-IVF: live id -> position
+  std::vector<uint8_t> removed_;                // non-IVF: bitmap of removed positions
+  int64_t removed_count_ = 0;
+  int32_t nprobe_ = 0, ef_search_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<VectorStore> make_faiss_store(const std::string& spec, int dim, Metric metric) {
+  // "faiss:<factory>[?name=value&name=value]"
+  std::string rest = spec.substr(6), params;
+  const size_t q = rest.find('?');
+  if (q != std::string::npos) {
+    params = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (rest.empty()) throw InvalidArgument("vector store '" + spec + "': empty Faiss factory string");
+  auto store = std::make_unique<FaissStore>("faiss:" + rest, rest, dim, metric);
+  std::stringstream ss(params);
+  std::string kv;
+  while (std::getline(ss, kv, '&')) {
+    if (kv.empty()) continue;
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos)
+      throw InvalidArgument("vector store '" + spec + "': expected name=value, got '" + kv + "'");
+    char* end = nullptr;
+    const std::string val = kv.substr(eq + 1);
+    const double v = std::strtod(val.c_str(), &end);
+    if (val.empty() || *end != '\0')
+      throw InvalidArgument("vector store '" + spec + "': '" + val + "' is not a number");
+    store->set_search_param(kv.substr(0, eq), v);
+  }
+  return store;
+}
+
+}  // namespace mindrec

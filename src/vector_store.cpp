@@ -1,0 +1,244 @@
+// VectorStore: the shared front (validation, locking, file format) and the built-in flat
+// backend. The Faiss backends are in faiss_store.cpp.
+#include "mindrec/vector_store.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <ostream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "mindrec/aligned.hpp"
+#include "mindrec/detail/file_util.hpp"
+#include "mindrec/detail/store_io.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/metrics.hpp"
+
+namespace mindrec {
+
+const char* to_string(Metric m) { return m == Metric::inner_product ? "inner_product" : "l2"; }
+
+VectorStore::VectorStore(std::string backend, int dim, Metric metric)
+    : backend_(std::move(backend)), dim_(dim), metric_(metric) {
+  MINDREC_EXPECTS(dim >= 1, "VectorStore: dim must be >= 1");
+}
+VectorStore::~VectorStore() = default;
+
+void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
+  MINDREC_EXPECTS(n >= 0, "VectorStore::add: n must be >= 0");
+  if (n == 0) return;
+  MINDREC_EXPECTS(vectors && ids, "VectorStore::add: null vectors or ids");
+  std::unique_lock lock(mutex_);
+  std::unordered_set<int64_t> batch;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0) throw InvalidArgument("VectorStore::add: id " + std::to_string(ids[i]) + " is negative");
+    if (!batch.insert(ids[i]).second)
+      throw InvalidArgument("VectorStore::add: id " + std::to_string(ids[i]) + " appears twice in the batch");
+    if (contains_impl(ids[i]))
+      throw InvalidArgument("VectorStore::add: id " + std::to_string(ids[i]) + " is already stored");
+  }
+  for (int64_t i = 0; i < n * dim_; ++i)
+    if (!std::isfinite(vectors[i]))
+      throw InvalidArgument("VectorStore::add: vector " + std::to_string(i / dim_) + " holds NaN or Inf");
+  add_impl(n, vectors, ids);
+}
+
+int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
+  MINDREC_EXPECTS(n >= 0, "VectorStore::remove: n must be >= 0");
+  if (!supports_remove_impl())
+    throw Unsupported("VectorStore::remove: backend '" + backend_ + "' cannot remove vectors");
+  if (n == 0) return 0;
+  MINDREC_EXPECTS(ids, "VectorStore::remove: null ids");
+  std::unique_lock lock(mutex_);
+  return remove_impl(n, ids);
+}
+
+void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const {
+  MINDREC_EXPECTS(nq >= 0, "VectorStore::search: nq must be >= 0");
+  MINDREC_EXPECTS(k >= 1, "VectorStore::search: k must be >= 1");
+  if (nq == 0) return;
+  MINDREC_EXPECTS(queries && ids && scores, "VectorStore::search: null pointer");
+  std::shared_lock lock(mutex_);
+  search_impl(nq, queries, k, ids, scores);
+  const float pad = metric_ == Metric::inner_product ? -std::numeric_limits<float>::infinity()
+                                                     : std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < nq * k; ++i)
+    if (ids[i] < 0) ids[i] = -1, scores[i] = pad;
+}
+
+int64_t VectorStore::size() const {
+  std::shared_lock lock(mutex_);
+  return size_impl();
+}
+
+void VectorStore::clear() {
+  std::unique_lock lock(mutex_);
+  clear_impl();
+}
+
+void VectorStore::set_search_param(const std::string& name, double value) {
+  std::unique_lock lock(mutex_);
+  set_param_impl(name, value);
+}
+
+void VectorStore::save(const std::string& path) const {
+  std::string payload;
+  int64_t count = 0;
+  {
+    std::shared_lock lock(mutex_);
+    payload = serialize_impl();
+    count = size_impl();
+  }
+  detail::StoreHeader h{backend_, dim_, metric_, count};
+  detail::write_file_atomic(path, [&](std::ostream& out) { detail::write_store(out, h, payload); });
+}
+
+void VectorStore::load(const std::string& path) {
+  std::string payload;
+  const detail::StoreHeader h = detail::read_store(path, &payload);
+  if (h.backend != backend_ || h.dim != dim_ || h.metric != metric_)
+    throw FormatError(path + ": holds a '" + h.backend + "' store of dim " + std::to_string(h.dim) +
+                      " (" + to_string(h.metric) + "), this store is '" + backend_ + "' of dim " +
+                      std::to_string(dim_) + " (" + to_string(metric_) + ")");
+  std::unique_lock lock(mutex_);
+  deserialize_impl(payload, h.count);  // strong guarantee: throws before changing anything
+}
+
+// ---------------------------------------------------------------- flat
+namespace {
+
+class FlatStore final : public VectorStore {
+ public:
+  FlatStore(int dim, Metric metric) : VectorStore("flat", dim, metric) {}
+
+ private:
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    const int d = dim();
+    data_.insert(data_.end(), x, x + n * d);
+    for (int64_t i = 0; i < n; ++i) {
+      row_of_[ids[i]] = static_cast<int64_t>(ids_.size());
+      ids_.push_back(ids[i]);
+      double s = 0;
+      for (int j = 0; j < d; ++j) s += double(x[i * d + j]) * x[i * d + j];
+      half_norm_.push_back(float(-0.5 * s));
+    }
+  }
+
+  int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    const int d = dim();
+    int64_t removed = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      auto it = row_of_.find(ids[i]);
+      if (it == row_of_.end()) continue;
+      const int64_t row = it->second, last = static_cast<int64_t>(ids_.size()) - 1;
+      row_of_.erase(it);
+      if (row != last) {  // move the last row into the hole
+        std::copy(data_.begin() + last * d, data_.begin() + (last + 1) * d, data_.begin() + row * d);
+        ids_[size_t(row)] = ids_[size_t(last)];
+        half_norm_[size_t(row)] = half_norm_[size_t(last)];
+        row_of_[ids_[size_t(row)]] = row;
+      }
+      data_.resize(size_t(last) * d);
+      ids_.pop_back();
+      half_norm_.pop_back();
+      ++removed;
+    }
+    return removed;
+  }
+
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
+    const int64_t nb = static_cast<int64_t>(ids_.size());
+    const bool l2 = metric() == Metric::l2;
+    // L2 ranks by q.x - |x|^2/2 (= -(|q-x|^2 - |q|^2)/2), then converts to distances.
+    exact_topk(data_.data(), nb, dim(), q, nq, k, ids, scores, threads_,
+               l2 ? half_norm_.data() : nullptr);
+    for (int64_t i = 0; i < nq; ++i) {
+      double qn = 0;
+      if (l2)
+        for (int j = 0; j < dim(); ++j) qn += double(q[i * dim() + j]) * q[i * dim() + j];
+      for (int j = 0; j < k; ++j) {
+        int64_t& id = ids[i * k + j];
+        if (id < 0) continue;
+        id = ids_[size_t(id)];
+        if (l2) scores[i * k + j] = float(std::max(0.0, qn - 2.0 * scores[i * k + j]));
+      }
+    }
+  }
+
+  int64_t size_impl() const override { return static_cast<int64_t>(ids_.size()); }
+  bool contains_impl(int64_t id) const override { return row_of_.count(id) != 0; }
+  void clear_impl() override {
+    data_.clear();
+    ids_.clear();
+    half_norm_.clear();
+    row_of_.clear();
+  }
+  bool supports_remove_impl() const override { return true; }
+  void set_param_impl(const std::string& name, double value) override {
+    if (name != "threads" || value < 0)
+      throw InvalidArgument("flat store: unknown search parameter '" + name + "' (it has 'threads')");
+    threads_ = static_cast<int>(value);
+  }
+
+  std::string serialize_impl() const override {
+    std::string s;
+    detail::put(s, ids_.data(), ids_.size());
+    detail::put(s, data_.data(), data_.size());
+    return s;
+  }
+
+  void deserialize_impl(const std::string& payload, int64_t count) override {
+    const int d = dim();
+    detail::Cursor c{payload, 0, "flat store payload"};
+    std::vector<int64_t> ids(static_cast<size_t>(count));
+    AlignedVector<float> data(static_cast<size_t>(count) * d);
+    c.get(ids.data(), ids.size());
+    c.get(data.data(), data.size());
+    c.expect_end();
+    std::unordered_map<int64_t, int64_t> row_of;
+    std::vector<float> half;
+    for (int64_t i = 0; i < count; ++i) {
+      if (ids[i] < 0 || !row_of.emplace(ids[i], i).second)
+        throw FormatError("flat store payload: bad or repeated id " + std::to_string(ids[i]));
+      double s = 0;
+      for (int j = 0; j < d; ++j) s += double(data[i * d + j]) * data[i * d + j];
+      half.push_back(float(-0.5 * s));
+    }
+    ids_ = std::move(ids);
+    data_ = std::move(data);
+    row_of_ = std::move(row_of);
+    half_norm_ = std::move(half);
+  }
+
+  AlignedVector<float> data_;  // [n, dim]
+  std::vector<int64_t> ids_;
+  std::vector<float> half_norm_;  // -|x|^2 / 2, for L2
+  std::unordered_map<int64_t, int64_t> row_of_;
+  int threads_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<VectorStore> make_faiss_store(const std::string& spec, int dim, Metric metric);
+
+std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim, Metric metric) {
+  MINDREC_EXPECTS(dim >= 1, "make_vector_store: dim must be >= 1");
+  if (spec == "flat") return std::make_unique<FlatStore>(dim, metric);
+  if (spec.rfind("faiss:", 0) == 0) return make_faiss_store(spec, dim, metric);
+  throw InvalidArgument("unknown vector store '" + spec +
+                        "' (expected 'flat' or 'faiss:<index_factory string>', e.g. faiss:HNSW32)");
+}
+
+std::unique_ptr<VectorStore> load_vector_store(const std::string& path) {
+  std::string payload;
+  const detail::StoreHeader h = detail::read_store(path, &payload);
+  auto store = make_vector_store(h.backend, h.dim, h.metric);
+  store->load(path);
+  return store;
+}
+
+}  // namespace mindrec

@@ -1,0 +1,256 @@
+// One contract suite for every VectorStore backend, checked against brute force computed here.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <thread>
+
+#include "mindrec/detail/file_util.hpp"
+#include "mindrec/detail/random.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/vector_store.hpp"
+#include "test_util.hpp"
+
+using namespace mindrec;
+
+namespace {
+
+struct Backend {
+  const char* spec;
+  bool exact;  // results must equal brute force (else: recall >= 0.95)
+};
+const Backend kBackends[] = {{"flat", true},
+                             {"faiss:Flat", true},
+                             {"faiss:IVF8,Flat?nprobe=8", true},  // all lists probed: exact
+                             {"faiss:HNSW16?efSearch=400", false}};
+
+std::vector<float> random_vectors(int64_t n, int d, uint64_t seed) {
+  detail::Rng rng(seed);
+  std::vector<float> v(size_t(n) * d);
+  for (auto& x : v) x = float(rng.normal());
+  return v;
+}
+
+// Brute force: the k best (id, score) of `ids`/`x` for query q.
+std::vector<std::pair<int64_t, float>> brute(const std::vector<float>& x, const std::vector<int64_t>& ids,
+                                             const float* q, int d, int k, Metric metric) {
+  std::vector<std::pair<int64_t, float>> all;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    double s = 0;
+    for (int j = 0; j < d; ++j) {
+      const double a = q[j], b = x[i * d + j];
+      s += metric == Metric::inner_product ? a * b : (a - b) * (a - b);
+    }
+    all.emplace_back(ids[i], float(s));
+  }
+  std::sort(all.begin(), all.end(), [&](auto& a, auto& b) {
+    return metric == Metric::inner_product ? a.second > b.second : a.second < b.second;
+  });
+  all.resize(std::min<size_t>(all.size(), size_t(k)));
+  return all;
+}
+
+void check_against_brute(const VectorStore& s, const std::vector<float>& x,
+                         const std::vector<int64_t>& ids, bool exact) {
+  const int d = s.dim(), k = 10, nq = 25;
+  const auto q = random_vectors(nq, d, 99);
+  std::vector<int64_t> got(nq * k);
+  std::vector<float> sc(nq * k);
+  s.search(nq, q.data(), k, got.data(), sc.data());
+  int found = 0, total = 0;
+  for (int i = 0; i < nq; ++i) {
+    const auto want = brute(x, ids, q.data() + i * d, d, k, s.metric());
+    std::set<int64_t> got_set(got.begin() + i * k, got.begin() + (i + 1) * k);
+    for (int j = 0; j < k; ++j) {
+      found += got_set.count(want[j].first);
+      ++total;
+      if (exact) {
+        CHECK(sc[i * k + j] == doctest::Approx(want[j].second).epsilon(1e-4).scale(1e-3));
+        if (j + 1 < k && std::abs(want[j].second - want[j + 1].second) > 1e-3f)
+          CHECK(got[i * k + j] == want[j].first);
+      }
+    }
+  }
+  const double recall = double(found) / total;
+  if (exact) CHECK(recall == doctest::Approx(1.0));
+  else CHECK(recall >= 0.95);
+}
+
+}  // namespace
+
+TEST_CASE("vector store contract, every backend and metric") {
+  test::TempDir tmp;
+  for (const auto& b : kBackends) {
+    for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+      const std::string spec = b.spec, metric_name = to_string(metric);
+      CAPTURE(spec);
+      CAPTURE(metric_name);
+      const int d = 16;
+      const int64_t n = 600;
+      auto s = make_vector_store(b.spec, d, metric);
+      CHECK(s->dim() == d);
+      CHECK(s->metric() == metric);
+      CHECK(s->size() == 0);
+      std::vector<float> x = random_vectors(n, d, 1);
+      std::vector<int64_t> ids(n);
+      for (int64_t i = 0; i < n; ++i) ids[i] = 1000 + 7 * i;
+      s->add(n, x.data(), ids.data());
+      CHECK(s->size() == n);
+      check_against_brute(*s, x, ids, b.exact);
+
+      // Duplicate ids are refused and change nothing.
+      const int64_t dup[2] = {5, 1000};
+      CHECK_THROWS_AS(s->add(2, x.data(), dup), InvalidArgument);
+      const int64_t twice[2] = {5, 5};
+      CHECK_THROWS_AS(s->add(2, x.data(), twice), InvalidArgument);
+      CHECK(s->size() == n);
+
+      // Removed ids are never returned; the rest still match brute force.
+      REQUIRE(s->supports_remove());
+      std::vector<int64_t> gone, kept_ids;
+      std::vector<float> kept_x;
+      for (int64_t i = 0; i < n; ++i) {
+        if (i % 3 == 0) gone.push_back(ids[i]);
+        else {
+          kept_ids.push_back(ids[i]);
+          kept_x.insert(kept_x.end(), x.begin() + i * d, x.begin() + (i + 1) * d);
+        }
+      }
+      gone.push_back(424242);  // unknown ids are ignored
+      CHECK(s->remove(int64_t(gone.size()), gone.data()) == int64_t(gone.size()) - 1);
+      CHECK(s->size() == int64_t(kept_ids.size()));
+      check_against_brute(*s, kept_x, kept_ids, b.exact);
+      {
+        const auto q = random_vectors(50, d, 5);
+        std::vector<int64_t> got(50 * 30);
+        std::vector<float> sc(50 * 30);
+        s->search(50, q.data(), 30, got.data(), sc.data());
+        const std::set<int64_t> gone_set(gone.begin(), gone.end());
+        for (auto id : got) CHECK(gone_set.count(id) == 0);
+      }
+      // A removed id can be added again.
+      s->add(1, x.data(), &gone[0]);
+      CHECK(s->size() == int64_t(kept_ids.size()) + 1);
+      s->remove(1, &gone[0]);
+
+      // save -> load: identical results.
+      const std::string path = tmp.file("store.bin");
+      s->save(path);
+      auto loaded = load_vector_store(path);
+      CHECK(loaded->backend() == s->backend());
+      CHECK(loaded->size() == s->size());
+      const auto q = random_vectors(10, d, 7);
+      std::vector<int64_t> a(100), c(100);
+      std::vector<float> as(100), cs(100);
+      s->search(10, q.data(), 10, a.data(), as.data());
+      loaded->search(10, q.data(), 10, c.data(), cs.data());
+      CHECK(a == c);
+      CHECK(as == cs);
+
+      // k > size pads with -1 and the worst score.
+      auto small = make_vector_store(b.spec == std::string("faiss:IVF8,Flat?nprobe=8") ? "flat" : b.spec, d, metric);
+      small->add(3, x.data(), ids.data());
+      std::vector<int64_t> pid(5);
+      std::vector<float> psc(5);
+      small->search(1, q.data(), 5, pid.data(), psc.data());
+      CHECK(std::set<int64_t>(pid.begin(), pid.begin() + 3) == std::set<int64_t>{1000, 1007, 1014});
+      CHECK(pid[3] == -1);
+      CHECK(pid[4] == -1);
+      CHECK(std::isinf(psc[4]));
+
+      s->clear();
+      CHECK(s->size() == 0);
+    }
+  }
+}
+
+TEST_CASE("vector store files: corrupt, truncated and mismatched files are refused, nothing changes") {
+  test::TempDir tmp;
+  const int d = 8;
+  auto s = make_vector_store("flat", d);
+  const auto x = random_vectors(50, d, 3);
+  std::vector<int64_t> ids(50);
+  for (int i = 0; i < 50; ++i) ids[i] = i + 1;
+  s->add(50, x.data(), ids.data());
+  s->save(tmp.file("a.bin"));
+  const std::string bytes = detail::read_file(tmp.file("a.bin"));
+
+  std::string corrupt = bytes;
+  corrupt[corrupt.size() - 5] ^= 0x40;
+  std::ofstream(tmp.file("corrupt.bin"), std::ios::binary) << corrupt;
+  std::ofstream(tmp.file("short.bin"), std::ios::binary) << bytes.substr(0, bytes.size() - 9);
+  std::ofstream(tmp.file("junk.bin"), std::ios::binary) << "hello world, not a store";
+
+  auto other = make_vector_store("flat", d);
+  other->add(2, x.data(), ids.data());
+  CHECK(test::error_of([&] { other->load(tmp.file("corrupt.bin")); }).find("checksum mismatch") != std::string::npos);
+  CHECK(test::error_of([&] { other->load(tmp.file("short.bin")); }).find("truncated") != std::string::npos);
+  CHECK(test::error_of([&] { other->load(tmp.file("junk.bin")); }).find("bad magic") != std::string::npos);
+  auto faiss_store = make_vector_store("faiss:Flat", d);
+  CHECK(test::error_of([&] { faiss_store->load(tmp.file("a.bin")); }).find("holds a 'flat' store") != std::string::npos);
+  auto wrong_dim = make_vector_store("flat", d + 1);
+  CHECK_THROWS_AS(wrong_dim->load(tmp.file("a.bin")), FormatError);
+  CHECK(other->size() == 2);  // unchanged by the failed loads
+  other->load(tmp.file("a.bin"));
+  CHECK(other->size() == 50);
+}
+
+TEST_CASE("vector store factory refuses unknown backends and parameters") {
+  CHECK_THROWS_AS(make_vector_store("annoy", 8), InvalidArgument);
+  CHECK_THROWS_AS(make_vector_store("faiss:NoSuchIndex", 8), InvalidArgument);
+  CHECK_THROWS_AS(make_vector_store("faiss:HNSW16?nprobe=4", 8), InvalidArgument);
+  CHECK_THROWS_AS(make_vector_store("faiss:HNSW16?efSearch=x", 8), InvalidArgument);
+  auto ivf = make_vector_store("faiss:IVF16,Flat", 8);
+  const auto x = random_vectors(10, 8, 1);
+  std::vector<int64_t> ids = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  CHECK(test::error_of([&] { ivf->add(10, x.data(), ids.data()); }).find("at least nlist=16") != std::string::npos);
+  CHECK(ivf->size() == 0);
+}
+
+TEST_CASE("concurrent searches with one writer never see a half-applied batch") {
+  for (const std::string spec : {"flat", "faiss:Flat"}) {
+    CAPTURE(spec);
+    const int d = 8;
+    auto s = make_vector_store(spec, d);
+    const auto base = random_vectors(500, d, 2);
+    std::vector<int64_t> ids(500);
+    for (int i = 0; i < 500; ++i) ids[i] = i;
+    s->add(500, base.data(), ids.data());
+    // A batch of 40 vectors all far along e0: a query along e0 ranks all of them first.
+    std::vector<float> batch(40 * d, 0.f), q(d, 0.f);
+    q[0] = 1.f;
+    std::vector<int64_t> batch_ids(40);
+    for (int i = 0; i < 40; ++i) batch[i * d] = 100.f + float(i), batch_ids[i] = 10000 + i;
+    std::atomic<bool> stop{false};
+    std::atomic<int> bad{0}, searches{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 3; ++t)
+      readers.emplace_back([&] {
+        std::vector<int64_t> got(64);
+        std::vector<float> sc(64);
+        while (!stop) {
+          s->search(1, q.data(), 64, got.data(), sc.data());
+          const auto in_batch = std::count_if(got.begin(), got.end(), [](int64_t id) { return id >= 10000; });
+          if (in_batch != 0 && in_batch != 40) ++bad;
+          ++searches;
+        }
+      });
+    while (searches < 10) std::this_thread::yield();  // readers are running
+    for (int round = 0; round < 100; ++round) {
+      s->add(40, batch.data(), batch_ids.data());
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      s->remove(40, batch_ids.data());
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    stop = true;
+    for (auto& r : readers) r.join();
+    CHECK(bad == 0);
+    CHECK(searches > 0);
+    CHECK(s->size() == 500);
+  }
+}
