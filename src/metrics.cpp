@@ -10,6 +10,7 @@
 
 #include "mindrec/detail/eigen.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/vector_store.hpp"
 
 namespace mindrec {
 
@@ -73,7 +74,7 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
 }
 
 int merge_interests(const int64_t* ids, const float* scores, int num_interests, int per_interest,
-                    int topn, int64_t* out) {
+                    int topn, int64_t* out, float* out_scores) {
   const int total = num_interests * per_interest;
   std::vector<int> order(total);
   for (int i = 0; i < total; ++i) order[i] = i;
@@ -86,6 +87,7 @@ int merge_interests(const int64_t* ids, const float* scores, int num_interests, 
     const int64_t id = ids[i];
     if (id <= 0) continue;
     if (std::find(out, out + n, id) != out + n) continue;
+    if (out_scores) out_scores[n] = scores[i];
     out[n++] = id;
   }
   return n;
@@ -160,8 +162,14 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
     const int64_t n = std::min(B, U - first);
     pack_histories(set.hist_offsets, set.hist_items, first, n, L, hist.data(), lens.data());
     model.extract_interests(hist.data(), lens.data(), n, interests.data(), counts.data(), opt.threads);
-    exact_topk(emb, c.item_count, c.embedding_dim, interests.data(), n * K, maxn, ids.data(),
-               scores.data(), opt.threads);
+    if (opt.store) {
+      MINDREC_EXPECTS(opt.store->dim() == c.embedding_dim && opt.store->metric() == Metric::inner_product,
+                      "evaluate: the store must hold inner-product vectors of the model's dimension");
+      opt.store->search(n * K, interests.data(), maxn, ids.data(), scores.data());
+    } else {
+      exact_topk(emb, c.item_count, c.embedding_dim, interests.data(), n * K, maxn, ids.data(),
+                 scores.data(), opt.threads);
+    }
     for (int64_t b = 0; b < n; ++b) {
       const int64_t u = first + b;
       int64_t gt_len = set.eval_length(u);

@@ -4,6 +4,8 @@
 //   mindrec train --config C.yaml [--out DIR] [--resume CKPT] [--no-eval]
 //   mindrec eval  --config C.yaml --weights W.safetensors --data VALID [--topk 20,50] [--json F]
 //   mindrec prepare --input RAW --out DIR [--min-count 5] [--seed S]
+//   mindrec index --config C.yaml --weights W.safetensors --store SPEC --out ITEMS.idx
+//   mindrec recall --config C.yaml --weights W.safetensors --index ITEMS.idx --hist 43,23,65 ...
 // Every error ends the program with one line "mindrec: error: ..." and a non-zero status.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "mindrec/detail/file_util.hpp"
@@ -108,7 +111,7 @@ struct TrainArgs {
 };
 
 struct EvalArgs {
-  std::string config, weights, data, json;
+  std::string config, weights, data, json, store, index;
   std::vector<int> topk = {20, 50};
   bool compat = false;
   int threads = -1;
@@ -225,7 +228,14 @@ int run_eval(const EvalArgs& a) {
   const auto& mc = cfg.hyper_parameters;
   mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
   const mindrec::EvalSet set = mindrec::read_eval_data(a.data, mc.item_count);
-  const auto rep = mindrec::evaluate(model, set, eval_options(cfg, a.topk, a.compat, a.threads));
+  auto opts = eval_options(cfg, a.topk, a.compat, a.threads);
+  std::unique_ptr<mindrec::VectorStore> store;
+  if (!a.index.empty()) store = mindrec::load_vector_store(a.index);
+  else if (!a.store.empty()) store = mindrec::build_item_store(model, a.store);
+  opts.store = store.get();
+  if (store) std::printf("retrieval through the '%s' store (%lld items)\n", store->backend().c_str(),
+                         static_cast<long long>(store->size()));
+  const auto rep = mindrec::evaluate(model, set, opts);
   std::printf("%s%s", a.compat ? "(PaddleRec-compatible counting)\n" : "", rep.table().c_str());
   std::printf("evaluated in %.2f s (exact search over %lld items)\n", rep.seconds,
               static_cast<long long>(mc.item_count));
@@ -253,6 +263,88 @@ int run_prepare(const PrepareArgs& a) {
               a.out.c_str());
   std::printf("set in your config:  hyper_parameters.item_count: %lld\n",
               static_cast<long long>(r.item_count));
+  return 0;
+}
+
+struct IndexArgs {
+  std::string config, weights, store, out;
+};
+
+int run_index(const IndexArgs& a) {
+  const mindrec::Config cfg = mindrec::load_config(a.config);
+  mindrec::MindModel model(mindrec::load_weights(a.weights, cfg.hyper_parameters));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto store = mindrec::build_item_store(model, a.store);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  store->save(a.out);
+  std::printf("indexed %lld item vectors (ids 1..%lld, dim %d) with '%s' in %.2f s -> %s\n",
+              static_cast<long long>(store->size()), static_cast<long long>(store->size()),
+              store->dim(), store->backend().c_str(), secs, a.out.c_str());
+  return 0;
+}
+
+struct RecallArgs {
+  std::string config, weights, index;
+  std::vector<std::string> hist;
+  int topk = 50;
+  bool json = false, exclude_history = false;
+};
+
+int run_recall(const RecallArgs& a) {
+  const mindrec::Config cfg = mindrec::load_config(a.config);
+  const auto& mc = cfg.hyper_parameters;
+  mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
+  auto store = mindrec::load_vector_store(a.index);
+  // Each --hist is one user's clicks, oldest first: "43,23,65".
+  std::vector<int64_t> offsets = {0}, items;
+  for (const auto& h : a.hist) {
+    std::stringstream ss(h);
+    std::string tok;
+    while (std::getline(ss, tok, ',')) {
+      char* end = nullptr;
+      const long long id = std::strtoll(tok.c_str(), &end, 10);
+      if (tok.empty() || *end != '\0' || id < 1 || id >= mc.item_count)
+        throw mindrec::InvalidArgument("--hist '" + h + "': '" + tok + "' is not an item id in [1, " +
+                                       std::to_string(mc.item_count) + ")");
+      items.push_back(id);
+    }
+    offsets.push_back(static_cast<int64_t>(items.size()));
+  }
+  const int64_t B = static_cast<int64_t>(a.hist.size());
+  const int L = mc.maxlen;
+  std::vector<int64_t> hist(size_t(B) * L), ids(size_t(B) * a.topk);
+  std::vector<int32_t> lens(B);
+  std::vector<float> scores(size_t(B) * a.topk);
+  mindrec::pack_histories(offsets, items, 0, B, L, hist.data(), lens.data());
+  mindrec::RecallOptions o;
+  o.topn = a.topk;
+  o.exclude_history = a.exclude_history;
+  const auto t0 = std::chrono::steady_clock::now();
+  mindrec::recall_items(model, *store, hist.data(), lens.data(), B, o, ids.data(), scores.data());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (a.json) {
+    std::printf("{\"users\": [");
+    for (int64_t b = 0; b < B; ++b) {
+      std::printf("%s{\"hist\": [", b ? ", " : "");
+      for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) std::printf("%s%lld", j > offsets[b] ? ", " : "", static_cast<long long>(items[j]));
+      std::printf("], \"items\": [");
+      for (int j = 0; j < a.topk; ++j) std::printf("%s%lld", j ? ", " : "", static_cast<long long>(ids[b * a.topk + j]));
+      std::printf("], \"scores\": [");
+      for (int j = 0; j < a.topk; ++j) std::printf("%s%.6g", j ? ", " : "", ids[b * a.topk + j] < 0 ? 0.0 : scores[b * a.topk + j]);
+      std::printf("]}");
+    }
+    std::printf("], \"ms\": %.3f}\n", ms);
+  } else {
+    for (int64_t b = 0; b < B; ++b) {
+      std::printf("user %lld (hist %s): ", static_cast<long long>(b), a.hist[b].c_str());
+      for (int j = 0; j < a.topk && ids[b * a.topk + j] >= 0; ++j)
+        std::printf("%s%lld", j ? "," : "", static_cast<long long>(ids[b * a.topk + j]));
+      std::printf("\n");
+    }
+    std::printf("recalled top-%d for %lld user(s) from '%s' (%lld items) in %.3f ms\n", a.topk,
+                static_cast<long long>(B), store->backend().c_str(),
+                static_cast<long long>(store->size()), ms);
+  }
   return 0;
 }
 
@@ -298,6 +390,25 @@ int main(int argc, char** argv) {
   ce->add_flag("--paddlerec-compat", ev.compat, "count as PaddleRec's infer.py does (GT cut to 20, users+1, drop last batch)");
   ce->add_option("--json", ev.json, "also write the metrics as JSON here");
   ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
+  auto* ev_store = ce->add_option("--store", ev.store, "retrieve through a store built now, e.g. faiss:HNSW32?efSearch=128 (default: exact search)");
+  ce->add_option("--index", ev.index, "retrieve through a store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(ev_store);
+
+  IndexArgs ix;
+  auto* ci2 = app.add_subcommand("index", "build a vector store of all item vectors and save it");
+  ci2->add_option("--config", ix.config, "YAML config")->required()->check(CLI::ExistingFile);
+  ci2->add_option("--weights", ix.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
+  ci2->add_option("--store", ix.store, "backend: flat | faiss:<index_factory>[?nprobe=N|efSearch=N]")->required();
+  ci2->add_option("--out", ix.out, "store file to write")->required();
+
+  RecallArgs rc;
+  auto* cr = app.add_subcommand("recall", "candidate items for users' click histories");
+  cr->add_option("--config", rc.config, "YAML config")->required()->check(CLI::ExistingFile);
+  cr->add_option("--weights", rc.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
+  cr->add_option("--index", rc.index, "store saved by 'mindrec index'")->required()->check(CLI::ExistingFile);
+  cr->add_option("--hist", rc.hist, "one user's item ids, oldest first, comma-separated (repeat per user)")->required()->take_all();
+  cr->add_option("--topk", rc.topk, "candidates per user")->check(CLI::PositiveNumber);
+  cr->add_flag("--json", rc.json, "print JSON");
+  cr->add_flag("--exclude-history", rc.exclude_history, "never return the user's own clicks");
 
   PrepareArgs prep;
   auto* cp = app.add_subcommand("prepare", "ComiRec preparation of a raw user,item,timestamp log");
@@ -316,6 +427,8 @@ int main(int argc, char** argv) {
     if (*ct) return run_train(train);
     if (*ce) return run_eval(ev);
     if (*cp) return run_prepare(prep);
+    if (*ci2) return run_index(ix);
+    if (*cr) return run_recall(rc);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mindrec: error: %s\n", e.what());
     return 1;

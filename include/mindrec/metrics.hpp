@@ -20,9 +20,10 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
 
 /// The spec's merge of one user's per-interest results: pool the `num_interests` x
 /// `per_interest` (id, score) pairs, sort by score descending (ties: smaller id first), drop
-/// id 0, -1 and duplicates, keep the first `topn`. Returns how many were written to `out`.
+/// id 0, -1 and duplicates, keep the first `topn`. Returns how many were written to `out`
+/// (and their scores to `out_scores` if not null).
 int merge_interests(const int64_t* ids, const float* scores, int num_interests,
-                    int per_interest, int topn, int64_t* out);
+                    int per_interest, int topn, int64_t* out, float* out_scores = nullptr);
 
 struct Metrics {
   double recall = 0, ndcg = 0, hitrate = 0;
@@ -34,7 +35,12 @@ struct Metrics {
 /// hits). An empty ground truth gives all zeros.
 Metrics user_metrics(const int64_t* retrieved, int n, const int64_t* gt, int64_t gt_len);
 
+class VectorStore;
+
 struct EvalOptions {
+  /// Search this store (built with build_item_store) instead of the exact search over all
+  /// rows of item_emb; shows what an ANN index costs in recall. Not owned.
+  const VectorStore* store = nullptr;
   std::vector<int> topk = {20, 50};
   /// PaddleRec's infer.py: GT cut to its first 20 items, the user count starting at 1, and
   /// the last partial batch (of batch_size) dropped. For side-by-side reproduction only.

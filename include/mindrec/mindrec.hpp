@@ -10,6 +10,7 @@
 #include "mindrec/model.hpp"
 #include "mindrec/npy.hpp"
 #include "mindrec/prepare.hpp"
+#include "mindrec/retriever.hpp"
 #include "mindrec/safetensors.hpp"
 #include "mindrec/train.hpp"
 #include "mindrec/vector_store.hpp"
