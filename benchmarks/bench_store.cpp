@@ -1,0 +1,132 @@
+// Vector-store benchmark (issue: candidate generation): item vectors 367,983 x 64, synthetic
+// with clustered structure; for each backend the build time, resident memory, ANN recall of
+// the merged multi-interest top-50 against the exact flat store, batched throughput (users/s,
+// all threads) and single-user end-to-end latency (history -> interests -> merged top-50) on
+// one thread, p50 and p99.
+//   bench_store [--items N] [--users U] [--backends flat,faiss:Flat,...]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mindrec/detail/random.hpp"
+#include "mindrec/retriever.hpp"
+
+namespace {
+
+double rss_mib() {
+  std::ifstream f("/proc/self/statm");
+  long pages = 0, resident = 0;
+  f >> pages >> resident;
+  return double(resident) * 4096.0 / (1 << 20);
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t items = 367983, users = 2000;
+  std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?efSearch=64,faiss:HNSW32?efSearch=256";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--items")) items = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--users")) users = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
+  }
+  // Model: the Amazon Books shape; item vectors = 2,000 cluster centres + noise.
+  mindrec::ModelConfig c;
+  c.item_count = items;
+  c.neg_samples = 10;
+  mindrec::MindWeights w = mindrec::init_weights(c, 1);
+  mindrec::detail::Rng rng(42);
+  const int D = c.embedding_dim, L = c.maxlen, clusters = 2000;
+  std::vector<float> centre(size_t(clusters) * D);
+  for (auto& x : centre) x = float(rng.normal());
+  std::vector<int> cluster_of(items);
+  for (int64_t i = 1; i < items; ++i) {
+    cluster_of[i] = int(rng.below(clusters));
+    for (int d = 0; d < D; ++d)
+      w.item_emb[size_t(i) * D + d] = 0.1f * (centre[size_t(cluster_of[i]) * D + d] + 0.6f * float(rng.normal()));
+  }
+  for (auto& x : w.bilinear) x *= 0.3f;
+  mindrec::MindModel model(w);
+  // Users: 2-4 clusters each, 20 clicks.
+  std::vector<std::vector<int64_t>> by_cluster(clusters);
+  for (int64_t i = 1; i < items; ++i) by_cluster[size_t(cluster_of[i])].push_back(i);
+  std::vector<int64_t> hist(size_t(users) * L);
+  std::vector<int32_t> lens(users, L);
+  for (int64_t u = 0; u < users; ++u) {
+    int cs[4];
+    const int k = 2 + int(rng.below(3));
+    for (int j = 0; j < k; ++j) cs[j] = int(rng.below(clusters));
+    for (int l = 0; l < L; ++l) {
+      const auto& pool = by_cluster[size_t(cs[rng.below(k)])];
+      hist[size_t(u) * L + l] = pool.empty() ? 1 : pool[rng.below(pool.size())];
+    }
+  }
+  const int N = 50;
+  mindrec::RecallOptions opt;
+  opt.topn = N;
+  std::vector<int64_t> exact(size_t(users) * N), got(size_t(users) * N);
+  std::vector<float> sc(size_t(users) * N);
+  std::printf("items %lld x %d, users %lld, merged top-%d, %d threads for batches\n",
+              static_cast<long long>(items), D, static_cast<long long>(users), N, omp_get_max_threads());
+  std::printf("| store | build s | memory MiB | recall@50 vs exact | batch users/s | p50 ms (1 thread) | p99 ms (1 thread) |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  std::fflush(stdout);
+  std::stringstream list(backends);
+  std::string spec;
+  bool have_exact = false;
+  // Split on commas that start a new backend ("flat" or "faiss:"), keeping factory commas.
+  std::vector<std::string> specs;
+  for (std::string part; std::getline(list, part, ',');) {
+    if (part == "flat" || part.rfind("faiss:", 0) == 0 || specs.empty()) specs.push_back(part);
+    else specs.back() += "," + part;
+  }
+  for (const auto& s : specs) {
+    const double m0 = rss_mib(), t0 = now_s();
+    auto store = mindrec::build_item_store(model, s);
+    const double build = now_s() - t0, mem = rss_mib() - m0;
+    const double b0 = now_s();
+    mindrec::recall_items(model, *store, hist.data(), lens.data(), users, opt, got.data(), sc.data());
+    const double batch_s = now_s() - b0;
+    if (!have_exact) {
+      exact = got;  // the first backend (flat) is the reference
+      have_exact = true;
+    }
+    int64_t hits = 0;
+    for (int64_t u = 0; u < users; ++u) {
+      std::set<int64_t> truth(exact.begin() + u * N, exact.begin() + (u + 1) * N);
+      for (int j = 0; j < N; ++j) hits += truth.count(got[size_t(u) * N + j]);
+    }
+    // Single user, one thread, end to end.
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    mindrec::RecallOptions one = opt;
+    one.threads = 1;
+    std::vector<double> lat;
+    const int64_t reps = std::min<int64_t>(users, 1000);
+    for (int64_t u = 0; u < reps; ++u) {
+      const double s0 = now_s();
+      mindrec::recall_items(model, *store, hist.data() + u * L, lens.data() + u, 1, one,
+                            got.data(), sc.data());
+      lat.push_back((now_s() - s0) * 1e3);
+    }
+    omp_set_num_threads(threads);
+    std::sort(lat.begin(), lat.end());
+    std::printf("| %s | %.1f | %.0f | %.3f | %.0f | %.3f | %.3f |\n", s.c_str(), build, mem,
+                double(hits) / double(users * N), double(users) / batch_s,
+                lat[lat.size() / 2], lat[std::min(lat.size() - 1, size_t(lat.size() * 0.99))]);
+    std::fflush(stdout);
+  }
+  return 0;
+}
