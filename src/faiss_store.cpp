@@ -170,14 +170,7 @@ class FaissStore final : public VectorStore {
     return ivf() ? static_cast<int64_t>(index_->ntotal) : static_cast<int64_t>(pos_of_.size());
   }
   bool contains_impl(int64_t id) const override {
-    if (auto* v = ivf()) {
-      try {
-        v->direct_map.get(id);
-        return true;
-      } catch (const faiss::FaissException&) {
-        return false;
-      }
-    }
+    if (auto* v = ivf()) return v->direct_map.hashtable.count(id) != 0;  // set in make_index()
     return pos_of_.count(id) != 0;
   }
   void clear_impl() override {

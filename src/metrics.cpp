@@ -156,7 +156,8 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
   std::vector<float> interests(size_t(B) * K * H);
   std::vector<int64_t> ids(size_t(B) * K * maxn);
   std::vector<float> scores(size_t(B) * K * maxn);
-  std::vector<int64_t> merged(maxn);
+  std::vector<int64_t> merged(maxn), pid(size_t(K) * maxn);
+  std::vector<float> psc(size_t(K) * maxn);
   const float* emb = model.weights().item_emb.data();
   for (int64_t first = 0; first < U; first += B) {
     const int64_t n = std::min(B, U - first);
@@ -177,8 +178,6 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
       for (size_t t = 0; t < opt.topk.size(); ++t) {
         const int N = opt.topk[t];
         // Per-interest top-N of the top-maxn lists (a prefix of an exact sorted list).
-        std::vector<int64_t> pid(size_t(counts[b]) * N);
-        std::vector<float> psc(size_t(counts[b]) * N);
         for (int k = 0; k < counts[b]; ++k)
           for (int j = 0; j < N; ++j) {
             pid[size_t(k) * N + j] = ids[(size_t(b) * K + k) * maxn + j];

@@ -261,11 +261,11 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
 void MindModel::label_aware_attention(const float* interests, const int32_t* counts,
                                       const int64_t* targets, int64_t batch, float* out) const {
   const auto& v = impl_->view;
-  const auto& c = impl_->w.config;
+  const auto& cfg = impl_->w.config;
   MINDREC_EXPECTS(batch >= 0, "label_aware_attention: batch must be >= 0");
   if (batch == 0) return;
   MINDREC_EXPECTS(interests && counts && targets && out, "label_aware_attention: null pointer");
-  AlignedVector<float> scratch(v.max_k);
+  AlignedVector<float> c(v.max_k), alpha(v.max_k);
   for (int64_t b = 0; b < batch; ++b) {
     if (targets[b] < 1 || targets[b] >= v.item_count)
       throw InvalidArgument("label_aware_attention: target " + std::to_string(targets[b]) +
@@ -273,9 +273,9 @@ void MindModel::label_aware_attention(const float* interests, const int32_t* cou
     if (counts[b] < 1 || counts[b] > v.max_k)
       throw InvalidArgument("label_aware_attention: counts[" + std::to_string(b) +
                             "] is outside [1, max_k]");
-    cpu::label_aware_attention(interests + b * size_t(v.max_k) * v.hidden, counts[b], v.hidden,
-                               v.item_emb + targets[b] * v.dim, static_cast<int>(c.pow_p),
-                               c.readout, out + b * size_t(v.hidden), scratch.data());
+    cpu::attention_forward(interests + b * size_t(v.max_k) * v.hidden, counts[b], v.hidden,
+                           v.item_emb + targets[b] * v.dim, static_cast<int>(cfg.pow_p),
+                           cfg.readout, out + b * size_t(v.hidden), c.data(), alpha.data());
   }
 }
 

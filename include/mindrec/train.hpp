@@ -162,6 +162,7 @@ struct EpochStats {
 class Trainer {
  public:
   /// Starts from `init` (e.g. init_weights(config.hyper_parameters, config.runner.seed)).
+  /// `log` is referenced, not copied: it must outlive the Trainer.
   Trainer(Config config, const ClickLog& log, MindWeights init);
   ~Trainer();
 
@@ -178,6 +179,7 @@ class Trainer {
   /// Weights, Adam state, generator state and counters, written atomically (safetensors).
   void save_checkpoint(const std::string& path);
 
+  /// Current weights (applies dense Adam's deferred row updates first; exact).
   const MindWeights& weights() const;
   const Config& config() const;
   int epochs_done() const;

@@ -100,14 +100,14 @@ TEST_CASE("hand-worked: label-aware attention") {
   // hard: argmax a = 1 -> user = u1 = (0, 2)
   const std::vector<float> u = {1, 0, 0, 2};
   const std::vector<float> q = {1, 1};
-  float out[2], scratch[2];
-  cpu::label_aware_attention(u.data(), 2, 2, q.data(), 1, Readout::soft, out, scratch);
+  float out[2], c[2], alpha[2];
+  cpu::attention_forward(u.data(), 2, 2, q.data(), 1, Readout::soft, out, c, alpha);
   CHECK(out[0] == doctest::Approx(0.268941).epsilon(1e-5));
   CHECK(out[1] == doctest::Approx(1.462117).epsilon(1e-5));
-  cpu::label_aware_attention(u.data(), 2, 2, q.data(), 2, Readout::soft, out, scratch);
+  cpu::attention_forward(u.data(), 2, 2, q.data(), 2, Readout::soft, out, c, alpha);
   CHECK(out[0] == doctest::Approx(0.047426).epsilon(1e-4));
   CHECK(out[1] == doctest::Approx(1.905148).epsilon(1e-5));
-  cpu::label_aware_attention(u.data(), 2, 2, q.data(), 1, Readout::hard, out, scratch);
+  cpu::attention_forward(u.data(), 2, 2, q.data(), 1, Readout::hard, out, c, alpha);
   CHECK(out[0] == 0.0f);
   CHECK(out[1] == 2.0f);
 }

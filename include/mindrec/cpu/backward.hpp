@@ -26,37 +26,6 @@ void squash_backward(const S* z, const S* dv, S* dz, int h) {
   DZ = f * DV + (S(2) * fp * Z.dot(DV)) * Z;
 }
 
-/// Label-aware attention forward that keeps what the backward needs: `c` [kk] = <u_k, q>,
-/// `alpha` [kk] the attention weights (soft) or the one-hot argmax (hard).
-template <class S>
-void attention_forward(const S* interests, int kk, int hidden, const S* q, int pow_p,
-                       Readout readout, S* user, S* c, S* alpha) {
-  using namespace mindrec::detail;
-  MapConstMat<S> Uk(interests, kk, hidden);
-  MapConstRow<S> Q(q, hidden);
-  int best = 0;
-  S best_a = 0, mx = 0;
-  for (int k = 0; k < kk; ++k) {
-    c[k] = Uk.row(k).dot(Q);
-    S a = c[k];
-    for (int i = 1; i < pow_p; ++i) a *= c[k];
-    alpha[k] = a;
-    if (k == 0 || a > best_a) best_a = a, best = k;
-  }
-  mx = best_a;
-  if (readout == Readout::hard) {
-    for (int k = 0; k < kk; ++k) alpha[k] = k == best ? S(1) : S(0);
-  } else {
-    S sum = 0;
-    for (int k = 0; k < kk; ++k) sum += (alpha[k] = std::exp(alpha[k] - mx));
-    for (int k = 0; k < kk; ++k) alpha[k] /= sum;
-  }
-  MapRow<S> out(user, hidden);
-  out.setZero();
-  for (int k = 0; k < kk; ++k)
-    if (alpha[k] != S(0)) out += alpha[k] * Uk.row(k);
-}
-
 /// Backward of attention_forward: given d(user), writes d(interests) [kk, H] and adds the
 /// gradient with respect to q into `dq` [H]. Hard read-out: only the chosen interest gets
 /// d(user); the argmax passes no gradient to q.

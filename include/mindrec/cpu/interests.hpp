@@ -238,33 +238,38 @@ int extract_user(const ModelView<S>& m, const int64_t* hist, int n, S* out, S* w
   return kk;
 }
 
-/// Label-aware attention (training read-out): q = item_emb[target]; a_k = <u_k, q>^p over the
-/// first `kk` interests; soft: user = Σ softmax(a)_k u_k; hard: user = u_argmax(a) (first on
-/// ties). `interests` is [K, H] (only kk rows read), `out` is [H]. `pow_p` is an integer >= 1.
+/// Label-aware attention (training read-out; mind-spec.md): q = item_emb[target];
+/// a_k = <u_k, q>^p over the first `kk` interests (`interests` is [kk, H]); soft: user =
+/// Σ softmax(a)_k u_k; hard: user = u_argmax(a) (first on ties). `pow_p` is an integer >= 1.
+/// Keeps what the backward pass needs: `c` [kk] = <u_k, q> and `alpha` [kk], the attention
+/// weights (soft) or the one-hot argmax (hard).
 template <class S>
-void label_aware_attention(const S* interests, int kk, int hidden, const S* target_emb,
-                           int pow_p, Readout readout, S* out, S* scratch /*[kk]*/) {
+void attention_forward(const S* interests, int kk, int hidden, const S* q, int pow_p,
+                       Readout readout, S* user, S* c, S* alpha) {
   using namespace mindrec::detail;
   MapConstMat<S> Uk(interests, kk, hidden);
-  MapConstRow<S> q(target_emb, hidden);
-  Eigen::Map<Eigen::Matrix<S, Eigen::Dynamic, 1>> a(scratch, kk);
-  a.noalias() = Uk * q.transpose();
+  MapConstRow<S> Q(q, hidden);
+  int best = 0;
+  S best_a = 0, mx = 0;
   for (int k = 0; k < kk; ++k) {
-    S v = a[k], r = v;
-    for (int i = 1; i < pow_p; ++i) r *= v;
-    a[k] = r;
+    c[k] = Uk.row(k).dot(Q);
+    S a = c[k];
+    for (int i = 1; i < pow_p; ++i) a *= c[k];
+    alpha[k] = a;
+    if (k == 0 || a > best_a) best_a = a, best = k;
   }
-  MapRow<S> o(out, hidden);
+  mx = best_a;
   if (readout == Readout::hard) {
-    Eigen::Index best = 0;
-    a.maxCoeff(&best);
-    o = Uk.row(best);
-    return;
+    for (int k = 0; k < kk; ++k) alpha[k] = k == best ? S(1) : S(0);
+  } else {
+    S sum = 0;
+    for (int k = 0; k < kk; ++k) sum += (alpha[k] = std::exp(alpha[k] - mx));
+    for (int k = 0; k < kk; ++k) alpha[k] /= sum;
   }
-  const S mx = a.maxCoeff();
-  a = (a.array() - mx).exp();
-  a /= a.sum();
-  o.noalias() = a.transpose() * Uk;
+  MapRow<S> out(user, hidden);
+  out.setZero();
+  for (int k = 0; k < kk; ++k)
+    if (alpha[k] != S(0)) out += alpha[k] * Uk.row(k);
 }
 
 }  // namespace mindrec::cpu
