@@ -18,6 +18,7 @@
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <sstream>
@@ -36,6 +37,10 @@ class FaissStore final : public VectorStore {
   FaissStore(const std::string& backend, std::string factory, int dim, Metric metric)
       : VectorStore(backend, dim, metric), factory_(std::move(factory)) {
     index_ = make_index();
+    if (metric == Metric::inner_product && dynamic_cast<faiss::IndexHNSWFlat*>(index_.get())) {
+      mips_ = true;
+      index_ = make_index();
+    }
   }
 
   void set_param(const std::string& name, double value) { set_param_impl(name, value); }
@@ -44,10 +49,14 @@ class FaissStore final : public VectorStore {
   std::unique_ptr<faiss::Index> make_index() const {
     try {
       std::unique_ptr<faiss::Index> idx(faiss::index_factory(
-          dim(), factory_.c_str(),
-          metric() == Metric::inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2));
+          dim() + (mips_ ? 1 : 0), factory_.c_str(),
+          metric() == Metric::inner_product && !mips_ ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2));
       if (auto* ivf = faiss::ivflib::try_extract_index_ivf(idx.get()))
         ivf->set_direct_map_type(faiss::DirectMap::Hashtable);
+      // Faiss 1.7.3's HNSW::search reads efSearch from the index, not from the search
+      // parameters (measured: recall did not move with SearchParametersHNSW::efSearch), so it
+      // is set on the index itself, under the store's write lock.
+      if (auto* h = dynamic_cast<faiss::IndexHNSW*>(idx.get()); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
       return idx;
     } catch (const faiss::FaissException& e) {
       throw InvalidArgument("faiss index_factory('" + factory_ + "') failed: " + e.what());
@@ -68,25 +77,61 @@ class FaissStore final : public VectorStore {
 
   void add_impl(int64_t n, const float* x, const int64_t* ids) override {
     guarded("add", [&] {
-      if (!index_->is_trained) {
-        if (auto* v = ivf(); v && n < int64_t(v->nlist))
-          throw InvalidArgument("faiss:" + factory_ + " must be trained on the first batch added, "
-                                "which needs at least nlist=" + std::to_string(v->nlist) +
-                                " vectors; got " + std::to_string(n));
-        index_->train(n, x);
-      }
       if (ivf()) {
-        index_->add_with_ids(n, x, ids);
-      } else {
-        index_->add(n, x);
-        for (int64_t i = 0; i < n; ++i) {
-          pos_of_[ids[i]] = static_cast<int64_t>(id_of_.size());
-          id_of_.push_back(ids[i]);
+        if (!index_->is_trained) {
+          if (n < int64_t(ivf()->nlist))
+            throw InvalidArgument("faiss:" + factory_ + " must be trained on the first batch added, "
+                                  "which needs at least nlist=" + std::to_string(ivf()->nlist) +
+                                  " vectors; got " + std::to_string(n));
+          index_->train(n, x);
         }
-        removed_.resize((id_of_.size() + 7) / 8, 0);
+        index_->add_with_ids(n, x, ids);
+        return 0;
       }
+      std::vector<float> augmented;
+      if (mips_) {
+        float top = 0.f;
+        for (int64_t i = 0; i < n; ++i) top = std::max(top, norm_sq(x + i * dim()));
+        if (top > aug_norm_sq_) {
+          // A longer vector than the reduction allows: re-augment everything, with a bound
+          // 25% above the longest (amortises rebuilds over later additions).
+          const bool empty = id_of_.empty();
+          aug_norm_sq_ = empty ? top : std::max(top, aug_norm_sq_) * 1.25f;
+          if (!empty) rebuild();
+        }
+        augmented = augment(n, x);
+        x = augmented.data();
+      }
+      if (!index_->is_trained) index_->train(n, x);
+      index_->add(n, x);
+      for (int64_t i = 0; i < n; ++i) {
+        pos_of_[ids[i]] = static_cast<int64_t>(id_of_.size());
+        id_of_.push_back(ids[i]);
+      }
+      removed_.resize((id_of_.size() + 7) / 8, 0);
       return 0;
     });
+  }
+
+  // Maximum inner product search as nearest neighbours in L2 (Bachrach et al. 2014): item x
+  // becomes [x, sqrt(M - |x|^2)] with M >= every |x|^2, a query q becomes [q, 0], and then
+  // |q' - x'|^2 = |q|^2 + M - 2 q.x, so the L2 order is the inner-product order. HNSW's graph
+  // works on a metric; on raw inner products (norms of item vectors vary) it strands the
+  // search near long vectors and recall stops improving with efSearch.
+  static float norm_sq(const float* v, int d) {
+    float s = 0.f;
+    for (int j = 0; j < d; ++j) s += v[j] * v[j];
+    return s;
+  }
+  float norm_sq(const float* v) const { return norm_sq(v, dim()); }
+  std::vector<float> augment(int64_t n, const float* x) const {
+    const int d = dim();
+    std::vector<float> a(size_t(n) * (d + 1));
+    for (int64_t i = 0; i < n; ++i) {
+      std::copy(x + i * d, x + (i + 1) * d, a.begin() + i * (d + 1));
+      a[size_t(i) * (d + 1) + d] = std::sqrt(std::max(0.f, aug_norm_sq_ - norm_sq(x + i * d)));
+    }
+    return a;
   }
 
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
@@ -112,21 +157,29 @@ class FaissStore final : public VectorStore {
 
   // Rebuilds a non-IVF index without its removed positions (exact for Flat and HNSWFlat,
   // whose reconstruct() returns the stored vectors; lossy codecs keep the filter instead).
+  // Under the MIPS reduction the extra coordinate is recomputed from the current bound.
   void rebuild() {
     if (!dynamic_cast<faiss::IndexFlat*>(index_.get()) && !dynamic_cast<faiss::IndexHNSWFlat*>(index_.get()))
       return;
     guarded("rebuild", [&] {
+      const int d = dim(), stored_d = int(index_->d);
       std::vector<float> keep;
       std::vector<int64_t> ids;
-      std::vector<float> v(static_cast<size_t>(dim()));
+      std::vector<float> v(static_cast<size_t>(stored_d));
       for (int64_t p = 0; p < static_cast<int64_t>(id_of_.size()); ++p) {
         if (removed_[size_t(p) >> 3] & (1u << (p & 7))) continue;
         index_->reconstruct(p, v.data());
-        keep.insert(keep.end(), v.begin(), v.end());
+        keep.insert(keep.end(), v.begin(), v.begin() + d);  // the original vector
         ids.push_back(id_of_[size_t(p)]);
       }
+      const int64_t n = static_cast<int64_t>(ids.size());
       auto fresh = make_index();
-      fresh->add(static_cast<int64_t>(ids.size()), keep.data());
+      if (mips_) {
+        const std::vector<float> a = augment(n, keep.data());
+        fresh->add(n, a.data());
+      } else {
+        fresh->add(n, keep.data());
+      }
       index_ = std::move(fresh);
       id_of_ = ids;
       pos_of_.clear();
@@ -157,11 +210,37 @@ class FaissStore final : public VectorStore {
         params = &ph;
       }
       params->sel = live.get();
-      float* dist = scores;
-      index_->search(nq, q, k, dist, ids, params);
-      if (!ivf())
-        for (int64_t i = 0; i < nq * k; ++i)
-          if (ids[i] >= 0) ids[i] = id_of_[size_t(ids[i])];
+      if (!mips_) {
+        index_->search(nq, q, k, scores, ids, params);
+        if (!ivf())
+          for (int64_t i = 0; i < nq * k; ++i)
+            if (ids[i] >= 0) ids[i] = id_of_[size_t(ids[i])];
+        return 0;
+      }
+      // MIPS reduction: queries get a 0 coordinate; the returned L2 distances are turned back
+      // into exact inner products with the stored vectors, and each row re-sorted by them.
+      const int d = dim();
+      std::vector<float> qa(size_t(nq) * (d + 1), 0.f);
+      for (int64_t i = 0; i < nq; ++i) std::copy(q + i * d, q + (i + 1) * d, qa.begin() + i * (d + 1));
+      index_->search(nq, qa.data(), k, scores, ids, params);
+      std::vector<float> v(size_t(d) + 1);
+      std::vector<std::pair<float, int64_t>> row(static_cast<size_t>(k));
+      for (int64_t i = 0; i < nq; ++i) {
+        size_t m = 0;
+        for (int j = 0; j < k; ++j) {
+          const int64_t p = ids[i * k + j];
+          if (p < 0) continue;
+          index_->reconstruct(p, v.data());
+          float ip = 0.f;
+          for (int c = 0; c < d; ++c) ip += q[i * d + c] * v[size_t(c)];
+          row[m++] = {ip, id_of_[size_t(p)]};
+        }
+        std::stable_sort(row.begin(), row.begin() + long(m), [](const auto& a, const auto& b) { return a.first > b.first; });
+        for (int j = 0; j < k; ++j) {
+          ids[i * k + j] = size_t(j) < m ? row[size_t(j)].second : -1;
+          scores[i * k + j] = size_t(j) < m ? row[size_t(j)].first : 0.f;
+        }
+      }
       return 0;
     });
   }
@@ -176,6 +255,7 @@ class FaissStore final : public VectorStore {
   void clear_impl() override {
     auto fresh = make_index();
     index_ = std::move(fresh);
+    aug_norm_sq_ = 0.f;
     id_of_.clear();
     pos_of_.clear();
     removed_.clear();
@@ -185,7 +265,7 @@ class FaissStore final : public VectorStore {
 
   void set_param_impl(const std::string& name, double value) override {
     if (name == "nprobe" && ivf() && value >= 1) nprobe_ = int(value);
-    else if (name == "efSearch" && hnsw() && value >= 1) ef_search_ = int(value);
+    else if (name == "efSearch" && hnsw() && value >= 1) hnsw()->hnsw.efSearch = ef_search_ = int(value);
     else
       throw InvalidArgument("faiss:" + factory_ + ": unknown or invalid search parameter '" + name +
                             "' (IVF indexes take nprobe >= 1, HNSW indexes efSearch >= 1)");
@@ -201,6 +281,7 @@ class FaissStore final : public VectorStore {
       detail::put(s, removed_.data(), removed_.size());
       const int32_t params[2] = {nprobe_, ef_search_};  // search parameters travel with the file
       detail::put(s, params, 2);
+      detail::put(s, &aug_norm_sq_, 1);  // the MIPS reduction's bound (0 without it)
       return s;
     });
   }
@@ -215,12 +296,15 @@ class FaissStore final : public VectorStore {
     } catch (const faiss::FaissException& e) {
       throw FormatError(std::string("faiss store payload: read_index failed: ") + e.what());
     }
-    if (idx->d != dim()) throw FormatError("faiss store payload: index dimension differs");
+    if (idx->d != dim() + (mips_ ? 1 : 0)) throw FormatError("faiss store payload: index dimension differs");
     std::vector<int64_t> id_of = c.get_vector<int64_t>();
     std::vector<uint8_t> removed = c.get_vector<uint8_t>();
     int32_t params[2];
     c.get(params, 2);
+    float bound = 0.f;
+    c.get(&bound, 1);
     c.expect_end();
+    if (!std::isfinite(bound) || bound < 0.f) throw FormatError("faiss store payload: bad MIPS bound");
     std::unordered_map<int64_t, int64_t> pos_of;
     int64_t removed_count = 0;
     const bool is_ivf = faiss::ivflib::try_extract_index_ivf(idx.get()) != nullptr;
@@ -246,6 +330,8 @@ class FaissStore final : public VectorStore {
     removed_count_ = removed_count;
     nprobe_ = params[0];
     ef_search_ = params[1];
+    aug_norm_sq_ = bound;
+    if (auto* h = hnsw(); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
   }
 
   std::string factory_;
@@ -255,35 +341,17 @@ class FaissStore final : public VectorStore {
   std::vector<uint8_t> removed_;                // non-IVF: bitmap of removed positions
   int64_t removed_count_ = 0;
   int32_t nprobe_ = 0, ef_search_ = 0;
+  bool mips_ = false;        // HNSW (flat storage) under inner product: reduced to L2
+  float aug_norm_sq_ = 0.f;  // the reduction's bound M on |x|^2
 };
 
 }  // namespace
 
-std::unique_ptr<VectorStore> make_faiss_store(const std::string& spec, int dim, Metric metric) {
-  // "faiss:<factory>[?name=value&name=value]"
-  std::string rest = spec.substr(6), params;
-  const size_t q = rest.find('?');
-  if (q != std::string::npos) {
-    params = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
-  if (rest.empty()) throw InvalidArgument("vector store '" + spec + "': empty Faiss factory string");
-  auto store = std::make_unique<FaissStore>("faiss:" + rest, rest, dim, metric);
-  std::stringstream ss(params);
-  std::string kv;
-  while (std::getline(ss, kv, '&')) {
-    if (kv.empty()) continue;
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos)
-      throw InvalidArgument("vector store '" + spec + "': expected name=value, got '" + kv + "'");
-    char* end = nullptr;
-    const std::string val = kv.substr(eq + 1);
-    const double v = std::strtod(val.c_str(), &end);
-    if (val.empty() || *end != '\0')
-      throw InvalidArgument("vector store '" + spec + "': '" + val + "' is not a number");
-    store->set_search_param(kv.substr(0, eq), v);
-  }
-  return store;
+std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, Metric metric) {
+  // `base` = "faiss:<factory>" (search parameters were split off by make_vector_store).
+  const std::string factory = base.substr(6);
+  if (factory.empty()) throw InvalidArgument("vector store '" + base + "': empty Faiss factory string");
+  return std::make_unique<FaissStore>(base, factory, dim, metric);
 }
 
 }  // namespace mindrec

@@ -8,7 +8,7 @@ namespace mindrec::detail {
 
 namespace {
 constexpr char kMagic[8] = {'M', 'R', 'V', 'S', 'T', 'O', 'R', 'E'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: faiss payload ends with the MIPS bound
 template <class T>
 void write_pod(std::ostream& out, T v) {
   out.write(reinterpret_cast<const char*>(&v), sizeof v);
@@ -60,7 +60,8 @@ StoreHeader read_store(const std::string& path, std::string* payload) {
   if (std::memcmp(s.data(), kMagic, 8) != 0) fail("bad magic (not a store file)");
   pos = 8;
   const uint32_t version = get32();
-  if (version != kVersion) fail("unsupported version " + std::to_string(version));
+  if (version != kVersion) fail("unsupported version " + std::to_string(version) + " (this mindrec reads version " +
+                                    std::to_string(kVersion) + "; rebuild the store, e.g. with mindrec index)");
   StoreHeader h;
   const uint32_t blen = get32();
   if (blen > 4096) fail("implausible backend name length");

@@ -8,9 +8,11 @@
 #include <limits>
 #include <mutex>
 #include <shared_mutex>
+#include <sstream>
 #include <ostream>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "mindrec/aligned.hpp"
 #include "mindrec/detail/file_util.hpp"
@@ -28,23 +30,47 @@ VectorStore::VectorStore(std::string backend, int dim, Metric metric)
 }
 VectorStore::~VectorStore() = default;
 
+void VectorStore::check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
+                              bool refuse_stored) const {
+  const std::string who = std::string("VectorStore::") + op + ": ";
+  std::unordered_set<int64_t> batch;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0) throw InvalidArgument(who + "id " + std::to_string(ids[i]) + " is negative");
+    if (!batch.insert(ids[i]).second)
+      throw InvalidArgument(who + "id " + std::to_string(ids[i]) + " appears twice in the batch");
+    if (refuse_stored && contains_impl(ids[i]))
+      throw InvalidArgument(who + "id " + std::to_string(ids[i]) + " is already stored");
+  }
+  for (int64_t i = 0; i < n * dim_; ++i)
+    if (!std::isfinite(vectors[i]))
+      throw InvalidArgument(who + "vector " + std::to_string(i / dim_) + " holds NaN or Inf");
+}
+
 void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
   MINDREC_EXPECTS(n >= 0, "VectorStore::add: n must be >= 0");
   if (n == 0) return;
   MINDREC_EXPECTS(vectors && ids, "VectorStore::add: null vectors or ids");
   std::unique_lock lock(mutex_);
-  std::unordered_set<int64_t> batch;
-  for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] < 0) throw InvalidArgument("VectorStore::add: id " + std::to_string(ids[i]) + " is negative");
-    if (!batch.insert(ids[i]).second)
-      throw InvalidArgument("VectorStore::add: id " + std::to_string(ids[i]) + " appears twice in the batch");
-    if (contains_impl(ids[i]))
-      throw InvalidArgument("VectorStore::add: id " + std::to_string(ids[i]) + " is already stored");
-  }
-  for (int64_t i = 0; i < n * dim_; ++i)
-    if (!std::isfinite(vectors[i]))
-      throw InvalidArgument("VectorStore::add: vector " + std::to_string(i / dim_) + " holds NaN or Inf");
+  check_batch("add", n, vectors, ids, true);
   add_impl(n, vectors, ids);
+}
+
+int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids) {
+  MINDREC_EXPECTS(n >= 0, "VectorStore::upsert: n must be >= 0");
+  if (n == 0) return 0;
+  MINDREC_EXPECTS(vectors && ids, "VectorStore::upsert: null vectors or ids");
+  std::unique_lock lock(mutex_);
+  check_batch("upsert", n, vectors, ids, false);
+  std::vector<int64_t> stored;
+  for (int64_t i = 0; i < n; ++i)
+    if (contains_impl(ids[i])) stored.push_back(ids[i]);
+  if (!stored.empty()) {
+    if (!supports_remove_impl())
+      throw Unsupported("VectorStore::upsert: backend '" + backend_ + "' cannot replace vectors");
+    remove_impl(static_cast<int64_t>(stored.size()), stored.data());
+  }
+  add_impl(n, vectors, ids);
+  return static_cast<int64_t>(stored.size());
 }
 
 int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
@@ -223,20 +249,63 @@ class FlatStore final : public VectorStore {
 
 }  // namespace
 
-std::unique_ptr<VectorStore> make_faiss_store(const std::string& spec, int dim, Metric metric);
+std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, Metric metric);
+
+namespace {
+
+// "backend[?name=value&name=value]" -> backend and its search parameters.
+struct StoreSpec {
+  std::string base;
+  std::vector<std::pair<std::string, double>> params;
+};
+
+StoreSpec parse_spec(const std::string& spec) {
+  StoreSpec out;
+  const size_t q = spec.find('?');
+  out.base = spec.substr(0, q);
+  if (q == std::string::npos) return out;
+  std::stringstream ss(spec.substr(q + 1));
+  std::string kv;
+  while (std::getline(ss, kv, '&')) {
+    if (kv.empty()) continue;
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos)
+      throw InvalidArgument("vector store '" + spec + "': expected name=value, got '" + kv + "'");
+    char* end = nullptr;
+    const std::string val = kv.substr(eq + 1);
+    const double v = std::strtod(val.c_str(), &end);
+    if (val.empty() || *end != '\0')
+      throw InvalidArgument("vector store '" + spec + "': '" + val + "' is not a number");
+    out.params.emplace_back(kv.substr(0, eq), v);
+  }
+  return out;
+}
+
+}  // namespace
 
 std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim, Metric metric) {
   MINDREC_EXPECTS(dim >= 1, "make_vector_store: dim must be >= 1");
-  if (spec == "flat") return std::make_unique<FlatStore>(dim, metric);
-  if (spec.rfind("faiss:", 0) == 0) return make_faiss_store(spec, dim, metric);
-  throw InvalidArgument("unknown vector store '" + spec +
-                        "' (expected 'flat' or 'faiss:<index_factory string>', e.g. faiss:HNSW32)");
+  const StoreSpec s = parse_spec(spec);
+  std::unique_ptr<VectorStore> store;
+  if (s.base == "flat") store = std::make_unique<FlatStore>(dim, metric);
+  else if (s.base.rfind("faiss:", 0) == 0) store = make_faiss_store(s.base, dim, metric);
+  else
+    throw InvalidArgument("unknown vector store '" + spec +
+                          "' (expected 'flat' or 'faiss:<index_factory string>', e.g. faiss:HNSW32)");
+  for (const auto& [name, value] : s.params) store->set_search_param(name, value);
+  return store;
 }
 
-std::unique_ptr<VectorStore> load_vector_store(const std::string& path) {
+std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec) {
   std::string payload;
   const detail::StoreHeader h = detail::read_store(path, &payload);
-  auto store = make_vector_store(h.backend, h.dim, h.metric);
+  if (!spec.empty()) {
+    const StoreSpec s = parse_spec(spec);
+    if (s.base != h.backend)
+      throw InvalidArgument(path + ": holds a '" + h.backend + "' store, not the requested '" +
+                            s.base + "'");
+  }
+  auto store = make_vector_store(spec.empty() ? h.backend : spec, h.dim, h.metric);
   store->load(path);
   return store;
 }

@@ -39,6 +39,11 @@ class VectorStore {
   /// Adds n vectors with their ids; refuses ids < 0, ids already stored or repeated in the
   /// batch. Trained backends (IVF, PQ) train on the first batch added to an empty store.
   void add(int64_t n, const float* vectors, const int64_t* ids);
+  /// Adds or replaces: ids already stored get the new vector, the others are added, all under
+  /// one write lock (no search sees a mix of old and new). Validation (negative or repeated
+  /// ids, NaN/Inf) happens before anything changes. Returns how many ids were replaced.
+  /// Unsupported if an id is stored and the backend cannot remove.
+  int64_t upsert(int64_t n, const float* vectors, const int64_t* ids);
   /// Removes the given ids (unknown ids are ignored); returns how many were removed.
   int64_t remove(int64_t n, const int64_t* ids);
   /// ids [nq, k] and scores [nq, k] for nq queries [nq, dim].
@@ -64,6 +69,8 @@ class VectorStore {
   VectorStore(std::string backend, int dim, Metric metric);
 
  private:
+  void check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
+                   bool refuse_stored) const;
   virtual void add_impl(int64_t n, const float* vectors, const int64_t* ids) = 0;
   virtual int64_t remove_impl(int64_t n, const int64_t* ids) = 0;
   virtual void search_impl(int64_t nq, const float* queries, int k, int64_t* ids,
@@ -87,7 +94,9 @@ class VectorStore {
 std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
                                                Metric metric = Metric::inner_product);
 
-/// Reads the backend, dimension and metric from a saved store's header and loads it.
-std::unique_ptr<VectorStore> load_vector_store(const std::string& path);
+/// Reads the backend, dimension and metric from a saved store's header and loads it. With a
+/// non-empty `spec` (e.g. "faiss:HNSW32?efSearch=256"), refuses (InvalidArgument) a file of
+/// another backend and applies the spec's search parameters.
+std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec = "");
 
 }  // namespace mindrec

@@ -169,6 +169,45 @@ TEST_CASE("vector store contract, every backend and metric") {
   }
 }
 
+TEST_CASE("upsert replaces stored ids and adds new ones in one step, every backend") {
+  for (const auto& b : kBackends) {
+    const std::string spec = b.spec;
+    CAPTURE(spec);
+    const int d = 16;
+    const int64_t n = 300;
+    auto s = make_vector_store(b.spec, d);
+    std::vector<float> x = random_vectors(n, d, 3);
+    std::vector<int64_t> ids(n);
+    for (int64_t i = 0; i < n; ++i) ids[i] = 10 + i;
+    s->add(n, x.data(), ids.data());
+    // Replace ids 10..14 with fresh vectors and add 5000..5004.
+    const auto fresh = random_vectors(10, d, 4);
+    std::vector<int64_t> up = {10, 11, 12, 13, 14, 5000, 5001, 5002, 5003, 5004};
+    CHECK(s->upsert(10, fresh.data(), up.data()) == 5);
+    CHECK(s->size() == n + 5);
+    std::vector<float> want_x = x;
+    std::vector<int64_t> want_ids = ids;
+    std::copy(fresh.begin(), fresh.begin() + 5 * d, want_x.begin());
+    want_x.insert(want_x.end(), fresh.begin() + 5 * d, fresh.end());
+    want_ids.insert(want_ids.end(), up.begin() + 5, up.end());
+    check_against_brute(*s, want_x, want_ids, b.exact);
+    // A replaced vector is found by itself as the query (L2 would be exact; IP: it is in the top 10).
+    std::vector<int64_t> got(10);
+    std::vector<float> sc(10);
+    s->search(1, fresh.data(), 10, got.data(), sc.data());
+    CHECK(std::count(got.begin(), got.end(), 10) == 1);
+    // Bad batches change nothing.
+    const int64_t twice[2] = {11, 11};
+    CHECK_THROWS_AS(s->upsert(2, fresh.data(), twice), InvalidArgument);
+    std::vector<float> nan_x(size_t(2) * d, 0.f);
+    nan_x[d + 3] = std::numeric_limits<float>::quiet_NaN();
+    const int64_t two[2] = {12, 7777};
+    CHECK_THROWS_AS(s->upsert(2, nan_x.data(), two), InvalidArgument);
+    CHECK(s->size() == n + 5);
+    check_against_brute(*s, want_x, want_ids, b.exact);
+  }
+}
+
 TEST_CASE("vector store files: corrupt, truncated and mismatched files are refused, nothing changes") {
   test::TempDir tmp;
   const int d = 8;

@@ -1,6 +1,6 @@
 // Internal: the vector-store file format and payload (de)serialisation helpers.
 //
-// File: "MRVSTORE" | u32 version (1) | u32 backend length | backend | u32 dim | u32 metric |
+// File: "MRVSTORE" | u32 version (2) | u32 backend length | backend | u32 dim | u32 metric |
 //       i64 count | u64 payload length | u64 FNV-1a 64 checksum of the payload | payload.
 // Everything little-endian.
 #pragma once
