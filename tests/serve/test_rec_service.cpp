@@ -1,0 +1,399 @@
+// mindrec-serve: every endpoint of RecService (the API without HTTP) against the library's own
+// recall path, every refusal with the field it names and the store left unchanged; then the
+// real server binary on a loopback port, driven by an HTTP client, shut down by SIGTERM.
+#include <doctest/doctest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "mindrec/retriever.hpp"
+#include "rec_service.hpp"
+#include "test_util.hpp"
+
+extern char** environ;
+
+using namespace mindrec;
+using nlohmann::json;
+
+namespace {
+
+ModelConfig small_config() {
+  ModelConfig c;
+  c.item_count = 300;
+  c.embedding_dim = c.hidden_size = 8;
+  c.maxlen = 6;
+  c.neg_samples = 10;
+  c.capsule.max_k = 3;
+  return c;
+}
+
+MindWeights small_weights() {
+  MindWeights w = init_weights(small_config(), 5);
+  for (size_t i = 8; i < w.item_emb.size(); ++i) w.item_emb[i] *= 100;  // spread the items
+  return w;
+}
+
+serve::RecService make_service(serve::ServiceOptions o = {}) {
+  MindWeights w = small_weights();
+  return serve::RecService(MindModel(w), make_vector_store("flat", 8), o);
+}
+
+json body_of(const serve::Reply& r) { return json::parse(r.body); }
+
+// The library's answer for one user's history (last maxlen items), for comparison.
+std::vector<int64_t> library_recall(const MindModel& m, const VectorStore& s, std::vector<int64_t> h, int k,
+                                    bool exclude = false) {
+  const int L = m.config().maxlen;
+  if (int(h.size()) > L) h.erase(h.begin(), h.end() - L);
+  const int32_t len = int32_t(h.size());
+  h.resize(size_t(L), 0);
+  std::vector<int64_t> ids(static_cast<size_t>(k));
+  std::vector<float> sc(static_cast<size_t>(k));
+  RecallOptions o;
+  o.topn = k;
+  o.exclude_history = exclude;
+  recall_items(m, s, h.data(), &len, 1, o, ids.data(), sc.data());
+  while (!ids.empty() && ids.back() < 0) ids.pop_back();
+  return ids;
+}
+
+void check_error(const serve::Reply& r, int status, const std::string& field, const std::string& words) {
+  CAPTURE(r.body);
+  CHECK(r.status == status);
+  const json j = body_of(r);
+  REQUIRE(j.contains("error"));
+  CHECK(j["error"]["status"] == status);
+  CHECK(j["error"]["field"] == field);
+  CHECK(j["error"]["message"].get<std::string>().find(words) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("serve: insert_data, count, recall and drop answer like the library") {
+  auto svc = make_service();
+  CHECK(body_of(svc.handle("POST", "/rec/count", "")) == json{{"count", 0}});
+  auto r = svc.handle("POST", "/rec/insert_data", "");
+  CHECK(r.status == 200);
+  CHECK(body_of(r) == json{{"inserted", 299}, {"count", 299}});
+  // Inserting again replaces: still one vector per item.
+  CHECK(body_of(svc.handle("POST", "/rec/insert_data", "{}"))["count"] == 299);
+  CHECK(body_of(svc.handle("GET", "/rec/count", ""))["count"] == 299);
+
+  // The seed's request: one row per user, merged multi-interest top_k with scores.
+  r = svc.handle("POST", "/rec/recall", R"({"top_k": 7, "hist_item": [[43, 23, 65], [12, 250, 9, 8, 7, 6, 5, 4]]})");
+  REQUIRE(r.status == 200);
+  const json j = body_of(r);
+  CHECK(j["top_k"] == 7);
+  REQUIRE(j["ids"].size() == 2);
+  auto oracle = build_item_store(svc.model(), "flat");
+  CHECK(j["ids"][0].get<std::vector<int64_t>>() == library_recall(svc.model(), *oracle, {43, 23, 65}, 7));
+  CHECK(j["ids"][1].get<std::vector<int64_t>>() ==
+        library_recall(svc.model(), *oracle, {12, 250, 9, 8, 7, 6, 5, 4}, 7));  // last 6 used
+  // Scores: the inner product of the best interest with the item, best first.
+  for (int u = 0; u < 2; ++u) {
+    const auto sc = j["scores"][u].get<std::vector<double>>();
+    REQUIRE(sc.size() == 7);
+    for (size_t i = 1; i < sc.size(); ++i) CHECK(sc[i - 1] >= sc[i]);
+  }
+  // top_k defaults to 50; exclude_history drops the user's items.
+  r = svc.handle("POST", "/rec/recall", R"({"hist_item": [[43, 23, 65]], "exclude_history": true})");
+  const auto ids = body_of(r)["ids"][0].get<std::vector<int64_t>>();
+  CHECK(ids.size() == 50);
+  CHECK(ids == library_recall(svc.model(), *oracle, {43, 23, 65}, 50, true));
+  for (int64_t h : {43, 23, 65}) CHECK(std::count(ids.begin(), ids.end(), h) == 0);
+
+  r = svc.handle("POST", "/qa/drop", "");
+  CHECK(body_of(r) == json{{"dropped", 299}, {"count", 0}});
+  svc.handle("POST", "/rec/insert_data", "");
+  CHECK(body_of(svc.handle("POST", "/rec/drop", ""))["dropped"] == 299);
+  // An empty store answers with empty rows.
+  r = svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[1]]})");
+  CHECK(body_of(r)["ids"] == json::parse("[[]]"));
+}
+
+TEST_CASE("serve: added items are recallable at once, replaced and deleted ones are gone") {
+  auto svc = make_service();
+  svc.handle("POST", "/rec/insert_data", "");
+  const std::vector<int64_t> hist = {43, 23, 65};
+  // A new item (beyond the model's ids) pointing along the user's first interest, scaled up:
+  // it must come first.
+  const int L = svc.model().config().maxlen;
+  std::vector<int64_t> h(hist);
+  h.resize(size_t(L), 0);
+  const int32_t len = 3;
+  std::vector<float> interests(3 * 8);
+  svc.model().extract_interests(h.data(), &len, 1, interests.data());
+  json vec = json::array();
+  for (int d = 0; d < 8; ++d) vec.push_back(1000.0 * interests[size_t(d)]);
+  json req = {{"ids", {5000}}, {"vectors", {vec}}};
+  auto r = svc.handle("POST", "/rec/items", req.dump());
+  CHECK(body_of(r) == json{{"added", 1}, {"replaced", 0}, {"count", 300}});
+  r = svc.handle("POST", "/rec/recall", R"({"top_k": 5, "hist_item": [[43, 23, 65]]})");
+  CHECK(body_of(r)["ids"][0][0] == 5000);
+
+  // Replacing item 5000 by its opposite sends it out of the top 5; count unchanged.
+  for (auto& x : vec) x = -x.get<double>();
+  req = {{"ids", {5000}}, {"vectors", {vec}}};
+  r = svc.handle("POST", "/rec/items", req.dump());
+  CHECK(body_of(r) == json{{"added", 0}, {"replaced", 1}, {"count", 300}});
+  r = svc.handle("POST", "/rec/recall", R"({"top_k": 5, "hist_item": [[43, 23, 65]]})");
+  auto top = body_of(r)["ids"][0].get<std::vector<int64_t>>();
+  CHECK(std::count(top.begin(), top.end(), 5000) == 0);
+
+  // Deleting the current top items: never returned again; unknown ids are ignored.
+  const json del = {{"ids", {top[0], top[1], 999999}}};
+  r = svc.handle("POST", "/rec/items/delete", del.dump());
+  CHECK(body_of(r) == json{{"removed", 2}, {"count", 298}});
+  r = svc.handle("POST", "/rec/recall", R"({"top_k": 50, "hist_item": [[43, 23, 65]]})");
+  const auto after = body_of(r)["ids"][0].get<std::vector<int64_t>>();
+  CHECK(std::count(after.begin(), after.end(), top[0]) == 0);
+  CHECK(std::count(after.begin(), after.end(), top[1]) == 0);
+  CHECK(after[0] == top[2]);
+}
+
+TEST_CASE("serve: bad requests get 400 naming the field and change nothing") {
+  serve::ServiceOptions o;
+  o.max_users = 2;
+  o.max_top_k = 100;
+  o.max_items = 3;
+  auto svc = make_service(o);
+  svc.handle("POST", "/rec/insert_data", "");
+  const std::string probe = R"({"top_k": 10, "hist_item": [[43, 23, 65]]})";
+  const std::string before = svc.handle("POST", "/rec/recall", probe).body;
+
+  check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 5, "hist_item": [[43, 23)"), 400, "", "malformed JSON");
+  check_error(svc.handle("POST", "/rec/recall", "[1, 2]"), 400, "", "JSON object");
+  check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 5})"), 400, "hist_item", "required");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": []})"), 400, "hist_item", "empty");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], [2], [3]]})"), 400, "hist_item", "at most 2");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], []]})"), 400, "hist_item[1]", "empty");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], 7]})"), 400, "hist_item[1]", "array");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], [5, 300]]})"), 400, "hist_item[1][1]",
+              "not in the model's range [1, 300)");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[0]]})"), 400, "hist_item[0][0]", "range");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [["43"]]})"), 400, "hist_item[0][0]", "integer");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[4.5]]})"), 400, "hist_item[0][0]", "integer");
+  check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 0, "hist_item": [[1]]})"), 400, "top_k", "[1, 100]");
+  check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 101, "hist_item": [[1]]})"), 400, "top_k", "[1, 100]");
+  check_error(svc.handle("POST", "/rec/recall", R"({"top_k": "5", "hist_item": [[1]]})"), 400, "top_k", "integer");
+  check_error(svc.handle("POST", "/rec/recall", R"({"topk": 5, "hist_item": [[1]]})"), 400, "topk", "unknown field");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]], "exclude_history": 1})"), 400,
+              "exclude_history", "true or false");
+
+  const std::string v8 = "[1, 2, 3, 4, 5, 6, 7, 8]";
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [7, 7], "vectors": [)" + v8 + "," + v8 + "]}"), 400,
+              "ids[1]", "twice");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [0], "vectors": [)" + v8 + "]}"), 400, "ids[0]",
+              "padding");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [7, 8], "vectors": [)" + v8 + "]}"), 400, "vectors",
+              "1 vectors for 2 ids");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [7], "vectors": [[1, 2, 3]]})"), 400, "vectors[0]",
+              "8 numbers");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [7, 9], "vectors": [)" + v8 +
+                                                   R"(, [1, 2, 1e39, 4, 5, 6, 7, 8]]})"),
+              400, "vectors[1][2]", "finite");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [7], "vectors": [[1, 2, "x", 4, 5, 6, 7, 8]]})"), 400,
+              "vectors[0][2]", "number");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [1, 2, 3, 4], "vectors": []})"), 400, "ids", "at most 3");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [1]})"), 400, "vectors", "required");
+  check_error(svc.handle("POST", "/rec/items/delete", R"({"ids": ["a"]})"), 400, "ids[0]", "integer");
+  check_error(svc.handle("POST", "/rec/items/delete", R"({})"), 400, "ids", "required");
+
+  check_error(svc.handle("GET", "/rec/recall", ""), 405, "", "GET");
+  check_error(svc.handle("POST", "/rec/nothing", ""), 404, "", "/rec/nothing");
+  check_error(svc.handle("POST", "/rec/save", ""), 409, "", "without --index");
+
+  // Nothing above changed the store.
+  CHECK(body_of(svc.handle("POST", "/rec/count", ""))["count"] == 299);
+  CHECK(svc.handle("POST", "/rec/recall", probe).body == before);
+}
+
+TEST_CASE("serve: save writes a store that loads with the same answers; health and docs") {
+  test::TempDir tmp;
+  serve::ServiceOptions o;
+  o.index_path = tmp.file("items.idx");
+  auto svc = make_service(o);
+  svc.handle("POST", "/rec/insert_data", "");
+  auto r = svc.handle("POST", "/rec/save", "");
+  CHECK(body_of(r) == json{{"saved", o.index_path}, {"count", 299}});
+  auto loaded = load_vector_store(o.index_path);
+  CHECK(loaded->size() == 299);
+  CHECK(library_recall(svc.model(), *loaded, {43, 23, 65}, 20) ==
+        body_of(svc.handle("POST", "/rec/recall", R"({"top_k": 20, "hist_item": [[43, 23, 65]]})"))["ids"][0]
+            .get<std::vector<int64_t>>());
+
+  const json h = body_of(svc.handle("GET", "/healthz", ""));
+  CHECK(h["status"] == "ok");
+  CHECK(h["count"] == 299);
+  CHECK(h["backend"] == "flat");
+  CHECK(h["dim"] == 8);
+  CHECK(h["model"]["item_count"] == 300);
+
+  // The OpenAPI document is valid JSON and lists every endpoint; /docs shows each.
+  const json api = json::parse(serve::RecService::openapi_json());
+  CHECK(api["openapi"] == "3.0.3");
+  const std::string html = svc.handle("GET", "/docs", "").body;
+  for (const char* p : {"/rec/insert_data", "/rec/recall", "/rec/count", "/qa/drop", "/rec/drop", "/rec/items",
+                        "/rec/items/delete", "/rec/save", "/healthz", "/openapi.json", "/docs"}) {
+    CAPTURE(p);
+    CHECK(api["paths"].contains(p));
+    CHECK(html.find(std::string("<code>") + p + "</code>") != std::string::npos);
+  }
+  CHECK(svc.handle("GET", "/docs", "").content_type.find("text/html") == 0);
+}
+
+TEST_CASE("serve: a store of another dimension is refused") {
+  CHECK_THROWS_AS(serve::RecService(MindModel(small_weights()), make_vector_store("flat", 16), {}), InvalidArgument);
+}
+
+// ---- the real server ----
+
+namespace {
+
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::vector<std::string> args) {
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    args.insert(args.begin(), MINDREC_SERVE_BIN);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    REQUIRE(posix_spawn(&pid_, MINDREC_SERVE_BIN, &fa, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(out[1]);
+    // First stdout line: "... listening on http://127.0.0.1:PORT (...)".
+    std::string line;
+    char c;
+    while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
+    ::close(out[0]);
+    const auto at = line.find("127.0.0.1:");
+    REQUIRE_MESSAGE(at != std::string::npos, "server said: " << line);
+    port_ = std::stoi(line.substr(at + 10));
+  }
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  int port() const { return port_; }
+  /// Sends `sig` and returns the exit status.
+  int stop(int sig) {
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("serve: the real server on a loopback port, the seed's curl session, SIGTERM saves") {
+  test::TempDir tmp;
+  save_weights(tmp.file("w.safetensors"), small_weights());
+  tmp.write("c.yaml",
+            "runner:\n  train_data_dir: x\n  test_data_dir: y\n"
+            "hyper_parameters:\n  item_count: 300\n  embedding_dim: 8\n  hidden_size: 8\n  maxlen: 6\n"
+            "  neg_samples: 10\n  capsule:\n    max_k: 3\n");
+  const std::string index = tmp.file("items.idx");
+  std::vector<int64_t> first_answer;
+  {
+    ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--index", index,
+                       "--port", "0", "--threads", "4", "--max-body-mb", "0.01", "--quiet"});
+    httplib::Client cli("127.0.0.1", srv.port());
+    // The seed's four calls; insert_data and count are POSTs with no body at all.
+    auto r = cli.Post("/rec/insert_data");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(json::parse(r->body) == json{{"inserted", 299}, {"count", 299}});
+    r = cli.Post("/rec/count");
+    REQUIRE(r);
+    CHECK(json::parse(r->body) == json{{"count", 299}});
+    r = cli.Post("/rec/recall", R"({"top_k": 10, "hist_item": [[43, 23, 65], [675 ,3]]})", "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 400);  // 675 is no item of this 300-item model
+    CHECK(json::parse(r->body)["error"]["field"] == "hist_item[1][0]");
+    r = cli.Post("/rec/recall", R"({"top_k": 10, "hist_item": [[43, 23, 65], [67, 3]]})", "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    const json j = json::parse(r->body);
+    REQUIRE(j["ids"].size() == 2);
+    first_answer = j["ids"][0].get<std::vector<int64_t>>();
+    CHECK(first_answer.size() == 10);
+    // Many clients at once: every answer the same.
+    std::vector<std::thread> clients;
+    std::atomic<int> same{0};
+    for (int t = 0; t < 4; ++t)
+      clients.emplace_back([&] {
+        httplib::Client c("127.0.0.1", srv.port());
+        for (int i = 0; i < 25; ++i) {
+          auto rr = c.Post("/rec/recall", R"({"top_k": 10, "hist_item": [[43, 23, 65]]})", "application/json");
+          if (rr && rr->status == 200 && json::parse(rr->body)["ids"][0].get<std::vector<int64_t>>() == first_answer)
+            ++same;
+        }
+      });
+    for (auto& t : clients) t.join();
+    CHECK(same == 100);
+    // Over the body limit: 413 with a JSON error.
+    r = cli.Post("/rec/recall", std::string(20000, ' '), "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 413);
+    CHECK(json::parse(r->body)["error"]["status"] == 413);
+    r = cli.Get("/healthz");
+    REQUIRE(r);
+    CHECK(json::parse(r->body)["count"] == 299);
+    r = cli.Get("/docs");
+    REQUIRE(r);
+    CHECK(r->get_header_value("Content-Type").find("text/html") == 0);
+    // Remove two items, then SIGTERM: the store is saved with 297 vectors.
+    r = cli.Post("/rec/items/delete", R"({"ids": [1, 2]})", "application/json");
+    REQUIRE(r);
+    CHECK(json::parse(r->body)["count"] == 297);
+    CHECK(srv.stop(SIGTERM) == 0);
+  }
+  auto saved = load_vector_store(index);
+  CHECK(saved->size() == 297);
+  {
+    // Restarted on the saved file: it answers from it at once, and /qa/drop empties it.
+    ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--index", index,
+                       "--port", "0", "--quiet"});
+    httplib::Client cli("127.0.0.1", srv.port());
+    auto r = cli.Post("/rec/count");
+    REQUIRE(r);
+    CHECK(json::parse(r->body)["count"] == 297);
+    r = cli.Post("/rec/recall", R"({"top_k": 10, "hist_item": [[43, 23, 65]]})", "application/json");
+    REQUIRE(r);
+    auto ids = json::parse(r->body)["ids"][0].get<std::vector<int64_t>>();
+    std::vector<int64_t> want;
+    for (auto id : first_answer)
+      if (id != 1 && id != 2) want.push_back(id);
+    ids.resize(want.size());
+    CHECK(ids == want);
+    r = cli.Post("/qa/drop");
+    REQUIRE(r);
+    CHECK(json::parse(r->body) == json{{"dropped", 297}, {"count", 0}});
+    CHECK(srv.stop(SIGINT) == 0);
+  }
+  CHECK(load_vector_store(index)->size() == 0);
+}

@@ -1,0 +1,73 @@
+// RecService: the HTTP API of mindrec-serve without the HTTP. Each endpoint takes the request
+// body and returns a status and a JSON body, so the same code is exercised by the unit tests
+// (directly) and by the server (through cpp-httplib). The API is the seed system's
+// (/rec/insert_data, /rec/recall, /rec/count, /qa/drop) plus item updates, health, save and
+// an OpenAPI description; see openapi_json() for the request and response shapes.
+//
+// Thread safety: every method may be called from many threads at once. The model is
+// immutable; the store serialises writers against searches (VectorStore's contract), and
+// every write is validated completely before the store is touched, so a refused request
+// changes nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mindrec/model.hpp"
+#include "mindrec/vector_store.hpp"
+
+namespace mindrec::serve {
+
+struct ServiceOptions {
+  int max_users = 1024;           ///< users per /rec/recall request
+  int max_top_k = 1000;           ///< top_k per request
+  int64_t max_items = 100000;     ///< ids per /rec/items or /rec/items/delete request
+  bool exclude_history = false;   ///< default of the request's "exclude_history"
+  std::string index_path;         ///< where /rec/save and shutdown write the store ("" = none)
+};
+
+struct Reply {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+};
+
+/// A JSON error reply: {"error": {"status": s, "field": f, "message": m}} (field may be "").
+Reply error_reply(int status, const std::string& field, const std::string& message);
+
+class RecService {
+ public:
+  /// Refuses (InvalidArgument) a store whose dimension is not the model's interest size.
+  RecService(MindModel model, std::unique_ptr<VectorStore> store, ServiceOptions options);
+
+  /// Routes one request; unknown paths give 404, a known path with another method 405.
+  Reply handle(std::string_view method, std::string_view path, std::string_view body);
+
+  Reply insert_data();                       // POST /rec/insert_data
+  Reply recall(std::string_view body) const; // POST /rec/recall
+  Reply count() const;                       // POST /rec/count (GET too)
+  Reply drop();                              // POST /qa/drop, /rec/drop
+  Reply put_items(std::string_view body);    // POST /rec/items
+  Reply delete_items(std::string_view body); // POST /rec/items/delete
+  Reply save() const;                        // POST /rec/save
+  Reply health() const;                      // GET /healthz
+
+  /// Saves the store to options.index_path if one was given (atomic write); returns whether
+  /// it saved. Used on shutdown.
+  bool save_if_configured() const;
+
+  const VectorStore& store() const { return *store_; }
+  const MindModel& model() const { return model_; }
+
+  static const std::string& openapi_json();  // GET /openapi.json
+  static const std::string& docs_html();     // GET /docs
+
+ private:
+  MindModel model_;
+  std::unique_ptr<VectorStore> store_;
+  ServiceOptions options_;
+};
+
+}  // namespace mindrec::serve
