@@ -8,6 +8,10 @@
 #include "mindrec/detail/weights_io.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/safetensors.hpp"
+#include "mindrec/version.hpp"
+#if MINDREC_HAS_CUDA
+#include "model_cuda.hpp"  // cuda/: plain pointers only, no CUDA headers
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -186,11 +190,16 @@ struct MindModel::Impl {
   Device device = Device::cpu;
   cpu::ModelView<float> view;
   AlignedVector<float> projected;  // item_emb · S [N, H]: û of every item, computed once
+#if MINDREC_HAS_CUDA
+  std::unique_ptr<cuda::ModelCuda> gpu;  // Device::cuda: device copy of the weights
+#endif
 };
 
 MindModel::MindModel(MindWeights weights, Device device) : impl_(std::make_unique<Impl>()) {
+#if !MINDREC_HAS_CUDA
   if (device == Device::cuda)
-    throw Unsupported("MindModel: the CUDA device is not available in this build");
+    throw Unsupported("MindModel: the CUDA device is not available in this build (MINDREC_WITH_CUDA=OFF)");
+#endif
   weights.validate();
   impl_->w = std::move(weights);
   impl_->device = device;
@@ -205,6 +214,26 @@ MindModel::MindModel(MindWeights weights, Device device) : impl_(std::make_uniqu
       detail::MapConstMat<float>(v.item_emb, c.item_count, c.embedding_dim) *
       detail::MapConstMat<float>(v.bilinear, c.embedding_dim, c.hidden_size);
   for (int h = 0; h < c.hidden_size; ++h) impl_->projected[h] = 0.0f;  // padding row
+#if MINDREC_HAS_CUDA
+  if (device == Device::cuda) {
+    // The device gets the same û table (computed above), so both paths gather equal rows.
+    cuda::ModelHost mh;
+    mh.projected = impl_->projected.data();
+    mh.item_emb = v.item_emb;
+    mh.routing_logits = v.routing_logits;
+    mh.relu_weight = v.relu_weight;
+    mh.relu_bias = v.relu_bias;
+    mh.item_count = v.item_count;
+    mh.dim = v.dim;
+    mh.hidden = v.hidden;
+    mh.max_k = v.max_k;
+    mh.maxlen = v.maxlen;
+    mh.iters = v.iters;
+    mh.axis = static_cast<int>(v.axis);
+    mh.dynamic_k = v.dynamic_k;
+    impl_->gpu = std::make_unique<cuda::ModelCuda>(mh, 0);
+  }
+#endif
 }
 
 MindModel::~MindModel() = default;
@@ -239,6 +268,12 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
                               std::to_string(v.item_count) + ")");
     }
   }
+#if MINDREC_HAS_CUDA
+  if (impl_->gpu) {
+    impl_->gpu->extract_interests(hist, lengths, batch, out, counts);
+    return;
+  }
+#endif
   const size_t stride = size_t(v.max_k) * v.hidden;
   const size_t ws = cpu::workspace_size(v);
   const float* proj = impl_->projected.data();
@@ -273,6 +308,15 @@ void MindModel::label_aware_attention(const float* interests, const int32_t* cou
     if (counts[b] < 1 || counts[b] > v.max_k)
       throw InvalidArgument("label_aware_attention: counts[" + std::to_string(b) +
                             "] is outside [1, max_k]");
+  }
+#if MINDREC_HAS_CUDA
+  if (impl_->gpu) {
+    impl_->gpu->label_aware_attention(interests, counts, targets, batch, static_cast<int>(cfg.pow_p),
+                                      cfg.readout == Readout::hard, out);
+    return;
+  }
+#endif
+  for (int64_t b = 0; b < batch; ++b) {
     cpu::attention_forward(interests + b * size_t(v.max_k) * v.hidden, counts[b], v.hidden,
                            v.item_emb + targets[b] * v.dim, static_cast<int>(cfg.pow_p),
                            cfg.readout, out + b * size_t(v.hidden), c.data(), alpha.data());

@@ -4,6 +4,7 @@
 
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/model.hpp"
 
 int main() {
   if (!mindrec::built_with_cuda()) {
@@ -12,6 +13,17 @@ int main() {
   }
   const int n = mindrec::cuda_device_count();
   if (n == 0) {
+    // Without a device, asking for the CUDA model is a typed error, not an abort.
+    mindrec::ModelConfig c;
+    c.item_count = 50;
+    c.neg_samples = 5;
+    try {
+      mindrec::MindModel m(mindrec::init_weights(c, 1), mindrec::Device::cuda);
+      std::printf("FAIL: MindModel on CUDA was built without a device\n");
+      return 1;
+    } catch (const mindrec::CudaError& e) {
+      std::printf("no device: MindModel(Device::cuda) throws CudaError: %s\n", e.what());
+    }
     std::printf("SKIP: no CUDA device on this host (CUDA tests need a GPU)\n");
     return 77;
   }

@@ -7,7 +7,9 @@
 #include "mindrec/cpu/interests.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/device.hpp"
 #include "mindrec/model.hpp"
+#include "mindrec/version.hpp"
 #include "mindrec/safetensors.hpp"
 #include "test_util.hpp"
 
@@ -291,5 +293,11 @@ TEST_CASE("an empty history gives ReLU(bias); bad inputs are refused before any 
   int32_t count = 2;
   int64_t target = 0;
   CHECK_THROWS_AS(m.label_aware_attention(buf.data(), &count, &target, 1, buf.data()), InvalidArgument);
+#if MINDREC_HAS_CUDA
+  // A CUDA build refuses only when there is no device (tests/cuda covers the device case).
+  if (cuda_device_count() == 0)
+    CHECK_THROWS_AS(MindModel(tiny_weights(true, SoftmaxAxis::interests, 3), Device::cuda), CudaError);
+#else
   CHECK_THROWS_AS(MindModel(tiny_weights(true, SoftmaxAxis::interests, 3), Device::cuda), Unsupported);
+#endif
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole GPU check, for a machine with an NVIDIA GPU (run from the repository root):
+# configure and build with CUDA using all cores, run the CUDA tests (device self-test and
+# CPU/GPU parity of the model), run the GPU benchmark, and print its table last.
+#
+#   scripts/gpu-check.sh [ARCH]        # ARCH: CUDA architecture, default 90 (H100)
+#
+# Needs the same Debian packages as scripts/setup.sh plus the CUDA toolkit (nvcc). Meant to
+# finish well within 8 minutes on a 16-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arch=${1:-90}
+export PATH="$PATH:/usr/local/cuda/bin"
+jobs=$(nproc)
+start=$(date +%s)
+echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINDREC_WITH_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DMINDREC_NATIVE=ON -DMINDREC_BUILD_TOOLS=OFF \
+  -DMINDREC_BUILD_EXAMPLES=OFF > build-gpu.log
+cmake --build build-gpu --parallel "$jobs" --target mindrec_cuda_tests mindrec_cuda_parity bench_gpu >> build-gpu.log
+echo "== built in $(( $(date +%s) - start )) s"
+status=0
+echo "== CUDA tests"
+ctest --test-dir build-gpu -R '^cuda\.' --output-on-failure || status=1
+build-gpu/tests/cuda/mindrec_cuda_parity | tail -n 40 || status=1
+echo "== GPU benchmark (interest extraction, GPU and CPU in the same run)"
+table=$(build-gpu/benchmarks/bench_gpu --reps 20) || status=1
+echo "== done in $(( $(date +%s) - start )) s, status $status"
+echo
+echo "$table"
+exit $status
