@@ -65,6 +65,9 @@ int run(const Args& a) {
   httplib::Server svr;
   const int threads = a.threads > 0 ? a.threads : std::max(2u, std::thread::hardware_concurrency());
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
+  // the client's delayed ACK add ~40 ms to every response (measured: 75 req/s, p50 44 ms).
+  svr.set_tcp_nodelay(true);
   svr.set_payload_max_length(static_cast<size_t>(a.max_body_mb * 1024 * 1024));
   auto forward = [&service](const httplib::Request& req, httplib::Response& res) {
     const serve::Reply r = service.handle(req.method, req.path, req.body);
