@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -51,6 +52,12 @@ int main(int argc, char** argv) {
   mindrec::ModelConfig c;
   c.item_count = items;
   c.neg_samples = 10;
+  // Interests that point at the clusters a user clicked, as a trained MIND's do: bilinear map
+  // = identity and no ReLU layer, so interest k is the squashed routing-weighted sum of the
+  // user's item embeddings. (With random weights the interests are random directions, whose
+  // exact top-50 are the extreme items of the whole catalogue: a case no ANN index, and no
+  // trained model, presents.)
+  c.capsule.relu_layer = false;
   mindrec::MindWeights w = mindrec::init_weights(c, 1);
   mindrec::detail::Rng rng(42);
   const int D = c.embedding_dim, L = c.maxlen, clusters = 2000;
@@ -62,7 +69,8 @@ int main(int argc, char** argv) {
     for (int d = 0; d < D; ++d)
       w.item_emb[size_t(i) * D + d] = 0.1f * (centre[size_t(cluster_of[i]) * D + d] + noise * float(rng.normal()));
   }
-  for (auto& x : w.bilinear) x *= 0.3f;
+  for (int i = 0; i < D; ++i)
+    for (int j = 0; j < c.hidden_size; ++j) w.bilinear[size_t(i) * c.hidden_size + j] = i == j ? 1.f : 0.f;
   mindrec::MindModel model(w);
   // Users: 2-4 clusters each, 20 clicks.
   std::vector<std::vector<int64_t>> by_cluster(clusters);
@@ -101,10 +109,26 @@ int main(int argc, char** argv) {
     if (part == "flat" || part.rfind("faiss:", 0) == 0 || specs.empty()) specs.push_back(part);
     else specs.back() += "," + part;
   }
+  // Specs with the same backend before '?' share one built store; only the search
+  // parameters change between their rows.
+  std::string built_base;
+  std::unique_ptr<mindrec::VectorStore> store;
+  double build = 0, mem = 0;
   for (const auto& s : specs) {
-    const double m0 = rss_mib(), t0 = now_s();
-    auto store = mindrec::build_item_store(model, s);
-    const double build = now_s() - t0, mem = rss_mib() - m0;
+    const std::string base = s.substr(0, s.find('?'));
+    if (base != built_base || !store) {
+      store.reset();
+      const double m0 = rss_mib(), t0 = now_s();
+      store = mindrec::build_item_store(model, base);
+      build = now_s() - t0;
+      mem = rss_mib() - m0;
+      built_base = base;
+    }
+    if (s.find('?') != std::string::npos) {
+      std::stringstream ps(s.substr(s.find('?') + 1));
+      for (std::string kv; std::getline(ps, kv, '&');)
+        store->set_search_param(kv.substr(0, kv.find('=')), std::atof(kv.substr(kv.find('=') + 1).c_str()));
+    }
     const double b0 = now_s();
     mindrec::recall_items(model, *store, hist.data(), lens.data(), users, opt, got.data(), sc.data());
     const double batch_s = now_s() - b0;
