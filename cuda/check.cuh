@@ -21,3 +21,19 @@ namespace mindrec::cuda_detail {
     if (mindrec_err_ != cudaSuccess)                                                  \
       ::mindrec::cuda_detail::throw_cuda(mindrec_err_, #call, __FILE__, __LINE__);    \
   } while (0)
+
+#include <cublas_v2.h>
+
+namespace mindrec::cuda_detail {
+[[noreturn]] inline void throw_cublas(cublasStatus_t st, const char* call, const char* file, int line) {
+  throw CudaError(std::string(call) + " failed: cuBLAS status " + std::to_string(int(st)) + " at " + file + ":" +
+                  std::to_string(line));
+}
+}  // namespace mindrec::cuda_detail
+
+#define MINDREC_CUBLAS_CHECK(call)                                                    \
+  do {                                                                                \
+    const cublasStatus_t mindrec_st_ = (call);                                        \
+    if (mindrec_st_ != CUBLAS_STATUS_SUCCESS)                                         \
+      ::mindrec::cuda_detail::throw_cublas(mindrec_st_, #call, __FILE__, __LINE__);   \
+  } while (0)

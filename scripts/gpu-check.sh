@@ -17,12 +17,13 @@ echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINDREC_WITH_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" -DMINDREC_NATIVE=ON -DMINDREC_BUILD_TOOLS=OFF \
   -DMINDREC_BUILD_EXAMPLES=OFF > build-gpu.log
-cmake --build build-gpu --parallel "$jobs" --target mindrec_cuda_tests mindrec_cuda_parity bench_gpu >> build-gpu.log
+cmake --build build-gpu --parallel "$jobs" --target mindrec_cuda_tests mindrec_cuda_parity mindrec_cuda_flat bench_gpu >> build-gpu.log
 echo "== built in $(( $(date +%s) - start )) s"
 status=0
 echo "== CUDA tests"
 ctest --test-dir build-gpu -R '^cuda\.' --output-on-failure || status=1
 build-gpu/tests/cuda/mindrec_cuda_parity | tail -n 40 || status=1
+build-gpu/tests/cuda/mindrec_cuda_flat | tail -n 40 || status=1
 echo "== GPU benchmark (interest extraction, GPU and CPU in the same run)"
 table=$(build-gpu/benchmarks/bench_gpu --reps 20) || status=1
 echo "== done in $(( $(date +%s) - start )) s, status $status"

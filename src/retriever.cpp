@@ -21,6 +21,10 @@ void recall_items(const MindModel& model, const VectorStore& store, const int64_
   std::vector<int32_t> counts(batch);
   model.extract_interests(hist, lengths, batch, interests.data(), counts.data(), opt.threads);
   const int fetch = opt.topn + (opt.exclude_history ? L : 0);
+  // A backend with a fused search + merge (cuda:flat) does it all on its device.
+  if (!opt.exclude_history &&
+      store.search_merged(batch, K, counts.data(), interests.data(), opt.topn, opt.topn, ids, scores))
+    return;
   std::vector<int64_t> fid(size_t(batch) * K * fetch);
   std::vector<float> fsc(size_t(batch) * K * fetch);
   store.search(batch * K, interests.data(), fetch, fid.data(), fsc.data());

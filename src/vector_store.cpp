@@ -19,6 +19,10 @@
 #include "mindrec/detail/store_io.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/metrics.hpp"
+#include "mindrec/version.hpp"
+#if MINDREC_HAS_CUDA
+#include "flat_index_cuda.hpp"  // cuda/: plain pointers only
+#endif
 
 namespace mindrec {
 
@@ -96,6 +100,15 @@ void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, 
     if (ids[i] < 0) ids[i] = -1, scores[i] = pad;
 }
 
+bool VectorStore::search_merged(int64_t users, int K, const int32_t* counts, const float* queries, int fetch,
+                                int topn, int64_t* ids, float* scores) const {
+  MINDREC_EXPECTS(users >= 0 && K >= 1 && fetch >= 1 && topn >= 1, "VectorStore::search_merged: bad sizes");
+  if (users == 0) return true;
+  MINDREC_EXPECTS(counts && queries && ids && scores, "VectorStore::search_merged: null pointer");
+  std::shared_lock lock(mutex_);
+  return search_merged_impl(users, K, counts, queries, fetch, topn, ids, scores);
+}
+
 int64_t VectorStore::size() const {
   std::shared_lock lock(mutex_);
   return size_impl();
@@ -137,11 +150,12 @@ void VectorStore::load(const std::string& path) {
 // ---------------------------------------------------------------- flat
 namespace {
 
-class FlatStore final : public VectorStore {
+class FlatStore : public VectorStore {
  public:
   FlatStore(int dim, Metric metric) : VectorStore("flat", dim, metric) {}
 
- private:
+ protected:
+  FlatStore(std::string backend, int dim, Metric metric) : VectorStore(std::move(backend), dim, metric) {}
   void add_impl(int64_t n, const float* x, const int64_t* ids) override {
     const int d = dim();
     data_.insert(data_.end(), x, x + n * d);
@@ -247,6 +261,62 @@ class FlatStore final : public VectorStore {
   int threads_ = 0;
 };
 
+#if MINDREC_HAS_CUDA
+// cuda:flat: the flat store's host copy (add, remove, save, load as `flat`) mirrored on the
+// GPU, where searches run (cuda/flat_index_cuda.cu). The device copy is refreshed by the
+// first search after a change; multi-interest recall is merged on the device.
+class CudaFlatStore final : public FlatStore {
+ public:
+  CudaFlatStore(int dim, Metric metric)
+      : FlatStore("cuda:flat", dim, metric), gpu_(std::make_unique<cuda::FlatIndexCuda>(dim, metric == Metric::l2, 0)) {}
+
+ private:
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    FlatStore::add_impl(n, x, ids);
+    dirty_ = true;
+  }
+  int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    const int64_t r = FlatStore::remove_impl(n, ids);
+    dirty_ = true;
+    return r;
+  }
+  void clear_impl() override {
+    FlatStore::clear_impl();
+    dirty_ = true;
+  }
+  void deserialize_impl(const std::string& payload, int64_t count) override {
+    FlatStore::deserialize_impl(payload, count);
+    dirty_ = true;
+  }
+  void set_param_impl(const std::string& name, double) override {
+    throw InvalidArgument("cuda:flat: unknown search parameter '" + name + "' (it has none)");
+  }
+  // Writers hold the store's exclusive lock, searches a shared one: several searches may
+  // race to refresh the device copy, hence the mutex.
+  void sync() const {
+    std::lock_guard<std::mutex> lock(sync_mutex_);
+    if (!dirty_) return;
+    gpu_->set(data_.data(), ids_.data(), static_cast<int64_t>(ids_.size()));
+    dirty_ = false;
+  }
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
+    sync();
+    gpu_->search(nq, q, k, ids, scores);
+  }
+  bool search_merged_impl(int64_t users, int K, const int32_t* counts, const float* queries, int fetch,
+                          int topn, int64_t* ids, float* scores) const override {
+    if (K * fetch > cuda::FlatIndexCuda::kMaxPool || fetch > cuda::FlatIndexCuda::kMaxK) return false;
+    sync();
+    gpu_->search_merged(users, K, counts, queries, fetch, topn, ids, scores);
+    return true;
+  }
+
+  std::unique_ptr<cuda::FlatIndexCuda> gpu_;
+  mutable std::mutex sync_mutex_;
+  mutable bool dirty_ = true;
+};
+#endif
+
 }  // namespace
 
 std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, Metric metric);
@@ -288,6 +358,12 @@ std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
   const StoreSpec s = parse_spec(spec);
   std::unique_ptr<VectorStore> store;
   if (s.base == "flat") store = std::make_unique<FlatStore>(dim, metric);
+#if MINDREC_HAS_CUDA
+  else if (s.base == "cuda:flat") store = std::make_unique<CudaFlatStore>(dim, metric);
+#else
+  else if (s.base == "cuda:flat")
+    throw Unsupported("vector store 'cuda:flat' needs a build with MINDREC_WITH_CUDA=ON");
+#endif
   else if (s.base.rfind("faiss:", 0) == 0) store = make_faiss_store(s.base, dim, metric);
   else
     throw InvalidArgument("unknown vector store '" + spec +

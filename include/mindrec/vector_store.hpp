@@ -1,6 +1,8 @@
 // VectorStore: the in-process vector index that candidate generation searches (item vectors
 // with int64 ids), behind one interface with several backends chosen by a string:
 //   "flat"                      built-in exact search (blocked GEMM + partial selection)
+//   "cuda:flat"                 exact search on CUDA device 0 (cuBLAS + device top-k and merge);
+//                               needs MINDREC_WITH_CUDA (else Unsupported) and a device (CudaError)
 //   "faiss:<index_factory>"     Faiss CPU, e.g. faiss:Flat, faiss:IVF4096,Flat, faiss:HNSW32,
 //                               faiss:IVF1024,PQ16; search parameters after '?':
 //                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64
@@ -48,6 +50,13 @@ class VectorStore {
   int64_t remove(int64_t n, const int64_t* ids);
   /// ids [nq, k] and scores [nq, k] for nq queries [nq, dim].
   void search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const;
+  /// Fused multi-interest recall, where the backend has one (`cuda:flat`): queries
+  /// [users, K, dim] with counts[u] live interests each; every interest's `fetch` best, merged
+  /// per user as the spec says (pool, sort by score, smaller id first on ties, drop ids <= 0 and
+  /// duplicates) into ids/scores [users, topn], padded with -1. Returns false, writing nothing,
+  /// if the backend has no fused path (recall_items then searches and merges on the host).
+  bool search_merged(int64_t users, int K, const int32_t* counts, const float* queries, int fetch,
+                     int topn, int64_t* ids, float* scores) const;
   int64_t size() const;
   void clear();
   /// Writes header (magic, version, backend, dim, metric, count, checksum) and payload to a
@@ -75,6 +84,10 @@ class VectorStore {
   virtual int64_t remove_impl(int64_t n, const int64_t* ids) = 0;
   virtual void search_impl(int64_t nq, const float* queries, int k, int64_t* ids,
                            float* scores) const = 0;
+  virtual bool search_merged_impl(int64_t users, int K, const int32_t* counts, const float* queries,
+                                  int fetch, int topn, int64_t* ids, float* scores) const {
+    return false;
+  }
   virtual int64_t size_impl() const = 0;
   virtual bool contains_impl(int64_t id) const = 0;
   virtual void clear_impl() = 0;

@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "mindrec/detail/file_util.hpp"
+#include "mindrec/device.hpp"
+#include "mindrec/version.hpp"
 #include "mindrec/detail/random.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"
@@ -240,6 +242,12 @@ TEST_CASE("vector store files: corrupt, truncated and mismatched files are refus
 }
 
 TEST_CASE("vector store factory refuses unknown backends and parameters") {
+#if MINDREC_HAS_CUDA
+  if (cuda_device_count() == 0) CHECK_THROWS_AS(make_vector_store("cuda:flat", 8), CudaError);
+#else
+  CHECK(test::error_of([] { make_vector_store("cuda:flat", 8); }).find("MINDREC_WITH_CUDA=ON") != std::string::npos);
+  CHECK_THROWS_AS(make_vector_store("cuda:flat", 8), Unsupported);
+#endif
   CHECK_THROWS_AS(make_vector_store("annoy", 8), InvalidArgument);
   CHECK_THROWS_AS(make_vector_store("faiss:NoSuchIndex", 8), InvalidArgument);
   CHECK_THROWS_AS(make_vector_store("faiss:HNSW16?nprobe=4", 8), InvalidArgument);

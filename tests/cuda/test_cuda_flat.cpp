@@ -1,0 +1,143 @@
+// cuda:flat against the CPU `flat` store (the oracle): per-query top-k for both metrics and
+// k from 1 to 1,024, padding when k > size, removals, save -> load, and multi-interest recall
+// through the fused device merge against recall through `flat` (with and without dynamic_k,
+// and with exclude_history, which takes the host merge). Skips (exit 77) without a device.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mindrec/detail/random.hpp"
+#include "mindrec/device.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/retriever.hpp"
+#include "mindrec/vector_store.hpp"
+
+namespace {
+int failures = 0;
+void expect(bool ok, const std::string& what) {
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+  if (!ok) ++failures;
+}
+std::vector<float> randn(size_t n, uint64_t seed) {
+  mindrec::detail::Rng r(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = float(r.normal());
+  return v;
+}
+// Same ids in the same order, scores within 1e-4 of the oracle's scale.
+bool same_results(const std::vector<int64_t>& a, const std::vector<float>& as, const std::vector<int64_t>& b,
+                  const std::vector<float>& bs, std::string* why) {
+  double scale = 1e-3;
+  for (size_t i = 0; i < b.size(); ++i)
+    if (b[i] >= 0) scale = std::max(scale, double(std::abs(bs[i])));
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) {
+      *why = "id differs at " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]);
+      return false;
+    }
+    if (b[i] >= 0 && std::abs(as[i] - bs[i]) > 1e-4 * scale) {
+      *why = "score differs at " + std::to_string(i);
+      return false;
+    }
+  }
+  return true;
+}
+}  // namespace
+
+int main() {
+  using namespace mindrec;
+  if (cuda_device_count() == 0) {
+    std::printf("SKIP: no CUDA device on this host (the cuda:flat tests need a GPU)\n");
+    return 77;
+  }
+  try {
+    const int d = 64;
+    const int64_t n = 20000;
+    const auto x = randn(size_t(n) * d, 1);
+    std::vector<int64_t> ids(n);
+    for (int64_t i = 0; i < n; ++i) ids[i] = 5 + 3 * i;
+    for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+      auto cpu = make_vector_store("flat", d, metric), gpu = make_vector_store("cuda:flat", d, metric);
+      cpu->add(n, x.data(), ids.data());
+      gpu->add(n, x.data(), ids.data());
+      const int nq = 37;
+      const auto q = randn(size_t(nq) * d, 2);
+      for (const int k : {1, 10, 100, 1024}) {
+        std::vector<int64_t> a(size_t(nq) * k), b(a.size());
+        std::vector<float> as(a.size()), bs(a.size());
+        gpu->search(nq, q.data(), k, a.data(), as.data());
+        cpu->search(nq, q.data(), k, b.data(), bs.data());
+        std::string why;
+        expect(same_results(a, as, b, bs, &why),
+               std::string(to_string(metric)) + " k=" + std::to_string(k) + " equals flat " + why);
+      }
+      // Removals are never returned; results still equal flat.
+      std::vector<int64_t> gone;
+      for (int64_t i = 0; i < n; i += 7) gone.push_back(ids[i]);
+      cpu->remove(int64_t(gone.size()), gone.data());
+      gpu->remove(int64_t(gone.size()), gone.data());
+      {
+        std::vector<int64_t> a(size_t(nq) * 50), b(a.size());
+        std::vector<float> as(a.size()), bs(a.size());
+        gpu->search(nq, q.data(), 50, a.data(), as.data());
+        cpu->search(nq, q.data(), 50, b.data(), bs.data());
+        std::string why;
+        expect(same_results(a, as, b, bs, &why), std::string(to_string(metric)) + " after removals " + why);
+        // save -> load (as cuda:flat) answers the same.
+        const std::string path = (std::filesystem::temp_directory_path() / "mindrec-cuda-flat.idx").string();
+        gpu->save(path);
+        auto loaded = load_vector_store(path);
+        std::vector<int64_t> c(a.size());
+        std::vector<float> cs(a.size());
+        loaded->search(nq, q.data(), 50, c.data(), cs.data());
+        expect(loaded->backend() == "cuda:flat" && c == a && cs == as, std::string(to_string(metric)) + " save/load");
+        std::filesystem::remove(path);
+      }
+      // k > size pads with -1.
+      auto small = make_vector_store("cuda:flat", d, metric);
+      small->add(3, x.data(), ids.data());
+      std::vector<int64_t> p(5);
+      std::vector<float> ps(5);
+      small->search(1, q.data(), 5, p.data(), ps.data());
+      expect(p[3] == -1 && p[4] == -1 && p[0] >= 0, std::string(to_string(metric)) + " k > size pads with -1");
+    }
+    // Multi-interest recall: fused device merge against flat + host merge.
+    for (const bool dynk : {false, true}) {
+      ModelConfig c;
+      c.item_count = 30000;
+      c.neg_samples = 10;
+      c.capsule.dynamic_k = dynk;
+      MindModel model(init_weights(c, 7));
+      auto flat = build_item_store(model, "flat"), gpu = build_item_store(model, "cuda:flat");
+      const int64_t B = 300;
+      const int L = c.maxlen;
+      detail::Rng r(9);
+      std::vector<int64_t> hist(size_t(B) * L, 0);
+      std::vector<int32_t> len(B);
+      for (int64_t b = 0; b < B; ++b) {
+        len[b] = 1 + int32_t(r.below(L));
+        for (int l = 0; l < len[b]; ++l) hist[b * L + l] = 1 + int64_t(r.below(c.item_count - 1));
+      }
+      for (const bool excl : {false, true}) {
+        RecallOptions o;
+        o.topn = 50;
+        o.exclude_history = excl;
+        std::vector<int64_t> a(size_t(B) * 50), b2(a.size());
+        std::vector<float> as(a.size()), bs(a.size());
+        recall_items(model, *gpu, hist.data(), len.data(), B, o, a.data(), as.data());
+        recall_items(model, *flat, hist.data(), len.data(), B, o, b2.data(), bs.data());
+        std::string why;
+        expect(same_results(a, as, b2, bs, &why), std::string("recall_items dynamic_k=") + (dynk ? "1" : "0") +
+                                                      " exclude_history=" + (excl ? "1" : "0") + " equals flat " + why);
+      }
+    }
+  } catch (const Error& e) {
+    std::printf("FAIL: %s\n", e.what());
+    return 1;
+  }
+  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
+  return failures ? 1 : 0;
+}
