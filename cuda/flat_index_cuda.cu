@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.cuh"
+#include "device_buffer.cuh"
 #include "flat_index_cuda.hpp"
 
 namespace mindrec::cuda {
@@ -137,23 +138,7 @@ __global__ void merge_kernel(int K, int fetch, int topn, const int32_t* __restri
 }
 
 template <class T>
-struct Buf {
-  T* ptr = nullptr;
-  size_t cap = 0;
-  ~Buf() {
-    if (ptr) cudaFree(ptr);
-  }
-  T* get(size_t n) {  // grows only
-    if (n > cap) {
-      if (ptr) MINDREC_CUDA_CHECK(cudaFree(ptr));
-      ptr = nullptr;
-      cap = 0;
-      MINDREC_CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)));
-      cap = n;
-    }
-    return ptr;
-  }
-};
+using Buf = cuda_detail::DeviceBuffer<T>;
 
 }  // namespace
 

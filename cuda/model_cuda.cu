@@ -9,6 +9,7 @@
 #include <string>
 
 #include "check.cuh"
+#include "device_buffer.cuh"
 #include "model_cuda.hpp"
 
 namespace mindrec::cuda {
@@ -184,26 +185,7 @@ __global__ void attention_kernel(const float* __restrict__ interests, const int3
 }
 
 template <class T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  size_t cap = 0;
-  ~DeviceBuffer() {
-    if (ptr) cudaFree(ptr);
-  }
-  void upload(const T* host, size_t n, cudaStream_t stream) {
-    reserve(n);
-    if (n) MINDREC_CUDA_CHECK(cudaMemcpyAsync(ptr, host, n * sizeof(T), cudaMemcpyHostToDevice, stream));
-  }
-  // Grows only: once the largest batch has been seen, calls allocate nothing.
-  void reserve(size_t n) {
-    if (n <= cap) return;
-    if (ptr) MINDREC_CUDA_CHECK(cudaFree(ptr));
-    ptr = nullptr;
-    cap = 0;
-    MINDREC_CUDA_CHECK(cudaMalloc(&ptr, n * sizeof(T)));
-    cap = n;
-  }
-};
+using DeviceBuffer = cuda_detail::DeviceBuffer<T>;
 
 int threads_for(int hidden) { return std::min(1024, std::max(32, (hidden + 31) / 32 * 32)); }
 
@@ -271,8 +253,8 @@ void ModelCuda::extract_interests(const int64_t* hist, const int32_t* lengths, i
   const size_t B = size_t(batch), K = size_t(m.max_k), H = size_t(m.hidden), L = size_t(m.maxlen);
   s_->hist.upload(hist, B * L, s_->stream);
   s_->lengths.upload(lengths, B, s_->stream);
-  s_->out.reserve(B * K * H);
-  s_->counts.reserve(B);
+  s_->out.get(B * K * H);
+  s_->counts.get(B);
   KernelModel km{s_->projected.ptr, s_->logits.ptr, m.relu_weight ? s_->relu_w.ptr : nullptr,
                  m.relu_weight ? s_->relu_b.ptr : nullptr, m.hidden, m.max_k, m.maxlen, m.iters, m.axis,
                  m.dynamic_k};
@@ -296,7 +278,7 @@ void ModelCuda::label_aware_attention(const float* interests, const int32_t* cou
   s_->interests.upload(interests, B * K * H, s_->stream);
   s_->counts.upload(counts, B, s_->stream);
   s_->targets.upload(targets, B, s_->stream);
-  s_->user.reserve(B * H);
+  s_->user.get(B * H);
   attention_kernel<<<unsigned(batch), threads_for(m.hidden), K * sizeof(float), s_->stream>>>(
       s_->interests.ptr, s_->counts.ptr, s_->targets.ptr, s_->item_emb.ptr, m.max_k, m.hidden, pow_p, hard,
       s_->user.ptr);

@@ -320,6 +320,9 @@ class CudaFlatStore final : public FlatStore {
 }  // namespace
 
 std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, Metric metric);
+#if MINDREC_HAS_FAISS_GPU
+std::unique_ptr<VectorStore> make_faiss_gpu_store(const std::string& base, int dim, Metric metric);
+#endif
 
 namespace {
 
@@ -365,9 +368,16 @@ std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
     throw Unsupported("vector store 'cuda:flat' needs a build with MINDREC_WITH_CUDA=ON");
 #endif
   else if (s.base.rfind("faiss:", 0) == 0) store = make_faiss_store(s.base, dim, metric);
+#if MINDREC_HAS_FAISS_GPU
+  else if (s.base.rfind("faiss-gpu:", 0) == 0) store = make_faiss_gpu_store(s.base, dim, metric);
+#else
+  else if (s.base.rfind("faiss-gpu:", 0) == 0)
+    throw Unsupported("vector store '" + spec + "' needs a GPU-enabled Faiss (scripts/build-faiss-gpu.sh, then "
+                      "-DMINDREC_WITH_CUDA=ON -DCMAKE_PREFIX_PATH=<its prefix>)");
+#endif
   else
     throw InvalidArgument("unknown vector store '" + spec +
-                          "' (expected 'flat' or 'faiss:<index_factory string>', e.g. faiss:HNSW32)");
+                          "' (expected 'flat', 'cuda:flat', 'faiss:<index_factory string>' or 'faiss-gpu:<Flat|IVF<n>,Flat>', e.g. faiss:HNSW32)");
   for (const auto& [name, value] : s.params) store->set_search_param(name, value);
   return store;
 }

@@ -3,6 +3,8 @@
 //   "flat"                      built-in exact search (blocked GEMM + partial selection)
 //   "cuda:flat"                 exact search on CUDA device 0 (cuBLAS + device top-k and merge);
 //                               needs MINDREC_WITH_CUDA (else Unsupported) and a device (CudaError)
+//   "faiss-gpu:Flat", "faiss-gpu:IVF<n>,Flat[?nprobe=..]"   Faiss GPU indexes; need a GPU-enabled
+//                               Faiss (scripts/build-faiss-gpu.sh) and a device
 //   "faiss:<index_factory>"     Faiss CPU, e.g. faiss:Flat, faiss:IVF4096,Flat, faiss:HNSW32,
 //                               faiss:IVF1024,PQ16; search parameters after '?':
 //                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64

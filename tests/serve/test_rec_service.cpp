@@ -19,6 +19,7 @@
 
 #include "mindrec/retriever.hpp"
 #include "rec_service.hpp"
+#include "small_model.hpp"
 #include "test_util.hpp"
 
 extern char** environ;
@@ -28,21 +29,7 @@ using nlohmann::json;
 
 namespace {
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.item_count = 300;
-  c.embedding_dim = c.hidden_size = 8;
-  c.maxlen = 6;
-  c.neg_samples = 10;
-  c.capsule.max_k = 3;
-  return c;
-}
-
-MindWeights small_weights() {
-  MindWeights w = init_weights(small_config(), 5);
-  for (size_t i = 8; i < w.item_emb.size(); ++i) w.item_emb[i] *= 100;  // spread the items
-  return w;
-}
+using test::small_weights;
 
 serve::RecService make_service(serve::ServiceOptions o = {}) {
   MindWeights w = small_weights();

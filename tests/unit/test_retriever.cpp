@@ -6,21 +6,12 @@
 
 #include "mindrec/metrics.hpp"
 #include "mindrec/retriever.hpp"
+#include "small_model.hpp"
 
 using namespace mindrec;
 
 namespace {
-MindModel small_model() {
-  ModelConfig c;
-  c.item_count = 300;
-  c.embedding_dim = c.hidden_size = 8;
-  c.maxlen = 6;
-  c.neg_samples = 10;
-  c.capsule.max_k = 3;
-  MindWeights w = init_weights(c, 5);
-  for (size_t i = 8; i < w.item_emb.size(); ++i) w.item_emb[i] *= 100;  // spread the items
-  return MindModel(w);
-}
+MindModel small_model() { return MindModel(test::small_weights()); }
 }  // namespace
 
 TEST_CASE("recall through a flat store equals exact search of items 1..N-1 plus the merge") {

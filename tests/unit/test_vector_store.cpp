@@ -242,6 +242,11 @@ TEST_CASE("vector store files: corrupt, truncated and mismatched files are refus
 }
 
 TEST_CASE("vector store factory refuses unknown backends and parameters") {
+#if MINDREC_HAS_FAISS_GPU
+  if (cuda_device_count() == 0) CHECK_THROWS_AS(make_vector_store("faiss-gpu:Flat", 8), CudaError);
+#else
+  CHECK(test::error_of([] { make_vector_store("faiss-gpu:Flat", 8); }).find("GPU-enabled Faiss") != std::string::npos);
+#endif
 #if MINDREC_HAS_CUDA
   if (cuda_device_count() == 0) CHECK_THROWS_AS(make_vector_store("cuda:flat", 8), CudaError);
 #else
