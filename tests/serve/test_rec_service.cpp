@@ -177,6 +177,11 @@ TEST_CASE("serve: bad requests get 400 naming the field and change nothing") {
   check_error(svc.handle("POST", "/rec/recall", R"({"topk": 5, "hist_item": [[1]]})"), 400, "topk", "unknown field");
   check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]], "exclude_history": 1})"), 400,
               "exclude_history", "true or false");
+  // Bytes that are not UTF-8 are refused by the parser, and the error (which quotes them) is
+  // still valid JSON (check_error parses it).
+  check_error(svc.handle("POST", "/rec/recall", "{\"hist_item\": [[1]], \"\xff\xfe\": 1}"), 400, "",
+              "ill-formed UTF-8");
+  CHECK(svc.handle("POST", "/rec/recall", "{\"hist_item\": [[1]] \xff").status == 400);
 
   const std::string v8 = "[1, 2, 3, 4, 5, 6, 7, 8]";
   check_error(svc.handle("POST", "/rec/items", R"({"ids": [7, 7], "vectors": [)" + v8 + "," + v8 + "]}"), 400,

@@ -27,7 +27,11 @@ struct BadRequest {
   throw BadRequest{std::move(field), std::move(message)};
 }
 
-Reply ok(const json& j) { return Reply{200, j.dump(), "application/json"}; }
+// Replies may echo client bytes (an unknown key, a parse error's context) that are not valid
+// UTF-8, which dump() would throw on: such bytes become U+FFFD instead.
+std::string to_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Reply ok(const json& j) { return Reply{200, to_text(j), "application/json"}; }
 
 json parse_object(std::string_view body) {
   json j;
@@ -159,7 +163,7 @@ std::string html_escape(const std::string& s) {
 
 Reply error_reply(int status, const std::string& field, const std::string& message) {
   json j = {{"error", {{"status", status}, {"field", field}, {"message", message}}}};
-  return Reply{status, j.dump(), "application/json"};
+  return Reply{status, to_text(j), "application/json"};
 }
 
 RecService::RecService(MindModel model, std::unique_ptr<VectorStore> store, ServiceOptions options)
