@@ -210,6 +210,71 @@ TEST_CASE("upsert replaces stored ids and adds new ones in one step, every backe
   }
 }
 
+TEST_CASE("HNSW under inner product: the MIPS reduction's bound grows with longer vectors") {
+  // Inner-product HNSW searches [x, sqrt(M - |x|^2)] in L2. Vectors longer than the bound M
+  // force a rebuild with a larger M; results must stay close to brute force (efSearch=400 on
+  // 650 vectors), and efSearch must take effect (efSearch=1 finds fewer).
+  test::TempDir tmp;
+  const int d = 16;
+  auto s = make_vector_store("faiss:HNSW16?efSearch=400", d);
+  std::vector<float> x = random_vectors(600, d, 21);
+  std::vector<int64_t> ids(600);
+  for (int64_t i = 0; i < 600; ++i) ids[i] = i + 1;
+  s->add(600, x.data(), ids.data());
+  std::vector<float> longer = random_vectors(50, d, 22);
+  for (auto& v : longer) v *= 3.f;
+  std::vector<int64_t> more(50);
+  for (int64_t i = 0; i < 50; ++i) more[i] = 1000 + i;
+  s->add(50, longer.data(), more.data());
+  x.insert(x.end(), longer.begin(), longer.end());
+  ids.insert(ids.end(), more.begin(), more.end());
+  const int k = 10, nq = 40;
+  const auto q = random_vectors(nq, d, 23);
+  std::vector<int64_t> got(nq * k);
+  std::vector<float> sc(nq * k);
+  s->search(nq, q.data(), k, got.data(), sc.data());
+  int found = 0;
+  for (int i = 0; i < nq; ++i) {
+    const auto want = brute(x, ids, q.data() + i * d, d, k, Metric::inner_product);
+    const std::set<int64_t> g(got.begin() + i * k, got.begin() + (i + 1) * k);
+    for (const auto& w : want) found += int(g.count(w.first));
+    // Scores are exact inner products, best first.
+    for (int j = 0; j < k; ++j) {
+      const int64_t id = got[size_t(i) * k + j];
+      const auto it = std::find(ids.begin(), ids.end(), id);
+      REQUIRE(it != ids.end());
+      double ip = 0;
+      for (int c = 0; c < d; ++c) ip += double(q[size_t(i) * d + c]) * x[size_t(it - ids.begin()) * d + c];
+      CHECK(sc[size_t(i) * k + j] == doctest::Approx(ip).epsilon(1e-4));
+      if (j > 0) CHECK(sc[size_t(i) * k + j - 1] >= sc[size_t(i) * k + j]);
+    }
+  }
+  CHECK(double(found) / (nq * k) >= 0.95);
+  {
+    auto narrow = make_vector_store("faiss:HNSW16?efSearch=1", d);
+    narrow->add(int64_t(ids.size()), x.data(), ids.data());
+    std::vector<int64_t> g1(nq * k);
+    std::vector<float> s1(nq * k);
+    narrow->search(nq, q.data(), k, g1.data(), s1.data());
+    int found1 = 0;
+    for (int i = 0; i < nq; ++i) {
+      const auto want = brute(x, ids, q.data() + i * d, d, k, Metric::inner_product);
+      const std::set<int64_t> g(g1.begin() + i * k, g1.begin() + (i + 1) * k);
+      for (const auto& w : want) found1 += int(g.count(w.first));
+    }
+    CAPTURE(found1);
+    CHECK(found1 < found);
+  }
+  // The bound travels with the file.
+  s->save(tmp.file("hnsw.idx"));
+  auto loaded = load_vector_store(tmp.file("hnsw.idx"));
+  std::vector<int64_t> got2(nq * k);
+  std::vector<float> sc2(nq * k);
+  loaded->search(nq, q.data(), k, got2.data(), sc2.data());
+  CHECK(got2 == got);
+  CHECK(sc2 == sc);
+}
+
 TEST_CASE("vector store files: corrupt, truncated and mismatched files are refused, nothing changes") {
   test::TempDir tmp;
   const int d = 8;
