@@ -20,6 +20,8 @@ struct RecallOptions {
 /// For `batch` users (`hist` [B, L] right-padded, `lengths` [B]) writes the merged top-N item
 /// ids [B, topn] and their scores (inner products; for an L2 store, squared distances), best
 /// first, padded with -1. Thread-safe: concurrent calls may share the model and the store.
+/// A store with a fused search + merge (`cuda:flat`) does both on its device, unless
+/// exclude_history is set.
 void recall_items(const MindModel& model, const VectorStore& store, const int64_t* hist,
                   const int32_t* lengths, int64_t batch, const RecallOptions& options,
                   int64_t* ids, float* scores);
