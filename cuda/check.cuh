@@ -13,6 +13,18 @@ namespace mindrec::cuda_detail {
   throw CudaError(std::string(call) + " failed: " + cudaGetErrorName(err) + " (" +
                   cudaGetErrorString(err) + ") at " + file + ":" + std::to_string(line));
 }
+
+/// Throws CudaError "<who>: CUDA device N is not available (M device(s))" unless `device`
+/// exists; a host without a driver or a device counts as 0 devices, never as an abort.
+inline void require_device(const std::string& who, int device) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || device < 0 || device >= count) {
+    cudaGetLastError();  // clear the sticky error of a failed query
+    throw CudaError(who + ": CUDA device " + std::to_string(device) + " is not available (" +
+                    std::to_string(err == cudaSuccess ? count : 0) + " device(s))");
+  }
+}
 }  // namespace mindrec::cuda_detail
 
 #define MINDREC_CUDA_CHECK(call)                                                      \

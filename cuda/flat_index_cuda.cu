@@ -221,13 +221,7 @@ struct FlatIndexCuda::State {
 };
 
 FlatIndexCuda::FlatIndexCuda(int dim, bool l2, int device) : s_(std::make_unique<State>()) {
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess || device < 0 || device >= count) {
-    cudaGetLastError();
-    throw CudaError("cuda:flat: CUDA device " + std::to_string(device) + " is not available (" +
-                    std::to_string(err == cudaSuccess ? count : 0) + " device(s))");
-  }
+  cuda_detail::require_device("cuda:flat", device);
   s_->device = device;
   s_->dim = dim;
   s_->l2 = l2;

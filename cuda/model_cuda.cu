@@ -207,13 +207,7 @@ struct ModelCuda::State {
 };
 
 ModelCuda::ModelCuda(const ModelHost& m, int device) : s_(std::make_unique<State>()) {
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess || device < 0 || device >= count) {
-    cudaGetLastError();
-    throw CudaError("MindModel on CUDA: device " + std::to_string(device) + " is not available (" +
-                    std::to_string(err == cudaSuccess ? count : 0) + " device(s))");
-  }
+  cuda_detail::require_device("MindModel on CUDA", device);
   if (m.hidden != m.dim) throw InvalidArgument("MindModel on CUDA: hidden_size must equal embedding_dim");
   if (m.hidden > 1024) throw Unsupported("MindModel on CUDA: hidden_size > 1024");
   s_->device = device;

@@ -83,6 +83,18 @@ void check_against_brute(const VectorStore& s, const std::vector<float>& x,
   else CHECK(recall >= 0.9);  // HNSW (with a removal filter after removals): approximate
 }
 
+// How many of brute force's k best per query are among `got` [nq, k].
+int count_found(const std::vector<float>& x, const std::vector<int64_t>& ids, const std::vector<float>& q,
+                const std::vector<int64_t>& got, int nq, int d, int k, Metric metric) {
+  int found = 0;
+  for (int i = 0; i < nq; ++i) {
+    const auto want = brute(x, ids, q.data() + size_t(i) * d, d, k, metric);
+    const std::set<int64_t> g(got.begin() + size_t(i) * k, got.begin() + size_t(i + 1) * k);
+    for (const auto& w : want) found += int(g.count(w.first));
+  }
+  return found;
+}
+
 }  // namespace
 
 TEST_CASE("vector store contract, every backend and metric") {
@@ -233,11 +245,8 @@ TEST_CASE("HNSW under inner product: the MIPS reduction's bound grows with longe
   std::vector<int64_t> got(nq * k);
   std::vector<float> sc(nq * k);
   s->search(nq, q.data(), k, got.data(), sc.data());
-  int found = 0;
+  const int found = count_found(x, ids, q, got, nq, d, k, Metric::inner_product);
   for (int i = 0; i < nq; ++i) {
-    const auto want = brute(x, ids, q.data() + i * d, d, k, Metric::inner_product);
-    const std::set<int64_t> g(got.begin() + i * k, got.begin() + (i + 1) * k);
-    for (const auto& w : want) found += int(g.count(w.first));
     // Scores are exact inner products, best first.
     for (int j = 0; j < k; ++j) {
       const int64_t id = got[size_t(i) * k + j];
@@ -256,12 +265,7 @@ TEST_CASE("HNSW under inner product: the MIPS reduction's bound grows with longe
     std::vector<int64_t> g1(nq * k);
     std::vector<float> s1(nq * k);
     narrow->search(nq, q.data(), k, g1.data(), s1.data());
-    int found1 = 0;
-    for (int i = 0; i < nq; ++i) {
-      const auto want = brute(x, ids, q.data() + i * d, d, k, Metric::inner_product);
-      const std::set<int64_t> g(g1.begin() + i * k, g1.begin() + (i + 1) * k);
-      for (const auto& w : want) found1 += int(g.count(w.first));
-    }
+    const int found1 = count_found(x, ids, q, g1, nq, d, k, Metric::inner_product);
     CAPTURE(found1);
     CHECK(found1 < found);
   }
