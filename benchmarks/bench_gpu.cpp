@@ -12,7 +12,7 @@
 #include <cstring>
 #include <vector>
 
-#include "mindrec/detail/random.hpp"
+#include "detail/random.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/retriever.hpp"

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "mindrec/cpu/interests.hpp"
-#include "mindrec/detail/random.hpp"
+#include "detail/random.hpp"
 #include "mindrec/model.hpp"
 
 namespace {

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "mindrec/detail/random.hpp"
+#include "detail/random.hpp"
 #include "mindrec/retriever.hpp"
 
 namespace {

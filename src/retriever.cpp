@@ -1,13 +1,34 @@
+// Multi-interest recall through a VectorStore and the spec's merge.
 #include "mindrec/retriever.hpp"
 
 #include <algorithm>
-#include <limits>
 #include <vector>
 
+#include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
-#include "mindrec/metrics.hpp"
+#include "store/topk_select.hpp"
 
 namespace mindrec {
+
+int merge_interests(const int64_t* ids, const float* scores, int num_interests, int per_interest,
+                    int topn, int64_t* out, float* out_scores) {
+  const int total = num_interests * per_interest;
+  std::vector<int> order(total);
+  for (int i = 0; i < total; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return store::ranks_before(scores[a], ids[a], scores[b], ids[b]);
+  });
+  int n = 0;
+  for (int i : order) {
+    if (n >= topn) break;
+    const int64_t id = ids[i];
+    if (id <= 0) continue;
+    if (std::find(out, out + n, id) != out + n) continue;
+    if (out_scores) out_scores[n] = scores[i];
+    out[n++] = id;
+  }
+  return n;
+}
 
 void recall_items(const MindModel& model, const VectorStore& store, const int64_t* hist,
                   const int32_t* lengths, int64_t batch, const RecallOptions& opt, int64_t* ids,
@@ -29,6 +50,7 @@ void recall_items(const MindModel& model, const VectorStore& store, const int64_
   std::vector<float> fsc(size_t(batch) * K * fetch);
   store.search(batch * K, interests.data(), fetch, fid.data(), fsc.data());
   const bool l2 = store.metric() == Metric::l2;
+  const float pad = padding_score(store.metric());
   std::vector<int64_t> merged(opt.topn);
   std::vector<float> merged_sc(opt.topn);
   for (int64_t b = 0; b < batch; ++b) {
@@ -43,20 +65,48 @@ void recall_items(const MindModel& model, const VectorStore& store, const int64_
     const int n = merge_interests(bid, bsc, counts[b], fetch, opt.topn, merged.data(), merged_sc.data());
     for (int j = 0; j < opt.topn; ++j) {
       ids[b * opt.topn + j] = j < n ? merged[j] : -1;
-      const float pad = l2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
       scores[b * opt.topn + j] = j < n ? (l2 ? -merged_sc[j] : merged_sc[j]) : pad;
     }
   }
 }
 
+RecallResult recall_histories(const MindModel& model, const VectorStore& store,
+                              const std::vector<std::vector<int64_t>>& histories,
+                              const RecallOptions& options) {
+  MINDREC_EXPECTS(options.topn >= 1, "recall_histories: topn must be >= 1");
+  RecallResult r;
+  r.users = static_cast<int64_t>(histories.size());
+  r.topn = options.topn;
+  std::vector<int64_t> offsets = {0}, items;
+  for (const auto& h : histories) {
+    items.insert(items.end(), h.begin(), h.end());
+    offsets.push_back(static_cast<int64_t>(items.size()));
+  }
+  const int L = model.config().maxlen;
+  std::vector<int64_t> hist(size_t(r.users) * L);
+  std::vector<int32_t> lens(static_cast<size_t>(r.users));
+  pack_histories(offsets, items, 0, r.users, L, hist.data(), lens.data());
+  r.ids.resize(size_t(r.users) * r.topn);
+  r.scores.resize(size_t(r.users) * r.topn);
+  recall_items(model, store, hist.data(), lens.data(), r.users, options, r.ids.data(), r.scores.data());
+  return r;
+}
+
+int64_t upsert_item_vectors(const MindModel& model, VectorStore& store) {
+  const auto& c = model.config();
+  MINDREC_EXPECTS(store.dim() == c.embedding_dim,
+                  "upsert_item_vectors: the store's dimension differs from the model's embedding_dim");
+  const int64_t n = c.item_count - 1;
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
+  store.upsert(n, model.weights().item_emb.data() + c.embedding_dim, ids.data());
+  return n;
+}
+
 std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std::string& spec,
                                               Metric metric) {
-  const auto& c = model.config();
-  auto store = make_vector_store(spec, c.embedding_dim, metric);
-  const int64_t n = c.item_count - 1;
-  std::vector<int64_t> ids(n);
-  for (int64_t i = 0; i < n; ++i) ids[i] = i + 1;
-  store->add(n, model.weights().item_emb.data() + c.embedding_dim, ids.data());
+  auto store = make_vector_store(spec, model.config().embedding_dim, metric);
+  upsert_item_vectors(model, *store);
   return store;
 }
 

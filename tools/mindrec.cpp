@@ -19,7 +19,7 @@
 #include <sstream>
 #include <vector>
 
-#include "mindrec/detail/file_util.hpp"
+#include "mindrec/file_io.hpp"
 #include "mindrec/mindrec.hpp"
 #include "train_report.hpp"
 
@@ -240,7 +240,7 @@ int run_eval(const EvalArgs& a) {
   std::printf("evaluated in %.2f s (exact search over %lld items)\n", rep.seconds,
               static_cast<long long>(mc.item_count));
   if (!a.json.empty()) {
-    mindrec::detail::write_file_atomic(a.json, [&](std::ostream& o) { o << rep.to_json() << "\n"; });
+    mindrec::write_file_atomic(a.json, [&](std::ostream& o) { o << rep.to_json() << "\n"; });
     std::printf("wrote %s\n", a.json.c_str());
   }
   return 0;

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "mindrec/detail/file_util.hpp"
+#include "mindrec/file_io.hpp"
 #include "mindrec/error.hpp"
 
 namespace mindrec::tools {
@@ -15,7 +15,7 @@ static const char* kHeader =
     "epoch,loss,seconds,samples_per_s,recall@20,ndcg@20,hitrate@20,recall@50,ndcg@50,hitrate@50";
 
 void write_csv(const std::string& path, const std::vector<EpochRow>& rows) {
-  detail::write_file_atomic(path, [&](std::ostream& out) {
+  write_file_atomic(path, [&](std::ostream& out) {
     out << kHeader << '\n';
     char buf[512];
     for (const auto& r : rows) {
@@ -129,7 +129,7 @@ void write_svg(const std::string& path, const std::vector<EpochRow>& rows, const
   polyline("#1f77b4", [&](const EpochRow& r) { return yl(r.loss); }, false);
   if (any_eval) polyline("#d62728", [&](const EpochRow& r) { return yr(r.recall50); }, true);
   s << "</svg>\n";
-  detail::write_file_atomic(path, [&](std::ostream& out) { out << s.str(); });
+  write_file_atomic(path, [&](std::ostream& out) { out << s.str(); });
 }
 
 }  // namespace mindrec::tools

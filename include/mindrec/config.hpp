@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "mindrec/export.hpp"
+
 namespace mindrec {
 
 /// Which axis the routing softmax normalises over (spec, "Switches").
@@ -20,7 +22,7 @@ enum class SoftmaxAxis {
 /// Label-aware attention read-out used in training.
 enum class Readout { soft, hard };
 
-struct CapsuleConfig {
+struct MINDREC_API CapsuleConfig {
   int iters = 3;          ///< routing iterations (iters-1 updates, then the read-out)
   int max_k = 4;          ///< K, interests per user
   double init_std = 1.0;  ///< std of the Normal init of the routing logits
@@ -29,14 +31,14 @@ struct CapsuleConfig {
   bool dynamic_k = false;  ///< K'_u = max(1, min(K, floor(log2 n)))
 };
 
-struct OptimizerConfig {
+struct MINDREC_API OptimizerConfig {
   std::string class_name = "Adam";  ///< YAML key `class`; only Adam is implemented
   double learning_rate = 0.001;
   bool lazy = false;  ///< update moments only for rows touched by the batch
 };
 
 /// `hyper_parameters`: everything that defines the model function and its training.
-struct ModelConfig {
+struct MINDREC_API ModelConfig {
   int64_t item_count = 367983;  ///< N; ids 1..N-1, 0 = padding
   int embedding_dim = 64;       ///< D
   int hidden_size = 64;         ///< H (must equal D: interests are matched with item rows)
@@ -52,7 +54,7 @@ struct ModelConfig {
 };
 
 /// `runner`: data locations and the training/inference loop.
-struct RunnerConfig {
+struct MINDREC_API RunnerConfig {
   std::string train_data_dir;  ///< a file or a folder of files (resolved absolute)
   std::string test_data_dir;
   int train_batch_size = 128;
@@ -67,7 +69,7 @@ struct RunnerConfig {
   void validate() const;
 };
 
-struct Config {
+struct MINDREC_API Config {
   RunnerConfig runner;
   ModelConfig hyper_parameters;
   std::string source;  ///< file the config was read from ("" if built in code)
@@ -78,26 +80,26 @@ struct Config {
 /// Reads a YAML config. Unknown keys and wrong types are refused with the key path;
 /// relative paths in `runner` are resolved against the config file's folder.
 /// Throws IoError (unreadable file) or ConfigError.
-Config load_config(const std::string& path);
+MINDREC_API Config load_config(const std::string& path);
 
 /// Parses YAML text; `base_dir` resolves relative paths, `source` names it in errors.
-Config parse_config(const std::string& yaml_text, const std::string& base_dir,
+MINDREC_API Config parse_config(const std::string& yaml_text, const std::string& base_dir,
                     const std::string& source);
 
 /// Compact JSON of the model-defining fields, stored in the weights file's `__metadata__`.
-std::string model_config_to_json(const ModelConfig& cfg);
+MINDREC_API std::string model_config_to_json(const ModelConfig& cfg);
 /// Inverse of model_config_to_json; unknown or missing fields throw FormatError naming `source`.
-ModelConfig model_config_from_json(const std::string& json, const std::string& source);
+MINDREC_API ModelConfig model_config_from_json(const std::string& json, const std::string& source);
 
 /// Throws ConfigError naming every model-defining field (shapes and the routing function)
 /// where `a` (from the config file) and `b` (from the weights) differ.
-void check_same_model(const ModelConfig& config, const ModelConfig& weights,
+MINDREC_API void check_same_model(const ModelConfig& config, const ModelConfig& weights,
                       const std::string& weights_source);
 
-const char* to_string(SoftmaxAxis axis);
-const char* to_string(Readout readout);
+MINDREC_API const char* to_string(SoftmaxAxis axis);
+MINDREC_API const char* to_string(Readout readout);
 
 /// Resolves runner.threads: 0 means every hardware thread.
-int resolve_threads(int requested);
+MINDREC_API int resolve_threads(int requested);
 
 }  // namespace mindrec

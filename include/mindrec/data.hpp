@@ -10,10 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "mindrec/export.hpp"
+
 namespace mindrec {
 
 /// Per-user item sequences sorted by the `order` column; users in ascending id order.
-struct ClickLog {
+struct MINDREC_API ClickLog {
   std::vector<int64_t> user_ids;  ///< [U]
   std::vector<int64_t> offsets;   ///< [U+1]; user u's items are items[offsets[u], offsets[u+1])
   std::vector<int64_t> items;     ///< [total clicks]
@@ -27,7 +29,7 @@ struct ClickLog {
 };
 
 /// Validation/test users: history (first 80% of the sequence) and ground truth.
-struct EvalSet {
+struct MINDREC_API EvalSet {
   std::vector<int64_t> user_ids;      ///< [U], in file order
   std::vector<int64_t> target_items;  ///< [U] (the `target_item` slot; 0 in PaddleRec's files)
   std::vector<int64_t> hist_offsets;  ///< [U+1]
@@ -46,23 +48,23 @@ struct EvalSet {
 /// read in name order (PaddleRec's train_data_dir). `item_count` > 0 also refuses item ids
 /// >= item_count. Refused: non-integers, missing/extra fields, negative ids, item id 0,
 /// duplicate `order` for one user. Blank lines and a missing final newline are fine.
-ClickLog read_train_data(const std::string& path, int64_t item_count = 0);
+MINDREC_API ClickLog read_train_data(const std::string& path, int64_t item_count = 0);
 
 /// Writes `user_id,item_id,order` lines (order = position) atomically (temp file + rename).
-void write_train_data(const std::string& file, const ClickLog& log);
+MINDREC_API void write_train_data(const std::string& file, const ClickLog& log);
 
 /// Reads `user_id:U target_item:T hist_item:i ... eval_item:j ...` lines (file or folder).
 /// Refused: unknown slots, a missing or repeated user_id, malformed values, negative ids,
 /// item id 0 in hist/eval, ids >= item_count (when item_count > 0).
-EvalSet read_eval_data(const std::string& path, int64_t item_count = 0);
+MINDREC_API EvalSet read_eval_data(const std::string& path, int64_t item_count = 0);
 
 /// Writes an EvalSet in the same format, atomically.
-void write_eval_data(const std::string& file, const EvalSet& set);
+MINDREC_API void write_eval_data(const std::string& file, const EvalSet& set);
 
 /// Packs the last `maxlen` items of `count` sequences into a right-padded [count, maxlen]
 /// row-major id matrix and their lengths min(len, maxlen) (the model's input layout).
 /// Sequence i is items[offsets[first + i], offsets[first + i + 1]).
-void pack_histories(const std::vector<int64_t>& offsets, const std::vector<int64_t>& items,
+MINDREC_API void pack_histories(const std::vector<int64_t>& offsets, const std::vector<int64_t>& items,
                     int64_t first, int64_t count, int maxlen, int64_t* out_ids,
                     int32_t* out_lengths);
 

@@ -5,46 +5,48 @@
 #include <stdexcept>
 #include <string>
 
+#include "mindrec/export.hpp"
+
 namespace mindrec {
 
 /// Root of every exception mindrec throws.
-class Error : public std::runtime_error {
+class MINDREC_API Error : public std::runtime_error {
  public:
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
 /// A function argument is outside its documented domain (shape, range, null pointer).
-class InvalidArgument : public Error {
+class MINDREC_API InvalidArgument : public Error {
  public:
   using Error::Error;
 };
 
 /// A configuration file or struct is invalid (message names the key path).
-class ConfigError : public Error {
+class MINDREC_API ConfigError : public Error {
  public:
   using Error::Error;
 };
 
 /// A file could not be opened, read, written or renamed (message names the file).
-class IoError : public Error {
+class MINDREC_API IoError : public Error {
  public:
   using Error::Error;
 };
 
 /// A file's content is malformed (message names the file and line, field or offset).
-class FormatError : public Error {
+class MINDREC_API FormatError : public Error {
  public:
   using Error::Error;
 };
 
 /// The request is valid but this build or backend cannot serve it.
-class Unsupported : public Error {
+class MINDREC_API Unsupported : public Error {
  public:
   using Error::Error;
 };
 
 /// A CUDA runtime or cuBLAS call failed (message names the call, file and line).
-class CudaError : public Error {
+class MINDREC_API CudaError : public Error {
  public:
   using Error::Error;
 };

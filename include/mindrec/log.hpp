@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "mindrec/export.hpp"
+
 namespace mindrec {
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
@@ -14,11 +16,11 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
 using LogSink = std::function<void(LogLevel, std::string_view)>;
 
 /// Replaces the sink (default: one line per message on stderr). An empty function silences.
-void set_log_sink(LogSink sink);
+MINDREC_API void set_log_sink(LogSink sink);
 /// Messages below `level` are dropped before formatting reaches the sink. Default: warn.
-void set_log_level(LogLevel level);
-LogLevel log_level();
+MINDREC_API void set_log_level(LogLevel level);
+MINDREC_API LogLevel log_level();
 /// Sends one message to the sink if `level` is enabled.
-void log(LogLevel level, std::string_view message);
+MINDREC_API void log(LogLevel level, std::string_view message);
 
 }  // namespace mindrec

@@ -6,12 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "mindrec/export.hpp"
+
 namespace mindrec {
 
 /// Writes `data` (prod(shape) floats, row-major) as '<f4' atomically.
-void write_npy(const std::string& path, const std::vector<int64_t>& shape, const float* data);
+MINDREC_API void write_npy(const std::string& path, const std::vector<int64_t>& shape, const float* data);
 
 /// Reads a '<f4' C-order .npy file; throws FormatError for anything else or a short file.
-std::vector<float> read_npy(const std::string& path, std::vector<int64_t>* shape);
+MINDREC_API std::vector<float> read_npy(const std::string& path, std::vector<int64_t>* shape);
 
 }  // namespace mindrec

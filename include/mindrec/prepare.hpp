@@ -5,14 +5,16 @@
 #include <cstdint>
 #include <string>
 
+#include "mindrec/export.hpp"
+
 namespace mindrec {
 
-struct PrepareOptions {
+struct MINDREC_API PrepareOptions {
   int min_count = 5;    ///< keep items with >= min_count clicks, then users with >= min_count of those
   uint64_t seed = 2021; ///< shuffles users before the 80/10/10 split
 };
 
-struct PrepareReport {
+struct MINDREC_API PrepareReport {
   int64_t lines = 0, clicks_kept = 0;
   int64_t items = 0;       ///< kept items, renumbered 1..items by falling popularity
   int64_t item_count = 0;  ///< items + 1: the config's hyper_parameters.item_count
@@ -27,7 +29,7 @@ struct PrepareReport {
 /// (`user_id,item_id,order`), valid/data.txt and test/data.txt (`slot:value`, first 80% of
 /// each sequence as history), item_map.csv and user_map.csv (`raw_id,id`), and
 /// dataset.json with the counts. Every file is written atomically.
-PrepareReport prepare_dataset(const std::string& input, const std::string& out_dir,
+MINDREC_API PrepareReport prepare_dataset(const std::string& input, const std::string& out_dir,
                               const PrepareOptions& options);
 
 }  // namespace mindrec

@@ -4,16 +4,29 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include "mindrec/export.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/vector_store.hpp"
 
 namespace mindrec {
 
-struct RecallOptions {
+/// The spec's merge of one user's per-interest results: pool the `num_interests` x
+/// `per_interest` (id, score) pairs, sort by score descending (ties: smaller id first), drop
+/// id 0, -1 and duplicates, keep the first `topn`. Returns how many were written to `out`
+/// (and their scores to `out_scores` if not null).
+MINDREC_API int merge_interests(const int64_t* ids, const float* scores, int num_interests,
+                                int per_interest, int topn, int64_t* out,
+                                float* out_scores = nullptr);
+
+struct MINDREC_API RecallOptions {
   int topn = 50;
   /// Drop the items of the user's own history (fetches that many more per interest).
   bool exclude_history = false;
+  /// Threads of the interest extraction (0 = all cores); the store's scan has its own.
   int threads = 0;
 };
 
@@ -22,12 +35,30 @@ struct RecallOptions {
 /// first, padded with -1. Thread-safe: concurrent calls may share the model and the store.
 /// A store with a fused search + merge (`cuda:flat`) does both on its device, unless
 /// exclude_history is set.
-void recall_items(const MindModel& model, const VectorStore& store, const int64_t* hist,
-                  const int32_t* lengths, int64_t batch, const RecallOptions& options,
-                  int64_t* ids, float* scores);
+MINDREC_API void recall_items(const MindModel& model, const VectorStore& store, const int64_t* hist,
+                              const int32_t* lengths, int64_t batch, const RecallOptions& options,
+                              int64_t* ids, float* scores);
 
-/// A store of every item vector of `model` (ids 1..N-1; 0 is padding), built with `spec`.
-std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std::string& spec,
-                                              Metric metric = Metric::inner_product);
+/// recall_items' result for a list of users.
+struct MINDREC_API RecallResult {
+  int64_t users = 0;
+  int topn = 0;
+  std::vector<int64_t> ids;  ///< [users, topn], best first, padded with -1
+  std::vector<float> scores;  ///< [users, topn]
+};
+
+/// recall_items for histories given as lists of item ids, oldest first (each user's last
+/// maxlen items are used). Ids are checked by the model (InvalidArgument).
+MINDREC_API RecallResult recall_histories(const MindModel& model, const VectorStore& store,
+                                          const std::vector<std::vector<int64_t>>& histories,
+                                          const RecallOptions& options);
+
+/// Adds or replaces every item vector of `model` (ids 1..N-1; 0 is padding) in `store`, in
+/// one upsert; returns how many were written (N-1).
+MINDREC_API int64_t upsert_item_vectors(const MindModel& model, VectorStore& store);
+
+/// A store of every item vector of `model` (ids 1..N-1), built with `spec`.
+MINDREC_API std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std::string& spec,
+                                                          Metric metric = Metric::inner_product);
 
 }  // namespace mindrec

@@ -9,14 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "mindrec/export.hpp"
+
 namespace mindrec {
 
 enum class DType { F32, F64, I32, I64 };
 
-const char* to_string(DType dtype);
-size_t dtype_size(DType dtype);
+MINDREC_API const char* to_string(DType dtype);
+MINDREC_API size_t dtype_size(DType dtype);
 
-struct Tensor {
+struct MINDREC_API Tensor {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   std::vector<unsigned char> bytes;  ///< row-major, little-endian
@@ -36,7 +38,7 @@ struct Tensor {
   static Tensor from_i32(std::vector<int64_t> shape, const std::vector<int32_t>& v);
 };
 
-struct SafetensorsFile {
+struct MINDREC_API SafetensorsFile {
   std::map<std::string, std::string> metadata;
   std::map<std::string, Tensor> tensors;
 
@@ -47,9 +49,9 @@ struct SafetensorsFile {
 /// Reads and validates a whole file: header bounds, JSON, dtypes, shapes, that every tensor's
 /// byte range lies inside the file, matches its shape and overlaps no other. Throws IoError
 /// or FormatError (naming the file and the tensor); nothing is returned half-read.
-SafetensorsFile read_safetensors(const std::string& path);
+MINDREC_API SafetensorsFile read_safetensors(const std::string& path);
 
 /// Writes atomically (temporary file renamed into place); the header is padded to 8 bytes.
-void write_safetensors(const std::string& path, const SafetensorsFile& file);
+MINDREC_API void write_safetensors(const std::string& path, const SafetensorsFile& file);
 
 }  // namespace mindrec

@@ -7,7 +7,9 @@
 //                               Faiss (scripts/build-faiss-gpu.sh) and a device
 //   "faiss:<index_factory>"     Faiss CPU, e.g. faiss:Flat, faiss:IVF4096,Flat, faiss:HNSW32,
 //                               faiss:IVF1024,PQ16; search parameters after '?':
-//                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64
+//                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64;
+//                               needs MINDREC_WITH_FAISS (default ON; else Unsupported)
+// Search parameters of `flat`: threads (scan threads, 0 = all cores), e.g. "flat?threads=2".
 //
 // Contract (faiss's, batch-first): vectors are row-major [n, dim] float32; search returns for
 // each query its k best ids and scores, best first, ids padded with -1 (scores with -inf
@@ -19,22 +21,27 @@
 // visible to the next search, and no search sees a half-applied batch. A waiting write goes
 // before searches that arrive after it, so a steady stream of searches cannot starve it.
 // Errors: InvalidArgument for bad arguments (duplicate ids, wrong sizes), Unsupported for an
-// operation a backend lacks, IoError/FormatError for files; a failed call changes nothing.
+// operation a backend lacks or a backend this build does not have (the message names the
+// CMake option), IoError/FormatError for files; a failed call changes nothing.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "mindrec/detail/rw_lock.hpp"
+#include "mindrec/export.hpp"
 
 namespace mindrec {
 
 enum class Metric { inner_product, l2 };
 
-const char* to_string(Metric m);
+MINDREC_API const char* to_string(Metric m);
 
-class VectorStore {
+/// The score that pads a search result past the stored vectors: -inf for inner product
+/// (higher is better), +inf for squared L2 distance (lower is better).
+MINDREC_API float padding_score(Metric m);
+
+class MINDREC_API VectorStore {
  public:
   virtual ~VectorStore();
   VectorStore(const VectorStore&) = delete;
@@ -46,7 +53,6 @@ class VectorStore {
   /// Adds or replaces: ids already stored get the new vector, the others are added, all under
   /// one write lock (no search sees a mix of old and new). Validation (negative or repeated
   /// ids, NaN/Inf) happens before anything changes. Returns how many ids were replaced.
-  /// Unsupported if an id is stored and the backend cannot remove.
   int64_t upsert(int64_t n, const float* vectors, const int64_t* ids);
   /// Removes the given ids (unknown ids are ignored); returns how many were removed.
   int64_t remove(int64_t n, const int64_t* ids);
@@ -70,7 +76,6 @@ class VectorStore {
   /// Sets a search-time parameter ("nprobe", "efSearch"); InvalidArgument if unknown here.
   void set_search_param(const std::string& name, double value);
 
-  bool supports_remove() const { return supports_remove_impl(); }
   int dim() const { return dim_; }
   Metric metric() const { return metric_; }
   /// The backend string it was made from (without search parameters).
@@ -86,8 +91,9 @@ class VectorStore {
   virtual int64_t remove_impl(int64_t n, const int64_t* ids) = 0;
   virtual void search_impl(int64_t nq, const float* queries, int k, int64_t* ids,
                            float* scores) const = 0;
-  virtual bool search_merged_impl(int64_t users, int K, const int32_t* counts, const float* queries,
-                                  int fetch, int topn, int64_t* ids, float* scores) const {
+  virtual bool search_merged_impl(int64_t /*users*/, int /*K*/, const int32_t* /*counts*/,
+                                  const float* /*queries*/, int /*fetch*/, int /*topn*/,
+                                  int64_t* /*ids*/, float* /*scores*/) const {
     return false;
   }
   virtual int64_t size_impl() const = 0;
@@ -96,22 +102,22 @@ class VectorStore {
   virtual std::string serialize_impl() const = 0;
   virtual void deserialize_impl(const std::string& payload, int64_t count) = 0;
   virtual void set_param_impl(const std::string& name, double value) = 0;
-  virtual bool supports_remove_impl() const = 0;
 
+  struct Lock;  // a writer-preferring shared mutex (src/detail/rw_lock.hpp)
   std::string backend_;
   int dim_;
   Metric metric_;
-  mutable detail::WriterPreferringMutex mutex_;
+  std::unique_ptr<Lock> lock_;
 };
 
 /// Makes an empty store from a backend string (see the top of this file). Throws
 /// InvalidArgument for an unknown backend or a malformed Faiss factory string.
-std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
+MINDREC_API std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
                                                Metric metric = Metric::inner_product);
 
 /// Reads the backend, dimension and metric from a saved store's header and loads it. With a
 /// non-empty `spec` (e.g. "faiss:HNSW32?efSearch=256"), refuses (InvalidArgument) a file of
 /// another backend and applies the spec's search parameters.
-std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec = "");
+MINDREC_API std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec = "");
 
 }  // namespace mindrec

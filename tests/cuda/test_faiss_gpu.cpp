@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "mindrec/detail/random.hpp"
+#include "detail/random.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"

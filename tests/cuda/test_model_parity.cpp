@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "mindrec/detail/random.hpp"
+#include "detail/random.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/model.hpp"

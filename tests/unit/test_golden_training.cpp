@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "mindrec/cpu/train_step.hpp"
+#include "train/train_step.hpp"
 #include "mindrec/safetensors.hpp"
 #include "test_util.hpp"
 

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <random>
 
-#include "mindrec/cpu/train_step.hpp"
+#include "train/train_step.hpp"
 
 using namespace mindrec;
 

@@ -6,8 +6,10 @@
 #include <cmath>
 #include <limits>
 
-#include "mindrec/detail/random.hpp"
-#include "mindrec/metrics.hpp"
+#include "detail/random.hpp"
+#include "mindrec/eval.hpp"
+#include "mindrec/retriever.hpp"
+#include "mindrec/topk.hpp"
 
 using namespace mindrec;
 

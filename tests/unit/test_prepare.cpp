@@ -2,7 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "mindrec/data.hpp"
-#include "mindrec/detail/file_util.hpp"
+#include "detail/file_util.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/prepare.hpp"
 #include "test_util.hpp"
@@ -40,9 +40,9 @@ TEST_CASE("prepare: 5-core filter, popularity ids, time order, split files") {
     CHECK(r.train_users == 1);  // int(0.8 * 2)
     CHECK(r.valid_users == 0);  // int(0.1 * 2)
     CHECK(r.test_users == 1);
-    const std::string items = detail::read_file(out + "/item_map.csv");
+    const std::string items = read_file(out + "/item_map.csv");
     CHECK(items == "raw_id,id\na,1\nb,2\nd,3\n");
-    CHECK(detail::read_file(out + "/user_map.csv") == "raw_id,id\nU1,0\nU3,1\n");
+    CHECK(read_file(out + "/user_map.csv") == "raw_id,id\nU1,0\nU3,1\n");
     // U1 in time order: b a d b a = 2 1 3 2 1; U3: a b d a d (t=4 tie keeps file order) = 1 2 3 1 3.
     const ClickLog train = read_train_data(out + "/train", 4);
     const EvalSet test = read_eval_data(out + "/test", 4);
@@ -57,7 +57,7 @@ TEST_CASE("prepare: 5-core filter, popularity ids, time order, split files") {
           std::vector<int64_t>(test_seq.begin(), test_seq.begin() + 4));
     CHECK(test.eval_length(0) == 1);
     CHECK(test.eval(0)[0] == test_seq[4]);
-    CHECK(detail::read_file(out + "/dataset.json").find("\"item_count\": 4") != std::string::npos);
+    CHECK(read_file(out + "/dataset.json").find("\"item_count\": 4") != std::string::npos);
   }
 }
 
@@ -74,10 +74,10 @@ TEST_CASE("prepare: the split is seeded and malformed lines are refused") {
   CHECK(r.valid_users == 5);
   CHECK(r.test_users == 5);
   prepare_dataset(in, tmp.file("b"), o);
-  CHECK(detail::read_file(tmp.file("a/valid/data.txt")) == detail::read_file(tmp.file("b/valid/data.txt")));
+  CHECK(read_file(tmp.file("a/valid/data.txt")) == read_file(tmp.file("b/valid/data.txt")));
   o.seed = 4;
   prepare_dataset(in, tmp.file("c"), o);
-  CHECK(detail::read_file(tmp.file("a/valid/data.txt")) != detail::read_file(tmp.file("c/valid/data.txt")));
+  CHECK(read_file(tmp.file("a/valid/data.txt")) != read_file(tmp.file("c/valid/data.txt")));
 
   const auto bad = tmp.write("bad.csv", "u1,i1,1\nu1,i2\n");
   CHECK(test::error_of([&] { prepare_dataset(bad, tmp.file("d"), o); }).find("bad.csv:2: expected 3 fields") != std::string::npos);

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 
-#include "mindrec/metrics.hpp"
+#include "mindrec/eval.hpp"
+#include "mindrec/retriever.hpp"
+#include "mindrec/topk.hpp"
 #include "mindrec/retriever.hpp"
 #include "small_model.hpp"
 

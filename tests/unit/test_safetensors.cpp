@@ -6,7 +6,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "mindrec/detail/file_util.hpp"
+#include "detail/file_util.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/npy.hpp"
@@ -40,7 +40,7 @@ TEST_CASE("safetensors layout: u64 header length, JSON header, raw little-endian
   f.tensors["a"] = Tensor::from_f32({2}, {1.5f, -2.0f});
   f.tensors["b"] = Tensor::from_i64({1}, {7});
   write_safetensors(tmp.file("x.st"), f);
-  const std::string s = detail::read_file(tmp.file("x.st"));
+  const std::string s = read_file(tmp.file("x.st"));
   uint64_t n = 0;
   std::memcpy(&n, s.data(), 8);
   CHECK(n % 8 == 0);
@@ -65,7 +65,7 @@ TEST_CASE("corrupt safetensors files are refused with a reason") {
   SafetensorsFile f;
   f.tensors["a"] = Tensor::from_f32({4}, {1, 2, 3, 4});
   write_safetensors(tmp.file("ok.st"), f);
-  const std::string good = detail::read_file(tmp.file("ok.st"));
+  const std::string good = read_file(tmp.file("ok.st"));
   uint64_t n = 0;
   std::memcpy(&n, good.data(), 8);
 
@@ -191,7 +191,7 @@ TEST_CASE("weights files that do not match are refused, naming the tensor") {
             .find("capsule.max_k 4 vs 3") != std::string::npos);
 
   // A truncated weights file is refused, not half-loaded.
-  const std::string bytes = detail::read_file(tmp.file("w.safetensors"));
+  const std::string bytes = read_file(tmp.file("w.safetensors"));
   write_bytes(tmp.file("t.st"), bytes.substr(0, bytes.size() - 1));
   CHECK(test::error_of([&] { load_weights(tmp.file("t.st")); }).find("truncated") != std::string::npos);
 }
@@ -200,11 +200,11 @@ TEST_CASE("saving over an existing file is atomic: a failed save leaves the old 
   TempDir tmp;
   const MindWeights w = init_weights(small_config(), 1);
   save_weights(tmp.file("w.safetensors"), w);
-  const std::string before = detail::read_file(tmp.file("w.safetensors"));
+  const std::string before = read_file(tmp.file("w.safetensors"));
   MindWeights broken = w;
   broken.bilinear.pop_back();
   CHECK_THROWS_AS(save_weights(tmp.file("w.safetensors"), broken), InvalidArgument);
-  CHECK(detail::read_file(tmp.file("w.safetensors")) == before);
+  CHECK(read_file(tmp.file("w.safetensors")) == before);
   CHECK_THROWS_AS(save_weights(tmp.file("no/such/dir/w.safetensors"), w), IoError);
   size_t files = 0;
   for (auto& e : std::filesystem::directory_iterator(tmp.path())) files += e.is_regular_file();
@@ -215,7 +215,7 @@ TEST_CASE(".npy output has NumPy's v1.0 header and C-order float32 data") {
   TempDir tmp;
   const std::vector<float> v = {1, 2, 3, 4, 5, 6};
   write_npy(tmp.file("u.npy"), {1, 2, 3}, v.data());
-  const std::string s = detail::read_file(tmp.file("u.npy"));
+  const std::string s = read_file(tmp.file("u.npy"));
   CHECK(s.substr(0, 8) == std::string("\x93NUMPY\x01\x00", 8));
   const size_t hlen = uint8_t(s[8]) | (uint8_t(s[9]) << 8);
   CHECK((10 + hlen) % 64 == 0);
@@ -225,5 +225,5 @@ TEST_CASE(".npy output has NumPy's v1.0 header and C-order float32 data") {
   CHECK(read_npy(tmp.file("u.npy"), &shape) == v);
   CHECK(shape == std::vector<int64_t>{1, 2, 3});
   write_npy(tmp.file("w.npy"), {6}, v.data());
-  CHECK(detail::read_file(tmp.file("w.npy")).find("'shape': (6,)") != std::string::npos);
+  CHECK(read_file(tmp.file("w.npy")).find("'shape': (6,)") != std::string::npos);
 }

@@ -9,6 +9,8 @@
 
 #include "mindrec/error.hpp"
 #include "mindrec/train.hpp"
+#include "train/adam.hpp"
+#include "train/sampler.hpp"
 #include "test_util.hpp"
 
 using namespace mindrec;

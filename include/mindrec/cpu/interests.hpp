@@ -12,6 +12,16 @@
 #include "mindrec/config.hpp"
 #include "mindrec/detail/eigen.hpp"
 
+// Vectorisation hints for the small products below; active where OpenMP is on (mindrec's own
+// build), plain loops for a consumer compiled without it (no unknown-pragma warnings).
+#if defined(_OPENMP)
+#define MINDREC_SIMD _Pragma("omp simd")
+#define MINDREC_SIMD_SUM _Pragma("omp simd reduction(+ : sum)")
+#else
+#define MINDREC_SIMD
+#define MINDREC_SIMD_SUM
+#endif
+
 namespace mindrec::cpu {
 
 /// Read-only view of the model parameters (row-major, shapes as in the weights file).
@@ -129,7 +139,7 @@ void small_gemm(const S* __restrict a, int m, int k, const S* __restrict b, int 
       for (int p = 0; p < k; ++p) {
         const S aip = a[size_t(i) * k + p];
         const S* __restrict bp = b + size_t(p) * n + j0;
-#pragma omp simd
+        MINDREC_SIMD
         for (int j = 0; j < w; ++j) acc[j] += aip * bp[j];
       }
       for (int j = 0; j < w; ++j) c[size_t(i) * n + j0 + j] = acc[j];
@@ -146,7 +156,7 @@ void small_gemm_nt(const S* __restrict a, int m, int k, const S* __restrict b, i
       S sum = 0;
       const S* ai = a + size_t(i) * k;
       const S* bj = b + size_t(j) * k;
-#pragma omp simd reduction(+ : sum)
+      MINDREC_SIMD_SUM
       for (int p = 0; p < k; ++p) sum += ai[p] * bj[p];
       c[size_t(i) * r + j] = sum;
     }

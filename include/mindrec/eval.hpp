@@ -1,0 +1,57 @@
+// Evaluation (mind-spec.md, "Evaluation"; ComiRec's protocol): Recall / NDCG / HitRate of the
+// merged multi-interest retrieval (exact, topk.hpp, or through a store), per user and averaged.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mindrec/data.hpp"
+#include "mindrec/export.hpp"
+#include "mindrec/model.hpp"
+
+namespace mindrec {
+
+struct MINDREC_API Metrics {
+  double recall = 0, ndcg = 0, hitrate = 0;
+};
+
+/// One user's metrics for a retrieved list (ComiRec): hits = retrieved ids that are in the
+/// ground truth; Recall = hits / |GT| (|GT| counts the eval items as listed);
+/// HitRate = [hits > 0]; NDCG = Σ_hit ranks r 1/log2(r+2) / Σ_{i<hits} 1/log2(i+2) (0 without
+/// hits). An empty ground truth gives all zeros.
+MINDREC_API Metrics user_metrics(const int64_t* retrieved, int n, const int64_t* gt, int64_t gt_len);
+
+class VectorStore;
+
+struct MINDREC_API EvalOptions {
+  /// Search this store (built with build_item_store) instead of the exact search over all
+  /// rows of item_emb; shows what an ANN index costs in recall. Not owned.
+  const VectorStore* store = nullptr;
+  std::vector<int> topk = {20, 50};
+  /// PaddleRec's infer.py: GT cut to its first 20 items, the user count starting at 1, and
+  /// the last partial batch (of batch_size) dropped. For side-by-side reproduction only.
+  bool paddlerec_compat = false;
+  /// Users per batch of interest extraction and retrieval (PaddleRec's infer batch size;
+  /// with paddlerec_compat also the unit of its drop-last rule). Does not change the metrics.
+  int batch_size = 128;
+  int threads = 0;
+};
+
+struct MINDREC_API EvalReport {
+  int64_t users = 0;             ///< users evaluated (the mean's denominator, compat aside)
+  std::vector<int> topk;         ///< N values
+  std::vector<Metrics> metrics;  ///< one per N, means over users
+  double seconds = 0;
+
+  /// {"users": n, "recall@20": x, "ndcg@20": y, "hitrate@20": z, ...}
+  std::string to_json() const;
+  /// A fixed-width table, one row per N.
+  std::string table() const;
+};
+
+/// Evaluates `model` on `set`: interests from the last L history items, exact retrieval
+/// over all rows of item_emb (row 0 included, never returned), the merge, and the metrics.
+MINDREC_API EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOptions& options);
+
+}  // namespace mindrec

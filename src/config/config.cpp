@@ -1,0 +1,154 @@
+// Config validation, the model config's JSON form stored in weights files, and the thread
+// count policy.
+#include "mindrec/config.hpp"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "mindrec/error.hpp"
+
+namespace mindrec {
+
+namespace {
+[[noreturn]] void invalid(const std::string& path, const std::string& msg) {
+  throw ConfigError("key '" + path + "': " + msg);
+}
+}  // namespace
+
+const char* to_string(SoftmaxAxis axis) {
+  switch (axis) {
+    case SoftmaxAxis::interests: return "interests";
+    case SoftmaxAxis::behaviors: return "behaviors";
+    case SoftmaxAxis::hybrid: return "hybrid";
+  }
+  return "?";
+}
+
+const char* to_string(Readout readout) { return readout == Readout::soft ? "soft" : "hard"; }
+
+void ModelConfig::validate() const {
+  const std::string hp = "hyper_parameters.";
+  if (item_count < 2) invalid(hp + "item_count", "must be >= 2 (id 0 is padding)");
+  if (item_count > (int64_t(1) << 40)) invalid(hp + "item_count", "is implausibly large");
+  if (embedding_dim < 1 || embedding_dim > 4096)
+    invalid(hp + "embedding_dim", "must be in [1, 4096]");
+  if (hidden_size != embedding_dim)
+    invalid(hp + "hidden_size",
+            "must equal embedding_dim (" + std::to_string(embedding_dim) +
+                "): interests are scored against item embeddings");
+  if (maxlen < 1 || maxlen > 4096) invalid(hp + "maxlen", "must be in [1, 4096]");
+  if (neg_samples < 1 || neg_samples > item_count - 1)
+    invalid(hp + "neg_samples", "must be in [1, item_count - 1]");
+  if (!(pow_p >= 1.0) || pow_p > 64.0 || std::floor(pow_p) != pow_p)
+    invalid(hp + "pow_p",
+            "must be an integer in [1, 64] (a fractional power is NaN on negative scores)");
+  if (optimizer.class_name != "Adam" && optimizer.class_name != "adam")
+    invalid(hp + "optimizer.class", "only Adam is implemented, got '" + optimizer.class_name + "'");
+  if (!(optimizer.learning_rate > 0.0)) invalid(hp + "optimizer.learning_rate", "must be > 0");
+  if (capsule.iters < 1 || capsule.iters > 100)
+    invalid(hp + "capsule.iters", "must be in [1, 100]");
+  if (capsule.max_k < 1 || capsule.max_k > 64) invalid(hp + "capsule.max_k", "must be in [1, 64]");
+  if (!(capsule.init_std > 0.0)) invalid(hp + "capsule.init_std", "must be > 0");
+}
+
+void RunnerConfig::validate() const {
+  if (train_batch_size < 1) invalid("runner.train_batch_size", "must be >= 1");
+  if (infer_batch_size < 1) invalid("runner.infer_batch_size", "must be >= 1");
+  if (epochs < 1) invalid("runner.epochs", "must be >= 1");
+  if (batches_per_epoch < 1) invalid("runner.batches_per_epoch", "must be >= 1");
+  if (print_interval < 1) invalid("runner.print_interval", "must be >= 1");
+  if (threads < 0) invalid("runner.threads", "must be >= 0 (0 = all cores)");
+}
+
+void Config::validate() const {
+  try {
+    runner.validate();
+    hyper_parameters.validate();
+  } catch (const ConfigError& e) {
+    if (source.empty()) throw;
+    throw ConfigError(source + ": " + e.what());
+  }
+}
+
+std::string model_config_to_json(const ModelConfig& m) {
+  nlohmann::json j = {
+      {"item_count", m.item_count},
+      {"embedding_dim", m.embedding_dim},
+      {"hidden_size", m.hidden_size},
+      {"maxlen", m.maxlen},
+      {"neg_samples", m.neg_samples},
+      {"pow_p", m.pow_p},
+      {"readout", to_string(m.readout)},
+      {"capsule",
+       {{"iters", m.capsule.iters},
+        {"max_k", m.capsule.max_k},
+        {"init_std", m.capsule.init_std},
+        {"softmax_axis", to_string(m.capsule.softmax_axis)},
+        {"relu_layer", m.capsule.relu_layer},
+        {"dynamic_k", m.capsule.dynamic_k}}}};
+  return j.dump();
+}
+
+ModelConfig model_config_from_json(const std::string& text, const std::string& source) {
+  ModelConfig m;
+  try {
+    const auto j = nlohmann::json::parse(text);
+    const auto& c = j.at("capsule");
+    m.item_count = j.at("item_count").get<int64_t>();
+    m.embedding_dim = j.at("embedding_dim").get<int>();
+    m.hidden_size = j.at("hidden_size").get<int>();
+    m.maxlen = j.at("maxlen").get<int>();
+    m.neg_samples = j.at("neg_samples").get<int>();
+    m.pow_p = j.at("pow_p").get<double>();
+    const auto readout = j.at("readout").get<std::string>();
+    if (readout != "soft" && readout != "hard") throw FormatError("readout '" + readout + "'");
+    m.readout = readout == "soft" ? Readout::soft : Readout::hard;
+    m.capsule.iters = c.at("iters").get<int>();
+    m.capsule.max_k = c.at("max_k").get<int>();
+    m.capsule.init_std = c.at("init_std").get<double>();
+    const auto axis = c.at("softmax_axis").get<std::string>();
+    if (axis == "interests") m.capsule.softmax_axis = SoftmaxAxis::interests;
+    else if (axis == "behaviors") m.capsule.softmax_axis = SoftmaxAxis::behaviors;
+    else if (axis == "hybrid") m.capsule.softmax_axis = SoftmaxAxis::hybrid;
+    else throw FormatError("softmax_axis '" + axis + "'");
+    m.capsule.relu_layer = c.at("relu_layer").get<bool>();
+    m.capsule.dynamic_k = c.at("dynamic_k").get<bool>();
+    m.validate();
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(source + ": bad model config in __metadata__: " + e.what());
+  } catch (const Error& e) {
+    throw FormatError(source + ": bad model config in __metadata__: " + e.what());
+  }
+  return m;
+}
+
+void check_same_model(const ModelConfig& a, const ModelConfig& b,
+                      const std::string& weights_source) {
+  std::string diff;
+  auto cmp = [&](const char* key, const std::string& x, const std::string& y) {
+    if (x != y) diff += std::string(diff.empty() ? "" : ", ") + key + " " + x + " vs " + y;
+  };
+  auto s = [](auto v) { return std::to_string(v); };
+  cmp("item_count", s(a.item_count), s(b.item_count));
+  cmp("embedding_dim", s(a.embedding_dim), s(b.embedding_dim));
+  cmp("hidden_size", s(a.hidden_size), s(b.hidden_size));
+  cmp("maxlen", s(a.maxlen), s(b.maxlen));
+  cmp("capsule.max_k", s(a.capsule.max_k), s(b.capsule.max_k));
+  cmp("capsule.iters", s(a.capsule.iters), s(b.capsule.iters));
+  cmp("capsule.softmax_axis", to_string(a.capsule.softmax_axis), to_string(b.capsule.softmax_axis));
+  cmp("capsule.relu_layer", s(a.capsule.relu_layer), s(b.capsule.relu_layer));
+  cmp("capsule.dynamic_k", s(a.capsule.dynamic_k), s(b.capsule.dynamic_k));
+  if (!diff.empty())
+    throw ConfigError("the config does not match the model in '" + weights_source +
+                      "' (config vs weights): " + diff);
+}
+
+int resolve_threads(int requested) {
+  if (requested > 0) return requested;
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace mindrec

@@ -1,0 +1,124 @@
+#include "mindrec/eval.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+#include "mindrec/error.hpp"
+#include "mindrec/retriever.hpp"
+#include "mindrec/topk.hpp"
+#include "mindrec/vector_store.hpp"
+
+namespace mindrec {
+
+Metrics user_metrics(const int64_t* retrieved, int n, const int64_t* gt, int64_t gt_len) {
+  Metrics m;
+  if (gt_len <= 0) return m;
+  std::unordered_set<int64_t> truth(gt, gt + gt_len);
+  int hits = 0;
+  double dcg = 0;
+  for (int r = 0; r < n; ++r)
+    if (truth.count(retrieved[r])) {
+      ++hits;
+      dcg += 1.0 / std::log2(r + 2.0);
+    }
+  double idcg = 0;
+  for (int i = 0; i < hits; ++i) idcg += 1.0 / std::log2(i + 2.0);
+  m.recall = double(hits) / double(gt_len);
+  m.hitrate = hits > 0 ? 1.0 : 0.0;
+  m.ndcg = hits > 0 ? dcg / idcg : 0.0;
+  return m;
+}
+
+std::string EvalReport::to_json() const {
+  nlohmann::ordered_json j;
+  j["users"] = users;
+  for (size_t i = 0; i < topk.size(); ++i) {
+    const std::string n = std::to_string(topk[i]);
+    j["recall@" + n] = metrics[i].recall;
+    j["ndcg@" + n] = metrics[i].ndcg;
+    j["hitrate@" + n] = metrics[i].hitrate;
+  }
+  return j.dump(2);
+}
+
+std::string EvalReport::table() const {
+  std::string s = "users: " + std::to_string(users) + "\n";
+  char line[128];
+  std::snprintf(line, sizeof line, "%6s %10s %10s %10s\n", "N", "Recall", "NDCG", "HitRate");
+  s += line;
+  for (size_t i = 0; i < topk.size(); ++i) {
+    std::snprintf(line, sizeof line, "%6d %9.4f%% %9.4f%% %9.4f%%\n", topk[i],
+                  100 * metrics[i].recall, 100 * metrics[i].ndcg, 100 * metrics[i].hitrate);
+    s += line;
+  }
+  return s;
+}
+
+EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOptions& opt) {
+  MINDREC_EXPECTS(!opt.topk.empty(), "evaluate: topk is empty");
+  for (int n : opt.topk) MINDREC_EXPECTS(n >= 1, "evaluate: every topk must be >= 1");
+  MINDREC_EXPECTS(opt.batch_size >= 1, "evaluate: batch_size must be >= 1");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto& c = model.config();
+  const int K = c.capsule.max_k, H = c.hidden_size, L = c.maxlen;
+  const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
+  int64_t U = set.num_users();
+  if (opt.paddlerec_compat) U -= U % opt.batch_size;  // drop_last
+  EvalReport rep;
+  rep.topk = opt.topk;
+  rep.metrics.assign(opt.topk.size(), Metrics{});
+  const int64_t B = opt.batch_size;
+  std::vector<int64_t> hist(size_t(B) * L);
+  std::vector<int32_t> lens(B), counts(B);
+  std::vector<float> interests(size_t(B) * K * H);
+  std::vector<int64_t> ids(size_t(B) * K * maxn);
+  std::vector<float> scores(size_t(B) * K * maxn);
+  std::vector<int64_t> merged(maxn), pid(size_t(K) * maxn);
+  std::vector<float> psc(size_t(K) * maxn);
+  const float* emb = model.weights().item_emb.data();
+  for (int64_t first = 0; first < U; first += B) {
+    const int64_t n = std::min(B, U - first);
+    pack_histories(set.hist_offsets, set.hist_items, first, n, L, hist.data(), lens.data());
+    model.extract_interests(hist.data(), lens.data(), n, interests.data(), counts.data(), opt.threads);
+    if (opt.store) {
+      MINDREC_EXPECTS(opt.store->dim() == c.embedding_dim && opt.store->metric() == Metric::inner_product,
+                      "evaluate: the store must hold inner-product vectors of the model's dimension");
+      opt.store->search(n * K, interests.data(), maxn, ids.data(), scores.data());
+    } else {
+      exact_topk(emb, c.item_count, c.embedding_dim, interests.data(), n * K, maxn, ids.data(),
+                 scores.data(), opt.threads);
+    }
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t u = first + b;
+      int64_t gt_len = set.eval_length(u);
+      if (opt.paddlerec_compat) gt_len = std::min<int64_t>(gt_len, 20);
+      for (size_t t = 0; t < opt.topk.size(); ++t) {
+        const int N = opt.topk[t];
+        // Per-interest top-N of the top-maxn lists (a prefix of an exact sorted list).
+        for (int k = 0; k < counts[b]; ++k)
+          for (int j = 0; j < N; ++j) {
+            pid[size_t(k) * N + j] = ids[(size_t(b) * K + k) * maxn + j];
+            psc[size_t(k) * N + j] = scores[(size_t(b) * K + k) * maxn + j];
+          }
+        const int got = merge_interests(pid.data(), psc.data(), counts[b], N, N, merged.data());
+        const Metrics m = user_metrics(merged.data(), got, set.eval(u), gt_len);
+        rep.metrics[t].recall += m.recall;
+        rep.metrics[t].ndcg += m.ndcg;
+        rep.metrics[t].hitrate += m.hitrate;
+      }
+    }
+  }
+  rep.users = U;
+  const double denom = double(U) + (opt.paddlerec_compat ? 1.0 : 0.0);
+  for (auto& m : rep.metrics)
+    if (denom > 0) m.recall /= denom, m.ndcg /= denom, m.hitrate /= denom;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace mindrec

@@ -1,0 +1,180 @@
+// MindWeights: validation, random initialisation (the spec's table) and the safetensors
+// mapping shared by weights files and checkpoints.
+#include "mindrec/weights.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "detail/random.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/safetensors.hpp"
+#include "model/weights_io.hpp"
+
+namespace mindrec {
+
+namespace {
+size_t expect_size(const AlignedVector<float>& v, size_t n, const char* name) {
+  if (v.size() != n)
+    throw InvalidArgument(std::string("MindWeights: '") + name + "' has " +
+                          std::to_string(v.size()) + " values, the config needs " +
+                          std::to_string(n));
+  return n;
+}
+}  // namespace
+
+void MindWeights::validate() const {
+  config.validate();
+  const size_t N = config.item_count, D = config.embedding_dim, H = config.hidden_size,
+               K = config.capsule.max_k, L = config.maxlen;
+  expect_size(item_emb, N * D, tensor_names::item_emb);
+  expect_size(bilinear, D * H, tensor_names::bilinear);
+  expect_size(routing_logits, K * L, tensor_names::routing_logits);
+  expect_size(relu_weight, config.capsule.relu_layer ? H * H : 0, tensor_names::relu_weight);
+  expect_size(relu_bias, config.capsule.relu_layer ? H : 0, tensor_names::relu_bias);
+}
+
+MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
+  config.validate();
+  detail::Rng rng(seed);
+  MindWeights w;
+  w.config = config;
+  const int64_t N = config.item_count;
+  const int D = config.embedding_dim, H = config.hidden_size, K = config.capsule.max_k,
+            L = config.maxlen;
+  auto xavier = [&](AlignedVector<float>& v, size_t n, double fan_in, double fan_out) {
+    const double a = std::sqrt(6.0 / (fan_in + fan_out));
+    v.resize(n);
+    for (auto& x : v) x = static_cast<float>((2.0 * rng.uniform() - 1.0) * a);
+  };
+  auto normal = [&](AlignedVector<float>& v, size_t n, double std) {
+    v.resize(n);
+    for (auto& x : v) x = static_cast<float>(rng.normal() * std);
+  };
+  xavier(w.item_emb, size_t(N) * D, double(N), double(D));
+  std::fill(w.item_emb.begin(), w.item_emb.begin() + D, 0.0f);  // padding row
+  normal(w.bilinear, size_t(D) * H, 1.0);
+  normal(w.routing_logits, size_t(K) * L, config.capsule.init_std);
+  if (config.capsule.relu_layer) {
+    xavier(w.relu_weight, size_t(H) * H, double(H), double(H));
+    w.relu_bias.assign(H, 0.0f);
+  }
+  return w;
+}
+
+namespace detail {
+
+SafetensorsFile weights_to_file(const MindWeights& w) {
+  w.validate();
+  const auto& c = w.config;
+  const int64_t N = c.item_count, D = c.embedding_dim, H = c.hidden_size, K = c.capsule.max_k,
+                L = c.maxlen;
+  SafetensorsFile f;
+  f.metadata[kFormatKey] = kFormatValue;
+  f.metadata[kConfigKey] = model_config_to_json(c);
+  f.tensors[tensor_names::item_emb] = Tensor::from_f32({N, D}, w.item_emb.data());
+  f.tensors[tensor_names::bilinear] = Tensor::from_f32({D, H}, w.bilinear.data());
+  f.tensors[tensor_names::routing_logits] = Tensor::from_f32({1, K, L}, w.routing_logits.data());
+  if (c.capsule.relu_layer) {
+    f.tensors[tensor_names::relu_weight] = Tensor::from_f32({H, H}, w.relu_weight.data());
+    f.tensors[tensor_names::relu_bias] = Tensor::from_f32({H}, w.relu_bias.data());
+  }
+  return f;
+}
+
+MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
+                              bool allow_extra) {
+  // A weights file carries its format tag; a checkpoint (allow_extra) carries its own.
+  if (auto fmt = f.metadata.find(kFormatKey); !allow_extra && fmt != f.metadata.end() && fmt->second != kFormatValue)
+    throw FormatError(path + ": format '" + fmt->second + "' is not mindrec weights ('" + kFormatValue + "')");
+  auto it = f.metadata.find(kConfigKey);
+  if (it == f.metadata.end())
+    throw FormatError(path + ": no '" + kConfigKey +
+                      "' in __metadata__: not a mindrec weights file");
+  MindWeights w;
+  w.config = model_config_from_json(it->second, path);
+  const auto& c = w.config;
+  const int64_t N = c.item_count, D = c.embedding_dim, H = c.hidden_size, K = c.capsule.max_k,
+                L = c.maxlen;
+  auto take = [&](const char* name, std::vector<int64_t> shape) {
+    const Tensor& t = f.at(name, path);
+    if (t.dtype != DType::F32)
+      throw FormatError(path + ": tensor '" + name + "' has dtype " + to_string(t.dtype) +
+                        ", expected F32");
+    if (t.shape != shape) {
+      auto str = [](const std::vector<int64_t>& s) {
+        std::string r = "[";
+        for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+        return r + "]";
+      };
+      throw FormatError(path + ": tensor '" + name + "' has shape " + str(t.shape) +
+                        ", the model config in the file needs " + str(shape));
+    }
+    AlignedVector<float> v(size_t(t.numel()));
+    t.copy_to(v.data());
+    return v;
+  };
+  w.item_emb = take(tensor_names::item_emb, {N, D});
+  w.bilinear = take(tensor_names::bilinear, {D, H});
+  w.routing_logits = take(tensor_names::routing_logits, {1, K, L});
+  if (c.capsule.relu_layer) {
+    w.relu_weight = take(tensor_names::relu_weight, {H, H});
+    w.relu_bias = take(tensor_names::relu_bias, {H});
+  }
+  if (!allow_extra) {
+    std::string extra;
+    for (const auto& [name, t] : f.tensors)
+      if (name != tensor_names::item_emb && name != tensor_names::bilinear &&
+          name != tensor_names::routing_logits &&
+          !(c.capsule.relu_layer &&
+            (name == tensor_names::relu_weight || name == tensor_names::relu_bias)))
+        extra += (extra.empty() ? "'" : ", '") + name + "'";
+    if (!extra.empty())
+      throw FormatError(path + ": unexpected tensor(s) " + extra +
+                        " for the model config in the file (relu_layer=" +
+                        (c.capsule.relu_layer ? "true" : "false") + ")");
+  }
+  for (float x : w.item_emb)
+    if (!std::isfinite(x)) throw FormatError(path + ": 'item_emb.weight' holds NaN or Inf");
+  return w;
+}
+
+cpu::ModelView<float> model_view(const MindWeights& w) {
+  const auto& c = w.config;
+  cpu::ModelView<float> v;
+  v.item_emb = w.item_emb.data();
+  v.bilinear = w.bilinear.data();
+  v.routing_logits = w.routing_logits.data();
+  v.relu_weight = c.capsule.relu_layer ? w.relu_weight.data() : nullptr;
+  v.relu_bias = c.capsule.relu_layer ? w.relu_bias.data() : nullptr;
+  v.item_count = c.item_count;
+  v.dim = c.embedding_dim;
+  v.hidden = c.hidden_size;
+  v.max_k = c.capsule.max_k;
+  v.maxlen = c.maxlen;
+  v.iters = c.capsule.iters;
+  v.axis = c.capsule.softmax_axis;
+  v.relu_layer = c.capsule.relu_layer;
+  v.dynamic_k = c.capsule.dynamic_k;
+  return v;
+}
+
+}  // namespace detail
+
+void save_weights(const std::string& path, const MindWeights& w) {
+  write_safetensors(path, detail::weights_to_file(w));
+}
+
+MindWeights load_weights(const std::string& path) {
+  return detail::weights_from_file(read_safetensors(path), path, false);
+}
+
+MindWeights load_weights(const std::string& path, const ModelConfig& expected) {
+  MindWeights w = load_weights(path);
+  check_same_model(expected, w.config, path);
+  // Training-only settings (readout, pow_p, negatives, optimiser) follow the caller's config.
+  w.config = expected;
+  return w;
+}
+
+}  // namespace mindrec

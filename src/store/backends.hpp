@@ -1,0 +1,30 @@
+// Private: the store backends the factory can make, one maker per file. A backend this build
+// does not have is still declared: its maker is then defined in src/unavailable/ and throws
+// Unsupported naming the CMake option that builds it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mindrec/vector_store.hpp"
+
+namespace mindrec::store {
+
+/// "backend[?name=value&name=value]" split into the backend and its search parameters.
+struct StoreSpec {
+  std::string base;
+  std::vector<std::pair<std::string, double>> params;
+};
+/// Throws InvalidArgument for a malformed parameter list.
+StoreSpec parse_store_spec(const std::string& spec);
+
+std::unique_ptr<VectorStore> make_flat_store(int dim, Metric metric);                // flat_store.cpp
+std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim,      // faiss_store.cpp
+                                              Metric metric);                        //   MINDREC_WITH_FAISS
+std::unique_ptr<VectorStore> make_cuda_flat_store(int dim, Metric metric);           // cuda/cuda_flat_store.cpp
+std::unique_ptr<VectorStore> make_faiss_gpu_store(const std::string& base, int dim,  // faiss_gpu_store.cpp
+                                                  Metric metric);                    //   GPU-enabled Faiss
+
+}  // namespace mindrec::store

@@ -1,0 +1,67 @@
+// The store factory: backend strings -> backends (backends.hpp), and loading saved stores.
+#include <sstream>
+
+#include "mindrec/error.hpp"
+#include "mindrec/vector_store.hpp"
+#include "store/backends.hpp"
+#include "store/store_io.hpp"
+
+namespace mindrec {
+
+namespace store {
+
+StoreSpec parse_store_spec(const std::string& spec) {
+  StoreSpec out;
+  const size_t q = spec.find('?');
+  out.base = spec.substr(0, q);
+  if (q == std::string::npos) return out;
+  std::stringstream ss(spec.substr(q + 1));
+  std::string kv;
+  while (std::getline(ss, kv, '&')) {
+    if (kv.empty()) continue;
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos)
+      throw InvalidArgument("vector store '" + spec + "': expected name=value, got '" + kv + "'");
+    char* end = nullptr;
+    const std::string val = kv.substr(eq + 1);
+    const double v = std::strtod(val.c_str(), &end);
+    if (val.empty() || *end != '\0')
+      throw InvalidArgument("vector store '" + spec + "': '" + val + "' is not a number");
+    out.params.emplace_back(kv.substr(0, eq), v);
+  }
+  return out;
+}
+
+}  // namespace store
+
+std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim, Metric metric) {
+  MINDREC_EXPECTS(dim >= 1, "make_vector_store: dim must be >= 1");
+  const store::StoreSpec s = store::parse_store_spec(spec);
+  auto starts = [&](const char* prefix) { return s.base.rfind(prefix, 0) == 0; };
+  std::unique_ptr<VectorStore> made;
+  if (s.base == "flat") made = store::make_flat_store(dim, metric);
+  else if (s.base == "cuda:flat") made = store::make_cuda_flat_store(dim, metric);
+  else if (starts("faiss:")) made = store::make_faiss_store(s.base, dim, metric);
+  else if (starts("faiss-gpu:")) made = store::make_faiss_gpu_store(s.base, dim, metric);
+  else
+    throw InvalidArgument("unknown vector store '" + spec +
+                          "' (expected 'flat', 'cuda:flat', 'faiss:<index_factory string>' or 'faiss-gpu:<Flat|IVF<n>,Flat>', e.g. faiss:HNSW32)");
+  for (const auto& [name, value] : s.params) made->set_search_param(name, value);
+  return made;
+}
+
+std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec) {
+  std::string payload;
+  const store::StoreHeader h = store::read_store(path, &payload);
+  if (!spec.empty()) {
+    const store::StoreSpec s = store::parse_store_spec(spec);
+    if (s.base != h.backend)
+      throw InvalidArgument(path + ": holds a '" + h.backend + "' store, not the requested '" +
+                            s.base + "'");
+  }
+  auto made = make_vector_store(spec.empty() ? h.backend : spec, h.dim, h.metric);
+  made->load(path);
+  return made;
+}
+
+}  // namespace mindrec

@@ -1,0 +1,418 @@
+// Faiss CPU backends of VectorStore ("faiss:<index_factory string>[?param=value&...]").
+//
+// Faiss 1.7.3 (Debian) facts designed around: IndexIDMap2 over IndexIVFFlat returns wrong ids
+// after remove_ids, so IVF indexes keep the caller's ids themselves (add_with_ids, hashtable
+// direct map) and remove through an id selector; IndexHNSWFlat has no remove_ids, so
+// non-IVF indexes store positions 0..n-1, keep the position -> id map here, hide removed
+// positions with a bitmap selector at search time and rebuild when a quarter is removed;
+// faiss::idx_t does not exist in 1.7.3 (int64_t is used). Faiss exceptions are rethrown as
+// mindrec errors with context.
+#include <faiss/IVFlib.h>
+#include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <typeinfo>
+#include <sstream>
+#include <unordered_map>
+#include <vector>
+
+#include "detail/vector_math.hpp"
+#include "mindrec/detail/eigen.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/vector_store.hpp"
+#include "store/backends.hpp"
+#include "store/faiss_guard.hpp"
+#include "store/id_map.hpp"
+#include "store/store_io.hpp"
+#include "store/topk_select.hpp"
+
+namespace mindrec::store {
+namespace {
+
+class FaissStore final : public VectorStore {
+ public:
+  FaissStore(const std::string& backend, std::string factory, int dim, Metric metric)
+      : VectorStore(backend, dim, metric), factory_(std::move(factory)) {
+    index_ = make_index();
+    if (metric == Metric::inner_product && dynamic_cast<faiss::IndexHNSWFlat*>(index_.get())) {
+      mips_ = true;
+      index_ = make_index();
+    }
+  }
+
+ private:
+  std::unique_ptr<faiss::Index> make_index() const {
+    try {
+      std::unique_ptr<faiss::Index> idx(faiss::index_factory(
+          dim() + (mips_ ? 1 : 0), factory_.c_str(),
+          metric() == Metric::inner_product && !mips_ ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2));
+      if (auto* ivf = faiss::ivflib::try_extract_index_ivf(idx.get()))
+        ivf->set_direct_map_type(faiss::DirectMap::Hashtable);
+      // Faiss 1.7.3's HNSW::search reads efSearch from the index, not from the search
+      // parameters (measured: recall did not move with SearchParametersHNSW::efSearch), so it
+      // is set on the index itself, under the store's write lock.
+      if (auto* h = dynamic_cast<faiss::IndexHNSW*>(idx.get()); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
+      return idx;
+    } catch (const faiss::FaissException& e) {
+      throw InvalidArgument("faiss index_factory('" + factory_ + "') failed: " + e.what());
+    }
+  }
+
+  faiss::IndexIVF* ivf() const { return faiss::ivflib::try_extract_index_ivf(index_.get()); }
+  faiss::IndexHNSW* hnsw() const { return dynamic_cast<faiss::IndexHNSW*>(index_.get()); }
+
+  template <class Fn>
+  auto guarded(const char* what, Fn&& fn) const {
+    return faiss_guarded("faiss (" + factory_ + ")", what, std::forward<Fn>(fn));
+  }
+
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    guarded("add", [&] {
+      if (ivf()) {
+        if (!index_->is_trained) {
+          if (n < int64_t(ivf()->nlist))
+            throw InvalidArgument("faiss:" + factory_ + " must be trained on the first batch added, "
+                                  "which needs at least nlist=" + std::to_string(ivf()->nlist) +
+                                  " vectors; got " + std::to_string(n));
+          index_->train(n, x);
+        }
+        index_->add_with_ids(n, x, ids);
+        return 0;
+      }
+      std::vector<float> augmented;
+      if (mips_) {
+        float top = 0.f;
+        for (int64_t i = 0; i < n; ++i) top = std::max(top, norm_sq(x + i * dim()));
+        if (top > aug_norm_sq_) {
+          // A longer vector than the reduction allows: re-augment everything, with a bound
+          // 25% above the longest (amortises rebuilds over later additions).
+          const bool empty = map_.rows() == 0;
+          aug_norm_sq_ = empty ? top : std::max(top, aug_norm_sq_) * 1.25f;
+          if (!empty) rebuild();
+        }
+        augmented = augment(n, x);
+        x = augmented.data();
+      }
+      if (!index_->is_trained) index_->train(n, x);
+      index_->add(n, x);
+      for (int64_t i = 0; i < n; ++i) map_.append(ids[i]);
+      removed_.resize(size_t(map_.rows() + 7) / 8, 0);
+      return 0;
+    });
+  }
+
+  // Maximum inner product search as nearest neighbours in L2 (Bachrach et al. 2014): item x
+  // becomes [x, sqrt(M - |x|^2)] with M >= every |x|^2, a query q becomes [q, 0], and then
+  // |q' - x'|^2 = |q|^2 + M - 2 q.x, so the L2 order is the inner-product order. HNSW's graph
+  // works on a metric; on raw inner products (norms of item vectors vary) it strands the
+  // search near long vectors and recall stops improving with efSearch.
+  float norm_sq(const float* v) const { return float(detail::squared_norm(v, dim())); }
+  std::vector<float> augment(int64_t n, const float* x) const {
+    const int d = dim();
+    std::vector<float> a(size_t(n) * (d + 1));
+    for (int64_t i = 0; i < n; ++i) {
+      std::copy(x + i * d, x + (i + 1) * d, a.begin() + i * (d + 1));
+      a[size_t(i) * (d + 1) + d] = std::sqrt(std::max(0.f, aug_norm_sq_ - norm_sq(x + i * d)));
+    }
+    return a;
+  }
+
+  int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    if (ivf()) {
+      return guarded("remove", [&] {
+        faiss::IDSelectorArray sel(size_t(n), ids);  // the hashtable direct map needs an array
+        return static_cast<int64_t>(index_->remove_ids(sel));
+      });
+    }
+    int64_t removed = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = map_.forget(ids[i]);  // the position stays, hidden by the bitmap
+      if (p < 0) continue;
+      removed_[size_t(p) >> 3] |= uint8_t(1u << (p & 7));
+      ++removed_count_;
+      ++removed;
+    }
+    if (removed_count_ * 4 > map_.rows()) rebuild();
+    return removed;
+  }
+
+  // Rebuilds a non-IVF index without its removed positions (exact for Flat and HNSWFlat,
+  // whose reconstruct() returns the stored vectors; lossy codecs keep the filter instead).
+  // Under the MIPS reduction the extra coordinate is recomputed from the current bound.
+  void rebuild() {
+    if (!dynamic_cast<faiss::IndexFlat*>(index_.get()) && !dynamic_cast<faiss::IndexHNSWFlat*>(index_.get()))
+      return;
+    guarded("rebuild", [&] {
+      const int d = dim(), stored_d = int(index_->d);
+      std::vector<float> keep;
+      std::vector<int64_t> ids;
+      std::vector<float> v(static_cast<size_t>(stored_d));
+      for (int64_t p = 0; p < map_.rows(); ++p) {
+        if (removed_[size_t(p) >> 3] & (1u << (p & 7))) continue;
+        index_->reconstruct(p, v.data());
+        keep.insert(keep.end(), v.begin(), v.begin() + d);  // the original vector
+        ids.push_back(map_.id_at(p));
+      }
+      const int64_t n = static_cast<int64_t>(ids.size());
+      auto fresh = make_index();
+      if (mips_) {
+        const std::vector<float> a = augment(n, keep.data());
+        fresh->add(n, a.data());
+      } else {
+        fresh->add(n, keep.data());
+      }
+      IdMap map;
+      map.assign(std::move(ids), nullptr, "faiss store rebuild");
+      index_ = std::move(fresh);
+      map_ = std::move(map);
+      removed_.assign(size_t(map_.rows() + 7) / 8, 0);
+      removed_count_ = 0;
+      return 0;
+    });
+  }
+
+  // IVF with a flat coarse quantizer: mindrec assigns the queries to lists itself (blocked
+  // Eigen GEMM against the centroids + partial selection) and hands the lists to Faiss's
+  // search_preassigned. Debian's Faiss is built for baseline x86-64 and scores the
+  // centroids one scalar inner product at a time: for one user (4 queries x 4,096 centroids)
+  // that was most of the ~0.8 ms a search took. Returns false where it does not apply.
+  bool search_ivf_fast(int64_t nq, const float* q, int k, float* scores, int64_t* ids,
+                       const faiss::SearchParametersIVF& pi) const {
+    auto* v = dynamic_cast<const faiss::IndexIVF*>(index_.get());
+    if (!v || !v->is_trained) return false;
+    auto* flat = dynamic_cast<const faiss::IndexFlat*>(v->quantizer);
+    if (!flat || flat->ntotal != int64_t(v->nlist) || flat->d != dim()) return false;
+    const int d = dim();
+    const int64_t nlist = static_cast<int64_t>(v->nlist);
+    const int64_t nprobe = std::min<int64_t>(int64_t(pi.nprobe), nlist);
+    const bool ip = v->metric_type == faiss::METRIC_INNER_PRODUCT;
+    using Mat = detail::MatR<float>;
+    const detail::MapConstMat<float> C(flat->get_xb(), nlist, d);
+    std::vector<int64_t> assign(size_t(nq) * nprobe);
+    std::vector<float> coarse(size_t(nq) * nprobe);
+    Eigen::VectorXf cnorm;
+    if (!ip) cnorm = C.rowwise().squaredNorm();
+    constexpr int64_t kBlock = 256;  // queries per GEMM: bounds the [block, nlist] scratch
+    Mat S;
+    std::vector<int64_t> order(static_cast<size_t>(nlist));
+    for (int64_t b0 = 0; b0 < nq; b0 += kBlock) {
+      const int64_t nb = std::min(kBlock, nq - b0);
+      const detail::MapConstMat<float> Q(q + b0 * d, nb, d);
+      S.noalias() = Q * C.transpose();
+      for (int64_t i = 0; i < nb; ++i) {
+        float* row = S.data() + i * nlist;
+        if (!ip) {  // squared L2 = |q|^2 + |c|^2 - 2 q.c, smaller is better: rank by -(...)
+          const float qn = Q.row(i).squaredNorm();
+          for (int64_t c = 0; c < nlist; ++c) row[c] = -(qn + cnorm[c] - 2.f * row[c]);
+        }
+        for (int64_t c = 0; c < nlist; ++c) order[size_t(c)] = c;
+        std::partial_sort(order.begin(), order.begin() + nprobe, order.end(),
+                          [row](int64_t a, int64_t b) { return row[a] > row[b]; });
+        for (int64_t j = 0; j < nprobe; ++j) {
+          assign[size_t((b0 + i) * nprobe + j)] = order[size_t(j)];
+          const float sc = row[order[size_t(j)]];
+          coarse[size_t((b0 + i) * nprobe + j)] = ip ? sc : -sc;
+        }
+      }
+    }
+    if (typeid(*v) == typeid(faiss::IndexIVFFlat)) {
+      scan_ivf_flat(*v, nq, q, k, nprobe, assign.data(), scores, ids);
+      return true;
+    }
+    faiss::SearchParametersIVF p = pi;
+    p.nprobe = size_t(nprobe);
+    v->search_preassigned(nq, q, k, assign.data(), coarse.data(), scores, ids, false, &p);
+    return true;
+  }
+
+  // The list scan of IVF-Flat, vectorised: each probed list is a row-major [n, d] float
+  // block, scored against the query by one Eigen GEMV, and the shared k-selection keeps the
+  // best (rank = inner product or -squared distance; ties to the smaller id).
+  void scan_ivf_flat(const faiss::IndexIVF& v, int64_t nq, const float* q, int k, int64_t nprobe,
+                     const int64_t* assign, float* scores, int64_t* ids) const {
+    const int d = dim();
+    const bool ip = v.metric_type == faiss::METRIC_INNER_PRODUCT;
+    const faiss::InvertedLists* lists = v.invlists;
+#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64)
+    for (int64_t i = 0; i < nq; ++i) {
+      const Eigen::Map<const Eigen::RowVectorXf> qi(q + i * d, d);
+      TopK best(k);
+      Eigen::VectorXf sc;
+      for (int64_t j = 0; j < nprobe; ++j) {
+        const int64_t list = assign[i * nprobe + j];
+        if (list < 0) continue;
+        const size_t n = lists->list_size(size_t(list));
+        if (n == 0) continue;
+        faiss::InvertedLists::ScopedCodes codes(lists, size_t(list));
+        faiss::InvertedLists::ScopedIds lid(lists, size_t(list));
+        const detail::MapConstMat<float> X(reinterpret_cast<const float*>(codes.get()), int64_t(n), d);
+        if (ip) sc.noalias() = X * qi.transpose();
+        else sc = -(X.rowwise() - qi).rowwise().squaredNorm();
+        for (size_t r = 0; r < n; ++r) best.push(sc[int64_t(r)], lid.get()[r]);
+      }
+      best.write(ids + i * k, scores + i * k, 0.f, !ip);
+    }
+  }
+
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
+    guarded("search", [&] {
+      std::unique_ptr<faiss::IDSelectorBitmap> bitmap;
+      std::unique_ptr<faiss::IDSelectorNot> live;
+      if (removed_count_ > 0) {
+        bitmap = std::make_unique<faiss::IDSelectorBitmap>(removed_.size(), removed_.data());
+        live = std::make_unique<faiss::IDSelectorNot>(bitmap.get());
+      }
+      faiss::SearchParametersHNSW ph;
+      faiss::SearchParametersIVF pi;
+      faiss::SearchParameters pf;
+      faiss::SearchParameters* params = &pf;
+      if (auto* v = ivf()) {
+        pi.nprobe = nprobe_ > 0 ? size_t(nprobe_) : v->nprobe;
+        params = &pi;
+      } else if (hnsw()) {
+        ph.efSearch = ef_search_ > 0 ? ef_search_ : hnsw()->hnsw.efSearch;
+        params = &ph;
+      }
+      params->sel = live.get();
+      if (search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
+      if (!mips_) {
+        index_->search(nq, q, k, scores, ids, params);
+        if (!ivf())
+          for (int64_t i = 0; i < nq * k; ++i)
+            if (ids[i] >= 0) ids[i] = map_.id_at(ids[i]);
+        return 0;
+      }
+      // MIPS reduction: queries get a 0 coordinate; the returned L2 distances are turned back
+      // into exact inner products with the stored vectors, and each row re-sorted by them.
+      const int d = dim();
+      std::vector<float> qa(size_t(nq) * (d + 1), 0.f);
+      for (int64_t i = 0; i < nq; ++i) std::copy(q + i * d, q + (i + 1) * d, qa.begin() + i * (d + 1));
+      index_->search(nq, qa.data(), k, scores, ids, params);
+      std::vector<float> v(size_t(d) + 1);
+      TopK best(k);
+      for (int64_t i = 0; i < nq; ++i) {
+        for (int j = 0; j < k; ++j) {
+          const int64_t p = ids[i * k + j];
+          if (p < 0) continue;
+          index_->reconstruct(p, v.data());
+          float ip = 0.f;
+          for (int c = 0; c < d; ++c) ip += q[i * d + c] * v[size_t(c)];
+          best.push(ip, map_.id_at(p));
+        }
+        best.write(ids + i * k, scores + i * k, 0.f);
+      }
+      return 0;
+    });
+  }
+
+  int64_t size_impl() const override {
+    return ivf() ? static_cast<int64_t>(index_->ntotal) : map_.live();
+  }
+  bool contains_impl(int64_t id) const override {
+    if (auto* v = ivf()) return v->direct_map.hashtable.count(id) != 0;  // set in make_index()
+    return map_.contains(id);
+  }
+  void clear_impl() override {
+    auto fresh = make_index();
+    index_ = std::move(fresh);
+    aug_norm_sq_ = 0.f;
+    map_.clear();
+    removed_.clear();
+    removed_count_ = 0;
+  }
+
+  void set_param_impl(const std::string& name, double value) override {
+    if (name == "nprobe" && ivf() && value >= 1) nprobe_ = int(value);
+    else if (name == "efSearch" && hnsw() && value >= 1) hnsw()->hnsw.efSearch = ef_search_ = int(value);
+    else
+      throw InvalidArgument("faiss:" + factory_ + ": unknown or invalid search parameter '" + name +
+                            "' (IVF indexes take nprobe >= 1, HNSW indexes efSearch >= 1)");
+  }
+
+  std::string serialize_impl() const override {
+    return guarded("write_index", [&] {
+      faiss::VectorIOWriter w;
+      faiss::write_index(index_.get(), &w);
+      std::string s;
+      put(s, w.data.data(), w.data.size());
+      put(s, map_.ids().data(), map_.ids().size());
+      put(s, removed_.data(), removed_.size());
+      const int32_t params[2] = {nprobe_, ef_search_};  // search parameters travel with the file
+      put(s, params, 2);
+      put(s, &aug_norm_sq_, 1);  // the MIPS reduction's bound (0 without it)
+      return s;
+    });
+  }
+
+  void deserialize_impl(const std::string& payload, int64_t count) override {
+    Cursor c{payload, 0, "faiss store payload"};
+    faiss::VectorIOReader r;
+    r.data = c.get_vector<uint8_t>();
+    std::unique_ptr<faiss::Index> idx;
+    try {
+      idx.reset(faiss::read_index(&r));
+    } catch (const faiss::FaissException& e) {
+      throw FormatError(std::string("faiss store payload: read_index failed: ") + e.what());
+    }
+    if (idx->d != dim() + (mips_ ? 1 : 0)) throw FormatError("faiss store payload: index dimension differs");
+    std::vector<int64_t> id_of = c.get_vector<int64_t>();
+    std::vector<uint8_t> removed = c.get_vector<uint8_t>();
+    int32_t params[2];
+    c.get(params, 2);
+    float bound = 0.f;
+    c.get(&bound, 1);
+    c.expect_end();
+    if (!std::isfinite(bound) || bound < 0.f) throw FormatError("faiss store payload: bad MIPS bound");
+    IdMap map;
+    int64_t removed_count = 0;
+    const bool is_ivf = faiss::ivflib::try_extract_index_ivf(idx.get()) != nullptr;
+    if (!is_ivf) {
+      if (int64_t(id_of.size()) != idx->ntotal || removed.size() != (id_of.size() + 7) / 8)
+        throw FormatError("faiss store payload: id map does not match the index");
+      map.assign(std::move(id_of), &removed, "faiss store payload");
+      removed_count = map.rows() - map.live();
+      if (map.live() != count) throw FormatError("faiss store payload: count differs from the header");
+    } else if (idx->ntotal != count) {
+      throw FormatError("faiss store payload: count differs from the header");
+    }
+    index_ = std::move(idx);
+    map_ = std::move(map);
+    removed_ = std::move(removed);
+    removed_count_ = removed_count;
+    nprobe_ = params[0];
+    ef_search_ = params[1];
+    aug_norm_sq_ = bound;
+    if (auto* h = hnsw(); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
+  }
+
+  std::string factory_;
+  std::unique_ptr<faiss::Index> index_;
+  IdMap map_;                      // non-IVF: position <-> id (removed positions: tombstones)
+  std::vector<uint8_t> removed_;  // non-IVF: bitmap of removed positions
+  int64_t removed_count_ = 0;
+  int32_t nprobe_ = 0, ef_search_ = 0;
+  bool mips_ = false;        // HNSW (flat storage) under inner product: reduced to L2
+  float aug_norm_sq_ = 0.f;  // the reduction's bound M on |x|^2
+};
+
+}  // namespace
+
+std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, Metric metric) {
+  // `base` = "faiss:<factory>" (search parameters were split off by make_vector_store).
+  const std::string factory = base.substr(6);
+  if (factory.empty()) throw InvalidArgument("vector store '" + base + "': empty Faiss factory string");
+  return std::make_unique<FaissStore>(base, factory, dim, metric);
+}
+
+}  // namespace mindrec::store

@@ -1,0 +1,100 @@
+#include "store/flat_store.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "detail/vector_math.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/topk.hpp"
+#include "store/backends.hpp"
+#include "store/store_io.hpp"
+
+namespace mindrec::store {
+
+void FlatStore::add_impl(int64_t n, const float* x, const int64_t* ids) {
+  const int d = dim();
+  const bool l2 = metric() == Metric::l2;
+  data_.insert(data_.end(), x, x + n * d);
+  for (int64_t i = 0; i < n; ++i) {
+    map_.append(ids[i]);
+    if (l2) half_norm_.push_back(float(-0.5 * detail::squared_norm(x + i * d, d)));
+  }
+}
+
+int64_t FlatStore::remove_impl(int64_t n, const int64_t* ids) {
+  const int d = dim();
+  const bool l2 = metric() == Metric::l2;
+  int64_t removed = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = map_.forget(ids[i]);
+    if (row < 0) continue;
+    const int64_t last = map_.move_last_into(row);  // the last row fills the hole
+    if (row != last) {
+      std::copy(data_.begin() + last * d, data_.begin() + (last + 1) * d, data_.begin() + row * d);
+      if (l2) half_norm_[size_t(row)] = half_norm_[size_t(last)];
+    }
+    data_.resize(size_t(last) * d);
+    if (l2) half_norm_.pop_back();
+    ++removed;
+  }
+  return removed;
+}
+
+void FlatStore::search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const {
+  const bool l2 = metric() == Metric::l2;
+  // L2 ranks by q.x - |x|^2/2 (= -(|q-x|^2 - |q|^2)/2), then converts to distances.
+  exact_topk(data_.data(), map_.rows(), dim(), q, nq, k, ids, scores, threads_,
+             l2 ? half_norm_.data() : nullptr);
+  for (int64_t i = 0; i < nq; ++i) {
+    const double qn = l2 ? detail::squared_norm(q + i * dim(), dim()) : 0.0;
+    for (int j = 0; j < k; ++j) {
+      int64_t& id = ids[i * k + j];
+      if (id < 0) continue;
+      id = map_.id_at(id);
+      if (l2) scores[i * k + j] = float(std::max(0.0, qn - 2.0 * scores[i * k + j]));
+    }
+  }
+}
+
+void FlatStore::clear_impl() {
+  data_.clear();
+  half_norm_.clear();
+  map_.clear();
+}
+
+void FlatStore::set_param_impl(const std::string& name, double value) {
+  if (name != "threads" || value < 0)
+    throw InvalidArgument("flat store: unknown search parameter '" + name + "' (it has 'threads')");
+  threads_ = static_cast<int>(value);
+}
+
+std::string FlatStore::serialize_impl() const {
+  std::string s;
+  put(s, map_.ids().data(), map_.ids().size());
+  put(s, data_.data(), data_.size());
+  return s;
+}
+
+void FlatStore::deserialize_impl(const std::string& payload, int64_t count) {
+  const int d = dim();
+  Cursor c{payload, 0, "flat store payload"};
+  std::vector<int64_t> ids(static_cast<size_t>(count));
+  AlignedVector<float> data(static_cast<size_t>(count) * d);
+  c.get(ids.data(), ids.size());
+  c.get(data.data(), data.size());
+  c.expect_end();
+  std::vector<float> half;
+  if (metric() == Metric::l2)
+    for (int64_t i = 0; i < count; ++i) half.push_back(float(-0.5 * detail::squared_norm(&data[size_t(i) * d], d)));
+  IdMap map;
+  map.assign(std::move(ids), nullptr, "flat store payload");
+  map_ = std::move(map);
+  data_ = std::move(data);
+  half_norm_ = std::move(half);
+}
+
+std::unique_ptr<VectorStore> make_flat_store(int dim, Metric metric) {
+  return std::make_unique<FlatStore>(dim, metric);
+}
+
+}  // namespace mindrec::store

@@ -1,0 +1,37 @@
+// Private: the built-in exact store ("flat"): vectors in row order in host memory, searched
+// by exact_topk. cuda:flat (cuda/cuda_flat_store.cpp) derives from it for its host copy.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mindrec/aligned.hpp"
+#include "mindrec/vector_store.hpp"
+#include "store/id_map.hpp"
+
+namespace mindrec::store {
+
+class FlatStore : public VectorStore {
+ public:
+  FlatStore(int dim, Metric metric) : FlatStore("flat", dim, metric) {}
+
+ protected:
+  FlatStore(std::string backend, int dim, Metric metric) : VectorStore(std::move(backend), dim, metric) {}
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override;
+  int64_t remove_impl(int64_t n, const int64_t* ids) override;
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override;
+  int64_t size_impl() const override { return map_.rows(); }
+  bool contains_impl(int64_t id) const override { return map_.contains(id); }
+  void clear_impl() override;
+  void set_param_impl(const std::string& name, double value) override;
+  std::string serialize_impl() const override;
+  void deserialize_impl(const std::string& payload, int64_t count) override;
+
+  AlignedVector<float> data_;     // [n, dim], row r holds map_.id_at(r)
+  IdMap map_;                     // no tombstones: removal moves the last row into the hole
+  std::vector<float> half_norm_;  // -|x|^2 / 2 per row, kept for L2 stores only
+  int threads_ = 0;
+};
+
+}  // namespace mindrec::store

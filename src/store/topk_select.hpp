@@ -1,0 +1,59 @@
+// Private: the one k-selection and the one tie rule of every CPU search path (exact top-k,
+// the IVF list scan, the MIPS re-ranking, the multi-interest merge): larger score first,
+// then the smaller id.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace mindrec::store {
+
+/// True if (sa, ia) ranks before (sb, ib).
+inline bool ranks_before(float sa, int64_t ia, float sb, int64_t ib) {
+  return sa > sb || (sa == sb && ia < ib);
+}
+
+/// Keeps the k best (score, id) pairs pushed into it: a heap of size <= k, worst on top.
+class TopK {
+ public:
+  explicit TopK(int k = 1) { reset(k); }
+  void reset(int k) {
+    k_ = k;
+    heap_.clear();
+    heap_.reserve(static_cast<size_t>(k) + 1);
+  }
+  void push(float s, int64_t id) {
+    if (static_cast<int>(heap_.size()) < k_) {
+      heap_.emplace_back(s, id);
+      std::push_heap(heap_.begin(), heap_.end(), worse_first);
+    } else if (ranks_before(s, id, heap_.front().first, heap_.front().second)) {
+      std::pop_heap(heap_.begin(), heap_.end(), worse_first);
+      heap_.back() = {s, id};
+      std::push_heap(heap_.begin(), heap_.end(), worse_first);
+    }
+  }
+  int size() const { return static_cast<int>(heap_.size()); }
+  /// Writes the kept pairs best first into ids/scores [k] (score negated with `negate`, for
+  /// distances ranked as -distance); the tail past size() gets id -1 and score `pad`.
+  /// Empties the selection.
+  void write(int64_t* ids, float* scores, float pad, bool negate = false) {
+    std::sort_heap(heap_.begin(), heap_.end(), worse_first);  // best first
+    for (int j = 0; j < k_; ++j) {
+      const bool have = j < static_cast<int>(heap_.size());
+      ids[j] = have ? heap_[size_t(j)].second : -1;
+      scores[j] = have ? (negate ? -heap_[size_t(j)].first : heap_[size_t(j)].first) : pad;
+    }
+    heap_.clear();
+  }
+
+ private:
+  static bool worse_first(const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+    return ranks_before(a.first, a.second, b.first, b.second);
+  }
+  int k_ = 1;
+  std::vector<std::pair<float, int64_t>> heap_;
+};
+
+}  // namespace mindrec::store

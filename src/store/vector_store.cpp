@@ -1,0 +1,141 @@
+// VectorStore's shared front: argument validation, locking and the store file, around the
+// backends' private virtuals (one file per backend beside this one; the factory in factory.cpp).
+#include "mindrec/vector_store.hpp"
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <ostream>
+#include <unordered_set>
+#include <vector>
+
+#include "detail/file_util.hpp"
+#include "detail/rw_lock.hpp"
+#include "mindrec/error.hpp"
+#include "store/store_io.hpp"
+
+namespace mindrec {
+
+struct VectorStore::Lock : detail::WriterPreferringMutex {};
+
+const char* to_string(Metric m) { return m == Metric::inner_product ? "inner_product" : "l2"; }
+
+float padding_score(Metric m) {
+  return m == Metric::inner_product ? -std::numeric_limits<float>::infinity()
+                                    : std::numeric_limits<float>::infinity();
+}
+
+VectorStore::VectorStore(std::string backend, int dim, Metric metric)
+    : backend_(std::move(backend)), dim_(dim), metric_(metric), lock_(std::make_unique<Lock>()) {
+  MINDREC_EXPECTS(dim >= 1, "VectorStore: dim must be >= 1");
+}
+VectorStore::~VectorStore() = default;
+
+void VectorStore::check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
+                              bool refuse_stored) const {
+  const std::string who = std::string("VectorStore::") + op + ": ";
+  std::unordered_set<int64_t> batch;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0) throw InvalidArgument(who + "id " + std::to_string(ids[i]) + " is negative");
+    if (!batch.insert(ids[i]).second)
+      throw InvalidArgument(who + "id " + std::to_string(ids[i]) + " appears twice in the batch");
+    if (refuse_stored && contains_impl(ids[i]))
+      throw InvalidArgument(who + "id " + std::to_string(ids[i]) + " is already stored");
+  }
+  for (int64_t i = 0; i < n * dim_; ++i)
+    if (!std::isfinite(vectors[i]))
+      throw InvalidArgument(who + "vector " + std::to_string(i / dim_) + " holds NaN or Inf");
+}
+
+void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
+  MINDREC_EXPECTS(n >= 0, "VectorStore::add: n must be >= 0");
+  if (n == 0) return;
+  MINDREC_EXPECTS(vectors && ids, "VectorStore::add: null vectors or ids");
+  std::unique_lock lock(*lock_);
+  check_batch("add", n, vectors, ids, true);
+  add_impl(n, vectors, ids);
+}
+
+int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids) {
+  MINDREC_EXPECTS(n >= 0, "VectorStore::upsert: n must be >= 0");
+  if (n == 0) return 0;
+  MINDREC_EXPECTS(vectors && ids, "VectorStore::upsert: null vectors or ids");
+  std::unique_lock lock(*lock_);
+  check_batch("upsert", n, vectors, ids, false);
+  std::vector<int64_t> stored;
+  for (int64_t i = 0; i < n; ++i)
+    if (contains_impl(ids[i])) stored.push_back(ids[i]);
+  if (!stored.empty()) remove_impl(static_cast<int64_t>(stored.size()), stored.data());
+  add_impl(n, vectors, ids);
+  return static_cast<int64_t>(stored.size());
+}
+
+int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
+  MINDREC_EXPECTS(n >= 0, "VectorStore::remove: n must be >= 0");
+  if (n == 0) return 0;
+  MINDREC_EXPECTS(ids, "VectorStore::remove: null ids");
+  std::unique_lock lock(*lock_);
+  return remove_impl(n, ids);
+}
+
+void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const {
+  MINDREC_EXPECTS(nq >= 0, "VectorStore::search: nq must be >= 0");
+  MINDREC_EXPECTS(k >= 1, "VectorStore::search: k must be >= 1");
+  if (nq == 0) return;
+  MINDREC_EXPECTS(queries && ids && scores, "VectorStore::search: null pointer");
+  std::shared_lock lock(*lock_);
+  search_impl(nq, queries, k, ids, scores);
+  const float pad = padding_score(metric_);
+  for (int64_t i = 0; i < nq * k; ++i)
+    if (ids[i] < 0) ids[i] = -1, scores[i] = pad;
+}
+
+bool VectorStore::search_merged(int64_t users, int K, const int32_t* counts, const float* queries, int fetch,
+                                int topn, int64_t* ids, float* scores) const {
+  MINDREC_EXPECTS(users >= 0 && K >= 1 && fetch >= 1 && topn >= 1, "VectorStore::search_merged: bad sizes");
+  if (users == 0) return true;
+  MINDREC_EXPECTS(counts && queries && ids && scores, "VectorStore::search_merged: null pointer");
+  std::shared_lock lock(*lock_);
+  return search_merged_impl(users, K, counts, queries, fetch, topn, ids, scores);
+}
+
+int64_t VectorStore::size() const {
+  std::shared_lock lock(*lock_);
+  return size_impl();
+}
+
+void VectorStore::clear() {
+  std::unique_lock lock(*lock_);
+  clear_impl();
+}
+
+void VectorStore::set_search_param(const std::string& name, double value) {
+  std::unique_lock lock(*lock_);
+  set_param_impl(name, value);
+}
+
+void VectorStore::save(const std::string& path) const {
+  std::string payload;
+  int64_t count = 0;
+  {
+    std::shared_lock lock(*lock_);
+    payload = serialize_impl();
+    count = size_impl();
+  }
+  store::StoreHeader h{backend_, dim_, metric_, count};
+  write_file_atomic(path, [&](std::ostream& out) { store::write_store(out, h, payload); });
+}
+
+void VectorStore::load(const std::string& path) {
+  std::string payload;
+  const store::StoreHeader h = store::read_store(path, &payload);
+  if (h.backend != backend_ || h.dim != dim_ || h.metric != metric_)
+    throw FormatError(path + ": holds a '" + h.backend + "' store of dim " + std::to_string(h.dim) +
+                      " (" + to_string(h.metric) + "), this store is '" + backend_ + "' of dim " +
+                      std::to_string(dim_) + " (" + to_string(metric_) + ")");
+  std::unique_lock lock(*lock_);
+  deserialize_impl(payload, h.count);  // strong guarantee: throws before changing anything
+}
+
+}  // namespace mindrec

@@ -1,0 +1,98 @@
+// The training checkpoint: weights, Adam moments and parked rows, generator state and
+// counters in one safetensors file (format tag "mindrec-mind-checkpoint-v1").
+#include <array>
+#include <nlohmann/json.hpp>
+
+#include "mindrec/error.hpp"
+#include "mindrec/safetensors.hpp"
+#include "train/trainer_state.hpp"
+
+namespace mindrec {
+
+namespace {
+constexpr const char* kCheckpointFormat = "mindrec-mind-checkpoint-v1";
+}  // namespace
+
+void Trainer::save_checkpoint(const std::string& path) {
+  Impl& s = *impl_;
+  s.adam.materialize(s.weights, s.threads);
+  SafetensorsFile f = detail::weights_to_file(s.weights);
+  f.metadata[detail::kFormatKey] = kCheckpointFormat;
+  f.metadata["mindrec.trainer"] = nlohmann::json{{"epochs_done", s.epochs_done},
+                                                 {"steps_done", s.steps_done},
+                                                 {"adam_steps", s.adam.t_},
+                                                 {"threads", s.threads},
+                                                 {"seed", s.config.runner.seed}}
+                                      .dump();
+  const auto& w = s.weights;
+  auto shape_of = [&](const char* name) { return f.at(name).shape; };
+  auto put = [&](const char* moment, const char* name, const AlignedVector<float>& v) {
+    f.tensors[std::string("adam.") + moment + "." + name] = Tensor::from_f32(shape_of(name), v.data());
+  };
+  put("m", tensor_names::item_emb, s.adam.m_emb);
+  put("v", tensor_names::item_emb, s.adam.v_emb);
+  put("m", tensor_names::bilinear, s.adam.m_bil);
+  put("v", tensor_names::bilinear, s.adam.v_bil);
+  if (!w.relu_weight.empty()) {
+    put("m", tensor_names::relu_weight, s.adam.m_rw);
+    put("v", tensor_names::relu_weight, s.adam.v_rw);
+    put("m", tensor_names::relu_bias, s.adam.m_rb);
+    put("v", tensor_names::relu_bias, s.adam.v_rb);
+  }
+  std::vector<int64_t> moving = s.adam.moving_row_ids();
+  f.tensors["adam.moving_rows"] = Tensor::from_i64({int64_t(moving.size())}, moving);
+  const auto st = s.rng.state();
+  std::vector<int64_t> rng(st.begin(), st.end());
+  f.tensors["trainer.rng"] = Tensor::from_i64({int64_t(rng.size())}, rng);
+  write_safetensors(path, f);
+}
+
+std::unique_ptr<Trainer> Trainer::resume(const std::string& path, Config config,
+                                         const ClickLog& log) {
+  config.validate();
+  const SafetensorsFile f = read_safetensors(path);
+  auto fmt = f.metadata.find(detail::kFormatKey);
+  auto meta = f.metadata.find("mindrec.trainer");
+  if (fmt == f.metadata.end() || fmt->second != kCheckpointFormat || meta == f.metadata.end())
+    throw FormatError(path + ": not a mindrec training checkpoint (a weights file cannot be "
+                             "resumed from: it has no optimizer or sampler state)");
+  MindWeights w = detail::weights_from_file(f, path, true);
+  check_same_model(config.hyper_parameters, w.config, path);
+  w.config = config.hyper_parameters;
+  auto impl = std::make_unique<Impl>(config, log, std::move(w));
+  try {
+    const auto j = nlohmann::json::parse(meta->second);
+    impl->epochs_done = j.at("epochs_done").get<int>();
+    impl->steps_done = j.at("steps_done").get<int64_t>();
+    impl->adam.t_ = j.at("adam_steps").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(path + ": bad trainer state in __metadata__: " + e.what());
+  }
+  auto load = [&](const std::string& name, AlignedVector<float>& dst) {
+    const Tensor& t = f.at(name, path);
+    if (size_t(t.numel()) != dst.size())
+      throw FormatError(path + ": tensor '" + name + "' has " + std::to_string(t.numel()) +
+                        " values, expected " + std::to_string(dst.size()));
+    t.copy_to(dst.data());
+  };
+  auto& a = impl->adam;
+  load("adam.m." + std::string(tensor_names::item_emb), a.m_emb);
+  load("adam.v." + std::string(tensor_names::item_emb), a.v_emb);
+  load("adam.m." + std::string(tensor_names::bilinear), a.m_bil);
+  load("adam.v." + std::string(tensor_names::bilinear), a.v_bil);
+  if (config.hyper_parameters.capsule.relu_layer) {
+    load("adam.m." + std::string(tensor_names::relu_weight), a.m_rw);
+    load("adam.v." + std::string(tensor_names::relu_weight), a.v_rw);
+    load("adam.m." + std::string(tensor_names::relu_bias), a.m_rb);
+    load("adam.v." + std::string(tensor_names::relu_bias), a.v_rb);
+  }
+  a.restore_parking(f.at("adam.moving_rows", path).values<int64_t>());
+  const auto rng = f.at("trainer.rng", path).values<int64_t>();
+  if (rng.size() != 6) throw FormatError(path + ": tensor 'trainer.rng' must hold 6 values");
+  std::array<uint64_t, 6> st;
+  for (int i = 0; i < 6; ++i) st[i] = static_cast<uint64_t>(rng[i]);
+  impl->rng.set_state(st);
+  return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
+}
+
+}  // namespace mindrec

@@ -1,0 +1,208 @@
+// Header-only loss and gradients of one training batch (mind-spec.md, "Training"): interest
+// extraction, label-aware attention, and the sampled softmax over one shared negative set
+// with the log-q correction and accidental-hit masking; then the backward pass of all of it.
+// Templated on the scalar type (float for training, double for gradient checks).
+//
+// Determinism: per-sample work is split statically over `threads` OpenMP threads and
+// per-thread partial gradients are added in thread order, so the same inputs and thread
+// count give bit-identical results.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "mindrec/aligned.hpp"
+#include "train/backward.hpp"
+#include "mindrec/cpu/interests.hpp"
+#include "mindrec/error.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mindrec::cpu {
+
+/// One batch: B samples (right-padded histories [B, L], lengths, targets) and one set of
+/// distinct negatives shared by all samples, with their log-q corrections.
+template <class S>
+struct BatchInput {
+  const int64_t* hist = nullptr;     ///< [B, L]
+  const int32_t* lengths = nullptr;  ///< [B]
+  const int64_t* targets = nullptr;  ///< [B]
+  int64_t batch = 0;
+  const int64_t* negatives = nullptr;  ///< [num_neg], distinct ids in [1, N)
+  int num_neg = 0;
+  const S* log_q_negatives = nullptr;  ///< [num_neg]
+  const S* log_q_targets = nullptr;    ///< [B]
+};
+
+/// Loss and gradients of a batch, plus the workspace to compute them (reused across steps).
+template <class S>
+class BatchGradient {
+ public:
+  BatchGradient(const ModelView<S>& m, int threads) : threads_(std::max(1, threads)) {
+    slot_of.assign(static_cast<size_t>(m.item_count), -1);
+  }
+
+  S loss = 0;
+  DenseGrads<S> dense;                 ///< d/d bilinear, relu weight, relu bias
+  std::vector<int64_t> rows;           ///< item id of each gradient row ("slot")
+  detail::MatR<S> row_grads;           ///< [rows, D] d/d item_emb rows
+  std::vector<int32_t> slot_of;        ///< [N] slot of an item id, -1 if untouched
+
+  /// Mean cross-entropy over the batch; fills dense, rows, row_grads and slot_of.
+  S compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p, Readout readout);
+
+ private:
+  int slot(int64_t id) {
+    int32_t& s = slot_of[static_cast<size_t>(id)];
+    if (s < 0) {
+      s = static_cast<int32_t>(rows.size());
+      rows.push_back(id);
+    }
+    return s;
+  }
+
+  int threads_;
+  // 64-byte aligned (see aligned.hpp): results must not depend on where buffers land.
+  AlignedVector<S> work_;      // [B, workspace]
+  AlignedVector<S> out_;       // [B, K, H] interests
+  std::vector<int32_t> kk_;    // [B]
+  AlignedVector<S> c_, alpha_; // [B, K]
+  detail::MatR<S> users_, dusers_, eneg_, logits_;
+  AlignedVector<S> logit_t_;
+  std::vector<detail::MatR<S>> thread_rows_;
+  std::vector<DenseGrads<S>> thread_dense_;
+  std::vector<AlignedVector<S>> thread_scratch_;
+};
+
+template <class S>
+S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p,
+                            Readout readout) {
+  using namespace mindrec::detail;
+  const int D = m.dim, H = m.hidden, K = m.max_k, L = m.maxlen;
+  const int64_t B = in.batch;
+  const int nn = in.num_neg;
+  MINDREC_EXPECTS(B >= 1 && nn >= 1, "BatchGradient: empty batch or no negatives");
+
+  // Slots: negatives first (slot j = negative j), then targets and history items.
+  for (int64_t id : rows) slot_of[static_cast<size_t>(id)] = -1;
+  rows.clear();
+  for (int j = 0; j < nn; ++j) {
+    if (slot_of[static_cast<size_t>(in.negatives[j])] >= 0)
+      throw InvalidArgument("BatchGradient: negatives must be distinct");
+    slot(in.negatives[j]);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    slot(in.targets[b]);
+    for (int l = 0; l < in.lengths[b]; ++l)
+      if (in.hist[b * L + l] != 0) slot(in.hist[b * L + l]);
+  }
+  const int64_t R = static_cast<int64_t>(rows.size());
+
+  const size_t ws = workspace_size(m);
+  work_.resize(size_t(B) * ws);
+  out_.resize(size_t(B) * K * H);
+  kk_.resize(B);
+  c_.resize(size_t(B) * K);
+  alpha_.resize(size_t(B) * K);
+  users_.resize(B, H);
+  logit_t_.resize(B);
+  const int nt = static_cast<int>(std::min<int64_t>(threads_, B));
+
+  // Forward: interests and attention per sample.
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t b = 0; b < B; ++b) {
+    S* o = out_.data() + size_t(b) * K * H;
+    kk_[b] = extract_user(m, in.hist + b * L, in.lengths[b], o, work_.data() + size_t(b) * ws);
+    attention_forward(o, kk_[b], H, m.item_emb + in.targets[b] * D, pow_p, readout,
+                      users_.data() + size_t(b) * H, c_.data() + size_t(b) * K,
+                      alpha_.data() + size_t(b) * K);
+  }
+
+  // Sampled softmax: logits [B, 1 + nn] = <user, emb[j]> - log_q[j]; class 0 = target.
+  eneg_.resize(nn, D);
+  for (int j = 0; j < nn; ++j) eneg_.row(j) = MapConstRow<S>(m.item_emb + in.negatives[j] * D, D);
+  logits_.resize(B, nn);
+  logits_.noalias() = users_ * eneg_.transpose();
+  S total = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t t = in.targets[b];
+    S lt = users_.row(b).dot(MapConstRow<S>(m.item_emb + t * D, D)) - in.log_q_targets[b];
+    S mx = lt;
+    for (int j = 0; j < nn; ++j) {
+      S& x = logits_(b, j);
+      x = in.negatives[j] == t ? S(-1e30) : x - in.log_q_negatives[j];  // accidental hit
+      mx = std::max(mx, x);
+    }
+    S sum = std::exp(lt - mx);
+    for (int j = 0; j < nn; ++j) sum += std::exp(logits_(b, j) - mx);
+    total += std::log(sum) + mx - lt;
+    // d loss / d logit = (softmax - onehot(0)) / B
+    const S inv = S(1) / (sum * S(B));
+    logit_t_[b] = std::exp(lt - mx) * inv - S(1) / S(B);
+    for (int j = 0; j < nn; ++j) logits_(b, j) = std::exp(logits_(b, j) - mx) * inv;
+  }
+  loss = total / S(B);
+
+  // d users = G_neg E_neg + g_t emb[t];  d E_neg = G_negᵀ users;  d emb[t] += g_t user.
+  row_grads.setZero(R, D);
+  dusers_.resize(B, H);
+  dusers_.noalias() = logits_ * eneg_;
+  row_grads.topRows(nn).noalias() = logits_.transpose() * users_;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t t = in.targets[b];
+    dusers_.row(b) += logit_t_[b] * MapConstRow<S>(m.item_emb + t * D, D);
+    row_grads.row(slot_of[size_t(t)]) += logit_t_[b] * users_.row(b);
+  }
+
+  // Backward per sample: attention, then capsule; per-thread partial sums.
+  thread_rows_.resize(nt);
+  thread_dense_.resize(nt);
+  thread_scratch_.resize(nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    MatR<S>& tr = thread_rows_[tid];
+    tr.setZero(R, D);
+    DenseGrads<S>& td = thread_dense_[tid];
+    td.reset(m);
+    AlignedVector<S>& scratch = thread_scratch_[tid];
+    scratch.resize(backward_scratch_size(m) + size_t(K) * H + D);
+    S* dout = scratch.data() + backward_scratch_size(m);
+    S* dq = dout + size_t(K) * H;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t t = in.targets[b];
+      const int kk = kk_[b];
+      std::fill(dq, dq + D, S(0));
+      attention_backward(out_.data() + size_t(b) * K * H, kk, H, m.item_emb + t * D, pow_p,
+                         readout, c_.data() + size_t(b) * K, alpha_.data() + size_t(b) * K,
+                         dusers_.data() + size_t(b) * H, dout, dq);
+      tr.row(slot_of[size_t(t)]) += MapConstRow<S>(dq, D);
+      const int64_t* h = in.hist + b * L;
+      capsule_backward(m, h, in.lengths[b], kk, dout, work_.data() + size_t(b) * ws,
+                       scratch.data(), td, [&](int l, const S* g) {
+                         tr.row(slot_of[size_t(h[l])]) += MapConstRow<S>(g, D);
+                       });
+    }
+  }
+  dense.reset(m);
+  for (int t = 0; t < nt; ++t) {
+    row_grads += thread_rows_[t];
+    dense.bilinear += thread_dense_[t].bilinear;
+    if (m.relu_layer) {
+      dense.relu_weight += thread_dense_[t].relu_weight;
+      dense.relu_bias += thread_dense_[t].relu_bias;
+    }
+  }
+  return loss;
+}
+
+}  // namespace mindrec::cpu
