@@ -22,6 +22,7 @@
 
 #include "detail/random.hpp"
 #include "mindrec/retriever.hpp"
+#include "store/backends.hpp"
 
 namespace {
 
@@ -115,7 +116,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<mindrec::VectorStore> store;
   double build = 0, mem = 0;
   for (const auto& s : specs) {
-    const std::string base = s.substr(0, s.find('?'));
+    const std::string base = mindrec::store::parse_store_spec(s).base;
     if (base != built_base || !store) {
       store.reset();
       const double m0 = rss_mib(), t0 = now_s();
@@ -124,11 +125,7 @@ int main(int argc, char** argv) {
       mem = rss_mib() - m0;
       built_base = base;
     }
-    if (s.find('?') != std::string::npos) {
-      std::stringstream ps(s.substr(s.find('?') + 1));
-      for (std::string kv; std::getline(ps, kv, '&');)
-        store->set_search_param(kv.substr(0, kv.find('=')), std::atof(kv.substr(kv.find('=') + 1).c_str()));
-    }
+    for (const auto& [name, value] : mindrec::store::parse_store_spec(s).params) store->set_search_param(name, value);
     const double b0 = now_s();
     mindrec::recall_items(model, *store, hist.data(), lens.data(), users, opt, got.data(), sc.data());
     const double batch_s = now_s() - b0;

@@ -8,6 +8,7 @@
 
 #include "check.cuh"
 #include "device_buffer.cuh"
+#include "detail/vector_math.hpp"
 #include "flat_index_cuda.hpp"
 
 namespace mindrec::cuda {
@@ -200,7 +201,7 @@ struct FlatIndexCuda::State {
       // len == k now (one tile's best k, padded with position -1).
       const int64_t total = m * k;
       finalize_kernel<<<unsigned((total + 255) / 256), 256, 0, stream>>>(
-          m, k, in_s, in_p, ids.ptr, qnorm.ptr + q0, l2, oid + q0 * k, osc + q0 * k);
+          m, k, in_s, in_p, ids.ptr, l2 ? qnorm.ptr + q0 : nullptr, l2, oid + q0 * k, osc + q0 * k);
       MINDREC_CUDA_CHECK(cudaGetLastError());
     }
   }
@@ -208,14 +209,13 @@ struct FlatIndexCuda::State {
   void upload_queries(int64_t nq, const float* queries) {
     float* dq = q.get(size_t(nq) * dim);
     MINDREC_CUDA_CHECK(cudaMemcpyAsync(dq, queries, size_t(nq) * dim * sizeof(float), cudaMemcpyHostToDevice, stream));
-    std::vector<float> norms(static_cast<size_t>(nq));
-    for (int64_t i = 0; i < nq; ++i) {
-      float s2 = 0.f;
-      for (int j = 0; j < dim; ++j) s2 += queries[i * dim + j] * queries[i * dim + j];
-      norms[size_t(i)] = s2;
+    std::vector<float> norms;
+    if (l2) {  // |q|^2 turns L2 ranks into distances; inner products do not need it
+      norms.resize(static_cast<size_t>(nq));
+      for (int64_t i = 0; i < nq; ++i) norms[size_t(i)] = float(detail::squared_norm(queries + i * dim, dim));
+      float* dn = qnorm.get(size_t(nq));
+      MINDREC_CUDA_CHECK(cudaMemcpyAsync(dn, norms.data(), norms.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
     }
-    float* dn = qnorm.get(size_t(nq));
-    MINDREC_CUDA_CHECK(cudaMemcpyAsync(dn, norms.data(), norms.size() * sizeof(float), cudaMemcpyHostToDevice, stream));
     MINDREC_CUDA_CHECK(cudaStreamSynchronize(stream));  // `norms` leaves scope
   }
 };
@@ -249,11 +249,7 @@ void FlatIndexCuda::set(const float* vectors, const int64_t* ids, int64_t n) {
   std::vector<float> bias;
   if (s_->l2 && n > 0) {
     bias.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) {
-      float s2 = 0.f;
-      for (int j = 0; j < d; ++j) s2 += vectors[i * d + j] * vectors[i * d + j];
-      bias[size_t(i)] = -0.5f * s2;
-    }
+    for (int64_t i = 0; i < n; ++i) bias[size_t(i)] = float(-0.5 * detail::squared_norm(vectors + i * d, d));
     MINDREC_CUDA_CHECK(cudaMemcpyAsync(s_->bias.get(size_t(n)), bias.data(), bias.size() * sizeof(float),
                                        cudaMemcpyHostToDevice, s_->stream));
   }

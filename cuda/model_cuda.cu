@@ -10,6 +10,7 @@
 
 #include "check.cuh"
 #include "device_buffer.cuh"
+#include "mindrec/cpu/interest_count.hpp"
 #include "model_cuda.hpp"
 
 namespace mindrec::cuda {
@@ -25,16 +26,6 @@ struct KernelModel {
   int hidden, max_k, maxlen, iters, axis;
   bool dynamic_k;
 };
-
-__device__ int interest_count_dev(int n, int max_k, bool dynamic_k) {
-  if (!dynamic_k) return max_k;
-  int log2n = 0;
-  while (n > 1) {
-    n >>= 1;
-    ++log2n;
-  }
-  return max(1, min(max_k, log2n));
-}
 
 // Shared memory layout per block: U [L, H] | B, W, Delta [K, L] each | Z, V [K, H] | scale [K]
 __global__ void extract_interests_kernel(KernelModel m, const int64_t* __restrict__ hist,
@@ -52,7 +43,7 @@ __global__ void extract_interests_kernel(KernelModel m, const int64_t* __restric
   const int64_t b = blockIdx.x;
   const int t = threadIdx.x, nt = blockDim.x;
   const int n = lengths[b];
-  const int kk = interest_count_dev(n, K, m.dynamic_k);
+  const int kk = cpu::interest_count(n, K, m.dynamic_k);
   const int64_t* h_b = hist + b * L;
 
   // 1. û[l] = projected[hist[l]] (id 0 reads as zeros).

@@ -296,8 +296,9 @@ int run_recall(const RecallArgs& a) {
   mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
   auto store = mindrec::load_vector_store(a.index);
   // Each --hist is one user's clicks, oldest first: "43,23,65".
-  std::vector<int64_t> offsets = {0}, items;
+  std::vector<std::vector<int64_t>> users;
   for (const auto& h : a.hist) {
+    auto& items = users.emplace_back();
     std::stringstream ss(h);
     std::string tok;
     while (std::getline(ss, tok, ',')) {
@@ -308,25 +309,21 @@ int run_recall(const RecallArgs& a) {
                                        std::to_string(mc.item_count) + ")");
       items.push_back(id);
     }
-    offsets.push_back(static_cast<int64_t>(items.size()));
   }
-  const int64_t B = static_cast<int64_t>(a.hist.size());
-  const int L = mc.maxlen;
-  std::vector<int64_t> hist(size_t(B) * L), ids(size_t(B) * a.topk);
-  std::vector<int32_t> lens(B);
-  std::vector<float> scores(size_t(B) * a.topk);
-  mindrec::pack_histories(offsets, items, 0, B, L, hist.data(), lens.data());
+  const int64_t B = static_cast<int64_t>(users.size());
   mindrec::RecallOptions o;
   o.topn = a.topk;
   o.exclude_history = a.exclude_history;
   const auto t0 = std::chrono::steady_clock::now();
-  mindrec::recall_items(model, *store, hist.data(), lens.data(), B, o, ids.data(), scores.data());
+  const mindrec::RecallResult r = mindrec::recall_histories(model, *store, users, o);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const auto& ids = r.ids;
+  const auto& scores = r.scores;
   if (a.json) {
     std::printf("{\"users\": [");
     for (int64_t b = 0; b < B; ++b) {
       std::printf("%s{\"hist\": [", b ? ", " : "");
-      for (int64_t j = offsets[b]; j < offsets[b + 1]; ++j) std::printf("%s%lld", j > offsets[b] ? ", " : "", static_cast<long long>(items[j]));
+      for (size_t j = 0; j < users[b].size(); ++j) std::printf("%s%lld", j ? ", " : "", static_cast<long long>(users[b][j]));
       std::printf("], \"items\": [");
       for (int j = 0; j < a.topk; ++j) std::printf("%s%lld", j ? ", " : "", static_cast<long long>(ids[b * a.topk + j]));
       std::printf("], \"scores\": [");

@@ -9,24 +9,16 @@
 #include <string>
 #include <vector>
 
-#include "detail/random.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/retriever.hpp"
 #include "mindrec/vector_store.hpp"
+#include "cuda_check.hpp"
+#include "common/random_data.hpp"
 
 namespace {
-int failures = 0;
-void expect(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-  if (!ok) ++failures;
-}
-std::vector<float> randn(size_t n, uint64_t seed) {
-  mindrec::detail::Rng r(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = float(r.normal());
-  return v;
-}
+using mindrec::test::expect;
+std::vector<float> randn(size_t n, uint64_t seed) { return mindrec::test::random_vectors(int64_t(n), 1, seed); }
 // Same ids in the same order, scores within 1e-4 of the oracle's scale.
 bool same_results(const std::vector<int64_t>& a, const std::vector<float>& as, const std::vector<int64_t>& b,
                   const std::vector<float>& bs, std::string* why) {
@@ -138,6 +130,6 @@ int main() {
     std::printf("FAIL: %s\n", e.what());
     return 1;
   }
-  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
-  return failures ? 1 : 0;
+  std::printf("%s: %d failure(s)\n", mindrec::test::failures() ? "FAILED" : "passed", mindrec::test::failures());
+  return mindrec::test::failures() ? 1 : 0;
 }

@@ -7,18 +7,15 @@
 #include <string>
 #include <vector>
 
-#include "detail/random.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"
 #include "mindrec/version.hpp"
+#include "cuda_check.hpp"
+#include "common/random_data.hpp"
 
 namespace {
-int failures = 0;
-void expect(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-  if (!ok) ++failures;
-}
+using mindrec::test::expect;
 }  // namespace
 
 int main() {
@@ -73,7 +70,7 @@ int main() {
     std::printf("FAIL: %s\n", e.what());
     return 1;
   }
-  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
-  return failures ? 1 : 0;
+  std::printf("%s: %d failure(s)\n", mindrec::test::failures() ? "FAILED" : "passed", mindrec::test::failures());
+  return mindrec::test::failures() ? 1 : 0;
 #endif
 }

@@ -8,14 +8,13 @@
 #include <string>
 #include <vector>
 
-#include "detail/random.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/model.hpp"
+#include "cuda_check.hpp"
+#include "common/random_data.hpp"
 
 namespace {
-
-int failures = 0;
 
 // max |a - b| / max(max |b|, 1e-3): one scale per tensor, as FP32 sums of up to H terms drift
 // in absolute terms relative to the tensor's magnitude.
@@ -28,10 +27,7 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   return diff / scale;
 }
 
-void expect(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-  if (!ok) ++failures;
-}
+using mindrec::test::expect;
 
 void check_variant(mindrec::SoftmaxAxis axis, bool relu, bool dynk, int hidden, uint64_t seed) {
   using namespace mindrec;
@@ -107,6 +103,6 @@ int main() {
     std::printf("FAIL: %s\n", e.what());
     return 1;
   }
-  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
-  return failures ? 1 : 0;
+  std::printf("%s: %d failure(s)\n", mindrec::test::failures() ? "FAILED" : "passed", mindrec::test::failures());
+  return mindrec::test::failures() ? 1 : 0;
 }

@@ -8,6 +8,7 @@
 
 #include "detail/file_util.hpp"
 #include "mindrec/error.hpp"
+#include "small_model.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/npy.hpp"
 #include "mindrec/safetensors.hpp"
@@ -17,13 +18,10 @@ using namespace mindrec;
 using mindrec::test::TempDir;
 
 namespace {
-ModelConfig small_config() {
-  ModelConfig m;
+ModelConfig small_config() {  // the shared small model, with fewer items and a shorter history
+  ModelConfig m = test::small_config();
   m.item_count = 50;
-  m.embedding_dim = m.hidden_size = 8;
   m.maxlen = 5;
-  m.neg_samples = 10;
-  m.capsule.max_k = 3;
   return m;
 }
 

@@ -13,7 +13,7 @@
 #include "detail/file_util.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/version.hpp"
-#include "detail/random.hpp"
+#include "common/random_data.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"
 #include "test_util.hpp"
@@ -31,12 +31,7 @@ const Backend kBackends[] = {{"flat", true},
                              {"faiss:IVF8,Flat?nprobe=8", true},  // all lists probed: exact
                              {"faiss:HNSW16?efSearch=400", false}};
 
-std::vector<float> random_vectors(int64_t n, int d, uint64_t seed) {
-  detail::Rng rng(seed);
-  std::vector<float> v(size_t(n) * d);
-  for (auto& x : v) x = float(rng.normal());
-  return v;
-}
+using test::random_vectors;
 
 // Brute force: the k best (id, score) of `ids`/`x` for query q.
 std::vector<std::pair<int64_t, float>> brute(const std::vector<float>& x, const std::vector<int64_t>& ids,

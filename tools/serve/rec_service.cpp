@@ -220,12 +220,7 @@ Reply RecService::handle(std::string_view method, std::string_view path, std::st
 }
 
 Reply RecService::insert_data() {
-  const auto& w = model_.weights();
-  const int64_t n = model_.config().item_count - 1;
-  const int d = store_->dim();
-  std::vector<int64_t> ids(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
-  store_->upsert(n, w.item_emb.data() + d, ids.data());
+  const int64_t n = upsert_item_vectors(model_, *store_);
   return ok({{"inserted", n}, {"count", store_->size()}});
 }
 
@@ -245,7 +240,7 @@ Reply RecService::recall(std::string_view body) const {
   }
   const json& users = array_field(j, "hist_item", 1, size_t(options_.max_users));
   const int64_t item_count = model_.config().item_count;
-  std::vector<int64_t> offsets = {0}, items;
+  std::vector<std::vector<int64_t>> hists(users.size());
   for (size_t u = 0; u < users.size(); ++u) {
     const std::string row = "hist_item[" + std::to_string(u) + "]";
     const json& h = users[u];
@@ -258,22 +253,19 @@ Reply RecService::recall(std::string_view body) const {
       if (id < 1 || id >= item_count)
         bad(field, "item id " + std::to_string(id) + " is not in the model's range [1, " +
                        std::to_string(item_count) + ")");
-      items.push_back(id);
+      hists[u].push_back(id);
     }
-    offsets.push_back(static_cast<int64_t>(items.size()));
   }
   const int64_t B = static_cast<int64_t>(users.size());
-  const int L = model_.config().maxlen, k = static_cast<int>(top_k);
-  std::vector<int64_t> hist(size_t(B) * L), ids(size_t(B) * k);
-  std::vector<int32_t> lens(static_cast<size_t>(B));
-  std::vector<float> scores(size_t(B) * k);
-  pack_histories(offsets, items, 0, B, L, hist.data(), lens.data());
+  const int k = static_cast<int>(top_k);
   RecallOptions o;
   o.topn = k;
   o.exclude_history = exclude;
   // The HTTP server already runs one request per pool thread: small batches stay on it.
   o.threads = B >= 64 ? 0 : 1;
-  recall_items(model_, *store_, hist.data(), lens.data(), B, o, ids.data(), scores.data());
+  const RecallResult r = recall_histories(model_, *store_, hists, o);
+  const auto& ids = r.ids;
+  const auto& scores = r.scores;
   json out_ids = json::array(), out_scores = json::array();
   for (int64_t b = 0; b < B; ++b) {
     json ri = json::array(), rs = json::array();

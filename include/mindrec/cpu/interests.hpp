@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "mindrec/config.hpp"
+#include "mindrec/cpu/interest_count.hpp"
 #include "mindrec/detail/eigen.hpp"
 
 // Vectorisation hints for the small products below; active where OpenMP is on (mindrec's own
@@ -42,18 +43,6 @@ struct ModelView {
   bool relu_layer = true;
   bool dynamic_k = false;
 };
-
-/// Interests computed for a user with n behaviours: K, or with dynamic_k the paper's
-/// K'_u = max(1, min(K, floor(log2 n))) (n = 0 counts as 1).
-inline int interest_count(int n, int max_k, bool dynamic_k) {
-  if (!dynamic_k) return max_k;
-  int log2n = 0;
-  while (n > 1) {
-    n >>= 1;
-    ++log2n;
-  }
-  return std::max(1, std::min(max_k, log2n));
-}
 
 /// Scalars of workspace extract_user() needs.
 template <class S>
