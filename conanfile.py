@@ -21,8 +21,10 @@ class MindrecConan(ConanFile):
     topics = ("recommender-systems", "mind", "faiss", "candidate-generation")
     package_type = "library"
     settings = "os", "arch", "compiler", "build_type"
-    options = {"shared": [True, False], "fPIC": [True, False], "with_cuda": [True, False]}
-    default_options = {"shared": False, "fPIC": True, "with_cuda": False}
+    options = {"shared": [True, False], "fPIC": [True, False], "with_cuda": [True, False],
+               "with_faiss": [True, False], "with_yaml": [True, False]}
+    default_options = {"shared": False, "fPIC": True, "with_cuda": False, "with_faiss": True,
+                       "with_yaml": True}
     exports_sources = ("CMakeLists.txt", "cmake/*", "include/*", "src/*", "cuda/*")
 
     def config_options(self):
@@ -37,9 +39,11 @@ class MindrecConan(ConanFile):
         # Eigen is in the public headers; the rest is linked by the library (and reaches a
         # consumer's link line when mindrec is static).
         self.requires("eigen/3.4.0", transitive_headers=True)
-        self.requires("yaml-cpp/0.7.0")
-        self.requires("nlohmann_json/3.11.2")
-        self.requires("faiss/1.7.3")
+        self.requires("nlohmann_json/3.11.2")  # header-only, used inside the library
+        if self.options.with_yaml:
+            self.requires("yaml-cpp/0.7.0")
+        if self.options.with_faiss:
+            self.requires("faiss/1.7.3")
 
     def validate(self):
         from conan.tools.build import check_min_cppstd
@@ -51,6 +55,8 @@ class MindrecConan(ConanFile):
     def generate(self):
         tc = CMakeToolchain(self)
         tc.cache_variables["MINDREC_WITH_CUDA"] = bool(self.options.with_cuda)
+        tc.cache_variables["MINDREC_WITH_FAISS"] = bool(self.options.with_faiss)
+        tc.cache_variables["MINDREC_WITH_YAML"] = bool(self.options.with_yaml)
         tc.cache_variables["MINDREC_BUILD_TESTS"] = False
         tc.cache_variables["MINDREC_BUILD_TOOLS"] = False
         tc.cache_variables["MINDREC_BUILD_EXAMPLES"] = False

@@ -10,10 +10,10 @@ cd "$(dirname "$0")/.."
 
 # libopenblas0-pthread: Debian's Faiss links the generic libblas.so.3, which then resolves to
 # OpenBLAS instead of the reference BLAS (IVF training ~10x faster). curl and wrk: the
-# server's examples and its load test.
+# server's examples and its load test. ccache: rebuilds (and CI's several builds) reuse objects.
 packages=(build-essential cmake ninja-build pkg-config python3
           libeigen3-dev libyaml-cpp-dev libfaiss-dev nlohmann-json3-dev libcli11-dev
-          libcpp-httplib-dev doctest-dev libbenchmark-dev libopenblas0-pthread curl wrk)
+          libcpp-httplib-dev doctest-dev libbenchmark-dev libopenblas0-pthread curl wrk ccache)
 if [ "${MINDREC_SKIP_APT:-0}" != 1 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

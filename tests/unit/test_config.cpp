@@ -5,11 +5,13 @@
 
 #include "mindrec/config.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/version.hpp"
 #include "test_util.hpp"
 
 using namespace mindrec;
 using mindrec::test::TempDir;
 
+#if MINDREC_HAS_YAML
 namespace {
 std::string config_error(const std::string& yaml) {
   return test::error_of([&] { parse_config(yaml, "/base", "c.yaml"); });
@@ -125,6 +127,13 @@ TEST_CASE("invalid values are refused with the key path") {
   CHECK(config_error("hyper_parameters: {capsule: {max_k: 0}}")
             .find("hyper_parameters.capsule.max_k") != std::string::npos);
 }
+
+#else
+TEST_CASE("a build without YAML refuses YAML configs, naming the option") {
+  CHECK_THROWS_AS(load_config(test::config_dir() + "/amazonbook-sample.yaml"), Unsupported);
+  CHECK(test::error_of([] { parse_config("runner: {}\n", "/base", "c.yaml"); }).find("MINDREC_WITH_YAML") != std::string::npos);
+}
+#endif
 
 TEST_CASE("the model config's JSON round-trips and mismatches are named") {
   ModelConfig m;

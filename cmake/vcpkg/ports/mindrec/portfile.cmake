@@ -8,6 +8,8 @@ get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../../../.." ABSOL
 vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
   FEATURES
     cuda MINDREC_WITH_CUDA
+    faiss MINDREC_WITH_FAISS
+    yaml MINDREC_WITH_YAML
 )
 
 vcpkg_cmake_configure(
