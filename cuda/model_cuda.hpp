@@ -1,4 +1,4 @@
-// MIND's forward pass on a CUDA device: the interface between src/model.cpp (host side,
+// MIND's forward pass on a CUDA device: the interface between cuda/cuda_model.cpp (host side,
 // Eigen) and cuda/model_cuda.cu (kernels). Plain pointers and PODs only, so that nvcc never
 // sees Eigen and the host compiler never sees CUDA headers.
 #pragma once
