@@ -99,7 +99,19 @@ MINDREC_API void check_same_model(const ModelConfig& config, const ModelConfig& 
 MINDREC_API const char* to_string(SoftmaxAxis axis);
 MINDREC_API const char* to_string(Readout readout);
 
-/// Resolves runner.threads: 0 means every hardware thread.
+/// mindrec's thread policy, the one place it is decided. Every `threads` argument and
+/// `runner.threads` take a count; 0 (the default) means default_threads(), evaluated on the
+/// calling thread at each call, as Faiss does:
+///   1. OMP_NUM_THREADS, if the environment sets it (its first value);
+///   2. else what the calling thread last gave omp_set_num_threads(), if it did;
+///   3. else the CPUs this process may run on (sched_getaffinity);
+///   and, when OMP_NUM_THREADS is unset, at most the process's cgroup CPU quota rounded up
+///   (cgroup v2 cpu.max, or v1 cpu.cfs_quota_us / cpu.cfs_period_us).
+/// OpenMP may still grant a smaller team (OMP_THREAD_LIMIT, nesting, omp_set_dynamic): every
+/// computation gives the same results whatever team it gets. mindrec-serve gives each HTTP
+/// worker one compute thread (workers default to default_threads()).
+MINDREC_API int default_threads();
+/// `requested` if > 0, else default_threads().
 MINDREC_API int resolve_threads(int requested);
 
 }  // namespace mindrec

@@ -145,10 +145,6 @@ void check_same_model(const ModelConfig& a, const ModelConfig& b,
                       "' (config vs weights): " + diff);
 }
 
-int resolve_threads(int requested) {
-  if (requested > 0) return requested;
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
-}
+
 
 }  // namespace mindrec

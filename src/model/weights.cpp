@@ -14,6 +14,14 @@
 namespace mindrec {
 
 namespace {
+// The first non-finite value of a tensor, as "element i (row r)" text, or "" if none.
+std::string first_non_finite(const AlignedVector<float>& v, size_t row_len) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i]))
+      return "element " + std::to_string(i) + " (row " + std::to_string(row_len ? i / row_len : 0) + ")";
+  return "";
+}
+
 size_t expect_size(const AlignedVector<float>& v, size_t n, const char* name) {
   if (v.size() != n)
     throw InvalidArgument(std::string("MindWeights: '") + name + "' has " +
@@ -32,6 +40,14 @@ void MindWeights::validate() const {
   expect_size(routing_logits, K * L, tensor_names::routing_logits);
   expect_size(relu_weight, config.capsule.relu_layer ? H * H : 0, tensor_names::relu_weight);
   expect_size(relu_bias, config.capsule.relu_layer ? H : 0, tensor_names::relu_bias);
+  // NaN or Inf would reach the search comparators (undefined behaviour in a sort).
+  const std::pair<const AlignedVector<float>*, std::pair<const char*, size_t>> tensors[] = {
+      {&item_emb, {tensor_names::item_emb, D}}, {&bilinear, {tensor_names::bilinear, H}},
+      {&routing_logits, {tensor_names::routing_logits, L}}, {&relu_weight, {tensor_names::relu_weight, H}},
+      {&relu_bias, {tensor_names::relu_bias, H}}};
+  for (const auto& [t, info] : tensors)
+    if (const std::string at = first_non_finite(*t, info.second); !at.empty())
+      throw InvalidArgument(std::string("MindWeights: '") + info.first + "' holds NaN or Inf at " + at);
 }
 
 MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
@@ -134,8 +150,11 @@ MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
                         " for the model config in the file (relu_layer=" +
                         (c.capsule.relu_layer ? "true" : "false") + ")");
   }
-  for (float x : w.item_emb)
-    if (!std::isfinite(x)) throw FormatError(path + ": 'item_emb.weight' holds NaN or Inf");
+  try {
+    w.validate();
+  } catch (const InvalidArgument& e) {  // a file's content: FormatError naming the file
+    throw FormatError(path + ": " + std::string(e.what()).substr(std::string("MindWeights: ").size()));
+  }
   return w;
 }
 

@@ -61,6 +61,9 @@ std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const st
   }
   auto made = make_vector_store(spec.empty() ? h.backend : spec, h.dim, h.metric);
   made->load(path);
+  // The file brings the search parameters it was saved with; the caller's spec overrides them.
+  if (!spec.empty())
+    for (const auto& [name, value] : store::parse_store_spec(spec).params) made->set_search_param(name, value);
   return made;
 }
 

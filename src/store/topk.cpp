@@ -2,6 +2,8 @@
 #include "mindrec/topk.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -15,6 +17,9 @@ namespace mindrec {
 void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
                 int64_t* ids, float* scores, int threads, const float* bias) {
   MINDREC_EXPECTS(nb >= 0 && nq >= 0 && d >= 1 && k >= 1, "exact_topk: bad sizes");
+  for (int64_t i = 0; i < nq * d; ++i)  // NaN would reach the k-selection's comparisons
+    if (!std::isfinite(queries[i]))
+      throw InvalidArgument("exact_topk: query " + std::to_string(i / d) + " holds NaN or Inf");
   constexpr int64_t kQueryBlock = 64, kBaseBlock = 4096;
   const int64_t qblocks = (nq + kQueryBlock - 1) / kQueryBlock;
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), qblocks)));

@@ -27,11 +27,11 @@ class TopK {
   void push(float s, int64_t id) {
     if (static_cast<int>(heap_.size()) < k_) {
       heap_.emplace_back(s, id);
-      std::push_heap(heap_.begin(), heap_.end(), worse_first);
+      std::push_heap(heap_.begin(), heap_.end(), WorseFirst{});
     } else if (ranks_before(s, id, heap_.front().first, heap_.front().second)) {
-      std::pop_heap(heap_.begin(), heap_.end(), worse_first);
+      std::pop_heap(heap_.begin(), heap_.end(), WorseFirst{});
       heap_.back() = {s, id};
-      std::push_heap(heap_.begin(), heap_.end(), worse_first);
+      std::push_heap(heap_.begin(), heap_.end(), WorseFirst{});
     }
   }
   int size() const { return static_cast<int>(heap_.size()); }
@@ -39,7 +39,7 @@ class TopK {
   /// distances ranked as -distance); the tail past size() gets id -1 and score `pad`.
   /// Empties the selection.
   void write(int64_t* ids, float* scores, float pad, bool negate = false) {
-    std::sort_heap(heap_.begin(), heap_.end(), worse_first);  // best first
+    std::sort_heap(heap_.begin(), heap_.end(), WorseFirst{});  // best first
     for (int j = 0; j < k_; ++j) {
       const bool have = j < static_cast<int>(heap_.size());
       ids[j] = have ? heap_[size_t(j)].second : -1;
@@ -49,9 +49,11 @@ class TopK {
   }
 
  private:
-  static bool worse_first(const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-    return ranks_before(a.first, a.second, b.first, b.second);
-  }
+  struct WorseFirst {  // heap order: the worst kept pair on top (a functor, so it inlines)
+    bool operator()(const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) const {
+      return ranks_before(a.first, a.second, b.first, b.second);
+    }
+  };
   int k_ = 1;
   std::vector<std::pair<float, int64_t>> heap_;
 };

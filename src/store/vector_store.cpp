@@ -79,11 +79,21 @@ int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
   return remove_impl(n, ids);
 }
 
+namespace {
+// NaN or Inf in a query would reach the k-selection's comparisons (undefined behaviour).
+void check_queries(const char* who, int64_t nq, int dim, const float* q) {
+  for (int64_t i = 0; i < nq * dim; ++i)
+    if (!std::isfinite(q[i]))
+      throw InvalidArgument(std::string(who) + ": query " + std::to_string(i / dim) + " holds NaN or Inf");
+}
+}  // namespace
+
 void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const {
   MINDREC_EXPECTS(nq >= 0, "VectorStore::search: nq must be >= 0");
   MINDREC_EXPECTS(k >= 1, "VectorStore::search: k must be >= 1");
   if (nq == 0) return;
   MINDREC_EXPECTS(queries && ids && scores, "VectorStore::search: null pointer");
+  check_queries("VectorStore::search", nq, dim_, queries);
   std::shared_lock lock(*lock_);
   search_impl(nq, queries, k, ids, scores);
   const float pad = padding_score(metric_);
@@ -96,6 +106,7 @@ bool VectorStore::search_merged(int64_t users, int K, const int32_t* counts, con
   MINDREC_EXPECTS(users >= 0 && K >= 1 && fetch >= 1 && topn >= 1, "VectorStore::search_merged: bad sizes");
   if (users == 0) return true;
   MINDREC_EXPECTS(counts && queries && ids && scores, "VectorStore::search_merged: null pointer");
+  check_queries("VectorStore::search_merged", users * K, dim_, queries);
   std::shared_lock lock(*lock_);
   return search_merged_impl(users, K, counts, queries, fetch, topn, ids, scores);
 }

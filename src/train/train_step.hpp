@@ -3,9 +3,9 @@
 // with the log-q correction and accidental-hit masking; then the backward pass of all of it.
 // Templated on the scalar type (float for training, double for gradient checks).
 //
-// Determinism: per-sample work is split statically over `threads` OpenMP threads and
-// per-thread partial gradients are added in thread order, so the same inputs and thread
-// count give bit-identical results.
+// Determinism: per-sample work is cut into `threads` fixed chunks whose partial gradients are
+// added in chunk order, so the same inputs and thread count give bit-identical results,
+// whatever team OpenMP grants.
 #pragma once
 
 #include <algorithm>
@@ -18,9 +18,6 @@
 #include "mindrec/cpu/interests.hpp"
 #include "mindrec/error.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace mindrec::cpu {
 
@@ -158,27 +155,27 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
     row_grads.row(slot_of[size_t(t)]) += logit_t_[b] * users_.row(b);
   }
 
-  // Backward per sample: attention, then capsule; per-thread partial sums.
+  // Backward per sample: attention, then capsule. The samples are cut into nt fixed chunks
+  // (the split OpenMP's static schedule makes for nt threads), each summed into its own
+  // partial gradient, and the partials are added in chunk order: the result depends on nt
+  // only, not on how many threads OpenMP actually grants (OMP_THREAD_LIMIT, nesting,
+  // dynamic teams), and a chunk's buffers are always zeroed before use.
   thread_rows_.resize(nt);
   thread_dense_.resize(nt);
   thread_scratch_.resize(nt);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
-    MatR<S>& tr = thread_rows_[tid];
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int c = 0; c < nt; ++c) {
+    MatR<S>& tr = thread_rows_[c];
     tr.setZero(R, D);
-    DenseGrads<S>& td = thread_dense_[tid];
+    DenseGrads<S>& td = thread_dense_[c];
     td.reset(m);
-    AlignedVector<S>& scratch = thread_scratch_[tid];
+    AlignedVector<S>& scratch = thread_scratch_[c];
     scratch.resize(backward_scratch_size(m) + size_t(K) * H + D);
     S* dout = scratch.data() + backward_scratch_size(m);
     S* dq = dout + size_t(K) * H;
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < B; ++b) {
+    const int64_t q = B / nt, r = B % nt;
+    const int64_t b0 = c * q + std::min<int64_t>(c, r), b1 = b0 + q + (c < r ? 1 : 0);
+    for (int64_t b = b0; b < b1; ++b) {
       const int64_t t = in.targets[b];
       const int kk = kk_[b];
       std::fill(dq, dq + D, S(0));

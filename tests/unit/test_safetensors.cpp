@@ -194,6 +194,30 @@ TEST_CASE("weights files that do not match are refused, naming the tensor") {
   CHECK(test::error_of([&] { load_weights(tmp.file("t.st")); }).find("truncated") != std::string::npos);
 }
 
+TEST_CASE("weights holding NaN or Inf are refused, naming the tensor and the element") {
+  TempDir tmp;
+  const MindWeights good = init_weights(small_config(), 1);
+  // In memory: MindModel refuses them before any comparator sees a NaN.
+  MindWeights w = good;
+  w.bilinear[10] = std::nanf("");
+  CHECK(test::error_of([&] { MindModel m(w); })
+            .find("'capsule.bilinear' holds NaN or Inf at element 10 (row 1)") != std::string::npos);
+  CHECK_THROWS_AS(MindModel{w}, InvalidArgument);
+  w = good;
+  w.relu_bias[3] = -INFINITY;
+  CHECK(test::error_of([&] { MindModel m(w); }).find("'capsule.relu.bias' holds NaN or Inf") != std::string::npos);
+  // In a file: FormatError naming the file and the tensor (the file's other tensors are fine).
+  save_weights(tmp.file("w.safetensors"), good);
+  SafetensorsFile f = read_safetensors(tmp.file("w.safetensors"));
+  std::vector<float> logits(good.routing_logits.begin(), good.routing_logits.end());
+  logits[7] = INFINITY;
+  f.tensors["capsule.routing_logits"] = Tensor::from_f32(f.tensors["capsule.routing_logits"].shape, logits);
+  write_safetensors(tmp.file("inf.st"), f);
+  CHECK_THROWS_AS(load_weights(tmp.file("inf.st")), FormatError);
+  CHECK(test::error_of([&] { load_weights(tmp.file("inf.st")); })
+            .find("inf.st: 'capsule.routing_logits' holds NaN or Inf at element 7") != std::string::npos);
+}
+
 TEST_CASE("saving over an existing file is atomic: a failed save leaves the old file") {
   TempDir tmp;
   const MindWeights w = init_weights(small_config(), 1);

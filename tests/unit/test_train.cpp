@@ -3,6 +3,10 @@
 // bit-for-bit determinism and resume.
 #include <doctest/doctest.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <cmath>
 #include <map>
 #include <set>
@@ -271,6 +275,50 @@ TEST_CASE("same seed and threads: the same loss curve bit for bit; the loss fall
     double first = 0, last = 0;
     for (int i = 0; i < 5; ++i) first += la[i], last += la[35 + i];
     CHECK(last < first);
+  }
+}
+
+TEST_CASE("the gradient does not depend on the team OpenMP grants: 1, 2, 4 threads and a limited team") {
+  const ClickLog log = small_log();
+  auto losses = [&](int threads, bool limited_team) {
+    const Config cfg = small_training_config(false, threads);
+    Trainer t(cfg, log, init_weights(cfg.hyper_parameters, 3));
+    std::vector<double> l(12);
+    auto run = [&] {
+      for (auto& x : l) x = t.step();
+    };
+    if (!limited_team) {
+      run();
+    } else {
+#ifdef _OPENMP
+      // Inside an active parallel region with nesting off, every region the trainer opens
+      // gets a team of one thread, whatever num_threads it asks for.
+      const int levels = omp_get_max_active_levels();
+      omp_set_max_active_levels(1);
+#pragma omp parallel num_threads(2)
+      {
+#pragma omp single
+        {
+          CHECK(omp_get_active_level() == 1);
+          run();
+        }
+      }
+      omp_set_max_active_levels(levels);
+#else
+      run();
+#endif
+    }
+    return std::make_pair(l, t.weights().item_emb);
+  };
+  const auto [l4, w4] = losses(4, false);
+  const auto [l4_limited, w4_limited] = losses(4, true);
+  CHECK(l4_limited == l4);  // bit for bit: the chunking depends on the requested count only
+  CHECK(w4_limited == w4);
+  const auto [l2_limited, w2_limited] = losses(2, true);
+  CHECK(l2_limited == losses(2, false).first);
+  for (const int threads : {1, 2}) {
+    const auto l = losses(threads, false).first;
+    for (size_t i = 0; i < l.size(); ++i) CHECK(l[i] == doctest::Approx(l4[i]).epsilon(1e-4));
   }
 }
 

@@ -15,6 +15,7 @@
 #include "mindrec/version.hpp"
 #include "common/random_data.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/topk.hpp"
 #include "mindrec/vector_store.hpp"
 #include "test_util.hpp"
 
@@ -338,6 +339,69 @@ TEST_CASE("vector store factory refuses unknown backends and parameters") {
   std::vector<int64_t> ids = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
   CHECK(test::error_of([&] { ivf->add(10, x.data(), ids.data()); }).find("at least nlist=16") != std::string::npos);
   CHECK(ivf->size() == 0);
+#endif
+}
+
+TEST_CASE("NaN or Inf in a query is refused, naming the query row, before any comparison") {
+  const int d = 4;
+  const auto x = random_vectors(20, d, 3);
+  std::vector<int64_t> ids(20);
+  for (int i = 0; i < 20; ++i) ids[size_t(i)] = i + 1;
+  for (const Backend& b : kBackends) {
+    CAPTURE(b.spec);
+    auto s = make_vector_store(b.spec == std::string("faiss:IVF8,Flat?nprobe=8") ? "flat" : b.spec, d);
+    s->add(20, x.data(), ids.data());
+    std::vector<int64_t> out(2 * 3);
+    std::vector<float> sc(2 * 3);
+    for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+      std::vector<float> q = {1, 2, 3, 4, 1, 0, 0, 0};
+      q[5] = bad;
+      CHECK_THROWS_AS(s->search(2, q.data(), 3, out.data(), sc.data()), InvalidArgument);
+      CHECK(test::error_of([&] { s->search(2, q.data(), 3, out.data(), sc.data()); })
+                .find("query 1 holds NaN or Inf") != std::string::npos);
+    }
+  }
+  std::vector<float> q = {0, 0, std::nanf(""), 0};
+  std::vector<int64_t> out(3);
+  std::vector<float> sc(3);
+  CHECK(test::error_of([&] { exact_topk(x.data(), 20, d, q.data(), 1, 3, out.data(), sc.data()); })
+            .find("exact_topk: query 0 holds NaN or Inf") != std::string::npos);
+}
+
+TEST_CASE("load_vector_store applies the spec's search parameters over the ones in the file") {
+  test::TempDir tmp;
+  const int d = 8, n = 3000;
+  const auto x = random_vectors(n, d, 17);
+  std::vector<int64_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = 10 + i;
+  const auto q = random_vectors(50, d, 18);
+  const int k = 10;
+  auto results = [&](const VectorStore& s) {
+    std::vector<int64_t> out(size_t(50) * k);
+    std::vector<float> sc(size_t(50) * k);
+    s.search(50, q.data(), k, out.data(), sc.data());
+    return out;
+  };
+  // flat: the scan thread count travels the same way (a parameter, not part of the data).
+  auto flat = make_vector_store("flat", d);
+  flat->add(n, x.data(), ids.data());
+  flat->save(tmp.file("flat.bin"));
+  CHECK(results(*load_vector_store(tmp.file("flat.bin"), "flat?threads=1")) == results(*flat));
+  CHECK_THROWS_AS(load_vector_store(tmp.file("flat.bin"), "flat?nprobe=4"), InvalidArgument);
+#if MINDREC_HAS_FAISS
+  // IVF16 saved without a parameter (nprobe 1: one list per query, misses neighbours); loaded
+  // with ?nprobe=16 every list is probed and the results are the exact ones, as a store built
+  // with the parameter gives.
+  auto ivf = make_vector_store("faiss:IVF16,Flat", d);
+  ivf->add(n, x.data(), ids.data());
+  ivf->save(tmp.file("ivf.bin"));
+  auto built_with = make_vector_store("faiss:IVF16,Flat?nprobe=16", d);
+  built_with->add(n, x.data(), ids.data());
+  const auto exact = results(*flat);
+  CHECK(results(*built_with) == exact);
+  CHECK(results(*load_vector_store(tmp.file("ivf.bin"), "faiss:IVF16,Flat?nprobe=16")) == exact);
+  CHECK(results(*load_vector_store(tmp.file("ivf.bin"))) != exact);  // the file's nprobe 1
+  CHECK(results(*load_vector_store(tmp.file("ivf.bin"), "faiss:IVF16,Flat")) != exact);
 #endif
 }
 
