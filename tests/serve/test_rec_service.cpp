@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -243,6 +244,33 @@ TEST_CASE("serve: save writes a store that loads with the same answers; health a
     CHECK(html.find(std::string("<code>") + p + "</code>") != std::string::npos);
   }
   CHECK(svc.handle("GET", "/docs", "").content_type.find("text/html") == 0);
+}
+
+TEST_CASE("serve: at most compute_slots requests compute at once, each on one thread") {
+  for (const int slots : {1, 2}) {
+    serve::ServiceOptions o;
+    o.compute_slots = slots;
+    auto svc = make_service(o);
+    REQUIRE(svc.insert_data().status == 200);
+    std::atomic<int> ok{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 6; ++c)
+      clients.emplace_back([&, c] {
+        for (int i = 0; i < 20; ++i) {
+          const std::string body = R"({"top_k": 20, "hist_item": [[)" + std::to_string(1 + c) + "," +
+                                   std::to_string(50 + i) + "]]}";
+          if (svc.recall(body).status == 200) ++ok;
+        }
+      });
+    for (auto& t : clients) t.join();
+    CHECK(ok == 6 * 20);
+    CHECK(svc.peak_computing() >= 1);
+    CHECK(svc.peak_computing() <= slots);
+  }
+  // The default is the process's thread policy.
+  auto svc = make_service();
+  svc.recall(R"({"hist_item": [[1, 2]]})");
+  CHECK(svc.peak_computing() <= default_threads());
 }
 
 TEST_CASE("serve: a store of another dimension is refused") {

@@ -1,6 +1,11 @@
 #include "rec_service.hpp"
 
 #include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
 
 #include <cmath>
 #include <unordered_set>
@@ -166,8 +171,58 @@ Reply error_reply(int status, const std::string& field, const std::string& messa
   return Reply{status, to_text(j), "application/json"};
 }
 
+// At most n requests compute at once (a counting semaphore), each on one thread: the calling
+// thread's OpenMP default is set to 1, so the stores' and the model's parallel regions run on
+// it alone.
+class RecService::Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  void acquire() {
+    std::unique_lock<std::mutex> lock(m_);
+    cv_.wait(lock, [&] { return free_ > 0; });
+    --free_;
+    peak_ = std::max(peak_, ++busy_);
+  }
+  void release() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      ++free_;
+      --busy_;
+    }
+    cv_.notify_one();
+  }
+  int peak() const {
+    std::lock_guard<std::mutex> lock(m_);
+    return peak_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  int free_, busy_ = 0, peak_ = 0;
+};
+
+template <class Fn>
+auto RecService::computing(Fn&& fn) const {
+  struct Hold {
+    Slots& s;
+    explicit Hold(Slots& x) : s(x) { s.acquire(); }
+    ~Hold() { s.release(); }
+  } hold(*slots_);
+  omp_set_num_threads(1);
+  return fn();
+}
+
+int RecService::peak_computing() const { return slots_->peak(); }
+
+RecService::~RecService() = default;
+RecService::RecService(RecService&&) noexcept = default;
+RecService& RecService::operator=(RecService&&) noexcept = default;
+
 RecService::RecService(MindModel model, std::unique_ptr<VectorStore> store, ServiceOptions options)
     : model_(std::move(model)), store_(std::move(store)), options_(std::move(options)) {
+  if (options_.compute_slots <= 0) options_.compute_slots = default_threads();
+  slots_ = std::make_unique<Slots>(options_.compute_slots);
   MINDREC_EXPECTS(store_ != nullptr, "RecService: null store");
   const int h = model_.config().hidden_size;
   if (store_->dim() != h)
@@ -220,7 +275,7 @@ Reply RecService::handle(std::string_view method, std::string_view path, std::st
 }
 
 Reply RecService::insert_data() {
-  const int64_t n = upsert_item_vectors(model_, *store_);
+  const int64_t n = computing([&] { return upsert_item_vectors(model_, *store_); });
   return ok({{"inserted", n}, {"count", store_->size()}});
 }
 
@@ -261,9 +316,8 @@ Reply RecService::recall(std::string_view body) const {
   RecallOptions o;
   o.topn = k;
   o.exclude_history = exclude;
-  // The HTTP server already runs one request per pool thread: small batches stay on it.
-  o.threads = B >= 64 ? 0 : 1;
-  const RecallResult r = recall_histories(model_, *store_, hists, o);
+  o.threads = 1;  // one compute thread per request (see Slots)
+  const RecallResult r = computing([&] { return recall_histories(model_, *store_, hists, o); });
   const auto& ids = r.ids;
   const auto& scores = r.scores;
   json out_ids = json::array(), out_scores = json::array();
@@ -313,7 +367,7 @@ Reply RecService::put_items(std::string_view body) {
     }
   }
   const int64_t n = static_cast<int64_t>(ids.size());
-  const int64_t replaced = store_->upsert(n, x.data(), ids.data());
+  const int64_t replaced = computing([&] { return store_->upsert(n, x.data(), ids.data()); });
   return ok({{"added", n - replaced}, {"replaced", replaced}, {"count", store_->size()}});
 }
 

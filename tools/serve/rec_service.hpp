@@ -8,12 +8,19 @@
 // immutable; the store serialises writers against searches (VectorStore's contract), and
 // every write is validated completely before the store is touched, so a refused request
 // changes nothing.
+//
+// Threads: a request computes on the thread that calls it (one compute thread, no OpenMP
+// team of its own), and at most options.compute_slots requests compute at once; the others
+// wait for a slot. With compute_slots = default_threads() (the default) the server never
+// runs more compute threads than the process has cores, however many HTTP workers it has.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "mindrec/config.hpp"
 
 #include "mindrec/model.hpp"
 #include "mindrec/vector_store.hpp"
@@ -26,6 +33,7 @@ struct ServiceOptions {
   int64_t max_items = 100000;     ///< ids per /rec/items or /rec/items/delete request
   bool exclude_history = false;   ///< default of the request's "exclude_history"
   std::string index_path;         ///< where /rec/save and shutdown write the store ("" = none)
+  int compute_slots = 0;          ///< requests computing at once (0 = default_threads())
 };
 
 struct Reply {
@@ -41,6 +49,9 @@ class RecService {
  public:
   /// Refuses (InvalidArgument) a store whose dimension is not the model's interest size.
   RecService(MindModel model, std::unique_ptr<VectorStore> store, ServiceOptions options);
+  ~RecService();
+  RecService(RecService&&) noexcept;
+  RecService& operator=(RecService&&) noexcept;
 
   /// Routes one request; unknown paths give 404, a known path with another method 405.
   Reply handle(std::string_view method, std::string_view path, std::string_view body);
@@ -63,8 +74,15 @@ class RecService {
 
   static const std::string& openapi_json();  // GET /openapi.json
   static const std::string& docs_html();     // GET /docs
+  /// The most requests that have computed at the same time so far (for tests and metrics).
+  int peak_computing() const;
 
  private:
+  class Slots;  // counting semaphore of compute_slots
+  /// Runs `fn` in a compute slot, on this thread alone.
+  template <class Fn>
+  auto computing(Fn&& fn) const;
+  std::unique_ptr<Slots> slots_;
   MindModel model_;
   std::unique_ptr<VectorStore> store_;
   ServiceOptions options_;

@@ -63,7 +63,9 @@ int run(const Args& a) {
   serve::RecService service(std::move(model), std::move(store), opt);
 
   httplib::Server svr;
-  const int threads = a.threads > 0 ? a.threads : std::max(2u, std::thread::hardware_concurrency());
+  // HTTP workers (connections served at once); computing is bounded separately by the
+  // service's compute slots (default_threads(), one thread each).
+  const int threads = a.threads > 0 ? a.threads : std::max(2, mindrec::default_threads());
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
   // the client's delayed ACK add ~40 ms to every response (measured: 75 req/s, p50 44 ms).
@@ -172,7 +174,7 @@ int main(int argc, char** argv) {
   app.add_option("--index", a.index, "store file: loaded at start if present, saved on shutdown and POST /rec/save");
   app.add_option("--host", a.host, "address to listen on")->capture_default_str();
   app.add_option("--port", a.port, "port (0 = any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
-  app.add_option("--threads", a.threads, "HTTP worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", a.threads, "HTTP worker threads (0 = max(2, cores)); at most one compute thread per core runs, whatever this is")->check(CLI::NonNegativeNumber);
   app.add_option("--max-body-mb", a.max_body_mb, "largest request body, MiB (413 above)")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--max-users", a.max_users, "users per /rec/recall request")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-top-k", a.max_top_k, "largest top_k")->capture_default_str()->check(CLI::Range(1, 100000));
