@@ -51,7 +51,12 @@ std::vector<float> read_npy(const std::string& path, std::vector<int64_t>* shape
     size_t q = p;
     while (q < b && h[q] >= '0' && h[q] <= '9') ++q;
     if (q == p) fail("bad shape in header");
-    dims.push_back(std::stoll(h.substr(p, q - p)));
+    if (q - p > 12) fail("dimension " + h.substr(p, q - p) + " in the shape is too large");
+    dims.push_back(std::stoll(h.substr(p, q - p)));  // at most 12 digits: no overflow
+    // The data must hold the shape: bounding the product by the file size keeps it from
+    // overflowing whatever the header says.
+    if (dims.back() != 0 && n > (s.size() / sizeof(float)) / size_t(dims.back()))
+      fail("data size does not match the shape");
     n *= size_t(dims.back());
     p = q;
   }

@@ -78,6 +78,11 @@ std::string FlatStore::serialize_impl() const {
 void FlatStore::deserialize_impl(const std::string& payload, int64_t count) {
   const int d = dim();
   Cursor c{payload, 0, "flat store payload"};
+  // Each vector takes an id and dim floats: a count the payload cannot hold is refused before
+  // anything is allocated for it.
+  if (count > int64_t(payload.size() / (sizeof(int64_t) + sizeof(float) * size_t(d))))
+    throw FormatError("flat store payload: the header's count " + std::to_string(count) +
+                      " does not fit in " + std::to_string(payload.size()) + " bytes");
   std::vector<int64_t> ids(static_cast<size_t>(count));
   AlignedVector<float> data(static_cast<size_t>(count) * d);
   c.get(ids.data(), ids.size());

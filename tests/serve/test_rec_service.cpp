@@ -246,6 +246,14 @@ TEST_CASE("serve: save writes a store that loads with the same answers; health a
   CHECK(svc.handle("GET", "/docs", "").content_type.find("text/html") == 0);
 }
 
+TEST_CASE("serve: a number too large for a double is a 400 naming the body, not a 500 (found by fuzz_serve_json)") {
+  auto svc = make_service();
+  const std::string huge = "5" + std::string(400, '5') + "E5555";
+  const serve::Reply r = svc.handle("POST", "/rec/items/delete", R"({"ids": [0, )" + huge + "]}");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("malformed JSON") != std::string::npos);
+}
+
 TEST_CASE("serve: at most compute_slots requests compute at once, each on one thread") {
   for (const int slots : {1, 2}) {
     serve::ServiceOptions o;

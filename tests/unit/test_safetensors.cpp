@@ -218,6 +218,20 @@ TEST_CASE("weights holding NaN or Inf are refused, naming the tensor and the ele
             .find("inf.st: 'capsule.routing_logits' holds NaN or Inf at element 7") != std::string::npos);
 }
 
+TEST_CASE(".npy headers with absurd shapes are refused with FormatError, not an escaping std:: exception") {
+  TempDir tmp;
+  auto npy = [&](const std::string& shape, size_t data_bytes) {
+    std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
+    h += std::string(64 - (10 + h.size() + 1) % 64, ' ') + "\n";
+    std::string s = std::string("\x93NUMPY\x01\x00", 8) + char(h.size() & 0xff) + char(h.size() >> 8) + h;
+    write_bytes(tmp.file("x.npy"), s + std::string(data_bytes, '\0'));
+    return test::error_of([&] { read_npy(tmp.file("x.npy"), nullptr); });
+  };
+  CHECK(npy("018446744073709551617,", 8).find("too large") != std::string::npos);  // found by fuzz_npy
+  CHECK(npy("4294967296, 4294967296", 8).find("does not match the shape") != std::string::npos);
+  CHECK(npy("2, 1", 8).find("(no error)") != std::string::npos);
+}
+
 TEST_CASE("saving over an existing file is atomic: a failed save leaves the old file") {
   TempDir tmp;
   const MindWeights w = init_weights(small_config(), 1);

@@ -42,7 +42,7 @@ json parse_object(std::string_view body) {
   json j;
   try {
     j = json::parse(body.begin(), body.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers too large for a double
     bad("", std::string("malformed JSON: ") + e.what());
   }
   if (!j.is_object()) bad("", "the request body must be a JSON object");
