@@ -53,7 +53,8 @@ class FaissGpuStore final : public VectorStore {
   }
 
   // A GPU index from `cpu` (a trained or loaded CPU index), or a fresh one from the factory.
-  std::unique_ptr<faiss::Index> make_gpu_index(const faiss::Index* cpu) const {
+  std::unique_ptr<faiss::Index> make_gpu_index(const faiss::Index* cpu) const { return make_gpu_index(cpu, nprobe_); }
+  std::unique_ptr<faiss::Index> make_gpu_index(const faiss::Index* cpu, int32_t nprobe) const {
     return guarded("index_cpu_to_gpu", [&] {
       std::unique_ptr<faiss::Index> fresh;
       if (!cpu) {
@@ -63,7 +64,7 @@ class FaissGpuStore final : public VectorStore {
         cpu = fresh.get();
       }
       std::unique_ptr<faiss::Index> g(faiss::gpu::index_cpu_to_gpu(res_.get(), 0, cpu));
-      if (auto* ivf = dynamic_cast<faiss::gpu::GpuIndexIVF*>(g.get()); ivf && nprobe_ > 0) ivf->setNumProbes(nprobe_);
+      if (auto* ivf = dynamic_cast<faiss::gpu::GpuIndexIVF*>(g.get()); ivf && nprobe > 0) ivf->setNumProbes(nprobe);
       return g;
     });
   }
@@ -173,11 +174,13 @@ class FaissGpuStore final : public VectorStore {
       throw FormatError(std::string("faiss-gpu store payload: read_index failed: ") + e.what());
     }
     if (cpu->d != dim() || cpu->ntotal != count) throw FormatError("faiss-gpu store payload: index does not match");
-    nprobe_ = nprobe;
-    auto g = make_gpu_index(cpu.get());
+    // Everything that can throw happens before the store changes (a failed load changes nothing).
+    auto g = make_gpu_index(cpu.get(), nprobe);
+    AlignedVector<float> h(host.begin(), host.end());
     index_ = std::move(g);
     map_ = std::move(map);
-    host_.assign(host.begin(), host.end());
+    host_ = std::move(h);
+    nprobe_ = nprobe;
   }
 
   std::string factory_;
