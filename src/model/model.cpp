@@ -21,6 +21,8 @@ struct MindModel::Impl {
 };
 
 MindModel::MindModel(MindWeights weights, Device device) : impl_(std::make_unique<Impl>()) {
+  if (device == Device::cuda && !built_with_cuda())  // before any work on the weights
+    throw Unsupported("MindModel: the CUDA device is not available in this build (MINDREC_WITH_CUDA=OFF)");
   weights.validate();
   impl_->w = std::move(weights);
   impl_->device = device;

@@ -1,5 +1,8 @@
 #include "store/store_io.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <ostream>
 
 #include "detail/file_util.hpp"
@@ -36,7 +39,17 @@ void write_store(std::ostream& out, const StoreHeader& h, const std::string& pay
 }
 
 StoreHeader read_store(const std::string& path, std::string* payload) {
-  const std::string s = read_file(path);
+  // Header only: its fields fit in the first 8 + 4 + 4 + 4096 + 32 bytes.
+  std::string s;
+  if (payload) {
+    s = read_file(path);
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
+    s.resize(8 + 4 + 4 + 4096 + 32);
+    in.read(s.data(), static_cast<std::streamsize>(s.size()));
+    s.resize(static_cast<size_t>(in.gcount()));
+  }
   size_t pos = 0;
   auto fail = [&](const std::string& m) -> void { throw FormatError(path + ": not a valid mindrec vector store: " + m); };
   auto need = [&](size_t n) {
@@ -69,11 +82,13 @@ StoreHeader read_store(const std::string& path, std::string* payload) {
   h.count = static_cast<int64_t>(get64());
   const uint64_t len = get64(), sum = get64();
   if (h.dim < 1 || h.count < 0) fail("bad dimension or count");
+  if (!payload) return h;
   if (s.size() - pos != len)
     fail("payload is " + std::to_string(s.size() - pos) + " bytes, the header says " +
          std::to_string(len) + " (truncated?)");
   if (fnv1a64(s.data() + pos, len) != sum) fail("checksum mismatch (corrupted)");
-  *payload = s.substr(pos);
+  s.erase(0, pos);  // the payload, without a second copy of it
+  *payload = std::move(s);
   return h;
 }
 

@@ -24,7 +24,9 @@ struct StoreHeader {
 };
 
 void write_store(std::ostream& out, const StoreHeader& h, const std::string& payload);
-/// Reads and checks the header and checksum; throws FormatError naming the file.
+/// Reads and checks the header, and with `payload` the payload, its length and checksum;
+/// without it only the header's bytes are read (the payload is left to whoever loads it).
+/// Throws IoError / FormatError naming the file.
 StoreHeader read_store(const std::string& path, std::string* payload);
 uint64_t fnv1a64(const void* data, size_t n);
 

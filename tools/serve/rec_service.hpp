@@ -10,7 +10,7 @@
 // changes nothing.
 //
 // Threads: a request computes on the thread that calls it (one compute thread, no OpenMP
-// team of its own), and at most options.compute_slots requests compute at once; the others
+// team of its own: that thread's omp_set_num_threads becomes 1), and at most options.compute_slots requests compute at once; the others
 // wait for a slot. With compute_slots = default_threads() (the default) the server never
 // runs more compute threads than the process has cores, however many HTTP workers it has.
 #pragma once
