@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <set>
 
 #include "mindrec/data.hpp"
@@ -131,4 +132,66 @@ TEST_CASE("pack_histories keeps the last maxlen items, right-padded") {
   CHECK(ids == std::vector<int64_t>{3, 4, 5, 6, 7, 0, 0, 0, 0});
   CHECK(lens == std::vector<int32_t>{3, 2, 0});
   CHECK_THROWS_AS(pack_histories(offsets, items, 2, 2, 3, ids.data(), lens.data()), InvalidArgument);
+}
+
+TEST_CASE("a log sorted by user and order and the same log shuffled read the same (oracle: std::map)") {
+  // ~12 MB: lines cross the reader's 8 MB block boundary.
+  TempDir tmp;
+  std::mt19937_64 rng(7);
+  std::map<int64_t, std::map<int64_t, int64_t>> oracle;  // user -> order -> item
+  std::vector<std::string> lines;
+  for (int64_t u = 1; u <= 40000; ++u) {
+    const int m = 1 + int(rng() % 30);
+    int64_t order = int64_t(rng() % 5);
+    for (int j = 0; j < m; ++j) {
+      order += 1 + int64_t(rng() % 3);  // gaps in the order column are allowed
+      const int64_t item = 1 + int64_t(rng() % 99999);
+      oracle[u * 1000][order] = item;
+      lines.push_back(std::to_string(u * 1000) + "," + std::to_string(item) + "," + std::to_string(order));
+    }
+  }
+  std::string sorted_text, shuffled_text;
+  for (const auto& l : lines) sorted_text += l + "\n";
+  std::shuffle(lines.begin(), lines.end(), rng);
+  for (const auto& l : lines) shuffled_text += l + "\r\n";
+  REQUIRE(sorted_text.size() > (size_t(9) << 20));
+  const ClickLog a = read_train_data(tmp.write("sorted.txt", sorted_text), 100000);
+  const ClickLog b = read_train_data(tmp.write("shuffled.txt", shuffled_text), 100000);
+  std::vector<int64_t> users, offsets = {0}, items;
+  for (const auto& [u, seq] : oracle) {
+    users.push_back(u);
+    for (const auto& [o, item] : seq) items.push_back(item);
+    offsets.push_back(int64_t(items.size()));
+  }
+  CHECK(a.user_ids == users);
+  CHECK(a.offsets == offsets);
+  CHECK(a.items == items);
+  CHECK(b.user_ids == users);
+  CHECK(b.offsets == offsets);
+  CHECK(b.items == items);
+}
+
+TEST_CASE("a log that turns unsorted late, or sorted but split over files, is still read whole") {
+  TempDir tmp;
+  // Sorted up to the last line, which belongs to the first user.
+  ClickLog log = read_train_data(tmp.write("late.txt", "1,5,0\n1,6,1\n2,7,0\n3,8,0\n1,9,2"));
+  CHECK(log.user_ids == std::vector<int64_t>{1, 2, 3});
+  CHECK(log.offsets == std::vector<int64_t>{0, 3, 4, 5});
+  CHECK(log.items == std::vector<int64_t>{5, 6, 9, 7, 8});
+  // A user continued in the next file stays one user.
+  std::filesystem::create_directory(tmp.path() / "d");
+  tmp.write("d/a.txt", "4,1,0\n5,2,0\n");
+  tmp.write("d/b.txt", "5,3,1\n6,4,0");
+  log = read_train_data(tmp.file("d"));
+  CHECK(log.user_ids == std::vector<int64_t>{4, 5, 6});
+  CHECK(log.items == std::vector<int64_t>{1, 2, 3, 4});
+  // Blank-padded fields take the general parser; an empty file is an empty log.
+  log = read_train_data(tmp.write("blank.txt", " 1 , 5 ,\t0\n"));
+  CHECK(log.items == std::vector<int64_t>{5});
+  log = read_train_data(tmp.write("empty.txt", ""));
+  CHECK(log.num_users() == 0);
+  CHECK(log.offsets == std::vector<int64_t>{0});
+  // A number too long for int64 is refused, not wrapped.
+  CHECK(test::error_of([&] { read_train_data(tmp.write("big.txt", "1,99999999999999999999,0\n")); })
+            .find("item_id is not an integer") != std::string::npos);
 }
