@@ -12,6 +12,15 @@
 
 namespace mindrec {
 
+/// How a MindModel trades memory for speed.
+struct MINDREC_API ModelOptions {
+  /// The CPU model precomputes item_emb · S ([N, H] floats, as large as the embedding table)
+  /// when it takes at most this many bytes, and otherwise multiplies each user's history rows
+  /// by S per request (the same function, slower extraction, half the memory). Default 1 GiB
+  /// (about 4M items at H = 64); 0 never precomputes.
+  int64_t max_projection_bytes = int64_t(1) << 30;
+};
+
 /// The MIND forward pass over batches of users. Immutable after construction; every method
 /// is const and may be called from many threads at once.
 ///
@@ -19,7 +28,8 @@ namespace mindrec {
 /// [B] with 0 <= lengths[b] <= L; ids beyond lengths[b] are ignored. Ids must be in [0, N).
 class MINDREC_API MindModel {
  public:
-  explicit MindModel(MindWeights weights, Device device = Device::cpu);
+  explicit MindModel(MindWeights weights, Device device = Device::cpu,
+                     const ModelOptions& options = {});
   ~MindModel();
   MindModel(MindModel&&) noexcept;
   MindModel& operator=(MindModel&&) noexcept;

@@ -1,6 +1,7 @@
 #include "mindrec/safetensors.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -8,6 +9,7 @@
 
 #include "detail/file_util.hpp"
 #include "mindrec/error.hpp"
+#include "formats/safetensors_io.hpp"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "mindrec's file formats assume a little-endian host"
@@ -94,28 +96,38 @@ const Tensor& SafetensorsFile::at(const std::string& name, const std::string& so
   return it->second;
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  const std::string data = read_file(path);
+namespace detail {
+
+SafetensorsReader::SafetensorsReader(const std::string& path)
+    : path_(path), in_(path, std::ios::binary) {
+  if (!in_) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
   auto fail = [&](const std::string& msg) -> void {
     throw FormatError(path + ": not a valid safetensors file: " + msg);
   };
-  if (data.size() < 8) fail("shorter than the 8-byte header length (truncated?)");
+  in_.seekg(0, std::ios::end);
+  const auto end = in_.tellg();
+  if (end < 0) throw IoError("cannot read '" + path + "'");
+  const uint64_t file_size = static_cast<uint64_t>(end);
+  in_.seekg(0);
+  if (file_size < 8) fail("shorter than the 8-byte header length (truncated?)");
   uint64_t header_len = 0;
-  std::memcpy(&header_len, data.data(), 8);
-  if (header_len > data.size() - 8)
+  in_.read(reinterpret_cast<char*>(&header_len), 8);
+  if (header_len > file_size - 8)
     fail("header length " + std::to_string(header_len) + " exceeds the file size " +
-         std::to_string(data.size()) + " (truncated?)");
-  const size_t data_start = 8 + header_len;
-  const size_t data_len = data.size() - data_start;
+         std::to_string(file_size) + " (truncated?)");
+  std::string text(static_cast<size_t>(header_len), '\0');
+  if (!in_.read(text.data(), static_cast<std::streamsize>(header_len)))
+    throw IoError("cannot read '" + path + "'");
+  const uint64_t data_start = 8 + header_len;
+  const uint64_t data_len = file_size - data_start;
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(data.begin() + 8, data.begin() + data_start);
+    header = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("header is not JSON: ") + e.what());
   }
   if (!header.is_object()) fail("header is not a JSON object");
 
-  SafetensorsFile file;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
@@ -124,7 +136,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
       if (!v.is_object()) fail("__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string()) fail("__metadata__." + m.key() + " is not a string");
-        file.metadata[m.key()] = m.value().get<std::string>();
+        metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
@@ -132,7 +144,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
         !v.contains("data_offsets"))
       fail(where + "needs dtype, shape and data_offsets");
-    Tensor t;
+    TensorEntry t;
     const auto& dt = v["dtype"];
     if (!dt.is_string()) fail(where + "dtype is not a string");
     const std::string d = dt.get<std::string>();
@@ -163,28 +175,44 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (e - b != numel * dtype_size(t.dtype))
       fail(where + "holds " + std::to_string(e - b) + " bytes but its shape and dtype need " +
            std::to_string(numel * dtype_size(t.dtype)));
-    t.bytes.assign(data.begin() + data_start + b, data.begin() + data_start + e);
+    t.offset = data_start + b;
+    t.size = e - b;
     ranges.emplace_back(b, e);
-    file.tensors.emplace(name, std::move(t));
+    tensors_.emplace(name, std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second) fail("two tensors' byte ranges overlap");
-  return file;
 }
 
-void write_safetensors(const std::string& path, const SafetensorsFile& file) {
+void SafetensorsReader::read(const std::string& name, void* dst) {
+  const TensorEntry& t = tensors_.at(name);
+  if (t.size == 0) return;
+  in_.clear();
+  in_.seekg(static_cast<std::streamoff>(t.offset));
+  if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(t.size)))
+    throw IoError("cannot read tensor '" + name + "' of '" + path_ + "' (the file shrank?)");
+}
+
+void write_safetensors(const std::string& path, const std::map<std::string, std::string>& metadata,
+                       const std::map<std::string, TensorRef>& tensors) {
   nlohmann::json header = nlohmann::json::object();
-  if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
+  if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& [name, t] : file.tensors) {
+  std::vector<uint64_t> sizes;
+  for (const auto& [name, t] : tensors) {
     if (name == "__metadata__") throw InvalidArgument("a tensor may not be named __metadata__");
-    if (static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype) != t.bytes.size())
-      throw InvalidArgument("tensor '" + name + "': bytes do not match shape and dtype");
+    uint64_t n = dtype_size(t.dtype);
+    for (const int64_t d : t.shape) {
+      if (d < 0) throw InvalidArgument("tensor '" + name + "': negative shape entry");
+      n *= static_cast<uint64_t>(d);
+    }
+    if (n && !t.data) throw InvalidArgument("tensor '" + name + "': no data");
     header[name] = {{"dtype", to_string(t.dtype)},
                     {"shape", t.shape},
-                    {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
+                    {"data_offsets", {offset, offset + n}}};
+    offset += n;
+    sizes.push_back(n);
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
@@ -194,10 +222,37 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file) {
     std::memcpy(len_bytes, &len, 8);
     out.write(len_bytes, 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, t] : file.tensors)
-      out.write(reinterpret_cast<const char*>(t.bytes.data()),
-                static_cast<std::streamsize>(t.bytes.size()));
+    size_t i = 0;
+    for (const auto& [name, t] : tensors)
+      out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(sizes[i++]));
   });
+}
+
+}  // namespace detail
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  detail::SafetensorsReader r(path);
+  SafetensorsFile file;
+  file.metadata = r.metadata();
+  for (const auto& [name, e] : r.tensors()) {
+    Tensor t;
+    t.dtype = e.dtype;
+    t.shape = e.shape;
+    t.bytes.resize(static_cast<size_t>(e.size));
+    r.read(name, t.bytes.data());
+    file.tensors.emplace(name, std::move(t));
+  }
+  return file;
+}
+
+void write_safetensors(const std::string& path, const SafetensorsFile& file) {
+  std::map<std::string, detail::TensorRef> refs;
+  for (const auto& [name, t] : file.tensors) {
+    if (static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype) != t.bytes.size())
+      throw InvalidArgument("tensor '" + name + "': bytes do not match shape and dtype");
+    refs[name] = detail::TensorRef{t.dtype, t.shape, t.bytes.data()};
+  }
+  detail::write_safetensors(path, file.metadata, refs);
 }
 
 }  // namespace mindrec

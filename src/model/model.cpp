@@ -1,5 +1,5 @@
 // MindModel: the CPU forward pass (header-only kernels of cpu/interests.hpp over a
-// precomputed item projection), or a DeviceModel for Device::cuda.
+// precomputed item projection, or a per-user GEMM for large catalogues), or a DeviceModel for Device::cuda.
 #include "mindrec/model.hpp"
 
 #include <algorithm>
@@ -20,7 +20,8 @@ struct MindModel::Impl {
   std::unique_ptr<model::DeviceModel> gpu;  // Device::cuda: device copy of the weights
 };
 
-MindModel::MindModel(MindWeights weights, Device device) : impl_(std::make_unique<Impl>()) {
+MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& options)
+    : impl_(std::make_unique<Impl>()) {
   if (device == Device::cuda && !built_with_cuda())  // before any work on the weights
     throw Unsupported("MindModel: the CUDA device is not available in this build (MINDREC_WITH_CUDA=OFF)");
   weights.validate();
@@ -29,15 +30,24 @@ MindModel::MindModel(MindWeights weights, Device device) : impl_(std::make_uniqu
   const auto& c = impl_->w.config;
   impl_->view = detail::model_view(impl_->w);
   const auto& v = impl_->view;
-  // The weights never change inside a MindModel, so û = item_emb[i] S is computed once for
-  // every item: interest extraction then gathers rows instead of running a per-user GEMM
-  // (two thirds of its FLOPs). Costs N x H floats, as much as the embedding table itself.
-  impl_->projected.resize(size_t(c.item_count) * c.hidden_size);
-  detail::MapMat<float>(impl_->projected.data(), c.item_count, c.hidden_size).noalias() =
-      detail::MapConstMat<float>(v.item_emb, c.item_count, c.embedding_dim) *
-      detail::MapConstMat<float>(v.bilinear, c.embedding_dim, c.hidden_size);
-  for (int h = 0; h < c.hidden_size; ++h) impl_->projected[h] = 0.0f;  // padding row
-  if (device == Device::cuda) impl_->gpu = model::make_cuda_model(impl_->w, impl_->projected.data());
+  // The weights never change inside a MindModel, so û = item_emb[i] S can be computed once
+  // for every item: interest extraction then gathers rows instead of running a per-user GEMM
+  // (two thirds of its FLOPs), at the price of N x H floats, as much as the embedding table.
+  // Past options.max_projection_bytes the CPU model runs the per-user GEMM instead (same
+  // function); the CUDA model uploads the projection and keeps no host copy.
+  const bool precompute = device == Device::cuda ||
+      double(c.item_count) * c.hidden_size * sizeof(float) <= double(options.max_projection_bytes);
+  if (precompute) {
+    impl_->projected.resize(size_t(c.item_count) * c.hidden_size);
+    detail::MapMat<float>(impl_->projected.data(), c.item_count, c.hidden_size).noalias() =
+        detail::MapConstMat<float>(v.item_emb, c.item_count, c.embedding_dim) *
+        detail::MapConstMat<float>(v.bilinear, c.embedding_dim, c.hidden_size);
+    for (int h = 0; h < c.hidden_size; ++h) impl_->projected[h] = 0.0f;  // padding row
+  }
+  if (device == Device::cuda) {
+    impl_->gpu = model::make_cuda_model(impl_->w, impl_->projected.data());
+    AlignedVector<float>().swap(impl_->projected);
+  }
 }
 
 MindModel::~MindModel() = default;
@@ -78,7 +88,9 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
   }
   const size_t stride = size_t(v.max_k) * v.hidden;
   const size_t ws = cpu::workspace_size(v);
-  const float* proj = impl_->projected.data();
+  const float* proj = impl_->projected.empty() ? nullptr : impl_->projected.data();
+  const float* rows = proj ? proj : v.item_emb;  // what the next user's lookups read
+  const int row_len = proj ? v.hidden : v.dim;
   const int nthreads = static_cast<int>(std::min<int64_t>(resolve_threads(threads), batch));
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
@@ -87,7 +99,7 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
     for (int64_t b = 0; b < batch; ++b) {
       if (b + 1 < batch)  // the next user's rows: random reads from a table far beyond cache
         for (int l = 0; l < lengths[b + 1]; ++l)
-          __builtin_prefetch(proj + hist[(b + 1) * v.maxlen + l] * v.hidden);
+          __builtin_prefetch(rows + hist[(b + 1) * v.maxlen + l] * row_len);
       const int k = cpu::extract_user(v, hist + b * v.maxlen, lengths[b], out + b * stride,
                                        work.data(), proj);
       if (counts) counts[b] = k;

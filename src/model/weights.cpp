@@ -80,31 +80,77 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
 
 namespace detail {
 
-SafetensorsFile weights_to_file(const MindWeights& w) {
+std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
+                                                 std::map<std::string, std::string>& metadata) {
   w.validate();
   const auto& c = w.config;
   const int64_t N = c.item_count, D = c.embedding_dim, H = c.hidden_size, K = c.capsule.max_k,
                 L = c.maxlen;
-  SafetensorsFile f;
-  f.metadata[kFormatKey] = kFormatValue;
-  f.metadata[kConfigKey] = model_config_to_json(c);
-  f.tensors[tensor_names::item_emb] = Tensor::from_f32({N, D}, w.item_emb.data());
-  f.tensors[tensor_names::bilinear] = Tensor::from_f32({D, H}, w.bilinear.data());
-  f.tensors[tensor_names::routing_logits] = Tensor::from_f32({1, K, L}, w.routing_logits.data());
+  metadata[kFormatKey] = kFormatValue;
+  metadata[kConfigKey] = model_config_to_json(c);
+  std::map<std::string, TensorRef> t;
+  t[tensor_names::item_emb] = {DType::F32, {N, D}, w.item_emb.data()};
+  t[tensor_names::bilinear] = {DType::F32, {D, H}, w.bilinear.data()};
+  t[tensor_names::routing_logits] = {DType::F32, {1, K, L}, w.routing_logits.data()};
   if (c.capsule.relu_layer) {
-    f.tensors[tensor_names::relu_weight] = Tensor::from_f32({H, H}, w.relu_weight.data());
-    f.tensors[tensor_names::relu_bias] = Tensor::from_f32({H}, w.relu_bias.data());
+    t[tensor_names::relu_weight] = {DType::F32, {H, H}, w.relu_weight.data()};
+    t[tensor_names::relu_bias] = {DType::F32, {H}, w.relu_bias.data()};
   }
-  return f;
+  return t;
 }
 
-MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
-                              bool allow_extra) {
+namespace {
+
+// Where weights_from reads tensors: a parsed SafetensorsFile, or a file read tensor by tensor.
+struct TensorSource {
+  virtual ~TensorSource() = default;
+  virtual const std::map<std::string, std::string>& metadata() const = 0;
+  virtual std::vector<std::string> names() const = 0;
+  /// dtype and shape of `name`; FormatError naming `path` if it is missing.
+  virtual std::pair<DType, std::vector<int64_t>> info(const std::string& name) const = 0;
+  virtual void read(const std::string& name, float* dst) = 0;
+};
+
+struct FileSource : TensorSource {
+  const SafetensorsFile& f;
+  const std::string& path;
+  FileSource(const SafetensorsFile& f, const std::string& path) : f(f), path(path) {}
+  const std::map<std::string, std::string>& metadata() const override { return f.metadata; }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> n;
+    for (const auto& [name, t] : f.tensors) n.push_back(name);
+    return n;
+  }
+  std::pair<DType, std::vector<int64_t>> info(const std::string& name) const override {
+    const Tensor& t = f.at(name, path);
+    return {t.dtype, t.shape};
+  }
+  void read(const std::string& name, float* dst) override { f.at(name, path).copy_to(dst); }
+};
+
+struct StreamSource : TensorSource {
+  SafetensorsReader& r;
+  explicit StreamSource(SafetensorsReader& r) : r(r) {}
+  const std::map<std::string, std::string>& metadata() const override { return r.metadata(); }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> n;
+    for (const auto& [name, t] : r.tensors()) n.push_back(name);
+    return n;
+  }
+  std::pair<DType, std::vector<int64_t>> info(const std::string& name) const override {
+    const auto it = r.tensors().find(name);
+    if (it == r.tensors().end()) throw FormatError(r.path() + ": missing tensor '" + name + "'");
+    return {it->second.dtype, it->second.shape};
+  }
+  void read(const std::string& name, float* dst) override { r.read(name, dst); }
+};
+
+MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_extra) {
   // A weights file carries its format tag; a checkpoint (allow_extra) carries its own.
-  if (auto fmt = f.metadata.find(kFormatKey); !allow_extra && fmt != f.metadata.end() && fmt->second != kFormatValue)
+  if (auto fmt = f.metadata().find(kFormatKey); !allow_extra && fmt != f.metadata().end() && fmt->second != kFormatValue)
     throw FormatError(path + ": format '" + fmt->second + "' is not mindrec weights ('" + kFormatValue + "')");
-  auto it = f.metadata.find(kConfigKey);
-  if (it == f.metadata.end())
+  auto it = f.metadata().find(kConfigKey);
+  if (it == f.metadata().end())
     throw FormatError(path + ": no '" + kConfigKey +
                       "' in __metadata__: not a mindrec weights file");
   MindWeights w;
@@ -113,21 +159,23 @@ MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
   const int64_t N = c.item_count, D = c.embedding_dim, H = c.hidden_size, K = c.capsule.max_k,
                 L = c.maxlen;
   auto take = [&](const char* name, std::vector<int64_t> shape) {
-    const Tensor& t = f.at(name, path);
-    if (t.dtype != DType::F32)
-      throw FormatError(path + ": tensor '" + name + "' has dtype " + to_string(t.dtype) +
+    const auto [dtype, tshape] = f.info(name);
+    if (dtype != DType::F32)
+      throw FormatError(path + ": tensor '" + name + "' has dtype " + to_string(dtype) +
                         ", expected F32");
-    if (t.shape != shape) {
+    if (tshape != shape) {
       auto str = [](const std::vector<int64_t>& s) {
         std::string r = "[";
         for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
         return r + "]";
       };
-      throw FormatError(path + ": tensor '" + name + "' has shape " + str(t.shape) +
+      throw FormatError(path + ": tensor '" + name + "' has shape " + str(tshape) +
                         ", the model config in the file needs " + str(shape));
     }
-    AlignedVector<float> v(size_t(t.numel()));
-    t.copy_to(v.data());
+    int64_t numel = 1;
+    for (const int64_t d : shape) numel *= d;
+    AlignedVector<float> v(static_cast<size_t>(numel));
+    f.read(name, v.data());
     return v;
   };
   w.item_emb = take(tensor_names::item_emb, {N, D});
@@ -139,7 +187,7 @@ MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
   }
   if (!allow_extra) {
     std::string extra;
-    for (const auto& [name, t] : f.tensors)
+    for (const auto& name : f.names())
       if (name != tensor_names::item_emb && name != tensor_names::bilinear &&
           name != tensor_names::routing_logits &&
           !(c.capsule.relu_layer &&
@@ -156,6 +204,13 @@ MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path,
     throw FormatError(path + ": " + std::string(e.what()).substr(std::string("MindWeights: ").size()));
   }
   return w;
+}
+
+}  // namespace
+
+MindWeights weights_from_file(const SafetensorsFile& f, const std::string& path, bool allow_extra) {
+  FileSource src(f, path);
+  return weights_from(src, path, allow_extra);
 }
 
 cpu::ModelView<float> model_view(const MindWeights& w) {
@@ -181,11 +236,16 @@ cpu::ModelView<float> model_view(const MindWeights& w) {
 }  // namespace detail
 
 void save_weights(const std::string& path, const MindWeights& w) {
-  write_safetensors(path, detail::weights_to_file(w));
+  std::map<std::string, std::string> metadata;
+  const auto tensors = detail::weights_to_refs(w, metadata);
+  detail::write_safetensors(path, metadata, tensors);
 }
 
 MindWeights load_weights(const std::string& path) {
-  return detail::weights_from_file(read_safetensors(path), path, false);
+  // Tensor by tensor, straight from the file into the weights (the table is held once).
+  detail::SafetensorsReader reader(path);
+  detail::StreamSource src(reader);
+  return detail::weights_from(src, path, false);
 }
 
 MindWeights load_weights(const std::string& path, const ModelConfig& expected) {

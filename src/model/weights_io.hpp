@@ -1,11 +1,13 @@
 // Private: MindWeights <-> safetensors tensors, shared by weights files and checkpoints.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "mindrec/cpu/interests.hpp"
 #include "mindrec/weights.hpp"
 #include "mindrec/safetensors.hpp"
+#include "formats/safetensors_io.hpp"
 
 namespace mindrec::detail {
 
@@ -14,8 +16,10 @@ inline constexpr const char* kFormatKey = "format";
 inline constexpr const char* kConfigKey = "mindrec.model_config";
 inline constexpr const char* kFormatValue = "mindrec-mind-weights-v1";
 
-/// The weights' tensors and their model config in metadata (validates first).
-SafetensorsFile weights_to_file(const MindWeights& w);
+/// The weights' tensors (views of `w`) and their format tag and model config in `metadata`
+/// (validates first).
+std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
+                                                 std::map<std::string, std::string>& metadata);
 
 /// Reads the weights' tensors from `f` (other tensors are allowed only if `allow_extra`),
 /// validating names, dtypes and shapes against the config in its metadata.

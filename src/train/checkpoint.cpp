@@ -16,18 +16,19 @@ constexpr const char* kCheckpointFormat = "mindrec-mind-checkpoint-v1";
 void Trainer::save_checkpoint(const std::string& path) {
   Impl& s = *impl_;
   s.adam.materialize(s.weights, s.threads);
-  SafetensorsFile f = detail::weights_to_file(s.weights);
-  f.metadata[detail::kFormatKey] = kCheckpointFormat;
-  f.metadata["mindrec.trainer"] = nlohmann::json{{"epochs_done", s.epochs_done},
-                                                 {"steps_done", s.steps_done},
-                                                 {"adam_steps", s.adam.t_},
-                                                 {"threads", s.threads},
-                                                 {"seed", s.config.runner.seed}}
-                                      .dump();
+  // Views of the weights and moments: nothing the size of a table is copied to write them.
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, detail::TensorRef> t = detail::weights_to_refs(s.weights, metadata);
+  metadata[detail::kFormatKey] = kCheckpointFormat;
+  metadata["mindrec.trainer"] = nlohmann::json{{"epochs_done", s.epochs_done},
+                                               {"steps_done", s.steps_done},
+                                               {"adam_steps", s.adam.t_},
+                                               {"threads", s.threads},
+                                               {"seed", s.config.runner.seed}}
+                                    .dump();
   const auto& w = s.weights;
-  auto shape_of = [&](const char* name) { return f.at(name).shape; };
   auto put = [&](const char* moment, const char* name, const AlignedVector<float>& v) {
-    f.tensors[std::string("adam.") + moment + "." + name] = Tensor::from_f32(shape_of(name), v.data());
+    t[std::string("adam.") + moment + "." + name] = {DType::F32, t.at(name).shape, v.data()};
   };
   put("m", tensor_names::item_emb, s.adam.m_emb);
   put("v", tensor_names::item_emb, s.adam.v_emb);
@@ -39,12 +40,12 @@ void Trainer::save_checkpoint(const std::string& path) {
     put("m", tensor_names::relu_bias, s.adam.m_rb);
     put("v", tensor_names::relu_bias, s.adam.v_rb);
   }
-  std::vector<int64_t> moving = s.adam.moving_row_ids();
-  f.tensors["adam.moving_rows"] = Tensor::from_i64({int64_t(moving.size())}, moving);
+  const std::vector<int64_t> moving = s.adam.moving_row_ids();
+  t["adam.moving_rows"] = {DType::I64, {int64_t(moving.size())}, moving.data()};
   const auto st = s.rng.state();
-  std::vector<int64_t> rng(st.begin(), st.end());
-  f.tensors["trainer.rng"] = Tensor::from_i64({int64_t(rng.size())}, rng);
-  write_safetensors(path, f);
+  const std::vector<int64_t> rng(st.begin(), st.end());
+  t["trainer.rng"] = {DType::I64, {int64_t(rng.size())}, rng.data()};
+  detail::write_safetensors(path, metadata, t);
 }
 
 std::unique_ptr<Trainer> Trainer::resume(const std::string& path, Config config,

@@ -199,6 +199,16 @@ TEST_CASE("golden outputs of the NumPy reference, every switch combination") {
         CHECK(counts == want_counts);
         for (size_t i = 0; i < got.size(); ++i)
           REQUIRE(got[i] == doctest::Approx(want[i]).epsilon(1e-4).scale(1e-3));
+        // Without the precomputed projection (large catalogues): the per-user GEMM path.
+        ModelOptions no_projection;
+        no_projection.max_projection_bytes = 0;
+        MindModel gemm_model(w, Device::cpu, no_projection);
+        std::vector<float> got2(got.size());
+        std::vector<int32_t> counts2(B);
+        gemm_model.extract_interests(hist.data(), lens.data(), B, got2.data(), counts2.data(), 2);
+        CHECK(counts2 == want_counts);
+        for (size_t i = 0; i < got2.size(); ++i)
+          REQUIRE(got2[i] == doctest::Approx(want[i]).epsilon(1e-4).scale(1e-3));
         std::vector<float> att(size_t(B) * D);
         model.label_aware_attention(got.data(), counts.data(), targets.data(), B, att.data());
         const auto want_att = g.at(prefix + ".attention_" + (readout == Readout::soft ? "soft" : "hard") +
