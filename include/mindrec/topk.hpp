@@ -11,7 +11,9 @@ namespace mindrec {
 /// Exact inner-product top-k: for each of `nq` queries [nq, d] the k rows of `base` [nb, d]
 /// with the largest inner product (row index = id), best first, ties to the smaller id.
 /// Writes ids [nq, k] and scores [nq, k]; when k > nb the tail is id -1, score -inf.
-/// Parallel over queries (`threads` 0 = all cores); deterministic. With `bias` [nb], row j
+/// Parallel over queries, or over ranges of `base` when there are too few queries to keep
+/// the threads busy (`threads` 0 = all cores); deterministic: the same result for any
+/// thread count. With `bias` [nb], row j
 /// scores <q, x_j> + bias[j].
 MINDREC_API void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq,
                             int k, int64_t* ids, float* scores, int threads = 0,

@@ -7,6 +7,8 @@
 #include <limits>
 #include <vector>
 
+#include <omp.h>
+
 #include "mindrec/config.hpp"
 #include "mindrec/detail/eigen.hpp"
 #include "mindrec/error.hpp"
@@ -22,32 +24,68 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
       throw InvalidArgument("exact_topk: query " + std::to_string(i / d) + " holds NaN or Inf");
   constexpr int64_t kQueryBlock = 64, kBaseBlock = 4096;
   const int64_t qblocks = (nq + kQueryBlock - 1) / kQueryBlock;
-  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), qblocks)));
+  const int64_t bblocks = (nb + kBaseBlock - 1) / kBaseBlock;
+  const int want = resolve_threads(threads);
   const float pad = -std::numeric_limits<float>::infinity();
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    detail::MatR<float> block;
-    std::vector<store::TopK> best(kQueryBlock, store::TopK(k));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t qb = 0; qb < qblocks; ++qb) {
-      const int64_t q0 = qb * kQueryBlock, qn = std::min(kQueryBlock, nq - q0);
-      for (int64_t i = 0; i < qn; ++i) best[size_t(i)].reset(k);
-      detail::MapConstMat<float> Q(queries + q0 * d, qn, d);
-      for (int64_t b0 = 0; b0 < nb; b0 += kBaseBlock) {
-        const int64_t bn = std::min(kBaseBlock, nb - b0);
-        block.resize(qn, bn);
-        block.noalias() = Q * detail::MapConstMat<float>(base + b0 * d, bn, d).transpose();
-        for (int64_t i = 0; i < qn; ++i) {
-          store::TopK& h = best[size_t(i)];
-          const float* row = block.data() + i * bn;
-          if (bias)
-            for (int64_t j = 0; j < bn; ++j) h.push(row[j] + bias[b0 + j], b0 + j);
-          else
-            for (int64_t j = 0; j < bn; ++j) h.push(row[j], b0 + j);
-        }
+  // Scores queries [q0, q0+qn) against base rows [b_begin, b_end) into best[0..qn).
+  auto scan = [&](int64_t q0, int64_t qn, int64_t b_begin, int64_t b_end, store::TopK* best,
+                  detail::MatR<float>& block) {
+    detail::MapConstMat<float> Q(queries + q0 * d, qn, d);
+    for (int64_t b0 = b_begin; b0 < b_end; b0 += kBaseBlock) {
+      const int64_t bn = std::min(kBaseBlock, b_end - b0);
+      block.resize(qn, bn);
+      block.noalias() = Q * detail::MapConstMat<float>(base + b0 * d, bn, d).transpose();
+      for (int64_t i = 0; i < qn; ++i) {
+        store::TopK& h = best[i];
+        const float* row = block.data() + i * bn;
+        if (bias)
+          for (int64_t j = 0; j < bn; ++j) h.push(row[j] + bias[b0 + j], b0 + j);
+        else
+          for (int64_t j = 0; j < bn; ++j) h.push(row[j], b0 + j);
       }
-      for (int64_t i = 0; i < qn; ++i) best[size_t(i)].write(ids + (q0 + i) * k, scores + (q0 + i) * k, pad);
     }
+  };
+  if (qblocks >= want || bblocks < 2) {
+    // Enough query blocks for every thread: each thread takes whole blocks of queries.
+    const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, qblocks)));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      detail::MatR<float> block;
+      std::vector<store::TopK> best(kQueryBlock, store::TopK(k));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t qb = 0; qb < qblocks; ++qb) {
+        const int64_t q0 = qb * kQueryBlock, qn = std::min(kQueryBlock, nq - q0);
+        for (int64_t i = 0; i < qn; ++i) best[size_t(i)].reset(k);
+        scan(q0, qn, 0, nb, best.data(), block);
+        for (int64_t i = 0; i < qn; ++i) best[size_t(i)].write(ids + (q0 + i) * k, scores + (q0 + i) * k, pad);
+      }
+    }
+    return;
+  }
+  // Few queries (one user's interests): the base is split into one range per thread, every
+  // thread scans all queries over its range, and the per-range selections are merged. The
+  // merge keeps the same k pairs under the same tie rule, so the result does not depend on
+  // the split.
+  const int nt = static_cast<int>(std::min<int64_t>(want, bblocks));
+  std::vector<store::TopK> partial(size_t(nt) * nq, store::TopK(k));
+#pragma omp parallel num_threads(nt)
+  {
+    // The team may be smaller than asked (nested region, thread limit): ranges are shared
+    // out over the threads actually granted.
+    const int got = omp_get_num_threads();
+    detail::MatR<float> block;
+    for (int r = omp_get_thread_num(); r < nt; r += got) {
+      const int64_t b_begin = bblocks * r / nt * kBaseBlock;
+      const int64_t b_end = std::min(nb, bblocks * (r + 1) / nt * kBaseBlock);
+      for (int64_t q0 = 0; q0 < nq; q0 += kQueryBlock)
+        scan(q0, std::min(kQueryBlock, nq - q0), b_begin, b_end, partial.data() + size_t(r) * nq + q0, block);
+    }
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    store::TopK& into = partial[size_t(i)];
+    for (int r = 1; r < nt; ++r)
+      partial[size_t(r) * nq + i].for_each([&](float s, int64_t id) { into.push(s, id); });
+    into.write(ids + i * k, scores + i * k, pad);
   }
 }
 

@@ -35,6 +35,11 @@ class TopK {
     }
   }
   int size() const { return static_cast<int>(heap_.size()); }
+  /// Calls fn(score, id) for each kept pair, in no particular order.
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (const auto& [s, id] : heap_) fn(s, id);
+  }
   /// Writes the kept pairs best first into ids/scores [k] (score negated with `negate`, for
   /// distances ranked as -distance); the tail past size() gets id -1 and score `pad`.
   /// Empties the selection.

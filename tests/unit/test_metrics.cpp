@@ -1,6 +1,7 @@
 // Evaluation: metrics and the multi-interest merge on cases worked out by hand, exact top-k
 // against brute force, and evaluate() on a model whose retrieval is known.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -92,6 +93,50 @@ TEST_CASE("exact_topk equals brute force, including k > n") {
   exact_topk(base.data(), 3, d, q.data(), 2, 4, id2.data(), sc2.data());
   CHECK(id2[3] == -1);
   CHECK(sc2[3] == -std::numeric_limits<float>::infinity());
+}
+
+TEST_CASE("exact_topk with few queries splits the base over threads: same result for any split, ties included") {
+  // Integer coordinates make every score exact, and rows repeat every 1,000, so ties straddle
+  // the per-thread ranges: the smaller id must still win (brute force over doubles).
+  detail::Rng rng(5);
+  const int64_t nb = 50000;
+  const int d = 8, k = 30, nq = 3;
+  std::vector<float> base(nb * d), q(nq * d);
+  for (int64_t j = 0; j < 1000; ++j)
+    for (int t = 0; t < d; ++t) base[j * d + t] = float(int(rng.uniform() * 9) - 4);
+  for (int64_t j = 1000; j < nb; ++j)
+    for (int t = 0; t < d; ++t) base[j * d + t] = base[(j % 1000) * d + t];
+  for (auto& x : q) x = float(int(rng.uniform() * 9) - 4);
+  std::vector<int64_t> want(nq * k);
+  for (int64_t i = 0; i < nq; ++i) {
+    std::vector<std::pair<double, int64_t>> all;
+    for (int64_t j = 0; j < nb; ++j) {
+      double s = 0;
+      for (int t = 0; t < d; ++t) s += double(q[i * d + t]) * base[j * d + t];
+      all.emplace_back(s, j);
+    }
+    std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (int j = 0; j < k; ++j) want[i * k + j] = all[j].second;
+  }
+  for (int threads : {1, 2, 3, 4}) {
+    CAPTURE(threads);
+    std::vector<int64_t> ids(nq * k);
+    std::vector<float> sc(nq * k);
+    exact_topk(base.data(), nb, d, q.data(), nq, k, ids.data(), sc.data(), threads);
+    CHECK(ids == want);
+  }
+  // Inside a parallel region without nesting the team is one thread: still the same result.
+  std::vector<int64_t> nested(nq * k);
+  std::vector<float> sc(nq * k);
+  const int levels = omp_get_max_active_levels();
+  omp_set_max_active_levels(1);
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    exact_topk(base.data(), nb, d, q.data(), nq, k, nested.data(), sc.data(), 4);
+  }
+  omp_set_max_active_levels(levels);
+  CHECK(nested == want);
 }
 
 TEST_CASE("evaluate: a model whose interests retrieve known items") {
