@@ -31,9 +31,12 @@ class CudaFlatStore final : public FlatStore {
     FlatStore::clear_impl();
     dirty_ = true;
   }
-  void deserialize_impl(const std::string& payload, int64_t count) override {
-    FlatStore::deserialize_impl(payload, count);
-    dirty_ = true;
+  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
+    auto commit = FlatStore::read_payload_impl(in, count);
+    return [this, commit] {
+      commit();
+      dirty_ = true;
+    };
   }
   void set_param_impl(const std::string& name, double) override {
     throw InvalidArgument("cuda:flat: unknown search parameter '" + name + "' (it has none)");

@@ -26,12 +26,18 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "mindrec/export.hpp"
 
 namespace mindrec {
+
+namespace store {
+class PayloadSink;
+class PayloadSource;
+}  // namespace store
 
 enum class Metric { inner_product, l2 };
 
@@ -99,8 +105,12 @@ class MINDREC_API VectorStore {
   virtual int64_t size_impl() const = 0;
   virtual bool contains_impl(int64_t id) const = 0;
   virtual void clear_impl() = 0;
-  virtual std::string serialize_impl() const = 0;
-  virtual void deserialize_impl(const std::string& payload, int64_t count) = 0;
+  /// What writes the payload (called twice by save: to size and checksum it, then to write
+  /// it; both calls must write the same bytes). Runs under the shared lock.
+  virtual std::function<void(store::PayloadSink&)> payload_writer_impl() const = 0;
+  /// Reads and validates a payload of `count` vectors into new memory, without touching the
+  /// store; returns what swaps it in (must not throw). Runs without the lock.
+  virtual std::function<void()> read_payload_impl(store::PayloadSource& in, int64_t count) = 0;
   virtual void set_param_impl(const std::string& name, double value) = 0;
 
   struct Lock;  // a writer-preferring shared mutex (src/detail/rw_lock.hpp)

@@ -51,13 +51,13 @@ std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
 }
 
 std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec) {
-  const store::StoreHeader h = store::read_store(path, nullptr);  // the header alone
+  const store::StoreHeader h = store::read_store_header(path);  // the header alone
   const store::StoreSpec s = spec.empty() ? store::StoreSpec{h.backend, {}} : store::parse_store_spec(spec);
   if (s.base != h.backend)
     throw InvalidArgument(path + ": holds a '" + h.backend + "' store, not the requested '" +
                           s.base + "'");
   auto made = make_vector_store(s.base, h.dim, h.metric);
-  made->load(path);  // reads and checks the whole file once
+  made->load(path);  // streams the payload once
   // The file brings the search parameters it was saved with; the caller's spec overrides them.
   for (const auto& [name, value] : s.params) made->set_search_param(name, value);
   return made;

@@ -139,34 +139,35 @@ class FaissGpuStore final : public VectorStore {
     });
   }
 
-  std::string serialize_impl() const override {
-    return guarded("write_index", [&] {
+  std::function<void(PayloadSink&)> payload_writer_impl() const override {
+    // Faiss serialises into its own buffer (once; save calls the writer twice).
+    auto index_bytes = std::make_shared<std::vector<uint8_t>>(guarded("write_index", [&] {
       std::unique_ptr<faiss::Index> cpu(faiss::gpu::index_gpu_to_cpu(index_.get()));
       faiss::VectorIOWriter w;
       faiss::write_index(cpu.get(), &w);
-      std::string s;
-      put(s, w.data.data(), w.data.size());
-      put(s, map_.ids().data(), map_.ids().size());
-      put(s, host_.data(), host_.size());
+      return std::move(w.data);
+    }));
+    return [this, index_bytes](PayloadSink& out) {
+      put(out, index_bytes->data(), index_bytes->size());
+      put(out, map_.ids().data(), map_.ids().size());
+      put(out, host_.data(), host_.size());
       const int32_t nprobe = nprobe_;
-      put(s, &nprobe, 1);
-      return s;
-    });
+      put(out, &nprobe, 1);
+    };
   }
 
-  void deserialize_impl(const std::string& payload, int64_t count) override {
-    Cursor c{payload, 0, "faiss-gpu store payload"};
+  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
     faiss::VectorIOReader r;
-    r.data = c.get_vector<uint8_t>();
-    std::vector<int64_t> id_of = c.get_vector<int64_t>();
-    std::vector<float> host = c.get_vector<float>();
-    int32_t nprobe = 0;
-    c.get(&nprobe, 1);
-    c.expect_end();
-    if (int64_t(id_of.size()) != count || host.size() != id_of.size() * size_t(dim()))
+    r.data = in.get_vector<uint8_t>();
+    std::vector<int64_t> id_of = in.get_vector<int64_t>();
+    if (int64_t(id_of.size()) != count || in.remaining() / sizeof(float) < id_of.size() * size_t(dim()))
       throw FormatError("faiss-gpu store payload: id map or vectors do not match the header");
-    IdMap map;
-    map.assign(std::move(id_of), nullptr, "faiss-gpu store payload");
+    auto host = std::make_shared<AlignedVector<float>>(id_of.size() * size_t(dim()));
+    in.get(host->data(), host->size());
+    int32_t nprobe = 0;
+    in.get(&nprobe, 1);
+    auto map = std::make_shared<IdMap>();
+    map->assign(std::move(id_of), nullptr, "faiss-gpu store payload");
     std::unique_ptr<faiss::Index> cpu;
     try {
       cpu.reset(faiss::read_index(&r));
@@ -174,13 +175,20 @@ class FaissGpuStore final : public VectorStore {
       throw FormatError(std::string("faiss-gpu store payload: read_index failed: ") + e.what());
     }
     if (cpu->d != dim() || cpu->ntotal != count) throw FormatError("faiss-gpu store payload: index does not match");
-    // Everything that can throw happens before the store changes (a failed load changes nothing).
-    auto g = make_gpu_index(cpu.get(), nprobe);
-    AlignedVector<float> h(host.begin(), host.end());
-    index_ = std::move(g);
-    map_ = std::move(map);
-    host_ = std::move(h);
-    nprobe_ = nprobe;
+    // Everything that can throw happens before the store changes (a failed load changes
+    // nothing); the GPU index is built aside. Shared pointers only because std::function
+    // needs a copyable closure.
+    std::shared_ptr<std::unique_ptr<faiss::Index>> gpu;
+    {
+      std::lock_guard<std::mutex> lock(search_mutex_);  // the GPU resources serve one caller at a time
+      gpu = std::make_shared<std::unique_ptr<faiss::Index>>(make_gpu_index(cpu.get(), nprobe));
+    }
+    return [this, gpu, map, host, nprobe] {
+      index_ = std::move(*gpu);
+      map_ = std::move(*map);
+      host_ = std::move(*host);
+      nprobe_ = nprobe;
+    };
   }
 
   std::string factory_;

@@ -340,60 +340,65 @@ class FaissStore final : public VectorStore {
                             "' (IVF indexes take nprobe >= 1, HNSW indexes efSearch >= 1)");
   }
 
-  std::string serialize_impl() const override {
-    return guarded("write_index", [&] {
+  std::function<void(PayloadSink&)> payload_writer_impl() const override {
+    // Faiss serialises into its own buffer (once; save calls the writer twice).
+    auto index_bytes = std::make_shared<std::vector<uint8_t>>(guarded("write_index", [&] {
       faiss::VectorIOWriter w;
       faiss::write_index(index_.get(), &w);
-      std::string s;
-      put(s, w.data.data(), w.data.size());
-      put(s, map_.ids().data(), map_.ids().size());
-      put(s, removed_.data(), removed_.size());
+      return std::move(w.data);
+    }));
+    return [this, index_bytes](PayloadSink& out) {
+      put(out, index_bytes->data(), index_bytes->size());
+      put(out, map_.ids().data(), map_.ids().size());
+      put(out, removed_.data(), removed_.size());
       const int32_t params[2] = {nprobe_, ef_search_};  // search parameters travel with the file
-      put(s, params, 2);
-      put(s, &aug_norm_sq_, 1);  // the MIPS reduction's bound (0 without it)
-      return s;
-    });
+      put(out, params, 2);
+      put(out, &aug_norm_sq_, 1);  // the MIPS reduction's bound (0 without it)
+    };
   }
 
-  void deserialize_impl(const std::string& payload, int64_t count) override {
-    Cursor c{payload, 0, "faiss store payload"};
+  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
     faiss::VectorIOReader r;
-    r.data = c.get_vector<uint8_t>();
-    std::unique_ptr<faiss::Index> idx;
+    r.data = in.get_vector<uint8_t>();
+    // Held through a shared pointer only because std::function needs a copyable closure.
+    auto staged = std::make_shared<std::unique_ptr<faiss::Index>>();
     try {
-      idx.reset(faiss::read_index(&r));
+      staged->reset(faiss::read_index(&r));
     } catch (const faiss::FaissException& e) {
       throw FormatError(std::string("faiss store payload: read_index failed: ") + e.what());
     }
+    r.data = {};
+    faiss::Index* idx = staged->get();
     if (idx->d != dim() + (mips_ ? 1 : 0)) throw FormatError("faiss store payload: index dimension differs");
-    std::vector<int64_t> id_of = c.get_vector<int64_t>();
-    std::vector<uint8_t> removed = c.get_vector<uint8_t>();
+    std::vector<int64_t> id_of = in.get_vector<int64_t>();
+    auto removed = std::make_shared<std::vector<uint8_t>>(in.get_vector<uint8_t>());
     int32_t params[2];
-    c.get(params, 2);
+    in.get(params, 2);
     float bound = 0.f;
-    c.get(&bound, 1);
-    c.expect_end();
+    in.get(&bound, 1);
     if (!std::isfinite(bound) || bound < 0.f) throw FormatError("faiss store payload: bad MIPS bound");
-    IdMap map;
+    auto map = std::make_shared<IdMap>();
     int64_t removed_count = 0;
-    const bool is_ivf = faiss::ivflib::try_extract_index_ivf(idx.get()) != nullptr;
+    const bool is_ivf = faiss::ivflib::try_extract_index_ivf(idx) != nullptr;
     if (!is_ivf) {
-      if (int64_t(id_of.size()) != idx->ntotal || removed.size() != (id_of.size() + 7) / 8)
+      if (int64_t(id_of.size()) != idx->ntotal || removed->size() != (id_of.size() + 7) / 8)
         throw FormatError("faiss store payload: id map does not match the index");
-      map.assign(std::move(id_of), &removed, "faiss store payload");
-      removed_count = map.rows() - map.live();
-      if (map.live() != count) throw FormatError("faiss store payload: count differs from the header");
+      map->assign(std::move(id_of), removed.get(), "faiss store payload");
+      removed_count = map->rows() - map->live();
+      if (map->live() != count) throw FormatError("faiss store payload: count differs from the header");
     } else if (idx->ntotal != count) {
       throw FormatError("faiss store payload: count differs from the header");
     }
-    index_ = std::move(idx);
-    map_ = std::move(map);
-    removed_ = std::move(removed);
-    removed_count_ = removed_count;
-    nprobe_ = params[0];
-    ef_search_ = params[1];
-    aug_norm_sq_ = bound;
-    if (auto* h = hnsw(); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
+    return [this, staged, map, removed, removed_count, params0 = params[0], params1 = params[1], bound] {
+      index_ = std::move(*staged);
+      map_ = std::move(*map);
+      removed_ = std::move(*removed);
+      removed_count_ = removed_count;
+      nprobe_ = params0;
+      ef_search_ = params1;
+      aug_norm_sq_ = bound;
+      if (auto* h = hnsw(); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
+    };
   }
 
   std::string factory_;

@@ -68,34 +68,39 @@ void FlatStore::set_param_impl(const std::string& name, double value) {
   threads_ = static_cast<int>(value);
 }
 
-std::string FlatStore::serialize_impl() const {
-  std::string s;
-  put(s, map_.ids().data(), map_.ids().size());
-  put(s, data_.data(), data_.size());
-  return s;
+std::function<void(PayloadSink&)> FlatStore::payload_writer_impl() const {
+  return [this](PayloadSink& out) {
+    put(out, map_.ids().data(), map_.ids().size());
+    put(out, data_.data(), data_.size());
+  };
 }
 
-void FlatStore::deserialize_impl(const std::string& payload, int64_t count) {
+std::function<void()> FlatStore::read_payload_impl(PayloadSource& in, int64_t count) {
   const int d = dim();
-  Cursor c{payload, 0, "flat store payload"};
   // Each vector takes an id and dim floats: a count the payload cannot hold is refused before
   // anything is allocated for it.
-  if (count > int64_t(payload.size() / (sizeof(int64_t) + sizeof(float) * size_t(d))))
-    throw FormatError("flat store payload: the header's count " + std::to_string(count) +
-                      " does not fit in " + std::to_string(payload.size()) + " bytes");
+  if (count > int64_t(in.remaining() / (sizeof(int64_t) + sizeof(float) * size_t(d))))
+    throw FormatError(in.what() + ": the header's count " + std::to_string(count) +
+                      " does not fit in " + std::to_string(in.remaining()) + " bytes");
+  struct Staged {
+    IdMap map;
+    AlignedVector<float> data;
+    std::vector<float> half;
+  };
+  auto st = std::make_shared<Staged>();
   std::vector<int64_t> ids(static_cast<size_t>(count));
-  AlignedVector<float> data(static_cast<size_t>(count) * d);
-  c.get(ids.data(), ids.size());
-  c.get(data.data(), data.size());
-  c.expect_end();
-  std::vector<float> half;
+  in.get(ids.data(), ids.size());
+  st->data.resize(static_cast<size_t>(count) * d);  // read straight into the store's array
+  in.get(st->data.data(), st->data.size());
   if (metric() == Metric::l2)
-    for (int64_t i = 0; i < count; ++i) half.push_back(float(-0.5 * detail::squared_norm(&data[size_t(i) * d], d)));
-  IdMap map;
-  map.assign(std::move(ids), nullptr, "flat store payload");
-  map_ = std::move(map);
-  data_ = std::move(data);
-  half_norm_ = std::move(half);
+    for (int64_t i = 0; i < count; ++i)
+      st->half.push_back(float(-0.5 * detail::squared_norm(&st->data[size_t(i) * d], d)));
+  st->map.assign(std::move(ids), nullptr, "flat store payload");
+  return [this, st] {
+    map_ = std::move(st->map);
+    data_ = std::move(st->data);
+    half_norm_ = std::move(st->half);
+  };
 }
 
 std::unique_ptr<VectorStore> make_flat_store(int dim, Metric metric) {

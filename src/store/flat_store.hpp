@@ -25,8 +25,8 @@ class FlatStore : public VectorStore {
   bool contains_impl(int64_t id) const override { return map_.contains(id); }
   void clear_impl() override;
   void set_param_impl(const std::string& name, double value) override;
-  std::string serialize_impl() const override;
-  void deserialize_impl(const std::string& payload, int64_t count) override;
+  std::function<void(PayloadSink&)> payload_writer_impl() const override;
+  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override;
 
   AlignedVector<float> data_;     // [n, dim], row r holds map_.id_at(r)
   IdMap map_;                     // no tombstones: removal moves the last row into the hole

@@ -3,19 +3,43 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <istream>
 #include <ostream>
-
-#include "detail/file_util.hpp"
 
 namespace mindrec::store {
 
 namespace {
 constexpr char kMagic[8] = {'M', 'R', 'V', 'S', 'T', 'O', 'R', 'E'};
-constexpr uint32_t kVersion = 2;  // 2: faiss payload ends with the MIPS bound
+// 2: faiss payload ends with the MIPS bound; 3: PayloadHash instead of byte-wise FNV-1a.
+constexpr uint32_t kVersion = 3, kOldestVersion = 2;
 template <class T>
 void write_pod(std::ostream& out, T v) {
   out.write(reinterpret_cast<const char*>(&v), sizeof v);
 }
+uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+class CountingHashSink final : public PayloadSink {
+ public:
+  void write(const void* data, size_t n) override {
+    hash.update(data, n);
+    size += n;
+  }
+  PayloadHash hash;
+  uint64_t size = 0;
+};
+
+class StreamSink final : public PayloadSink {
+ public:
+  explicit StreamSink(std::ostream& out) : out_(out) {}
+  void write(const void* data, size_t n) override {
+    out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+    size += n;
+  }
+  uint64_t size = 0;
+
+ private:
+  std::ostream& out_;
+};
 }  // namespace
 
 uint64_t fnv1a64(const void* data, size_t n) {
@@ -25,7 +49,81 @@ uint64_t fnv1a64(const void* data, size_t n) {
   return h;
 }
 
-void write_store(std::ostream& out, const StoreHeader& h, const std::string& payload) {
+void PayloadHash::block(const unsigned char* p) {
+  for (int l = 0; l < 4; ++l) {
+    uint64_t w;
+    std::memcpy(&w, p + 8 * l, 8);
+    h_[l] = (h_[l] ^ w) * 0x100000001b3ull;
+    h_[l] ^= h_[l] >> 29;
+  }
+}
+
+void PayloadHash::update(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  length_ += n;
+  if (carried_) {
+    const size_t take = std::min(n, 32 - carried_);
+    std::memcpy(carry_ + carried_, p, take);
+    carried_ += take;
+    p += take;
+    n -= take;
+    if (carried_ < 32) return;
+    block(carry_);
+    carried_ = 0;
+  }
+  for (; n >= 32; p += 32, n -= 32) block(p);
+  std::memcpy(carry_, p, n);
+  carried_ = n;
+}
+
+uint64_t PayloadHash::digest() const {
+  uint64_t h0 = h_[0];
+  for (size_t i = 0; i < carried_; ++i) h0 = (h0 ^ carry_[i]) * 1099511628211ull;
+  return h0 ^ rotl(h_[1], 16) ^ rotl(h_[2], 32) ^ rotl(h_[3], 48) ^ length_;
+}
+
+PayloadSource::PayloadSource(std::istream& in, uint64_t size, uint32_t version, std::string what)
+    : in_(in), remaining_(size), version_(version), what_(std::move(what)) {}
+
+void PayloadSource::read(void* dst, size_t n) {
+  if (n > remaining_) throw FormatError(what_ + ": truncated");
+  if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
+    throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
+  remaining_ -= n;
+  if (version_ >= 3) {
+    hash_.update(dst, n);
+  } else {
+    const auto* p = static_cast<const unsigned char*>(dst);
+    for (size_t i = 0; i < n; ++i) fnv_ = (fnv_ ^ p[i]) * 1099511628211ull;
+  }
+}
+
+uint64_t PayloadSource::frame_length() {
+  uint64_t len = 0;
+  if (remaining_ < 8) throw FormatError(what_ + ": truncated");
+  read(&len, 8);
+  last_len_ = len;
+  return len;
+}
+
+std::string PayloadSource::read_rest() {
+  std::string s(static_cast<size_t>(remaining_), '\0');
+  if (!s.empty()) read(s.data(), s.size());
+  return s;
+}
+
+void PayloadSource::finish(uint64_t expected) const {
+  if (remaining_ != 0) throw FormatError(what_ + ": trailing bytes");
+  if (in_.peek() != std::char_traits<char>::eof())
+    throw FormatError(what_ + ": the file is longer than its header says");
+  if ((version_ >= 3 ? hash_.digest() : fnv_) != expected)
+    throw FormatError(what_ + ": checksum mismatch (corrupted)");
+}
+
+void write_store(std::ostream& out, const StoreHeader& h,
+                 const std::function<void(PayloadSink&)>& write_payload) {
+  CountingHashSink sizing;
+  write_payload(sizing);
   out.write(kMagic, 8);
   write_pod<uint32_t>(out, kVersion);
   write_pod<uint32_t>(out, static_cast<uint32_t>(h.backend.size()));
@@ -33,63 +131,47 @@ void write_store(std::ostream& out, const StoreHeader& h, const std::string& pay
   write_pod<uint32_t>(out, static_cast<uint32_t>(h.dim));
   write_pod<uint32_t>(out, h.metric == Metric::inner_product ? 0u : 1u);
   write_pod<int64_t>(out, h.count);
-  write_pod<uint64_t>(out, payload.size());
-  write_pod<uint64_t>(out, fnv1a64(payload.data(), payload.size()));
-  out.write(payload.data(), static_cast<std::streamsize>(payload.size()));
+  write_pod<uint64_t>(out, sizing.size);
+  write_pod<uint64_t>(out, sizing.hash.digest());
+  StreamSink sink(out);
+  write_payload(sink);
+  if (sink.size != sizing.size)
+    throw Error("vector store: the payload changed while it was written");
 }
 
-StoreHeader read_store(const std::string& path, std::string* payload) {
-  // Header only: its fields fit in the first 8 + 4 + 4 + 4096 + 32 bytes.
-  std::string s;
-  if (payload) {
-    s = read_file(path);
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
-    s.resize(8 + 4 + 4 + 4096 + 32);
-    in.read(s.data(), static_cast<std::streamsize>(s.size()));
-    s.resize(static_cast<size_t>(in.gcount()));
-  }
-  size_t pos = 0;
+StoreHeader read_store_header(std::istream& in, const std::string& path) {
   auto fail = [&](const std::string& m) -> void { throw FormatError(path + ": not a valid mindrec vector store: " + m); };
-  auto need = [&](size_t n) {
-    if (s.size() - pos < n) fail("truncated header");
-  };
   auto get = [&](auto v) {  // one little-endian value of v's type
-    need(sizeof v);
-    std::memcpy(&v, s.data() + pos, sizeof v);
-    pos += sizeof v;
+    if (!in.read(reinterpret_cast<char*>(&v), sizeof v)) fail("truncated header");
     return v;
   };
-  auto get32 = [&] { return get(uint32_t{0}); };
-  auto get64 = [&] { return get(uint64_t{0}); };
-  need(8);
-  if (std::memcmp(s.data(), kMagic, 8) != 0) fail("bad magic (not a store file)");
-  pos = 8;
-  const uint32_t version = get32();
-  if (version != kVersion) fail("unsupported version " + std::to_string(version) + " (this mindrec reads version " +
-                                    std::to_string(kVersion) + "; rebuild the store, e.g. with mindrec index)");
+  char magic[8];
+  if (!in.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) fail("bad magic (not a store file)");
   StoreHeader h;
-  const uint32_t blen = get32();
+  h.version = get(uint32_t{0});
+  if (h.version < kOldestVersion || h.version > kVersion)
+    fail("unsupported version " + std::to_string(h.version) + " (this mindrec reads versions " +
+         std::to_string(kOldestVersion) + " to " + std::to_string(kVersion) +
+         "; rebuild the store, e.g. with mindrec index)");
+  const uint32_t blen = get(uint32_t{0});
   if (blen > 4096) fail("implausible backend name length");
-  need(blen);
-  h.backend = s.substr(pos, blen);
-  pos += blen;
-  h.dim = static_cast<int>(get32());
-  const uint32_t metric = get32();
+  h.backend.resize(blen);
+  if (blen && !in.read(h.backend.data(), blen)) fail("truncated header");
+  h.dim = static_cast<int>(get(uint32_t{0}));
+  const uint32_t metric = get(uint32_t{0});
   if (metric > 1) fail("unknown metric " + std::to_string(metric));
   h.metric = metric == 0 ? Metric::inner_product : Metric::l2;
-  h.count = static_cast<int64_t>(get64());
-  const uint64_t len = get64(), sum = get64();
+  h.count = get(int64_t{0});
+  h.payload_size = get(uint64_t{0});
+  h.checksum = get(uint64_t{0});
   if (h.dim < 1 || h.count < 0) fail("bad dimension or count");
-  if (!payload) return h;
-  if (s.size() - pos != len)
-    fail("payload is " + std::to_string(s.size() - pos) + " bytes, the header says " +
-         std::to_string(len) + " (truncated?)");
-  if (fnv1a64(s.data() + pos, len) != sum) fail("checksum mismatch (corrupted)");
-  s.erase(0, pos);  // the payload, without a second copy of it
-  *payload = std::move(s);
   return h;
+}
+
+StoreHeader read_store_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
+  return read_store_header(in, path);
 }
 
 }  // namespace mindrec::store

@@ -2,7 +2,10 @@
 // backends' private virtuals (one file per backend beside this one; the factory in factory.cpp).
 #include "mindrec/vector_store.hpp"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <limits>
 #include <mutex>
 #include <shared_mutex>
@@ -127,26 +130,27 @@ void VectorStore::set_search_param(const std::string& name, double value) {
 }
 
 void VectorStore::save(const std::string& path) const {
-  std::string payload;
-  int64_t count = 0;
-  {
-    std::shared_lock lock(*lock_);
-    payload = serialize_impl();
-    count = size_impl();
-  }
-  store::StoreHeader h{backend_, dim_, metric_, count};
-  write_file_atomic(path, [&](std::ostream& out) { store::write_store(out, h, payload); });
+  std::shared_lock lock(*lock_);
+  const auto writer = payload_writer_impl();
+  const store::StoreHeader h{backend_, dim_, metric_, size_impl()};
+  // Streamed from the store's own memory: no second copy of it.
+  write_file_atomic(path, [&](std::ostream& out) { store::write_store(out, h, writer); });
 }
 
 void VectorStore::load(const std::string& path) {
-  std::string payload;
-  const store::StoreHeader h = store::read_store(path, &payload);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
+  const store::StoreHeader h = store::read_store_header(in, path);
   if (h.backend != backend_ || h.dim != dim_ || h.metric != metric_)
     throw FormatError(path + ": holds a '" + h.backend + "' store of dim " + std::to_string(h.dim) +
                       " (" + to_string(h.metric) + "), this store is '" + backend_ + "' of dim " +
                       std::to_string(dim_) + " (" + to_string(metric_) + ")");
+  // Read, checked and built aside (searches go on meanwhile); swapped in under the lock.
+  store::PayloadSource src(in, h.payload_size, h.version, path + ": " + backend_ + " store payload");
+  const std::function<void()> commit = read_payload_impl(src, h.count);
+  src.finish(h.checksum);
   std::unique_lock lock(*lock_);
-  deserialize_impl(payload, h.count);  // strong guarantee: throws before changing anything
+  commit();
 }
 
 }  // namespace mindrec

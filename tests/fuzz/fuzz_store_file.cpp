@@ -25,7 +25,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string backend = blen <= 4096 && s.size() >= 16 + blen ? s.substr(16, blen) : "";
     if (blen <= 4096 && s.size() >= at + 16 && backend.rfind("faiss", 0) != 0) {
       const uint64_t len = s.size() - (at + 16);
-      const uint64_t sum = mindrec::store::fnv1a64(s.data() + at + 16, len);
+      uint32_t version = 0;
+      std::memcpy(&version, s.data() + 8, 4);
+      mindrec::store::PayloadHash hash;
+      hash.update(s.data() + at + 16, len);
+      const uint64_t sum = version == 2 ? mindrec::store::fnv1a64(s.data() + at + 16, len) : hash.digest();
       std::memcpy(&s[at], &len, 8);
       std::memcpy(&s[at + 8], &sum, 8);
     }

@@ -5,12 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <thread>
 
 #include "detail/file_util.hpp"
+#include "store/store_io.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/version.hpp"
 #include "common/random_data.hpp"
@@ -312,6 +314,84 @@ TEST_CASE("vector store files: corrupt, truncated and mismatched files are refus
   CHECK(other->size() == 2);  // unchanged by the failed loads
   other->load(tmp.file("a.bin"));
   CHECK(other->size() == 50);
+}
+
+TEST_CASE("store files of version 2 (byte-wise FNV-1a checksum) still load; version 3 hashes incrementally") {
+  test::TempDir tmp;
+  const int d = 4;
+  const auto x = random_vectors(20, d, 9);
+  std::vector<int64_t> ids(20);
+  for (int i = 0; i < 20; ++i) ids[i] = 100 + i;
+  // A version-2 flat file written by hand from the format description in store_io.hpp.
+  std::string payload;
+  auto frame = [&](const void* p, uint64_t n, size_t size) {
+    payload.append(reinterpret_cast<const char*>(&n), 8);
+    payload.append(static_cast<const char*>(p), n * size);
+  };
+  frame(ids.data(), 20, 8);
+  frame(x.data(), 20 * d, 4);
+  std::string file = "MRVSTORE";
+  auto pod = [&](auto v) { file.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  pod(uint32_t{2});
+  pod(uint32_t{4});
+  file += "flat";
+  pod(uint32_t{d});
+  pod(uint32_t{0});
+  pod(int64_t{20});
+  pod(uint64_t(payload.size()));
+  uint64_t fnv = 1469598103934665603ull;
+  for (unsigned char c : payload) fnv = (fnv ^ c) * 1099511628211ull;
+  pod(fnv);
+  std::ofstream(tmp.file("v2.idx"), std::ios::binary) << file + payload;
+  auto loaded = load_vector_store(tmp.file("v2.idx"));
+  REQUIRE(loaded->size() == 20);
+  auto fresh = make_vector_store("flat", d);
+  fresh->add(20, x.data(), ids.data());
+  std::vector<int64_t> a(20), b(20);
+  std::vector<float> sa(20), sb(20);
+  loaded->search(1, x.data() + 3 * d, 20, a.data(), sa.data());
+  fresh->search(1, x.data() + 3 * d, 20, b.data(), sb.data());
+  CHECK(a == b);
+  CHECK(sa == sb);
+  // A corrupted version-2 payload is refused by its own checksum.
+  std::string bad = file + payload;
+  bad[bad.size() - 2] ^= 1;
+  std::ofstream(tmp.file("v2bad.idx"), std::ios::binary) << bad;
+  CHECK(test::error_of([&] { load_vector_store(tmp.file("v2bad.idx")); }).find("checksum mismatch") != std::string::npos);
+  // Saving writes version 3; a byte appended after the payload is refused.
+  fresh->save(tmp.file("v3.idx"));
+  const std::string v3 = read_file(tmp.file("v3.idx"));
+  uint32_t version = 0;
+  std::memcpy(&version, v3.data() + 8, 4);
+  CHECK(version == 3);
+  std::ofstream(tmp.file("long.idx"), std::ios::binary) << v3 + "x";
+  CHECK(test::error_of([&] { load_vector_store(tmp.file("long.idx")); }).find("longer than its header says") != std::string::npos);
+
+  // PayloadHash: the same digest however the bytes are split; any flipped bit changes it.
+  std::string data(1000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = char(i * 7 + 3);
+  store::PayloadHash whole;
+  whole.update(data.data(), data.size());
+  for (size_t cut1 : {size_t(0), size_t(1), size_t(31), size_t(33), size_t(500)}) {
+    for (size_t cut2 : {size_t(0), size_t(5), size_t(64), size_t(467)}) {
+      const size_t c2 = std::min(data.size(), cut1 + cut2);
+      store::PayloadHash parts;
+      parts.update(data.data(), cut1);
+      parts.update(data.data() + cut1, c2 - cut1);
+      parts.update(data.data() + c2, data.size() - c2);
+      CHECK(parts.digest() == whole.digest());
+    }
+  }
+  for (size_t at : {size_t(0), size_t(17), size_t(990), size_t(999)}) {
+    std::string flipped = data;
+    flipped[at] ^= 4;
+    store::PayloadHash h;
+    h.update(flipped.data(), flipped.size());
+    CHECK(h.digest() != whole.digest());
+  }
+  store::PayloadHash shorter;
+  shorter.update(data.data(), data.size() - 1);
+  CHECK(shorter.digest() != whole.digest());
 }
 
 TEST_CASE("vector store factory refuses unknown backends and parameters") {
