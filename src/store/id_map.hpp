@@ -4,6 +4,7 @@
 // last row into it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -19,27 +20,26 @@ class IdMap {
   /// Rows, tombstones included.
   int64_t rows() const { return static_cast<int64_t>(ids_.size()); }
   /// Ids in the map (live rows).
-  int64_t live() const { return static_cast<int64_t>(row_of_.size()); }
-  bool contains(int64_t id) const { return row_of_.count(id) != 0; }
+  int64_t live() const { return live_; }
+  bool contains(int64_t id) const { return find(id) >= 0; }
   /// The row of `id`, or -1.
   int64_t find(int64_t id) const {
-    const auto it = row_of_.find(id);
-    return it == row_of_.end() ? -1 : it->second;
+    if (id >= 0 && id < static_cast<int64_t>(dense_.size())) return dense_[size_t(id)];
+    const auto it = sparse_.find(id);
+    return it == sparse_.end() ? -1 : it->second;
   }
   int64_t id_at(int64_t row) const { return ids_[static_cast<size_t>(row)]; }
   const std::vector<int64_t>& ids() const { return ids_; }
 
   /// Appends a row for `id` (not in the map).
   void append(int64_t id) {
-    row_of_[id] = rows();
+    set(id, rows());
     ids_.push_back(id);
   }
   /// Takes `id` out of the map; its row stays as a tombstone. Returns the row, or -1.
   int64_t forget(int64_t id) {
-    const auto it = row_of_.find(id);
-    if (it == row_of_.end()) return -1;
-    const int64_t row = it->second;
-    row_of_.erase(it);
+    const int64_t row = find(id);
+    if (row >= 0) set(id, -1);
     return row;
   }
   /// Drops `row` (already forgotten) by moving the last row's id into it; returns the old
@@ -48,33 +48,69 @@ class IdMap {
     const int64_t last = rows() - 1;
     if (row != last) {
       ids_[size_t(row)] = ids_[size_t(last)];
-      row_of_[ids_[size_t(row)]] = row;
+      set(ids_[size_t(row)], row);
     }
     ids_.pop_back();
     return last;
   }
   void clear() {
     ids_.clear();
-    row_of_.clear();
+    dense_.clear();
+    sparse_.clear();
+    live_ = 0;
   }
   /// Replaces the contents with `ids` by row; rows whose bit is set in `dead` (a bitmap of
   /// rows, may be null) are tombstones. FormatError (naming `what`) on a negative or
   /// repeated live id; nothing changes then.
   void assign(std::vector<int64_t> ids, const std::vector<uint8_t>* dead, const char* what) {
-    std::unordered_map<int64_t, int64_t> row_of;
-    row_of.reserve(ids.size());
+    IdMap m;
     for (size_t r = 0; r < ids.size(); ++r) {
       if (dead && ((*dead)[r >> 3] >> (r & 7) & 1u)) continue;
-      if (ids[r] < 0 || !row_of.emplace(ids[r], int64_t(r)).second)
+      if (ids[r] < 0 || m.contains(ids[r]))
         throw FormatError(std::string(what) + ": bad or repeated id " + std::to_string(ids[r]));
+      m.set(ids[r], int64_t(r));
     }
-    ids_ = std::move(ids);
-    row_of_ = std::move(row_of);
+    m.ids_ = std::move(ids);
+    *this = std::move(m);
   }
 
  private:
-  std::vector<int64_t> ids_;                     // row -> id
-  std::unordered_map<int64_t, int64_t> row_of_;  // live id -> row
+  // Live ids below dense_.size() are found by index (8 bytes per slot; item ids are usually
+  // 1..N), the others through a hash map (~40 bytes each). The dense range grows while it
+  // stays within twice the number of live ids.
+  void set(int64_t id, int64_t row) {
+    const int64_t n = static_cast<int64_t>(dense_.size());
+    if (id < n) {
+      live_ += (row >= 0) - (dense_[size_t(id)] >= 0);
+      dense_[size_t(id)] = row;
+      return;
+    }
+    if (row >= 0 && id <= 2 * (live_ + 1) + 1024) {
+      const int64_t grown = std::max<int64_t>(id + 1, n + n / 2);
+      dense_.resize(size_t(grown), -1);
+      for (auto it = sparse_.begin(); it != sparse_.end();) {  // move what now fits
+        if (it->first < grown) {
+          dense_[size_t(it->first)] = it->second;
+          it = sparse_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      dense_[size_t(id)] = row;
+      ++live_;
+      return;
+    }
+    if (row >= 0) {
+      live_ += sparse_.insert_or_assign(id, row).second;
+    } else {
+      live_ -= static_cast<int64_t>(sparse_.erase(id));
+    }
+  }
+
+  std::vector<int64_t> ids_;                    // row -> id
+  std::vector<int64_t> dense_;                  // id -> row (-1: none) for small ids
+  std::unordered_map<int64_t, int64_t> sparse_;  // the other live ids -> row
+  int64_t live_ = 0;
 };
 
 }  // namespace mindrec::store

@@ -8,10 +8,13 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <random>
 #include <set>
 #include <thread>
 
 #include "detail/file_util.hpp"
+#include "store/id_map.hpp"
 #include "store/store_io.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/version.hpp"
@@ -530,4 +533,49 @@ TEST_CASE("concurrent searches with one writer never see a half-applied batch") 
     CHECK(searches > 0);
     CHECK(s->size() == 500);
   }
+}
+
+TEST_CASE("IdMap (dense ids by index, the others hashed) agrees with a std::map oracle") {
+  std::mt19937_64 rng(3);
+  store::IdMap m;
+  std::map<int64_t, int64_t> oracle;  // id -> row
+  std::vector<int64_t> rows;          // row -> id (the map's own layout, tombstones excluded)
+  for (int step = 0; step < 20000; ++step) {
+    const int op = int(rng() % 10);
+    if (op < 6) {  // append: mostly small dense ids, sometimes huge ones
+      const int64_t id = rng() % 4 == 0 ? int64_t(rng() % 1000000000000ull) : int64_t(rng() % 3000);
+      if (oracle.count(id)) continue;
+      oracle[id] = m.rows();
+      m.append(id);
+      rows.push_back(id);
+    } else if (!rows.empty()) {  // remove by moving the last row into the hole
+      const int64_t id = rows[size_t(rng() % rows.size())];
+      const int64_t row = m.forget(id);
+      REQUIRE(row == oracle.at(id));
+      oracle.erase(id);
+      const int64_t last = m.move_last_into(row);
+      if (row != last) {
+        rows[size_t(row)] = rows[size_t(last)];
+        oracle[rows[size_t(row)]] = row;
+      }
+      rows.pop_back();
+    }
+    if (step % 500 == 0) {
+      REQUIRE(m.live() == int64_t(oracle.size()));
+      REQUIRE(m.rows() == int64_t(rows.size()));
+      for (const auto& [id, row] : oracle) REQUIRE(m.find(id) == row);
+      for (int64_t r = 0; r < m.rows(); ++r) REQUIRE(m.id_at(r) == rows[size_t(r)]);
+      CHECK(m.find(-5) == -1);
+      CHECK_FALSE(m.contains(999999999999999));
+    }
+  }
+  // assign: tombstones skipped, repeats refused without changing the map.
+  store::IdMap a;
+  const std::vector<uint8_t> dead = {0x02};  // row 1 is a tombstone
+  a.assign({7, 7, 9000000000}, &dead, "test");
+  CHECK(a.live() == 2);
+  CHECK(a.find(7) == 0);
+  CHECK(a.find(9000000000) == 2);
+  CHECK_THROWS_AS(a.assign({1, 2, 1}, nullptr, "test"), FormatError);
+  CHECK(a.find(7) == 0);
 }
