@@ -22,7 +22,7 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
   for (int64_t i = 0; i < nq * d; ++i)  // NaN would reach the k-selection's comparisons
     if (!std::isfinite(queries[i]))
       throw InvalidArgument("exact_topk: query " + std::to_string(i / d) + " holds NaN or Inf");
-  constexpr int64_t kQueryBlock = 64, kBaseBlock = 4096;
+  constexpr int64_t kQueryBlock = 64, kBaseBlock = 4096, kFewQueries = 8;
   const int64_t qblocks = (nq + kQueryBlock - 1) / kQueryBlock;
   const int64_t bblocks = (nb + kBaseBlock - 1) / kBaseBlock;
   const int want = resolve_threads(threads);
@@ -34,7 +34,14 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
     for (int64_t b0 = b_begin; b0 < b_end; b0 += kBaseBlock) {
       const int64_t bn = std::min(kBaseBlock, b_end - b0);
       block.resize(qn, bn);
-      block.noalias() = Q * detail::MapConstMat<float>(base + b0 * d, bn, d).transpose();
+      const detail::MapConstMat<float> B(base + b0 * d, bn, d);
+      if (qn <= kFewQueries) {
+        // A matrix-vector product per query: a GEMM would copy (pack) the whole base block
+        // for a handful of queries, which costs more than the arithmetic.
+        for (int64_t i = 0; i < qn; ++i) block.row(i).transpose().noalias() = B * Q.row(i).transpose();
+      } else {
+        block.noalias() = Q * B.transpose();
+      }
       for (int64_t i = 0; i < qn; ++i) {
         store::TopK& h = best[i];
         const float* row = block.data() + i * bn;
