@@ -272,7 +272,11 @@ struct IndexArgs {
 
 int run_index(const IndexArgs& a) {
   const mindrec::Config cfg = mindrec::load_config(a.config);
-  mindrec::MindModel model(mindrec::load_weights(a.weights, cfg.hyper_parameters));
+  // Indexing reads item_emb only: no precomputed projection (it would be another table).
+  mindrec::ModelOptions no_projection;
+  no_projection.max_projection_bytes = 0;
+  mindrec::MindModel model(mindrec::load_weights(a.weights, cfg.hyper_parameters), mindrec::Device::cpu,
+                           no_projection);
   const auto t0 = std::chrono::steady_clock::now();
   auto store = mindrec::build_item_store(model, a.store);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -29,6 +29,7 @@ namespace {
 struct Args {
   std::string config, weights, store, index, host = "127.0.0.1";
   int port = 8000, threads = 0, max_users = 1024, max_top_k = 1000;
+  int64_t max_projection_mb = 1024;
   double max_body_mb = 64;
   bool quiet = false;
 };
@@ -47,7 +48,9 @@ extern "C" void on_shutdown_signal(int sig) {
 int run(const Args& a) {
   using namespace mindrec;
   const Config cfg = load_config(a.config);
-  MindModel model(load_weights(a.weights, cfg.hyper_parameters));
+  ModelOptions model_options;
+  model_options.max_projection_bytes = a.max_projection_mb << 20;
+  MindModel model(load_weights(a.weights, cfg.hyper_parameters), Device::cpu, model_options);
   std::unique_ptr<VectorStore> store;
   if (!a.index.empty() && std::filesystem::exists(a.index)) {
     store = load_vector_store(a.index, a.store);
@@ -176,6 +179,10 @@ int main(int argc, char** argv) {
   app.add_option("--port", a.port, "port (0 = any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_option("--threads", a.threads, "HTTP worker threads (0 = max(2, cores)); at most one compute thread per core runs, whatever this is")->check(CLI::NonNegativeNumber);
   app.add_option("--max-body-mb", a.max_body_mb, "largest request body, MiB (413 above)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--max-projection-mb", a.max_projection_mb,
+                 "precompute item_emb x S (faster interest extraction) when it takes at most this many MB; "
+                 "0 = never (saves a table's worth of memory)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--max-users", a.max_users, "users per /rec/recall request")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-top-k", a.max_top_k, "largest top_k")->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_flag("--quiet", a.quiet, "do not log refused requests");
