@@ -120,5 +120,5 @@ rm -f "$dir/w.safetensors" "$dir/items.idx"
 speed=$(sed -n 's/.*: \([0-9.]*\) M clicks\/s.*/\1/p' "$dir/clicks.out")
 check "click log load, M clicks/s (>= 5 wanted; printed as 5 / speed)" "$(ratio 5 "$speed")" 1
 check "click log resident bytes/click" "$(sed -n 's/^click log resident: \([0-9.]*\) bytes.*/\1/p' "$dir/clicks.out")" 12
-echo "== done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s; $([ $fail = 0 ] && echo "every target met" || echo "SOME TARGETS MISSED")"
+echo "== done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s; $([ "$targets" = no ] && echo "every step worked (targets not checked at this size)" || { [ $fail = 0 ] && echo "every target met" || echo "SOME TARGETS MISSED"; })"
 exit $fail
