@@ -18,13 +18,26 @@ class CudaFlatStore final : public FlatStore {
         gpu_(std::make_unique<cuda::FlatIndexCuda>(dim, metric == Metric::l2, 0)) {}
 
  private:
+  // The device copy is marked stale in the same exclusive section as the host change (the
+  // preparation of the host copy then runs under that lock too).
   void add_impl(int64_t n, const float* x, const int64_t* ids) override {
-    FlatStore::add_impl(n, x, ids);
-    dirty_ = true;
+    exclusive([&] {
+      FlatStore::add_impl(n, x, ids);
+      dirty_ = true;
+    });
+  }
+  void upsert_impl(int64_t n, const float* x, const int64_t* ids, const std::vector<int64_t>& stored) override {
+    exclusive([&] {
+      FlatStore::upsert_impl(n, x, ids, stored);
+      dirty_ = true;
+    });
   }
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
-    const int64_t r = FlatStore::remove_impl(n, ids);
-    dirty_ = true;
+    int64_t r = 0;
+    exclusive([&] {
+      r = FlatStore::remove_impl(n, ids);
+      dirty_ = true;
+    });
     return r;
   }
   void clear_impl() override {

@@ -16,19 +16,26 @@
 // for inner product, +inf for L2) when fewer than k vectors are stored. Scores are inner
 // products (higher is better) or squared L2 distances (lower is better).
 //
-// Thread safety: any number of concurrent searches with one writer. Writes (add, remove,
-// clear, load) take an exclusive lock, searches a shared one: an item added or removed is
-// visible to the next search, and no search sees a half-applied batch. A waiting write goes
-// before searches that arrive after it, so a steady stream of searches cannot starve it.
+// Thread safety: any number of concurrent searches with one writer. Writes (add, upsert,
+// remove, clear, load) are serialised among themselves and apply their change under an
+// exclusive lock that searches respect: an item added or removed is visible to the next
+// search, and no search sees a half-applied batch. What takes long is done before that lock,
+// while searches go on: a load reads and builds the new contents aside, a Faiss MIPS-HNSW
+// store re-augmented for a longer vector or compacted after removals builds the new index
+// aside, and save holds out writers only, never searches. A waiting write goes before
+// searches that arrive after it, so a steady stream of searches cannot starve it.
 // Errors: InvalidArgument for bad arguments (duplicate ids, wrong sizes), Unsupported for an
 // operation a backend lacks or a backend this build does not have (the message names the
-// CMake option), IoError/FormatError for files; a failed call changes nothing.
+// CMake option), IoError/FormatError for files. A failed call changes nothing: add, upsert,
+// remove and load either apply whole or leave size, contents and search results as they were
+// (tested with failures injected mid-operation, out-of-memory included).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "mindrec/export.hpp"
 
@@ -89,12 +96,25 @@ class MINDREC_API VectorStore {
 
  protected:
   VectorStore(std::string backend, int dim, Metric metric);
+  /// For backends: runs `fn` under the exclusive lock (searches wait). The write virtuals
+  /// below run holding only the writers' lock (no other write, searches going on): they
+  /// prepare what takes long aside and change what searches read inside exclusive(). Nested
+  /// calls run `fn` directly.
+  void exclusive(const std::function<void()>& fn);
 
  private:
   void check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
                    bool refuse_stored) const;
+  // Write virtuals (see exclusive()); each either applies whole or changes nothing.
   virtual void add_impl(int64_t n, const float* vectors, const int64_t* ids) = 0;
   virtual int64_t remove_impl(int64_t n, const int64_t* ids) = 0;
+  /// Adds or replaces (`stored` of the ids are in the store) inside one exclusive section.
+  /// The default removes the stored ids and adds the batch, and if the add fails puts the old
+  /// vectors back (read with reconstruct_impl first).
+  virtual void upsert_impl(int64_t n, const float* vectors, const int64_t* ids,
+                           const std::vector<int64_t>& stored);
+  /// Writes the stored vector of `id` (which is stored) to `out` [dim].
+  virtual void reconstruct_impl(int64_t id, float* out) const = 0;
   virtual void search_impl(int64_t nq, const float* queries, int k, int64_t* ids,
                            float* scores) const = 0;
   virtual bool search_merged_impl(int64_t /*users*/, int /*K*/, const int32_t* /*counts*/,

@@ -69,17 +69,46 @@ class FaissGpuStore final : public VectorStore {
     });
   }
 
-  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
-    guarded("add", [&] {
-      if (!index_->is_trained) index_->train(n, x);
-      index_->add(n, x);
+  // Puts the device index back to host_'s vectors (after a failure mid-way).
+  void restore_device() {
+    guarded("restore", [&] {
+      index_->reset();
+      if (map_.rows() > 0) index_->add(map_.rows(), host_.data());
       return 0;
     });
-    host_.insert(host_.end(), x, x + n * dim());
-    for (int64_t i = 0; i < n; ++i) map_.append(ids[i]);
+  }
+
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    exclusive([&] {
+      host_.reserve(host_.size() + size_t(n) * dim());  // the appends below cannot reallocate
+      map_.reserve(n);
+      const int64_t old_rows = map_.rows();
+      guarded("add", [&] {
+        if (!index_->is_trained) index_->train(n, x);
+        index_->add(n, x);
+        return 0;
+      });
+      int64_t done = 0;
+      try {
+        host_.insert(host_.end(), x, x + n * dim());
+        for (; done < n; ++done) map_.append(ids[done]);
+      } catch (...) {
+        while (done > 0) map_.move_last_into(map_.forget(ids[--done]));
+        host_.resize(size_t(old_rows) * dim());
+        restore_device();
+        throw;
+      }
+    });
+  }
+
+  void reconstruct_impl(int64_t id, float* out) const override {
+    const int64_t p = map_.find(id);
+    std::copy(host_.begin() + p * dim(), host_.begin() + (p + 1) * dim(), out);
   }
 
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    // What stays is gathered aside (searches go on); the device index is rebuilt under the
+    // lock (its searches share one stream with it anyway).
     int64_t removed = 0;
     std::vector<uint8_t> gone(size_t(map_.rows()), 0);
     for (int64_t i = 0; i < n; ++i) {
@@ -97,13 +126,22 @@ class FaissGpuStore final : public VectorStore {
       keep.insert(keep.end(), host_.begin() + long(p) * d, host_.begin() + long(p + 1) * d);
       keep_ids.push_back(map_.id_at(int64_t(p)));
     }
-    guarded("rebuild", [&] {
-      index_->reset();  // an IVF index keeps its trained quantizer
-      if (!keep_ids.empty()) index_->add(static_cast<int64_t>(keep_ids.size()), keep.data());
-      return 0;
+    IdMap map;
+    map.assign(std::move(keep_ids), nullptr, "faiss-gpu store");
+    exclusive([&] {
+      try {
+        guarded("rebuild", [&] {
+          index_->reset();  // an IVF index keeps its trained quantizer
+          if (map.rows() > 0) index_->add(map.rows(), keep.data());
+          return 0;
+        });
+      } catch (...) {
+        restore_device();
+        throw;
+      }
+      host_ = std::move(keep);
+      map_ = std::move(map);
     });
-    host_ = std::move(keep);
-    map_.assign(std::move(keep_ids), nullptr, "faiss-gpu store");
     return removed;
   }
 

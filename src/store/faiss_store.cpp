@@ -22,11 +22,13 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <new>
 #include <typeinfo>
 #include <sstream>
 #include <unordered_map>
 #include <vector>
 
+#include "detail/fault.hpp"
 #include "detail/vector_math.hpp"
 #include "mindrec/detail/eigen.hpp"
 #include "mindrec/error.hpp"
@@ -77,38 +79,93 @@ class FaissStore final : public VectorStore {
     return faiss_guarded("faiss (" + factory_ + ")", what, std::forward<Fn>(fn));
   }
 
-  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
-    guarded("add", [&] {
-      if (ivf()) {
-        if (!index_->is_trained) {
+  // IVF: the index keeps the caller's ids. A failure mid-way takes the batch's ids out
+  // again (or drops the index the first batch trained).
+  void add_ivf(int64_t n, const float* x, const int64_t* ids) {
+    exclusive([&] {
+      guarded("add", [&] {
+        const bool was_trained = index_->is_trained;
+        if (!was_trained) {
           if (n < int64_t(ivf()->nlist))
             throw InvalidArgument("faiss:" + factory_ + " must be trained on the first batch added, "
                                   "which needs at least nlist=" + std::to_string(ivf()->nlist) +
                                   " vectors; got " + std::to_string(n));
           index_->train(n, x);
         }
-        index_->add_with_ids(n, x, ids);
-        return 0;
-      }
-      std::vector<float> augmented;
-      if (mips_) {
-        float top = 0.f;
-        for (int64_t i = 0; i < n; ++i) top = std::max(top, norm_sq(x + i * dim()));
-        if (top > aug_norm_sq_) {
-          // A longer vector than the reduction allows: re-augment everything, with a bound
-          // 25% above the longest (amortises rebuilds over later additions).
-          const bool empty = map_.rows() == 0;
-          aug_norm_sq_ = empty ? top : std::max(top, aug_norm_sq_) * 1.25f;
-          if (!empty) rebuild();
+        try {
+          index_->add_with_ids(n, x, ids);
+          detail::fault_point("faiss.add.index");
+        } catch (...) {
+          if (!was_trained) {
+            index_ = make_index();
+          } else {
+            faiss::IDSelectorArray sel(size_t(n), ids);
+            index_->remove_ids(sel);
+          }
+          throw;
         }
-        augmented = augment(n, x);
-        x = augmented.data();
+        return 0;
+      });
+    });
+  }
+
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    if (ivf()) return add_ivf(n, x, ids);
+    // MIPS: a vector longer than the reduction's bound re-augments everything, with a bound
+    // 25% above the longest (amortises rebuilds over later additions). The new index is
+    // built aside while searches go on, and swapped in with the batch.
+    float bound = aug_norm_sq_;
+    std::unique_ptr<State> rebuilt;
+    if (mips_) {
+      float top = 0.f;
+      for (int64_t i = 0; i < n; ++i) top = std::max(top, norm_sq(x + i * dim()));
+      if (top > bound) {
+        const bool empty = map_.rows() == 0;
+        bound = empty ? top : std::max(top, bound) * 1.25f;
+        if (!empty) rebuilt = build_compacted(bound);
       }
-      if (!index_->is_trained) index_->train(n, x);
-      index_->add(n, x);
-      for (int64_t i = 0; i < n; ++i) map_.append(ids[i]);
-      removed_.resize(size_t(map_.rows() + 7) / 8, 0);
-      return 0;
+    }
+    std::vector<float> augmented;
+    if (mips_) {
+      augmented = augment(n, x, bound);
+      x = augmented.data();
+    }
+    exclusive([&] {
+      guarded("add", [&] {
+        if (rebuilt) swap_state(*rebuilt);  // the old state stays in `rebuilt` until done
+        const float old_bound = aug_norm_sq_;
+        aug_norm_sq_ = bound;
+        const int64_t old_rows = map_.rows();
+        int64_t done = 0;
+        try {
+          map_.reserve(n);  // the undo below appends without allocating
+          removed_.reserve(size_t(old_rows + n + 7) / 8);
+          if (!index_->is_trained) index_->train(n, x);
+          index_->add(n, x);
+          detail::fault_point("faiss.add.index");
+          for (; done < n; ++done) {
+            detail::fault_point("faiss.add.map");
+            map_.append(ids[done]);
+          }
+          removed_.resize(size_t(map_.rows() + 7) / 8, 0);
+        } catch (...) {
+          aug_norm_sq_ = old_bound;
+          if (rebuilt) {
+            swap_state(*rebuilt);  // back to the untouched old index
+          } else {
+            // HNSW cannot drop nodes: what the index took becomes hidden tombstones.
+            while (done > 0) map_.forget(ids[--done]);
+            while (map_.rows() < index_->ntotal) map_.append_tombstone();
+            removed_.resize(size_t(map_.rows() + 7) / 8, 0);
+            for (int64_t p = old_rows; p < map_.rows(); ++p) {
+              removed_[size_t(p) >> 3] |= uint8_t(1u << (p & 7));
+              ++removed_count_;
+            }
+          }
+          throw;
+        }
+        return 0;
+      });
     });
   }
 
@@ -118,42 +175,73 @@ class FaissStore final : public VectorStore {
   // works on a metric; on raw inner products (norms of item vectors vary) it strands the
   // search near long vectors and recall stops improving with efSearch.
   float norm_sq(const float* v) const { return float(detail::squared_norm(v, dim())); }
-  std::vector<float> augment(int64_t n, const float* x) const {
+  std::vector<float> augment(int64_t n, const float* x, float bound) const {
     const int d = dim();
     std::vector<float> a(size_t(n) * (d + 1));
     for (int64_t i = 0; i < n; ++i) {
       std::copy(x + i * d, x + (i + 1) * d, a.begin() + i * (d + 1));
-      a[size_t(i) * (d + 1) + d] = std::sqrt(std::max(0.f, aug_norm_sq_ - norm_sq(x + i * d)));
+      a[size_t(i) * (d + 1) + d] = std::sqrt(std::max(0.f, bound - norm_sq(x + i * d)));
     }
     return a;
   }
 
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
     if (ivf()) {
-      return guarded("remove", [&] {
-        faiss::IDSelectorArray sel(size_t(n), ids);  // the hashtable direct map needs an array
-        return static_cast<int64_t>(index_->remove_ids(sel));
+      int64_t removed = 0;
+      exclusive([&] {
+        removed = guarded("remove", [&] {
+          faiss::IDSelectorArray sel(size_t(n), ids);  // the hashtable direct map needs an array
+          return static_cast<int64_t>(index_->remove_ids(sel));
+        });
       });
+      return removed;
     }
     int64_t removed = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t p = map_.forget(ids[i]);  // the position stays, hidden by the bitmap
-      if (p < 0) continue;
-      removed_[size_t(p) >> 3] |= uint8_t(1u << (p & 7));
-      ++removed_count_;
-      ++removed;
+    exclusive([&] {  // cannot throw: positions stay, hidden by the bitmap
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t p = map_.forget(ids[i]);
+        if (p < 0) continue;
+        removed_[size_t(p) >> 3] |= uint8_t(1u << (p & 7));
+        ++removed_count_;
+        ++removed;
+      }
+    });
+    if (removed_count_ * 4 > map_.rows()) {
+      // Compacted aside, swapped in. The removal has happened either way: if compaction
+      // fails (out of memory) the tombstones stay and the next removal tries again.
+      try {
+        if (auto fresh = build_compacted(aug_norm_sq_)) exclusive([&] { swap_state(*fresh); });
+      } catch (const std::bad_alloc&) {
+      } catch (const Error&) {
+      }
     }
-    if (removed_count_ * 4 > map_.rows()) rebuild();
     return removed;
   }
 
-  // Rebuilds a non-IVF index without its removed positions (exact for Flat and HNSWFlat,
-  // whose reconstruct() returns the stored vectors; lossy codecs keep the filter instead).
-  // Under the MIPS reduction the extra coordinate is recomputed from the current bound.
-  void rebuild() {
+  // Everything a non-IVF index's contents are made of (swapped whole).
+  struct State {
+    std::unique_ptr<faiss::Index> index;
+    IdMap map;
+    std::vector<uint8_t> removed;
+    int64_t removed_count = 0;
+    float bound = 0.f;
+  };
+  void swap_state(State& s) noexcept {
+    std::swap(index_, s.index);
+    std::swap(map_, s.map);
+    std::swap(removed_, s.removed);
+    std::swap(removed_count_, s.removed_count);
+    std::swap(aug_norm_sq_, s.bound);
+  }
+
+  // A non-IVF index without its removed positions, augmented for `bound` under the MIPS
+  // reduction, built from the current one without changing it (exact for Flat and
+  // HNSWFlat, whose reconstruct() returns the stored vectors; null for lossy codecs, which
+  // keep the tombstones). Only reads the store: runs beside searches.
+  std::unique_ptr<State> build_compacted(float bound) const {
     if (!dynamic_cast<faiss::IndexFlat*>(index_.get()) && !dynamic_cast<faiss::IndexHNSWFlat*>(index_.get()))
-      return;
-    guarded("rebuild", [&] {
+      return nullptr;
+    return guarded("rebuild", [&] {
       const int d = dim(), stored_d = int(index_->d);
       std::vector<float> keep;
       std::vector<int64_t> ids;
@@ -165,19 +253,31 @@ class FaissStore final : public VectorStore {
         ids.push_back(map_.id_at(p));
       }
       const int64_t n = static_cast<int64_t>(ids.size());
-      auto fresh = make_index();
+      auto st = std::make_unique<State>();
+      st->index = make_index();
       if (mips_) {
-        const std::vector<float> a = augment(n, keep.data());
-        fresh->add(n, a.data());
+        const std::vector<float> a = augment(n, keep.data(), bound);
+        st->index->add(n, a.data());
       } else {
-        fresh->add(n, keep.data());
+        st->index->add(n, keep.data());
       }
-      IdMap map;
-      map.assign(std::move(ids), nullptr, "faiss store rebuild");
-      index_ = std::move(fresh);
-      map_ = std::move(map);
-      removed_.assign(size_t(map_.rows() + 7) / 8, 0);
-      removed_count_ = 0;
+      detail::fault_point("faiss.rebuild");
+      st->map.assign(std::move(ids), nullptr, "faiss store rebuild");
+      st->removed.assign(size_t(n + 7) / 8, 0);
+      st->bound = mips_ ? bound : 0.f;
+      return st;
+    });
+  }
+
+  void reconstruct_impl(int64_t id, float* out) const override {
+    guarded("reconstruct", [&] {
+      if (ivf()) {
+        index_->reconstruct(id, out);  // through the hashtable direct map
+        return 0;
+      }
+      std::vector<float> v(static_cast<size_t>(index_->d));
+      index_->reconstruct(map_.find(id), v.data());
+      std::copy(v.begin(), v.begin() + dim(), out);
       return 0;
     });
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "detail/fault.hpp"
 #include "detail/vector_math.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/topk.hpp"
@@ -11,32 +12,97 @@
 
 namespace mindrec::store {
 
-void FlatStore::add_impl(int64_t n, const float* x, const int64_t* ids) {
+FlatStore::Grown FlatStore::grow_aside(int64_t more) const {
+  Grown g;
+  const size_t need = (size_t(map_.rows()) + size_t(more)) * size_t(dim());
+  if (data_.capacity() < need) {  // the copy of the table happens here, not under the lock
+    g.data.reserve(std::max(need, data_.capacity() + data_.capacity() / 2));
+    g.data.assign(data_.begin(), data_.end());
+  }
+  if (metric() == Metric::l2 && half_norm_.capacity() < half_norm_.size() + size_t(more)) {
+    g.half.reserve(std::max(half_norm_.size() + size_t(more), half_norm_.capacity() * 3 / 2));
+    g.half.assign(half_norm_.begin(), half_norm_.end());
+  }
+  detail::fault_point("flat.add.grow");
+  return g;
+}
+
+void FlatStore::append_rows(int64_t n, const float* x, const int64_t* ids, Grown& grown) {
   const int d = dim();
   const bool l2 = metric() == Metric::l2;
-  data_.insert(data_.end(), x, x + n * d);
-  for (int64_t i = 0; i < n; ++i) {
-    map_.append(ids[i]);
-    if (l2) half_norm_.push_back(float(-0.5 * detail::squared_norm(x + i * d, d)));
+  const int64_t old_rows = map_.rows();
+  if (grown.data.capacity()) data_.swap(grown.data);  // same contents, room for n more
+  if (grown.half.capacity()) half_norm_.swap(grown.half);
+  data_.insert(data_.end(), x, x + n * d);  // within capacity: cannot throw
+  if (l2)
+    for (int64_t i = 0; i < n; ++i) half_norm_.push_back(float(-0.5 * detail::squared_norm(x + i * d, d)));
+  int64_t done = 0;
+  try {
+    for (; done < n; ++done) {
+      detail::fault_point("flat.add.map");
+      map_.append(ids[done]);  // may allocate (hashed ids)
+    }
+  } catch (...) {
+    while (done > 0) map_.move_last_into(map_.forget(ids[--done]));
+    data_.resize(size_t(old_rows) * d);
+    if (l2) half_norm_.resize(size_t(old_rows));
+    throw;
   }
+}
+
+void FlatStore::add_impl(int64_t n, const float* x, const int64_t* ids) {
+  Grown grown = grow_aside(n);
+  exclusive([&] { append_rows(n, x, ids, grown); });
+}
+
+void FlatStore::upsert_impl(int64_t n, const float* x, const int64_t* ids,
+                            const std::vector<int64_t>& stored) {
+  const int d = dim();
+  std::vector<int64_t> fresh_ids;
+  std::vector<float> fresh;
+  std::vector<std::pair<int64_t, const float*>> replace;  // row, new vector
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = stored.empty() ? -1 : map_.find(ids[i]);
+    if (row >= 0) {
+      replace.emplace_back(row, x + i * d);
+    } else {
+      fresh_ids.push_back(ids[i]);
+      fresh.insert(fresh.end(), x + i * d, x + (i + 1) * d);
+    }
+  }
+  Grown grown = grow_aside(static_cast<int64_t>(fresh_ids.size()));
+  exclusive([&] {
+    append_rows(static_cast<int64_t>(fresh_ids.size()), fresh.data(), fresh_ids.data(), grown);
+    for (const auto& [row, v] : replace) {  // cannot throw
+      std::copy(v, v + d, data_.begin() + row * d);
+      if (metric() == Metric::l2) half_norm_[size_t(row)] = float(-0.5 * detail::squared_norm(v, d));
+    }
+  });
+}
+
+void FlatStore::reconstruct_impl(int64_t id, float* out) const {
+  const int64_t row = map_.find(id);
+  std::copy(data_.begin() + row * dim(), data_.begin() + (row + 1) * dim(), out);
 }
 
 int64_t FlatStore::remove_impl(int64_t n, const int64_t* ids) {
   const int d = dim();
   const bool l2 = metric() == Metric::l2;
   int64_t removed = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t row = map_.forget(ids[i]);
-    if (row < 0) continue;
-    const int64_t last = map_.move_last_into(row);  // the last row fills the hole
-    if (row != last) {
-      std::copy(data_.begin() + last * d, data_.begin() + (last + 1) * d, data_.begin() + row * d);
-      if (l2) half_norm_[size_t(row)] = half_norm_[size_t(last)];
+  exclusive([&] {  // nothing here allocates: the map forgets, rows move down
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t row = map_.forget(ids[i]);
+      if (row < 0) continue;
+      const int64_t last = map_.move_last_into(row);  // the last row fills the hole
+      if (row != last) {
+        std::copy(data_.begin() + last * d, data_.begin() + (last + 1) * d, data_.begin() + row * d);
+        if (l2) half_norm_[size_t(row)] = half_norm_[size_t(last)];
+      }
+      data_.resize(size_t(last) * d);
+      if (l2) half_norm_.pop_back();
+      ++removed;
     }
-    data_.resize(size_t(last) * d);
-    if (l2) half_norm_.pop_back();
-    ++removed;
-  }
+  });
   return removed;
 }
 

@@ -20,6 +20,10 @@ class FlatStore : public VectorStore {
   FlatStore(std::string backend, int dim, Metric metric) : VectorStore(std::move(backend), dim, metric) {}
   void add_impl(int64_t n, const float* x, const int64_t* ids) override;
   int64_t remove_impl(int64_t n, const int64_t* ids) override;
+  /// New ids appended, stored ones overwritten in place, in one exclusive section.
+  void upsert_impl(int64_t n, const float* x, const int64_t* ids,
+                   const std::vector<int64_t>& stored) override;
+  void reconstruct_impl(int64_t id, float* out) const override;
   void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override;
   int64_t size_impl() const override { return map_.rows(); }
   bool contains_impl(int64_t id) const override { return map_.contains(id); }
@@ -27,6 +31,16 @@ class FlatStore : public VectorStore {
   void set_param_impl(const std::string& name, double value) override;
   std::function<void(PayloadSink&)> payload_writer_impl() const override;
   std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override;
+
+  /// Larger copies of data_ and half_norm_ when `more` rows would not fit, made while
+  /// searches go on (the caller holds the writers' lock); empty when they fit.
+  struct Grown {
+    AlignedVector<float> data;
+    std::vector<float> half;
+  };
+  Grown grow_aside(int64_t more) const;
+  /// Appends rows (under the exclusive lock, after grow_aside): applies whole or not at all.
+  void append_rows(int64_t n, const float* x, const int64_t* ids, Grown& grown);
 
   AlignedVector<float> data_;     // [n, dim], row r holds map_.id_at(r)
   IdMap map_;                     // no tombstones: removal moves the last row into the hole

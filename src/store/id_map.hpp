@@ -32,10 +32,19 @@ class IdMap {
   const std::vector<int64_t>& ids() const { return ids_; }
 
   /// Appends a row for `id` (not in the map).
-  void append(int64_t id) {
-    set(id, rows());
+  void append(int64_t id) {  // strong: on an allocation failure the map is unchanged
     ids_.push_back(id);
+    try {
+      set(id, rows() - 1);
+    } catch (...) {
+      ids_.pop_back();
+      throw;
+    }
   }
+  /// Appends a row that holds no id (a tombstone); cannot throw after reserve(1).
+  void append_tombstone() { ids_.push_back(-1); }
+  /// Room for `n` more rows without reallocating.
+  void reserve(int64_t n) { ids_.reserve(ids_.size() + size_t(n)); }
   /// Takes `id` out of the map; its row stays as a tombstone. Returns the row, or -1.
   int64_t forget(int64_t id) {
     const int64_t row = find(id);

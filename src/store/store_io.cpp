@@ -6,6 +6,8 @@
 #include <istream>
 #include <ostream>
 
+#include "detail/fault.hpp"
+
 namespace mindrec::store {
 
 namespace {
@@ -86,6 +88,7 @@ PayloadSource::PayloadSource(std::istream& in, uint64_t size, uint32_t version, 
     : in_(in), remaining_(size), version_(version), what_(std::move(what)) {}
 
 void PayloadSource::read(void* dst, size_t n) {
+  detail::fault_point("store.load.read");
   if (n > remaining_) throw FormatError(what_ + ": truncated");
   if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
     throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
@@ -133,6 +136,7 @@ void write_store(std::ostream& out, const StoreHeader& h,
   write_pod<int64_t>(out, h.count);
   write_pod<uint64_t>(out, sizing.size);
   write_pod<uint64_t>(out, sizing.hash.digest());
+  detail::fault_point("store.save.write");  // a long write starts; searches go on
   StreamSink sink(out);
   write_payload(sink);
   if (sink.size != sizing.size)

@@ -13,6 +13,7 @@
 #include <ostream>
 #include <vector>
 
+#include "detail/fault.hpp"
 #include "detail/file_util.hpp"
 #include "detail/rw_lock.hpp"
 #include "mindrec/error.hpp"
@@ -20,7 +21,43 @@
 
 namespace mindrec {
 
-struct VectorStore::Lock : detail::WriterPreferringMutex {};
+struct VectorStore::Lock {
+  detail::WriterPreferringMutex rw;  // searches shared, a write's change exclusive
+  std::mutex writers;                // one write (or save) at a time
+  bool exclusive_held = false;       // touched only by the thread holding `writers`
+};
+
+void VectorStore::exclusive(const std::function<void()>& fn) {
+  if (lock_->exclusive_held) {
+    fn();
+    return;
+  }
+  std::unique_lock<detail::WriterPreferringMutex> l(lock_->rw);
+  lock_->exclusive_held = true;
+  struct Reset {
+    bool& b;
+    ~Reset() { b = false; }
+  } reset{lock_->exclusive_held};
+  fn();
+}
+
+void VectorStore::upsert_impl(int64_t n, const float* vectors, const int64_t* ids,
+                              const std::vector<int64_t>& stored) {
+  const size_t d = size_t(dim_);
+  std::vector<float> old(stored.size() * d);
+  for (size_t i = 0; i < stored.size(); ++i) reconstruct_impl(stored[i], old.data() + i * d);
+  exclusive([&] {
+    if (!stored.empty()) remove_impl(static_cast<int64_t>(stored.size()), stored.data());
+    try {
+      detail::fault_point("store.upsert.add");
+      add_impl(n, vectors, ids);
+    } catch (...) {
+      // add_impl changed nothing: put the replaced vectors back.
+      if (!stored.empty()) add_impl(static_cast<int64_t>(stored.size()), old.data(), stored.data());
+      throw;
+    }
+  });
+}
 
 const char* to_string(Metric m) { return m == Metric::inner_product ? "inner_product" : "l2"; }
 
@@ -59,7 +96,7 @@ void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
   MINDREC_EXPECTS(n >= 0, "VectorStore::add: n must be >= 0");
   if (n == 0) return;
   MINDREC_EXPECTS(vectors && ids, "VectorStore::add: null vectors or ids");
-  std::unique_lock lock(*lock_);
+  std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("add", n, vectors, ids, true);
   add_impl(n, vectors, ids);
 }
@@ -68,13 +105,12 @@ int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids)
   MINDREC_EXPECTS(n >= 0, "VectorStore::upsert: n must be >= 0");
   if (n == 0) return 0;
   MINDREC_EXPECTS(vectors && ids, "VectorStore::upsert: null vectors or ids");
-  std::unique_lock lock(*lock_);
+  std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("upsert", n, vectors, ids, false);
   std::vector<int64_t> stored;
   for (int64_t i = 0; i < n; ++i)
     if (contains_impl(ids[i])) stored.push_back(ids[i]);
-  if (!stored.empty()) remove_impl(static_cast<int64_t>(stored.size()), stored.data());
-  add_impl(n, vectors, ids);
+  upsert_impl(n, vectors, ids, stored);
   return static_cast<int64_t>(stored.size());
 }
 
@@ -82,7 +118,7 @@ int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
   MINDREC_EXPECTS(n >= 0, "VectorStore::remove: n must be >= 0");
   if (n == 0) return 0;
   MINDREC_EXPECTS(ids, "VectorStore::remove: null ids");
-  std::unique_lock lock(*lock_);
+  std::lock_guard<std::mutex> writing(lock_->writers);
   return remove_impl(n, ids);
 }
 
@@ -101,7 +137,7 @@ void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, 
   if (nq == 0) return;
   MINDREC_EXPECTS(queries && ids && scores, "VectorStore::search: null pointer");
   check_queries("VectorStore::search", nq, dim_, queries);
-  std::shared_lock lock(*lock_);
+  std::shared_lock lock(lock_->rw);
   search_impl(nq, queries, k, ids, scores);
   const float pad = padding_score(metric_);
   for (int64_t i = 0; i < nq * k; ++i)
@@ -114,27 +150,28 @@ bool VectorStore::search_merged(int64_t users, int K, const int32_t* counts, con
   if (users == 0) return true;
   MINDREC_EXPECTS(counts && queries && ids && scores, "VectorStore::search_merged: null pointer");
   check_queries("VectorStore::search_merged", users * K, dim_, queries);
-  std::shared_lock lock(*lock_);
+  std::shared_lock lock(lock_->rw);
   return search_merged_impl(users, K, counts, queries, fetch, topn, ids, scores);
 }
 
 int64_t VectorStore::size() const {
-  std::shared_lock lock(*lock_);
+  std::shared_lock lock(lock_->rw);
   return size_impl();
 }
 
 void VectorStore::clear() {
-  std::unique_lock lock(*lock_);
-  clear_impl();
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  exclusive([&] { clear_impl(); });
 }
 
 void VectorStore::set_search_param(const std::string& name, double value) {
-  std::unique_lock lock(*lock_);
-  set_param_impl(name, value);
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  exclusive([&] { set_param_impl(name, value); });
 }
 
 void VectorStore::save(const std::string& path) const {
-  std::shared_lock lock(*lock_);
+  // Holds out writes, not searches: nothing changes while it streams, searches go on.
+  std::lock_guard<std::mutex> writing(lock_->writers);
   const auto writer = payload_writer_impl();
   const store::StoreHeader h{backend_, dim_, metric_, size_impl()};
   // Streamed from the store's own memory: no second copy of it.
@@ -153,8 +190,8 @@ void VectorStore::load(const std::string& path) {
   store::PayloadSource src(in, h.payload_size, h.version, path + ": " + backend_ + " store payload");
   const std::function<void()> commit = read_payload_impl(src, h.count);
   src.finish(h.checksum);
-  std::unique_lock lock(*lock_);
-  commit();
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  exclusive(commit);
 }
 
 }  // namespace mindrec

@@ -1,0 +1,255 @@
+// Vector-store guarantees under failure and concurrency (issue 11, items 4 and 5):
+//  - a failed add, upsert or load changes nothing: std::bad_alloc is injected mid-operation at
+//    the backends' fault points (src/detail/fault.hpp), then size, every stored vector's score
+//    against probe queries (k = everything) and the search results must be exactly the old ones;
+//  - what a write prepares at length (a load, a save, the flat store's larger buffer, Faiss
+//    compaction and MIPS re-augmentation of 1M vectors) leaves searches answering: a hook at
+//    the preparation's fault point runs searches on another thread and waits for them, with a
+//    generous deadline that only a blocked search could miss (a deadlock detector, not a timing
+//    threshold).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <future>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "common/random_data.hpp"
+#include "detail/fault.hpp"
+#include "mindrec/device.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/vector_store.hpp"
+#include "mindrec/version.hpp"
+#include "test_util.hpp"
+
+using namespace mindrec;
+using test::random_vectors;
+
+namespace {
+
+struct Snapshot {
+  int64_t size = 0;
+  std::vector<int64_t> ids;
+  std::vector<float> scores;
+  // Same size, same ids in the same order, same scores (to float rounding: a vector put back
+  // after a failure may sit elsewhere in an IVF list, scored by another lane of the GEMV).
+  bool operator==(const Snapshot& o) const {
+    if (size != o.size || ids != o.ids || scores.size() != o.scores.size()) return false;
+    for (size_t i = 0; i < scores.size(); ++i)
+      if (!(scores[i] == o.scores[i] || std::abs(scores[i] - o.scores[i]) <= 1e-6f * std::max(1.f, std::abs(scores[i]))))
+        return false;
+    return true;
+  }
+};
+
+// Every stored vector's score against 12 probe queries: equal snapshots mean equal contents
+// and equal search results.
+Snapshot snapshot(const VectorStore& s) {
+  Snapshot r;
+  r.size = s.size();
+  const int k = int(r.size) + 5;
+  const auto q = random_vectors(12, s.dim(), 99);
+  r.ids.resize(size_t(12) * k);
+  r.scores.resize(size_t(12) * k);
+  s.search(12, q.data(), k, r.ids.data(), r.scores.data());
+  return r;
+}
+
+std::vector<int64_t> range_ids(int64_t first, int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = first + i;
+  return v;
+}
+
+struct Guard {  // disarms whatever a failed CHECK left armed
+  ~Guard() { detail::disarm_fault(); }
+};
+
+// Arms `site` (n-th pass), runs `op`, which must throw std::bad_alloc there, and checks the
+// store is as it was.
+void expect_unchanged(VectorStore& s, const std::string& site, int nth, const std::function<void()>& op) {
+  CAPTURE(site);
+  CAPTURE(nth);
+  Guard g;
+  const Snapshot before = snapshot(s);
+  detail::arm_fault(site, nth);
+  CHECK_THROWS_AS(op(), std::bad_alloc);
+  const int passes = detail::disarm_fault();
+  CHECK(passes >= nth);  // the site is on this backend's path
+  CHECK(snapshot(s) == before);
+}
+
+struct Case {
+  const char* spec;
+  std::vector<std::pair<const char*, int>> add_sites, upsert_sites;
+  bool mips_rebuild;  // HNSW under inner product: a longer vector rebuilds the index
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> c = {{"flat", {{"flat.add.grow", 1}, {"flat.add.map", 20}}, {{"flat.add.grow", 1}, {"flat.add.map", 5}}, false}};
+#if MINDREC_HAS_FAISS
+  c.push_back({"faiss:Flat", {{"faiss.add.index", 1}, {"faiss.add.map", 20}},
+               {{"store.upsert.add", 1}, {"faiss.add.map", 20}}, false});
+  c.push_back({"faiss:IVF8,Flat?nprobe=8", {{"faiss.add.index", 1}},
+               {{"store.upsert.add", 1}, {"faiss.add.index", 1}}, false});
+  // efSearch above the count: the graph search visits everything, results are exact.
+  c.push_back({"faiss:HNSW16?efSearch=3000", {{"faiss.add.index", 1}, {"faiss.add.map", 20}},
+               {{"store.upsert.add", 1}, {"faiss.add.map", 7}}, true});
+#endif
+  if (cuda_device_count() > 0) {
+    c.push_back({"cuda:flat", {{"flat.add.grow", 1}, {"flat.add.map", 20}}, {{"flat.add.map", 5}}, false});
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("a failed add, upsert or load changes nothing: failures injected mid-operation, every backend") {
+  test::TempDir tmp;
+  const int d = 8;
+  for (const Case& c : cases()) {
+    const std::string spec = c.spec;
+    CAPTURE(spec);
+    for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+      const std::string metric_name = to_string(metric);
+    CAPTURE(metric_name);
+      auto s = make_vector_store(c.spec, d, metric);
+      const auto x = random_vectors(300, d, 1);
+      const auto ids = range_ids(1, 300);
+      s->add(300, x.data(), ids.data());
+      s->remove(3, ids.data() + 10);  // some tombstones / moved rows to start from
+
+      // add: 50 new vectors (half of them with hashed ids far beyond the dense range)
+      const auto nx = random_vectors(50, d, 2);
+      std::vector<int64_t> nids = range_ids(1001, 50);
+      for (size_t i = 0; i < 25; ++i) nids[i] = 1000000000000 + int64_t(i);
+      for (const auto& [site, nth] : c.add_sites)
+        expect_unchanged(*s, site, nth, [&] { s->add(50, nx.data(), nids.data()); });
+      if (c.mips_rebuild && metric == Metric::inner_product) {  // longer vectors: rebuild path
+        std::vector<float> longer(nx);
+        for (auto& v : longer) v *= 4.f;
+        for (const auto& [site, nth] : std::vector<std::pair<const char*, int>>{{"faiss.rebuild", 1}, {"faiss.add.index", 1}, {"faiss.add.map", 30}})
+          expect_unchanged(*s, site, nth, [&] { s->add(50, longer.data(), nids.data()); });
+      }
+
+      // upsert: 20 stored ids and 10 new ones
+      const auto ux = random_vectors(30, d, 3);
+      std::vector<int64_t> uids = range_ids(100, 20);
+      for (int64_t i = 0; i < 10; ++i) uids.push_back(5000000000 + i);
+      for (const auto& [site, nth] : c.upsert_sites)
+        expect_unchanged(*s, site, nth, [&] { s->upsert(30, ux.data(), uids.data()); });
+
+      // load: another saved store, failing part-way through its payload
+      auto other = make_vector_store(c.spec, d, metric);
+      other->add(200, x.data(), ids.data());
+      other->save(tmp.file("other.idx"));
+      for (int nth : {1, 2, 3})
+        expect_unchanged(*s, "store.load.read", nth, [&] { s->load(tmp.file("other.idx")); });
+
+      // Unarmed, each call applies whole.
+      const int64_t n0 = s->size();
+      s->add(50, nx.data(), nids.data());
+      CHECK(s->size() == n0 + 50);
+      CHECK(s->upsert(30, ux.data(), uids.data()) == 20);
+      CHECK(s->size() == n0 + 60);
+      s->load(tmp.file("other.idx"));
+      CHECK(snapshot(*s) == snapshot(*other));
+    }
+  }
+}
+
+#if MINDREC_HAS_FAISS
+TEST_CASE("a Faiss compaction that fails leaves the removal applied (tombstones kept, retried later)") {
+  const int d = 8;
+  auto s = make_vector_store("faiss:Flat", d);
+  auto want = make_vector_store("flat", d);
+  const auto x = random_vectors(400, d, 4);
+  const auto ids = range_ids(1, 400);
+  s->add(400, x.data(), ids.data());
+  want->add(400, x.data(), ids.data());
+  Guard g;
+  detail::arm_fault("faiss.rebuild", 1);
+  CHECK(s->remove(150, ids.data()) == 150);  // > 1/4 removed: compaction tried, fails
+  CHECK(detail::disarm_fault() == 1);
+  want->remove(150, ids.data());
+  const Snapshot a = snapshot(*s), b = snapshot(*want);
+  CHECK(a.size == 250);
+  CHECK(a.ids == b.ids);
+  for (size_t i = 0; i < a.scores.size(); ++i)
+    if (std::isfinite(b.scores[i])) CHECK(a.scores[i] == doctest::Approx(b.scores[i]).epsilon(1e-5));
+    else CHECK(a.scores[i] == b.scores[i]);
+}
+#endif
+
+namespace {
+
+// While a write is at `site`, a second thread runs 5 searches, which must all answer before a
+// deadline only a blocked search would miss. What they return must equal a search before the
+// write (`during_equals_before`, the write not applied yet) or after it (the removal that
+// precedes a compaction is already visible; the compaction changes no result).
+void expect_searches_answer(VectorStore& s, const std::string& site, bool during_equals_before,
+                            const std::function<void()>& write) {
+  CAPTURE(site);
+  const auto q = random_vectors(4, s.dim(), 5);
+  auto search = [&] {
+    std::pair<std::vector<int64_t>, std::vector<float>> r{std::vector<int64_t>(40), std::vector<float>(40)};
+    s.search(4, q.data(), 10, r.first.data(), r.second.data());
+    return r;
+  };
+  const auto before = search();
+  std::vector<std::pair<std::vector<int64_t>, std::vector<float>>> during;
+  int hooked = 0;
+  std::future<void> pending;
+  Guard g;
+  detail::arm_hook(site, [&] {
+    if (hooked++) return;  // the first pass: the preparation is under way
+    pending = std::async(std::launch::async, [&] {
+      for (int i = 0; i < 5; ++i) during.push_back(search());
+    });
+    // Not waited for past the deadline: a search blocked by this write can only finish
+    // after the write, below.
+    if (pending.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+      FAIL_CHECK("searches did not answer during '" << site << "' (blocked by the write)");
+  });
+  write();
+  detail::disarm_fault();
+  if (pending.valid()) pending.wait();
+  CHECK(hooked >= 1);
+  REQUIRE(during.size() == 5);
+  const auto want = during_equals_before ? before : search();
+  for (const auto& r : during) CHECK(r == want);
+}
+
+}  // namespace
+
+TEST_CASE("searches keep answering while a write prepares: save, load, growth, compaction of 1M vectors") {
+  test::TempDir tmp;
+  const int d = 8;
+  const int64_t n = 1000000;
+  const auto x = random_vectors(n, d, 6);
+  const auto ids = range_ids(1, n);
+  auto flat = make_vector_store("flat", d);
+  flat->add(n, x.data(), ids.data());
+  expect_searches_answer(*flat, "store.save.write", true, [&] { flat->save(tmp.file("big.idx")); });
+  auto loaded = make_vector_store("flat", d);
+  loaded->add(10, x.data(), ids.data());
+  expect_searches_answer(*loaded, "store.load.read", true, [&] { loaded->load(tmp.file("big.idx")); });
+  CHECK(loaded->size() == n);
+  // A full buffer: the next add copies the 1M rows into a larger one, aside.
+  const auto more = random_vectors(1000, d, 7);
+  const auto more_ids = range_ids(n + 1, 1000);
+  auto grow = make_vector_store("flat", d);
+  grow->add(n, x.data(), ids.data());
+  expect_searches_answer(*grow, "flat.add.grow", true, [&] { grow->add(1000, more.data(), more_ids.data()); });
+  CHECK(grow->size() == n + 1000);
+#if MINDREC_HAS_FAISS
+  // Removing over a quarter compacts the Faiss index: the rest is rebuilt aside.
+  auto faiss_flat = make_vector_store("faiss:Flat", d);
+  faiss_flat->add(n, x.data(), ids.data());
+  expect_searches_answer(*faiss_flat, "faiss.rebuild", false, [&] { faiss_flat->remove(n / 3, ids.data() + n / 2); });
+  CHECK(faiss_flat->size() == n - n / 3);
+#endif
+}
