@@ -251,5 +251,13 @@ TEST_CASE("searches keep answering while a write prepares: save, load, growth, c
   faiss_flat->add(n, x.data(), ids.data());
   expect_searches_answer(*faiss_flat, "faiss.rebuild", false, [&] { faiss_flat->remove(n / 3, ids.data() + n / 2); });
   CHECK(faiss_flat->size() == n - n / 3);
+  // HNSW under inner product: a longer vector than the reduction's bound re-augments every
+  // vector into a new graph, built aside (20,000 vectors: a 1M-vector HNSW build takes minutes).
+  auto hnsw = make_vector_store("faiss:HNSW16", d);
+  hnsw->add(20000, x.data(), ids.data());
+  std::vector<float> longer(more.begin(), more.begin() + 10 * d);
+  for (auto& v : longer) v *= 10.f;
+  expect_searches_answer(*hnsw, "faiss.rebuild", true, [&] { hnsw->add(10, longer.data(), more_ids.data()); });
+  CHECK(hnsw->size() == 20010);
 #endif
 }
