@@ -1,10 +1,13 @@
 // cuda:flat: the flat store's host copy (add, remove, save, load as `flat`) mirrored on the
-// GPU, where searches run (flat_index_cuda.cu). The device copy is refreshed by the first
-// search after a change; multi-interest recall is merged on the device.
+// GPU, where searches run (flat_index_cuda.cu); multi-interest recall is merged on the device.
+// After each write the device copy is uploaded aside and swapped in; meanwhile searches scan
+// the host copy.
 #include <mutex>
 
+#include "detail/fault.hpp"
 #include "flat_index_cuda.hpp"  // plain pointers only
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "store/backends.hpp"
 #include "store/flat_store.hpp"
 
@@ -15,68 +18,92 @@ class CudaFlatStore final : public FlatStore {
  public:
   CudaFlatStore(int dim, Metric metric)
       : FlatStore("cuda:flat", dim, metric),
-        gpu_(std::make_unique<cuda::FlatIndexCuda>(dim, metric == Metric::l2, 0)) {}
+        gpu_(std::make_shared<cuda::FlatIndexCuda>(dim, metric == Metric::l2, 0)) {}
 
  private:
-  // The device copy is marked stale in the same exclusive section as the host change (the
-  // preparation of the host copy then runs under that lock too).
+  // A write marks the device copy stale in the same exclusive section as its host change;
+  // after it, the new device copy is uploaded aside into a second device index while
+  // searches go on (on the host copy, exact like the device: same scores to float rounding,
+  // same tie rule), then swapped in. Device memory holds two copies during the upload.
   void add_impl(int64_t n, const float* x, const int64_t* ids) override {
     exclusive([&] {
       FlatStore::add_impl(n, x, ids);
-      dirty_ = true;
+      mark_stale();
     });
   }
   void upsert_impl(int64_t n, const float* x, const int64_t* ids, const std::vector<int64_t>& stored) override {
     exclusive([&] {
       FlatStore::upsert_impl(n, x, ids, stored);
-      dirty_ = true;
+      mark_stale();
     });
   }
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
     int64_t r = 0;
     exclusive([&] {
       r = FlatStore::remove_impl(n, ids);
-      dirty_ = true;
+      if (r) mark_stale();
     });
     return r;
   }
   void clear_impl() override {
     FlatStore::clear_impl();
-    dirty_ = true;
+    mark_stale();
   }
   std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
     auto commit = FlatStore::read_payload_impl(in, count);
     return [this, commit] {
       commit();
-      dirty_ = true;
+      mark_stale();
     };
   }
   void set_param_impl(const std::string& name, double) override {
     throw InvalidArgument("cuda:flat: unknown search parameter '" + name + "' (it has none)");
   }
-  // Writers hold the store's exclusive lock, searches a shared one: several searches may
-  // race to refresh the device copy, hence the mutex.
-  void sync() const {
-    std::lock_guard<std::mutex> lock(sync_mutex_);
-    if (!dirty_) return;
-    gpu_->set(data_.data(), map_.ids().data(), map_.rows());
-    dirty_ = false;
+
+  void mark_stale() {
+    std::lock_guard<std::mutex> lock(gpu_mutex_);
+    stale_ = true;
+  }
+  // The writers' lock is held: the host copy cannot change while it is read here.
+  void after_write_impl() override {
+    {
+      std::lock_guard<std::mutex> lock(gpu_mutex_);
+      if (!stale_) return;
+    }
+    try {
+      auto fresh = std::make_shared<cuda::FlatIndexCuda>(dim(), metric() == Metric::l2, 0);
+      fresh->set(data_.data(), map_.ids().data(), map_.rows());
+      detail::fault_point("cuda_flat.upload");
+      std::lock_guard<std::mutex> lock(gpu_mutex_);
+      gpu_ = std::move(fresh);
+      stale_ = false;
+    } catch (const std::exception& e) {
+      // The write stands; searches stay on the host copy until an upload succeeds.
+      log(LogLevel::warn, std::string("cuda:flat: device copy not refreshed, searching the host copy: ") + e.what());
+    }
+  }
+  // The device index to search, or null while the device copy is stale.
+  std::shared_ptr<cuda::FlatIndexCuda> device() const {
+    std::lock_guard<std::mutex> lock(gpu_mutex_);
+    return stale_ ? nullptr : gpu_;
   }
   void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
-    sync();
-    gpu_->search(nq, q, k, ids, scores);
+    const auto g = device();
+    if (!g || k > cuda::FlatIndexCuda::kMaxK) return FlatStore::search_impl(nq, q, k, ids, scores);
+    g->search(nq, q, k, ids, scores);
   }
   bool search_merged_impl(int64_t users, int K, const int32_t* counts, const float* queries, int fetch,
                           int topn, int64_t* ids, float* scores) const override {
     if (K * fetch > cuda::FlatIndexCuda::kMaxPool || fetch > cuda::FlatIndexCuda::kMaxK) return false;
-    sync();
-    gpu_->search_merged(users, K, counts, queries, fetch, topn, ids, scores);
+    const auto g = device();
+    if (!g) return false;  // recall_items searches the host copy and merges on the host
+    g->search_merged(users, K, counts, queries, fetch, topn, ids, scores);
     return true;
   }
 
-  std::unique_ptr<cuda::FlatIndexCuda> gpu_;
-  mutable std::mutex sync_mutex_;
-  mutable bool dirty_ = true;
+  std::shared_ptr<cuda::FlatIndexCuda> gpu_;  // searched while !stale_
+  mutable std::mutex gpu_mutex_;              // guards gpu_ and stale_
+  bool stale_ = false;                        // an empty store's device copy is current
 };
 
 }  // namespace

@@ -113,6 +113,10 @@ class MINDREC_API VectorStore {
   /// vectors back (read with reconstruct_impl first).
   virtual void upsert_impl(int64_t n, const float* vectors, const int64_t* ids,
                            const std::vector<int64_t>& stored);
+  /// Called after every write (add, upsert, remove, clear, load) that returned, holding the
+  /// writers' lock only: a backend may refresh a derived copy here, aside (cuda:flat uploads
+  /// its device copy). Must not throw for a reason that undoes the write.
+  virtual void after_write_impl() {}
   /// Writes the stored vector of `id` (which is stored) to `out` [dim].
   virtual void reconstruct_impl(int64_t id, float* out) const = 0;
   virtual void search_impl(int64_t nq, const float* queries, int k, int64_t* ids,

@@ -24,6 +24,7 @@
 
 #include "mindrec/aligned.hpp"
 #include "mindrec/device.hpp"
+#include "detail/fault.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"
 #include "store/backends.hpp"
@@ -91,7 +92,10 @@ class FaissGpuStore final : public VectorStore {
       int64_t done = 0;
       try {
         host_.insert(host_.end(), x, x + n * dim());
-        for (; done < n; ++done) map_.append(ids[done]);
+        for (; done < n; ++done) {
+          detail::fault_point("faiss_gpu.add.map");
+          map_.append(ids[done]);
+        }
       } catch (...) {
         while (done > 0) map_.move_last_into(map_.forget(ids[--done]));
         host_.resize(size_t(old_rows) * dim());

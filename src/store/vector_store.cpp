@@ -99,6 +99,7 @@ void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
   std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("add", n, vectors, ids, true);
   add_impl(n, vectors, ids);
+  after_write_impl();
 }
 
 int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids) {
@@ -111,6 +112,7 @@ int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids)
   for (int64_t i = 0; i < n; ++i)
     if (contains_impl(ids[i])) stored.push_back(ids[i]);
   upsert_impl(n, vectors, ids, stored);
+  after_write_impl();
   return static_cast<int64_t>(stored.size());
 }
 
@@ -119,7 +121,9 @@ int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
   if (n == 0) return 0;
   MINDREC_EXPECTS(ids, "VectorStore::remove: null ids");
   std::lock_guard<std::mutex> writing(lock_->writers);
-  return remove_impl(n, ids);
+  const int64_t removed = remove_impl(n, ids);
+  after_write_impl();
+  return removed;
 }
 
 namespace {
@@ -162,6 +166,7 @@ int64_t VectorStore::size() const {
 void VectorStore::clear() {
   std::lock_guard<std::mutex> writing(lock_->writers);
   exclusive([&] { clear_impl(); });
+  after_write_impl();
 }
 
 void VectorStore::set_search_param(const std::string& name, double value) {
@@ -192,6 +197,7 @@ void VectorStore::load(const std::string& path) {
   src.finish(h.checksum);
   std::lock_guard<std::mutex> writing(lock_->writers);
   exclusive(commit);
+  after_write_impl();
 }
 
 }  // namespace mindrec

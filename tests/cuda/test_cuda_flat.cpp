@@ -1,7 +1,8 @@
 // cuda:flat against the CPU `flat` store (the oracle): per-query top-k for both metrics and
 // k from 1 to 1,024, padding when k > size, removals, save -> load, and multi-interest recall
 // through the fused device merge against recall through `flat` (with and without dynamic_k,
-// and with exclude_history, which takes the host merge). Skips (exit 77) without a device.
+// and with exclude_history, which takes the host merge), and searches during the device copy's
+// upload after a write (host copy, new contents). Skips (exit 77) without a device.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +10,10 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+#include <future>
+
+#include "detail/fault.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/retriever.hpp"
@@ -87,6 +92,30 @@ int main() {
         loaded->search(nq, q.data(), 50, c.data(), cs.data());
         expect(loaded->backend() == "cuda:flat" && c == a && cs == as, std::string(to_string(metric)) + " save/load");
         std::filesystem::remove(path);
+      }
+      // While the device copy is uploaded aside after a write, searches answer (from the
+      // host copy) with the new contents; afterwards from the device, the same.
+      {
+        const auto more = randn(size_t(100) * d, 3);
+        std::vector<int64_t> more_ids(100);
+        for (int64_t i = 0; i < 100; ++i) more_ids[size_t(i)] = 1000000 + i;
+        cpu->add(100, more.data(), more_ids.data());
+        std::vector<int64_t> want(size_t(nq) * 50), during(want.size()), after(want.size());
+        std::vector<float> wants(want.size()), durings(want.size()), afters(want.size());
+        cpu->search(nq, q.data(), 50, want.data(), wants.data());
+        bool answered = false;
+        detail::arm_hook("cuda_flat.upload", [&] {
+          auto f = std::async(std::launch::async, [&] { gpu->search(nq, q.data(), 50, during.data(), durings.data()); });
+          answered = f.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+          f.wait();
+        });
+        gpu->add(100, more.data(), more_ids.data());
+        detail::disarm_fault();
+        gpu->search(nq, q.data(), 50, after.data(), afters.data());
+        std::string why;
+        expect(answered, std::string(to_string(metric)) + " a search answers during the upload");
+        expect(same_results(during, durings, want, wants, &why), std::string(to_string(metric)) + " during upload " + why);
+        expect(same_results(after, afters, want, wants, &why), std::string(to_string(metric)) + " after upload " + why);
       }
       // k > size pads with -1.
       auto small = make_vector_store("cuda:flat", d, metric);

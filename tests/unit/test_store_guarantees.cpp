@@ -101,6 +101,9 @@ std::vector<Case> cases() {
 #endif
   if (cuda_device_count() > 0) {
     c.push_back({"cuda:flat", {{"flat.add.grow", 1}, {"flat.add.map", 20}}, {{"flat.add.map", 5}}, false});
+#if MINDREC_HAS_FAISS_GPU
+    c.push_back({"faiss-gpu:Flat", {{"faiss_gpu.add.map", 20}}, {{"store.upsert.add", 1}, {"faiss_gpu.add.map", 20}}, false});
+#endif
   }
   return c;
 }
