@@ -108,7 +108,7 @@ serve_rss "--store flat + /rec/insert_data" --insert --store flat --index "$dir/
 
 # --- single-user recall latency, 1 vs 2 scan threads
 "$gen" recall --config "$dir/c.yaml" --weights "$dir/w.safetensors" --index "$dir/items.idx" \
-  --requests 15 | tee "$dir/recall.txt" | sed 's/^/  /'
+  --requests 21 | tee "$dir/recall.txt" | sed 's/^/  /'
 check "single-user recall, 2 threads / 1 thread" \
   "$(sed -n 's/^2 threads \/ 1 thread: \([0-9.]*\)x.*/\1/p' "$dir/recall.txt")" 0.6
 rm -f "$dir/w.safetensors" "$dir/items.idx"

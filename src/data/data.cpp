@@ -110,9 +110,12 @@ struct Click {
 bool parse_digits(const char*& p, const char* end, int64_t& v) {
   const char* s = p;
   int64_t x = 0;
-  while (p < end && unsigned(*p - '0') < 10u) x = x * 10 + (*p++ - '0');
+  while (p < end && unsigned(*p - '0') < 10u) {
+    if (p - s == 18) return false;  // 18 digits cannot overflow; longer ones take the slow path
+    x = x * 10 + (*p++ - '0');
+  }
   v = x;
-  return p > s && p - s <= 18;  // 18 digits cannot overflow
+  return p > s;
 }
 
 bool parse_click_fast(std::string_view line, Click& c) {
