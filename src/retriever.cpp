@@ -6,6 +6,7 @@
 
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "store/topk_select.hpp"
 
 namespace mindrec {
@@ -92,6 +93,26 @@ RecallResult recall_histories(const MindModel& model, const VectorStore& store,
   return r;
 }
 
+void check_store_pairing(const MindModel& model, const VectorStore& store, const std::string& store_name,
+                         bool allow_mismatch) {
+  const uint64_t want = model.item_fingerprint(), have = store.source_fingerprint();
+  if (have == want) return;
+  if (have == 0) {
+    log(LogLevel::warn, store_name + ": the store does not record which weights its vectors came from "
+                        "(a file older than store format 4, or vectors added by hand); serving it beside weights " +
+                        fingerprint_hex(want) + " unchecked");
+    return;
+  }
+  const std::string msg = store_name + ": the store holds the item vectors of weights " + fingerprint_hex(have) +
+                          ", not of the loaded weights " + fingerprint_hex(want);
+  if (allow_mismatch) {
+    log(LogLevel::warn, msg + " (allowed by request)");
+    return;
+  }
+  throw ConfigError(msg + ": rebuild it from these weights (mindrec index), or allow the mismatch explicitly "
+                          "(--allow-mismatched-index)");
+}
+
 int64_t upsert_item_vectors(const MindModel& model, VectorStore& store) {
   const auto& c = model.config();
   MINDREC_EXPECTS(store.dim() == c.embedding_dim,
@@ -100,6 +121,7 @@ int64_t upsert_item_vectors(const MindModel& model, VectorStore& store) {
   std::vector<int64_t> ids(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
   store.upsert(n, model.weights().item_emb.data() + c.embedding_dim, ids.data());
+  store.set_source_fingerprint(model.item_fingerprint());
   return n;
 }
 

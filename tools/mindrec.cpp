@@ -113,7 +113,7 @@ struct TrainArgs {
 struct EvalArgs {
   std::string config, weights, data, json, store, index;
   std::vector<int> topk = {20, 50};
-  bool compat = false;
+  bool compat = false, allow_mismatched_index = false;
   int threads = -1;
 };
 
@@ -230,7 +230,10 @@ int run_eval(const EvalArgs& a) {
   const mindrec::EvalSet set = mindrec::read_eval_data(a.data, mc.item_count);
   auto opts = eval_options(cfg, a.topk, a.compat, a.threads);
   std::unique_ptr<mindrec::VectorStore> store;
-  if (!a.index.empty()) store = mindrec::load_vector_store(a.index);
+  if (!a.index.empty()) {
+    store = mindrec::load_vector_store(a.index);
+    mindrec::check_store_pairing(model, *store, a.index, a.allow_mismatched_index);
+  }
   else if (!a.store.empty()) store = mindrec::build_item_store(model, a.store);
   opts.store = store.get();
   if (store) std::printf("retrieval through the '%s' store (%lld items)\n", store->backend().c_str(),
@@ -291,7 +294,7 @@ struct RecallArgs {
   std::string config, weights, index;
   std::vector<std::string> hist;
   int topk = 50;
-  bool json = false, exclude_history = false;
+  bool json = false, exclude_history = false, allow_mismatched_index = false;
 };
 
 int run_recall(const RecallArgs& a) {
@@ -299,6 +302,7 @@ int run_recall(const RecallArgs& a) {
   const auto& mc = cfg.hyper_parameters;
   mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
   auto store = mindrec::load_vector_store(a.index);
+  mindrec::check_store_pairing(model, *store, a.index, a.allow_mismatched_index);
   // Each --hist is one user's clicks, oldest first: "43,23,65".
   std::vector<std::vector<int64_t>> users;
   for (const auto& h : a.hist) {
@@ -393,6 +397,7 @@ int main(int argc, char** argv) {
   ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
   auto* ev_store = ce->add_option("--store", ev.store, "retrieve through a store built now, e.g. faiss:HNSW32?efSearch=128 (default: exact search)");
   ce->add_option("--index", ev.index, "retrieve through a store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(ev_store);
+  ce->add_flag("--allow-mismatched-index", ev.allow_mismatched_index, "use an --index built from other weights (refused otherwise)");
 
   IndexArgs ix;
   auto* ci2 = app.add_subcommand("index", "build a vector store of all item vectors and save it");
@@ -409,6 +414,7 @@ int main(int argc, char** argv) {
   cr->add_option("--hist", rc.hist, "one user's item ids, oldest first, comma-separated (repeat per user)")->required()->take_all();
   cr->add_option("--topk", rc.topk, "candidates per user")->check(CLI::PositiveNumber);
   cr->add_flag("--json", rc.json, "print JSON");
+  cr->add_flag("--allow-mismatched-index", rc.allow_mismatched_index, "use an --index built from other weights (refused otherwise)");
   cr->add_flag("--exclude-history", rc.exclude_history, "never return the user's own clicks");
 
   PrepareArgs prep;

@@ -38,6 +38,9 @@ class MINDREC_API MindModel {
   const MindWeights& weights() const;
   Device device() const;
 
+  /// item_fingerprint(weights()), computed on the first call (hashes item_emb) and cached.
+  uint64_t item_fingerprint() const;
+
   /// Interests computed for a user with n behaviours (K, or K'_u with dynamic_k).
   int interest_count(int n) const;
 

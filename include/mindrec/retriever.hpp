@@ -53,8 +53,17 @@ MINDREC_API RecallResult recall_histories(const MindModel& model, const VectorSt
                                           const std::vector<std::vector<int64_t>>& histories,
                                           const RecallOptions& options);
 
+/// Checks that `store` holds the item vectors of `model`'s weights: their item fingerprints
+/// (MindModel::item_fingerprint, VectorStore::source_fingerprint) must match. A mismatch
+/// throws ConfigError naming `store_name`, both fingerprints and the fix, unless
+/// `allow_mismatch` (then it only logs a warning). A store whose fingerprint is unknown (0: a
+/// file older than store format 4, or vectors added by hand) passes with a warning.
+MINDREC_API void check_store_pairing(const MindModel& model, const VectorStore& store,
+                                     const std::string& store_name, bool allow_mismatch = false);
+
 /// Adds or replaces every item vector of `model` (ids 1..N-1; 0 is padding) in `store`, in
-/// one upsert; returns how many were written (N-1).
+/// one upsert, and records the model's item fingerprint in the store; returns how many were
+/// written (N-1).
 MINDREC_API int64_t upsert_item_vectors(const MindModel& model, VectorStore& store);
 
 /// A store of every item vector of `model` (ids 1..N-1), built with `spec`.

@@ -89,6 +89,12 @@ class MINDREC_API VectorStore {
   /// Sets a search-time parameter ("nprobe", "efSearch"); InvalidArgument if unknown here.
   void set_search_param(const std::string& name, double value);
 
+  /// The item fingerprint (MindModel::item_fingerprint) of the weights whose item vectors
+  /// this store holds: set by upsert_item_vectors, saved in the store file and read back by
+  /// load; 0 when unknown (a store filled by hand, or a file older than format version 4).
+  uint64_t source_fingerprint() const;
+  void set_source_fingerprint(uint64_t fingerprint);
+
   int dim() const { return dim_; }
   Metric metric() const { return metric_; }
   /// The backend string it was made from (without search parameters).
@@ -139,6 +145,7 @@ class MINDREC_API VectorStore {
 
   struct Lock;  // a writer-preferring shared mutex (src/detail/rw_lock.hpp)
   std::string backend_;
+  uint64_t fingerprint_ = 0;  // guarded by the writers' lock (read under the shared one)
   int dim_;
   Metric metric_;
   std::unique_ptr<Lock> lock_;

@@ -34,6 +34,15 @@ struct MINDREC_API MindWeights {
   void validate() const;
 };
 
+/// A 64-bit fingerprint of the item vectors: item_emb's shape and bytes (detail::WordHash).
+/// Stores record the fingerprint of the weights they were filled from (VectorStore::
+/// source_fingerprint), so that a store is never served beside other weights unnoticed.
+/// Hashes the whole table (0.13 s per GB here). Never 0.
+MINDREC_API uint64_t item_fingerprint(const MindWeights& weights);
+
+/// The fingerprint as 16 hex digits (how logs, errors and /metrics show it).
+MINDREC_API std::string fingerprint_hex(uint64_t fingerprint);
+
 /// Random initial weights from `seed`, as the spec's table says: item_emb Xavier uniform
 /// U(-a, a) with a = sqrt(6/(N+D)) (row 0 then zeroed: it is the padding row), bilinear
 /// Normal(0, 1), routing logits Normal(0, capsule.init_std), relu weight Xavier uniform with

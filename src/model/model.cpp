@@ -3,6 +3,7 @@
 #include "mindrec/model.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 #include "mindrec/cpu/interests.hpp"
@@ -18,6 +19,8 @@ struct MindModel::Impl {
   cpu::ModelView<float> view;
   AlignedVector<float> projected;  // item_emb · S [N, H]: û of every item, computed once
   std::unique_ptr<model::DeviceModel> gpu;  // Device::cuda: device copy of the weights
+  std::unique_ptr<std::once_flag> fingerprint_once = std::make_unique<std::once_flag>();
+  uint64_t fingerprint = 0;
 };
 
 MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& options)
@@ -57,6 +60,11 @@ MindModel& MindModel::operator=(MindModel&&) noexcept = default;
 const ModelConfig& MindModel::config() const { return impl_->w.config; }
 const MindWeights& MindModel::weights() const { return impl_->w; }
 Device MindModel::device() const { return impl_->device; }
+
+uint64_t MindModel::item_fingerprint() const {
+  std::call_once(*impl_->fingerprint_once, [&] { impl_->fingerprint = mindrec::item_fingerprint(impl_->w); });
+  return impl_->fingerprint;
+}
 
 int MindModel::interest_count(int n) const {
   return cpu::interest_count(n, impl_->view.max_k, impl_->view.dynamic_k);

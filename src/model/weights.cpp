@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 #include "detail/random.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/safetensors.hpp"
 #include "model/weights_io.hpp"
+#include "detail/hash.hpp"
 
 namespace mindrec {
 
@@ -239,6 +241,21 @@ void save_weights(const std::string& path, const MindWeights& w) {
   std::map<std::string, std::string> metadata;
   const auto tensors = detail::weights_to_refs(w, metadata);
   detail::write_safetensors(path, metadata, tensors);
+}
+
+uint64_t item_fingerprint(const MindWeights& w) {
+  detail::WordHash h;
+  const int64_t shape[2] = {w.config.item_count, w.config.embedding_dim};
+  h.update(shape, sizeof shape);
+  h.update(w.item_emb.data(), w.item_emb.size() * sizeof(float));
+  const uint64_t d = h.digest();
+  return d == 0 ? 1 : d;  // 0 means "unknown" in a store
+}
+
+std::string fingerprint_hex(uint64_t fingerprint) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fingerprint));
+  return buf;
 }
 
 MindWeights load_weights(const std::string& path) {

@@ -12,13 +12,13 @@ namespace mindrec::store {
 
 namespace {
 constexpr char kMagic[8] = {'M', 'R', 'V', 'S', 'T', 'O', 'R', 'E'};
-// 2: faiss payload ends with the MIPS bound; 3: PayloadHash instead of byte-wise FNV-1a.
-constexpr uint32_t kVersion = 3, kOldestVersion = 2;
+// 2: faiss payload ends with the MIPS bound; 3: detail::WordHash instead of byte-wise FNV-1a;
+// 4: the source weights' item fingerprint.
+constexpr uint32_t kVersion = 4, kOldestVersion = 2;
 template <class T>
 void write_pod(std::ostream& out, T v) {
   out.write(reinterpret_cast<const char*>(&v), sizeof v);
 }
-uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
 class CountingHashSink final : public PayloadSink {
  public:
@@ -26,7 +26,7 @@ class CountingHashSink final : public PayloadSink {
     hash.update(data, n);
     size += n;
   }
-  PayloadHash hash;
+  detail::WordHash hash;
   uint64_t size = 0;
 };
 
@@ -49,39 +49,6 @@ uint64_t fnv1a64(const void* data, size_t n) {
   uint64_t h = 1469598103934665603ull;
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
-}
-
-void PayloadHash::block(const unsigned char* p) {
-  for (int l = 0; l < 4; ++l) {
-    uint64_t w;
-    std::memcpy(&w, p + 8 * l, 8);
-    h_[l] = (h_[l] ^ w) * 0x100000001b3ull;
-    h_[l] ^= h_[l] >> 29;
-  }
-}
-
-void PayloadHash::update(const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  length_ += n;
-  if (carried_) {
-    const size_t take = std::min(n, 32 - carried_);
-    std::memcpy(carry_ + carried_, p, take);
-    carried_ += take;
-    p += take;
-    n -= take;
-    if (carried_ < 32) return;
-    block(carry_);
-    carried_ = 0;
-  }
-  for (; n >= 32; p += 32, n -= 32) block(p);
-  std::memcpy(carry_, p, n);
-  carried_ = n;
-}
-
-uint64_t PayloadHash::digest() const {
-  uint64_t h0 = h_[0];
-  for (size_t i = 0; i < carried_; ++i) h0 = (h0 ^ carry_[i]) * 1099511628211ull;
-  return h0 ^ rotl(h_[1], 16) ^ rotl(h_[2], 32) ^ rotl(h_[3], 48) ^ length_;
 }
 
 PayloadSource::PayloadSource(std::istream& in, uint64_t size, uint32_t version, std::string what)
@@ -134,6 +101,7 @@ void write_store(std::ostream& out, const StoreHeader& h,
   write_pod<uint32_t>(out, static_cast<uint32_t>(h.dim));
   write_pod<uint32_t>(out, h.metric == Metric::inner_product ? 0u : 1u);
   write_pod<int64_t>(out, h.count);
+  write_pod<uint64_t>(out, h.fingerprint);
   write_pod<uint64_t>(out, sizing.size);
   write_pod<uint64_t>(out, sizing.hash.digest());
   detail::fault_point("store.save.write");  // a long write starts; searches go on
@@ -166,6 +134,7 @@ StoreHeader read_store_header(std::istream& in, const std::string& path) {
   if (metric > 1) fail("unknown metric " + std::to_string(metric));
   h.metric = metric == 0 ? Metric::inner_product : Metric::l2;
   h.count = get(int64_t{0});
+  h.fingerprint = h.version >= 4 ? get(uint64_t{0}) : 0;
   h.payload_size = get(uint64_t{0});
   h.checksum = get(uint64_t{0});
   if (h.dim < 1 || h.count < 0) fail("bad dimension or count");

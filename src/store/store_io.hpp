@@ -1,9 +1,12 @@
 // Private: the vector-store file format and the streamed payload.
 //
 // File: "MRVSTORE" | u32 version | u32 backend length | backend | u32 dim | u32 metric |
-//       i64 count | u64 payload length | u64 checksum of the payload | payload.
-// Everything little-endian. Version 3 (written now) checksums with PayloadHash; version 2
-// (still read) with FNV-1a 64 over bytes, ten times slower (1.2 s per GB here).
+//       i64 count | u64 source fingerprint (version >= 4) | u64 payload length |
+//       u64 checksum of the payload | payload.
+// Everything little-endian. Version 4 (written now) records the item fingerprint of the
+// weights the vectors came from (0: unknown); versions 2 and 3 (still read) have none.
+// Versions >= 3 checksum with detail::WordHash, version 2 with FNV-1a 64 over bytes, ten times
+// slower (1.2 s per GB here).
 //
 // Payloads are streamed: a backend writes its arrays straight from its own memory to the file
 // and reads them straight into new arrays, so saving or loading a store never holds a second
@@ -17,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/hash.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"
 
@@ -27,31 +31,13 @@ struct StoreHeader {
   int dim = 0;
   Metric metric = Metric::inner_product;
   int64_t count = 0;
+  uint64_t fingerprint = 0;   ///< item fingerprint of the source weights (0: unknown)
   uint32_t version = 0;       ///< set by read_store_header
   uint64_t payload_size = 0;  ///< set by read_store_header
   uint64_t checksum = 0;      ///< set by read_store_header
 };
 
 uint64_t fnv1a64(const void* data, size_t n);
-
-/// The version-3 checksum: four 64-bit lanes, each taking every fourth 8-byte little-endian
-/// word w of the data as h = (h ^ w) * 0x100000001b3, h ^= h >> 29 (lane l starts at
-/// 0xcbf29ce484222325 ^ l); the bytes after the last full 32-byte block go through FNV-1a
-/// into lane 0; the digest is h0 ^ rotl(h1, 16) ^ rotl(h2, 32) ^ rotl(h3, 48) ^ length.
-/// Incremental: the same digest however the data is split into update() calls.
-class PayloadHash {
- public:
-  void update(const void* data, size_t n);
-  uint64_t digest() const;
-
- private:
-  void block(const unsigned char* p);
-  uint64_t h_[4] = {0xcbf29ce484222325ull, 0xcbf29ce484222325ull ^ 1, 0xcbf29ce484222325ull ^ 2,
-                    0xcbf29ce484222325ull ^ 3};
-  unsigned char carry_[32] = {};
-  size_t carried_ = 0;
-  uint64_t length_ = 0;
-};
 
 /// Where a backend writes its payload.
 class PayloadSink {
@@ -104,7 +90,7 @@ class PayloadSource {
   uint64_t remaining_;
   uint32_t version_;
   std::string what_;
-  PayloadHash hash_;
+  detail::WordHash hash_;
   uint64_t fnv_ = 1469598103934665603ull;
   uint64_t last_len_ = 0;
 };

@@ -158,6 +158,16 @@ bool VectorStore::search_merged(int64_t users, int K, const int32_t* counts, con
   return search_merged_impl(users, K, counts, queries, fetch, topn, ids, scores);
 }
 
+uint64_t VectorStore::source_fingerprint() const {
+  std::shared_lock lock(lock_->rw);
+  return fingerprint_;
+}
+
+void VectorStore::set_source_fingerprint(uint64_t fingerprint) {
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  exclusive([&] { fingerprint_ = fingerprint; });
+}
+
 int64_t VectorStore::size() const {
   std::shared_lock lock(lock_->rw);
   return size_impl();
@@ -165,7 +175,10 @@ int64_t VectorStore::size() const {
 
 void VectorStore::clear() {
   std::lock_guard<std::mutex> writing(lock_->writers);
-  exclusive([&] { clear_impl(); });
+  exclusive([&] {
+    clear_impl();
+    fingerprint_ = 0;
+  });
   after_write_impl();
 }
 
@@ -178,7 +191,7 @@ void VectorStore::save(const std::string& path) const {
   // Holds out writes, not searches: nothing changes while it streams, searches go on.
   std::lock_guard<std::mutex> writing(lock_->writers);
   const auto writer = payload_writer_impl();
-  const store::StoreHeader h{backend_, dim_, metric_, size_impl()};
+  const store::StoreHeader h{backend_, dim_, metric_, size_impl(), fingerprint_};
   // Streamed from the store's own memory: no second copy of it.
   write_file_atomic(path, [&](std::ostream& out) { store::write_store(out, h, writer); });
 }
@@ -196,7 +209,10 @@ void VectorStore::load(const std::string& path) {
   const std::function<void()> commit = read_payload_impl(src, h.count);
   src.finish(h.checksum);
   std::lock_guard<std::mutex> writing(lock_->writers);
-  exclusive(commit);
+  exclusive([&] {
+    commit();
+    fingerprint_ = h.fingerprint;
+  });
   after_write_impl();
 }
 

@@ -17,17 +17,17 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string s(reinterpret_cast<const char*>(data), size);
   // "MRVSTORE" | u32 version | u32 backend length | backend | u32 dim | u32 metric | i64 count
-  // | u64 payload length | u64 checksum | payload
+  // | u64 fingerprint (version >= 4) | u64 payload length | u64 checksum | payload
   if (s.size() >= 16) {
     uint32_t blen = 0;
     std::memcpy(&blen, s.data() + 12, 4);
-    const size_t at = 16 + size_t(blen) + 16;  // payload length field
+    uint32_t version = 0;
+    std::memcpy(&version, s.data() + 8, 4);
+    const size_t at = 16 + size_t(blen) + 16 + (version >= 4 ? 8 : 0);  // payload length field
     const std::string backend = blen <= 4096 && s.size() >= 16 + blen ? s.substr(16, blen) : "";
     if (blen <= 4096 && s.size() >= at + 16 && backend.rfind("faiss", 0) != 0) {
       const uint64_t len = s.size() - (at + 16);
-      uint32_t version = 0;
-      std::memcpy(&version, s.data() + 8, 4);
-      mindrec::store::PayloadHash hash;
+      mindrec::detail::WordHash hash;
       hash.update(s.data() + at + 16, len);
       const uint64_t sum = version == 2 ? mindrec::store::fnv1a64(s.data() + at + 16, len) : hash.digest();
       std::memcpy(&s[at], &len, 8);

@@ -68,7 +68,7 @@ void check_error(const serve::Reply& r, int status, const std::string& field, co
 
 }  // namespace
 
-TEST_CASE("serve: insert_data, count, recall and drop answer like the library") {
+TEST_CASE("serve: insert_data - count - recall and drop answer like the library") {
   auto svc = make_service();
   CHECK(body_of(svc.handle("POST", "/rec/count", "")) == json{{"count", 0}});
   auto r = svc.handle("POST", "/rec/insert_data", "");
@@ -110,7 +110,7 @@ TEST_CASE("serve: insert_data, count, recall and drop answer like the library") 
   CHECK(body_of(r)["ids"] == json::parse("[[]]"));
 }
 
-TEST_CASE("serve: added items are recallable at once, replaced and deleted ones are gone") {
+TEST_CASE("serve: added items are recallable at once - replaced and deleted ones are gone") {
   auto svc = make_service();
   svc.handle("POST", "/rec/insert_data", "");
   const std::vector<int64_t> hist = {43, 23, 65};
@@ -212,7 +212,7 @@ TEST_CASE("serve: bad requests get 400 naming the field and change nothing") {
   CHECK(svc.handle("POST", "/rec/recall", probe).body == before);
 }
 
-TEST_CASE("serve: save writes a store that loads with the same answers; health and docs") {
+TEST_CASE("serve: save writes a store that loads with the same answers - health and docs") {
   test::TempDir tmp;
   serve::ServiceOptions o;
   o.index_path = tmp.file("items.idx");
@@ -246,7 +246,7 @@ TEST_CASE("serve: save writes a store that loads with the same answers; health a
   CHECK(svc.handle("GET", "/docs", "").content_type.find("text/html") == 0);
 }
 
-TEST_CASE("serve: a number too large for a double is a 400 naming the body, not a 500 (found by fuzz_serve_json)") {
+TEST_CASE("serve: a number too large for a double is a 400 naming the body - not a 500 (found by fuzz_serve_json)") {
   auto svc = make_service();
   const std::string huge = "5" + std::string(400, '5') + "E5555";
   const serve::Reply r = svc.handle("POST", "/rec/items/delete", R"({"ids": [0, )" + huge + "]}");
@@ -254,7 +254,7 @@ TEST_CASE("serve: a number too large for a double is a 400 naming the body, not 
   CHECK(r.body.find("malformed JSON") != std::string::npos);
 }
 
-TEST_CASE("serve: at most compute_slots requests compute at once, each on one thread") {
+TEST_CASE("serve: at most compute_slots requests compute at once - each on one thread") {
   for (const int slots : {1, 2}) {
     serve::ServiceOptions o;
     o.compute_slots = slots;
@@ -337,7 +337,7 @@ class ServerProcess {
 
 }  // namespace
 
-TEST_CASE("serve: the real server on a loopback port, the seed's curl session, SIGTERM saves") {
+TEST_CASE("serve: the real server on a loopback port - the seed's curl session - SIGTERM saves") {
   test::TempDir tmp;
   save_weights(tmp.file("w.safetensors"), small_weights());
   tmp.write("c.yaml",

@@ -129,7 +129,7 @@ TEST_CASE("invalid values are refused with the key path") {
 }
 
 #else
-TEST_CASE("a build without YAML refuses YAML configs, naming the option") {
+TEST_CASE("a build without YAML refuses YAML configs - naming the option") {
   CHECK_THROWS_AS(load_config(test::config_dir() + "/amazonbook-sample.yaml"), Unsupported);
   CHECK(test::error_of([] { parse_config("runner: {}\n", "/base", "c.yaml"); }).find("MINDREC_WITH_YAML") != std::string::npos);
 }

@@ -30,7 +30,7 @@ TEST_CASE("the bundled training sample has the counts awk finds") {
         std::vector<int64_t>{17978, 901, 97224, 774, 85757});
 }
 
-TEST_CASE("the bundled validation sample: 499 users, 9 with more than 20 eval items") {
+TEST_CASE("the bundled validation sample: 499 users - 9 with more than 20 eval items") {
   const EvalSet set = read_eval_data(test::data_dir() + "/amazonbook-sample/valid", 367983);
   REQUIRE(set.num_users() == 499);
   int over20 = 0;
@@ -48,7 +48,7 @@ TEST_CASE("the bundled validation sample: 499 users, 9 with more than 20 eval it
   CHECK(set.eval(498)[set.eval_length(498) - 1] == 501);
 }
 
-TEST_CASE("training lines are ordered by the order column, per user") {
+TEST_CASE("training lines are ordered by the order column - per user") {
   TempDir tmp;
   const auto f = tmp.write("t.txt", "7,30,2\n5,11,1\n7,10,0\r\n5,12,0\n\n7,20,1");
   const ClickLog log = read_train_data(f, 100);
@@ -57,7 +57,7 @@ TEST_CASE("training lines are ordered by the order column, per user") {
   CHECK(log.items == std::vector<int64_t>{12, 11, 10, 20, 30});
 }
 
-TEST_CASE("a folder of training files is read in name order; write/read round trip") {
+TEST_CASE("a folder of training files is read in name order - write/read round trip") {
   TempDir tmp;
   std::filesystem::create_directory(tmp.path() / "d");
   tmp.write("d/b.txt", "2,5,0\n");
@@ -72,7 +72,7 @@ TEST_CASE("a folder of training files is read in name order; write/read round tr
   CHECK(again.items == log.items);
 }
 
-TEST_CASE("bad training lines are refused with file, line and token") {
+TEST_CASE("bad training lines are refused with file - line and token") {
   TempDir tmp;
   auto err = [&](const std::string& text, int64_t item_count = 100) {
     const auto f = tmp.write("bad.txt", text);
@@ -94,7 +94,7 @@ TEST_CASE("bad training lines are refused with file, line and token") {
   CHECK_THROWS_AS(read_train_data(tmp.file("missing.txt")), IoError);
 }
 
-TEST_CASE("bad validation lines are refused with file, line and token") {
+TEST_CASE("bad validation lines are refused with file - line and token") {
   TempDir tmp;
   auto err = [&](const std::string& text) {
     const auto f = tmp.write("v.txt", text);
@@ -123,7 +123,7 @@ TEST_CASE("validation write/read round trip") {
   CHECK(b.eval_offsets == a.eval_offsets);
 }
 
-TEST_CASE("pack_histories keeps the last maxlen items, right-padded") {
+TEST_CASE("pack_histories keeps the last maxlen items - right-padded") {
   const std::vector<int64_t> offsets = {0, 5, 7, 7};
   const std::vector<int64_t> items = {1, 2, 3, 4, 5, 6, 7};
   std::vector<int64_t> ids(3 * 3, -9);
@@ -171,7 +171,7 @@ TEST_CASE("a log sorted by user and order and the same log shuffled read the sam
   CHECK(b.items == items);
 }
 
-TEST_CASE("a log that turns unsorted late, or sorted but split over files, is still read whole") {
+TEST_CASE("a log that turns unsorted late - or sorted but split over files - is still read whole") {
   TempDir tmp;
   // Sorted up to the last line, which belongs to the first user.
   ClickLog log = read_train_data(tmp.write("late.txt", "1,5,0\n1,6,1\n2,7,0\n3,8,0\n1,9,2"));

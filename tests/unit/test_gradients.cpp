@@ -138,16 +138,16 @@ void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout 
 
 }  // namespace
 
-TEST_CASE("gradients match finite differences: softmax over interests, ReLU, soft read-out") {
+TEST_CASE("gradients match finite differences: softmax over interests - ReLU - soft read-out") {
   check_gradients(SoftmaxAxis::interests, true, false, 1, Readout::soft);
 }
-TEST_CASE("gradients match finite differences: no ReLU layer, pow_p = 2") {
+TEST_CASE("gradients match finite differences: no ReLU layer - pow_p = 2") {
   check_gradients(SoftmaxAxis::interests, false, false, 2, Readout::soft);
 }
-TEST_CASE("gradients match finite differences: softmax over behaviours, pow_p = 3") {
+TEST_CASE("gradients match finite differences: softmax over behaviours - pow_p = 3") {
   check_gradients(SoftmaxAxis::behaviors, true, false, 3, Readout::soft);
 }
-TEST_CASE("gradients match finite differences: hybrid, dynamic K") {
+TEST_CASE("gradients match finite differences: hybrid - dynamic K") {
   check_gradients(SoftmaxAxis::hybrid, true, true, 1, Readout::soft);
 }
 TEST_CASE("gradients match finite differences: hard read-out") {

@@ -14,7 +14,7 @@
 
 using namespace mindrec;
 
-TEST_CASE("metrics of one user, worked by hand") {
+TEST_CASE("metrics of one user - worked by hand") {
   // Retrieved [5, 3, 9, 1], GT [3, 1, 7]: hits at ranks 1 and 3 (0-based).
   // Recall = 2/3; HitRate = 1; DCG = 1/log2(3) + 1/log2(5) = 0.630930 + 0.430677 = 1.061606;
   // IDCG = 1/log2(2) + 1/log2(3) = 1.630930; NDCG = 0.650921.
@@ -39,7 +39,7 @@ TEST_CASE("metrics of one user, worked by hand") {
   CHECK(user_metrics(got, 4, gt, 0).recall == 0.0);
 }
 
-TEST_CASE("merge: pool K·N, sort by score, drop id 0 and duplicates, keep N") {
+TEST_CASE("merge: pool K·N - sort by score - drop id 0 and duplicates - keep N") {
   // Interest 0: 4 (0.9), 0 (0.8), 7 (0.5); interest 1: 7 (0.95), 2 (0.6), 4 (0.3).
   // Sorted pool: 7 .95, 4 .9, 0 .8, 2 .6, 7 .5, 4 .3 -> drop 0 and repeats -> [7, 4, 2].
   const int64_t ids[] = {4, 0, 7, 7, 2, 4};
@@ -63,7 +63,7 @@ TEST_CASE("merge: pool K·N, sort by score, drop id 0 and duplicates, keep N") {
   CHECK(out[1] == 9);
 }
 
-TEST_CASE("exact_topk equals brute force, including k > n") {
+TEST_CASE("exact_topk equals brute force - including k > n") {
   detail::Rng rng(11);
   const int64_t nb = 5000, nq = 70;
   const int d = 12, k = 25;
@@ -95,7 +95,7 @@ TEST_CASE("exact_topk equals brute force, including k > n") {
   CHECK(sc2[3] == -std::numeric_limits<float>::infinity());
 }
 
-TEST_CASE("exact_topk with few queries splits the base over threads: same result for any split, ties included") {
+TEST_CASE("exact_topk with few queries splits the base over threads: same result for any split - ties included") {
   // Integer coordinates make every score exact, and rows repeat every 1,000, so ties straddle
   // the per-thread ranges: the smaller id must still win (brute force over doubles).
   detail::Rng rng(5);

@@ -52,7 +52,7 @@ double squash_factor(double x, double y) {
 
 }  // namespace
 
-TEST_CASE("hand-worked: one routing update, softmax over interests") {
+TEST_CASE("hand-worked: one routing update - softmax over interests") {
   // History [1, 2, pad], n = 2, iters = 2, no ReLU. û = E (S = I): û0 = (1,0), û1 = (0,1).
   // Read 1: softmax over k per column: col 0 of [ln3, 0] -> (3/4, 1/4); col 1 -> (1/2, 1/2).
   //   z0 = 3/4 û0 + 1/2 û1 = (0.75, 0.5); ‖z0‖² = 0.8125 -> v0 = z0 · 0.8125/1.8125/√0.8125
@@ -114,7 +114,7 @@ TEST_CASE("hand-worked: label-aware attention") {
   CHECK(out[1] == 2.0f);
 }
 
-TEST_CASE("dynamic K'_u = max(1, min(K, floor(log2 n)))") {
+TEST_CASE("dynamic K'_u = max(1 - min(K - floor(log2 n)))") {
   CHECK(cpu::interest_count(0, 4, true) == 1);
   CHECK(cpu::interest_count(1, 4, true) == 1);
   CHECK(cpu::interest_count(3, 4, true) == 1);
@@ -128,7 +128,7 @@ TEST_CASE("dynamic K'_u = max(1, min(K, floor(log2 n)))") {
   CHECK(cpu::interest_count(1, 4, false) == 4);
 }
 
-TEST_CASE("golden outputs of the NumPy reference, every switch combination") {
+TEST_CASE("golden outputs of the NumPy reference - every switch combination") {
   const SafetensorsFile g = read_safetensors(test::fixture_dir() + "/mind_golden.safetensors");
   const auto hist = g.at("input.hist").values<int64_t>();
   const auto lens = g.at("input.lengths").values<int32_t>();
@@ -220,7 +220,7 @@ TEST_CASE("golden outputs of the NumPy reference, every switch combination") {
   }
 }
 
-TEST_CASE("trailing padding never changes the result; threads do not either") {
+TEST_CASE("trailing padding never changes the result - threads do not either") {
   ModelConfig c;
   c.item_count = 500;
   c.neg_samples = 10;
@@ -285,7 +285,7 @@ TEST_CASE("the double-precision kernel agrees with float") {
   for (int i = 0; i < 4; ++i) CHECK(f[i] == doctest::Approx(out[i]).epsilon(1e-6));
 }
 
-TEST_CASE("an empty history gives ReLU(bias); bad inputs are refused before any write") {
+TEST_CASE("an empty history gives ReLU(bias) - bad inputs are refused before any write") {
   MindModel m(tiny_weights(true, SoftmaxAxis::interests, 3));
   const auto out = run(m, {0, 0, 0}, 0);
   CHECK(out == std::vector<float>{0, 0, 0, 0});  // ReLU((0,0) W + (0, -0.1)) = (0, 0)

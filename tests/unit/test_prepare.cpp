@@ -22,7 +22,7 @@ static const char* kRaw =
     "U3,a,1\nU3,b,2\nU3,d,3\nU3,a,4\nU3,d,4\nU3,c,5\nU3,c,6\n"
     "U4,a,1\nU4,b,2\nU4,d,3\n";
 
-TEST_CASE("prepare: 5-core filter, popularity ids, time order, split files") {
+TEST_CASE("prepare: 5-core filter - popularity ids - time order - split files") {
   test::TempDir tmp;
   for (const bool spaces : {false, true}) {
     std::string raw = kRaw;

@@ -3,13 +3,18 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "mindrec/eval.hpp"
 #include "mindrec/retriever.hpp"
 #include "mindrec/version.hpp"
 #include "mindrec/topk.hpp"
 #include "mindrec/retriever.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "small_model.hpp"
+#include "test_util.hpp"
 
 using namespace mindrec;
 
@@ -88,4 +93,42 @@ TEST_CASE("evaluate through a store: flat matches the exact path when row 0 play
     CHECK(via_hnsw.metrics[t].recall >= 0.8 * exact.metrics[t].recall);
 #endif
   }
+}
+
+TEST_CASE("item fingerprints pair a store with the weights it came from") {
+  MindWeights w = test::small_weights();
+  const uint64_t f = item_fingerprint(w);
+  CHECK(f != 0);
+  CHECK(item_fingerprint(test::small_weights()) == f);  // same weights, same fingerprint
+  MindWeights other = w;
+  other.item_emb[123] += 1e-6f;  // one element of the table
+  CHECK(item_fingerprint(other) != f);
+  MindWeights relu_changed = w;  // only item_emb (and its shape) counts
+  relu_changed.bilinear[0] += 1.0f;
+  CHECK(item_fingerprint(relu_changed) == f);
+  CHECK(fingerprint_hex(0x00ab) == "00000000000000ab");
+
+  const MindModel a(w), b(other);
+  CHECK(a.item_fingerprint() == f);
+  auto store = build_item_store(a, "flat");
+  CHECK(store->source_fingerprint() == f);
+  check_store_pairing(a, *store, "items.idx");  // the pair: no error
+
+  std::vector<std::string> warnings;
+  set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::warn) warnings.emplace_back(m);
+  });
+  const std::string e = test::error_of([&] { check_store_pairing(b, *store, "items.idx"); });
+  CHECK(e.find("items.idx: the store holds the item vectors of weights " + fingerprint_hex(f) +
+               ", not of the loaded weights " + fingerprint_hex(b.item_fingerprint())) != std::string::npos);
+  CHECK(e.find("--allow-mismatched-index") != std::string::npos);
+  CHECK_THROWS_AS(check_store_pairing(b, *store, "items.idx"), ConfigError);
+  check_store_pairing(b, *store, "items.idx", true);  // allowed: a warning
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("allowed by request") != std::string::npos);
+  store->set_source_fingerprint(0);  // unknown (an old file): a warning, no error
+  check_store_pairing(b, *store, "old.idx");
+  REQUIRE(warnings.size() == 2);
+  CHECK(warnings[1].find("old.idx: the store does not record which weights") != std::string::npos);
+  set_log_sink(nullptr);
 }

@@ -31,7 +31,7 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 }
 }  // namespace
 
-TEST_CASE("safetensors layout: u64 header length, JSON header, raw little-endian data") {
+TEST_CASE("safetensors layout: u64 header length - JSON header - raw little-endian data") {
   TempDir tmp;
   SafetensorsFile f;
   f.metadata["k"] = "v";
@@ -149,7 +149,7 @@ TEST_CASE("init statistics match the distributions (large draw)") {
   CHECK(v2 == doctest::Approx(0.25).epsilon(0.2));
 }
 
-TEST_CASE("weights files that do not match are refused, naming the tensor") {
+TEST_CASE("weights files that do not match are refused - naming the tensor") {
   TempDir tmp;
   const ModelConfig m = small_config();
   const MindWeights w = init_weights(m, 1);
@@ -194,7 +194,7 @@ TEST_CASE("weights files that do not match are refused, naming the tensor") {
   CHECK(test::error_of([&] { load_weights(tmp.file("t.st")); }).find("truncated") != std::string::npos);
 }
 
-TEST_CASE("weights holding NaN or Inf are refused, naming the tensor and the element") {
+TEST_CASE("weights holding NaN or Inf are refused - naming the tensor and the element") {
   TempDir tmp;
   const MindWeights good = init_weights(small_config(), 1);
   // In memory: MindModel refuses them before any comparator sees a NaN.
@@ -218,7 +218,7 @@ TEST_CASE("weights holding NaN or Inf are refused, naming the tensor and the ele
             .find("inf.st: 'capsule.routing_logits' holds NaN or Inf at element 7") != std::string::npos);
 }
 
-TEST_CASE(".npy headers with absurd shapes are refused with FormatError, not an escaping std:: exception") {
+TEST_CASE(".npy headers with absurd shapes are refused with FormatError - not an escaping std:: exception") {
   TempDir tmp;
   auto npy = [&](const std::string& shape, size_t data_bytes) {
     std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";

@@ -110,7 +110,7 @@ std::vector<Case> cases() {
 
 }  // namespace
 
-TEST_CASE("a failed add, upsert or load changes nothing: failures injected mid-operation, every backend") {
+TEST_CASE("a failed add - upsert or load changes nothing: failures injected mid-operation - every backend") {
   test::TempDir tmp;
   const int d = 8;
   for (const Case& c : cases()) {
@@ -165,7 +165,7 @@ TEST_CASE("a failed add, upsert or load changes nothing: failures injected mid-o
 }
 
 #if MINDREC_HAS_FAISS
-TEST_CASE("a Faiss compaction that fails leaves the removal applied (tombstones kept, retried later)") {
+TEST_CASE("a Faiss compaction that fails leaves the removal applied (tombstones kept - retried later)") {
   const int d = 8;
   auto s = make_vector_store("faiss:Flat", d);
   auto want = make_vector_store("flat", d);
@@ -228,7 +228,7 @@ void expect_searches_answer(VectorStore& s, const std::string& site, bool during
 
 }  // namespace
 
-TEST_CASE("searches keep answering while a write prepares: save, load, growth, compaction of 1M vectors") {
+TEST_CASE("searches keep answering while a write prepares: save - load - growth - compaction of 1M vectors") {
   test::TempDir tmp;
   const int d = 8;
   const int64_t n = 1000000;

@@ -19,7 +19,7 @@ void write(const std::filesystem::path& p, const std::string& text) {
 }
 }  // namespace
 
-TEST_CASE("default_threads follows omp_set_num_threads on the calling thread; explicit counts win") {
+TEST_CASE("default_threads follows omp_set_num_threads on the calling thread - explicit counts win") {
   if (std::getenv("OMP_NUM_THREADS")) {
     MESSAGE("OMP_NUM_THREADS is set: default_threads() is it, checked instead");
     CHECK(default_threads() == omp_get_max_threads());
@@ -35,7 +35,7 @@ TEST_CASE("default_threads follows omp_set_num_threads on the calling thread; ex
   CHECK(default_threads() <= before);
 }
 
-TEST_CASE("cgroup CPU quota: v2 cpu.max, v1 cfs quota/period, nearest limited ancestor, none") {
+TEST_CASE("cgroup CPU quota: v2 cpu.max - v1 cfs quota/period - nearest limited ancestor - none") {
   test::TempDir tmp;
   const std::filesystem::path root = tmp.path();
   // v2: 150000/100000 -> 2 CPUs (rounded up), found in the process's own group.

@@ -62,7 +62,7 @@ TEST_CASE("log-uniform sampler: single-draw frequencies pass a chi-square test")
   CHECK(bins > 100);
 }
 
-TEST_CASE("distinct negatives: distinct, in range, scratch left clean") {
+TEST_CASE("distinct negatives: distinct - in range - scratch left clean") {
   LogUniformSampler s(60);
   detail::Rng rng(5);
   std::vector<uint8_t> marks(60, 0);
@@ -262,7 +262,7 @@ ClickLog small_log() {
 }
 }  // namespace
 
-TEST_CASE("same seed and threads: the same loss curve bit for bit; the loss falls") {
+TEST_CASE("same seed and threads: the same loss curve bit for bit - the loss falls") {
   const ClickLog log = small_log();
   for (const bool lazy : {false, true}) {
     const Config cfg = small_training_config(lazy, 2);
@@ -278,7 +278,7 @@ TEST_CASE("same seed and threads: the same loss curve bit for bit; the loss fall
   }
 }
 
-TEST_CASE("the gradient does not depend on the team OpenMP grants: 1, 2, 4 threads and a limited team") {
+TEST_CASE("the gradient does not depend on the team OpenMP grants: 1 - 2 - 4 threads and a limited team") {
   const ClickLog log = small_log();
   auto losses = [&](int threads, bool limited_team) {
     const Config cfg = small_training_config(false, threads);

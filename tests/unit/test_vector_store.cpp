@@ -101,7 +101,7 @@ int count_found(const std::vector<float>& x, const std::vector<int64_t>& ids, co
 
 }  // namespace
 
-TEST_CASE("vector store contract, every backend and metric") {
+TEST_CASE("vector store contract - every backend and metric") {
   test::TempDir tmp;
   for (const auto& b : kBackends) {
     for (const Metric metric : {Metric::inner_product, Metric::l2}) {
@@ -186,7 +186,7 @@ TEST_CASE("vector store contract, every backend and metric") {
   }
 }
 
-TEST_CASE("upsert replaces stored ids and adds new ones in one step, every backend") {
+TEST_CASE("upsert replaces stored ids and adds new ones in one step - every backend") {
   for (const auto& b : kBackends) {
     const std::string spec = b.spec;
     CAPTURE(spec);
@@ -284,7 +284,7 @@ TEST_CASE("HNSW under inner product: the MIPS reduction's bound grows with longe
 }
 #endif
 
-TEST_CASE("vector store files: corrupt, truncated and mismatched files are refused, nothing changes") {
+TEST_CASE("vector store files: corrupt - truncated and mismatched files are refused - nothing changes") {
   test::TempDir tmp;
   const int d = 8;
   auto s = make_vector_store("flat", d);
@@ -319,13 +319,13 @@ TEST_CASE("vector store files: corrupt, truncated and mismatched files are refus
   CHECK(other->size() == 50);
 }
 
-TEST_CASE("store files of version 2 (byte-wise FNV-1a checksum) still load; version 3 hashes incrementally") {
+TEST_CASE("store files of versions 2 and 3 (no source fingerprint) still load - version 4 keeps the fingerprint") {
   test::TempDir tmp;
   const int d = 4;
   const auto x = random_vectors(20, d, 9);
   std::vector<int64_t> ids(20);
   for (int i = 0; i < 20; ++i) ids[i] = 100 + i;
-  // A version-2 flat file written by hand from the format description in store_io.hpp.
+  // Flat files written by hand from the format description in store_io.hpp.
   std::string payload;
   auto frame = [&](const void* p, uint64_t n, size_t size) {
     payload.append(reinterpret_cast<const char*>(&n), 8);
@@ -333,52 +333,72 @@ TEST_CASE("store files of version 2 (byte-wise FNV-1a checksum) still load; vers
   };
   frame(ids.data(), 20, 8);
   frame(x.data(), 20 * d, 4);
-  std::string file = "MRVSTORE";
-  auto pod = [&](auto v) { file.append(reinterpret_cast<const char*>(&v), sizeof v); };
-  pod(uint32_t{2});
-  pod(uint32_t{4});
-  file += "flat";
-  pod(uint32_t{d});
-  pod(uint32_t{0});
-  pod(int64_t{20});
-  pod(uint64_t(payload.size()));
-  uint64_t fnv = 1469598103934665603ull;
-  for (unsigned char c : payload) fnv = (fnv ^ c) * 1099511628211ull;
-  pod(fnv);
-  std::ofstream(tmp.file("v2.idx"), std::ios::binary) << file + payload;
-  auto loaded = load_vector_store(tmp.file("v2.idx"));
-  REQUIRE(loaded->size() == 20);
+  auto file_of = [&](uint32_t version) {
+    std::string file = "MRVSTORE";
+    auto pod = [&](auto v) { file.append(reinterpret_cast<const char*>(&v), sizeof v); };
+    pod(version);
+    pod(uint32_t{4});
+    file += "flat";
+    pod(uint32_t{d});
+    pod(uint32_t{0});
+    pod(int64_t{20});
+    pod(uint64_t(payload.size()));
+    uint64_t sum = 1469598103934665603ull;
+    if (version == 2) {
+      for (unsigned char c : payload) sum = (sum ^ c) * 1099511628211ull;
+    } else {
+      detail::WordHash h;
+      h.update(payload.data(), payload.size());
+      sum = h.digest();
+    }
+    pod(sum);
+    return file + payload;
+  };
   auto fresh = make_vector_store("flat", d);
   fresh->add(20, x.data(), ids.data());
-  std::vector<int64_t> a(20), b(20);
-  std::vector<float> sa(20), sb(20);
-  loaded->search(1, x.data() + 3 * d, 20, a.data(), sa.data());
+  std::vector<int64_t> b(20);
+  std::vector<float> sb(20);
   fresh->search(1, x.data() + 3 * d, 20, b.data(), sb.data());
-  CHECK(a == b);
-  CHECK(sa == sb);
-  // A corrupted version-2 payload is refused by its own checksum.
-  std::string bad = file + payload;
-  bad[bad.size() - 2] ^= 1;
-  std::ofstream(tmp.file("v2bad.idx"), std::ios::binary) << bad;
-  CHECK(test::error_of([&] { load_vector_store(tmp.file("v2bad.idx")); }).find("checksum mismatch") != std::string::npos);
-  // Saving writes version 3; a byte appended after the payload is refused.
-  fresh->save(tmp.file("v3.idx"));
-  const std::string v3 = read_file(tmp.file("v3.idx"));
+  for (uint32_t version : {2u, 3u}) {
+    CAPTURE(version);
+    const std::string file = file_of(version);
+    std::ofstream(tmp.file("old.idx"), std::ios::binary) << file;
+    auto loaded = load_vector_store(tmp.file("old.idx"));
+    REQUIRE(loaded->size() == 20);
+    CHECK(loaded->source_fingerprint() == 0);
+    std::vector<int64_t> a(20);
+    std::vector<float> sa(20);
+    loaded->search(1, x.data() + 3 * d, 20, a.data(), sa.data());
+    CHECK(a == b);
+    CHECK(sa == sb);
+    // A corrupted payload is refused by the version's own checksum.
+    std::string bad = file;
+    bad[bad.size() - 2] ^= 1;
+    std::ofstream(tmp.file("bad.idx"), std::ios::binary) << bad;
+    CHECK(test::error_of([&] { load_vector_store(tmp.file("bad.idx")); }).find("checksum mismatch") != std::string::npos);
+  }
+  // Saving writes version 4 with the source fingerprint, and loading reads it back.
+  fresh->set_source_fingerprint(0x1234abcd5678ef01ull);
+  fresh->save(tmp.file("v4.idx"));
+  const std::string v4 = read_file(tmp.file("v4.idx"));
   uint32_t version = 0;
-  std::memcpy(&version, v3.data() + 8, 4);
-  CHECK(version == 3);
-  std::ofstream(tmp.file("long.idx"), std::ios::binary) << v3 + "x";
+  std::memcpy(&version, v4.data() + 8, 4);
+  CHECK(version == 4);
+  CHECK(load_vector_store(tmp.file("v4.idx"))->source_fingerprint() == 0x1234abcd5678ef01ull);
+  std::ofstream(tmp.file("long.idx"), std::ios::binary) << v4 + "x";
   CHECK(test::error_of([&] { load_vector_store(tmp.file("long.idx")); }).find("longer than its header says") != std::string::npos);
+  fresh->clear();
+  CHECK(fresh->source_fingerprint() == 0);
 
-  // PayloadHash: the same digest however the bytes are split; any flipped bit changes it.
+  // WordHash (the checksum): the same digest however the bytes are split; any flipped bit changes it.
   std::string data(1000, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = char(i * 7 + 3);
-  store::PayloadHash whole;
+  detail::WordHash whole;
   whole.update(data.data(), data.size());
   for (size_t cut1 : {size_t(0), size_t(1), size_t(31), size_t(33), size_t(500)}) {
     for (size_t cut2 : {size_t(0), size_t(5), size_t(64), size_t(467)}) {
       const size_t c2 = std::min(data.size(), cut1 + cut2);
-      store::PayloadHash parts;
+      detail::WordHash parts;
       parts.update(data.data(), cut1);
       parts.update(data.data() + cut1, c2 - cut1);
       parts.update(data.data() + c2, data.size() - c2);
@@ -388,11 +408,11 @@ TEST_CASE("store files of version 2 (byte-wise FNV-1a checksum) still load; vers
   for (size_t at : {size_t(0), size_t(17), size_t(990), size_t(999)}) {
     std::string flipped = data;
     flipped[at] ^= 4;
-    store::PayloadHash h;
+    detail::WordHash h;
     h.update(flipped.data(), flipped.size());
     CHECK(h.digest() != whole.digest());
   }
-  store::PayloadHash shorter;
+  detail::WordHash shorter;
   shorter.update(data.data(), data.size() - 1);
   CHECK(shorter.digest() != whole.digest());
 }
@@ -425,7 +445,7 @@ TEST_CASE("vector store factory refuses unknown backends and parameters") {
 #endif
 }
 
-TEST_CASE("NaN or Inf in a query is refused, naming the query row, before any comparison") {
+TEST_CASE("NaN or Inf in a query is refused - naming the query row - before any comparison") {
   const int d = 4;
   const auto x = random_vectors(20, d, 3);
   std::vector<int64_t> ids(20);
@@ -535,7 +555,7 @@ TEST_CASE("concurrent searches with one writer never see a half-applied batch") 
   }
 }
 
-TEST_CASE("IdMap (dense ids by index, the others hashed) agrees with a std::map oracle") {
+TEST_CASE("IdMap (dense ids by index - the others hashed) agrees with a std::map oracle") {
   std::mt19937_64 rng(3);
   store::IdMap m;
   std::map<int64_t, int64_t> oracle;  // id -> row
