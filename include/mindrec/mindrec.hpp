@@ -13,6 +13,7 @@
 #include "mindrec/model.hpp"
 #include "mindrec/npy.hpp"
 #include "mindrec/prepare.hpp"
+#include "mindrec/recommender.hpp"
 #include "mindrec/retriever.hpp"
 #include "mindrec/safetensors.hpp"
 #include "mindrec/topk.hpp"

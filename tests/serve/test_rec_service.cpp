@@ -14,10 +14,16 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
 #include <set>
 #include <thread>
 
+#include "mindrec/recommender.hpp"
 #include "mindrec/retriever.hpp"
 #include "rec_service.hpp"
 #include "small_model.hpp"
@@ -283,6 +289,231 @@ TEST_CASE("serve: at most compute_slots requests compute at once - each on one t
 
 TEST_CASE("serve: a store of another dimension is refused") {
   CHECK_THROWS_AS(serve::RecService(MindModel(small_weights()), make_vector_store("flat", 16), {}), InvalidArgument);
+}
+
+// ---- production: reload, pairing, metrics, access control ----
+
+namespace {
+
+const char* kSmallConfig =
+    "runner:\n  train_data_dir: x\n  test_data_dir: y\n"
+    "hyper_parameters:\n  item_count: 300\n  embedding_dim: 8\n  hidden_size: 8\n  maxlen: 6\n"
+    "  neg_samples: 10\n  capsule:\n    max_k: 3\n";
+
+// Other weights of the same shape (another seed).
+MindWeights other_weights() {
+  MindWeights w = init_weights(test::small_config(), 77);
+  for (size_t i = 8; i < w.item_emb.size(); ++i) w.item_emb[i] *= 100;
+  return w;
+}
+
+// A service started from files, as mindrec-serve starts (reload source = the same files).
+serve::RecService service_from_files(const test::TempDir& tmp, serve::ServiceOptions o = {}) {
+  tmp.write("c.yaml", kSmallConfig);
+  save_weights(tmp.file("w.safetensors"), small_weights());
+  o.reload.config = tmp.file("c.yaml");
+  o.reload.weights = tmp.file("w.safetensors");
+  return serve::RecService(load_snapshot(o.reload), o);
+}
+
+// Strict check of the Prometheus text exposition format (0.0.4): every sample line is
+// name{label="value",...} value, every family announced by HELP and TYPE before its samples,
+// histogram buckets cumulative and ending at le="+Inf" equal to _count. Returns the samples.
+std::map<std::string, double> parse_prometheus(const std::string& text) {
+  std::map<std::string, double> samples;
+  std::set<std::string> typed;
+  std::map<std::string, std::string> type_of;
+  const std::regex help(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+)");
+  const std::regex type(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped))");
+  const std::regex sample(
+      R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:\\.|[^"\\])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:\\.|[^"\\])*")*\})? (-?[0-9][0-9.e+-]*|\+Inf|-Inf|NaN))");
+  std::istringstream in(text);
+  std::string line, last_help;
+  while (std::getline(in, line)) {
+    CAPTURE(line);
+    std::smatch m;
+    if (std::regex_match(line, m, help)) {
+      last_help = m[1];
+    } else if (std::regex_match(line, m, type)) {
+      CHECK(m[1] == last_help);  // HELP, then TYPE of the same family
+      CHECK(typed.insert(m[1]).second);  // each family once
+      type_of[m[1]] = m[2];
+    } else if (std::regex_match(line, m, sample)) {
+      std::string family = m[1];
+      for (const char* suffix : {"_bucket", "_sum", "_count"})
+        if (!typed.count(family) && family.size() > std::strlen(suffix) &&
+            family.compare(family.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+          family = family.substr(0, family.size() - std::strlen(suffix));
+      CHECK_MESSAGE(typed.count(family), "sample before its TYPE line");
+      CHECK(samples.emplace(std::string(m[1]) + std::string(m[2]), std::stod(m[3])).second);  // no duplicates
+    } else {
+      FAIL_CHECK("not a valid exposition line");
+    }
+  }
+  // Histograms: cumulative buckets, +Inf == _count.
+  for (const auto& [key, v] : samples) {
+    if (key.find("_bucket{") == std::string::npos || key.find("le=\"+Inf\"") == std::string::npos) continue;
+    const std::string base = key.substr(0, key.find("_bucket{"));
+    const std::string labels = key.substr(key.find('{'));
+    const std::string count_key = base + "_count" + labels.substr(0, labels.find(",le=")) + "}";
+    CHECK(samples.count(count_key));
+    CHECK(samples[count_key] == v);
+    double prev = 0;
+    for (const auto& [k2, v2] : samples)
+      if (k2.rfind(base + "_bucket" + labels.substr(0, labels.find(",le=")), 0) == 0 && k2.find("+Inf") == std::string::npos) {
+        CHECK(v2 <= v);
+        (void)prev;
+      }
+  }
+  return samples;
+}
+
+}  // namespace
+
+TEST_CASE("serve: /admin/reload swaps model and store - requests holding the old snapshot finish on it") {
+  test::TempDir tmp;
+  auto svc = service_from_files(tmp);
+  svc.handle("POST", "/rec/insert_data", "");
+  const auto old_snap = svc.snapshot();  // a request in flight holds this
+  const uint64_t old_fp = old_snap->model->item_fingerprint();
+  const std::string recall_body = R"({"top_k": 10, "hist_item": [[43, 23, 65]]})";
+  const auto before = body_of(svc.handle("POST", "/rec/recall", recall_body))["ids"][0].get<std::vector<int64_t>>();
+
+  // New weights on disk (a retrain), reloaded from the request body.
+  save_weights(tmp.file("w2.safetensors"), other_weights());
+  auto r = svc.handle("POST", "/admin/reload", R"({"weights": ")" + tmp.file("w2.safetensors") + R"("})");
+  REQUIRE(r.status == 200);
+  const json j = body_of(r);
+  CHECK(j["generation"] == 1);
+  CHECK(j["count"] == 299);  // no index file: the store was built from the new weights
+  CHECK(j["fingerprint"] == fingerprint_hex(item_fingerprint(other_weights())));
+  CHECK(svc.generation() == 1);
+  // New requests use the new model: the library's answer on the new weights.
+  const MindModel fresh(other_weights());
+  auto oracle = build_item_store(fresh, "flat");
+  const auto after = body_of(svc.handle("POST", "/rec/recall", recall_body))["ids"][0].get<std::vector<int64_t>>();
+  CHECK(after == library_recall(fresh, *oracle, {43, 23, 65}, 10));
+  CHECK(after != before);
+  // The old snapshot is intact for whoever still holds it.
+  CHECK(old_snap->model->item_fingerprint() == old_fp);
+  CHECK(library_recall(*old_snap->model, *old_snap->store, {43, 23, 65}, 10) == before);
+  CHECK(body_of(svc.handle("GET", "/healthz", ""))["fingerprint"] == fingerprint_hex(item_fingerprint(other_weights())));
+
+  // An index built from the first weights is refused beside the new ones (409, nothing
+  // changes), unless allowed.
+  old_snap->store->save(tmp.file("old.idx"));
+  r = svc.handle("POST", "/admin/reload",
+                 R"({"weights": ")" + tmp.file("w2.safetensors") + R"(", "index": ")" + tmp.file("old.idx") + R"("})");
+  check_error(r, 409, "", "reload failed, still serving the previous model");
+  CHECK(r.body.find("--allow-mismatched-index") != std::string::npos);
+  CHECK(svc.generation() == 1);
+  r = svc.handle("POST", "/admin/reload",
+                 R"({"weights": ")" + tmp.file("w2.safetensors") + R"(", "index": ")" + tmp.file("old.idx") +
+                     R"(", "allow_mismatched_index": true})");
+  CHECK(r.status == 200);
+  CHECK(svc.generation() == 2);
+  // A bare reload reads the start-up files again.
+  r = svc.handle("POST", "/admin/reload", "");
+  REQUIRE(r.status == 200);
+  CHECK(body_of(r)["fingerprint"] == fingerprint_hex(old_fp));
+  // Bad requests: unknown key, wrong type, missing file; a service not started from files.
+  check_error(svc.handle("POST", "/admin/reload", R"({"weight": "x"})"), 400, "weight", "unknown field");
+  check_error(svc.handle("POST", "/admin/reload", R"({"weights": 3})"), 400, "weights", "must be a string");
+  check_error(svc.handle("POST", "/admin/reload", R"({"weights": "/nonexistent.safetensors"})"), 409, "",
+              "/nonexistent.safetensors");
+  CHECK(svc.generation() == 3);
+  auto plain = make_service();
+  check_error(plain.handle("POST", "/admin/reload", ""), 409, "", "nothing to reload from");
+}
+
+TEST_CASE("serve: requests keep answering on either model while reloads swap it (threads)") {
+  test::TempDir tmp;
+  auto svc = service_from_files(tmp);
+  svc.handle("POST", "/rec/insert_data", "");
+  save_weights(tmp.file("w2.safetensors"), other_weights());
+  const std::string recall_body = R"({"top_k": 10, "hist_item": [[43, 23, 65]]})";
+  const auto a = body_of(svc.handle("POST", "/rec/recall", recall_body))["ids"][0];
+  const MindModel fresh(other_weights());
+  auto oracle = build_item_store(fresh, "flat");
+  const json b = library_recall(fresh, *oracle, {43, 23, 65}, 10);
+  std::atomic<bool> done{false};
+  std::atomic<int> ok_a{0}, ok_b{0}, bad{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 3; ++t)
+    clients.emplace_back([&] {
+      while (!done) {
+        const auto r = svc.handle("POST", "/rec/recall", recall_body);
+        if (r.status != 200) ++bad;
+        else if (body_of(r)["ids"][0] == a) ++ok_a;
+        else if (body_of(r)["ids"][0] == b) ++ok_b;
+        else ++bad;  // never a mix of the two models
+      }
+    });
+  for (int i = 0; i < 6; ++i) {
+    const std::string w = i % 2 == 0 ? tmp.file("w2.safetensors") : tmp.file("w.safetensors");
+    CHECK(svc.handle("POST", "/admin/reload", R"({"weights": ")" + w + R"("})").status == 200);
+  }
+  done = true;
+  for (auto& t : clients) t.join();
+  CHECK(bad == 0);
+  CHECK(ok_a + ok_b > 0);
+  CHECK(svc.generation() == 6);
+}
+
+TEST_CASE("serve: GET /metrics is valid Prometheus text with per-endpoint counts - latencies and the model") {
+  test::TempDir tmp;
+  auto svc = service_from_files(tmp);
+  svc.handle("POST", "/rec/insert_data", "");
+  for (int i = 0; i < 5; ++i) svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[1, 2]]})");
+  svc.handle("POST", "/rec/recall", R"({"top_k": 0, "hist_item": [[1]]})");  // 400
+  svc.handle("GET", "/nowhere", "");                                        // 404
+  svc.handle("POST", "/admin/reload", "");
+  svc.handle("POST", "/admin/reload", R"({"weights": "/missing"})");
+  const auto r = svc.handle("GET", "/metrics", "");
+  REQUIRE(r.status == 200);
+  CHECK(r.content_type.find("text/plain; version=0.0.4") == 0);
+  const auto m = parse_prometheus(r.body);
+  CHECK(m.at(R"(mindrec_requests_total{endpoint="/rec/recall",status="200"})") == 5);
+  CHECK(m.at(R"(mindrec_requests_total{endpoint="/rec/recall",status="400"})") == 1);
+  CHECK(m.at(R"(mindrec_request_errors_total{endpoint="/rec/recall",status="400"})") == 1);
+  CHECK(m.at(R"(mindrec_requests_total{endpoint="other",status="404"})") == 1);
+  CHECK(m.at(R"(mindrec_request_duration_seconds_count{endpoint="/rec/recall"})") == 6);
+  CHECK(m.at(R"(mindrec_request_duration_seconds_bucket{endpoint="/rec/recall",le="+Inf"})") == 6);
+  CHECK(m.at(R"(mindrec_request_duration_seconds_sum{endpoint="/rec/recall"})") > 0);
+  CHECK(m.at("mindrec_store_vectors") == 299);
+  CHECK(m.at(R"(mindrec_reloads_total{result="ok"})") == 1);
+  CHECK(m.at(R"(mindrec_reloads_total{result="error"})") == 1);
+  CHECK(m.at("mindrec_snapshot_generation") == 1);
+  CHECK(m.at("mindrec_model_loaded_timestamp_seconds") > 1.7e9);
+  CHECK(m.count(R"(mindrec_model_info{fingerprint=")" + fingerprint_hex(item_fingerprint(small_weights())) +
+                R"(",backend="flat",weights=")" + tmp.file("w.safetensors") + R"("})"));
+  // The text is also written out for the independent parser of the CI (prometheus_client).
+  if (const char* out = std::getenv("MINDREC_METRICS_SAMPLE")) std::ofstream(out) << r.body;
+}
+
+TEST_CASE("serve: with a token the mutating endpoints need it (401 without - 403 wrong) and the others stay open") {
+  serve::ServiceOptions o;
+  o.token = "s3cret-token";
+  auto svc = make_service(o);
+  const char* mutating[][2] = {{"/rec/insert_data", ""}, {"/rec/items", R"({"ids": [1], "vectors": [[1,1,1,1,1,1,1,1]]})"},
+                               {"/rec/items/delete", R"({"ids": [1]})"}, {"/qa/drop", ""}, {"/rec/drop", ""},
+                               {"/rec/save", ""}, {"/admin/reload", ""}};
+  for (const auto& [path, body] : mutating) {
+    CAPTURE(path);
+    check_error(svc.handle("POST", path, body), 401, "", "Authorization: Bearer");
+    check_error(svc.handle("POST", path, body, "Bearer wrong"), 403, "", "not the one");
+    check_error(svc.handle("POST", path, body, "Basic czNjcmV0LXRva2Vu"), 403, "", "not the one");
+    check_error(svc.handle("POST", path, body, "Bearer s3cret-token-longer"), 403, "", "not the one");
+  }
+  CHECK(svc.store().size() == 0);  // nothing got through
+  CHECK(svc.handle("POST", "/rec/insert_data", "", "Bearer s3cret-token").status == 200);
+  CHECK(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]]})").status == 200);  // open
+  CHECK(svc.handle("GET", "/healthz", "").status == 200);
+  CHECK(svc.handle("GET", "/metrics", "").status == 200);
+  CHECK(svc.handle("POST", "/rec/count", "").status == 200);
+  // Without a token configured nothing is asked.
+  auto open = make_service();
+  CHECK(open.handle("POST", "/rec/insert_data", "").status == 200);
 }
 
 // ---- the real server ----

@@ -4,7 +4,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <map>
 #include <mutex>
 
 #include <cmath>
@@ -14,8 +17,10 @@
 
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "mindrec/retriever.hpp"
 #include "mindrec/version.hpp"
+#include "mindrec/weights.hpp"
 
 namespace mindrec::serve {
 
@@ -166,6 +171,98 @@ std::string html_escape(const std::string& s) {
 
 }  // namespace
 
+// Counters and latency histograms of every answer, rendered in the Prometheus text
+// exposition format (version 0.0.4).
+class Metrics {
+ public:
+  static constexpr double kBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+  static constexpr size_t kNumBuckets = sizeof(kBuckets) / sizeof(kBuckets[0]);
+
+  void observe(const std::string& endpoint, int status, double seconds) {
+    std::lock_guard<std::mutex> lock(m_);
+    Endpoint& e = endpoints_[endpoint];
+    ++e.by_status[status];
+    for (size_t b = 0; b < kNumBuckets; ++b)
+      if (seconds <= kBuckets[b]) ++e.buckets[b];
+    ++e.count;
+    e.sum += seconds;
+  }
+  void reloaded(bool ok) {
+    std::lock_guard<std::mutex> lock(m_);
+    ++(ok ? reloads_ok_ : reloads_failed_);
+  }
+  std::string render(const RecommenderSnapshot& snap, uint64_t generation, int64_t store_size) const {
+    std::string o;
+    auto head = [&](const char* name, const char* type, const char* help) {
+      o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    auto num = [](double v) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%.9g", v);
+      return std::string(b);
+    };
+    std::lock_guard<std::mutex> lock(m_);
+    head("mindrec_requests_total", "counter", "Requests answered, by endpoint and HTTP status.");
+    for (const auto& [ep, e] : endpoints_)
+      for (const auto& [status, n] : e.by_status)
+        o += "mindrec_requests_total{endpoint=\"" + label(ep) + "\",status=\"" + std::to_string(status) + "\"} " +
+             std::to_string(n) + "\n";
+    head("mindrec_request_errors_total", "counter", "Requests answered with a 4xx or 5xx status, by endpoint and status.");
+    for (const auto& [ep, e] : endpoints_)
+      for (const auto& [status, n] : e.by_status)
+        if (status >= 400)
+          o += "mindrec_request_errors_total{endpoint=\"" + label(ep) + "\",status=\"" + std::to_string(status) +
+               "\"} " + std::to_string(n) + "\n";
+    head("mindrec_request_duration_seconds", "histogram", "Time to answer a request, by endpoint.");
+    for (const auto& [ep, e] : endpoints_) {
+      const std::string l = "endpoint=\"" + label(ep) + "\"";
+      for (size_t b = 0; b < kNumBuckets; ++b)
+        o += "mindrec_request_duration_seconds_bucket{" + l + ",le=\"" + num(kBuckets[b]) + "\"} " +
+             std::to_string(e.buckets[b]) + "\n";
+      o += "mindrec_request_duration_seconds_bucket{" + l + ",le=\"+Inf\"} " + std::to_string(e.count) + "\n";
+      o += "mindrec_request_duration_seconds_sum{" + l + "} " + num(e.sum) + "\n";
+      o += "mindrec_request_duration_seconds_count{" + l + "} " + std::to_string(e.count) + "\n";
+    }
+    head("mindrec_store_vectors", "gauge", "Item vectors in the current store.");
+    o += "mindrec_store_vectors " + std::to_string(store_size) + "\n";
+    head("mindrec_model_info", "gauge", "The current model: item fingerprint of its weights, store backend, weights file.");
+    o += "mindrec_model_info{fingerprint=\"" + fingerprint_hex(snap.model->item_fingerprint()) + "\",backend=\"" +
+         label(snap.store->backend()) + "\",weights=\"" + label(snap.weights_path) + "\"} 1\n";
+    head("mindrec_model_load_seconds", "gauge", "How long loading the current model and store took.");
+    o += "mindrec_model_load_seconds " + num(snap.load_seconds) + "\n";
+    head("mindrec_model_loaded_timestamp_seconds", "gauge", "When the current model and store were loaded (Unix time).");
+    o += "mindrec_model_loaded_timestamp_seconds " + std::to_string(snap.loaded_at_unix) + "\n";
+    head("mindrec_snapshot_generation", "gauge", "Model swaps since start.");
+    o += "mindrec_snapshot_generation " + std::to_string(generation) + "\n";
+    head("mindrec_reloads_total", "counter", "Reloads (POST /admin/reload, SIGHUP), by result.");
+    o += "mindrec_reloads_total{result=\"ok\"} " + std::to_string(reloads_ok_) + "\n";
+    o += "mindrec_reloads_total{result=\"error\"} " + std::to_string(reloads_failed_) + "\n";
+    return o;
+  }
+
+ private:
+  static std::string label(const std::string& v) {  // label value escaping
+    std::string o;
+    for (char c : v) {
+      if (c == '\\') o += "\\\\";
+      else if (c == '"') o += "\\\"";
+      else if (c == '\n') o += "\\n";
+      else o += c;
+    }
+    return o;
+  }
+  struct Endpoint {
+    std::map<int, uint64_t> by_status;
+    uint64_t buckets[kNumBuckets] = {};
+    uint64_t count = 0;
+    double sum = 0;
+  };
+  mutable std::mutex m_;
+  std::map<std::string, Endpoint> endpoints_;
+  uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+};
+
 Reply error_reply(int status, const std::string& field, const std::string& message) {
   json j = {{"error", {{"status", status}, {"field", field}, {"message", message}}}};
   return Reply{status, to_text(j), "application/json"};
@@ -220,66 +317,108 @@ RecService::RecService(RecService&&) noexcept = default;
 RecService& RecService::operator=(RecService&&) noexcept = default;
 
 RecService::RecService(MindModel model, std::unique_ptr<VectorStore> store, ServiceOptions options)
-    : model_(std::move(model)), store_(std::move(store)), options_(std::move(options)) {
+    : RecService(make_snapshot(std::make_shared<const MindModel>(std::move(model)),
+                               [&] {
+                                 MINDREC_EXPECTS(store != nullptr, "RecService: null store");
+                                 return std::shared_ptr<VectorStore>(std::move(store));
+                               }()),
+                 std::move(options)) {}
+
+RecService::RecService(std::shared_ptr<const RecommenderSnapshot> snapshot, ServiceOptions options)
+    : options_(std::move(options)) {
+  MINDREC_EXPECTS(snapshot != nullptr, "RecService: null snapshot");
   if (options_.compute_slots <= 0) options_.compute_slots = default_threads();
   slots_ = std::make_unique<Slots>(options_.compute_slots);
-  MINDREC_EXPECTS(store_ != nullptr, "RecService: null store");
-  const int h = model_.config().hidden_size;
-  if (store_->dim() != h)
-    throw InvalidArgument("the store holds vectors of dimension " + std::to_string(store_->dim()) +
-                          " but the model's interests have " + std::to_string(h));
+  rec_ = std::make_unique<Recommender>(std::move(snapshot));
+  metrics_ = std::make_unique<Metrics>();
+  reload_mutex_ = std::make_unique<std::mutex>();
   MINDREC_EXPECTS(options_.max_users >= 1 && options_.max_top_k >= 1 && options_.max_items >= 1,
                   "RecService: limits must be >= 1");
 }
 
-Reply RecService::handle(std::string_view method, std::string_view path, std::string_view body) {
+namespace {
+// Constant-time comparison of the presented token with the configured one.
+bool same_token(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+  return diff == 0 && !b.empty();
+}
+}  // namespace
+
+Reply RecService::handle(std::string_view method, std::string_view path, std::string_view body,
+                         std::string_view authorization) {
+  const auto t0 = std::chrono::steady_clock::now();
   struct Route {
     const char* path;
     const char* method;
+    bool mutating;  // needs the token when one is configured
     std::function<Reply()> fn;
   };
   const Route routes[] = {
-      {"/rec/insert_data", "POST", [&] { return insert_data(); }},
-      {"/rec/recall", "POST", [&] { return recall(body); }},
-      {"/rec/count", "POST", [&] { return count(); }},
-      {"/rec/count", "GET", [&] { return count(); }},
-      {"/qa/drop", "POST", [&] { return drop(); }},
-      {"/rec/drop", "POST", [&] { return drop(); }},
-      {"/rec/items", "POST", [&] { return put_items(body); }},
-      {"/rec/items/delete", "POST", [&] { return delete_items(body); }},
-      {"/rec/save", "POST", [&] { return save(); }},
-      {"/healthz", "GET", [&] { return health(); }},
-      {"/openapi.json", "GET", [&] { return Reply{200, openapi_json(), "application/json"}; }},
-      {"/docs", "GET", [&] { return Reply{200, docs_html(), "text/html; charset=utf-8"}; }},
+      {"/rec/insert_data", "POST", true, [&] { return insert_data(); }},
+      {"/rec/recall", "POST", false, [&] { return recall(body); }},
+      {"/rec/count", "POST", false, [&] { return count(); }},
+      {"/rec/count", "GET", false, [&] { return count(); }},
+      {"/qa/drop", "POST", true, [&] { return drop(); }},
+      {"/rec/drop", "POST", true, [&] { return drop(); }},
+      {"/rec/items", "POST", true, [&] { return put_items(body); }},
+      {"/rec/items/delete", "POST", true, [&] { return delete_items(body); }},
+      {"/rec/save", "POST", true, [&] { return save(); }},
+      {"/admin/reload", "POST", true, [&] { return reload(body); }},
+      {"/healthz", "GET", false, [&] { return health(); }},
+      {"/metrics", "GET", false, [&] { return metrics(); }},
+      {"/openapi.json", "GET", false, [&] { return Reply{200, openapi_json(), "application/json"}; }},
+      {"/docs", "GET", false, [&] { return Reply{200, docs_html(), "text/html; charset=utf-8"}; }},
   };
-  bool path_known = false;
-  for (const auto& r : routes) {
-    if (path != r.path) continue;
-    path_known = true;
-    if (method != r.method) continue;
-    try {
-      return r.fn();
-    } catch (const BadRequest& e) {
-      return error_reply(400, e.field, e.message);
-    } catch (const InvalidArgument& e) {
-      return error_reply(400, "", e.what());
-    } catch (const Unsupported& e) {
-      return error_reply(409, "", e.what());
-    } catch (const std::exception& e) {
-      return error_reply(500, "", e.what());
+  auto answer = [&]() -> Reply {
+    bool path_known = false;
+    for (const auto& r : routes) {
+      if (path != r.path) continue;
+      path_known = true;
+      if (method != r.method) continue;
+      if (r.mutating && !options_.token.empty()) {
+        constexpr std::string_view kBearer = "Bearer ";
+        if (authorization.empty())
+          return error_reply(401, "", std::string(path) + " changes the service: it needs \"Authorization: Bearer <token>\"");
+        if (authorization.substr(0, kBearer.size()) != kBearer ||
+            !same_token(authorization.substr(kBearer.size()), options_.token))
+          return error_reply(403, "", "the bearer token is not the one this server was started with");
+      }
+      try {
+        return r.fn();
+      } catch (const BadRequest& e) {
+        return error_reply(400, e.field, e.message);
+      } catch (const InvalidArgument& e) {
+        return error_reply(400, "", e.what());
+      } catch (const Unsupported& e) {
+        return error_reply(409, "", e.what());
+      } catch (const std::exception& e) {
+        return error_reply(500, "", e.what());
+      }
     }
-  }
-  if (path_known)
-    return error_reply(405, "", "method " + std::string(method) + " is not allowed on " + std::string(path));
-  return error_reply(404, "", "no endpoint " + std::string(path) + " (see GET /docs)");
+    if (path_known)
+      return error_reply(405, "", "method " + std::string(method) + " is not allowed on " + std::string(path));
+    return error_reply(404, "", "no endpoint " + std::string(path) + " (see GET /docs)");
+  };
+  Reply reply = answer();
+  std::string endpoint = "other";  // unknown paths share one label
+  for (const auto& r : routes)
+    if (path == r.path) endpoint = r.path;
+  metrics_->observe(endpoint, reply.status,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return reply;
 }
 
 Reply RecService::insert_data() {
-  const int64_t n = computing([&] { return upsert_item_vectors(model_, *store_); });
-  return ok({{"inserted", n}, {"count", store_->size()}});
+  const auto snap = snapshot();
+  const int64_t n = computing([&] { return upsert_item_vectors(*snap->model, *snap->store); });
+  return ok({{"inserted", n}, {"count", snap->store->size()}});
 }
 
 Reply RecService::recall(std::string_view body) const {
+  const auto snap = snapshot();  // this request's model and store, whatever reloads meanwhile
+  const MindModel& model = *snap->model;
+  const VectorStore& store = *snap->store;
   const json j = parse_object(body);
   check_keys(j, {"top_k", "hist_item", "exclude_history"});
   int64_t top_k = 50;
@@ -294,7 +433,7 @@ Reply RecService::recall(std::string_view body) const {
     exclude = j["exclude_history"].get<bool>();
   }
   const json& users = array_field(j, "hist_item", 1, size_t(options_.max_users));
-  const int64_t item_count = model_.config().item_count;
+  const int64_t item_count = model.config().item_count;
   std::vector<std::vector<int64_t>> hists(users.size());
   for (size_t u = 0; u < users.size(); ++u) {
     const std::string row = "hist_item[" + std::to_string(u) + "]";
@@ -317,7 +456,7 @@ Reply RecService::recall(std::string_view body) const {
   o.topn = k;
   o.exclude_history = exclude;
   o.threads = 1;  // one compute thread per request (see Slots)
-  const RecallResult r = computing([&] { return recall_histories(model_, *store_, hists, o); });
+  const RecallResult r = computing([&] { return recall_histories(model, store, hists, o); });
   const auto& ids = r.ids;
   const auto& scores = r.scores;
   json out_ids = json::array(), out_scores = json::array();
@@ -335,22 +474,25 @@ Reply RecService::recall(std::string_view body) const {
   return ok({{"top_k", top_k}, {"ids", std::move(out_ids)}, {"scores", std::move(out_scores)}});
 }
 
-Reply RecService::count() const { return ok({{"count", store_->size()}}); }
+Reply RecService::count() const { return ok({{"count", snapshot()->store->size()}}); }
 
 Reply RecService::drop() {
-  const int64_t n = store_->size();
-  store_->clear();
-  return ok({{"dropped", n}, {"count", store_->size()}});
+  const auto snap = snapshot();
+  const int64_t n = snap->store->size();
+  snap->store->clear();
+  return ok({{"dropped", n}, {"count", snap->store->size()}});
 }
 
 Reply RecService::put_items(std::string_view body) {
+  const auto snap = snapshot();
+  VectorStore& store = *snap->store;
   const json j = parse_object(body);
   check_keys(j, {"ids", "vectors"});
   const std::vector<int64_t> ids = id_list(j, options_.max_items, 1);
   const json& vecs = array_field(j, "vectors", 1, size_t(options_.max_items));
   if (vecs.size() != ids.size())
     bad("vectors", "holds " + std::to_string(vecs.size()) + " vectors for " + std::to_string(ids.size()) + " ids");
-  const int d = store_->dim();
+  const int d = store.dim();
   std::vector<float> x;
   x.reserve(ids.size() * size_t(d));
   for (size_t i = 0; i < vecs.size(); ++i) {
@@ -367,40 +509,95 @@ Reply RecService::put_items(std::string_view body) {
     }
   }
   const int64_t n = static_cast<int64_t>(ids.size());
-  const int64_t replaced = computing([&] { return store_->upsert(n, x.data(), ids.data()); });
-  return ok({{"added", n - replaced}, {"replaced", replaced}, {"count", store_->size()}});
+  const int64_t replaced = computing([&] { return store.upsert(n, x.data(), ids.data()); });
+  return ok({{"added", n - replaced}, {"replaced", replaced}, {"count", store.size()}});
 }
 
 Reply RecService::delete_items(std::string_view body) {
+  const auto snap = snapshot();
   const json j = parse_object(body);
   check_keys(j, {"ids"});
   const std::vector<int64_t> ids = id_list(j, options_.max_items, 0);
-  const int64_t removed = store_->remove(static_cast<int64_t>(ids.size()), ids.data());
-  return ok({{"removed", removed}, {"count", store_->size()}});
+  const int64_t removed = snap->store->remove(static_cast<int64_t>(ids.size()), ids.data());
+  return ok({{"removed", removed}, {"count", snap->store->size()}});
 }
 
 Reply RecService::save() const {
   if (options_.index_path.empty())
     return error_reply(409, "", "the server was started without --index: nowhere to save");
-  store_->save(options_.index_path);
-  return ok({{"saved", options_.index_path}, {"count", store_->size()}});
+  const auto snap = snapshot();
+  snap->store->save(options_.index_path);
+  return ok({{"saved", options_.index_path}, {"count", snap->store->size()}});
 }
 
 bool RecService::save_if_configured() const {
   if (options_.index_path.empty()) return false;
-  store_->save(options_.index_path);
+  snapshot()->store->save(options_.index_path);
   return true;
 }
 
+Reply RecService::reload(std::string_view body) {
+  SnapshotSource src = options_.reload;
+  if (body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
+    const json j = parse_object(body);
+    check_keys(j, {"config", "weights", "index", "store", "allow_mismatched_index"});
+    auto text = [&](const char* key, std::string& into) {
+      if (!j.contains(key)) return;
+      if (!j[key].is_string()) bad(key, "must be a string (a path on the server)");
+      into = j[key].get<std::string>();
+    };
+    text("config", src.config);
+    text("weights", src.weights);
+    text("index", src.index);
+    text("store", src.store_spec);
+    if (j.contains("allow_mismatched_index")) {
+      if (!j["allow_mismatched_index"].is_boolean()) bad("allow_mismatched_index", "must be true or false");
+      src.allow_mismatched_index = j["allow_mismatched_index"].get<bool>();
+    }
+  }
+  if (src.config.empty() || src.weights.empty())
+    return error_reply(409, "", "nothing to reload from: name \"config\" and \"weights\" in the request "
+                                "(the server was not started from files)");
+  std::lock_guard<std::mutex> one_at_a_time(*reload_mutex_);
+  std::shared_ptr<const RecommenderSnapshot> next;
+  try {
+    next = computing([&] { return load_snapshot(src); });  // aside: requests go on meanwhile
+  } catch (const Error& e) {
+    metrics_->reloaded(false);
+    log(LogLevel::error, std::string("reload failed, still serving the previous model: ") + e.what());
+    return error_reply(409, "", std::string("reload failed, still serving the previous model: ") + e.what());
+  }
+  if (next->model->config().hidden_size != snapshot()->model->config().hidden_size)
+    log(LogLevel::warn, "reload: the new model's interests have another dimension");
+  rec_->swap(next);
+  metrics_->reloaded(true);
+  return ok({{"reloaded", true},
+             {"generation", rec_->generation()},
+             {"fingerprint", fingerprint_hex(next->model->item_fingerprint())},
+             {"weights", next->weights_path},
+             {"index", next->index_path},
+             {"count", next->store->size()},
+             {"seconds", next->load_seconds}});
+}
+
+Reply RecService::metrics() const {
+  const auto snap = snapshot();
+  return Reply{200, metrics_->render(*snap, rec_->generation(), snap->store->size()),
+               "text/plain; version=0.0.4; charset=utf-8"};
+}
+
 Reply RecService::health() const {
-  const auto& c = model_.config();
+  const auto snap = snapshot();
+  const auto& c = snap->model->config();
   json j;
   j["status"] = "ok";
   j["version"] = MINDREC_VERSION_STRING;
-  j["count"] = store_->size();
-  j["backend"] = store_->backend();
-  j["dim"] = store_->dim();
-  j["metric"] = to_string(store_->metric());
+  j["count"] = snap->store->size();
+  j["backend"] = snap->store->backend();
+  j["dim"] = snap->store->dim();
+  j["metric"] = to_string(snap->store->metric());
+  j["fingerprint"] = fingerprint_hex(snap->model->item_fingerprint());
+  j["generation"] = rec_->generation();
   j["model"] = {{"item_count", c.item_count}, {"interests", c.capsule.max_k}, {"maxlen", c.maxlen}};
   return ok(j);
 }

@@ -9,10 +9,20 @@
 // --port 0 picks a free port; the first line on stdout says which ("listening on http://...").
 #include <httplib.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <ctime>
+#include <mutex>
+#include <random>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +30,9 @@
 
 #include "mindrec/config.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/file_io.hpp"
+#include "mindrec/recommender.hpp"
+#include "mindrec/retriever.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/version.hpp"
 #include "rec_service.hpp"
@@ -27,11 +40,67 @@
 namespace {
 
 struct Args {
-  std::string config, weights, store, index, host = "127.0.0.1";
+  std::string config, weights, store, index, host = "127.0.0.1", token_file, access_log = "-";
   int port = 8000, threads = 0, max_users = 1024, max_top_k = 1000;
   int64_t max_projection_mb = 1024;
-  double max_body_mb = 64;
-  bool quiet = false;
+  double max_body_mb = 64, drain_seconds = 30;
+  bool quiet = false, insecure = false, allow_mismatched_index = false;
+};
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+std::string read_token(const std::string& path) {
+  std::string t = mindrec::read_file(path);
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ' || t.back() == '\t')) t.pop_back();
+  if (t.empty()) throw mindrec::ConfigError(path + ": the token file is empty");
+  return t;
+}
+
+// X-Request-Id: the client's (letters, digits, '.', '_', '-'; at most 64) or a new one.
+std::string request_id(const httplib::Request& req) {
+  std::string id = req.get_header_value("X-Request-Id");
+  const bool usable = !id.empty() && id.size() <= 64 &&
+      std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'; });
+  if (usable) return id;
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(rng()));
+  return b;
+}
+
+// One JSON line per request (time, method, path, status, latency, request id).
+class AccessLog {
+ public:
+  explicit AccessLog(const std::string& where) {
+    if (where == "-") f_ = stderr;
+    else if (!where.empty() && where != "off") {
+      f_ = std::fopen(where.c_str(), "a");
+      if (!f_) throw mindrec::IoError("cannot open the access log '" + where + "'");
+      owned_ = true;
+    }
+  }
+  ~AccessLog() {
+    if (owned_) std::fclose(f_);
+  }
+  void write(const httplib::Request& req, int status, double ms, const std::string& id) {
+    if (!f_) return;
+    char when[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const nlohmann::json line = {{"time", when}, {"method", req.method}, {"path", req.path}, {"status", status},
+                                 {"latency_ms", std::round(ms * 1000) / 1000}, {"request_id", id}};
+    const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    std::fwrite(text.data(), 1, text.size(), f_);  // one write per line: lines do not interleave
+    std::fflush(f_);
+  }
+
+ private:
+  std::FILE* f_ = nullptr;
+  bool owned_ = false;
 };
 
 // SIGINT/SIGTERM: the handler only writes the signal number to a pipe (async-signal-safe);
@@ -47,23 +116,46 @@ extern "C" void on_shutdown_signal(int sig) {
 
 int run(const Args& a) {
   using namespace mindrec;
+  // Mutating endpoints on a non-loopback address need a token (or an explicit --insecure).
+  if (a.token_file.empty() && !is_loopback(a.host) && !a.insecure)
+    throw ConfigError("refusing to serve the mutating endpoints (/rec/insert_data, /rec/items, drops, save, "
+                      "/admin/reload) on " + a.host + " without a token: pass --token-file FILE, or --insecure "
+                      "if the network is trusted");
   const Config cfg = load_config(a.config);
   ModelOptions model_options;
   model_options.max_projection_bytes = a.max_projection_mb << 20;
-  MindModel model(load_weights(a.weights, cfg.hyper_parameters), Device::cpu, model_options);
-  std::unique_ptr<VectorStore> store;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = std::make_shared<const MindModel>(load_weights(a.weights, cfg.hyper_parameters), Device::cpu,
+                                                 model_options);
+  std::shared_ptr<VectorStore> store;
   if (!a.index.empty() && std::filesystem::exists(a.index)) {
     store = load_vector_store(a.index, a.store);
+    check_store_pairing(*model, *store, a.index, a.allow_mismatched_index);
     std::fprintf(stderr, "mindrec-serve: loaded %lld vectors ('%s') from %s\n",
                  static_cast<long long>(store->size()), store->backend().c_str(), a.index.c_str());
   } else {
     store = make_vector_store(a.store.empty() ? "flat" : a.store, cfg.hyper_parameters.hidden_size);
   }
+  auto first = std::const_pointer_cast<RecommenderSnapshot>(make_snapshot(model, store));
+  first->weights_path = a.weights;
+  first->index_path = store->size() ? a.index : "";
+  first->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   serve::ServiceOptions opt;
   opt.index_path = a.index;
   opt.max_users = a.max_users;
   opt.max_top_k = a.max_top_k;
-  serve::RecService service(std::move(model), std::move(store), opt);
+  if (!a.token_file.empty()) opt.token = read_token(a.token_file);
+  // What SIGHUP and a bare POST /admin/reload load: the same files again (replaced by a
+  // deploy); a missing --index file means "build the store from the new weights".
+  opt.reload.config = a.config;
+  opt.reload.weights = a.weights;
+  opt.reload.index = a.index;
+  opt.reload.store_spec = a.store;
+  opt.reload.allow_mismatched_index = a.allow_mismatched_index;
+  opt.reload.model_options = model_options;
+  serve::RecService service(first, opt);
+  AccessLog access(a.quiet ? "off" : a.access_log);
+  std::atomic<int> in_flight{0};
 
   httplib::Server svr;
   // HTTP workers (connections served at once); computing is bounded separately by the
@@ -74,17 +166,34 @@ int run(const Args& a) {
   // the client's delayed ACK add ~40 ms to every response (measured: 75 req/s, p50 44 ms).
   svr.set_tcp_nodelay(true);
   svr.set_payload_max_length(static_cast<size_t>(a.max_body_mb * 1024 * 1024));
-  auto forward = [&service](const httplib::Request& req, httplib::Response& res) {
-    const serve::Reply r = service.handle(req.method, req.path, req.body);
+  // Every answer: the service's reply, the request id header, one access-log line.
+  auto respond = [&service, &access](const httplib::Request& req, httplib::Response& res, const std::string& body,
+                                     std::chrono::steady_clock::time_point t0) {
+    const std::string id = request_id(req);
+    const serve::Reply r = service.handle(req.method, req.path, body, req.get_header_value("Authorization"));
     res.status = r.status;
     res.set_content(r.body, r.content_type.c_str());
+    res.set_header("X-Request-Id", id);
+    if (r.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+    access.write(req, r.status, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), id);
+  };
+  auto forward = [&respond, &in_flight](const httplib::Request& req, httplib::Response& res) {
+    ++in_flight;
+    respond(req, res, req.body, std::chrono::steady_clock::now());
+    --in_flight;
   };
   // Requests with a body are read through a ContentReader: the seed's clients POST with no
   // body and no Content-Length (curl -X POST .../rec/count), which httplib's eager reader
   // refuses with 400; here the body is read only when the request announces one.
   const size_t max_body = static_cast<size_t>(a.max_body_mb * 1024 * 1024);
-  auto forward_body = [&service, max_body](const httplib::Request& req, httplib::Response& res,
-                                           const httplib::ContentReader& reader) {
+  auto forward_body = [&respond, &in_flight, max_body](const httplib::Request& req, httplib::Response& res,
+                                                      const httplib::ContentReader& reader) {
+    struct Count {
+      std::atomic<int>& n;
+      explicit Count(std::atomic<int>& x) : n(x) { ++n; }
+      ~Count() { --n; }
+    } count(in_flight);
+    const auto t0 = std::chrono::steady_clock::now();
     std::string body;
     if (req.has_header("Content-Length") || req.get_header_value("Transfer-Encoding") == "chunked") {
       bool too_large = false;  // httplib checks Content-Length against the limit, not chunks
@@ -102,9 +211,7 @@ int run(const Args& a) {
         return;
       }
     }
-    const serve::Reply r = service.handle(req.method, req.path, body);
-    res.status = r.status;
-    res.set_content(r.body, r.content_type.c_str());
+    respond(req, res, body, t0);
   };
   // Every path and method goes to the service, which answers 404/405 itself.
   const char* any = R"(/.*)";
@@ -122,11 +229,6 @@ int run(const Args& a) {
     const serve::Reply r = serve::error_reply(res.status, "", msg);
     res.set_content(r.body, r.content_type.c_str());
   });
-  if (!a.quiet)
-    svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-      if (res.status >= 400)
-        std::fprintf(stderr, "mindrec-serve: %s %s -> %d\n", req.method.c_str(), req.path.c_str(), res.status);
-    });
 
   int port = a.port;
   if (port == 0) {
@@ -141,13 +243,39 @@ int run(const Args& a) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  std::thread waiter([&svr] {
-    unsigned char sig = 0;
-    while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+  sigaction(SIGHUP, &sa, nullptr);
+  std::mutex stop_m;
+  std::condition_variable stop_cv;
+  bool stopped = false;
+  std::thread waiter([&] {
+    for (;;) {
+      unsigned char sig = 0;
+      ssize_t got;
+      while ((got = ::read(g_signal_pipe[0], &sig, 1)) < 0 && errno == EINTR) {
+      }
+      if (got == 1 && sig == SIGHUP) {  // reload from the start-up files, keep serving
+        std::fprintf(stderr, "mindrec-serve: SIGHUP, reloading %s\n", a.weights.c_str());
+        const serve::Reply r = service.reload("");
+        std::fprintf(stderr, "mindrec-serve: reload %s: %s\n", r.status == 200 ? "done" : "FAILED", r.body.c_str());
+        continue;
+      }
+      if (sig != 0)
+        std::fprintf(stderr, "mindrec-serve: %s, draining %d request(s) and shutting down\n",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM", in_flight.load());
+      break;
     }
-    if (sig != 0)
-      std::fprintf(stderr, "mindrec-serve: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    // Stops accepting; listen_after_bind returns once the requests in flight are answered.
     svr.stop();
+    std::unique_lock<std::mutex> lock(stop_m);
+    if (!stop_cv.wait_for(lock, std::chrono::duration<double>(a.drain_seconds), [&] { return stopped; })) {
+      std::fprintf(stderr, "mindrec-serve: %d request(s) still running after --drain-seconds %g; saving and exiting\n",
+                   in_flight.load(), a.drain_seconds);
+      if (service.save_if_configured())
+        std::fprintf(stderr, "mindrec-serve: saved %lld vectors to %s\n",
+                     static_cast<long long>(service.store().size()), a.index.c_str());
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
   });
   std::printf("mindrec-serve %s: listening on http://%s:%d (%lld vectors, store '%s', %d threads)\n",
               MINDREC_VERSION_STRING, a.host.c_str(), port, static_cast<long long>(service.store().size()),
@@ -158,6 +286,11 @@ int run(const Args& a) {
     const unsigned char zero = 0;
     [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &zero, 1);
   }
+  {
+    std::lock_guard<std::mutex> lock(stop_m);
+    stopped = true;
+  }
+  stop_cv.notify_all();
   waiter.join();
   if (service.save_if_configured())
     std::fprintf(stderr, "mindrec-serve: saved %lld vectors to %s\n",
@@ -185,7 +318,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--max-users", a.max_users, "users per /rec/recall request")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-top-k", a.max_top_k, "largest top_k")->capture_default_str()->check(CLI::Range(1, 100000));
-  app.add_flag("--quiet", a.quiet, "do not log refused requests");
+  app.add_flag("--quiet", a.quiet, "no access log");
+  app.add_option("--access-log", a.access_log, "access log: '-' (stderr, the default), a file (appended), or 'off'")->capture_default_str();
+  app.add_option("--token-file", a.token_file, "file holding the bearer token the mutating endpoints require")->check(CLI::ExistingFile);
+  app.add_flag("--insecure", a.insecure, "serve the mutating endpoints on a non-loopback address without a token");
+  app.add_flag("--allow-mismatched-index", a.allow_mismatched_index, "serve an --index built from other weights (refused otherwise)");
+  app.add_option("--drain-seconds", a.drain_seconds, "on SIGTERM, how long requests in flight may take before the server saves and exits anyway (exit 3)")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("mindrec-serve: error: ") + e.what() + " (see --help)\n";
   });
