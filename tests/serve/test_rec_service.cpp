@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -541,9 +542,16 @@ class ServerProcess {
     char c;
     while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
     ::close(out[0]);
-    const auto at = line.find("127.0.0.1:");
-    REQUIRE_MESSAGE(at != std::string::npos, "server said: " << line);
-    port_ = std::stoi(line.substr(at + 10));
+    // "... listening on http://HOST:PORT (...)"
+    const auto http = line.find("http://");
+    const auto colon = http == std::string::npos ? http : line.find(':', http + 7);
+    if (colon == std::string::npos) {  // no server to talk to: do not leave it running
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+    REQUIRE_MESSAGE(colon != std::string::npos, "server said: " << line);
+    port_ = std::stoi(line.substr(colon + 1));
   }
   ~ServerProcess() {
     if (pid_ > 0) {
@@ -552,6 +560,7 @@ class ServerProcess {
     }
   }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   /// Sends `sig` and returns the exit status.
   int stop(int sig) {
     ::kill(pid_, sig);
@@ -655,4 +664,190 @@ TEST_CASE("serve: the real server on a loopback port - the seed's curl session -
     CHECK(srv.stop(SIGINT) == 0);
   }
   CHECK(load_vector_store(index)->size() == 0);
+}
+
+namespace {
+
+// Runs the server binary to completion; returns its exit status and stdout+stderr.
+std::pair<int, std::string> run_server_binary(const std::string& args) {
+  const std::string cmd = std::string(MINDREC_SERVE_BIN) + " " + args + " 2>&1";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("serve: the real server - token over HTTP - no token on a non-loopback address is refused unless --insecure") {
+  test::TempDir tmp;
+  tmp.write("c.yaml", kSmallConfig);
+  save_weights(tmp.file("w.safetensors"), small_weights());
+  const std::string base = "--config " + tmp.file("c.yaml") + " --weights " + tmp.file("w.safetensors") + " --port 0 --quiet";
+  const auto [code, out] = run_server_binary(base + " --host 0.0.0.0");
+  CHECK(code == 1);
+  CHECK(out.find("without a token: pass --token-file FILE, or --insecure") != std::string::npos);
+  {
+    ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
+                       "--host", "0.0.0.0", "--insecure", "--quiet"});
+    httplib::Client cli("127.0.0.1", srv.port());
+    auto r = cli.Post("/rec/insert_data");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(srv.stop(SIGTERM) == 0);
+  }
+  tmp.write("token", "abc-123\n");
+  ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
+                     "--host", "0.0.0.0", "--token-file", tmp.file("token"), "--quiet"});
+  httplib::Client cli("127.0.0.1", srv.port());
+  auto r = cli.Post("/rec/insert_data");
+  REQUIRE(r);
+  CHECK(r->status == 401);
+  CHECK(r->get_header_value("WWW-Authenticate") == "Bearer");
+  CHECK(json::parse(r->body)["error"]["status"] == 401);
+  r = cli.Post("/rec/insert_data", httplib::Headers{{"Authorization", "Bearer nope"}}, "", "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 403);
+  r = cli.Post("/rec/insert_data", httplib::Headers{{"Authorization", "Bearer abc-123"}}, "", "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  r = cli.Post("/rec/recall", R"({"hist_item": [[1, 2]]})", "application/json");  // open
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(srv.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("serve: the real server - access log lines with X-Request-Id - SIGHUP reloads - a mismatched index is refused") {
+  test::TempDir tmp;
+  tmp.write("c.yaml", kSmallConfig);
+  save_weights(tmp.file("w.safetensors"), small_weights());
+  const std::string log = tmp.file("access.log");
+  const std::string index = tmp.file("items.idx");
+  ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
+                     "--index", index, "--access-log", log});
+  httplib::Client cli("127.0.0.1", srv.port());
+  auto r = cli.Post("/rec/insert_data", httplib::Headers{{"X-Request-Id", "req-42.a_b"}}, "", "application/json");
+  REQUIRE(r);
+  CHECK(r->get_header_value("X-Request-Id") == "req-42.a_b");
+  r = cli.Get("/healthz", httplib::Headers{{"X-Request-Id", "bad id with spaces"}});
+  REQUIRE(r);
+  const std::string generated = r->get_header_value("X-Request-Id");
+  CHECK(std::regex_match(generated, std::regex("[0-9a-f]{16}")));
+  const std::string fp1 = json::parse(r->body)["fingerprint"];
+  // SIGHUP: the weights file was replaced by a deploy; the server reloads it (no index file
+  // yet: the store is built from the new weights).
+  save_weights(tmp.file("w.safetensors"), other_weights());
+  ::kill(srv.pid(), SIGHUP);
+  std::string fp2 = fp1;
+  for (int i = 0; i < 100 && fp2 == fp1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    r = cli.Get("/healthz");
+    if (r) fp2 = json::parse(r->body)["fingerprint"];
+  }
+  CHECK(fp2 == fingerprint_hex(item_fingerprint(other_weights())));
+  CHECK(json::parse(r->body)["generation"] == 1);
+  CHECK(json::parse(r->body)["count"] == 299);
+  CHECK(srv.stop(SIGTERM) == 0);
+  // The access log: one JSON line per request, in order, with the ids.
+  std::istringstream lines(read_text(log));
+  std::vector<json> entries;
+  for (std::string line; std::getline(lines, line);) entries.push_back(json::parse(line));
+  REQUIRE(entries.size() >= 3);
+  CHECK(entries[0]["method"] == "POST");
+  CHECK(entries[0]["path"] == "/rec/insert_data");
+  CHECK(entries[0]["status"] == 200);
+  CHECK(entries[0]["request_id"] == "req-42.a_b");
+  CHECK(entries[0]["latency_ms"].get<double>() >= 0);
+  CHECK(std::regex_match(entries[0]["time"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")));
+  CHECK(entries[1]["request_id"] == generated);
+  // The saved store holds the new weights' vectors; started beside the old weights it is
+  // refused, unless allowed.
+  save_weights(tmp.file("w.safetensors"), small_weights());
+  const auto [code, out] = run_server_binary("--config " + tmp.file("c.yaml") + " --weights " + tmp.file("w.safetensors") +
+                                             " --index " + index + " --port 0 --quiet");
+  CHECK(code == 1);
+  CHECK(out.find("not of the loaded weights") != std::string::npos);
+  ServerProcess allowed({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--index", index,
+                         "--port", "0", "--quiet", "--allow-mismatched-index"});
+  CHECK(allowed.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("serve: SIGTERM under load - in-flight requests are answered - no request fails - the store is saved - exit 0") {
+  test::TempDir tmp;
+  tmp.write("c.yaml", kSmallConfig);
+  save_weights(tmp.file("w.safetensors"), small_weights());
+  const std::string index = tmp.file("items.idx");
+  ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
+                     "--index", index, "--threads", "8", "--quiet"});
+  {
+    httplib::Client cli("127.0.0.1", srv.port());
+    auto r = cli.Post("/rec/insert_data");
+    REQUIRE(r);
+  }
+  // Big requests (1,000 users each) keep the server busy; SIGTERM lands while some are in flight.
+  std::string big = R"({"top_k": 50, "hist_item": [)";
+  for (int u = 0; u < 1000; ++u) big += std::string(u ? "," : "") + "[" + std::to_string(1 + u % 299) + ", 7, 9]";
+  big += "]}";
+  std::atomic<int> answered{0}, failed{0}, unreachable{0};
+  std::atomic<bool> go{true};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 6; ++t)
+    clients.emplace_back([&] {
+      httplib::Client c("127.0.0.1", srv.port());
+      while (go) {
+        auto r = c.Post("/rec/recall", big, "application/json");
+        if (!r) {
+          ++unreachable;  // after the server stopped accepting
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          continue;
+        }
+        if (r->status == 200) ++answered;
+        else ++failed;
+      }
+    });
+  while (answered < 12) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const int status = srv.stop(SIGTERM);
+  go = false;
+  for (auto& t : clients) t.join();
+  CHECK(status == 0);
+  CHECK(failed == 0);  // every request that was answered was answered 200
+  CHECK(answered >= 12);
+  CHECK(load_vector_store(index)->size() == 299);
+}
+
+TEST_CASE("serve: SIGTERM while a long request runs - it is answered before the server saves and exits") {
+  // 367,983 items x 64: /rec/insert_data takes a good fraction of a second here.
+  test::TempDir tmp;
+  tmp.write("c.yaml",
+            "runner:\n  train_data_dir: x\n  test_data_dir: y\n"
+            "hyper_parameters:\n  item_count: 367983\n  embedding_dim: 64\n  hidden_size: 64\n  neg_samples: 10\n");
+  ModelConfig c;
+  c.item_count = 367983;
+  c.neg_samples = 10;
+  save_weights(tmp.file("w.safetensors"), init_weights(c, 3));
+  const std::string index = tmp.file("items.idx");
+  ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
+                     "--index", index, "--max-projection-mb", "0", "--quiet"});
+  httplib::Client cli("127.0.0.1", srv.port());
+  cli.set_read_timeout(60);
+  auto slow = std::async(std::launch::async, [&] { return cli.Post("/rec/insert_data"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // the request is in flight
+  const int status = srv.stop(SIGTERM);
+  const auto r = slow.get();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(json::parse(r->body)["inserted"] == 367982);
+  CHECK(status == 0);
+  CHECK(load_vector_store(index)->size() == 367982);  // saved after the request finished
 }
