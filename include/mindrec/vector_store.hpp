@@ -141,6 +141,9 @@ class MINDREC_API VectorStore {
   /// Reads and validates a payload of `count` vectors into new memory, without touching the
   /// store; returns what swaps it in (must not throw). Runs without the lock.
   virtual std::function<void()> read_payload_impl(store::PayloadSource& in, int64_t count) = 0;
+  /// True if the payload must be read whole and its checksum verified before
+  /// read_payload_impl parses it (a dependency's parser that must never see damaged bytes).
+  virtual bool verify_payload_first_impl() const { return false; }
   virtual void set_param_impl(const std::string& name, double value) = 0;
 
   struct Lock;  // a writer-preferring shared mutex (src/detail/rw_lock.hpp)

@@ -457,6 +457,8 @@ class FaissStore final : public VectorStore {
     };
   }
 
+  bool verify_payload_first_impl() const override { return true; }  // read_index trusts its input
+
   std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
     faiss::VectorIOReader r;
     r.data = in.get_vector<uint8_t>();

@@ -16,7 +16,8 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <iosfwd>
+#include <istream>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,17 @@ class PayloadSource {
   detail::WordHash hash_;
   uint64_t fnv_ = 1469598103934665603ull;
   uint64_t last_len_ = 0;
+};
+
+/// An istream over bytes in memory (no copy).
+class MemoryStream : public std::istream {
+ public:
+  MemoryStream(char* data, size_t n) : std::istream(nullptr), buf_(data, n) { rdbuf(&buf_); }
+
+ private:
+  struct Buf : std::streambuf {
+    Buf(char* b, size_t n) { setg(b, b, b + n); }
+  } buf_;
 };
 
 /// Writes header and payload; `write_payload` is called twice (once to size and checksum the

@@ -204,10 +204,34 @@ void VectorStore::load(const std::string& path) {
     throw FormatError(path + ": holds a '" + h.backend + "' store of dim " + std::to_string(h.dim) +
                       " (" + to_string(h.metric) + "), this store is '" + backend_ + "' of dim " +
                       std::to_string(dim_) + " (" + to_string(metric_) + ")");
+  // The header's payload length must be the file's: every size read from the payload is then
+  // bounded by bytes that exist (no allocation the file cannot back).
+  const auto at = in.tellg();
+  in.seekg(0, std::ios::end);
+  const auto end = in.tellg();
+  in.seekg(at);
+  if (at < 0 || end < at || uint64_t(end - at) != h.payload_size)
+    throw FormatError(path + ": not a valid mindrec vector store: payload is " + std::to_string(int64_t(end - at)) +
+                      " bytes, the header says " + std::to_string(h.payload_size) + " (truncated?)");
   // Read, checked and built aside (searches go on meanwhile); swapped in under the lock.
-  store::PayloadSource src(in, h.payload_size, h.version, path + ": " + backend_ + " store payload");
-  const std::function<void()> commit = read_payload_impl(src, h.count);
-  src.finish(h.checksum);
+  const std::string what = path + ": " + backend_ + " store payload";
+  std::function<void()> commit;
+  if (verify_payload_first_impl()) {
+    // A payload that goes to a parser which must only see intact bytes (Faiss's read_index
+    // allocates whatever a payload states): read whole and checked before it is parsed.
+    std::string bytes(static_cast<size_t>(h.payload_size), '\0');
+    store::PayloadSource whole(in, h.payload_size, h.version, what);
+    if (!bytes.empty()) whole.read(bytes.data(), bytes.size());
+    whole.finish(h.checksum);
+    store::MemoryStream mem(bytes.data(), bytes.size());
+    store::PayloadSource src(mem, h.payload_size, 3, what);
+    commit = read_payload_impl(src, h.count);
+    if (src.remaining() != 0) throw FormatError(what + ": trailing bytes");
+  } else {
+    store::PayloadSource src(in, h.payload_size, h.version, what);
+    commit = read_payload_impl(src, h.count);
+    src.finish(h.checksum);
+  }
   std::lock_guard<std::mutex> writing(lock_->writers);
   exclusive([&] {
     commit();

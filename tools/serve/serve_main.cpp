@@ -265,9 +265,18 @@ int run(const Args& a) {
       break;
     }
     // Stops accepting; listen_after_bind returns once the requests in flight are answered.
-    svr.stop();
+    // stop() does nothing before the accept loop runs (a signal right after start-up), so it
+    // is repeated until the loop has ended or the drain time is up.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                  std::chrono::duration<double>(a.drain_seconds));
     std::unique_lock<std::mutex> lock(stop_m);
-    if (!stop_cv.wait_for(lock, std::chrono::duration<double>(a.drain_seconds), [&] { return stopped; })) {
+    while (!stopped && std::chrono::steady_clock::now() < deadline) {
+      lock.unlock();
+      svr.stop();
+      lock.lock();
+      stop_cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopped; });
+    }
+    if (!stopped) {
       std::fprintf(stderr, "mindrec-serve: %d request(s) still running after --drain-seconds %g; saving and exiting\n",
                    in_flight.load(), a.drain_seconds);
       if (service.save_if_configured())
