@@ -101,7 +101,7 @@ const std::string kOpenApi = R"json({
   "info": {
     "title": "mindrec-serve",
     "version": "@VERSION@",
-    "description": "MIND multi-interest candidate generation served in-process: the seed system's API (/rec/insert_data, /rec/recall, /rec/count, /qa/drop) over an in-process vector store. Errors are {\"error\": {\"status\", \"field\", \"message\"}} with status 400 (bad field), 404, 405, 409 or 413 (body too large)."
+    "description": "MIND multi-interest candidate generation served in-process: the seed system's API (/rec/insert_data, /rec/recall, /rec/count, /qa/drop) over an in-process vector store. Errors are {\"error\": {\"status\", \"field\", \"message\"}} with status 400 (bad field), 401/403 (a mutating endpoint without the right bearer token, when the server has one), 404, 405, 409 or 413 (body too large). Every answer carries X-Request-Id (the request's, or a new one)."
   },
   "paths": {
     "/rec/insert_data": {"post": {
@@ -147,9 +147,23 @@ const std::string kOpenApi = R"json({
       "summary": "Save the store to the --index file now (atomic write)",
       "responses": {"200": {"description": "Saved", "content": {"application/json": {"example": {"saved": "items.idx", "count": 367982}}}},
                     "409": {"description": "The server was started without --index"}}}},
+    "/admin/reload": {"post": {
+      "summary": "Swap in new weights and a new index without a restart",
+      "description": "Loads config, weights and index (by default the server's start-up files, read again; the body may name others) aside, checks that the index holds the new weights' item vectors (refused unless allow_mismatched_index), builds the store from the weights when there is no index file, then swaps model and store atomically: requests in flight finish on the old pair, new ones use the new. A failed reload answers 409 and changes nothing. SIGHUP does the same with the start-up files. Needs the bearer token when the server has one.",
+      "requestBody": {"required": false, "content": {"application/json": {
+        "schema": {"type": "object", "properties": {
+          "config": {"type": "string"}, "weights": {"type": "string"}, "index": {"type": "string"},
+          "store": {"type": "string"}, "allow_mismatched_index": {"type": "boolean", "default": false}}},
+        "example": {"weights": "/srv/models/2026-12-01/w.safetensors", "index": "/srv/models/2026-12-01/items.idx"}}}},
+      "responses": {"200": {"description": "The new snapshot", "content": {"application/json": {"example": {"reloaded": true, "generation": 1, "fingerprint": "c917efac3bb054e3", "weights": "w.safetensors", "index": "items.idx", "count": 367982, "seconds": 1.9}}}},
+                    "409": {"description": "The load failed (missing file, mismatched index): still serving the previous model"}}}},
+    "/metrics": {"get": {
+      "summary": "Prometheus metrics (text exposition format 0.0.4)",
+      "description": "mindrec_requests_total and mindrec_request_errors_total by endpoint and status, mindrec_request_duration_seconds histograms by endpoint, mindrec_store_vectors, mindrec_model_info (fingerprint, backend, weights), mindrec_model_load_seconds, mindrec_model_loaded_timestamp_seconds, mindrec_snapshot_generation, mindrec_reloads_total by result.",
+      "responses": {"200": {"description": "text/plain; version=0.0.4"}}}},
     "/healthz": {"get": {
       "summary": "Liveness and what is loaded",
-      "responses": {"200": {"description": "Status", "content": {"application/json": {"example": {"status": "ok", "count": 367982, "backend": "flat", "dim": 64}}}}}}},
+      "responses": {"200": {"description": "Status", "content": {"application/json": {"example": {"status": "ok", "count": 367982, "backend": "flat", "dim": 64, "fingerprint": "c917efac3bb054e3", "generation": 0}}}}}}},
     "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3 document"}}}},
     "/docs": {"get": {"summary": "This description as an HTML page", "responses": {"200": {"description": "HTML"}}}}
   }
