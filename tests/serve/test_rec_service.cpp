@@ -854,3 +854,14 @@ TEST_CASE("serve: SIGTERM while a long request runs - it is answered before the 
   CHECK(status == 0);
   CHECK(load_vector_store(index)->size() == 367982);  // saved after the request finished
 }
+
+TEST_CASE("serve: every endpoint is in /openapi.json and /docs") {
+  const json doc = json::parse(serve::RecService::openapi_json());
+  for (const char* path : {"/rec/insert_data", "/rec/recall", "/rec/count", "/qa/drop", "/rec/drop", "/rec/items",
+                           "/rec/items/delete", "/rec/save", "/admin/reload", "/metrics", "/healthz",
+                           "/openapi.json", "/docs"}) {
+    CAPTURE(path);
+    CHECK(doc["paths"].contains(path));
+    CHECK(serve::RecService::docs_html().find(std::string("<code>") + path + "</code>") != std::string::npos);
+  }
+}
