@@ -13,6 +13,7 @@
 #include "mindrec/retriever.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
+#include "mindrec/recommender.hpp"
 #include "small_model.hpp"
 #include "test_util.hpp"
 
@@ -131,4 +132,47 @@ TEST_CASE("item fingerprints pair a store with the weights it came from") {
   REQUIRE(warnings.size() == 2);
   CHECK(warnings[1].find("old.idx: the store does not record which weights") != std::string::npos);
   set_log_sink(nullptr);
+}
+
+TEST_CASE("Recommender: swap replaces the snapshot - holders of the old one keep it - load_snapshot pairs files") {
+  auto model_a = std::make_shared<const MindModel>(test::small_weights());
+  auto store_a = std::shared_ptr<VectorStore>(build_item_store(*model_a, "flat"));
+  Recommender rec(make_snapshot(model_a, store_a));
+  CHECK(rec.generation() == 0);
+  const auto held = rec.current();  // a request in flight
+  MindWeights wb = test::small_weights();
+  wb.item_emb[100] += 1.0f;
+  auto model_b = std::make_shared<const MindModel>(wb);
+  const auto old = rec.swap(make_snapshot(model_b, std::shared_ptr<VectorStore>(build_item_store(*model_b, "flat"))));
+  CHECK(old == held);
+  CHECK(rec.generation() == 1);
+  CHECK(rec.current()->model == model_b);
+  CHECK(held->model == model_a);  // still whole for its holder
+  CHECK(held->store->size() == 299);
+  CHECK_THROWS_AS(rec.swap(nullptr), InvalidArgument);
+  CHECK_THROWS_AS(make_snapshot(model_a, std::shared_ptr<VectorStore>(make_vector_store("flat", 5))), InvalidArgument);
+#if MINDREC_HAS_YAML
+  test::TempDir tmp;
+  tmp.write("c.yaml", "runner:\n  train_data_dir: x\n  test_data_dir: y\nhyper_parameters:\n  item_count: 300\n"
+                      "  embedding_dim: 8\n  hidden_size: 8\n  maxlen: 6\n  neg_samples: 10\n  capsule:\n    max_k: 3\n");
+  save_weights(tmp.file("a.safetensors"), test::small_weights());
+  save_weights(tmp.file("b.safetensors"), wb);
+  store_a->save(tmp.file("a.idx"));
+  SnapshotSource src;
+  src.config = tmp.file("c.yaml");
+  src.weights = tmp.file("a.safetensors");
+  src.index = tmp.file("a.idx");
+  const auto s = load_snapshot(src);
+  CHECK(s->index_path == tmp.file("a.idx"));
+  CHECK(s->store->size() == 299);
+  CHECK(s->load_seconds > 0);
+  src.weights = tmp.file("b.safetensors");  // the index of other weights: refused
+  CHECK_THROWS_AS(load_snapshot(src), ConfigError);
+  src.allow_mismatched_index = true;
+  CHECK(load_snapshot(src)->store->source_fingerprint() == model_a->item_fingerprint());
+  src.index = tmp.file("none.idx");  // no index file: built from the weights
+  const auto built = load_snapshot(src);
+  CHECK(built->index_path.empty());
+  CHECK(built->store->source_fingerprint() == model_b->item_fingerprint());
+#endif
 }
