@@ -19,6 +19,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <limits>
 #include <regex>
 #include <sstream>
 #include <set>
@@ -351,20 +352,24 @@ std::map<std::string, double> parse_prometheus(const std::string& text) {
       FAIL_CHECK("not a valid exposition line");
     }
   }
-  // Histograms: cumulative buckets, +Inf == _count.
+  // Histograms: buckets cumulative in le order, +Inf == _count.
+  const std::regex bucket(R"re((.*)_bucket\{(.*),le="([^"]+)"\})re");
+  std::map<std::string, std::vector<std::pair<double, double>>> series;  // family{labels} -> (le, value)
   for (const auto& [key, v] : samples) {
-    if (key.find("_bucket{") == std::string::npos || key.find("le=\"+Inf\"") == std::string::npos) continue;
-    const std::string base = key.substr(0, key.find("_bucket{"));
-    const std::string labels = key.substr(key.find('{'));
-    const std::string count_key = base + "_count" + labels.substr(0, labels.find(",le=")) + "}";
-    CHECK(samples.count(count_key));
-    CHECK(samples[count_key] == v);
-    double prev = 0;
-    for (const auto& [k2, v2] : samples)
-      if (k2.rfind(base + "_bucket" + labels.substr(0, labels.find(",le=")), 0) == 0 && k2.find("+Inf") == std::string::npos) {
-        CHECK(v2 <= v);
-        (void)prev;
-      }
+    std::smatch m;
+    if (!std::regex_match(key, m, bucket)) continue;
+    const double le = m[3] == "+Inf" ? std::numeric_limits<double>::infinity() : std::stod(m[3]);
+    series[std::string(m[1]) + "{" + std::string(m[2]) + "}"].emplace_back(le, v);
+  }
+  CHECK(series.size() >= 4);  // recall, insert_data, reload, other
+  for (auto& [name, points] : series) {
+    CAPTURE(name);
+    std::sort(points.begin(), points.end());
+    for (size_t i = 1; i < points.size(); ++i) CHECK(points[i - 1].second <= points[i].second);
+    REQUIRE(std::isinf(points.back().first));
+    const std::string family = name.substr(0, name.find('{'));
+    const std::string labels = name.substr(name.find('{'));
+    CHECK(samples[family + "_count" + labels] == points.back().second);
   }
   return samples;
 }
