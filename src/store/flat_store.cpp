@@ -27,23 +27,32 @@ FlatStore::Grown FlatStore::grow_aside(int64_t more) const {
   return g;
 }
 
-void FlatStore::append_rows(int64_t n, const float* x, const int64_t* ids, Grown& grown) {
+void FlatStore::append_rows(int64_t n, const float* x, const int64_t* ids, Grown& grown, const int64_t* which) {
+  // Rows which[0..n) of x/ids (all n rows in order if `which` is null), without copying x.
   const int d = dim();
   const bool l2 = metric() == Metric::l2;
   const int64_t old_rows = map_.rows();
+  auto row = [&](int64_t i) { return which ? which[i] : i; };
   if (grown.data.capacity()) data_.swap(grown.data);  // same contents, room for n more
   if (grown.half.capacity()) half_norm_.swap(grown.half);
-  data_.insert(data_.end(), x, x + n * d);  // within capacity: cannot throw
+  if (!which) {
+    data_.insert(data_.end(), x, x + n * d);  // within capacity: cannot throw
+  } else {
+    for (int64_t i = 0; i < n; ++i) data_.insert(data_.end(), x + row(i) * d, x + (row(i) + 1) * d);
+  }
   if (l2)
-    for (int64_t i = 0; i < n; ++i) half_norm_.push_back(float(-0.5 * detail::squared_norm(x + i * d, d)));
+    for (int64_t i = 0; i < n; ++i) half_norm_.push_back(float(-0.5 * detail::squared_norm(x + row(i) * d, d)));
   int64_t done = 0;
   try {
     for (; done < n; ++done) {
       detail::fault_point("flat.add.map");
-      map_.append(ids[done]);  // may allocate (hashed ids)
+      map_.append(ids[row(done)]);  // may allocate (hashed ids)
     }
   } catch (...) {
-    while (done > 0) map_.move_last_into(map_.forget(ids[--done]));
+    while (done > 0) {
+      --done;
+      map_.move_last_into(map_.forget(ids[row(done)]));
+    }
     data_.resize(size_t(old_rows) * d);
     if (l2) half_norm_.resize(size_t(old_rows));
     throw;
@@ -52,27 +61,23 @@ void FlatStore::append_rows(int64_t n, const float* x, const int64_t* ids, Grown
 
 void FlatStore::add_impl(int64_t n, const float* x, const int64_t* ids) {
   Grown grown = grow_aside(n);
-  exclusive([&] { append_rows(n, x, ids, grown); });
+  exclusive([&] { append_rows(n, x, ids, grown, nullptr); });
 }
 
 void FlatStore::upsert_impl(int64_t n, const float* x, const int64_t* ids,
                             const std::vector<int64_t>& stored) {
+  if (stored.empty()) return add_impl(n, x, ids);  // all new: no index list, no copy
   const int d = dim();
-  std::vector<int64_t> fresh_ids;
-  std::vector<float> fresh;
+  std::vector<int64_t> fresh;                             // indices of the new ids
   std::vector<std::pair<int64_t, const float*>> replace;  // row, new vector
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t row = stored.empty() ? -1 : map_.find(ids[i]);
-    if (row >= 0) {
-      replace.emplace_back(row, x + i * d);
-    } else {
-      fresh_ids.push_back(ids[i]);
-      fresh.insert(fresh.end(), x + i * d, x + (i + 1) * d);
-    }
+    const int64_t row = map_.find(ids[i]);
+    if (row >= 0) replace.emplace_back(row, x + i * d);
+    else fresh.push_back(i);
   }
-  Grown grown = grow_aside(static_cast<int64_t>(fresh_ids.size()));
+  Grown grown = grow_aside(static_cast<int64_t>(fresh.size()));
   exclusive([&] {
-    append_rows(static_cast<int64_t>(fresh_ids.size()), fresh.data(), fresh_ids.data(), grown);
+    append_rows(static_cast<int64_t>(fresh.size()), x, ids, grown, fresh.data());
     for (const auto& [row, v] : replace) {  // cannot throw
       std::copy(v, v + d, data_.begin() + row * d);
       if (metric() == Metric::l2) half_norm_[size_t(row)] = float(-0.5 * detail::squared_norm(v, d));

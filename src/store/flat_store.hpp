@@ -39,8 +39,9 @@ class FlatStore : public VectorStore {
     std::vector<float> half;
   };
   Grown grow_aside(int64_t more) const;
-  /// Appends rows (under the exclusive lock, after grow_aside): applies whole or not at all.
-  void append_rows(int64_t n, const float* x, const int64_t* ids, Grown& grown);
+  /// Appends rows which[0..n) of x/ids, or the first n if `which` is null (under the
+  /// exclusive lock, after grow_aside): applies whole or not at all.
+  void append_rows(int64_t n, const float* x, const int64_t* ids, Grown& grown, const int64_t* which);
 
   AlignedVector<float> data_;     // [n, dim], row r holds map_.id_at(r)
   IdMap map_;                     // no tombstones: removal moves the last row into the hole
