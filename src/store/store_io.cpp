@@ -44,9 +44,8 @@ class StreamSink final : public PayloadSink {
 };
 }  // namespace
 
-uint64_t fnv1a64(const void* data, size_t n) {
+uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
   const auto* p = static_cast<const unsigned char*>(data);
-  uint64_t h = 1469598103934665603ull;
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
 }
@@ -60,12 +59,8 @@ void PayloadSource::read(void* dst, size_t n) {
   if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
     throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
   remaining_ -= n;
-  if (version_ >= 3) {
-    hash_.update(dst, n);
-  } else {
-    const auto* p = static_cast<const unsigned char*>(dst);
-    for (size_t i = 0; i < n; ++i) fnv_ = (fnv_ ^ p[i]) * 1099511628211ull;
-  }
+  if (version_ >= 3) hash_.update(dst, n);
+  else if (version_ == 2) fnv_ = fnv1a64(dst, n, fnv_);
 }
 
 uint64_t PayloadSource::frame_length() {
@@ -84,9 +79,7 @@ std::string PayloadSource::read_rest() {
 
 void PayloadSource::finish(uint64_t expected) const {
   if (remaining_ != 0) throw FormatError(what_ + ": trailing bytes");
-  if (in_.peek() != std::char_traits<char>::eof())
-    throw FormatError(what_ + ": the file is longer than its header says");
-  if ((version_ >= 3 ? hash_.digest() : fnv_) != expected)
+  if (version_ != 0 && (version_ >= 3 ? hash_.digest() : fnv_) != expected)
     throw FormatError(what_ + ": checksum mismatch (corrupted)");
 }
 

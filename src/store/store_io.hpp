@@ -38,7 +38,8 @@ struct StoreHeader {
   uint64_t checksum = 0;      ///< set by read_store_header
 };
 
-uint64_t fnv1a64(const void* data, size_t n);
+/// FNV-1a 64 over bytes (version 2's checksum), continuing from `h`.
+uint64_t fnv1a64(const void* data, size_t n, uint64_t h = 1469598103934665603ull);
 
 /// Where a backend writes its payload.
 class PayloadSink {
@@ -55,7 +56,8 @@ void put(PayloadSink& out, const T* v, size_t n) {
 }
 
 /// Where a backend reads its payload from: the bytes the header announced, no more (reading
-/// past them is FormatError naming `what`), hashed as they are read.
+/// past them is FormatError naming `what`), hashed as they are read with the checksum of the
+/// file's `version` (0: bytes already verified, not hashed again).
 class PayloadSource {
  public:
   PayloadSource(std::istream& in, uint64_t size, uint32_t version, std::string what);
@@ -82,7 +84,8 @@ class PayloadSource {
   }
   /// Everything not read yet.
   std::string read_rest();
-  /// Throws FormatError unless every byte was read and the checksum matches `expected`.
+  /// Throws FormatError unless every byte was read and the checksum matches `expected`
+  /// (the file's length was checked against the header before reading).
   void finish(uint64_t expected) const;
 
  private:

@@ -219,14 +219,13 @@ void VectorStore::load(const std::string& path) {
   if (verify_payload_first_impl()) {
     // A payload that goes to a parser which must only see intact bytes (Faiss's read_index
     // allocates whatever a payload states): read whole and checked before it is parsed.
-    std::string bytes(static_cast<size_t>(h.payload_size), '\0');
     store::PayloadSource whole(in, h.payload_size, h.version, what);
-    if (!bytes.empty()) whole.read(bytes.data(), bytes.size());
+    std::string bytes = whole.read_rest();
     whole.finish(h.checksum);
     store::MemoryStream mem(bytes.data(), bytes.size());
-    store::PayloadSource src(mem, h.payload_size, 3, what);
+    store::PayloadSource src(mem, h.payload_size, 0, what);  // verified: not hashed again
     commit = read_payload_impl(src, h.count);
-    if (src.remaining() != 0) throw FormatError(what + ": trailing bytes");
+    src.finish(0);  // every byte read (no checksum: verified above)
   } else {
     store::PayloadSource src(in, h.payload_size, h.version, what);
     commit = read_payload_impl(src, h.count);

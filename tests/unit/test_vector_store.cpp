@@ -395,6 +395,12 @@ TEST_CASE("store files of versions 2 and 3 (no source fingerprint) still load - 
   for (size_t i = 0; i < data.size(); ++i) data[i] = char(i * 7 + 3);
   detail::WordHash whole;
   whole.update(data.data(), data.size());
+  // Golden digests from the independent Python reference (tools/reference/store_hash.py).
+  CHECK(whole.digest() == 0xfafdf77720df45e3ull);
+  CHECK(detail::WordHash().digest() == 0xf012f013f010f011ull);
+  detail::WordHash tail;
+  tail.update(data.data(), 31);
+  CHECK(tail.digest() == 0xcb75d850e1e69730ull);
   for (size_t cut1 : {size_t(0), size_t(1), size_t(31), size_t(33), size_t(500)}) {
     for (size_t cut2 : {size_t(0), size_t(5), size_t(64), size_t(467)}) {
       const size_t c2 = std::min(data.size(), cut1 + cut2);
