@@ -37,12 +37,15 @@ std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& s
     store = load_vector_store(src.index, src.store_spec);
     check_store_pairing(*model, *store, src.index, src.allow_mismatched_index);
     loaded = true;
-  } else {
+  } else if (src.build_missing_store) {
     store = build_item_store(*model, src.store_spec.empty() ? "flat" : src.store_spec);
+  } else {
+    store = make_vector_store(src.store_spec.empty() ? "flat" : src.store_spec, model->config().hidden_size);
   }
   auto snap = std::const_pointer_cast<RecommenderSnapshot>(make_snapshot(std::move(model), std::move(store)));
   snap->weights_path = src.weights;
   snap->index_path = loaded ? src.index : "";
+  snap->model->item_fingerprint();  // hashed now, not by the first request that shows it
   snap->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return snap;
 }

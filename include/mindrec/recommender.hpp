@@ -41,8 +41,10 @@ struct MINDREC_API SnapshotSource {
   std::string config;   ///< model config (YAML); its hyper_parameters must match the weights
   std::string weights;  ///< weights (.safetensors)
   /// A store file: loaded if it exists (and checked against the weights: check_store_pairing);
-  /// otherwise, or if empty, the store is built from the weights' item vectors.
+  /// otherwise, or if empty, the store is built from the weights' item vectors (or left empty
+  /// with `build_missing_store` false, to be filled by the caller).
   std::string index;
+  bool build_missing_store = true;
   /// Backend when building ("" = flat); when loading, "" takes the file's backend and a spec
   /// must name the file's backend (its search parameters are applied).
   std::string store_spec;

@@ -309,10 +309,15 @@ MindWeights other_weights() {
   return w;
 }
 
-// A service started from files, as mindrec-serve starts (reload source = the same files).
-serve::RecService service_from_files(const test::TempDir& tmp, serve::ServiceOptions o = {}) {
+// The small model's config and weights as files in `tmp` (c.yaml, w.safetensors).
+void write_small_model(const test::TempDir& tmp) {
   tmp.write("c.yaml", kSmallConfig);
   save_weights(tmp.file("w.safetensors"), small_weights());
+}
+
+// A service started from files, as mindrec-serve starts (reload source = the same files).
+serve::RecService service_from_files(const test::TempDir& tmp, serve::ServiceOptions o = {}) {
+  write_small_model(tmp);
   o.reload.config = tmp.file("c.yaml");
   o.reload.weights = tmp.file("w.safetensors");
   return serve::RecService(load_snapshot(o.reload), o);
@@ -700,8 +705,7 @@ std::string read_text(const std::string& path) {
 
 TEST_CASE("serve: the real server - token over HTTP - no token on a non-loopback address is refused unless --insecure") {
   test::TempDir tmp;
-  tmp.write("c.yaml", kSmallConfig);
-  save_weights(tmp.file("w.safetensors"), small_weights());
+  write_small_model(tmp);
   const std::string base = "--config " + tmp.file("c.yaml") + " --weights " + tmp.file("w.safetensors") + " --port 0 --quiet";
   const auto [code, out] = run_server_binary(base + " --host 0.0.0.0");
   CHECK(code == 1);
@@ -738,8 +742,7 @@ TEST_CASE("serve: the real server - token over HTTP - no token on a non-loopback
 
 TEST_CASE("serve: the real server - access log lines with X-Request-Id - SIGHUP reloads - a mismatched index is refused") {
   test::TempDir tmp;
-  tmp.write("c.yaml", kSmallConfig);
-  save_weights(tmp.file("w.safetensors"), small_weights());
+  write_small_model(tmp);
   const std::string log = tmp.file("access.log");
   const std::string index = tmp.file("items.idx");
   ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
@@ -793,8 +796,7 @@ TEST_CASE("serve: the real server - access log lines with X-Request-Id - SIGHUP 
 
 TEST_CASE("serve: SIGTERM under load - in-flight requests are answered - no request fails - the store is saved - exit 0") {
   test::TempDir tmp;
-  tmp.write("c.yaml", kSmallConfig);
-  save_weights(tmp.file("w.safetensors"), small_weights());
+  write_small_model(tmp);
   const std::string index = tmp.file("items.idx");
   ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
                      "--index", index, "--threads", "8", "--quiet"});

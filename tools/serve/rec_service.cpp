@@ -207,6 +207,7 @@ class Metrics {
     ++(ok ? reloads_ok_ : reloads_failed_);
   }
   std::string render(const RecommenderSnapshot& snap, uint64_t generation, int64_t store_size) const {
+    const std::string fingerprint = fingerprint_hex(snap.model->item_fingerprint());  // outside the lock
     std::string o;
     auto head = [&](const char* name, const char* type, const char* help) {
       o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
@@ -241,7 +242,7 @@ class Metrics {
     head("mindrec_store_vectors", "gauge", "Item vectors in the current store.");
     o += "mindrec_store_vectors " + std::to_string(store_size) + "\n";
     head("mindrec_model_info", "gauge", "The current model: item fingerprint of its weights, store backend, weights file.");
-    o += "mindrec_model_info{fingerprint=\"" + fingerprint_hex(snap.model->item_fingerprint()) + "\",backend=\"" +
+    o += "mindrec_model_info{fingerprint=\"" + fingerprint + "\",backend=\"" +
          label(snap.store->backend()) + "\",weights=\"" + label(snap.weights_path) + "\"} 1\n";
     head("mindrec_model_load_seconds", "gauge", "How long loading the current model and store took.");
     o += "mindrec_model_load_seconds " + num(snap.load_seconds) + "\n";
@@ -331,11 +332,7 @@ RecService::RecService(RecService&&) noexcept = default;
 RecService& RecService::operator=(RecService&&) noexcept = default;
 
 RecService::RecService(MindModel model, std::unique_ptr<VectorStore> store, ServiceOptions options)
-    : RecService(make_snapshot(std::make_shared<const MindModel>(std::move(model)),
-                               [&] {
-                                 MINDREC_EXPECTS(store != nullptr, "RecService: null store");
-                                 return std::shared_ptr<VectorStore>(std::move(store));
-                               }()),
+    : RecService(make_snapshot(std::make_shared<const MindModel>(std::move(model)), std::move(store)),
                  std::move(options)) {}
 
 RecService::RecService(std::shared_ptr<const RecommenderSnapshot> snapshot, ServiceOptions options)
@@ -352,10 +349,11 @@ RecService::RecService(std::shared_ptr<const RecommenderSnapshot> snapshot, Serv
 
 namespace {
 // Constant-time comparison of the presented token with the configured one.
-bool same_token(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
-  return diff == 0 && !b.empty();
+bool same_token(std::string_view given, std::string_view token) {
+  if (token.empty() || given.size() != token.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ token[i]);
+  return diff == 0;
 }
 }  // namespace
 
@@ -581,8 +579,6 @@ Reply RecService::reload(std::string_view body) {
     log(LogLevel::error, std::string("reload failed, still serving the previous model: ") + e.what());
     return error_reply(409, "", std::string("reload failed, still serving the previous model: ") + e.what());
   }
-  if (next->model->config().hidden_size != snapshot()->model->config().hidden_size)
-    log(LogLevel::warn, "reload: the new model's interests have another dimension");
   rec_->swap(next);
   metrics_->reloaded(true);
   return ok({{"reloaded", true},

@@ -121,38 +121,30 @@ int run(const Args& a) {
     throw ConfigError("refusing to serve the mutating endpoints (/rec/insert_data, /rec/items, drops, save, "
                       "/admin/reload) on " + a.host + " without a token: pass --token-file FILE, or --insecure "
                       "if the network is trusted");
-  const Config cfg = load_config(a.config);
   ModelOptions model_options;
   model_options.max_projection_bytes = a.max_projection_mb << 20;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto model = std::make_shared<const MindModel>(load_weights(a.weights, cfg.hyper_parameters), Device::cpu,
-                                                 model_options);
-  std::shared_ptr<VectorStore> store;
-  if (!a.index.empty() && std::filesystem::exists(a.index)) {
-    store = load_vector_store(a.index, a.store);
-    check_store_pairing(*model, *store, a.index, a.allow_mismatched_index);
+  // At start-up the store is --index if that file exists, else empty (the seed's API fills it
+  // with /rec/insert_data). SIGHUP and a bare POST /admin/reload read the same files again
+  // (replaced by a deploy); then a missing --index file means "build it from the new weights".
+  SnapshotSource source;
+  source.config = a.config;
+  source.weights = a.weights;
+  source.index = a.index;
+  source.store_spec = a.store;
+  source.allow_mismatched_index = a.allow_mismatched_index;
+  source.model_options = model_options;
+  source.build_missing_store = false;
+  const auto first = load_snapshot(source);
+  if (!first->index_path.empty())
     std::fprintf(stderr, "mindrec-serve: loaded %lld vectors ('%s') from %s\n",
-                 static_cast<long long>(store->size()), store->backend().c_str(), a.index.c_str());
-  } else {
-    store = make_vector_store(a.store.empty() ? "flat" : a.store, cfg.hyper_parameters.hidden_size);
-  }
-  auto first = std::const_pointer_cast<RecommenderSnapshot>(make_snapshot(model, store));
-  first->weights_path = a.weights;
-  first->index_path = store->size() ? a.index : "";
-  first->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                 static_cast<long long>(first->store->size()), first->store->backend().c_str(), a.index.c_str());
   serve::ServiceOptions opt;
   opt.index_path = a.index;
   opt.max_users = a.max_users;
   opt.max_top_k = a.max_top_k;
   if (!a.token_file.empty()) opt.token = read_token(a.token_file);
-  // What SIGHUP and a bare POST /admin/reload load: the same files again (replaced by a
-  // deploy); a missing --index file means "build the store from the new weights".
-  opt.reload.config = a.config;
-  opt.reload.weights = a.weights;
-  opt.reload.index = a.index;
-  opt.reload.store_spec = a.store;
-  opt.reload.allow_mismatched_index = a.allow_mismatched_index;
-  opt.reload.model_options = model_options;
+  opt.reload = source;
+  opt.reload.build_missing_store = true;
   serve::RecService service(first, opt);
   AccessLog access(a.quiet ? "off" : a.access_log);
   std::atomic<int> in_flight{0};
