@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -101,6 +102,7 @@ namespace detail {
 SafetensorsReader::SafetensorsReader(const std::string& path)
     : path_(path), in_(path, std::ios::binary) {
   if (!in_) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
+  if (std::filesystem::is_directory(path)) throw IoError("'" + path + "' is a directory, not a safetensors file");
   auto fail = [&](const std::string& msg) -> void {
     throw FormatError(path + ": not a valid safetensors file: " + msg);
   };

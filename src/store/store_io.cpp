@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <istream>
 #include <ostream>
@@ -134,9 +135,15 @@ StoreHeader read_store_header(std::istream& in, const std::string& path) {
   return h;
 }
 
-StoreHeader read_store_header(const std::string& path) {
+std::ifstream open_store_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
+  if (std::filesystem::is_directory(path)) throw IoError("'" + path + "' is a directory, not a vector store file");
+  return in;
+}
+
+StoreHeader read_store_header(const std::string& path) {
+  std::ifstream in = open_store_file(path);
   return read_store_header(in, path);
 }
 

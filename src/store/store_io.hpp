@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <istream>
 #include <streambuf>
@@ -118,6 +119,9 @@ void write_store(std::ostream& out, const StoreHeader& h,
 /// Reads and checks the header from `in` (positioned at the start of the file); `in` is then
 /// at the first payload byte. Throws FormatError naming `path`.
 StoreHeader read_store_header(std::istream& in, const std::string& path);
+
+/// Opens a store file for reading (IoError if it cannot be opened or is a directory).
+std::ifstream open_store_file(const std::string& path);
 
 /// The header of the store file at `path` (opens and reads only the header).
 StoreHeader read_store_header(const std::string& path);

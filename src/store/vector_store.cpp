@@ -3,9 +3,7 @@
 #include "mindrec/vector_store.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <fstream>
 #include <limits>
 #include <mutex>
@@ -197,8 +195,7 @@ void VectorStore::save(const std::string& path) const {
 }
 
 void VectorStore::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
+  std::ifstream in = store::open_store_file(path);
   const store::StoreHeader h = store::read_store_header(in, path);
   if (h.backend != backend_ || h.dim != dim_ || h.metric != metric_)
     throw FormatError(path + ": holds a '" + h.backend + "' store of dim " + std::to_string(h.dim) +

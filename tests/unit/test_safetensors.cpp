@@ -66,6 +66,7 @@ TEST_CASE("corrupt safetensors files are refused with a reason") {
   const std::string good = read_file(tmp.file("ok.st"));
   uint64_t n = 0;
   std::memcpy(&n, good.data(), 8);
+  CHECK(test::error_of([&] { read_safetensors(tmp.path().string()); }).find("is a directory") != std::string::npos);
 
   write_bytes(tmp.file("t1.st"), good.substr(0, 5));
   CHECK(test::error_of([&] { read_safetensors(tmp.file("t1.st")); }).find("shorter than") != std::string::npos);

@@ -306,6 +306,9 @@ TEST_CASE("vector store files: corrupt - truncated and mismatched files are refu
   CHECK(test::error_of([&] { other->load(tmp.file("corrupt.bin")); }).find("checksum mismatch") != std::string::npos);
   CHECK(test::error_of([&] { other->load(tmp.file("short.bin")); }).find("truncated") != std::string::npos);
   CHECK(test::error_of([&] { other->load(tmp.file("junk.bin")); }).find("bad magic") != std::string::npos);
+  CHECK(test::error_of([&] { other->load(tmp.path().string()); }).find("is a directory, not a vector store file") !=
+        std::string::npos);
+  CHECK_THROWS_AS(load_vector_store(tmp.path().string()), IoError);
   auto flat_l2 = make_vector_store("flat", d, Metric::l2);
   CHECK(test::error_of([&] { flat_l2->load(tmp.file("a.bin")); }).find("(inner_product), this store is 'flat'") != std::string::npos);
 #if MINDREC_HAS_FAISS
