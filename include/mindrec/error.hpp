@@ -51,6 +51,33 @@ class MINDREC_API CudaError : public Error {
   using Error::Error;
 };
 
+/// A remote service (the milvus:// store's server) refused a request or answered with an
+/// error: the message names the operation, the endpoint, the service's code and message.
+/// A service that cannot be reached, drops the connection or does not answer in time is an
+/// IoError instead (after the retries an idempotent call gets).
+class MINDREC_API RemoteError : public Error {
+ public:
+  RemoteError(const std::string& what, int code) : Error(what), code_(code) {}
+  /// The service's error code (Milvus: 100 collection not found, 1800 not authenticated,
+  /// 1804 bad insert data, 65535 other), or the HTTP status when the body carried none.
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
+
+/// The remote service refused the credentials (HTTP 401/403, Milvus code 1800).
+class MINDREC_API RemoteAuthError : public RemoteError {
+ public:
+  using RemoteError::RemoteError;
+};
+
+/// The remote collection does not exist (Milvus code 100).
+class MINDREC_API RemoteNotFound : public RemoteError {
+ public:
+  using RemoteError::RemoteError;
+};
+
 namespace detail {
 [[noreturn]] inline void throw_expects(const char* cond, const char* file, int line,
                                        const std::string& msg) {

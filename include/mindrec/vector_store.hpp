@@ -134,6 +134,9 @@ class MINDREC_API VectorStore {
   }
   virtual int64_t size_impl() const = 0;
   virtual bool contains_impl(int64_t id) const = 0;
+  /// Appends to `out` those of the n ids that are stored. The default asks contains_impl for
+  /// each; a remote backend answers a whole batch in a few requests.
+  virtual void stored_ids_impl(int64_t n, const int64_t* ids, std::vector<int64_t>& out) const;
   virtual void clear_impl() = 0;
   /// What writes the payload (called twice by save: to size and checksum it, then to write
   /// it; both calls must write the same bytes). Runs under the shared lock.

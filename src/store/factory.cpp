@@ -36,6 +36,8 @@ StoreSpec parse_store_spec(const std::string& spec) {
 
 std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim, Metric metric) {
   MINDREC_EXPECTS(dim >= 1, "make_vector_store: dim must be >= 1");
+  // A remote store's options are its own (strings among them: token=, db=).
+  if (spec.rfind("milvus://", 0) == 0) return store::make_milvus_store(spec, dim, metric);
   const store::StoreSpec s = store::parse_store_spec(spec);
   auto starts = [&](const char* prefix) { return s.base.rfind(prefix, 0) == 0; };
   std::unique_ptr<VectorStore> made;
@@ -45,13 +47,26 @@ std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
   else if (starts("faiss-gpu:")) made = store::make_faiss_gpu_store(s.base, dim, metric);
   else
     throw InvalidArgument("unknown vector store '" + spec +
-                          "' (expected 'flat', 'cuda:flat', 'faiss:<index_factory string>' or 'faiss-gpu:<Flat|IVF<n>,Flat>', e.g. faiss:HNSW32)");
+                          "' (expected 'flat', 'cuda:flat', 'faiss:<index_factory string>' or 'faiss-gpu:<Flat|IVF<n>,Flat>' or 'milvus://HOST:PORT/COLLECTION', e.g. faiss:HNSW32)");
   for (const auto& [name, value] : s.params) made->set_search_param(name, value);
   return made;
 }
 
 std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec) {
   const store::StoreHeader h = store::read_store_header(path);  // the header alone
+  if (h.backend.rfind("milvus://", 0) == 0) {
+    // A descriptor: the spec (or the URL saved in it) says how to reach the collection.
+    const std::string base = spec.substr(0, spec.find('?'));
+    if (!spec.empty() && base != h.backend)
+      throw InvalidArgument(path + ": describes the '" + h.backend + "' store, not the requested '" + base + "'");
+    // Attaches to the collection, never creates it (a later create=1 in the spec still wins).
+    const std::string url = spec.empty() ? h.backend : spec;
+    const size_t q = url.find('?');
+    auto made = make_vector_store(q == std::string::npos ? url + "?create=0" : url.substr(0, q + 1) + "create=0&" + url.substr(q + 1),
+                                  h.dim, h.metric);
+    made->load(path);
+    return made;
+  }
   const store::StoreSpec s = spec.empty() ? store::StoreSpec{h.backend, {}} : store::parse_store_spec(spec);
   if (s.base != h.backend)
     throw InvalidArgument(path + ": holds a '" + h.backend + "' store, not the requested '" +

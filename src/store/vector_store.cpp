@@ -57,6 +57,11 @@ void VectorStore::upsert_impl(int64_t n, const float* vectors, const int64_t* id
   });
 }
 
+void VectorStore::stored_ids_impl(int64_t n, const int64_t* ids, std::vector<int64_t>& out) const {
+  for (int64_t i = 0; i < n; ++i)
+    if (contains_impl(ids[i])) out.push_back(ids[i]);
+}
+
 const char* to_string(Metric m) { return m == Metric::inner_product ? "inner_product" : "l2"; }
 
 float padding_score(Metric m) {
@@ -81,10 +86,12 @@ void VectorStore::check_batch(const char* op, int64_t n, const float* vectors, c
   const auto twice = std::adjacent_find(sorted.begin(), sorted.end());
   if (twice != sorted.end())
     throw InvalidArgument(who + "id " + std::to_string(*twice) + " appears twice in the batch");
-  if (refuse_stored)
-    for (int64_t i = 0; i < n; ++i)
-      if (contains_impl(ids[i]))
-        throw InvalidArgument(who + "id " + std::to_string(ids[i]) + " is already stored");
+  if (refuse_stored) {
+    std::vector<int64_t> stored;
+    stored_ids_impl(n, ids, stored);
+    if (!stored.empty())
+      throw InvalidArgument(who + "id " + std::to_string(stored[0]) + " is already stored");
+  }
   for (int64_t i = 0; i < n * dim_; ++i)
     if (!std::isfinite(vectors[i]))
       throw InvalidArgument(who + "vector " + std::to_string(i / dim_) + " holds NaN or Inf");
@@ -107,8 +114,7 @@ int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids)
   std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("upsert", n, vectors, ids, false);
   std::vector<int64_t> stored;
-  for (int64_t i = 0; i < n; ++i)
-    if (contains_impl(ids[i])) stored.push_back(ids[i]);
+  stored_ids_impl(n, ids, stored);
   upsert_impl(n, vectors, ids, stored);
   after_write_impl();
   return static_cast<int64_t>(stored.size());

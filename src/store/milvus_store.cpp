@@ -1,0 +1,463 @@
+// The milvus:// store: item vectors kept in a Milvus collection, behind the VectorStore
+// contract. It speaks to the server only through milvus::Client (client.hpp), so the wire
+// (REST v1 today) can change without touching what is here.
+//
+// Two collection layouts, told apart by describing the collection:
+//   * primary key = item id (a collection made with auto_id off, e.g. by pymilvus): rows are
+//     written by upsert and found by primary key (indexed).
+//   * auto-id primary key (every collection Milvus' REST v1 creates, so every collection this
+//     store creates): the item id is kept in the dynamic field "item_id"; a replacement inserts
+//     the new rows first and deletes the old ones after, so no search ever misses the item
+//     (one may see both rows for an instant: results are de-duplicated by item id).
+// Writes wait (polling, bounded by wait=) until the server shows them, so a search after a
+// write sees it, as the contract says; Milvus' REST v1 reads are otherwise bounded-stale.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <mutex>
+#include <unordered_set>
+
+#include "detail/hash.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
+#include "mindrec/weights.hpp"
+#include "store/backends.hpp"
+#include "store/milvus/client.hpp"
+#include "store/store_io.hpp"
+
+namespace mindrec::store {
+namespace {
+
+using milvus::Client;
+using milvus::CollectionInfo;
+
+constexpr int kMaxLimit = 16384;  // Milvus: limit (+ offset) of a search or query
+constexpr int kKeysPerQuery = 4096;
+
+struct MilvusSpec {
+  milvus::Endpoint ep;
+  std::string collection;
+  std::string base;     // milvus://host:port/collection
+  int fetch = 1024;     // hits asked per query vector (over-fetch: the server's HNSW ef = limit)
+  bool fetch_set = false;
+  double wait_s = 10;   // read-your-writes: poll until a write is visible, at most this long
+  bool create = true;
+  int64_t batch = 5000;  // rows per insert/upsert request
+};
+
+[[noreturn]] void bad(const std::string& spec, const std::string& why) {
+  throw InvalidArgument("vector store '" + spec + "': " + why +
+                        " (expected milvus://HOST:PORT/COLLECTION[?fetch=N&token=USER:PASSWORD&db=NAME&timeout=S"
+                        "&retries=N&connections=N&wait=S&batch=N&create=0|1])");
+}
+
+double number(const std::string& spec, const std::string& name, const std::string& v, double lo, double hi) {
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
+    bad(spec, name + "=" + v + " is not a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+bool valid_name(const std::string& s) {
+  if (s.empty() || s.size() > 255 || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+MilvusSpec parse(const std::string& spec) {
+  MilvusSpec s;
+  const std::string scheme = "milvus://";
+  if (spec.rfind(scheme, 0) != 0) bad(spec, "not a milvus:// URL");
+  const size_t q = spec.find('?');
+  const std::string rest = spec.substr(scheme.size(), q == std::string::npos ? std::string::npos : q - scheme.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string::npos) bad(spec, "no collection after the host");
+  const std::string hostport = rest.substr(0, slash);
+  s.collection = rest.substr(slash + 1);
+  if (!valid_name(s.collection)) bad(spec, "'" + s.collection + "' is not a collection name (letters, digits, _)");
+  size_t colon = hostport.rfind(':');
+  if (!hostport.empty() && hostport[0] == '[') {  // [IPv6]:port
+    const size_t close = hostport.find(']');
+    if (close == std::string::npos) bad(spec, "unclosed '['");
+    s.ep.host = hostport.substr(1, close - 1);
+    colon = hostport.size() > close + 1 && hostport[close + 1] == ':' ? close + 1 : std::string::npos;
+  } else {
+    s.ep.host = hostport.substr(0, colon);
+  }
+  if (s.ep.host.empty()) bad(spec, "no host");
+  if (colon != std::string::npos) s.ep.port = int(number(spec, "port", hostport.substr(colon + 1), 1, 65535));
+  s.base = scheme + hostport + "/" + s.collection;
+  if (const char* t = std::getenv("MINDREC_MILVUS_TOKEN")) s.ep.token = t;
+  if (q != std::string::npos) {
+    const std::string opts = spec.substr(q + 1);
+    size_t at = 0;
+    while (at <= opts.size()) {
+      size_t amp = opts.find('&', at);
+      if (amp == std::string::npos) amp = opts.size();
+      const std::string kv = opts.substr(at, amp - at);
+      at = amp + 1;
+      if (kv.empty()) continue;
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) bad(spec, "expected name=value, got '" + kv + "'");
+      const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+      if (k == "fetch") s.fetch = int(number(spec, k, v, 1, kMaxLimit)), s.fetch_set = true;
+      else if (k == "token") s.ep.token = v;
+      else if (k == "db") {
+        if (!valid_name(v)) bad(spec, "'" + v + "' is not a database name");
+        s.ep.db = v;
+      } else if (k == "timeout") s.ep.timeout_s = number(spec, k, v, 0.001, 3600);
+      else if (k == "retries") s.ep.retries = int(number(spec, k, v, 0, 10));
+      else if (k == "connections") s.ep.connections = int(number(spec, k, v, 1, 256));
+      else if (k == "wait") s.wait_s = number(spec, k, v, 0, 3600);
+      else if (k == "batch") s.batch = int64_t(number(spec, k, v, 1, 100000));
+      else if (k == "create") s.create = number(spec, k, v, 0, 1) != 0;
+      else bad(spec, "unknown option '" + k + "'");
+    }
+  }
+  return s;
+}
+
+std::string in_list(const std::string& field, const int64_t* ids, size_t n) {
+  std::string f = field + " in [";
+  for (size_t i = 0; i < n; ++i) {
+    if (i) f += ',';
+    f += std::to_string(ids[i]);
+  }
+  return f + "]";
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+class MilvusStore final : public VectorStore {
+ public:
+  MilvusStore(const MilvusSpec& spec, int dim, Metric metric, std::unique_ptr<Client> client)
+      : VectorStore(spec.base, dim, metric), s_(spec), c_(std::move(client)) {
+    info_ = attach();
+    key_ = key_of(info_);
+  }
+
+ private:
+  // ---- the collection ----
+  std::string what() const { return backend(); }
+
+  static std::string key_of(const CollectionInfo& info) { return info.auto_id ? "item_id" : info.pk_field; }
+
+  // Describes (creating when missing and allowed) and checks the collection against dim and
+  // metric; waits (bounded) until it is loaded.
+  CollectionInfo attach() const {
+    CollectionInfo info = c_->describe(s_.collection);
+    if (!info.exists) {
+      if (!s_.create)
+        throw RemoteNotFound(what() + ": the collection '" + s_.collection + "' does not exist (create=0)", 100);
+      c_->create(s_.collection, dim(), metric());
+      log(LogLevel::info, what() + ": created the collection (dim " + std::to_string(dim()) + ", " + to_string(metric()) + ")");
+      info = c_->describe(s_.collection);
+    }
+    const double t0 = now_s();
+    while (info.exists && !info.loaded && now_s() - t0 < 60) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      info = c_->describe(s_.collection);
+    }
+    if (!info.exists) throw RemoteNotFound(what() + ": the collection '" + s_.collection + "' vanished", 100);
+    if (!info.loaded)
+      throw RemoteError(what() + ": the collection is not loaded after 60 s (REST v1 cannot load one: load it with pymilvus)", 101);
+    if (info.dim != dim())
+      throw InvalidArgument(what() + ": the collection holds vectors of dim " + std::to_string(info.dim) +
+                            ", this store needs dim " + std::to_string(dim()));
+    const std::string want = metric() == Metric::inner_product ? "IP" : "L2";
+    if (info.metric != want)
+      throw InvalidArgument(what() + ": the collection's index uses metric '" + info.metric + "', this store needs '" +
+                            want + "' (" + to_string(metric()) + ")");
+    if (info.auto_id && !info.dynamic_fields)
+      throw Unsupported(what() + ": the collection assigns its own primary keys and has no dynamic fields: item ids cannot be stored");
+    return info;
+  }
+
+  bool by_pk() const { return !info_.auto_id; }
+
+  milvus::Rows rows(int64_t n, const float* v, const int64_t* ids) const {
+    return milvus::Rows{n, dim(), v, ids, info_.vector_field, key_};
+  }
+
+  // The stored rows of these item ids: (item id, primary key) pairs, one per row.
+  std::vector<std::pair<int64_t, int64_t>> rows_of(int64_t n, const int64_t* ids) const {
+    std::vector<std::pair<int64_t, int64_t>> out;
+    const std::vector<std::string> fields = by_pk() ? std::vector<std::string>{key_}
+                                                    : std::vector<std::string>{key_, info_.pk_field};
+    for (int64_t at = 0; at < n; at += kKeysPerQuery) {
+      const size_t m = size_t(std::min<int64_t>(kKeysPerQuery, n - at));
+      const auto got = c_->query_keys(s_.collection, in_list(key_, ids + at, m), fields, kMaxLimit);
+      for (size_t i = 0; i < got.size(); i += fields.size())
+        out.emplace_back(got[i], by_pk() ? got[i] : got[i + 1]);
+    }
+    return out;
+  }
+
+  // Read-your-writes: polls until every primary key of a sample of `pks` (spread over the
+  // whole write) is visible (or, for a delete, none is), at most wait= seconds.
+  void wait_visible(const std::vector<int64_t>& pks, bool present, const char* op) const {
+    if (s_.wait_s <= 0 || pks.empty()) return;
+    std::vector<int64_t> sample;
+    const size_t m = std::min<size_t>(pks.size(), 64);
+    for (size_t i = 0; i < m; ++i) sample.push_back(pks[i * (pks.size() - 1) / std::max<size_t>(m - 1, 1)]);
+    std::sort(sample.begin(), sample.end());
+    sample.erase(std::unique(sample.begin(), sample.end()), sample.end());
+    const std::string filter = in_list(info_.pk_field, sample.data(), sample.size());
+    const double t0 = now_s();
+    for (int sleep_ms = 5;; sleep_ms = std::min(sleep_ms * 2, 50)) {
+      const size_t seen = c_->query_keys(s_.collection, filter, {info_.pk_field}, int(sample.size())).size();
+      if (present ? seen == sample.size() : seen == 0) return;
+      if (now_s() - t0 >= s_.wait_s) {
+        log(LogLevel::warn, what() + ": " + op + " not visible to searches after " + std::to_string(s_.wait_s) +
+                                " s (wait=); it is applied and will show once the server catches up");
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    }
+  }
+
+  // Inserts rows in batches; returns their primary keys. A failed batch deletes the batches
+  // before it (the insert then changed nothing) and rethrows.
+  std::vector<int64_t> insert_all(int64_t n, const float* vectors, const int64_t* ids) {
+    std::vector<int64_t> pks;
+    pks.reserve(size_t(n));
+    try {
+      for (int64_t at = 0; at < n; at += s_.batch) {
+        const int64_t m = std::min(s_.batch, n - at);
+        const auto got = c_->insert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at));
+        pks.insert(pks.end(), got.begin(), got.end());
+      }
+    } catch (...) {
+      undo_inserts(pks);
+      throw;
+    }
+    return pks;
+  }
+
+  void undo_inserts(const std::vector<int64_t>& pks) noexcept {
+    try {
+      if (!pks.empty()) delete_pks(pks);
+    } catch (const std::exception& e) {
+      log(LogLevel::error, what() + ": a failed write could not be undone (" + std::to_string(pks.size()) +
+                               " rows stay): " + e.what());
+    }
+  }
+
+  void delete_pks(const std::vector<int64_t>& pks) {
+    for (size_t at = 0; at < pks.size(); at += kMaxLimit)
+      c_->delete_pks(s_.collection, info_.pk_field,
+                     std::vector<int64_t>(pks.begin() + at, pks.begin() + std::min(pks.size(), at + kMaxLimit)));
+  }
+
+  // ---- writes ----
+  void stored_ids_impl(int64_t n, const int64_t* ids, std::vector<int64_t>& out) const override {
+    for (const auto& r : rows_of(n, ids)) out.push_back(r.first);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+  }
+
+  void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
+    wait_visible(insert_all(n, vectors, ids), true, "an add");
+  }
+
+  void upsert_impl(int64_t n, const float* vectors, const int64_t* ids, const std::vector<int64_t>& stored) override {
+    if (by_pk()) {
+      // Upsert by primary key; a failed batch puts back what the batches before it changed.
+      std::vector<int64_t> old_ids;
+      std::vector<float> old;
+      for (size_t at = 0; at < stored.size(); at += kKeysPerQuery) {
+        const size_t m = std::min<size_t>(kKeysPerQuery, stored.size() - at);
+        c_->query_vectors(s_.collection, in_list(key_, stored.data() + at, m), key_, info_.vector_field, dim(),
+                          kMaxLimit, old_ids, old);
+      }
+      int64_t done = 0;
+      try {
+        for (; done < n; done += s_.batch)
+          c_->upsert(s_.collection, rows(std::min(s_.batch, n - done), vectors + size_t(done) * dim(), ids + done));
+      } catch (...) {
+        try {
+          std::vector<int64_t> added;
+          const std::vector<int64_t> was(stored.begin(), stored.end());
+          for (int64_t i = 0; i < std::min(done, n); ++i)
+            if (!std::binary_search(was.begin(), was.end(), ids[i])) added.push_back(ids[i]);
+          if (!added.empty()) delete_pks(added);
+          if (!old_ids.empty()) c_->upsert(s_.collection, rows(int64_t(old_ids.size()), old.data(), old_ids.data()));
+        } catch (const std::exception& e) {
+          log(LogLevel::error, what() + ": a failed upsert could not be undone: " + std::string(e.what()));
+        }
+        throw;
+      }
+      wait_visible(std::vector<int64_t>(ids, ids + n), true, "an upsert");
+      return;
+    }
+    // Auto-id rows: the new rows first, then the old ones go; either step failing leaves (or
+    // puts back) the old rows only.
+    const auto old = stored.empty() ? std::vector<std::pair<int64_t, int64_t>>{}
+                                    : rows_of(int64_t(stored.size()), stored.data());
+    const std::vector<int64_t> fresh = insert_all(n, vectors, ids);
+    std::vector<int64_t> old_pks;
+    for (const auto& r : old) old_pks.push_back(r.second);
+    try {
+      delete_pks(old_pks);
+    } catch (...) {
+      undo_inserts(fresh);
+      throw;
+    }
+    wait_visible(fresh, true, "an upsert");
+    wait_visible(old_pks, false, "an upsert's removal of the replaced rows");
+  }
+
+  int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    const auto found = rows_of(n, ids);
+    if (found.empty()) return 0;
+    std::vector<int64_t> pks, items;
+    for (const auto& r : found) pks.push_back(r.second), items.push_back(r.first);
+    delete_pks(pks);
+    wait_visible(pks, false, "a remove");
+    std::sort(items.begin(), items.end());
+    return int64_t(std::unique(items.begin(), items.end()) - items.begin());
+  }
+
+  void clear_impl() override {
+    c_->delete_where(s_.collection, info_.pk_field + " >= 0 or " + info_.pk_field + " < 0");
+    const double t0 = now_s();
+    while (s_.wait_s > 0 && size_impl() > 0) {
+      if (now_s() - t0 >= s_.wait_s) {
+        log(LogLevel::warn, what() + ": clear not visible after " + std::to_string(s_.wait_s) + " s (wait=)");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  // ---- reads ----
+  void reconstruct_impl(int64_t id, float* out) const override {
+    std::vector<int64_t> keys;
+    std::vector<float> v;
+    c_->query_vectors(s_.collection, in_list(key_, &id, 1), key_, info_.vector_field, dim(), 1, keys, v);
+    if (keys.empty()) throw InvalidArgument(what() + ": id " + std::to_string(id) + " is not stored");
+    std::copy(v.begin(), v.begin() + dim(), out);
+  }
+
+  bool contains_impl(int64_t id) const override { return !rows_of(1, &id).empty(); }
+
+  int64_t size_impl() const override {
+    return c_->count(s_.collection, info_.pk_field + " >= 0 or " + info_.pk_field + " < 0");
+  }
+
+  void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
+    if (k > kMaxLimit)
+      throw Unsupported(what() + ": k = " + std::to_string(k) + " but Milvus returns at most " +
+                        std::to_string(kMaxLimit) + " hits per query");
+    const int limit = std::min(kMaxLimit, std::max(k, s_.fetch));
+    const bool ip = metric() == Metric::inner_product;
+    auto one = [&](int64_t i) {
+      auto hits = c_->search(s_.collection, queries + size_t(i) * dim(), dim(), limit, key_);
+      // Exact order: best score first, the smaller id on ties; one hit per item (an item
+      // being replaced may show its old and new rows for an instant).
+      std::sort(hits.begin(), hits.end(), [&](const milvus::Hit& a, const milvus::Hit& b) {
+        if (a.distance != b.distance) return ip ? a.distance > b.distance : a.distance < b.distance;
+        return a.key < b.key;
+      });
+      int j = 0;
+      std::unordered_set<int64_t> seen;
+      for (size_t h = 0; h < hits.size() && j < k; ++h) {
+        if (!by_pk() && !seen.insert(hits[h].key).second) continue;
+        ids[i * k + j] = hits[h].key;
+        scores[i * k + j] = hits[h].distance;
+        ++j;
+      }
+      for (; j < k; ++j) ids[i * k + j] = -1, scores[i * k + j] = padding_score(metric());
+    };
+    // One request per query vector (REST v1 takes one), up to connections= at once.
+    const int64_t workers = std::min<int64_t>(nq, s_.ep.connections);
+    if (workers <= 1) {
+      for (int64_t i = 0; i < nq; ++i) one(i);
+      return;
+    }
+    std::atomic<int64_t> next{0};
+    std::exception_ptr failed;
+    std::mutex m;
+    auto work = [&] {
+      for (int64_t i; (i = next++) < nq;) {
+        try {
+          one(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> g(m);
+          if (!failed) failed = std::current_exception();
+          next = nq;
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int64_t w = 1; w < workers; ++w) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (failed) std::rethrow_exception(failed);
+  }
+
+  // ---- the store file: a descriptor, never the vectors ----
+  std::function<void(PayloadSink&)> payload_writer_impl() const override {
+    nlohmann::json d = {{"format", "mindrec milvus descriptor"}, {"version", 1}, {"url", backend()},
+                        {"host", s_.ep.host}, {"port", s_.ep.port}, {"db", s_.ep.db}, {"collection", s_.collection},
+                        {"dim", dim()}, {"metric", to_string(metric())}, {"layout", by_pk() ? "primary_key" : "item_id"},
+                        {"key_field", key_}, {"fetch", s_.fetch},
+                        {"fingerprint", fingerprint_hex(source_fingerprint())}};
+    auto text = std::make_shared<std::string>(d.dump(2) + "\n");
+    return [text](PayloadSink& out) { out.write(text->data(), text->size()); };
+  }
+
+  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
+    const std::string text = in.read_rest();
+    const auto d = nlohmann::json::parse(text, nullptr, false);
+    if (!d.is_object() || d.value("format", "") != "mindrec milvus descriptor")
+      throw FormatError(in.what() + ": not a milvus:// store descriptor");
+    const std::string url = d.value("url", "");
+    if (url != backend())
+      throw FormatError(in.what() + ": describes '" + url + "', this store is '" + backend() + "'");
+    if (d.value("db", "") != s_.ep.db)
+      throw FormatError(in.what() + ": describes database '" + d.value("db", "") + "', this store uses '" + s_.ep.db + "'");
+    int fetch = s_.fetch;
+    if (!s_.fetch_set && d.contains("fetch") && d["fetch"].is_number_integer())
+      fetch = std::clamp(d["fetch"].get<int>(), 1, kMaxLimit);
+    const CollectionInfo info = attach();  // the collection is there, of this dim and metric
+    const int64_t now = size_impl();
+    if (now != count)
+      log(LogLevel::info, what() + ": the collection holds " + std::to_string(now) + " vectors, " +
+                              std::to_string(count) + " when the descriptor was saved (a shared, live catalogue)");
+    return [this, fetch, info] {
+      s_.fetch = fetch;
+      info_ = info;
+      key_ = key_of(info);
+    };
+  }
+
+  void set_param_impl(const std::string& name, double value) override {
+    if (name == "fetch" && value >= 1 && value <= kMaxLimit) s_.fetch = int(value), s_.fetch_set = true;
+    else if (name == "wait" && value >= 0) s_.wait_s = value;
+    else
+      throw InvalidArgument(what() + ": unknown or out-of-range search parameter " + name + "=" + std::to_string(value) +
+                            " (fetch in [1, 16384], wait >= 0)");
+  }
+
+  MilvusSpec s_;
+  std::unique_ptr<Client> c_;
+  CollectionInfo info_;
+  std::string key_;  // the field holding the item id
+};
+
+}  // namespace
+
+std::unique_ptr<VectorStore> make_milvus_store(const std::string& spec, int dim, Metric metric) {
+  const MilvusSpec s = parse(spec);
+  return std::make_unique<MilvusStore>(s, dim, metric, milvus::make_rest_v1_client(s.ep));
+}
+
+}  // namespace mindrec::store

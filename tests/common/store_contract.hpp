@@ -1,0 +1,204 @@
+// The VectorStore contract as functions, so that every backend runs the same suite against
+// brute force computed here: the in-process ones from test_vector_store.cpp, milvus:// from
+// tests/milvus against a real server. `make(dim, metric, role)` gives an empty store; each
+// role ("main", "small", "upsert") is a separate store (a remote backend: a separate collection).
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/random_data.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/vector_store.hpp"
+
+namespace mindrec::test {
+
+using StoreMaker = std::function<std::unique_ptr<VectorStore>(int dim, Metric metric, const std::string& role)>;
+
+// Brute force: the k best (id, score) of `ids`/`x` for query q.
+inline std::vector<std::pair<int64_t, float>> brute(const std::vector<float>& x, const std::vector<int64_t>& ids,
+                                             const float* q, int d, int k, Metric metric) {
+  std::vector<std::pair<int64_t, float>> all;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    double s = 0;
+    for (int j = 0; j < d; ++j) {
+      const double a = q[j], b = x[i * d + j];
+      s += metric == Metric::inner_product ? a * b : (a - b) * (a - b);
+    }
+    all.emplace_back(ids[i], float(s));
+  }
+  std::sort(all.begin(), all.end(), [&](auto& a, auto& b) {
+    return metric == Metric::inner_product ? a.second > b.second : a.second < b.second;
+  });
+  all.resize(std::min<size_t>(all.size(), size_t(k)));
+  return all;
+}
+
+inline void check_against_brute(const VectorStore& s, const std::vector<float>& x,
+                         const std::vector<int64_t>& ids, bool exact) {
+  const int d = s.dim(), k = 10, nq = 25;
+  const auto q = random_vectors(nq, d, 99);
+  std::vector<int64_t> got(nq * k);
+  std::vector<float> sc(nq * k);
+  s.search(nq, q.data(), k, got.data(), sc.data());
+  int found = 0, total = 0;
+  for (int i = 0; i < nq; ++i) {
+    const auto want = brute(x, ids, q.data() + i * d, d, k, s.metric());
+    std::set<int64_t> got_set(got.begin() + i * k, got.begin() + (i + 1) * k);
+    for (int j = 0; j < k; ++j) {
+      found += got_set.count(want[j].first);
+      ++total;
+      if (exact) {
+        CHECK(sc[i * k + j] == doctest::Approx(want[j].second).epsilon(1e-4).scale(1e-3));
+        if (j + 1 < k && std::abs(want[j].second - want[j + 1].second) > 1e-3f)
+          CHECK(got[i * k + j] == want[j].first);
+      }
+    }
+  }
+  const double recall = double(found) / total;
+  if (exact) CHECK(recall == doctest::Approx(1.0));
+  else CHECK(recall >= 0.9);  // HNSW (with a removal filter after removals): approximate
+}
+
+// How many of brute force's k best per query are among `got` [nq, k].
+inline int count_found(const std::vector<float>& x, const std::vector<int64_t>& ids, const std::vector<float>& q,
+                const std::vector<int64_t>& got, int nq, int d, int k, Metric metric) {
+  int found = 0;
+  for (int i = 0; i < nq; ++i) {
+    const auto want = brute(x, ids, q.data() + size_t(i) * d, d, k, metric);
+    const std::set<int64_t> g(got.begin() + size_t(i) * k, got.begin() + size_t(i + 1) * k);
+    for (const auto& w : want) found += int(g.count(w.first));
+  }
+  return found;
+}
+
+/// add, duplicates refused, remove (unknown ids ignored), a removed id added again,
+/// save -> load_vector_store with identical results, k > size padded, clear; both metrics.
+/// `exact`: results equal brute force (scores within 1e-4), else recall@10 >= 0.9.
+/// `dir`: where the store file is written.
+inline void check_store_contract(const StoreMaker& make, bool exact, const std::string& dir) {
+  for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+    const std::string metric_name = to_string(metric);
+    CAPTURE(metric_name);
+    const int d = 16;
+    const int64_t n = 600;
+    auto s = make(d, metric, "main");
+    CHECK(s->dim() == d);
+    CHECK(s->metric() == metric);
+    CHECK(s->size() == 0);
+    std::vector<float> x = random_vectors(n, d, 1);
+    std::vector<int64_t> ids(n);
+    for (int64_t i = 0; i < n; ++i) ids[i] = 1000 + 7 * i;
+    s->add(n, x.data(), ids.data());
+    CHECK(s->size() == n);
+    check_against_brute(*s, x, ids, exact);
+
+    // Duplicate ids are refused and change nothing.
+    const int64_t dup[2] = {5, 1000};
+    CHECK_THROWS_AS(s->add(2, x.data(), dup), InvalidArgument);
+    const int64_t twice[2] = {5, 5};
+    CHECK_THROWS_AS(s->add(2, x.data(), twice), InvalidArgument);
+    CHECK(s->size() == n);
+
+    // Removed ids are never returned; the rest still match brute force.
+    std::vector<int64_t> gone, kept_ids;
+    std::vector<float> kept_x;
+    for (int64_t i = 0; i < n; ++i) {
+      if (i % 3 == 0) gone.push_back(ids[i]);
+      else {
+        kept_ids.push_back(ids[i]);
+        kept_x.insert(kept_x.end(), x.begin() + i * d, x.begin() + (i + 1) * d);
+      }
+    }
+    gone.push_back(424242);  // unknown ids are ignored
+    CHECK(s->remove(int64_t(gone.size()), gone.data()) == int64_t(gone.size()) - 1);
+    CHECK(s->size() == int64_t(kept_ids.size()));
+    check_against_brute(*s, kept_x, kept_ids, exact);
+    {
+      const auto q = random_vectors(50, d, 5);
+      std::vector<int64_t> got(50 * 30);
+      std::vector<float> sc(50 * 30);
+      s->search(50, q.data(), 30, got.data(), sc.data());
+      const std::set<int64_t> gone_set(gone.begin(), gone.end());
+      for (auto id : got) CHECK(gone_set.count(id) == 0);
+    }
+    // A removed id can be added again.
+    s->add(1, x.data(), &gone[0]);
+    CHECK(s->size() == int64_t(kept_ids.size()) + 1);
+    s->remove(1, &gone[0]);
+
+    // save -> load: identical results.
+    const std::string path = dir + "/store.bin";
+    s->save(path);
+    auto loaded = load_vector_store(path);
+    CHECK(loaded->backend() == s->backend());
+    CHECK(loaded->size() == s->size());
+    const auto q = random_vectors(10, d, 7);
+    std::vector<int64_t> a(100), c(100);
+    std::vector<float> as(100), cs(100);
+    s->search(10, q.data(), 10, a.data(), as.data());
+    loaded->search(10, q.data(), 10, c.data(), cs.data());
+    CHECK(a == c);
+    CHECK(as == cs);
+
+    // k > size pads with -1 and the worst score.
+    auto small = make(d, metric, "small");
+    small->add(3, x.data(), ids.data());
+    std::vector<int64_t> pid(5);
+    std::vector<float> psc(5);
+    small->search(1, q.data(), 5, pid.data(), psc.data());
+    CHECK(std::set<int64_t>(pid.begin(), pid.begin() + 3) == std::set<int64_t>{1000, 1007, 1014});
+    CHECK(pid[3] == -1);
+    CHECK(pid[4] == -1);
+    CHECK(std::isinf(psc[4]));
+
+    s->clear();
+    CHECK(s->size() == 0);
+  }
+}
+
+/// upsert replaces stored ids and adds new ones in one step; bad batches change nothing.
+inline void check_upsert_contract(const StoreMaker& make, bool exact) {
+  const int d = 16;
+  const int64_t n = 300;
+  auto s = make(d, Metric::inner_product, "upsert");
+  std::vector<float> x = random_vectors(n, d, 3);
+  std::vector<int64_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = 10 + i;
+  s->add(n, x.data(), ids.data());
+  // Replace ids 10..14 with fresh vectors and add 5000..5004.
+  const auto fresh = random_vectors(10, d, 4);
+  std::vector<int64_t> up = {10, 11, 12, 13, 14, 5000, 5001, 5002, 5003, 5004};
+  CHECK(s->upsert(10, fresh.data(), up.data()) == 5);
+  CHECK(s->size() == n + 5);
+  std::vector<float> want_x = x;
+  std::vector<int64_t> want_ids = ids;
+  std::copy(fresh.begin(), fresh.begin() + 5 * d, want_x.begin());
+  want_x.insert(want_x.end(), fresh.begin() + 5 * d, fresh.end());
+  want_ids.insert(want_ids.end(), up.begin() + 5, up.end());
+  check_against_brute(*s, want_x, want_ids, exact);
+  // A replaced vector is found by itself as the query (L2 would be exact; IP: it is in the top 10).
+  std::vector<int64_t> got(10);
+  std::vector<float> sc(10);
+  s->search(1, fresh.data(), 10, got.data(), sc.data());
+  CHECK(std::count(got.begin(), got.end(), 10) == 1);
+  // Bad batches change nothing.
+  const int64_t twice[2] = {11, 11};
+  CHECK_THROWS_AS(s->upsert(2, fresh.data(), twice), InvalidArgument);
+  std::vector<float> nan_x(size_t(2) * d, 0.f);
+  nan_x[d + 3] = std::numeric_limits<float>::quiet_NaN();
+  const int64_t two[2] = {12, 7777};
+  CHECK_THROWS_AS(s->upsert(2, nan_x.data(), two), InvalidArgument);
+  CHECK(s->size() == n + 5);
+  check_against_brute(*s, want_x, want_ids, exact);
+}
+
+}  // namespace mindrec::test
