@@ -47,6 +47,16 @@ int64_t as_int64(const json& v, const std::string& what) {
   throw FormatError(what + ": expected an int64, got " + v.dump().substr(0, 80));
 }
 
+std::string describe_error(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection: return "cannot connect (is the server up?)";
+    case httplib::Error::ConnectionTimeout: return "connecting timed out (timeout=)";
+    case httplib::Error::Read: return "the connection failed while reading the answer (server gone, or no answer within timeout=)";
+    case httplib::Error::Write: return "the connection failed while sending the request (server gone?)";
+    default: return "HTTP transport error: " + httplib::to_string(e);
+  }
+}
+
 class RestV1 final : public Client {
  public:
   explicit RestV1(const Endpoint& ep) : ep_(ep), where_("milvus://" + ep.host + ":" + std::to_string(ep.port)) {
@@ -254,7 +264,7 @@ class RestV1 final : public Client {
           }
           failure = "HTTP " + std::to_string(res->status) + " " + res->body.substr(0, 200);
         } else {
-          failure = httplib::to_string(res.error());
+          failure = describe_error(res.error());
         }
       }
       if (attempt >= attempts)
