@@ -22,9 +22,9 @@ class MindrecConan(ConanFile):
     package_type = "library"
     settings = "os", "arch", "compiler", "build_type"
     options = {"shared": [True, False], "fPIC": [True, False], "with_cuda": [True, False],
-               "with_faiss": [True, False], "with_yaml": [True, False]}
+               "with_faiss": [True, False], "with_yaml": [True, False], "with_milvus": [True, False]}
     default_options = {"shared": False, "fPIC": True, "with_cuda": False, "with_faiss": True,
-                       "with_yaml": True}
+                       "with_yaml": True, "with_milvus": True}
     exports_sources = ("CMakeLists.txt", "cmake/*", "include/*", "src/*", "cuda/*")
 
     def config_options(self):
@@ -44,6 +44,8 @@ class MindrecConan(ConanFile):
             self.requires("yaml-cpp/0.7.0")
         if self.options.with_faiss:
             self.requires("faiss/1.7.3")
+        if self.options.with_milvus:
+            self.requires("cpp-httplib/0.11.4")  # the milvus:// store's HTTP client
 
     def validate(self):
         from conan.tools.build import check_min_cppstd
@@ -57,6 +59,7 @@ class MindrecConan(ConanFile):
         tc.cache_variables["MINDREC_WITH_CUDA"] = bool(self.options.with_cuda)
         tc.cache_variables["MINDREC_WITH_FAISS"] = bool(self.options.with_faiss)
         tc.cache_variables["MINDREC_WITH_YAML"] = bool(self.options.with_yaml)
+        tc.cache_variables["MINDREC_WITH_MILVUS"] = bool(self.options.with_milvus)
         tc.cache_variables["MINDREC_BUILD_TESTS"] = False
         tc.cache_variables["MINDREC_BUILD_TOOLS"] = False
         tc.cache_variables["MINDREC_BUILD_EXAMPLES"] = False

@@ -240,8 +240,11 @@ int run_eval(const EvalArgs& a) {
                          static_cast<long long>(store->size()));
   const auto rep = mindrec::evaluate(model, set, opts);
   std::printf("%s%s", a.compat ? "(PaddleRec-compatible counting)\n" : "", rep.table().c_str());
-  std::printf("evaluated in %.2f s (exact search over %lld items)\n", rep.seconds,
-              static_cast<long long>(mc.item_count));
+  if (store)
+    std::printf("evaluated in %.2f s (through the '%s' store)\n", rep.seconds, store->backend().c_str());
+  else
+    std::printf("evaluated in %.2f s (exact search over %lld items)\n", rep.seconds,
+                static_cast<long long>(mc.item_count));
   if (!a.json.empty()) {
     mindrec::write_file_atomic(a.json, [&](std::ostream& o) { o << rep.to_json() << "\n"; });
     std::printf("wrote %s\n", a.json.c_str());

@@ -9,6 +9,20 @@
 //                               faiss:IVF1024,PQ16; search parameters after '?':
 //                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64;
 //                               needs MINDREC_WITH_FAISS (default ON; else Unsupported)
+//   "milvus://HOST:PORT/COLLECTION[?options]"   a Milvus server (REST API v1, Milvus 2.3+):
+//                               for a catalogue larger than one machine or shared live by several
+//                               services. The collection is created when missing (create=0: must
+//                               exist). Options: fetch=N hits asked per query vector (default 256,
+//                               <= 16384; the server's HNSW searches with ef = N, so N decides
+//                               recall), token=USER:PASSWORD (or MINDREC_MILVUS_TOKEN; never saved),
+//                               db=NAME, timeout=S per request (10), retries=N for idempotent calls
+//                               (2), connections=N concurrent requests (8), wait=S read-your-writes
+//                               bound (10; 0 = return at once, bounded-stale ~0.2 s), batch=N rows
+//                               per write request (5000). save() writes a descriptor (URL,
+//                               collection, dim, metric, fingerprint), never the vectors. Errors:
+//                               RemoteError (RemoteAuthError, RemoteNotFound) for the server's
+//                               refusals, IoError for a server unreachable or silent past timeout.
+//                               Needs MINDREC_WITH_MILVUS (default ON; else Unsupported).
 // Search parameters of `flat`: threads (scan threads, 0 = all cores), e.g. "flat?threads=2".
 //
 // Contract (faiss's, batch-first): vectors are row-major [n, dim] float32; search returns for
@@ -29,6 +43,14 @@
 // CMake option), IoError/FormatError for files. A failed call changes nothing: add, upsert,
 // remove and load either apply whole or leave size, contents and search results as they were
 // (tested with failures injected mid-operation, out-of-memory included).
+// milvus:// differs where a server must: other clients may write the same collection (size
+// and results then include their writes); a write is visible to this store's next search once
+// the poll (wait=) saw it, to other clients within the server's bounded staleness; a search
+// may see a write of this store half-applied while it runs (the server has no transactions);
+// a failed write is undone by compensating requests (the rows a failed add inserted are
+// deleted, an upsert's replaced vectors written back), which a server gone away mid-write
+// cannot receive: the write may then stand in part, which an error-level log line says
+// (upserting the same batch again repairs it).
 #pragma once
 
 #include <cstdint>

@@ -43,7 +43,7 @@ struct MilvusSpec {
   milvus::Endpoint ep;
   std::string collection;
   std::string base;     // milvus://host:port/collection
-  int fetch = 1024;     // hits asked per query vector (over-fetch: the server's HNSW ef = limit)
+  int fetch = 256;      // hits asked per query vector (over-fetch: the server's HNSW ef = limit)
   bool fetch_set = false;
   double wait_s = 10;   // read-your-writes: poll until a write is visible, at most this long
   bool create = true;

@@ -10,6 +10,7 @@ vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
     cuda MINDREC_WITH_CUDA
     faiss MINDREC_WITH_FAISS
     yaml MINDREC_WITH_YAML
+    milvus MINDREC_WITH_MILVUS
 )
 
 vcpkg_cmake_configure(

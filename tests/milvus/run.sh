@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Everything milvus:// against a real Milvus 2.3.5 (PyPI), as CI runs it:
+#   1. starts the server (scripts/milvus-server.sh: a venv cached per machine, a free loopback
+#      port, a bounded readiness wait) and stops it by PID in an EXIT trap, whatever fails;
+#   2. the contract suite and the failure paths (build/tests/mindrec_milvus_tests);
+#   3. the CLI: mindrec index --store milvus://..., mindrec recall on its descriptor, mindrec eval
+#      --store milvus://..., each compared with the exact flat store on the same weights;
+#   4. mindrec-serve --store milvus://... with the seed's four calls;
+#   5. last, the server stopped while searches run: they must end in IoError, not hang.
+#
+#   tests/milvus/run.sh [BUILD_DIR [CONFIG WEIGHTS]]   (defaults: build, the sample's trained model)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build}
+config=${2:-configs/amazonbook-sample.yaml}
+weights=${3:-output/amazonbook-sample/best.safetensors}
+cli=$build/tools/mindrec
+serve=$build/tools/mindrec-serve
+work=$(mktemp -d)
+server_dir=$work/milvus
+serve_pid=""
+cleanup() {
+  local rc=$?
+  [ -n "$serve_pid" ] && kill -TERM "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+  bash scripts/milvus-server.sh stop "$server_dir" || true
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+
+bash scripts/milvus-server.sh start "$server_dir"
+# shellcheck disable=SC1091
+. "$server_dir/env"
+export MINDREC_MILVUS_URL=$MILVUS_URL MINDREC_MILVUS_TOKEN=$MILVUS_TOKEN MINDREC_MILVUS_REQUIRED=1
+base=milvus://$MILVUS_URL
+curl_m() { curl -sS -m 30 -H "Authorization: Bearer $MILVUS_TOKEN" -H 'Content-Type: application/json' "$@"; }
+
+echo "== contract suite and failure paths against the server"
+"$build/tests/mindrec_milvus_tests"
+
+echo "== CLI: index, recall and eval through milvus://, compared with the exact flat store"
+"$cli" index --config "$config" --weights "$weights" --store flat --out "$work/flat.idx" >/dev/null
+out=$("$cli" index --config "$config" --weights "$weights" --store "$base/ci_items" --out "$work/milvus.idx")
+echo "$out"
+case "$out" in *"indexed 367982 item vectors"*) ;; *) echo "FAIL: mindrec index --store milvus:// did not index 367982 items" >&2; exit 1 ;; esac
+hist=(--hist 43,23,65 --hist 675,3456 --hist 1,2,3,4,5 --topk 50 --json)
+"$cli" recall --config "$config" --weights "$weights" --index "$work/flat.idx" "${hist[@]}" >"$work/recall-flat.json"
+"$cli" recall --config "$config" --weights "$weights" --index "$work/milvus.idx" "${hist[@]}" >"$work/recall-milvus.json"
+"$cli" eval --config "$config" --weights "$weights" --data data/amazonbook-sample/valid --topk 50 \
+  --json "$work/eval-flat.json" >/dev/null
+"$cli" eval --config "$config" --weights "$weights" --data data/amazonbook-sample/valid --topk 50 \
+  --store "$base/ci_eval" --json "$work/eval-milvus.json" | tail -3
+python3 - "$work" <<'EOF'
+import json, sys
+w = sys.argv[1]
+flat = json.load(open(f"{w}/recall-flat.json"))["users"]
+mil = json.load(open(f"{w}/recall-milvus.json"))["users"]
+for f, m in zip(flat, mil):
+    overlap = len(set(f["items"]) & set(m["items"])) / len(f["items"])
+    print(f"recall of user {f['hist']}: top-50 overlap with exact search {overlap:.2f}")
+    assert overlap >= 0.8, "milvus:// recall differs too much from exact search"
+ef, em = json.load(open(f"{w}/eval-flat.json")), json.load(open(f"{w}/eval-milvus.json"))
+def metric(e, name):
+    for k, v in e.items():
+        if isinstance(v, dict):
+            r = metric(v, name)
+            if r is not None: return r
+        elif k == name: return v
+a, b = metric(ef, "recall@50"), metric(em, "recall@50")
+print(f"eval Recall@50: exact {a:.4f}, milvus:// {b:.4f}")
+assert a is not None and b is not None and abs(a - b) <= 0.02, "milvus:// eval differs from exact search by more than 0.02"
+EOF
+
+echo "== mindrec-serve --store milvus://: the seed's four calls"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$serve" --config "$config" --weights "$weights" --store "$base/ci_serve" --port "$port" --quiet >"$work/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do curl -s -m 1 "127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+insert=$(curl -sS -m 300 -X POST "127.0.0.1:$port/rec/insert_data")
+count=$(curl -sS -m 30 -X POST "127.0.0.1:$port/rec/count")
+recall=$(curl -sS -m 30 -X POST "127.0.0.1:$port/rec/recall" -H 'Content-Type: application/json' \
+  -d '{"top_k": 10, "hist_item": [[43, 23, 65], [675, 3456]]}')
+drop=$(curl -sS -m 60 -X POST "127.0.0.1:$port/qa/drop")
+echo "insert_data: $insert"; echo "count: $count"; echo "recall: ${recall:0:160}..."; echo "drop: $drop"
+python3 - "$insert" "$count" "$recall" "$drop" <<'EOF'
+import json, sys
+ins, cnt, rec, drop = (json.loads(a) for a in sys.argv[1:])
+assert ins == {"inserted": 367982, "count": 367982}, ins
+assert cnt == {"count": 367982}, cnt
+assert len(rec["ids"]) == 2 and all(len(r) == 10 and all(i > 0 for i in r) for r in rec["ids"]), rec
+assert drop == {"dropped": 367982, "count": 0}, drop
+EOF
+kill -TERM "$serve_pid"; wait "$serve_pid"; serve_pid=""
+for c in ci_items ci_eval ci_serve; do curl_m -X POST "http://$MILVUS_URL/v1/vector/collections/drop" -d "{\"collectionName\":\"$c\"}" >/dev/null; done
+
+echo "== the server stopped mid-search: IoError, not a hang"
+MINDREC_MILVUS_STOP_CMD="bash $PWD/scripts/milvus-server.sh stop $server_dir" \
+  "$build/tests/mindrec_milvus_tests" --no-skip -tc='*stopped mid-search*'
+echo "milvus:// checks passed"
