@@ -35,6 +35,17 @@ export MINDREC_MILVUS_URL=$MILVUS_URL MINDREC_MILVUS_TOKEN=$MILVUS_TOKEN MINDREC
 base=milvus://$MILVUS_URL
 curl_m() { curl -sS -m 30 -H "Authorization: Bearer $MILVUS_TOKEN" -H 'Content-Type: application/json' "$@"; }
 
+echo "== collections whose primary key is the item id, made with pymilvus (venv cached beside Milvus')"
+pyvenv=$(dirname "${MILVUS_VENV:-$HOME/.cache/mindrec-ci/milvus/venv}")/pymilvus-venv
+if [ ! -x "$pyvenv/bin/python" ] || ! "$pyvenv/bin/python" -c "import pymilvus" 2>/dev/null; then
+  rm -rf "$pyvenv"
+  python3 -m venv "$pyvenv"
+  # pymilvus 2.3 matches the 2.3 server; its environs needs these older setuptools/marshmallow.
+  "$pyvenv/bin/pip" install -q --disable-pip-version-check pymilvus==2.3.7 "setuptools<70" "marshmallow<3.20"
+fi
+"$pyvenv/bin/python" tests/milvus/make_pk_collections.py --url "$MILVUS_URL" --token "$MILVUS_TOKEN" --prefix ci_pk
+export MINDREC_MILVUS_PK_PREFIX=ci_pk
+
 echo "== contract suite and failure paths against the server"
 "$build/tests/mindrec_milvus_tests"
 
