@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
   // Split on commas that start a new backend ("flat" or "faiss:"), keeping factory commas.
   std::vector<std::string> specs;
   for (std::string part; std::getline(list, part, ',');) {
-    if (part == "flat" || part.rfind("faiss:", 0) == 0 || part.rfind("milvus://", 0) == 0 || specs.empty())
+    if (part == "flat" || part == "hnsw" || part.rfind("hnsw:", 0) == 0 || part.rfind("faiss:", 0) == 0 ||
+        part.rfind("milvus://", 0) == 0 || specs.empty())
       specs.push_back(part);
     else specs.back() += "," + part;
   }

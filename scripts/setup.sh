@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # server's examples and its load test. ccache: rebuilds (and CI's several builds) reuse objects.
 packages=(build-essential cmake ninja-build pkg-config python3
           libeigen3-dev libyaml-cpp-dev libfaiss-dev nlohmann-json3-dev libcli11-dev
-          libcpp-httplib-dev doctest-dev libbenchmark-dev libopenblas0-pthread curl wrk ccache)
+          libcpp-httplib-dev libhnswlib-dev doctest-dev libbenchmark-dev libopenblas0-pthread curl wrk ccache)
 if [ "${MINDREC_SKIP_APT:-0}" != 1 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -24,6 +24,8 @@ std::unique_ptr<VectorStore> make_flat_store(int dim, Metric metric);           
 std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim,      // faiss_store.cpp
                                               Metric metric);                        //   MINDREC_WITH_FAISS
 std::unique_ptr<VectorStore> make_cuda_flat_store(int dim, Metric metric);           // cuda/cuda_flat_store.cpp
+std::unique_ptr<VectorStore> make_hnsw_store(const std::string& base, int dim,       // hnsw_store.cpp
+                                             Metric metric);                         //   MINDREC_WITH_HNSW
 /// "milvus://HOST:PORT/COLLECTION[?options]" (the options are the store's own, strings
 /// included); backend() is the URL without the options.
 std::unique_ptr<VectorStore> make_milvus_store(const std::string& spec, int dim,      // milvus_store.cpp

@@ -44,10 +44,11 @@ std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
   if (s.base == "flat") made = store::make_flat_store(dim, metric);
   else if (s.base == "cuda:flat") made = store::make_cuda_flat_store(dim, metric);
   else if (starts("faiss:")) made = store::make_faiss_store(s.base, dim, metric);
+  else if (s.base == "hnsw" || starts("hnsw:")) made = store::make_hnsw_store(s.base, dim, metric);
   else if (starts("faiss-gpu:")) made = store::make_faiss_gpu_store(s.base, dim, metric);
   else
     throw InvalidArgument("unknown vector store '" + spec +
-                          "' (expected 'flat', 'cuda:flat', 'faiss:<index_factory string>' or 'faiss-gpu:<Flat|IVF<n>,Flat>' or 'milvus://HOST:PORT/COLLECTION', e.g. faiss:HNSW32)");
+                          "' (expected 'flat', 'cuda:flat', 'faiss:<index_factory string>', 'faiss-gpu:<Flat|IVF<n>,Flat>', 'hnsw[:M=32,ef_construction=200]' or 'milvus://HOST:PORT/COLLECTION', e.g. faiss:HNSW32)");
   for (const auto& [name, value] : s.params) made->set_search_param(name, value);
   return made;
 }

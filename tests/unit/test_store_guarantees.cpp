@@ -99,6 +99,11 @@ std::vector<Case> cases() {
   c.push_back({"faiss:HNSW16?efSearch=3000", {{"faiss.add.index", 1}, {"faiss.add.map", 20}},
                {{"store.upsert.add", 1}, {"faiss.add.map", 7}}, true});
 #endif
+#if MINDREC_HAS_HNSW
+  // ef above the count: exhaustive, results exact.
+  c.push_back({"hnsw:M=16?ef=3000", {{"hnsw.add.point", 1}, {"hnsw.add.point", 20}},
+               {{"store.upsert.add", 1}, {"hnsw.add.point", 7}}, false});
+#endif
   if (cuda_device_count() > 0) {
     c.push_back({"cuda:flat", {{"flat.add.grow", 1}, {"flat.add.map", 20}}, {{"flat.add.map", 5}}, false});
 #if MINDREC_HAS_FAISS_GPU

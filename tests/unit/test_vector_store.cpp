@@ -37,7 +37,10 @@ const Backend kBackends[] = {{"flat", true},
 #if MINDREC_HAS_FAISS
                              {"faiss:Flat", true},
                              {"faiss:IVF8,Flat?nprobe=8", true},  // all lists probed: exact
-                             {"faiss:HNSW16?efSearch=400", false}
+                             {"faiss:HNSW16?efSearch=400", false},
+#endif
+#if MINDREC_HAS_HNSW
+                             {"hnsw:M=16,ef_construction=100?ef=400", true},  // ef >= the count: exhaustive
 #endif
 };
 

@@ -1,0 +1,303 @@
+// The hnsw: backend: an HNSW graph (hnswlib, Debian's header-only libhnswlib-dev, compiled
+// with mindrec's flags) whose distances are mindrec's run-time dispatched kernels
+// (detail/simd.hpp), so a generic build still runs AVX-512 where the CPU has it.
+//
+//   hnsw[:M=32,ef_construction=200][?ef=128]
+//
+// Inner product is searched on the raw inner product (distance = -q.x), not through the
+// MIPS -> L2 reduction Faiss uses: on diffuse data the raw graph keeps more recall. Scores are
+// exact (the kernel's q.x, or squared L2). add builds on all cores (hnswlib's concurrent
+// insertion); remove marks deleted (the slot stays; re-adding the id reuses it); upsert of a
+// stored id rewrites its vector and its neighbours' links in place. The graph and vectors go
+// into the store file in mindrec's own layout (checksummed, every link checked on load).
+#include <hnswlib/hnswlib.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <sstream>
+
+#include "detail/fault.hpp"
+#include "detail/simd.hpp"
+#include "mindrec/error.hpp"
+#include "store/backends.hpp"
+#include "store/store_io.hpp"
+
+namespace mindrec::store {
+namespace {
+
+using Graph = hnswlib::HierarchicalNSW<float>;
+
+float ip_distance(const void* a, const void* b, const void* dim) {
+  return -detail::simd().dot(static_cast<const float*>(a), static_cast<const float*>(b), *static_cast<const size_t*>(dim));
+}
+float l2_distance(const void* a, const void* b, const void* dim) {
+  return detail::simd().l2sq(static_cast<const float*>(a), static_cast<const float*>(b), *static_cast<const size_t*>(dim));
+}
+
+class Space final : public hnswlib::SpaceInterface<float> {
+ public:
+  Space(size_t dim, Metric m) : dim_(dim), f_(m == Metric::inner_product ? ip_distance : l2_distance) {}
+  size_t get_data_size() override { return dim_ * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return f_; }
+  void* get_dist_func_param() override { return &dim_; }
+
+ private:
+  size_t dim_;
+  hnswlib::DISTFUNC<float> f_;
+};
+
+struct HnswParams {
+  size_t M = 32;
+  size_t ef_construction = 200;
+};
+
+HnswParams parse_params(const std::string& base) {
+  HnswParams p;
+  if (base == "hnsw") return p;
+  const std::string body = base.substr(5);  // after "hnsw:"
+  std::stringstream ss(body);
+  std::string kv;
+  while (std::getline(ss, kv, ',')) {
+    const size_t eq = kv.find('=');
+    char* end = nullptr;
+    const std::string v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    const double x = std::strtod(v.c_str(), &end);
+    const std::string k = kv.substr(0, eq);
+    if (v.empty() || *end != '\0' || x != std::floor(x))
+      throw InvalidArgument("vector store '" + base + "': expected hnsw:M=<int>,ef_construction=<int>, got '" + kv + "'");
+    if (k == "M" && x >= 2 && x <= 512) p.M = size_t(x);
+    else if (k == "ef_construction" && x >= 1 && x <= 100000) p.ef_construction = size_t(x);
+    else
+      throw InvalidArgument("vector store '" + base + "': unknown or out-of-range '" + kv +
+                            "' (M in [2, 512], ef_construction in [1, 100000])");
+  }
+  return p;
+}
+
+class HnswStore final : public VectorStore {
+ public:
+  HnswStore(const std::string& base, int dim, Metric metric)
+      : VectorStore(base, dim, metric), p_(parse_params(base)), space_(size_t(dim), metric) {
+    graph_ = fresh(16);
+  }
+
+ private:
+  std::unique_ptr<Graph> fresh(size_t capacity) {
+    auto g = std::make_unique<Graph>(&space_, std::max<size_t>(capacity, 1), p_.M, p_.ef_construction, 100);
+    g->setEf(ef_);
+    return g;
+  }
+
+  bool live(int64_t id) const {
+    const auto it = graph_->label_lookup_.find(hnswlib::labeltype(id));
+    return it != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(it->second);
+  }
+
+  // ---- writes ----
+  void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
+    exclusive([&] {
+      Graph& g = *graph_;
+      const size_t need = g.cur_element_count + size_t(n);
+      if (need > g.max_elements_) g.resizeIndex(std::max(need, g.max_elements_ + g.max_elements_ / 2));
+      std::exception_ptr failed;
+      std::mutex m;
+      const int threads = n >= 256 ? omp_get_max_threads() : 1;  // hnswlib inserts concurrently
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
+      for (int64_t i = 0; i < n; ++i) {
+        try {
+          detail::fault_point("hnsw.add.point");
+          g.addPoint(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]));
+        } catch (...) {
+          std::lock_guard<std::mutex> l(m);
+          if (!failed) failed = std::current_exception();
+        }
+      }
+      if (failed) {
+        // What this batch inserted is marked deleted again: size, contents and results are
+        // as before (the slots stay, as a removal's do).
+        for (int64_t i = 0; i < n; ++i)
+          if (live(ids[i])) g.markDelete(hnswlib::labeltype(ids[i]));
+        std::rethrow_exception(failed);
+      }
+    });
+  }
+
+  int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    int64_t removed = 0;
+    exclusive([&] {
+      for (int64_t i = 0; i < n; ++i)
+        if (ids[i] >= 0 && live(ids[i])) graph_->markDelete(hnswlib::labeltype(ids[i])), ++removed;
+    });
+    return removed;
+  }
+
+  void clear_impl() override { graph_ = fresh(16); }
+
+  // ---- reads ----
+  void reconstruct_impl(int64_t id, float* out) const override {
+    const auto v = graph_->getDataByLabel<float>(hnswlib::labeltype(id));
+    std::copy(v.begin(), v.end(), out);
+  }
+  bool contains_impl(int64_t id) const override { return live(id); }
+  int64_t size_impl() const override { return int64_t(graph_->cur_element_count - graph_->num_deleted_); }
+
+  void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
+    const bool ip = metric() == Metric::inner_product;
+    const float pad = padding_score(metric());
+    auto one = [&](int64_t i) {
+      int64_t* oi = ids + i * k;
+      float* os = scores + i * k;
+      int j = 0;
+      if (size_impl() > 0) {
+        auto heap = graph_->searchKnn(queries + size_t(i) * dim(), size_t(k));  // worst on top
+        std::vector<std::pair<float, int64_t>> got;
+        got.reserve(heap.size());
+        for (; !heap.empty(); heap.pop()) got.emplace_back(heap.top().first, int64_t(heap.top().second));
+        // Best first (smallest distance), the smaller id on ties; scores exact: -distance is q.x.
+        std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) {
+          return a.first != b.first ? a.first < b.first : a.second < b.second;
+        });
+        for (; j < int(got.size()) && j < k; ++j) oi[j] = got[size_t(j)].second, os[j] = ip ? -got[size_t(j)].first : got[size_t(j)].first;
+      }
+      for (; j < k; ++j) oi[j] = -1, os[j] = pad;
+    };
+    if (nq < 8) {
+      for (int64_t i = 0; i < nq; ++i) one(i);
+      return;
+    }
+    std::exception_ptr failed;
+    std::mutex m;
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t i = 0; i < nq; ++i) {
+      try {
+        one(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> l(m);
+        if (!failed) failed = std::current_exception();
+      }
+    }
+    if (failed) std::rethrow_exception(failed);
+  }
+
+  void set_param_impl(const std::string& name, double value) override {
+    if (name == "ef" && value >= 1 && value <= 100000 && value == std::floor(value)) {
+      ef_ = size_t(value);
+      graph_->setEf(ef_);
+      return;
+    }
+    throw InvalidArgument("vector store '" + backend() + "': unknown or out-of-range search parameter " + name +
+                          "=" + std::to_string(value) + " (ef: an integer in [1, 100000])");
+  }
+
+  // ---- the store file ----
+  // u64 M, ef_construction, ef, elements (deleted included); i64 max level, entry point;
+  // the level-0 block (links, vector, label per element); per element a u32 byte count and
+  // its upper-level links.
+  std::function<void(PayloadSink&)> payload_writer_impl() const override {
+    return [this](PayloadSink& out) {
+      const Graph& g = *graph_;
+      const uint64_t head[4] = {g.M_, g.ef_construction_, ef_, g.cur_element_count};
+      const int64_t where[2] = {g.maxlevel_, g.enterpoint_node_ == hnswlib::tableint(-1) ? -1 : int64_t(g.enterpoint_node_)};
+      put(out, head, 4);
+      put(out, where, 2);
+      out.write(g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
+      for (size_t i = 0; i < g.cur_element_count; ++i) {
+        const uint32_t bytes = g.element_levels_[i] > 0 ? uint32_t(g.size_links_per_element_ * size_t(g.element_levels_[i])) : 0;
+        out.write(&bytes, 4);
+        if (bytes) out.write(g.linkLists_[i], bytes);
+      }
+    };
+  }
+
+  bool verify_payload_first_impl() const override { return true; }
+
+  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
+    const std::string& what = in.what();
+    uint64_t head[4];
+    int64_t where[2];
+    in.get(head, 4);
+    in.get(where, 2);
+    const uint64_t M = head[0], efc = head[1], ef = head[2], total = head[3];
+    if (M != p_.M || efc != p_.ef_construction)
+      throw FormatError(what + ": a graph of M=" + std::to_string(M) + ", ef_construction=" + std::to_string(efc) +
+                        ", this store is " + backend());
+    if (ef < 1 || ef > 100000 || total > in.remaining()) throw FormatError(what + ": bad header");
+    auto g = std::make_unique<Graph>(&space_, std::max<uint64_t>(total, 1), p_.M, p_.ef_construction, 100);
+    if (total * g->size_data_per_element_ > in.remaining()) throw FormatError(what + ": truncated level-0 block");
+    in.read(g->data_level0_memory_, total * g->size_data_per_element_);
+    // Every element's label distinct and >= 0; every link inside the graph; list lengths
+    // within M (the search follows them without checks).
+    auto links_ok = [&](const hnswlib::linklistsizeint* ll, size_t cap) {
+      const size_t c = g->getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
+      if (c > cap) return false;
+      const auto* nb = reinterpret_cast<const hnswlib::tableint*>(ll + 1);
+      for (size_t j = 0; j < c; ++j)
+        if (nb[j] >= total) return false;
+      return true;
+    };
+    for (size_t i = 0; i < total; ++i) {
+      const auto label = g->getExternalLabel(hnswlib::tableint(i));
+      if (int64_t(label) < 0 || !g->label_lookup_.emplace(label, hnswlib::tableint(i)).second)
+        throw FormatError(what + ": element " + std::to_string(i) + " has a negative or repeated id");
+      const float* v = reinterpret_cast<const float*>(g->getDataByInternalId(hnswlib::tableint(i)));
+      for (int j = 0; j < dim(); ++j)
+        if (!std::isfinite(v[j])) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");
+      if (!links_ok(g->get_linklist0(hnswlib::tableint(i)), g->maxM0_))
+        throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
+      uint32_t bytes = 0;
+      in.read(&bytes, 4);
+      if (bytes % g->size_links_per_element_ != 0 || bytes / g->size_links_per_element_ > 64 || bytes > in.remaining())
+        throw FormatError(what + ": element " + std::to_string(i) + " has a bad upper-level block");
+      g->element_levels_[i] = int(bytes / g->size_links_per_element_);
+      if (bytes) {
+        g->linkLists_[i] = static_cast<char*>(std::malloc(bytes));
+        if (!g->linkLists_[i]) throw std::bad_alloc();
+        g->cur_element_count = i + 1;  // the destructor frees what was allocated so far
+        in.read(g->linkLists_[i], bytes);
+        for (int l = 1; l <= g->element_levels_[i]; ++l)
+          if (!links_ok(g->get_linklist(hnswlib::tableint(i), l), g->maxM_))
+            throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
+      } else {
+        g->linkLists_[i] = nullptr;
+      }
+      g->cur_element_count = i + 1;
+      if (g->isMarkedDeleted(hnswlib::tableint(i))) ++g->num_deleted_;
+    }
+    const int64_t entry = where[1], top = where[0];
+    if (total == 0 ? (entry != -1 || top != -1)
+                   : (entry < 0 || uint64_t(entry) >= total || top != g->element_levels_[size_t(entry)]))
+      throw FormatError(what + ": bad entry point");
+    for (size_t i = 0; i < total; ++i)
+      if (g->element_levels_[i] > top) throw FormatError(what + ": an element above the top level");
+    if (int64_t(total - g->num_deleted_) != count)
+      throw FormatError(what + ": holds " + std::to_string(total - g->num_deleted_) + " live vectors, the header says " +
+                        std::to_string(count));
+    g->maxlevel_ = int(top);
+    g->enterpoint_node_ = entry < 0 ? hnswlib::tableint(-1) : hnswlib::tableint(entry);
+    g->setEf(size_t(ef));
+    auto made = std::make_shared<std::unique_ptr<Graph>>(std::move(g));
+    return [this, made, ef] {
+      graph_ = std::move(*made);
+      ef_ = size_t(ef);
+    };
+  }
+
+  HnswParams p_;
+  Space space_;
+  size_t ef_ = 128;
+  std::unique_ptr<Graph> graph_;
+};
+
+}  // namespace
+
+std::unique_ptr<VectorStore> make_hnsw_store(const std::string& base, int dim, Metric metric) {
+  return std::make_unique<HnswStore>(base, dim, metric);
+}
+
+}  // namespace mindrec::store
