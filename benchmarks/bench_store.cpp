@@ -4,6 +4,12 @@
 // all threads) and single-user end-to-end latency (history -> interests -> merged top-50) on
 // one thread, p50 and p99.
 //   bench_store [--items N] [--users U] [--noise S] [--backends flat,faiss:Flat,...]
+//               [--search-only] [--export DIR]
+// --search-only times what an ANN library is compared on: the user's K interest searches and
+// the merge, from interests computed beforehand (no history -> interests step).
+// --export DIR writes the data for benchmarks/ann_peers.py: items.npy [items-1, 64] (row r is
+// item r+1), interests.npy [users, K, 64], counts.npy [users] and exact.npy [users, 50] (the
+// exact merged top-50 ids; counts and ids as float32, exact below 2^24).
 // Recall is always measured against the exact `flat` store, computed once before the table.
 // --noise is the within-cluster spread relative to the spread of the 2,000 cluster centres
 // (0.6: well separated topics; 1.5: diffuse, much harder for IVF and HNSW).
@@ -21,6 +27,7 @@
 #include <vector>
 
 #include "detail/random.hpp"
+#include "mindrec/npy.hpp"
 #include "mindrec/retriever.hpp"
 #include "store/backends.hpp"
 
@@ -42,9 +49,18 @@ double now_s() {
 int main(int argc, char** argv) {
   int64_t items = 367983, users = 2000;
   float noise = 0.6f;
+  bool search_only = false;
+  std::string export_dir;
   std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?efSearch=64,faiss:HNSW32?efSearch=256";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--search-only")) {
+      search_only = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) break;
     if (!std::strcmp(argv[i], "--items")) items = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--export")) export_dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--users")) users = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
     else if (!std::strcmp(argv[i], "--noise")) noise = std::strtof(argv[i + 1], nullptr);
@@ -99,6 +115,32 @@ int main(int argc, char** argv) {
     auto oracle = mindrec::build_item_store(model, "flat");
     mindrec::recall_items(model, *oracle, hist.data(), lens.data(), users, opt, exact.data(), sc.data());
   }
+  // Every user's interests, computed once (the --search-only protocol and the export).
+  const int K = c.capsule.max_k;
+  std::vector<float> interests(size_t(users) * K * D);
+  std::vector<int32_t> counts(static_cast<size_t>(users), 0);
+  model.extract_interests(hist.data(), lens.data(), users, interests.data(), counts.data(), 0);
+  if (!export_dir.empty()) {
+    mindrec::write_npy(export_dir + "/items.npy", {items - 1, D}, model.weights().item_emb.data() + D);
+    mindrec::write_npy(export_dir + "/interests.npy", {users, K, D}, interests.data());
+    std::vector<float> f(counts.begin(), counts.end());
+    mindrec::write_npy(export_dir + "/counts.npy", {users}, f.data());
+    f.assign(exact.begin(), exact.end());
+    mindrec::write_npy(export_dir + "/exact.npy", {users, N}, f.data());
+    std::printf("exported the data to %s\n", export_dir.c_str());
+  }
+  // Users [u0, u0 + nu): their K searches (N each) and the spec's merge, into got/sc.
+  std::vector<int64_t> fid;
+  std::vector<float> fsc;
+  auto search_merge = [&](const mindrec::VectorStore& st, int64_t u0, int64_t nu) {
+    fid.resize(size_t(nu) * K * N);
+    fsc.resize(size_t(nu) * K * N);
+    st.search(nu * K, interests.data() + size_t(u0) * K * D, N, fid.data(), fsc.data());
+    for (int64_t u = 0; u < nu; ++u)
+      mindrec::merge_interests(fid.data() + size_t(u) * K * N, fsc.data() + size_t(u) * K * N, counts[size_t(u0 + u)], N,
+                               N, got.data() + size_t(u0 + u) * N, sc.data() + size_t(u0 + u) * N);
+  };
+  if (search_only) std::printf("protocol: --search-only (K interest searches + merge; interests computed beforehand)\n");
   std::printf("| store | build s | insert items/s | memory MiB | recall@50 vs exact | batch users/s | p50 ms (1 thread) | p99 ms (1 thread) |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   std::fflush(stdout);
@@ -128,8 +170,10 @@ int main(int argc, char** argv) {
       built_base = base;
     }
     for (const auto& [name, value] : mindrec::store::parse_store_spec(s).params) store->set_search_param(name, value);
+    std::fill(got.begin(), got.end(), -1);
     const double b0 = now_s();
-    mindrec::recall_items(model, *store, hist.data(), lens.data(), users, opt, got.data(), sc.data());
+    if (search_only) search_merge(*store, 0, users);
+    else mindrec::recall_items(model, *store, hist.data(), lens.data(), users, opt, got.data(), sc.data());
     const double batch_s = now_s() - b0;
     int64_t hits = 0;
     for (int64_t u = 0; u < users; ++u) {
@@ -145,8 +189,8 @@ int main(int argc, char** argv) {
     const int64_t reps = std::min<int64_t>(users, 1000);
     for (int64_t u = 0; u < reps; ++u) {
       const double s0 = now_s();
-      mindrec::recall_items(model, *store, hist.data() + u * L, lens.data() + u, 1, one,
-                            got.data(), sc.data());
+      if (search_only) search_merge(*store, u, 1);
+      else mindrec::recall_items(model, *store, hist.data() + u * L, lens.data() + u, 1, one, got.data(), sc.data());
       lat.push_back((now_s() - s0) * 1e3);
     }
     omp_set_num_threads(threads);

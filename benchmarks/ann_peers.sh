@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# mindrec's stores and the ANN libraries a user could pick instead, on the same vectors and the
+# same protocol, in one run (issue 14): for each noise level, bench_store --search-only exports
+# its data (items, every user's interests, the exact merged top-50) and times mindrec's stores;
+# benchmarks/ann_peers.py times faiss-cpu (newest from PyPI; it reports which SIMD build it
+# loaded), hnswlib and usearch from a venv (cached per machine) on those files. Then, per
+# noise level, each system's lowest p99 at recall >= 0.95 and mindrec's ratio to the best peer.
+#
+#   benchmarks/ann_peers.sh [--items N] [--users U] [--noise "0.6 1.5"] [--quick] [--build DIR]
+# The full run: 367,983 items, 2,000 users (p50/p99 over the first 1,000), both noise levels.
+# --quick: CI's small version (fewer settings; use with --items 20000 --users 300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+items=367983 users=2000 noises="0.6 1.5" quick="" build=build
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --items) items=$2; shift 2 ;;
+    --users) users=$2; shift 2 ;;
+    --noise) noises=$2; shift 2 ;;
+    --quick) quick=--quick; shift ;;
+    --build) build=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+venv=${ANN_PEERS_VENV:-$HOME/.cache/mindrec-ci/ann-peers-venv}
+if ! "$venv/bin/python" -c "import faiss, hnswlib, usearch, numpy" 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check numpy faiss-cpu hnswlib==0.8.0 usearch
+fi
+nlist=4096
+[ "$items" -lt 200000 ] && nlist=256   # ~sqrt(n) lists for the small version
+if [ -n "$quick" ]; then
+  mr="flat,faiss:IVF$nlist,Flat?nprobe=16,faiss:IVF$nlist,Flat?nprobe=64,hnsw:M=16?ef=64,hnsw:M=16?ef=128"
+else
+  mr="flat,faiss:IVF$nlist,Flat?nprobe=16,faiss:IVF$nlist,Flat?nprobe=32,faiss:IVF$nlist,Flat?nprobe=64,faiss:IVF$nlist,Flat?nprobe=128"
+  mr+=",hnsw:M=16?ef=32,hnsw:M=16?ef=64,hnsw:M=16?ef=96,hnsw:M=16?ef=128,hnsw:M=16?ef=256"
+  mr+=",hnsw:M=32?ef=32,hnsw:M=32?ef=64,hnsw:M=32?ef=96,hnsw:M=32?ef=128,hnsw:M=32?ef=256"
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u +%F)"
+for noise in $noises; do
+  dir=$work/noise-$noise
+  mkdir -p "$dir"
+  echo "== noise $noise: mindrec (bench_store --search-only)"
+  "$build/benchmarks/bench_store" --items "$items" --users "$users" --noise "$noise" --search-only \
+    --export "$dir" --backends "$mr" | tee "$dir/mindrec.txt"
+  echo "== noise $noise: peers (benchmarks/ann_peers.py)"
+  "$venv/bin/python" benchmarks/ann_peers.py "$dir" --nlist "$nlist" $quick | tee "$dir/peers.txt"
+  python3 - "$dir" "$noise" <<'PY'
+import sys
+d, noise = sys.argv[1], sys.argv[2]
+def rows(path, cols):
+    for line in open(path):
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        if len(c) == cols and c[0] and not c[0].startswith(("store", "system", "---")):
+            yield c
+best = {}
+for c in rows(f"{d}/mindrec.txt", 8):   # store | build | items/s | MiB | recall | users/s | p50 | p99
+    fam = "mindrec " + ("hnsw" if c[0].startswith("hnsw") else c[0].split("?")[0])
+    cand = (float(c[7]), float(c[6]), float(c[4]), c[0])
+    if float(c[4]) >= 0.95 and (fam not in best or cand < best[fam]): best[fam] = cand
+for c in rows(f"{d}/peers.txt", 5):     # system and setting | recall | users/s | p50 | p99
+    w = c[0].split()
+    fam = " ".join(w[:2]) if w[0] == "faiss-cpu" else w[0]
+    cand = (float(c[4]), float(c[3]), float(c[1]), c[0])
+    if float(c[1]) >= 0.95 and (fam not in best or cand < best[fam]): best[fam] = cand
+print(f"\nnoise {noise}: each system's lowest p99 at recall >= 0.95")
+print("| system | setting | recall | p50 ms | p99 ms |\n|---|---|---:|---:|---:|")
+for fam, (p99, p50, r, name) in sorted(best.items(), key=lambda kv: kv[1][0]):
+    print(f"| {fam} | {name} | {r:.3f} | {p50:.3f} | {p99:.3f} |")
+mine = [v for k, v in best.items() if k.startswith("mindrec")]
+peers = [v for k, v in best.items() if not k.startswith("mindrec")]
+if mine and peers:
+    m, p = min(mine), min(peers)
+    print(f"noise {noise}: mindrec's best p99 at recall >= 0.95 is {m[0]:.3f} ms ({m[3]}); the best peer's {p[0]:.3f} ms "
+          f"({p[3]}): ratio peer/mindrec {p[0] / m[0]:.2f}")
+else:
+    print(f"noise {noise}: " + ("no peer" if not peers else "no mindrec store") + " reached recall 0.95")
+PY
+done
