@@ -13,6 +13,7 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "detail/fault.hpp"
+#include "detail/simd.hpp"
 #include "detail/vector_math.hpp"
 #include "mindrec/detail/eigen.hpp"
 #include "mindrec/error.hpp"
@@ -330,6 +332,11 @@ class FaissStore final : public VectorStore {
       scan_ivf_flat(*v, nq, q, k, nprobe, assign.data(), scores, ids);
       return true;
     }
+    if (const auto* sq = dynamic_cast<const faiss::IndexIVFScalarQuantizer*>(v);
+        sq && ip && sq->sq.qtype == faiss::ScalarQuantizer::QT_8bit && sq->code_size == size_t(d)) {
+      scan_ivf_sq8(*sq, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
+      return true;
+    }
     faiss::SearchParametersIVF p = pi;
     p.nprobe = size_t(nprobe);
     v->search_preassigned(nq, q, k, assign.data(), coarse.data(), scores, ids, false, &p);
@@ -365,6 +372,44 @@ class FaissStore final : public VectorStore {
     }
   }
 
+  // The list scan of IVF-SQ8 under inner product, vectorised (detail::simd's dot_u8 at the
+  // CPU's best level): Faiss' 8-bit codes decode to x_j = vmin_j + (c_j + 0.5) / 255 * vdiff_j
+  // (plus the list's centroid when the codes are residuals), so
+  //   q.x = q.centroid + sum_j q_j (vmin_j + 0.5 vdiff_j / 255) + sum_j (q_j vdiff_j / 255) c_j,
+  // one constant per query and list plus one u8 dot product per vector. The scores are those of
+  // the decoded vectors, as Faiss' own scan gives (re-rank exactly with RecallOptions::rerank).
+  void scan_ivf_sq8(const faiss::IndexIVFScalarQuantizer& v, int64_t nq, const float* q, int k, int64_t nprobe,
+                    const int64_t* assign, const float* coarse, float* scores, int64_t* ids) const {
+    const int d = dim();
+    const float* vmin = v.sq.trained.data();
+    const float* vdiff = v.sq.trained.data() + d;
+    const faiss::InvertedLists* lists = v.invlists;
+    const auto dot_u8 = detail::simd().dot_u8;
+#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64)
+    for (int64_t i = 0; i < nq; ++i) {
+      const float* qi = q + i * d;
+      std::vector<float> qs(static_cast<size_t>(d));
+      float base = 0;
+      for (int j = 0; j < d; ++j) {
+        qs[size_t(j)] = qi[j] * vdiff[j] / 255.f;
+        base += qi[j] * (vmin[j] + 0.5f * vdiff[j] / 255.f);
+      }
+      TopK best(k);
+      for (int64_t j = 0; j < nprobe; ++j) {
+        const int64_t list = assign[i * nprobe + j];
+        if (list < 0) continue;
+        const size_t n = lists->list_size(size_t(list));
+        if (n == 0) continue;
+        faiss::InvertedLists::ScopedCodes codes(lists, size_t(list));
+        faiss::InvertedLists::ScopedIds lid(lists, size_t(list));
+        const float c0 = base + (v.by_residual ? coarse[i * nprobe + j] : 0.f);
+        const uint8_t* code = codes.get();
+        for (size_t r = 0; r < n; ++r) best.push(c0 + dot_u8(qs.data(), code + r * size_t(d), size_t(d)), lid.get()[r]);
+      }
+      best.write(ids + i * k, scores + i * k, 0.f, false);
+    }
+  }
+
   void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
     guarded("search", [&] {
       std::unique_ptr<faiss::IDSelectorBitmap> bitmap;
@@ -385,7 +430,7 @@ class FaissStore final : public VectorStore {
         params = &ph;
       }
       params->sel = live.get();
-      if (search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
+      if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
       if (!mips_) {
         index_->search(nq, q, k, scores, ids, params);
         if (!ivf())
@@ -434,10 +479,11 @@ class FaissStore final : public VectorStore {
 
   void set_param_impl(const std::string& name, double value) override {
     if (name == "nprobe" && ivf() && value >= 1) nprobe_ = int(value);
+    else if (name == "faiss_scan" && ivf() && (value == 0 || value == 1)) faiss_scan_ = value == 1;
     else if (name == "efSearch" && hnsw() && value >= 1) hnsw()->hnsw.efSearch = ef_search_ = int(value);
     else
       throw InvalidArgument("faiss:" + factory_ + ": unknown or invalid search parameter '" + name +
-                            "' (IVF indexes take nprobe >= 1, HNSW indexes efSearch >= 1)");
+                            "' (IVF indexes take nprobe >= 1 and faiss_scan=0|1, HNSW indexes efSearch >= 1)");
   }
 
   std::function<void(PayloadSink&)> payload_writer_impl() const override {
@@ -509,6 +555,7 @@ class FaissStore final : public VectorStore {
   std::vector<uint8_t> removed_;  // non-IVF: bitmap of removed positions
   int64_t removed_count_ = 0;
   int32_t nprobe_ = 0, ef_search_ = 0;
+  bool faiss_scan_ = false;  // IVF: Faiss's own list scan (a baseline) instead of mindrec's
   bool mips_ = false;        // HNSW (flat storage) under inner product: reduced to L2
   float aug_norm_sq_ = 0.f;  // the reduction's bound M on |x|^2
 };
