@@ -4,7 +4,9 @@
 // all threads) and single-user end-to-end latency (history -> interests -> merged top-50) on
 // one thread, p50 and p99.
 //   bench_store [--items N] [--users U] [--noise S] [--backends flat,faiss:Flat,...]
-//               [--search-only] [--export DIR]
+//               [--search-only] [--export DIR] [--rerank R]
+// --rerank R: each interest fetches R x 50 candidates, scored again exactly against the item
+// vectors before the merge (RecallOptions::rerank; for 8-bit stores such as IVF4096,SQ8).
 // --search-only times what an ANN library is compared on: the user's K interest searches and
 // the merge, from interests computed beforehand (no history -> interests step).
 // --export DIR writes the data for benchmarks/ann_peers.py: items.npy [items-1, 64] (row r is
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "detail/random.hpp"
+#include "detail/simd.hpp"
 #include "mindrec/npy.hpp"
 #include "mindrec/retriever.hpp"
 #include "store/backends.hpp"
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
   int64_t items = 367983, users = 2000;
   float noise = 0.6f;
   bool search_only = false;
+  int rerank = 0;
   std::string export_dir;
   std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?efSearch=64,faiss:HNSW32?efSearch=256";
   for (int i = 1; i < argc; i += 2) {
@@ -61,6 +65,7 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) break;
     if (!std::strcmp(argv[i], "--items")) items = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--export")) export_dir = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--rerank")) rerank = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--users")) users = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
     else if (!std::strcmp(argv[i], "--noise")) noise = std::strtof(argv[i + 1], nullptr);
@@ -132,14 +137,23 @@ int main(int argc, char** argv) {
   // Users [u0, u0 + nu): their K searches (N each) and the spec's merge, into got/sc.
   std::vector<int64_t> fid;
   std::vector<float> fsc;
+  const int F = N * std::max(1, rerank);  // fetched per interest
   auto search_merge = [&](const mindrec::VectorStore& st, int64_t u0, int64_t nu) {
-    fid.resize(size_t(nu) * K * N);
-    fsc.resize(size_t(nu) * K * N);
-    st.search(nu * K, interests.data() + size_t(u0) * K * D, N, fid.data(), fsc.data());
+    fid.resize(size_t(nu) * K * F);
+    fsc.resize(size_t(nu) * K * F);
+    const float* q = interests.data() + size_t(u0) * K * D;
+    st.search(nu * K, q, F, fid.data(), fsc.data());
+    if (rerank > 0)  // as recall_items does: exact inner products with the item vectors
+      for (size_t i = 0; i < fid.size(); ++i)
+        if (fid[i] > 0)
+          fsc[i] = mindrec::detail::simd().dot(q + (i / size_t(F)) * D, model.weights().item_emb.data() + size_t(fid[i]) * D, size_t(D));
     for (int64_t u = 0; u < nu; ++u)
-      mindrec::merge_interests(fid.data() + size_t(u) * K * N, fsc.data() + size_t(u) * K * N, counts[size_t(u0 + u)], N,
+      mindrec::merge_interests(fid.data() + size_t(u) * K * F, fsc.data() + size_t(u) * K * F, counts[size_t(u0 + u)], F,
                                N, got.data() + size_t(u0 + u) * N, sc.data() + size_t(u0 + u) * N);
   };
+  mindrec::RecallOptions ropt = opt;  // the stores' recall (the exact one above: no re-ranking)
+  ropt.rerank = rerank;
+  if (rerank > 0) std::printf("re-ranking: %d x %d candidates per interest scored exactly\n", rerank, N);
   if (search_only) std::printf("protocol: --search-only (K interest searches + merge; interests computed beforehand)\n");
   std::printf("| store | build s | insert items/s | memory MiB | recall@50 vs exact | batch users/s | p50 ms (1 thread) | p99 ms (1 thread) |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -173,7 +187,7 @@ int main(int argc, char** argv) {
     std::fill(got.begin(), got.end(), -1);
     const double b0 = now_s();
     if (search_only) search_merge(*store, 0, users);
-    else mindrec::recall_items(model, *store, hist.data(), lens.data(), users, opt, got.data(), sc.data());
+    else mindrec::recall_items(model, *store, hist.data(), lens.data(), users, ropt, got.data(), sc.data());
     const double batch_s = now_s() - b0;
     int64_t hits = 0;
     for (int64_t u = 0; u < users; ++u) {
@@ -183,7 +197,7 @@ int main(int argc, char** argv) {
     // Single user, one thread, end to end.
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    mindrec::RecallOptions one = opt;
+    mindrec::RecallOptions one = ropt;
     one.threads = 1;
     std::vector<double> lat;
     const int64_t reps = std::min<int64_t>(users, 1000);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "detail/simd.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
@@ -42,9 +43,10 @@ void recall_items(const MindModel& model, const VectorStore& store, const int64_
   std::vector<float> interests(size_t(batch) * K * H);
   std::vector<int32_t> counts(batch);
   model.extract_interests(hist, lengths, batch, interests.data(), counts.data(), opt.threads);
-  const int fetch = opt.topn + (opt.exclude_history ? L : 0);
+  MINDREC_EXPECTS(opt.rerank >= 0 && opt.rerank <= 100, "recall_items: rerank must be in [0, 100]");
+  const int fetch = (opt.topn + (opt.exclude_history ? L : 0)) * std::max(1, opt.rerank);
   // A backend with a fused search + merge (cuda:flat) does it all on its device.
-  if (!opt.exclude_history &&
+  if (!opt.exclude_history && opt.rerank == 0 &&
       store.search_merged(batch, K, counts.data(), interests.data(), opt.topn, opt.topn, ids, scores))
     return;
   std::vector<int64_t> fid(size_t(batch) * K * fetch);
@@ -52,6 +54,26 @@ void recall_items(const MindModel& model, const VectorStore& store, const int64_
   store.search(batch * K, interests.data(), fetch, fid.data(), fsc.data());
   const bool l2 = store.metric() == Metric::l2;
   const float pad = padding_score(store.metric());
+  if (opt.rerank > 0) {
+    // Exact scores from the model's item vectors (ids outside the model are dropped).
+    const float* emb = model.weights().item_emb.data();
+    const int64_t items = c.item_count;
+    const auto& k = detail::simd();
+#pragma omp parallel for schedule(static) if (batch * K * fetch >= 65536)
+    for (int64_t q = 0; q < batch * K; ++q) {
+      const float* x = interests.data() + size_t(q) * H;
+      for (int j = 0; j < fetch; ++j) {
+        int64_t& id = fid[size_t(q) * fetch + j];
+        float& s = fsc[size_t(q) * fetch + j];
+        if (id <= 0 || id >= items) {
+          id = -1;
+          continue;
+        }
+        const float* v = emb + size_t(id) * H;
+        s = l2 ? k.l2sq(x, v, size_t(H)) : k.dot(x, v, size_t(H));
+      }
+    }
+  }
   std::vector<int64_t> merged(opt.topn);
   std::vector<float> merged_sc(opt.topn);
   for (int64_t b = 0; b < batch; ++b) {

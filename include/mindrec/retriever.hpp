@@ -28,6 +28,10 @@ struct MINDREC_API RecallOptions {
   bool exclude_history = false;
   /// Threads of the interest extraction (0 = all cores); the store's scan has its own.
   int threads = 0;
+  /// Re-ranking for a store with approximate scores (e.g. faiss:IVF4096,SQ8): each interest
+  /// fetches rerank x topn candidates, which are scored again exactly against the model's own
+  /// item vectors before the merge. 0 (the default) merges the store's scores as they are.
+  int rerank = 0;
 };
 
 /// For `batch` users (`hist` [B, L] right-padded, `lengths` [B]) writes the merged top-N item

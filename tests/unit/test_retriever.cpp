@@ -61,6 +61,33 @@ TEST_CASE("recall through a flat store equals exact search of items 1..N-1 plus 
   }
 }
 
+#if MINDREC_HAS_FAISS
+TEST_CASE("rerank: an 8-bit store's candidates scored exactly - the result and scores of exact search") {
+  const MindModel m = small_model();
+  auto flat = build_item_store(m, "flat");
+  auto sq8 = build_item_store(m, "faiss:IVF4,SQ8?nprobe=4");
+  const int64_t hist[12] = {5, 17, 250, 9, 0, 0, 33, 34, 35, 36, 37, 38};
+  const int32_t lens[2] = {4, 6};
+  const int N = 7;
+  std::vector<int64_t> want(2 * N), plain(2 * N), reranked(2 * N);
+  std::vector<float> want_sc(2 * N), plain_sc(2 * N), reranked_sc(2 * N);
+  RecallOptions o;
+  o.topn = N;
+  recall_items(m, *flat, hist, lens, 2, o, want.data(), want_sc.data());
+  recall_items(m, *sq8, hist, lens, 2, o, plain.data(), plain_sc.data());
+  o.rerank = 4;
+  recall_items(m, *sq8, hist, lens, 2, o, reranked.data(), reranked_sc.data());
+  CHECK(reranked == want);
+  for (int i = 0; i < 2 * N; ++i) CHECK(reranked_sc[size_t(i)] == doctest::Approx(want_sc[size_t(i)]).epsilon(1e-5));
+  // Without re-ranking the scores are the 8-bit codes' (not exact).
+  int off = 0;
+  for (int i = 0; i < 2 * N; ++i) off += std::abs(plain_sc[size_t(i)] - want_sc[size_t(i)]) > 1e-5f;
+  CHECK(off > 0);
+  o.rerank = 101;
+  CHECK_THROWS_AS(recall_items(m, *sq8, hist, lens, 2, o, reranked.data(), reranked_sc.data()), InvalidArgument);
+}
+#endif
+
 TEST_CASE("evaluate through a store: flat matches the exact path when row 0 plays no part") {
   const MindModel m = small_model();
   auto flat = build_item_store(m, "flat");
