@@ -22,9 +22,10 @@ class MindrecConan(ConanFile):
     package_type = "library"
     settings = "os", "arch", "compiler", "build_type"
     options = {"shared": [True, False], "fPIC": [True, False], "with_cuda": [True, False],
-               "with_faiss": [True, False], "with_yaml": [True, False], "with_milvus": [True, False]}
+               "with_faiss": [True, False], "with_yaml": [True, False], "with_milvus": [True, False],
+               "with_hnsw": [True, False]}
     default_options = {"shared": False, "fPIC": True, "with_cuda": False, "with_faiss": True,
-                       "with_yaml": True, "with_milvus": True}
+                       "with_yaml": True, "with_milvus": True, "with_hnsw": True}
     exports_sources = ("CMakeLists.txt", "cmake/*", "include/*", "src/*", "cuda/*")
 
     def config_options(self):
@@ -46,6 +47,8 @@ class MindrecConan(ConanFile):
             self.requires("faiss/1.7.3")
         if self.options.with_milvus:
             self.requires("cpp-httplib/0.11.4")  # the milvus:// store's HTTP client
+        if self.options.with_hnsw:
+            self.requires("hnswlib/0.6.2")  # header-only: the hnsw: store
 
     def validate(self):
         from conan.tools.build import check_min_cppstd
@@ -60,6 +63,7 @@ class MindrecConan(ConanFile):
         tc.cache_variables["MINDREC_WITH_FAISS"] = bool(self.options.with_faiss)
         tc.cache_variables["MINDREC_WITH_YAML"] = bool(self.options.with_yaml)
         tc.cache_variables["MINDREC_WITH_MILVUS"] = bool(self.options.with_milvus)
+        tc.cache_variables["MINDREC_WITH_HNSW"] = bool(self.options.with_hnsw)
         tc.cache_variables["MINDREC_BUILD_TESTS"] = False
         tc.cache_variables["MINDREC_BUILD_TOOLS"] = False
         tc.cache_variables["MINDREC_BUILD_EXAMPLES"] = False

@@ -8,7 +8,14 @@
 //   "faiss:<index_factory>"     Faiss CPU, e.g. faiss:Flat, faiss:IVF4096,Flat, faiss:HNSW32,
 //                               faiss:IVF1024,PQ16; search parameters after '?':
 //                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64;
-//                               needs MINDREC_WITH_FAISS (default ON; else Unsupported)
+//                               IVF-Flat and IVF-SQ8 (inner product) lists are scanned by
+//                               mindrec's own vectorised code (faiss_scan=1: Faiss's scan);
+//                               SQ8 scores are the 8-bit codes' (RecallOptions::rerank makes
+//                               the result exact); needs MINDREC_WITH_FAISS (default ON)
+//   "hnsw[:M=32,ef_construction=200][?ef=128]"   an HNSW graph (hnswlib) on the raw metric
+//                               (inner product is not reduced to L2), exact scores, SIMD
+//                               distances chosen at run time; ef = candidates kept while
+//                               searching (recall vs time); needs MINDREC_WITH_HNSW (default ON)
 //   "milvus://HOST:PORT/COLLECTION[?options]"   a Milvus server (REST API v1, Milvus 2.3+):
 //                               for a catalogue larger than one machine or shared live by several
 //                               services. The collection is created when missing (create=0: must

@@ -11,6 +11,7 @@ vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
     faiss MINDREC_WITH_FAISS
     yaml MINDREC_WITH_YAML
     milvus MINDREC_WITH_MILVUS
+    hnsw MINDREC_WITH_HNSW
 )
 
 vcpkg_cmake_configure(
