@@ -367,11 +367,14 @@ TEST_CASE("load_vector_store applies the spec's search parameters over the ones 
 }
 
 TEST_CASE("concurrent searches with one writer never see a half-applied batch") {
+  std::vector<std::string> specs = {"flat"};
 #if MINDREC_HAS_FAISS
-  for (const std::string spec : {"flat", "faiss:Flat"}) {
-#else
-  for (const std::string spec : {"flat"}) {
+  specs.push_back("faiss:Flat");
 #endif
+#if MINDREC_HAS_HNSW
+  specs.push_back("hnsw:M=16?ef=1000");  // ef above the count: exhaustive
+#endif
+  for (const std::string& spec : specs) {
     CAPTURE(spec);
     const int d = 8;
     auto s = make_vector_store(spec, d);
@@ -482,5 +485,42 @@ TEST_CASE("IVF-SQ8 under inner product - mindrec's vectorised list scan gives Fa
   s->set_search_param("faiss_scan", 0);
   s->set_search_param("nprobe", 16);
   check_against_brute(*s, x, ids, false);
+}
+#endif
+
+#if MINDREC_HAS_HNSW
+TEST_CASE("hnsw: removed elements are compacted away once they outnumber the live ones - results unchanged") {
+  test::TempDir tmp;
+  const int d = 16;
+  auto s = make_vector_store("hnsw:M=16?ef=2000", d);
+  const auto x = random_vectors(3000, d, 21);
+  std::vector<int64_t> ids(3000);
+  for (int i = 0; i < 3000; ++i) ids[size_t(i)] = 5 + i;
+  s->add(3000, x.data(), ids.data());
+  std::vector<int64_t> gone(ids.begin(), ids.begin() + 2000), kept(ids.begin() + 2000, ids.end());
+  std::vector<float> kept_x(x.begin() + 2000 * d, x.end());
+  CHECK(s->remove(1000, gone.data()) == 1000);  // 1,000 dead: kept in the graph
+  s->save(tmp.file("before.idx"));
+  CHECK(s->remove(1000, gone.data() + 1000) == 1000);  // 2,000 dead > 1,000 live: compacted
+  CHECK(s->size() == 1000);
+  check_against_brute(*s, kept_x, kept, true);
+  // The file now holds a graph of the 1,000 live vectors: a store built from them alone saves
+  // to the same size; before the compaction it held all 3,000 elements.
+  s->save(tmp.file("after.idx"));
+  auto fresh = make_vector_store("hnsw:M=16?ef=2000", d);
+  fresh->add(1000, kept_x.data(), kept.data());
+  fresh->save(tmp.file("fresh.idx"));
+  auto bytes = [&](const char* f) { return std::ifstream(tmp.file(f), std::ios::binary | std::ios::ate).tellg(); };
+  CHECK(bytes("after.idx") < bytes("before.idx") / 2);
+  CHECK(double(bytes("after.idx")) == doctest::Approx(double(bytes("fresh.idx"))).epsilon(0.1));
+  // Re-adding removed ids, again and again, keeps finding them (hnswlib's in-place revival did not).
+  for (int round = 0; round < 5; ++round) {
+    s->add(100, x.data(), ids.data());
+    std::vector<int64_t> got(10);
+    std::vector<float> sc(10);
+    s->search(1, x.data() + 7 * d, 10, got.data(), sc.data());
+    CHECK(std::count(got.begin(), got.end(), ids[7]) == 1);
+    s->remove(100, ids.data());
+  }
 }
 #endif
