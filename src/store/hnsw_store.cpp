@@ -318,8 +318,18 @@ class HnswStore final : public VectorStore {
     if (total == 0 ? (entry != -1 || top != -1)
                    : (entry < 0 || uint64_t(entry) >= total || top != g->element_levels_[size_t(entry)]))
       throw FormatError(what + ": bad entry point");
-    for (size_t i = 0; i < total; ++i)
+    for (size_t i = 0; i < total; ++i) {
       if (g->element_levels_[i] > top) throw FormatError(what + ": an element above the top level");
+      // A link at level l must lead to an element that has level l (the search reads its list).
+      for (int l = 1; l <= g->element_levels_[i]; ++l) {
+        const auto* ll = g->get_linklist(hnswlib::tableint(i), l);
+        const auto* nb = reinterpret_cast<const hnswlib::tableint*>(ll + 1);
+        for (size_t j = 0; j < g->getListCount(const_cast<hnswlib::linklistsizeint*>(ll)); ++j)
+          if (g->element_levels_[nb[j]] < l)
+            throw FormatError(what + ": element " + std::to_string(i) + " links at level " + std::to_string(l) +
+                              " to an element without that level");
+      }
+    }
     if (int64_t(total - g->num_deleted_) != count)
       throw FormatError(what + ": holds " + std::to_string(total - g->num_deleted_) + " live vectors, the header says " +
                         std::to_string(count));

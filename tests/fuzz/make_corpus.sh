@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 cli="${1:-../../build}/tools/mindrec"
 c=corpus
 "$cli" init --config seed-model.yaml --out $c/safetensors/seed.safetensors --seed 1 > /dev/null
-for spec in flat "faiss:Flat" "faiss:IVF4,Flat" "faiss:HNSW4"; do
+for spec in flat "faiss:Flat" "faiss:IVF4,Flat" "faiss:HNSW4" "hnsw:M=4,ef_construction=8"; do
   name=$(echo "$spec" | tr ':,' '__')
   "$cli" index --config seed-model.yaml --weights $c/safetensors/seed.safetensors --store "$spec" \
     --out "$c/store_file/$name.idx" > /dev/null
