@@ -524,3 +524,45 @@ TEST_CASE("hnsw: removed elements are compacted away once they outnumber the liv
   }
 }
 #endif
+
+#if MINDREC_HAS_HNSW
+TEST_CASE("hnsw: the graph walk on 8-bit codes keeps the float walk's recall - scores exact - both survive save and load") {
+  test::TempDir tmp;
+  const int d = 32, n = 20000, nq = 50, k = 20;
+  // Clustered vectors (200 centres), as item embeddings are.
+  const auto centre = random_vectors(200, d, 31);
+  auto x = random_vectors(n, d, 32);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j) x[size_t(i) * d + j] = centre[size_t(i % 200) * d + j] + 0.5f * x[size_t(i) * d + j];
+  std::vector<int64_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
+  auto s = make_vector_store("hnsw:M=16,ef_construction=100?ef=200", d);
+  s->add(n, x.data(), ids.data());
+  const auto q = random_vectors(nq, d, 33);
+  std::vector<int64_t> coded(nq * k), plain(nq * k);
+  std::vector<float> coded_sc(nq * k), plain_sc(nq * k);
+  s->search(nq, q.data(), k, coded.data(), coded_sc.data());  // sq8=1, the default
+  s->set_search_param("sq8", 0);
+  s->search(nq, q.data(), k, plain.data(), plain_sc.data());
+  const int want = nq * k;
+  const int found_coded = count_found(x, ids, q, coded, nq, d, k, Metric::inner_product);
+  const int found_plain = count_found(x, ids, q, plain, nq, d, k, Metric::inner_product);
+  MESSAGE("recall@" << k << ": 8-bit walk " << double(found_coded) / want << ", float walk " << double(found_plain) / want);
+  CHECK(found_plain >= 0.9 * want);
+  CHECK(found_coded >= found_plain - 0.03 * want);
+  // Scores are exact inner products of the returned ids.
+  for (int i = 0; i < nq * k; ++i) {
+    double dot = 0;
+    for (int j = 0; j < d; ++j) dot += double(q[size_t(i / k) * d + j]) * x[size_t(coded[size_t(i)] - 1) * d + j];
+    CHECK(coded_sc[size_t(i)] == doctest::Approx(dot).epsilon(1e-4).scale(1e-3));
+  }
+  s->set_search_param("sq8", 1);
+  s->save(tmp.file("g.idx"));
+  auto loaded = load_vector_store(tmp.file("g.idx"));
+  std::vector<int64_t> again(nq * k);
+  std::vector<float> again_sc(nq * k);
+  loaded->search(nq, q.data(), k, again.data(), again_sc.data());
+  CHECK(again == coded);
+  CHECK(again_sc == coded_sc);
+}
+#endif
