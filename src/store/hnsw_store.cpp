@@ -5,23 +5,15 @@
 //   hnsw[:M=32,ef_construction=200][?ef=128]
 //
 // Inner product is searched on the raw inner product (distance = -q.x), not through the
-// MIPS -> L2 reduction Faiss uses: on diffuse data the raw graph keeps more recall. Under
-// inner product the search walks the graph on 8-bit codes of the vectors (a quarter of the
-// memory traffic; sq8=0 walks the floats) and scores its ef candidates exactly from the float
-// vectors: scores are exact (the kernel's q.x, or squared L2). add builds on all cores (hnswlib's concurrent
+// MIPS -> L2 reduction Faiss uses: on diffuse data the raw graph keeps more recall. Scores are
+// exact (the kernel's q.x, or squared L2). add builds on all cores (hnswlib's concurrent
 // insertion); remove marks deleted (the slot stays; re-adding the id reuses it); upsert of a
 // stored id rewrites its vector and its neighbours' links in place. The graph and vectors go
 // into the store file in mindrec's own layout (checksummed, every link checked on load).
 #include <hnswlib/hnswlib.h>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 #include <omp.h>
 
 #include <algorithm>
-#include <functional>
-#include <limits>
-#include <queue>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -114,8 +106,6 @@ class HnswStore final : public VectorStore {
       Graph& g = *graph_;
       const size_t need = g.cur_element_count + size_t(n);
       if (need > g.max_elements_) g.resizeIndex(std::max(need, g.max_elements_ + g.max_elements_ / 2));
-      if (codes_.size() < g.max_elements_ * size_t(dim())) codes_.resize(g.max_elements_ * size_t(dim()), 0);
-      if (lo_.empty()) train_codes(n, vectors);
       // An id removed earlier is inserted as a new element (its old one stays deleted in the
       // graph): hnswlib 0.6.2's in-place revival (updatePoint) loses neighbours, measured:
       // 17 of 40 re-added vectors found after two remove/add rounds.
@@ -143,7 +133,6 @@ class HnswStore final : public VectorStore {
           if (live(ids[i])) g.markDelete(hnswlib::labeltype(ids[i]));
         std::rethrow_exception(failed);
       }
-      for (int64_t i = 0; i < n; ++i) encode(g.label_lookup_.at(hnswlib::labeltype(ids[i])), vectors + size_t(i) * dim());
     });
   }
 
@@ -156,10 +145,7 @@ class HnswStore final : public VectorStore {
     return removed;
   }
 
-  void clear_impl() override {
-    graph_ = fresh(16);
-    lo_.clear(), step_.clear(), codes_.clear();
-  }
+  void clear_impl() override { graph_ = fresh(16); }
 
   // Removed elements stay in the graph (searches route through them); once they outnumber the
   // live ones (and 1,024), the live vectors are inserted into a new graph aside, while
@@ -190,11 +176,7 @@ class HnswStore final : public VectorStore {
         }
       }
       if (failed) std::rethrow_exception(failed);
-      std::vector<uint8_t> codes = encode_graph(*fresh_graph, lo_, step_);
-      exclusive([&] {
-        graph_.swap(fresh_graph);
-        codes_.swap(codes);
-      });
+      exclusive([&] { graph_.swap(fresh_graph); });
     } catch (const std::exception& e) {
       log(LogLevel::warn, backend() + ": compacting the graph failed (" + e.what() + "); the removed elements stay");
     }
@@ -208,134 +190,6 @@ class HnswStore final : public VectorStore {
   bool contains_impl(int64_t id) const override { return live(id); }
   int64_t size_impl() const override { return int64_t(graph_->cur_element_count - graph_->num_deleted_); }
 
-  // ---- 8-bit codes of the vectors, for the graph walk (inner product only) ----
-  // Per dimension a range [lo, lo + 255 * step] from the first batch added to an empty
-  // graph (values outside are clamped: the walk is approximate either way, the final
-  // candidates are scored exactly from the float vectors).
-  bool walk_codes() const { return sq8_ && metric() == Metric::inner_product; }
-
-  void train_codes(int64_t n, const float* v) {
-    const int d = dim();
-    lo_.assign(size_t(d), 0.f);
-    step_.assign(size_t(d), 0.f);
-    for (int j = 0; j < d; ++j) {
-      float mn = v[j], mx = v[j];
-      for (int64_t i = 1; i < n; ++i) mn = std::min(mn, v[size_t(i) * d + j]), mx = std::max(mx, v[size_t(i) * d + j]);
-      const float margin = 0.1f * (mx - mn) + 1e-6f;
-      lo_[size_t(j)] = mn - margin;
-      step_[size_t(j)] = (mx - mn + 2 * margin) / 255.f;
-    }
-  }
-
-  static void encode_into(uint8_t* c, const float* v, const std::vector<float>& lo, const std::vector<float>& step) {
-    for (size_t j = 0; j < lo.size(); ++j) c[j] = uint8_t(std::clamp(std::round((v[j] - lo[j]) / step[j]), 0.f, 255.f));
-  }
-  void encode(hnswlib::tableint id, const float* v) { encode_into(codes_.data() + size_t(id) * dim(), v, lo_, step_); }
-
-  // Codes for every element of `g` with the range lo/step (a compaction or a load, aside).
-  std::vector<uint8_t> encode_graph(const Graph& g, const std::vector<float>& lo, const std::vector<float>& step) const {
-    std::vector<uint8_t> codes(g.max_elements_ * size_t(dim()), 0);
-    if (!lo.empty())
-      for (size_t i = 0; i < g.cur_element_count; ++i)
-        encode_into(codes.data() + i * size_t(dim()),
-                    reinterpret_cast<const float*>(g.getDataByInternalId(hnswlib::tableint(i))), lo, step);
-    return codes;
-  }
-
-  // The k best (distance, element) of one query, best first: the graph walk (upper levels
-  // greedy, level 0 a beam of ef) on the 8-bit codes where they are kept, else on the float
-  // vectors; then the ef candidates scored exactly. Deleted elements route but are not kept.
-  std::vector<std::pair<float, hnswlib::tableint>> search_one(const float* q, size_t k) const {
-    const Graph& g = *graph_;
-    const size_t d = size_t(dim());
-    const auto& simd = detail::simd();
-    const bool ip = metric() == Metric::inner_product;
-    auto exact = [&](hnswlib::tableint id) {
-      const float* x = reinterpret_cast<const float*>(g.getDataByInternalId(id));
-      return ip ? -simd.dot(q, x, d) : simd.l2sq(q, x, d);
-    };
-    const bool coded = walk_codes();
-    std::vector<float> qs;
-    float base = 0;
-    if (coded) {  // q.x ~ sum_j q_j lo_j + sum_j (q_j step_j) c_j
-      qs.resize(d);
-      for (size_t j = 0; j < d; ++j) qs[j] = q[j] * step_[j], base += q[j] * lo_[j];
-    }
-    const uint8_t* codes = codes_.data();
-    auto walk = [&](hnswlib::tableint id) {
-      return coded ? -(base + simd.dot_u8(qs.data(), codes + size_t(id) * d, d)) : exact(id);
-    };
-    auto prefetch = [&](hnswlib::tableint id) {
-#if defined(__SSE__)
-      _mm_prefetch(coded ? reinterpret_cast<const char*>(codes + size_t(id) * d) : g.getDataByInternalId(id), _MM_HINT_T0);
-#else
-      (void)id;
-#endif
-    };
-    hnswlib::tableint cur = g.enterpoint_node_;
-    float cur_d = walk(cur);
-    for (int level = g.maxlevel_; level > 0; --level) {
-      for (bool changed = true; changed;) {
-        changed = false;
-        const auto* ll = g.get_linklist(cur, level);
-        const size_t n = g.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
-        const auto* nb = reinterpret_cast<const hnswlib::tableint*>(ll + 1);
-        for (size_t i = 0; i < n; ++i) {
-          const float dd = walk(nb[i]);
-          if (dd < cur_d) cur_d = dd, cur = nb[i], changed = true;
-        }
-      }
-    }
-    const size_t ef = std::max(ef_, k);
-    using Pair = std::pair<float, hnswlib::tableint>;
-    std::priority_queue<Pair> top;                                       // worst on top
-    std::priority_queue<Pair, std::vector<Pair>, std::greater<Pair>> frontier;  // best on top
-    hnswlib::VisitedList* vl = g.visited_list_pool_->getFreeVisitedList();
-    struct Release {
-      hnswlib::VisitedListPool* pool;
-      hnswlib::VisitedList* vl;
-      ~Release() { pool->releaseVisitedList(vl); }
-    } release{g.visited_list_pool_, vl};
-    const auto tag = vl->curV;
-    auto* seen = vl->mass;
-    float bound = std::numeric_limits<float>::max();
-    if (!g.isMarkedDeleted(cur)) top.emplace(cur_d, cur), bound = cur_d;
-    frontier.emplace(cur_d, cur);
-    seen[cur] = tag;
-    while (!frontier.empty()) {
-      const Pair c = frontier.top();
-      if (c.first > bound && top.size() >= ef) break;
-      frontier.pop();
-      const auto* ll = g.get_linklist0(c.second);
-      const size_t n = g.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
-      const auto* nb = reinterpret_cast<const hnswlib::tableint*>(ll + 1);
-      if (n) prefetch(nb[0]);
-      for (size_t i = 0; i < n; ++i) {
-        if (i + 1 < n) prefetch(nb[i + 1]);
-        const hnswlib::tableint id = nb[i];
-        if (seen[id] == tag) continue;
-        seen[id] = tag;
-        const float dd = walk(id);
-        if (top.size() < ef || dd < bound) {
-          frontier.emplace(dd, id);
-          if (!g.isMarkedDeleted(id)) {
-            top.emplace(dd, id);
-            if (top.size() > ef) top.pop();
-          }
-          if (!top.empty()) bound = top.top().first;
-        }
-      }
-    }
-    std::vector<Pair> out;
-    out.reserve(top.size());
-    for (; !top.empty(); top.pop()) out.emplace_back(coded ? exact(top.top().second) : top.top().first, top.top().second);
-    std::sort(out.begin(), out.end(), [&](const Pair& a, const Pair& b) {
-      return a.first != b.first ? a.first < b.first : g.getExternalLabel(a.second) < g.getExternalLabel(b.second);
-    });
-    if (out.size() > k) out.resize(k);
-    return out;
-  }
-
   void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
     const bool ip = metric() == Metric::inner_product;
     const float pad = padding_score(metric());
@@ -343,9 +197,17 @@ class HnswStore final : public VectorStore {
       int64_t* oi = ids + i * k;
       float* os = scores + i * k;
       int j = 0;
-      if (size_impl() > 0)
-        for (const auto& [dist, id] : search_one(queries + size_t(i) * dim(), size_t(k)))
-          oi[j] = int64_t(graph_->getExternalLabel(id)), os[j] = ip ? -dist : dist, ++j;
+      if (size_impl() > 0) {
+        auto heap = graph_->searchKnn(queries + size_t(i) * dim(), size_t(k));  // worst on top
+        std::vector<std::pair<float, int64_t>> got;
+        got.reserve(heap.size());
+        for (; !heap.empty(); heap.pop()) got.emplace_back(heap.top().first, int64_t(heap.top().second));
+        // Best first (smallest distance), the smaller id on ties; scores exact: -distance is q.x.
+        std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) {
+          return a.first != b.first ? a.first < b.first : a.second < b.second;
+        });
+        for (; j < int(got.size()) && j < k; ++j) oi[j] = got[size_t(j)].second, os[j] = ip ? -got[size_t(j)].first : got[size_t(j)].first;
+      }
       for (; j < k; ++j) oi[j] = -1, os[j] = pad;
     };
     if (nq < 8) {
@@ -372,19 +234,14 @@ class HnswStore final : public VectorStore {
       graph_->setEf(ef_);
       return;
     }
-    if (name == "sq8" && (value == 0 || value == 1)) {
-      sq8_ = value == 1;
-      return;
-    }
     throw InvalidArgument("vector store '" + backend() + "': unknown or out-of-range search parameter " + name +
-                          "=" + std::to_string(value) + " (ef: an integer in [1, 100000]; sq8: 0 or 1)");
+                          "=" + std::to_string(value) + " (ef: an integer in [1, 100000])");
   }
 
   // ---- the store file ----
   // u64 M, ef_construction, ef, elements (deleted included); i64 max level, entry point;
-  // u64 sq8; the 8-bit codes' range (lo, step: dim floats each, or none); the level-0 block
-  // (links, vector, label per element); per element a u32 byte count and its upper-level
-  // links. The codes themselves are derived from the vectors on load.
+  // the level-0 block (links, vector, label per element); per element a u32 byte count and
+  // its upper-level links.
   std::function<void(PayloadSink&)> payload_writer_impl() const override {
     return [this](PayloadSink& out) {
       const Graph& g = *graph_;
@@ -392,10 +249,6 @@ class HnswStore final : public VectorStore {
       const int64_t where[2] = {g.maxlevel_, g.enterpoint_node_ == hnswlib::tableint(-1) ? -1 : int64_t(g.enterpoint_node_)};
       put(out, head, 4);
       put(out, where, 2);
-      const uint64_t walk = sq8_ ? 1 : 0;
-      put(out, &walk, 1);
-      put(out, lo_.data(), lo_.size());  // the codes' range (empty before the first add)
-      put(out, step_.data(), step_.size());
       out.write(g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
       for (size_t i = 0; i < g.cur_element_count; ++i) {
         const uint32_t bytes = g.element_levels_[i] > 0 ? uint32_t(g.size_links_per_element_ * size_t(g.element_levels_[i])) : 0;
@@ -413,14 +266,6 @@ class HnswStore final : public VectorStore {
     int64_t where[2];
     in.get(head, 4);
     in.get(where, 2);
-    uint64_t walk = 0;
-    in.get(&walk, 1);
-    std::vector<float> lo = in.get_vector<float>(), step = in.get_vector<float>();
-    if (walk > 1 || lo.size() != step.size() || (!lo.empty() && lo.size() != size_t(dim())))
-      throw FormatError(what + ": bad 8-bit code range");
-    for (size_t j = 0; j < lo.size(); ++j)
-      if (!std::isfinite(lo[j]) || !(step[j] > 0) || !std::isfinite(step[j]))
-        throw FormatError(what + ": bad 8-bit code range");
     const uint64_t M = head[0], efc = head[1], ef = head[2], total = head[3];
     if (M != p_.M || efc != p_.ef_construction)
       throw FormatError(what + ": a graph of M=" + std::to_string(M) + ", ef_construction=" + std::to_string(efc) +
@@ -491,25 +336,16 @@ class HnswStore final : public VectorStore {
     g->maxlevel_ = int(top);
     g->enterpoint_node_ = entry < 0 ? hnswlib::tableint(-1) : hnswlib::tableint(entry);
     g->setEf(size_t(ef));
-    auto codes = std::make_shared<std::vector<uint8_t>>(encode_graph(*g, lo, step));
     auto made = std::make_shared<std::unique_ptr<Graph>>(std::move(g));
-    auto range = std::make_shared<std::pair<std::vector<float>, std::vector<float>>>(std::move(lo), std::move(step));
-    return [this, made, ef, walk, codes, range] {
+    return [this, made, ef] {
       graph_ = std::move(*made);
       ef_ = size_t(ef);
-      sq8_ = walk == 1;
-      codes_.swap(*codes);
-      lo_.swap(range->first);
-      step_.swap(range->second);
     };
   }
 
   HnswParams p_;
   Space space_;
   size_t ef_ = 128;
-  bool sq8_ = true;             // walk the graph on 8-bit codes (inner product), re-rank exactly
-  std::vector<float> lo_, step_;  // the codes' per-dimension range (empty: none trained yet)
-  std::vector<uint8_t> codes_;  // [capacity, dim], by element
   std::unique_ptr<Graph> graph_;
 };
 
