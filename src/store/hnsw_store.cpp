@@ -7,9 +7,11 @@
 // Inner product is searched on the raw inner product (distance = -q.x), not through the
 // MIPS -> L2 reduction Faiss uses: on diffuse data the raw graph keeps more recall. Scores are
 // exact (the kernel's q.x, or squared L2). add builds on all cores (hnswlib's concurrent
-// insertion); remove marks deleted (the slot stays; re-adding the id reuses it); upsert of a
-// stored id rewrites its vector and its neighbours' links in place. The graph and vectors go
-// into the store file in mindrec's own layout (checksummed, every link checked on load).
+// insertion) under the exclusive lock (searches wait for it); remove marks deleted (the
+// element stays in the graph and routes searches); an id added again, or upserted, becomes
+// a new element; once removed elements outnumber live ones the graph is rebuilt aside from
+// the live vectors. The graph and vectors go into the store file in mindrec's own layout
+// (checksummed, every link, level and vector checked on load).
 #include <hnswlib/hnswlib.h>
 #include <omp.h>
 
