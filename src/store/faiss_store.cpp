@@ -343,6 +343,19 @@ class FaissStore final : public VectorStore {
     return true;
   }
 
+  // Calls fn(j, n, codes, ids) for each non-empty probed list assign[j], j < nprobe.
+  template <class Fn>
+  static void for_each_list(const faiss::InvertedLists* lists, const int64_t* assign, int64_t nprobe, Fn&& fn) {
+    for (int64_t j = 0; j < nprobe; ++j) {
+      if (assign[j] < 0) continue;
+      const size_t list = size_t(assign[j]), n = lists->list_size(list);
+      if (n == 0) continue;
+      faiss::InvertedLists::ScopedCodes codes(lists, list);
+      faiss::InvertedLists::ScopedIds lid(lists, list);
+      fn(j, n, codes.get(), lid.get());
+    }
+  }
+
   // The list scan of IVF-Flat, vectorised: each probed list is a row-major [n, d] float
   // block, scored against the query by one Eigen GEMV, and the shared k-selection keeps the
   // best (rank = inner product or -squared distance; ties to the smaller id).
@@ -356,18 +369,12 @@ class FaissStore final : public VectorStore {
       const Eigen::Map<const Eigen::RowVectorXf> qi(q + i * d, d);
       TopK best(k);
       Eigen::VectorXf sc;
-      for (int64_t j = 0; j < nprobe; ++j) {
-        const int64_t list = assign[i * nprobe + j];
-        if (list < 0) continue;
-        const size_t n = lists->list_size(size_t(list));
-        if (n == 0) continue;
-        faiss::InvertedLists::ScopedCodes codes(lists, size_t(list));
-        faiss::InvertedLists::ScopedIds lid(lists, size_t(list));
-        const detail::MapConstMat<float> X(reinterpret_cast<const float*>(codes.get()), int64_t(n), d);
+      for_each_list(lists, assign + i * nprobe, nprobe, [&](int64_t, size_t n, const uint8_t* codes, const int64_t* lid) {
+        const detail::MapConstMat<float> X(reinterpret_cast<const float*>(codes), int64_t(n), d);
         if (ip) sc.noalias() = X * qi.transpose();
         else sc = -(X.rowwise() - qi).rowwise().squaredNorm();
-        for (size_t r = 0; r < n; ++r) best.push(sc[int64_t(r)], lid.get()[r]);
-      }
+        for (size_t r = 0; r < n; ++r) best.push(sc[int64_t(r)], lid[r]);
+      });
       best.write(ids + i * k, scores + i * k, 0.f, !ip);
     }
   }
@@ -395,17 +402,10 @@ class FaissStore final : public VectorStore {
         base += qi[j] * (vmin[j] + 0.5f * vdiff[j] / 255.f);
       }
       TopK best(k);
-      for (int64_t j = 0; j < nprobe; ++j) {
-        const int64_t list = assign[i * nprobe + j];
-        if (list < 0) continue;
-        const size_t n = lists->list_size(size_t(list));
-        if (n == 0) continue;
-        faiss::InvertedLists::ScopedCodes codes(lists, size_t(list));
-        faiss::InvertedLists::ScopedIds lid(lists, size_t(list));
+      for_each_list(lists, assign + i * nprobe, nprobe, [&](int64_t j, size_t n, const uint8_t* code, const int64_t* lid) {
         const float c0 = base + (v.by_residual ? coarse[i * nprobe + j] : 0.f);
-        const uint8_t* code = codes.get();
-        for (size_t r = 0; r < n; ++r) best.push(c0 + dot_u8(qs.data(), code + r * size_t(d), size_t(d)), lid.get()[r]);
-      }
+        for (size_t r = 0; r < n; ++r) best.push(c0 + dot_u8(qs.data(), code + r * size_t(d), size_t(d)), lid[r]);
+      });
       best.write(ids + i * k, scores + i * k, 0.f, false);
     }
   }
