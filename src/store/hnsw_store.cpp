@@ -12,6 +12,19 @@
 // a new element; once removed elements outnumber live ones the graph is rebuilt aside from
 // the live vectors. The graph and vectors go into the store file in mindrec's own layout
 // (checksummed, every link, level and vector checked on load).
+// hnswlib 0.6.2 prefetches one link past the end of a list (searchBaseLayer reads
+// datal[size]), up to 4 bytes past an upper level's malloc'd block: an over-read that only
+// feeds a prefetch and stays inside malloc's slack, but one AddressSanitizer reports.
+// Sanitizer builds therefore compile hnswlib without its manual vectorisation (which is only
+// those prefetches here: the distances are mindrec's own).
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MINDREC_ASAN_BUILD 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(MINDREC_ASAN_BUILD)
+#define NO_MANUAL_VECTORIZATION
+#endif
 #include <hnswlib/hnswlib.h>
 #include <omp.h>
 
@@ -303,7 +316,7 @@ class HnswStore final : public VectorStore {
         throw FormatError(what + ": element " + std::to_string(i) + " has a bad upper-level block");
       g->element_levels_[i] = int(bytes / g->size_links_per_element_);
       if (bytes) {
-        g->linkLists_[i] = static_cast<char*>(std::malloc(bytes));
+        g->linkLists_[i] = static_cast<char*>(std::malloc(bytes + sizeof(hnswlib::tableint)));  // + hnswlib's read past the end
         if (!g->linkLists_[i]) throw std::bad_alloc();
         g->cur_element_count = i + 1;  // the destructor frees what was allocated so far
         in.read(g->linkLists_[i], bytes);
