@@ -99,9 +99,8 @@ HnswParams parse_params(const std::string& base) {
 class HnswStore final : public VectorStore {
  public:
   HnswStore(const std::string& base, int dim, Metric metric)
-      : VectorStore(base, dim, metric), p_(parse_params(base)), space_(size_t(dim), metric) {
-    graph_ = fresh(16);
-  }
+      : VectorStore(base, dim, metric), p_(parse_params(base)), space_(size_t(dim), metric) {}
+  // The graph is made by the first add (or a load): an empty store allocates nothing.
 
  private:
   std::unique_ptr<Graph> fresh(size_t capacity) {
@@ -111,6 +110,7 @@ class HnswStore final : public VectorStore {
   }
 
   bool live(int64_t id) const {
+    if (!graph_) return false;
     const auto it = graph_->label_lookup_.find(hnswlib::labeltype(id));
     return it != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(it->second);
   }
@@ -118,6 +118,7 @@ class HnswStore final : public VectorStore {
   // ---- writes ----
   void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
     exclusive([&] {
+      if (!graph_) graph_ = fresh(size_t(n));
       Graph& g = *graph_;
       const size_t need = g.cur_element_count + size_t(n);
       if (need > g.max_elements_) g.resizeIndex(std::max(need, g.max_elements_ + g.max_elements_ / 2));
@@ -160,13 +161,14 @@ class HnswStore final : public VectorStore {
     return removed;
   }
 
-  void clear_impl() override { graph_ = fresh(16); }
+  void clear_impl() override { graph_.reset(); }
 
   // Removed elements stay in the graph (searches route through them); once they outnumber the
   // live ones (and 1,024), the live vectors are inserted into a new graph aside, while
   // searches go on, and swapped in. A compaction that fails leaves the old graph: the
   // removals stand either way.
   void after_write_impl() override {
+    if (!graph_) return;
     const Graph& g = *graph_;
     const size_t dead = g.num_deleted_, total = g.cur_element_count;
     if (dead <= 1024 || dead <= total - dead) return;
@@ -203,7 +205,9 @@ class HnswStore final : public VectorStore {
     std::copy(v.begin(), v.end(), out);
   }
   bool contains_impl(int64_t id) const override { return live(id); }
-  int64_t size_impl() const override { return int64_t(graph_->cur_element_count - graph_->num_deleted_); }
+  int64_t size_impl() const override {
+    return graph_ ? int64_t(graph_->cur_element_count - graph_->num_deleted_) : 0;
+  }
 
   void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
     const bool ip = metric() == Metric::inner_product;
@@ -246,7 +250,7 @@ class HnswStore final : public VectorStore {
   void set_param_impl(const std::string& name, double value) override {
     if (name == "ef" && value >= 1 && value <= 100000 && value == std::floor(value)) {
       ef_ = size_t(value);
-      graph_->setEf(ef_);
+      if (graph_) graph_->setEf(ef_);
       return;
     }
     throw InvalidArgument("vector store '" + backend() + "': unknown or out-of-range search parameter " + name +
@@ -259,6 +263,13 @@ class HnswStore final : public VectorStore {
   // its upper-level links.
   std::function<void(PayloadSink&)> payload_writer_impl() const override {
     return [this](PayloadSink& out) {
+      if (!graph_) {  // empty: no graph was ever made
+        const uint64_t head[4] = {p_.M, p_.ef_construction, ef_, 0};
+        const int64_t where[2] = {-1, -1};
+        put(out, head, 4);
+        put(out, where, 2);
+        return;
+      }
       const Graph& g = *graph_;
       const uint64_t head[4] = {g.M_, g.ef_construction_, ef_, g.cur_element_count};
       const int64_t where[2] = {g.maxlevel_, g.enterpoint_node_ == hnswlib::tableint(-1) ? -1 : int64_t(g.enterpoint_node_)};
@@ -286,8 +297,20 @@ class HnswStore final : public VectorStore {
       throw FormatError(what + ": a graph of M=" + std::to_string(M) + ", ef_construction=" + std::to_string(efc) +
                         ", this store is " + backend());
     if (ef < 1 || ef > 100000 || total > in.remaining()) throw FormatError(what + ": bad header");
-    auto g = std::make_unique<Graph>(&space_, std::max<uint64_t>(total, 1), p_.M, p_.ef_construction, 100);
-    if (total * g->size_data_per_element_ > in.remaining()) throw FormatError(what + ": truncated level-0 block");
+    if (total == 0) {
+      if (where[0] != -1 || where[1] != -1 || count != 0) throw FormatError(what + ": bad entry point");
+      return [this, ef] {
+        graph_.reset();
+        ef_ = size_t(ef);
+      };
+    }
+    // hnswlib's level-0 record: links (2M + 1 u32), the vector, the label; checked against
+    // the bytes there are before anything is allocated.
+    const uint64_t per = (2 * p_.M + 1) * sizeof(hnswlib::tableint) + uint64_t(dim()) * sizeof(float) + sizeof(hnswlib::labeltype);
+    if (total > in.remaining() / per) throw FormatError(what + ": truncated level-0 block");
+    auto g = std::make_unique<Graph>(&space_, total, p_.M, p_.ef_construction, 100);
+    if (g->size_data_per_element_ != per || total * g->size_data_per_element_ > in.remaining())
+      throw FormatError(what + ": truncated level-0 block");
     in.read(g->data_level0_memory_, total * g->size_data_per_element_);
     // Every element's label distinct and >= 0; every link inside the graph; list lengths
     // within M (the search follows them without checks).
