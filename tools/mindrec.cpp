@@ -21,7 +21,6 @@
 
 #include "mindrec/file_io.hpp"
 #include "mindrec/mindrec.hpp"
-#include "train_report.hpp"
 
 namespace {
 
@@ -145,81 +144,42 @@ void progress_line(const mindrec::TrainProgress& p, bool tty, int print_interval
 }
 
 int run_train(const TrainArgs& a) {
-  namespace fs = std::filesystem;
   const mindrec::Config cfg = mindrec::load_config(a.config);
   const auto& hp = cfg.hyper_parameters;
-  if (cfg.runner.train_data_dir.empty())
-    throw mindrec::ConfigError(a.config + ": runner.train_data_dir is not set");
-  const std::string out = a.out.empty() ? cfg.runner.model_save_path : a.out;
-  fs::create_directories(out);
-  const mindrec::ClickLog log = mindrec::read_train_data(cfg.runner.train_data_dir, hp.item_count);
-  std::unique_ptr<mindrec::EvalSet> valid;
-  if (!a.no_eval && !cfg.runner.test_data_dir.empty())
-    valid = std::make_unique<mindrec::EvalSet>(mindrec::read_eval_data(cfg.runner.test_data_dir, hp.item_count));
-  std::printf("training on %lld clicks of %lld users (%s); %d epochs x %d batches of %d, "
-              "%d negatives, lr %g, %s Adam, %d thread(s)\n",
-              static_cast<long long>(log.num_clicks()), static_cast<long long>(log.num_users()),
-              cfg.runner.train_data_dir.c_str(), cfg.runner.epochs, cfg.runner.batches_per_epoch,
-              cfg.runner.train_batch_size, hp.neg_samples, hp.optimizer.learning_rate,
-              hp.optimizer.lazy ? "lazy" : "dense", mindrec::resolve_threads(cfg.runner.threads));
-
-  std::unique_ptr<mindrec::Trainer> trainer;
-  std::vector<mindrec::tools::EpochRow> rows;
-  const std::string csv = out + "/metrics.csv";
-  if (!a.resume.empty()) {
-    trainer = mindrec::Trainer::resume(a.resume, cfg, log);
-    rows = mindrec::tools::read_csv(csv, trainer->epochs_done());
-    std::printf("resumed from %s after epoch %d (step %lld)\n", a.resume.c_str(),
-                trainer->epochs_done(), static_cast<long long>(trainer->steps_done()));
-  } else {
-    trainer = std::make_unique<mindrec::Trainer>(cfg, log, mindrec::init_weights(hp, cfg.runner.seed));
-  }
-  double best = -1;
-  for (const auto& r : rows)
-    if (r.has_eval) best = std::max(best, r.recall50);
-  const bool tty = ::isatty(2) != 0;
-  while (trainer->epochs_done() < cfg.runner.epochs) {
-    const auto st = trainer->train_epoch([&](const mindrec::TrainProgress& p) {
-      progress_line(p, tty, cfg.runner.print_interval);
-    });
-    mindrec::tools::EpochRow row;
-    row.epoch = st.epoch;
-    row.loss = st.loss;
-    row.seconds = st.seconds;
-    row.samples_per_s = st.samples_per_s;
-    trainer->save_checkpoint(out + "/checkpoint.safetensors");
-    mindrec::save_weights(out + "/last.safetensors", trainer->weights());
-    std::string line = "epoch " + std::to_string(st.epoch) + ": loss " + std::to_string(st.loss) +
-                       ", " + std::to_string(static_cast<long long>(st.samples_per_s)) +
-                       " samples/s, " + std::to_string(st.seconds) + " s";
-    if (valid) {
-      mindrec::MindModel model(trainer->weights());
-      const auto rep = mindrec::evaluate(model, *valid, eval_options(cfg, {20, 50}, false, -1));
-      row.has_eval = true;
-      row.recall20 = rep.metrics[0].recall;
-      row.ndcg20 = rep.metrics[0].ndcg;
-      row.hitrate20 = rep.metrics[0].hitrate;
-      row.recall50 = rep.metrics[1].recall;
-      row.ndcg50 = rep.metrics[1].ndcg;
-      row.hitrate50 = rep.metrics[1].hitrate;
-      char buf[160];
-      std::snprintf(buf, sizeof buf, "; valid Recall@50 %.4f%% NDCG@50 %.4f%% HitRate@50 %.4f%%",
-                    100 * row.recall50, 100 * row.ndcg50, 100 * row.hitrate50);
-      line += buf;
-      if (row.recall50 > best) {
-        best = row.recall50;
-        mindrec::save_weights(out + "/best.safetensors", trainer->weights());
-        line += " (best so far)";
-      }
-    }
-    std::printf("%s\n", line.c_str());
+  mindrec::TrainRunOptions o;
+  o.out_dir = a.out;
+  o.resume = a.resume;
+  o.evaluate = !a.no_eval;
+  o.title = "mindrec train: " + a.config;
+  o.on_start = [&](const mindrec::TrainStart& st) {
+    std::printf("training on %lld clicks of %lld users (%s); %d epochs x %d batches of %d, "
+                "%d negatives, lr %g, %s Adam, %d thread(s)\n",
+                static_cast<long long>(st.clicks), static_cast<long long>(st.users),
+                cfg.runner.train_data_dir.c_str(), cfg.runner.epochs, cfg.runner.batches_per_epoch,
+                cfg.runner.train_batch_size, hp.neg_samples, hp.optimizer.learning_rate,
+                hp.optimizer.lazy ? "lazy" : "dense", st.threads);
+    if (!a.resume.empty())
+      std::printf("resumed from %s after epoch %d (step %lld)\n", a.resume.c_str(), st.epochs_done,
+                  static_cast<long long>(st.steps_done));
     std::fflush(stdout);
-    rows.push_back(row);
-    mindrec::tools::write_csv(csv, rows);
-    mindrec::tools::write_svg(out + "/metrics.svg", rows, "mindrec train: " + a.config);
-  }
-  std::printf("wrote %s/{last,checkpoint%s}.safetensors, metrics.csv, metrics.svg\n", out.c_str(),
-              valid ? ",best" : "");
+  };
+  const bool tty = ::isatty(2) != 0;
+  o.on_progress = [&](const mindrec::TrainProgress& p) { progress_line(p, tty, cfg.runner.print_interval); };
+  bool evaluated = false;
+  o.on_epoch = [&](const mindrec::EpochRecord& r) {
+    std::printf("epoch %d: loss %f, %lld samples/s, %f s", r.epoch, r.loss,
+                static_cast<long long>(r.samples_per_s), r.seconds);
+    if (r.has_eval) {
+      evaluated = true;
+      std::printf("; valid Recall@50 %.4f%% NDCG@50 %.4f%% HitRate@50 %.4f%%%s", 100 * r.recall50,
+                  100 * r.ndcg50, 100 * r.hitrate50, r.best ? " (best so far)" : "");
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  };
+  mindrec::run_training(cfg, o);
+  std::printf("wrote %s/{last,checkpoint%s}.safetensors, metrics.csv, metrics.svg\n",
+              (a.out.empty() ? cfg.runner.model_save_path : a.out).c_str(), evaluated ? ",best" : "");
   return 0;
 }
 

@@ -70,4 +70,47 @@ class MINDREC_API Trainer {
   explicit Trainer(std::unique_ptr<Impl> impl);
 };
 
+/// One epoch of a training run: a row of its metrics.csv.
+struct MINDREC_API EpochRecord {
+  int epoch = 0;
+  double loss = 0, seconds = 0, samples_per_s = 0;
+  /// Whether the epoch was evaluated (runner.test_data_dir set and evaluation on); the metrics
+  /// below are then the exact-retrieval Recall/NDCG/HitRate at 20 and 50 on those users.
+  bool has_eval = false;
+  double recall20 = 0, ndcg20 = 0, hitrate20 = 0, recall50 = 0, ndcg50 = 0, hitrate50 = 0;
+  bool best = false;  ///< the best validation Recall@50 so far (best.safetensors was written)
+};
+
+/// What a training run reads before its first step (for the caller's report).
+struct MINDREC_API TrainStart {
+  int64_t clicks = 0, users = 0;  ///< of the training click log
+  int64_t eval_users = 0;         ///< 0 without per-epoch evaluation
+  int epochs_done = 0;            ///< > 0 when resumed
+  int64_t steps_done = 0;
+  int threads = 1;                ///< resolve_threads(runner.threads)
+};
+
+struct MINDREC_API TrainRunOptions {
+  std::string out_dir;  ///< "" = runner.model_save_path
+  std::string resume;   ///< a checkpoint.safetensors to continue from ("" = start afresh)
+  bool evaluate = true; ///< evaluate each epoch on runner.test_data_dir (when set)
+  std::string title;    ///< the title of metrics.svg ("" = "mindrec train: " + config.source)
+  std::function<void(const TrainStart&)> on_start;
+  /// After every step (see Trainer::train_epoch). May throw to stop the run: the files of the
+  /// epochs done stay as they were written.
+  std::function<void(const TrainProgress&)> on_progress;
+  /// After every epoch, once its files are written. May throw to stop the run.
+  std::function<void(const EpochRecord&)> on_epoch;
+};
+
+/// What `mindrec train` does: reads runner.train_data_dir (and runner.test_data_dir), trains
+/// runner.epochs epochs from init_weights(hyper_parameters, runner.seed) or from
+/// `options.resume`, and after each epoch writes, atomically, into the output folder:
+/// checkpoint.safetensors (Trainer::save_checkpoint), last.safetensors, best.safetensors (when
+/// evaluated and Recall@50 improved), metrics.csv and metrics.svg (a resumed run keeps the rows
+/// of the epochs before its checkpoint). Returns every epoch's record, earlier ones included.
+/// Throws ConfigError (no train_data_dir, a checkpoint of another model), IoError/FormatError
+/// (data, checkpoint), or what a callback threw.
+MINDREC_API std::vector<EpochRecord> run_training(const Config& config, const TrainRunOptions& options = {});
+
 }  // namespace mindrec

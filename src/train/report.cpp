@@ -1,4 +1,4 @@
-#include "train_report.hpp"
+#include "train/report.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -9,12 +9,12 @@
 #include "mindrec/file_io.hpp"
 #include "mindrec/error.hpp"
 
-namespace mindrec::tools {
+namespace mindrec::train {
 
 static const char* kHeader =
     "epoch,loss,seconds,samples_per_s,recall@20,ndcg@20,hitrate@20,recall@50,ndcg@50,hitrate@50";
 
-void write_csv(const std::string& path, const std::vector<EpochRow>& rows) {
+void write_csv(const std::string& path, const std::vector<EpochRecord>& rows) {
   write_file_atomic(path, [&](std::ostream& out) {
     out << kHeader << '\n';
     char buf[512];
@@ -33,8 +33,8 @@ void write_csv(const std::string& path, const std::vector<EpochRow>& rows) {
   });
 }
 
-std::vector<EpochRow> read_csv(const std::string& path, int max_epoch) {
-  std::vector<EpochRow> rows;
+std::vector<EpochRecord> read_csv(const std::string& path, int max_epoch) {
+  std::vector<EpochRecord> rows;
   std::ifstream in(path);
   if (!in) return rows;
   std::string line;
@@ -46,7 +46,7 @@ std::vector<EpochRow> read_csv(const std::string& path, int max_epoch) {
     std::string cell;
     while (std::getline(ss, cell, ',')) f.push_back(cell);
     while (f.size() < 10) f.emplace_back();
-    EpochRow r;
+    EpochRecord r;
     try {
       r.epoch = std::stoi(f[0]);
       r.loss = std::stod(f[1]);
@@ -69,7 +69,7 @@ std::vector<EpochRow> read_csv(const std::string& path, int max_epoch) {
   return rows;
 }
 
-void write_svg(const std::string& path, const std::vector<EpochRow>& rows, const std::string& title) {
+void write_svg(const std::string& path, const std::vector<EpochRecord>& rows, const std::string& title) {
   const double W = 720, Hh = 420, left = 70, right = 70, top = 50, bottom = 60;
   const double pw = W - left - right, ph = Hh - top - bottom;
   const int e0 = rows.empty() ? 0 : rows.front().epoch, e1 = rows.empty() ? 1 : rows.back().epoch;
@@ -126,10 +126,10 @@ void write_svg(const std::string& path, const std::vector<EpochRow>& rows, const
       if (!eval_only || r.has_eval)
         s << "<circle cx=\"" << x(r.epoch) << "\" cy=\"" << ypos(r) << "\" r=\"3\" fill=\"" << color << "\"/>\n";
   };
-  polyline("#1f77b4", [&](const EpochRow& r) { return yl(r.loss); }, false);
-  if (any_eval) polyline("#d62728", [&](const EpochRow& r) { return yr(r.recall50); }, true);
+  polyline("#1f77b4", [&](const EpochRecord& r) { return yl(r.loss); }, false);
+  if (any_eval) polyline("#d62728", [&](const EpochRecord& r) { return yr(r.recall50); }, true);
   s << "</svg>\n";
   write_file_atomic(path, [&](std::ostream& out) { out << s.str(); });
 }
 
-}  // namespace mindrec::tools
+}  // namespace mindrec::train

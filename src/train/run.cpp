@@ -1,0 +1,94 @@
+// run_training (train.hpp): the epoch loop of `mindrec train` and of the Python package's
+// train(): data, Trainer, per-epoch evaluation, checkpoint and report files.
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+
+#include "mindrec/data.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/eval.hpp"
+#include "mindrec/model.hpp"
+#include "mindrec/train.hpp"
+#include "train/report.hpp"
+
+namespace mindrec {
+
+std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& options) {
+  namespace fs = std::filesystem;
+  const auto& hp = cfg.hyper_parameters;
+  const std::string source = cfg.source.empty() ? "the config" : cfg.source;
+  if (cfg.runner.train_data_dir.empty())
+    throw ConfigError(source + ": runner.train_data_dir is not set");
+  const std::string out = options.out_dir.empty() ? cfg.runner.model_save_path : options.out_dir;
+  if (out.empty()) throw ConfigError(source + ": no output folder (runner.model_save_path is empty)");
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw IoError(out + ": cannot create the output folder: " + ec.message());
+
+  const ClickLog log = read_train_data(cfg.runner.train_data_dir, hp.item_count);
+  std::unique_ptr<EvalSet> valid;
+  if (options.evaluate && !cfg.runner.test_data_dir.empty())
+    valid = std::make_unique<EvalSet>(read_eval_data(cfg.runner.test_data_dir, hp.item_count));
+
+  std::unique_ptr<Trainer> trainer;
+  std::vector<EpochRecord> rows;
+  const std::string csv = out + "/metrics.csv";
+  if (!options.resume.empty()) {
+    trainer = Trainer::resume(options.resume, cfg, log);
+    rows = train::read_csv(csv, trainer->epochs_done());
+  } else {
+    trainer = std::make_unique<Trainer>(cfg, log, init_weights(hp, cfg.runner.seed));
+  }
+  if (options.on_start) {
+    TrainStart st;
+    st.clicks = log.num_clicks();
+    st.users = log.num_users();
+    st.eval_users = valid ? valid->num_users() : 0;
+    st.epochs_done = trainer->epochs_done();
+    st.steps_done = trainer->steps_done();
+    st.threads = resolve_threads(cfg.runner.threads);
+    options.on_start(st);
+  }
+  double best = -1;
+  for (const auto& r : rows)
+    if (r.has_eval) best = std::max(best, r.recall50);
+  const std::string title = options.title.empty() ? "mindrec train: " + cfg.source : options.title;
+
+  EvalOptions eo;
+  eo.topk = {20, 50};
+  eo.batch_size = cfg.runner.infer_batch_size;
+  eo.threads = cfg.runner.threads;
+  while (trainer->epochs_done() < cfg.runner.epochs) {
+    const EpochStats st = trainer->train_epoch(options.on_progress);
+    EpochRecord row;
+    row.epoch = st.epoch;
+    row.loss = st.loss;
+    row.seconds = st.seconds;
+    row.samples_per_s = st.samples_per_s;
+    trainer->save_checkpoint(out + "/checkpoint.safetensors");
+    save_weights(out + "/last.safetensors", trainer->weights());
+    if (valid) {
+      const MindModel model(trainer->weights());
+      const EvalReport rep = evaluate(model, *valid, eo);
+      row.has_eval = true;
+      row.recall20 = rep.metrics[0].recall;
+      row.ndcg20 = rep.metrics[0].ndcg;
+      row.hitrate20 = rep.metrics[0].hitrate;
+      row.recall50 = rep.metrics[1].recall;
+      row.ndcg50 = rep.metrics[1].ndcg;
+      row.hitrate50 = rep.metrics[1].hitrate;
+      if (row.recall50 > best) {
+        best = row.recall50;
+        row.best = true;
+        save_weights(out + "/best.safetensors", trainer->weights());
+      }
+    }
+    rows.push_back(row);
+    train::write_csv(csv, rows);
+    train::write_svg(out + "/metrics.svg", rows, title);
+    if (options.on_epoch) options.on_epoch(row);
+  }
+  return rows;
+}
+
+}  // namespace mindrec
