@@ -1,0 +1,396 @@
+"""mindrec: MIND multi-interest candidate generation with a C++ core.
+
+Train MIND on click logs, evaluate Recall/NDCG/HitRate, extract each user's K interest vectors
+and retrieve the top-k items from an in-process vector index, with NumPy arrays in and out.
+Everything computes in the C++ library (``mindrec._core``); this module converts arguments.
+
+Conventions (as in C++): item ids are int64 with 0 = padding; vectors are float32, row-major;
+search results are padded with id -1. Long calls release the GIL. Errors are the
+:class:`Error` subclasses below (each also a ``ValueError``, ``OSError``, ... where that fits).
+
+Quick start: ``examples/python/quickstart.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._core import (
+    CapsuleConfig,
+    Config,
+    ConfigError,
+    CudaError,
+    Error,
+    EvalSet,
+    FormatError,
+    InvalidArgument,
+    IoError,
+    ModelConfig,
+    OptimizerConfig,
+    Readout,
+    RemoteAuthError,
+    RemoteError,
+    RemoteNotFound,
+    RunnerConfig,
+    SoftmaxAxis,
+    Unsupported,
+    Weights,
+    built_with_cuda,
+    cuda_device_count,
+    default_threads,
+    init_weights,
+    parse_config,
+    read_eval_data,
+    set_log_level,
+)
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "CapsuleConfig", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
+    "InvalidArgument", "IoError", "MindModel", "ModelConfig", "OptimizerConfig", "Readout",
+    "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SoftmaxAxis",
+    "Unsupported", "VectorStore", "Weights", "build_item_store", "built_with_cuda",
+    "cuda_device_count", "default_threads", "evaluate", "init_weights", "load_config",
+    "load_vector_store", "load_weights", "parse_config", "prepare", "read_eval_data",
+    "recall_items", "save_weights", "set_log_level", "train", "weights_from_dict",
+    "weights_to_dict",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Histories = Union[npt.ArrayLike, Sequence[Sequence[int]]]
+FloatArray = npt.NDArray[np.float32]
+IdArray = npt.NDArray[np.int64]
+
+_TENSORS = ("item_emb", "bilinear", "routing_logits", "relu_weight", "relu_bias")
+
+
+def _ints(a: Any, name: str, ndim: int) -> IdArray:
+    """`a` as a C-contiguous int64 array (no copy when it already is one)."""
+    arr = np.asarray(a)
+    if arr.ndim != ndim:
+        raise InvalidArgument(f"{name}: expected a {ndim}-d array of integer ids, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidArgument(f"{name}: expected integer ids, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _floats(a: Any, name: str, ndim: int) -> FloatArray:
+    """`a` as a C-contiguous float32 array (no copy when it already is one)."""
+    arr = np.asarray(a)
+    if arr.ndim != ndim:
+        raise InvalidArgument(f"{name}: expected a {ndim}-d array, got shape {arr.shape}")
+    if arr.size and not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InvalidArgument(f"{name}: expected numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _is_ragged(hist: Any) -> bool:
+    """True for a list (or tuple) of per-user id lists, which may differ in length."""
+    return isinstance(hist, (list, tuple)) and (len(hist) == 0 or not np.isscalar(hist[0]))
+
+
+def _path(p: PathLike) -> str:
+    return os.fspath(p)
+
+
+def load_config(path: PathLike) -> Config:
+    """Reads a YAML config (PaddleRec's shape: ``runner``, ``hyper_parameters``). Unknown keys
+    and wrong types raise :class:`ConfigError` naming the key path; relative paths in ``runner``
+    are resolved against the file's folder."""
+    return _core.load_config(_path(path))
+
+
+# ---- weights ------------------------------------------------------------------------------
+
+def load_weights(path: PathLike, expected: Optional[ModelConfig] = None) -> Weights:
+    """Reads a safetensors weights file (validated: names, dtypes, shapes).
+
+    With ``expected``, raises :class:`ConfigError` if the file holds another model.
+    """
+    if expected is None:
+        return _core.load_weights(_path(path))
+    return _core.load_weights(_path(path), expected)
+
+
+def weights_to_dict(weights: Weights) -> Dict[str, FloatArray]:
+    """The tensors as a dict of NumPy arrays, keyed as in the weights file
+    (``item_emb.weight``, ``capsule.bilinear``, ...). The arrays are views of ``weights``
+    (no copy): writing to them changes the weights."""
+    names = {
+        "item_emb": "item_emb.weight",
+        "bilinear": "capsule.bilinear",
+        "routing_logits": "capsule.routing_logits",
+        "relu_weight": "capsule.relu.weight",
+        "relu_bias": "capsule.relu.bias",
+    }
+    return {names[t]: getattr(weights, t) for t in _TENSORS}
+
+
+def weights_from_dict(config: ModelConfig, tensors: Mapping[str, npt.ArrayLike]) -> Weights:
+    """Weights from a dict of arrays keyed as :func:`weights_to_dict` writes them (copied and
+    validated against ``config``; ``capsule.relu.*`` may be absent without ``relu_layer``)."""
+    keys = ("item_emb.weight", "capsule.bilinear", "capsule.routing_logits", "capsule.relu.weight",
+            "capsule.relu.bias")
+    unknown = sorted(set(tensors) - set(keys))
+    if unknown:
+        raise InvalidArgument(f"weights_from_dict: unknown tensor(s) {unknown}; expected {list(keys)}")
+    arrays = []
+    for k in keys:
+        if k not in tensors:
+            if k.startswith("capsule.relu.") and not config.capsule.relu_layer:
+                arrays.append(np.zeros(0, np.float32))
+                continue
+            raise InvalidArgument(f"weights_from_dict: tensor '{k}' is missing")
+        arrays.append(np.ascontiguousarray(np.asarray(tensors[k], dtype=np.float32)))
+    return Weights.from_arrays(config, *arrays)
+
+
+def save_weights(path: PathLike, weights: Union[Weights, Mapping[str, npt.ArrayLike]],
+                 config: Optional[ModelConfig] = None) -> None:
+    """Writes weights as safetensors (the model config in ``__metadata__``), atomically.
+
+    ``weights`` is a :class:`Weights` or a dict of arrays (then ``config`` is required)."""
+    if not isinstance(weights, Weights):
+        if config is None:
+            raise InvalidArgument("save_weights: a dict of arrays needs config= (the ModelConfig)")
+        weights = weights_from_dict(config, weights)
+    _core.save_weights(_path(path), weights)
+
+
+# ---- the model ----------------------------------------------------------------------------
+
+class MindModel:
+    """MIND's forward pass (interest extraction, label-aware attention) on ``"cpu"`` or
+    ``"cuda"``. Immutable; its methods may be called from many threads at once."""
+
+    def __init__(self, weights: Union[Weights, PathLike], device: str = "cpu",
+                 max_projection_bytes: int = 1 << 30) -> None:
+        """``weights``: a :class:`Weights` or the path of a weights file.
+        ``max_projection_bytes``: the CPU model precomputes item_emb @ S up to this size."""
+        if not isinstance(weights, Weights):
+            weights = load_weights(weights)
+        self._m = _core.MindModel(weights, device, max_projection_bytes)
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model config (a copy)."""
+        return self._m.config
+
+    @property
+    def weights(self) -> Weights:
+        """A copy of the weights."""
+        return self._m.weights
+
+    @property
+    def device(self) -> str:
+        return self._m.device
+
+    def item_fingerprint(self) -> int:
+        """The fingerprint of item_emb that stores built from this model record."""
+        return self._m.item_fingerprint()
+
+    def interest_count(self, n: int) -> int:
+        """Interests computed for a user with ``n`` behaviours (K, or K'_u with dynamic_k)."""
+        return self._m.interest_count(n)
+
+    def extract_interests(self, hist: Histories, lengths: Optional[npt.ArrayLike] = None,
+                          threads: int = 0) -> Tuple[FloatArray, npt.NDArray[np.int32]]:
+        """Each user's interest vectors.
+
+        ``hist`` is either a list of per-user id lists (oldest first; the last ``maxlen`` are
+        used) or a ``[B, maxlen]`` integer array of right-padded histories with ``lengths``
+        ``[B]`` (default: every row full). Returns ``(interests [B, K, H] float32, counts [B]
+        int32)``; interests past a user's count are zero rows. Releases the GIL; an int64
+        C-contiguous array is read in place. ``threads`` 0 = all cores."""
+        if lengths is None and _is_ragged(hist):
+            return self._m._extract_lists(hist, threads)
+        h = _ints(hist, "hist", 2)
+        lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
+                else np.ascontiguousarray(_ints(lengths, "lengths", 1), dtype=np.int32))
+        return self._m._extract(h, lens, threads)
+
+    def label_aware_attention(self, interests: npt.ArrayLike, counts: npt.ArrayLike,
+                              targets: npt.ArrayLike) -> FloatArray:
+        """Label-aware attention (training's read-out): ``interests [B, K, H]`` and ``counts
+        [B]`` as :meth:`extract_interests` returns them, ``targets [B]`` item ids -> ``[B, H]``."""
+        return self._m._attention(_floats(interests, "interests", 3),
+                                  np.ascontiguousarray(_ints(counts, "counts", 1), dtype=np.int32),
+                                  _ints(targets, "targets", 1))
+
+
+# ---- vector stores and recall -------------------------------------------------------------
+
+class VectorStore:
+    """An in-process vector index of item vectors with int64 ids (see the store list in
+    ``include/mindrec/vector_store.hpp``): ``"flat"``, ``"hnsw:M=32?ef=128"``,
+    ``"faiss:IVF4096,Flat?nprobe=64"``, ``"milvus://host:port/collection"``, ...
+
+    Any number of concurrent searches with one writer (threads); every call releases the GIL.
+    A failed call changes nothing."""
+
+    def __init__(self, spec: str, dim: int, metric: str = "ip") -> None:
+        """An empty store; ``metric`` is ``"ip"`` (inner product) or ``"l2"``."""
+        self._s = _core.make_vector_store(spec, dim, metric)
+
+    @classmethod
+    def _wrap(cls, s: "_core.VectorStore") -> "VectorStore":
+        obj = cls.__new__(cls)
+        obj._s = s
+        return obj
+
+    @property
+    def dim(self) -> int:
+        return self._s.dim
+
+    @property
+    def metric(self) -> str:
+        return self._s.metric
+
+    @property
+    def backend(self) -> str:
+        """The backend string it was made from (without search parameters)."""
+        return self._s.backend
+
+    @property
+    def source_fingerprint(self) -> int:
+        """The item fingerprint of the weights it was filled from (0 = unknown)."""
+        return self._s.source_fingerprint
+
+    def __len__(self) -> int:
+        return self._s.size()
+
+    def __repr__(self) -> str:
+        return f"VectorStore({self.backend!r}, dim={self.dim}, metric={self.metric!r}, size={len(self)})"
+
+    def add(self, vectors: npt.ArrayLike, ids: npt.ArrayLike) -> None:
+        """Adds ``vectors [n, dim]`` with ``ids [n]``; refuses negative, stored or repeated ids."""
+        self._s.add(_floats(vectors, "vectors", 2), _ints(ids, "ids", 1))
+
+    def upsert(self, vectors: npt.ArrayLike, ids: npt.ArrayLike) -> int:
+        """Adds or replaces; returns how many ids were replaced."""
+        return self._s.upsert(_floats(vectors, "vectors", 2), _ints(ids, "ids", 1))
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Removes the given ids (unknown ones are ignored); returns how many were removed."""
+        return self._s.remove(_ints(ids, "ids", 1))
+
+    def search(self, queries: npt.ArrayLike, k: int) -> Tuple[IdArray, FloatArray]:
+        """The ``k`` best items of each query ``[nq, dim]``: ``(ids [nq, k] int64, scores [nq, k]
+        float32)``, best first, padded with id -1 (score -inf for "ip", +inf for "l2")."""
+        return self._s.search(_floats(queries, "queries", 2), k)
+
+    def clear(self) -> None:
+        self._s.clear()
+
+    def save(self, path: PathLike) -> None:
+        """Writes the store file (header, checksum, payload) atomically; ``mindrec`` CLI and C++
+        read it with ``load_vector_store``."""
+        self._s.save(_path(path))
+
+    def load(self, path: PathLike) -> None:
+        """Replaces the contents with a saved store of the same backend, dim and metric."""
+        self._s.load(_path(path))
+
+    def set_search_param(self, name: str, value: float) -> None:
+        """A search-time parameter (``nprobe``, ``efSearch``, ``ef``, ...)."""
+        self._s.set_search_param(name, value)
+
+
+def load_vector_store(path: PathLike, spec: str = "") -> VectorStore:
+    """Loads a saved store (backend, dim and metric from its header). A non-empty ``spec``
+    must name the backend as saved and may set search parameters (``"hnsw:M=32?ef=256"``)."""
+    return VectorStore._wrap(_core.load_vector_store(_path(path), spec))
+
+
+def build_item_store(model: MindModel, spec: str = "flat", metric: str = "ip") -> VectorStore:
+    """A store of every item vector of ``model`` (ids 1..N-1), recording its fingerprint."""
+    return VectorStore._wrap(_core.build_item_store(model._m, spec, metric))
+
+
+def recall_items(model: MindModel, store: VectorStore, histories: Histories,
+                 lengths: Optional[npt.ArrayLike] = None, topn: int = 50,
+                 exclude_history: bool = False, rerank: int = 0,
+                 threads: int = 0) -> Tuple[IdArray, FloatArray]:
+    """Multi-interest candidate generation: each user's interests, each interest's nearest
+    items in ``store``, merged as the spec says (by score, duplicates and id 0 dropped).
+
+    ``histories`` as in :meth:`MindModel.extract_interests`. Returns ``(ids [B, topn] int64,
+    scores [B, topn] float32)``, best first, padded with -1. ``exclude_history`` drops the
+    user's own items; ``rerank`` > 0 re-scores ``rerank x topn`` candidates per interest exactly
+    (for 8-bit stores)."""
+    if lengths is None and _is_ragged(histories):
+        return _core._recall_lists(model._m, store._s, histories, topn, exclude_history, rerank, threads)
+    h = _ints(histories, "histories", 2)
+    lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
+            else np.ascontiguousarray(_ints(lengths, "lengths", 1), dtype=np.int32))
+    return _core._recall(model._m, store._s, h, lens, topn, exclude_history, rerank, threads)
+
+
+# ---- evaluation, preparation, training ----------------------------------------------------
+
+def evaluate(model: MindModel, data: Union[EvalSet, PathLike], topk: Sequence[int] = (20, 50),
+             store: Optional[VectorStore] = None, paddlerec_compat: bool = False,
+             batch_size: int = 128, threads: int = 0) -> Dict[str, float]:
+    """Recall/NDCG/HitRate@N of the merged multi-interest retrieval on validation/test users
+    (a folder or file in PaddleRec's slot format, or an :class:`EvalSet`). Exact search over all
+    items unless ``store`` is given. Returns the keys of ``mindrec eval --json``: ``users``,
+    ``recall@N``, ``ndcg@N``, ``hitrate@N``."""
+    if not isinstance(data, EvalSet):
+        data = read_eval_data(_path(data), model.config.item_count)
+    text = _core._evaluate(model._m, data, list(topk), None if store is None else store._s,
+                           paddlerec_compat, batch_size, threads)
+    result: Dict[str, float] = json.loads(text)
+    return result
+
+
+def prepare(input: PathLike, out_dir: PathLike, min_count: int = 5, seed: int = 2021) -> Dict[str, int]:
+    """ComiRec's preparation of a raw ``user,item,timestamp`` log (``mindrec prepare``):
+    filters, renumbers, splits users 80/10/10 and writes train/, valid/, test/, the id maps
+    and dataset.json into ``out_dir``. Returns the counts (``item_count`` goes in the config)."""
+    result: Dict[str, int] = _core._prepare(_path(input), _path(out_dir), min_count, seed)
+    return result
+
+
+def _print_progress(p: Mapping[str, Any]) -> None:
+    if p["batch"] == p["batches"] or sys.stderr.isatty():
+        end = "\n" if p["batch"] == p["batches"] else ""
+        sys.stderr.write(f"\repoch {p['epoch']}/{p['epochs']} batch {p['batch']}/{p['batches']} "
+                         f"loss {p['loss']:.4f} | {p['samples_per_s']:.0f} samples/s | "
+                         f"ETA {p['eta_s']:.0f}s   {end}")
+        sys.stderr.flush()
+
+
+def train(config: Union[Config, PathLike], out_dir: Optional[PathLike] = None,
+          resume: Optional[PathLike] = None,
+          progress: Union[bool, Callable[[Dict[str, Any]], None]] = True,
+          on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
+          evaluate: bool = True) -> List[Dict[str, Any]]:
+    """Trains MIND as ``mindrec train`` does (same files, same numbers for the same seed and
+    threads): checkpoint.safetensors, last.safetensors, best.safetensors (best validation
+    Recall@50), metrics.csv and metrics.svg in ``out_dir`` (default runner.model_save_path).
+
+    ``config``: a :class:`Config` or a YAML path. ``resume``: a checkpoint to continue from.
+    ``progress``: True prints a progress line to stderr, a callable receives a dict per step
+    (epoch, batch, loss, samples_per_s, eta_s), False is silent. ``on_epoch`` receives each
+    epoch's dict (epoch, loss, seconds, samples_per_s and, when evaluated, recall@20 ... hitrate@50
+    and best). Returns every epoch's dict. Ctrl-C stops the run (KeyboardInterrupt) with the
+    finished epochs' files in place."""
+    cfg = config if isinstance(config, Config) else load_config(_path(config))
+    if progress is True:
+        on_progress: Optional[Callable[[Dict[str, Any]], None]] = _print_progress
+    elif progress is False:
+        on_progress = None
+    else:
+        on_progress = progress
+    rows: List[Dict[str, Any]] = _core._train(cfg, "" if out_dir is None else _path(out_dir),
+                                              "" if resume is None else _path(resume), evaluate,
+                                              None, on_progress, on_epoch)
+    return rows
+

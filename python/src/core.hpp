@@ -1,0 +1,47 @@
+// Shared helpers of the binding: NumPy arrays that own C++ buffers (zero-copy outputs) and
+// the input array types (read in place when C-contiguous and of the right dtype; the Python
+// layer converts anything else once, before the call).
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
+#include <vector>
+
+namespace mindrec::py {
+
+namespace nb = nanobind;
+
+template <class T>
+using Out = nb::ndarray<nb::numpy, T>;
+
+/// An input array: dtype T, C-contiguous, on the CPU; ndim checked by the caller (its message
+/// names the argument).
+template <class T>
+using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu>;
+
+/// Moves `v` into a NumPy array of `shape` without copying: the array's base is a capsule
+/// that frees the vector when the last view is gone.
+template <class T, class Alloc>
+Out<T> to_numpy(std::vector<T, Alloc>&& v, std::initializer_list<size_t> shape) {
+  auto* owned = new std::vector<T, Alloc>(std::move(v));
+  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<T, Alloc>*>(p); });
+  return Out<T>(owned->data(), shape, owner);
+}
+
+/// A view of `data` kept alive by the Python object `owner` (e.g. a weights tensor).
+template <class T>
+Out<T> view(T* data, std::initializer_list<size_t> shape, nb::handle owner) {
+  return Out<T>(data, shape, owner);
+}
+
+void bind_errors(nb::module_& m);
+void bind_config(nb::module_& m);
+void bind_model(nb::module_& m);
+void bind_store(nb::module_& m);
+void bind_train(nb::module_& m);
+
+}  // namespace mindrec::py

@@ -1,0 +1,157 @@
+// VectorStore (vector_store.hpp) and multi-interest recall (retriever.hpp). Every call that
+// searches or writes releases the GIL; the store's own locking makes concurrent searches from
+// Python threads safe (one writer at a time).
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+
+#include "core.hpp"
+#include "mindrec/error.hpp"
+#include "mindrec/retriever.hpp"
+#include "mindrec/vector_store.hpp"
+
+namespace mindrec::py {
+
+namespace {
+
+Metric parse_metric(const std::string& s) {
+  if (s == "ip" || s == "inner_product") return Metric::inner_product;
+  if (s == "l2") return Metric::l2;
+  throw InvalidArgument("metric '" + s + "': expected 'ip' (inner product) or 'l2'");
+}
+
+// [n, dim] float32 rows for a store of dimension `dim`; returns n.
+int64_t rows(const char* what, const In<float>& a, int dim) {
+  if (a.ndim() != 2 || a.shape(1) != size_t(dim))
+    throw InvalidArgument(std::string(what) + ": expected a [n, " + std::to_string(dim) + "] array (the store's dim)");
+  return static_cast<int64_t>(a.shape(0));
+}
+
+int64_t ids_for(const char* what, const In<int64_t>& ids, int64_t n) {
+  if (ids.ndim() != 1 || (n >= 0 && ids.shape(0) != size_t(n)))
+    throw InvalidArgument(std::string(what) + ": expected a 1-d array of " +
+                          (n >= 0 ? std::to_string(n) + " ids (one per vector)" : std::string("ids")));
+  return static_cast<int64_t>(ids.shape(0));
+}
+
+RecallOptions recall_options(int topn, bool exclude_history, int rerank, int threads) {
+  RecallOptions o;
+  o.topn = topn;
+  o.exclude_history = exclude_history;
+  o.rerank = rerank;
+  o.threads = threads;
+  return o;
+}
+
+}  // namespace
+
+void bind_store(nb::module_& m) {
+  nb::class_<VectorStore>(m, "VectorStore")
+      .def_prop_ro("dim", &VectorStore::dim)
+      .def_prop_ro("metric", [](const VectorStore& s) { return std::string(s.metric() == Metric::l2 ? "l2" : "ip"); })
+      .def_prop_ro("backend", &VectorStore::backend)
+      .def_prop_ro("source_fingerprint", &VectorStore::source_fingerprint)
+      .def("size", [](const VectorStore& s) {
+        nb::gil_scoped_release unlocked;
+        return s.size();
+      })
+      .def("add", [](VectorStore& s, const In<float>& v, const In<int64_t>& ids) {
+        const int64_t n = rows("vectors", v, s.dim());
+        ids_for("ids", ids, n);
+        nb::gil_scoped_release unlocked;
+        s.add(n, v.data(), ids.data());
+      }, nb::arg("vectors"), nb::arg("ids"))
+      .def("upsert", [](VectorStore& s, const In<float>& v, const In<int64_t>& ids) {
+        const int64_t n = rows("vectors", v, s.dim());
+        ids_for("ids", ids, n);
+        nb::gil_scoped_release unlocked;
+        return s.upsert(n, v.data(), ids.data());
+      }, nb::arg("vectors"), nb::arg("ids"))
+      .def("remove", [](VectorStore& s, const In<int64_t>& ids) {
+        const int64_t n = ids_for("ids", ids, -1);
+        nb::gil_scoped_release unlocked;
+        return s.remove(n, ids.data());
+      }, nb::arg("ids"))
+      .def("search", [](const VectorStore& s, const In<float>& q, int k) {
+        const int64_t nq = rows("queries", q, s.dim());
+        if (k < 1) throw InvalidArgument("search: k must be >= 1, got " + std::to_string(k));
+        std::vector<int64_t> ids(size_t(nq) * size_t(k));
+        std::vector<float> scores(ids.size());
+        {
+          nb::gil_scoped_release unlocked;
+          s.search(nq, q.data(), k, ids.data(), scores.data());
+        }
+        return std::make_pair(to_numpy(std::move(ids), {size_t(nq), size_t(k)}),
+                              to_numpy(std::move(scores), {size_t(nq), size_t(k)}));
+      }, nb::arg("queries"), nb::arg("k"))
+      .def("clear", [](VectorStore& s) {
+        nb::gil_scoped_release unlocked;
+        s.clear();
+      })
+      .def("save", [](const VectorStore& s, const std::string& path) {
+        nb::gil_scoped_release unlocked;
+        s.save(path);
+      }, nb::arg("path"))
+      .def("load", [](VectorStore& s, const std::string& path) {
+        nb::gil_scoped_release unlocked;
+        s.load(path);
+      }, nb::arg("path"))
+      .def("set_search_param", &VectorStore::set_search_param, nb::arg("name"), nb::arg("value"))
+      .def("set_source_fingerprint", &VectorStore::set_source_fingerprint, nb::arg("fingerprint"));
+
+  m.def("make_vector_store", [](const std::string& spec, int dim, const std::string& metric) {
+    return make_vector_store(spec, dim, parse_metric(metric));
+  }, nb::arg("spec"), nb::arg("dim"), nb::arg("metric") = "ip");
+  m.def("load_vector_store", [](const std::string& path, const std::string& spec) {
+    nb::gil_scoped_release unlocked;
+    return load_vector_store(path, spec);
+  }, nb::arg("path"), nb::arg("spec") = "");
+  m.def("build_item_store", [](const MindModel& model, const std::string& spec, const std::string& metric) {
+    const Metric mt = parse_metric(metric);
+    nb::gil_scoped_release unlocked;
+    return build_item_store(model, spec, mt);
+  }, nb::arg("model"), nb::arg("spec"), nb::arg("metric") = "ip");
+  m.def("upsert_item_vectors", [](const MindModel& model, VectorStore& store) {
+    nb::gil_scoped_release unlocked;
+    return upsert_item_vectors(model, store);
+  }, nb::arg("model"), nb::arg("store"));
+  m.def("check_store_pairing", &check_store_pairing, nb::arg("model"), nb::arg("store"), nb::arg("store_name"),
+        nb::arg("allow_mismatch") = false);
+
+  m.def("_recall", [](const MindModel& model, const VectorStore& store, const In<int64_t>& hist,
+                      const In<int32_t>& lengths, int topn, bool exclude_history, int rerank, int threads) {
+    const int L = model.config().maxlen;
+    if (hist.ndim() != 2 || hist.shape(1) != size_t(L))
+      throw InvalidArgument("hist: expected [B, " + std::to_string(L) + "] (maxlen)");
+    const size_t B = hist.shape(0);
+    if (lengths.ndim() != 1 || lengths.shape(0) != B)
+      throw InvalidArgument("lengths: expected " + std::to_string(B) + " values (one per user)");
+    if (topn < 1) throw InvalidArgument("recall_items: topn must be >= 1, got " + std::to_string(topn));
+    std::vector<int64_t> ids(B * size_t(topn));
+    std::vector<float> scores(ids.size());
+    {
+      nb::gil_scoped_release unlocked;
+      recall_items(model, store, hist.data(), lengths.data(), int64_t(B),
+                   recall_options(topn, exclude_history, rerank, threads), ids.data(), scores.data());
+    }
+    return std::make_pair(to_numpy(std::move(ids), {B, size_t(topn)}), to_numpy(std::move(scores), {B, size_t(topn)}));
+  }, nb::arg("model"), nb::arg("store"), nb::arg("hist"), nb::arg("lengths"), nb::arg("topn"),
+     nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"));
+  m.def("_recall_lists", [](const MindModel& model, const VectorStore& store,
+                            const std::vector<std::vector<int64_t>>& histories, int topn, bool exclude_history,
+                            int rerank, int threads) {
+    RecallResult r;
+    {
+      nb::gil_scoped_release unlocked;
+      r = recall_histories(model, store, histories, recall_options(topn, exclude_history, rerank, threads));
+    }
+    const size_t B = size_t(r.users), N = size_t(r.topn);
+    return std::make_pair(to_numpy(std::move(r.ids), {B, N}), to_numpy(std::move(r.scores), {B, N}));
+  }, nb::arg("model"), nb::arg("store"), nb::arg("histories"), nb::arg("topn"), nb::arg("exclude_history"),
+     nb::arg("rerank"), nb::arg("threads"));
+}
+
+}  // namespace mindrec::py

@@ -1,0 +1,212 @@
+"""Weights and MindModel from Python against the NumPy reference (tools/reference), the C++
+CLI and hand-checked properties (views, dtypes, errors)."""
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import mindrec
+import mind_reference as ref
+from conftest import FIXTURES, pack, random_histories, reference_params, write_eval_file
+
+
+def small_model(small_paths):
+    return mindrec.MindModel(mindrec.load_weights(small_paths[1]))
+
+
+def test_weights_dict_views_and_shapes(small_paths):
+    w = mindrec.load_weights(small_paths[1])
+    d = mindrec.weights_to_dict(w)
+    params, cfg = reference_params(small_paths[1])
+    assert set(d) == set(params)
+    for k, v in d.items():
+        assert v.dtype == np.float32
+        assert v.shape == params[k].shape, k
+        np.testing.assert_array_equal(v, params[k].astype(np.float32))
+    # views of the C++ tensors: no copy, and they keep the weights alive
+    a, b = w.item_emb, w.item_emb
+    assert np.shares_memory(a, b) and not a.flags.owndata
+    del w
+    assert a.shape == (1000, 16) and np.isfinite(a).all()
+
+
+def test_weights_round_trip_through_dict_and_file(tmp_path, small_paths, cli, rng):
+    w = mindrec.load_weights(small_paths[1])
+    hists = [h for h in random_histories(rng, 30, 1000, 20) if h]
+    valid = write_eval_file(tmp_path / "valid.txt", hists)
+    d = {k: np.array(v) for k, v in mindrec.weights_to_dict(w).items()}
+    d["capsule.bilinear"][0, 0] = 0.25
+    out = tmp_path / "edited.safetensors"
+    mindrec.save_weights(out, d, config=w.config)
+    back = mindrec.load_weights(out)
+    assert back.bilinear[0, 0] == np.float32(0.25)
+    np.testing.assert_array_equal(back.item_emb, w.item_emb)
+    # the CLI reads what Python wrote (interests of one user, checked below against Python)
+    cli("infer", "--config", small_paths[0], "--weights", out, "--data", valid, "--out", tmp_path / "u.npy")
+    got, _ = mindrec.MindModel(back).extract_interests(hists)
+    # same function; the last bits may differ when the package and the CLI were compiled with
+    # other instruction sets (MINDREC_NATIVE)
+    np.testing.assert_allclose(np.load(tmp_path / "u.npy"), got, rtol=1e-5, atol=1e-7)
+
+
+def test_init_weights_equal_the_cli(tmp_path, small_paths, cli):
+    cfg = mindrec.load_config(small_paths[0])
+    w = mindrec.init_weights(cfg.hyper_parameters, 17)
+    cli("init", "--config", small_paths[0], "--seed", 17, "--out", tmp_path / "w.safetensors")
+    c = mindrec.load_weights(tmp_path / "w.safetensors")
+    for k, v in mindrec.weights_to_dict(w).items():
+        np.testing.assert_array_equal(v, mindrec.weights_to_dict(c)[k], err_msg=k)
+    assert w.fingerprint() == c.fingerprint()
+
+
+def test_weights_from_dict_errors(small_paths):
+    cfg = mindrec.load_weights(small_paths[1]).config
+    with pytest.raises(mindrec.InvalidArgument, match="missing"):
+        mindrec.weights_from_dict(cfg, {})
+    with pytest.raises(mindrec.InvalidArgument, match="unknown tensor"):
+        mindrec.weights_from_dict(cfg, {"nope": np.zeros(3)})
+    d = mindrec.weights_to_dict(mindrec.load_weights(small_paths[1]))
+    d = dict(d, **{"capsule.bilinear": np.zeros((3, 3), np.float32)})
+    with pytest.raises(mindrec.InvalidArgument, match="bilinear"):
+        mindrec.weights_from_dict(cfg, d)
+
+
+VARIANTS = {name: (axis, relu, dyn) for name, axis, relu, dyn in ref.VARIANTS}
+
+
+def golden_model(variant):
+    """The golden fixture's weights (made by mind_reference.py golden) with one variant's switches."""
+    axis, relu, dyn = VARIANTS[variant]
+    tensors, _ = ref.read_safetensors(str(FIXTURES / "mind_golden.safetensors"))
+    N, D = tensors["item_emb.weight"].shape
+    K, L = tensors["capsule.routing_logits"].shape[1:]
+    mc = mindrec.ModelConfig()
+    mc.item_count, mc.embedding_dim, mc.hidden_size, mc.maxlen = N, D, D, L
+    mc.capsule.max_k, mc.capsule.relu_layer, mc.capsule.dynamic_k = K, relu, dyn
+    mc.capsule.softmax_axis = getattr(mindrec.SoftmaxAxis, axis)
+    mc.neg_samples = 5
+    mc.validate()
+    cfg = {"maxlen": L, "hidden_size": D,
+           "capsule": {"iters": 3, "max_k": K, "softmax_axis": axis, "relu_layer": relu, "dynamic_k": dyn}}
+    w = mindrec.weights_from_dict(mc, {k: v for k, v in tensors.items() if k.split(".")[0] in ("item_emb", "capsule")
+                                       and (relu or not k.startswith("capsule.relu."))})
+    return mindrec.MindModel(w), cfg, tensors
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_interests_match_the_numpy_reference(variant, rng):
+    model, cfg, tensors = golden_model(variant)
+    mc = model.config
+    p64 = {k: v.astype(np.float64) for k, v in tensors.items() if k.split(".")[0] in ("item_emb", "capsule")}
+    # the fixture's own inputs (padding inside a history included) against its golden outputs
+    got, counts = model.extract_interests(tensors["input.hist"], tensors["input.lengths"])
+    np.testing.assert_array_equal(counts, tensors[variant + ".counts"])
+    np.testing.assert_allclose(got, tensors[variant + ".interests"], rtol=1e-4, atol=1e-5)
+    for readout in ("soft", "hard"):
+        if readout == "hard" or mc.pow_p != 1:
+            continue  # the model's read-out is its config's (soft, p = 1); the others are C++ tests
+        att = model.label_aware_attention(got, counts, tensors["input.targets"])
+        live = counts > 0
+        np.testing.assert_allclose(att[live], tensors[variant + ".attention_soft_p1"][live], rtol=1e-4, atol=1e-5)
+    # fresh random histories (longer than maxlen, empty) against the reference run here
+    hists = random_histories(rng, 30, mc.item_count, mc.maxlen)
+    got, counts = model.extract_interests(hists)
+    assert got.shape == (30, mc.capsule.max_k, mc.hidden_size) and got.dtype == np.float32
+    hist, lens = pack(hists, mc.maxlen)
+    for i in range(30):
+        want, kk = ref.extract_interests(p64, cfg, hist[i], int(lens[i]))
+        assert counts[i] == kk
+        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
+
+
+def test_input_forms_and_dtypes_agree(rng):
+    model, _, _ = golden_model("interests_relu")
+    L = model.config.maxlen
+    hists = random_histories(rng, 25, model.config.item_count, L)
+    from_lists, c1 = model.extract_interests(hists)
+    hist, lens = pack(hists, L)
+    for form in (hist, hist.astype(np.int32), hist.astype(np.uint16), np.asfortranarray(hist), hist.tolist()):
+        got, c2 = model.extract_interests(form, lens)
+        np.testing.assert_array_equal(got, from_lists)
+        np.testing.assert_array_equal(c2, c1)
+    full = model.extract_interests(hist[1:2].repeat(3, 0))  # no lengths: every row is full
+    want = model.extract_interests([hist[1].tolist()] * 3)
+    np.testing.assert_array_equal(full[0], want[0])
+
+
+def test_bad_inputs_raise_typed_errors(rng):
+    model, _, _ = golden_model("interests_relu")
+    L, N = model.config.maxlen, model.config.item_count
+    with pytest.raises(mindrec.InvalidArgument, match="integer ids") as e:
+        model.extract_interests(np.ones((2, L)), np.ones(2))
+    assert isinstance(e.value, ValueError) and isinstance(e.value, mindrec.Error)
+    with pytest.raises(mindrec.InvalidArgument, match=r"maxlen"):
+        model.extract_interests(np.ones((2, L + 1), np.int64), np.full(2, L))
+    with pytest.raises(mindrec.InvalidArgument, match="lengths"):
+        model.extract_interests(np.ones((2, L), np.int64), np.full(3, L))
+    with pytest.raises(mindrec.InvalidArgument, match=str(N)):  # the C++ check names the bad id
+        model.extract_interests([[1, 2, N]])
+    with pytest.raises(mindrec.InvalidArgument, match="device"):
+        mindrec.MindModel(model.weights, device="tpu")
+    with pytest.raises(mindrec.IoError) as e:
+        mindrec.load_weights("/nonexistent/w.safetensors")
+    assert isinstance(e.value, OSError) and "/nonexistent/w.safetensors" in str(e.value)
+    if not mindrec.built_with_cuda():
+        with pytest.raises(mindrec.Unsupported) as e:
+            mindrec.MindModel(model.weights, device="cuda")
+        assert isinstance(e.value, NotImplementedError) and "MINDREC_WITH_CUDA" in str(e.value)
+
+
+def test_outputs_own_cpp_buffers_and_inputs_are_read_in_place(rng):
+    """Zero copy: results are NumPy arrays over the C++ buffers (no NumPy allocation of their
+    size) and a C-contiguous int64 input is not copied (tracemalloc sees NumPy's allocations)."""
+    model, _, _ = golden_model("interests_relu")
+    L, N = model.config.maxlen, model.config.item_count
+    B = 200_000
+    hist = rng.integers(1, N, size=(B, L)).astype(np.int64)
+    lens = np.full(B, L, np.int32)
+    tracemalloc.start()
+    try:
+        interests, counts = model.extract_interests(hist, lens)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert interests.nbytes > 10_000_000
+    assert peak < hist.nbytes // 4, f"{peak} bytes traced: the input or the output was copied"
+    assert not interests.flags.owndata and interests.base is not None
+    assert interests.flags.c_contiguous and interests.flags.writeable
+    # the converting path does allocate (the check above can see a copy)
+    tracemalloc.start()
+    try:
+        model.extract_interests(hist.astype(np.int32), lens)
+        _, peak32 = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak32 >= hist.nbytes
+
+
+def test_extraction_releases_the_gil(rng):
+    """While a long extraction runs in a thread, Python code keeps running in this one."""
+    model, _, _ = golden_model("interests_relu")
+    L, N = model.config.maxlen, model.config.item_count
+    hist = rng.integers(1, N, size=(400_000, L)).astype(np.int64)
+    lens = np.full(len(hist), L, np.int32)
+    span = {}
+
+    def work():
+        span["start"] = time.perf_counter()
+        model.extract_interests(hist, lens, threads=1)
+        span["end"] = time.perf_counter()
+
+    t = threading.Thread(target=work)
+    ticks = []
+    t.start()
+    while t.is_alive():
+        ticks.append(time.perf_counter())
+    t.join()
+    inside = [x for x in ticks if span["start"] < x < span["end"]]
+    assert span["end"] - span["start"] > 0.05, "the call was too short to tell"
+    # with the GIL held for the whole call, this thread could not tick inside it at all
+    assert len(inside) > 1000, f"{len(inside)} ticks during a {span['end'] - span['start']:.3f} s call"

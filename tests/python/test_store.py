@@ -1,0 +1,164 @@
+"""VectorStore and recall_items from Python against brute-force NumPy, the spec's merge written
+here independently, and the C++ CLI (stores and weights passed both ways)."""
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import mindrec
+from conftest import random_histories
+
+
+def brute_force(items, ids, queries, k):
+    scores = queries @ items.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return ids[order], np.take_along_axis(scores, order, axis=1)
+
+
+def test_flat_store_matches_brute_force_and_edits(rng):
+    items = rng.normal(size=(500, 8)).astype(np.float32)
+    ids = rng.permutation(10_000)[:500].astype(np.int64) + 1
+    s = mindrec.VectorStore("flat", 8)
+    s.add(items, ids)
+    assert len(s) == 500 and s.dim == 8 and s.metric == "ip" and s.backend == "flat"
+    q = rng.normal(size=(7, 8))  # float64: converted once
+    got_ids, got_scores = s.search(q, 10)
+    want_ids, want_scores = brute_force(items.astype(np.float64), ids, q, 10)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+    assert got_ids.dtype == np.int64 and got_scores.dtype == np.float32 and not got_ids.flags.owndata
+    # upsert replaces, remove drops, padding past the stored vectors
+    new = rng.normal(size=(2, 8)).astype(np.float32)
+    assert s.upsert(new, [ids[0], 99_999]) == 1
+    assert len(s) == 501
+    assert s.remove([ids[0], 123_456_789]) == 1
+    assert len(s) == 500
+    top, _ = s.search(new[1:2] * 100, 1)
+    assert top[0, 0] == 99_999
+    small = mindrec.VectorStore("flat", 2)
+    small.add([[1, 0]], [5])
+    pid, psc = small.search([[1, 0]], 3)
+    assert pid.tolist() == [[5, -1, -1]] and psc[0, 0] == 1 and np.isneginf(psc[0, 1:]).all()
+
+
+def test_store_errors_are_typed(tmp_path, rng):
+    s = mindrec.VectorStore("flat", 4)
+    s.add(np.eye(4, dtype=np.float32), [1, 2, 3, 4])
+    with pytest.raises(mindrec.InvalidArgument, match=r"\[n, 4\]"):
+        s.add(np.zeros((1, 3), np.float32), [9])
+    with pytest.raises(mindrec.InvalidArgument, match="already"):
+        s.add(np.zeros((1, 4), np.float32), [2])
+    with pytest.raises(mindrec.InvalidArgument, match="integer ids"):
+        s.remove(np.array([1.5]))
+    with pytest.raises(mindrec.InvalidArgument):
+        mindrec.VectorStore("nope", 4)
+    with pytest.raises(mindrec.InvalidArgument, match="metric"):
+        mindrec.VectorStore("flat", 4, metric="cosine")
+    assert len(s) == 4  # the failed calls changed nothing
+    with pytest.raises(mindrec.IoError) as e:
+        mindrec.load_vector_store(tmp_path / "missing.idx")
+    assert isinstance(e.value, OSError)
+    bad = tmp_path / "bad.idx"
+    bad.write_bytes(b"not a store at all" * 10)
+    with pytest.raises(mindrec.FormatError) as e:
+        mindrec.load_vector_store(bad)
+    assert isinstance(e.value, ValueError) and "bad.idx" in str(e.value)
+
+
+def test_hnsw_store_save_load_round_trip(tmp_path, rng):
+    items = rng.normal(size=(2000, 16)).astype(np.float32)
+    ids = np.arange(1, 2001, dtype=np.int64)
+    s = mindrec.VectorStore("hnsw:M=16,ef_construction=100?ef=64", 16)
+    s.add(items, ids)
+    q = rng.normal(size=(50, 16)).astype(np.float32)
+    got, _ = s.search(q, 10)
+    want, _ = brute_force(items, ids, q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want)])
+    assert recall > 0.9
+    s.save(tmp_path / "h.idx")
+    back = mindrec.load_vector_store(tmp_path / "h.idx", "hnsw:M=16,ef_construction=100?ef=64")
+    np.testing.assert_array_equal(back.search(q, 10)[0], got)
+
+
+def spec_merge(ids, scores, topn, exclude=()):
+    """mind-spec.md's merge, written here: pool, sort by score (ties: smaller id), drop ids <= 0
+    and duplicates (and the excluded history), keep topn."""
+    pool = sorted(zip(ids.ravel().tolist(), scores.ravel().tolist()), key=lambda p: (-p[1], p[0]))
+    out, seen = [], set(exclude)
+    for i, sc in pool:
+        if i > 0 and i not in seen:
+            seen.add(i)
+            out.append((i, sc))
+    return out[:topn]
+
+
+def test_recall_items_is_interests_then_search_then_merge(small_paths, rng):
+    model = mindrec.MindModel(small_paths[1])
+    store = mindrec.build_item_store(model, "flat")
+    assert len(store) == model.config.item_count - 1 and store.source_fingerprint == model.item_fingerprint()
+    hists = [h for h in random_histories(rng, 12, model.config.item_count, model.config.maxlen) if h]
+    ids, scores = mindrec.recall_items(model, store, hists, topn=20)
+    ids_x, _ = mindrec.recall_items(model, store, hists, topn=20, exclude_history=True)
+    interests, counts = model.extract_interests(hists)
+    for u, h in enumerate(hists):
+        q = interests[u, :counts[u]]
+        # fetch enough per interest that the merge is exact, then merge independently
+        fi, fs = store.search(q, 20 + len(h))
+        want = spec_merge(fi, fs, 20)
+        assert ids[u].tolist() == [i for i, _ in want]
+        np.testing.assert_allclose(scores[u], [s for _, s in want], rtol=1e-5)
+        want_x = spec_merge(fi, fs, 20, exclude=h)
+        assert ids_x[u].tolist() == [i for i, _ in want_x]
+    # array form with lengths gives the same
+    L = model.config.maxlen
+    hist = np.zeros((len(hists), L), np.int32)
+    lens = np.array([min(len(h), L) for h in hists])
+    for i, h in enumerate(hists):
+        hist[i, :lens[i]] = h[-L:]
+    np.testing.assert_array_equal(mindrec.recall_items(model, store, hist, lens, topn=20)[0], ids)
+
+
+def test_stores_and_weights_round_trip_with_the_cli(tmp_path, small_paths, cli):
+    cfg, weights = small_paths
+    model = mindrec.MindModel(weights)
+    # Python builds and saves the store; the CLI recalls through it
+    store = mindrec.build_item_store(model, "flat")
+    store.save(tmp_path / "py.idx")
+    out = cli("recall", "--config", cfg, "--weights", weights, "--index", tmp_path / "py.idx",
+              "--hist", "43,23,65", "--hist", "675,345", "--topk", 10, "--json")
+    users = json.loads(out)["users"]
+    ids, scores = mindrec.recall_items(model, store, [[43, 23, 65], [675, 345]], topn=10)
+    assert [u["items"] for u in users] == ids.tolist()
+    np.testing.assert_allclose([u["scores"] for u in users], scores, rtol=1e-5)
+    # the CLI builds an hnsw index; Python loads it and finds the same items as its own exact search
+    cli("index", "--config", cfg, "--weights", weights, "--store", "hnsw:M=16", "--out", tmp_path / "cli.idx")
+    loaded = mindrec.load_vector_store(tmp_path / "cli.idx", "hnsw:M=16?ef=200")
+    assert loaded.backend.startswith("hnsw") and len(loaded) == 999
+    assert loaded.source_fingerprint == model.item_fingerprint()
+    q, _ = model.extract_interests([[43, 23, 65]])
+    np.testing.assert_array_equal(loaded.search(q[0], 5)[0], store.search(q[0], 5)[0])
+
+
+def test_concurrent_searches_run_in_parallel_threads(rng):
+    """Searches release the GIL: Python code runs in this thread while one is in flight."""
+    items = rng.normal(size=(200_000, 64)).astype(np.float32)
+    s = mindrec.VectorStore("flat?threads=1", 64)
+    s.add(items, np.arange(1, len(items) + 1))
+    q = rng.normal(size=(200, 64)).astype(np.float32)
+    span = {}
+
+    def work():
+        span["start"] = time.perf_counter()
+        s.search(q, 50)
+        span["end"] = time.perf_counter()
+
+    t = threading.Thread(target=work)
+    ticks = []
+    t.start()
+    while t.is_alive():
+        ticks.append(time.perf_counter())
+    t.join()
+    inside = sum(span["start"] < x < span["end"] for x in ticks)
+    assert span["end"] - span["start"] > 0.02 and inside > 500, (inside, span)
