@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "mindrec/error.hpp"
 #include "mindrec/retriever.hpp"
@@ -59,16 +62,75 @@ std::string EvalReport::table() const {
   return s;
 }
 
+namespace {
+
+void check_options(const char* fn, const EvalOptions& opt) {
+  MINDREC_EXPECTS(!opt.topk.empty(), std::string(fn) + ": topk is empty");
+  for (int n : opt.topk) MINDREC_EXPECTS(n >= 1, std::string(fn) + ": every topk must be >= 1");
+  MINDREC_EXPECTS(opt.batch_size >= 1, std::string(fn) + ": batch_size must be >= 1");
+}
+
+// Users evaluated (PaddleRec's drop-last in compat mode) and the ground truth length counted.
+int64_t users_counted(const EvalSet& set, const EvalOptions& opt) {
+  int64_t U = set.num_users();
+  if (opt.paddlerec_compat) U -= U % opt.batch_size;
+  return U;
+}
+
+int64_t gt_counted(const EvalSet& set, int64_t u, const EvalOptions& opt) {
+  const int64_t n = set.eval_length(u);
+  return opt.paddlerec_compat ? std::min<int64_t>(n, 20) : n;
+}
+
+void finish(EvalReport& rep, int64_t U, const EvalOptions& opt,
+            std::chrono::steady_clock::time_point t0) {
+  rep.users = U;
+  const double denom = double(U) + (opt.paddlerec_compat ? 1.0 : 0.0);
+  for (auto& m : rep.metrics)
+    if (denom > 0) m.recall /= denom, m.ndcg /= denom, m.hitrate /= denom;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void add(Metrics& sum, const Metrics& m) {
+  sum.recall += m.recall;
+  sum.ndcg += m.ndcg;
+  sum.hitrate += m.hitrate;
+}
+
+}  // namespace
+
+EvalReport evaluate_popularity(const ClickLog& train, const EvalSet& set, const EvalOptions& opt) {
+  check_options("evaluate_popularity", opt);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
+  std::unordered_map<int64_t, int64_t> clicks;
+  for (int64_t item : train.items) ++clicks[item];
+  std::vector<std::pair<int64_t, int64_t>> ranked(clicks.begin(), clicks.end());  // (item, clicks)
+  const size_t keep = std::min(ranked.size(), size_t(maxn));
+  std::partial_sort(ranked.begin(), ranked.begin() + keep, ranked.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  std::vector<int64_t> top(keep);
+  for (size_t i = 0; i < keep; ++i) top[i] = ranked[i].first;
+  const int64_t U = users_counted(set, opt);
+  EvalReport rep;
+  rep.topk = opt.topk;
+  rep.metrics.assign(opt.topk.size(), Metrics{});
+  for (int64_t u = 0; u < U; ++u)
+    for (size_t t = 0; t < opt.topk.size(); ++t)
+      add(rep.metrics[t], user_metrics(top.data(), std::min<int>(opt.topk[t], int(keep)), set.eval(u),
+                                       gt_counted(set, u, opt)));
+  finish(rep, U, opt, t0);
+  return rep;
+}
+
 EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOptions& opt) {
-  MINDREC_EXPECTS(!opt.topk.empty(), "evaluate: topk is empty");
-  for (int n : opt.topk) MINDREC_EXPECTS(n >= 1, "evaluate: every topk must be >= 1");
-  MINDREC_EXPECTS(opt.batch_size >= 1, "evaluate: batch_size must be >= 1");
+  check_options("evaluate", opt);
   const auto t0 = std::chrono::steady_clock::now();
   const auto& c = model.config();
   const int K = c.capsule.max_k, H = c.hidden_size, L = c.maxlen;
   const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
-  int64_t U = set.num_users();
-  if (opt.paddlerec_compat) U -= U % opt.batch_size;  // drop_last
+  const int64_t U = users_counted(set, opt);
   EvalReport rep;
   rep.topk = opt.topk;
   rep.metrics.assign(opt.topk.size(), Metrics{});
@@ -95,8 +157,7 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
     }
     for (int64_t b = 0; b < n; ++b) {
       const int64_t u = first + b;
-      int64_t gt_len = set.eval_length(u);
-      if (opt.paddlerec_compat) gt_len = std::min<int64_t>(gt_len, 20);
+      const int64_t gt_len = gt_counted(set, u, opt);
       for (size_t t = 0; t < opt.topk.size(); ++t) {
         const int N = opt.topk[t];
         // Per-interest top-N of the top-maxn lists (a prefix of an exact sorted list).
@@ -106,18 +167,11 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
             psc[size_t(k) * N + j] = scores[(size_t(b) * K + k) * maxn + j];
           }
         const int got = merge_interests(pid.data(), psc.data(), counts[b], N, N, merged.data());
-        const Metrics m = user_metrics(merged.data(), got, set.eval(u), gt_len);
-        rep.metrics[t].recall += m.recall;
-        rep.metrics[t].ndcg += m.ndcg;
-        rep.metrics[t].hitrate += m.hitrate;
+        add(rep.metrics[t], user_metrics(merged.data(), got, set.eval(u), gt_len));
       }
     }
   }
-  rep.users = U;
-  const double denom = double(U) + (opt.paddlerec_compat ? 1.0 : 0.0);
-  for (auto& m : rep.metrics)
-    if (denom > 0) m.recall /= denom, m.ndcg /= denom, m.hitrate /= denom;
-  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  finish(rep, U, opt, t0);
   return rep;
 }
 

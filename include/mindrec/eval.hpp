@@ -54,4 +54,9 @@ struct MINDREC_API EvalReport {
 /// over all rows of item_emb (row 0 included, never returned), the merge, and the metrics.
 MINDREC_API EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOptions& options);
 
+/// The popularity baseline on the same users and cut-offs: every user is recommended the
+/// `max(topk)` items clicked most often in `train` (ties: smaller id first), with the metrics
+/// and counting rules of evaluate() (paddlerec_compat included; `store` and `threads` unused).
+MINDREC_API EvalReport evaluate_popularity(const ClickLog& train, const EvalSet& set, const EvalOptions& options);
+
 }  // namespace mindrec

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,7 @@ import numpy.typing as npt
 from . import _core
 from ._core import (
     CapsuleConfig,
+    ClickLog,
     Config,
     ConfigError,
     CudaError,
@@ -47,18 +48,20 @@ from ._core import (
     init_weights,
     parse_config,
     read_eval_data,
+    read_train_data,
     set_log_level,
 )
 
-__version__: str = _core.__version__
+__version__: str = _core.VERSION
 
 __all__ = [
-    "CapsuleConfig", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
+    "CapsuleConfig", "ClickLog", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
     "InvalidArgument", "IoError", "MindModel", "ModelConfig", "OptimizerConfig", "Readout",
     "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SoftmaxAxis",
     "Unsupported", "VectorStore", "Weights", "build_item_store", "built_with_cuda",
     "cuda_device_count", "default_threads", "evaluate", "init_weights", "load_config",
-    "load_vector_store", "load_weights", "parse_config", "prepare", "read_eval_data",
+    "evaluate_popularity", "load_vector_store", "load_weights", "parse_config", "prepare",
+    "read_eval_data", "read_train_data",
     "recall_items", "save_weights", "set_log_level", "train", "weights_from_dict",
     "weights_to_dict",
 ]
@@ -210,7 +213,7 @@ class MindModel:
         int32)``; interests past a user's count are zero rows. Releases the GIL; an int64
         C-contiguous array is read in place. ``threads`` 0 = all cores."""
         if lengths is None and _is_ragged(hist):
-            return self._m._extract_lists(hist, threads)
+            return self._m._extract_lists(cast(Sequence[Sequence[int]], hist), threads)
         h = _ints(hist, "hist", 2)
         lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
                 else np.ascontiguousarray(_ints(lengths, "lengths", 1), dtype=np.int32))
@@ -326,7 +329,8 @@ def recall_items(model: MindModel, store: VectorStore, histories: Histories,
     user's own items; ``rerank`` > 0 re-scores ``rerank x topn`` candidates per interest exactly
     (for 8-bit stores)."""
     if lengths is None and _is_ragged(histories):
-        return _core._recall_lists(model._m, store._s, histories, topn, exclude_history, rerank, threads)
+        return _core._recall_lists(model._m, store._s, cast(Sequence[Sequence[int]], histories), topn,
+                                   exclude_history, rerank, threads)
     h = _ints(histories, "histories", 2)
     lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
             else np.ascontiguousarray(_ints(lengths, "lengths", 1), dtype=np.int32))
@@ -347,6 +351,20 @@ def evaluate(model: MindModel, data: Union[EvalSet, PathLike], topk: Sequence[in
     text = _core._evaluate(model._m, data, list(topk), None if store is None else store._s,
                            paddlerec_compat, batch_size, threads)
     result: Dict[str, float] = json.loads(text)
+    return result
+
+
+def evaluate_popularity(train: Union[ClickLog, PathLike], data: Union[EvalSet, PathLike],
+                        topk: Sequence[int] = (20, 50), paddlerec_compat: bool = False,
+                        batch_size: int = 128) -> Dict[str, float]:
+    """The popularity baseline with :func:`evaluate`'s metrics and keys: every user gets the
+    items clicked most often in ``train`` (a click log path or a :class:`ClickLog`)."""
+    if not isinstance(train, ClickLog):
+        train = read_train_data(_path(train))
+    if not isinstance(data, EvalSet):
+        data = read_eval_data(_path(data))
+    result: Dict[str, float] = json.loads(
+        _core._evaluate_popularity(train, data, list(topk), paddlerec_compat, batch_size))
     return result
 
 

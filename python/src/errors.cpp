@@ -4,6 +4,7 @@
 #include "mindrec/error.hpp"
 
 #include <Python.h>
+#include <nanobind/stl/string.h>
 
 #include "core.hpp"
 
@@ -24,7 +25,9 @@ PyObject* make_class(nb::module_& m, const char* name, const char* doc, std::ini
     Py_INCREF(b);
     PyTuple_SET_ITEM(tuple.ptr(), i++, b);
   }
-  const std::string qualified = std::string("mindrec.") + name;
+  // "<module>.<name>": the module's own name, so that the stub generator (which imports the
+  // extension as a top-level `_core`) sees the classes as the module's own.
+  const std::string qualified = nb::cast<std::string>(m.attr("__name__")) + "." + name;
   PyObject* cls = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, tuple.ptr(), nullptr);
   if (!cls) throw nb::python_error();
   m.attr(name) = nb::handle(cls);  // the module holds a reference; `classes` borrows it

@@ -10,7 +10,7 @@
 NB_MODULE(_core, m) {
   namespace nb = nanobind;
   m.doc() = "mindrec's C++ core (use the `mindrec` package)";
-  m.attr("__version__") = MINDREC_VERSION_STRING;
+  m.attr("VERSION") = MINDREC_VERSION_STRING;
   mindrec::py::bind_errors(m);
   mindrec::py::bind_config(m);
   mindrec::py::bind_model(m);

@@ -48,6 +48,23 @@ void bind_train(nb::module_& m) {
     return read_eval_data(path, item_count);
   }, nb::arg("path"), nb::arg("item_count") = 0);
 
+  nb::class_<ClickLog>(m, "ClickLog", "A training click log (user, item, order), per user in order.")
+      .def_prop_ro("num_users", &ClickLog::num_users)
+      .def_prop_ro("num_clicks", &ClickLog::num_clicks);
+  m.def("read_train_data", [](const std::string& path, int64_t item_count) {
+    nb::gil_scoped_release unlocked;
+    return read_train_data(path, item_count);
+  }, nb::arg("path"), nb::arg("item_count") = 0,
+     "Reads `user_id,item_id,order` lines (a file or a folder of files); item_count > 0 also refuses larger ids.");
+  m.def("_evaluate_popularity", [](const ClickLog& train, const EvalSet& set, const std::vector<int>& topk,
+                                   bool paddlerec_compat, int batch_size) {
+    EvalOptions o;
+    o.topk = topk;
+    o.paddlerec_compat = paddlerec_compat;
+    o.batch_size = batch_size;
+    nb::gil_scoped_release unlocked;
+    return evaluate_popularity(train, set, o).to_json();
+  }, nb::arg("train"), nb::arg("eval_set"), nb::arg("topk"), nb::arg("paddlerec_compat"), nb::arg("batch_size"));
   m.def("_evaluate", [](const MindModel& model, const EvalSet& set, const std::vector<int>& topk,
                         const VectorStore* store, bool paddlerec_compat, int batch_size, int threads) {
     EvalOptions o;
@@ -79,7 +96,7 @@ void bind_train(nb::module_& m) {
     d["train_users"] = r.train_users;
     d["valid_users"] = r.valid_users;
     d["test_users"] = r.test_users;
-    return d;
+    return nb::borrow<nb::typed<nb::dict, nb::str, int>>(d);
   }, nb::arg("input"), nb::arg("out_dir"), nb::arg("min_count"), nb::arg("seed"));
 
   m.def("_train", [](const Config& config, const std::string& out_dir, const std::string& resume, bool evaluate,
@@ -126,7 +143,7 @@ void bind_train(nb::module_& m) {
     }
     nb::list out;
     for (const auto& r : rows) out.append(epoch_dict(r));
-    return out;
+    return nb::borrow<nb::typed<nb::list, nb::typed<nb::dict, nb::str, nb::any>>>(out);
   }, nb::arg("config"), nb::arg("out_dir"), nb::arg("resume"), nb::arg("evaluate"), nb::arg("on_start").none(),
      nb::arg("on_progress").none(), nb::arg("on_epoch").none());
 }

@@ -109,3 +109,18 @@ def test_config_objects_and_errors(tmp_path):
     no_data.runner.train_data_dir = ""
     with pytest.raises(mindrec.ConfigError, match="train_data_dir"):
         mindrec.train(no_data, tmp_path, progress=False)
+
+
+def test_ctrl_c_stops_training(tmp_path):
+    """A signal (SIGINT) during training raises KeyboardInterrupt from train() promptly."""
+    import _thread
+    import threading
+
+    def interrupt_after_first_epoch(row):
+        threading.Timer(0.01, _thread.interrupt_main).start()
+
+    cfg = mindrec.load_config(SHORT)
+    cfg.runner.epochs, cfg.runner.batches_per_epoch = 3, 300  # the signal lands inside epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        mindrec.train(cfg, tmp_path, progress=False, on_epoch=interrupt_after_first_epoch, evaluate=False)
+    assert len(read_metrics(tmp_path / "metrics.csv")) == 1

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "detail/random.hpp"
+#include "mindrec/error.hpp"
 #include "mindrec/eval.hpp"
 #include "mindrec/retriever.hpp"
 #include "mindrec/topk.hpp"
@@ -196,4 +197,40 @@ TEST_CASE("evaluate: a model whose interests retrieve known items") {
   o.batch_size = 3;  // the only batch is partial: dropped
   CHECK(evaluate(model, set, o).users == 0);
   CHECK(r.to_json().find("\"recall@2\": 0.25") != std::string::npos);
+}
+
+TEST_CASE("evaluate_popularity: the most clicked training items for everyone - worked by hand") {
+  // Training clicks: item 7 x3, item 2 x2, item 9 x2, item 4 x1 -> ranking 7, 2, 9 (tie 2/9: the
+  // smaller id first), 4.
+  ClickLog train;
+  train.user_ids = {1, 2};
+  train.offsets = {0, 4, 8};
+  train.items = {7, 2, 9, 4, 7, 9, 2, 7};
+  EvalSet set;
+  set.user_ids = {10, 11, 12};
+  set.target_items = {0, 0, 0};
+  set.hist_offsets = {0, 1, 2, 3};
+  set.hist_items = {1, 1, 1};
+  set.eval_offsets = {0, 2, 3, 4};
+  set.eval_items = {9, 5, 4, 8};  // user 10: GT {9, 5}; user 11: {4}; user 12: {8}
+  EvalOptions o;
+  o.topk = {2, 3};
+  const EvalReport r = evaluate_popularity(train, set, o);
+  REQUIRE(r.users == 3);
+  // top-2 = [7, 2]: no hits for anyone.
+  CHECK(r.metrics[0].recall == 0.0);
+  CHECK(r.metrics[0].hitrate == 0.0);
+  // top-3 = [7, 2, 9]: user 10 hits 9 at rank 2: recall 1/2, NDCG (1/log2(4)) / (1/log2(2)) (ComiRec's
+  // ideal DCG counts the hits, not |GT|).
+  const double ndcg10 = 1.0 / std::log2(4.0);
+  CHECK(r.metrics[1].recall == doctest::Approx((0.5 + 0 + 0) / 3));
+  CHECK(r.metrics[1].hitrate == doctest::Approx(1.0 / 3));
+  CHECK(r.metrics[1].ndcg == doctest::Approx(ndcg10 / 3));
+  // asking for more items than were ever clicked lists all four: user 11 hits 4 at rank 3
+  o.topk = {10};
+  const EvalReport all = evaluate_popularity(train, set, o);
+  CHECK(all.metrics[0].recall == doctest::Approx((0.5 + 1.0) / 3));
+  CHECK(all.metrics[0].hitrate == doctest::Approx(2.0 / 3));
+  o.topk = {};
+  CHECK_THROWS_AS(evaluate_popularity(train, set, o), InvalidArgument);
 }
