@@ -74,18 +74,28 @@ IdArray = npt.NDArray[np.int64]
 _TENSORS = ("item_emb", "bilinear", "routing_logits", "relu_weight", "relu_bias")
 
 
-def _ints(a: Any, name: str, ndim: int) -> IdArray:
-    """`a` as a C-contiguous int64 array (no copy when it already is one)."""
+_INT64 = np.dtype(np.int64)
+_INT32 = np.dtype(np.int32)
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _ints(a: Any, name: str, ndim: int, dtype: "np.dtype[Any]" = _INT64) -> Any:
+    """`a` as a C-contiguous array of `dtype` (int64 ids, int32 lengths): returned as it is when
+    it already is one (the common case costs a few attribute reads), else converted once."""
+    if type(a) is np.ndarray and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous:
+        return a
     arr = np.asarray(a)
     if arr.ndim != ndim:
         raise InvalidArgument(f"{name}: expected a {ndim}-d array of integer ids, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise InvalidArgument(f"{name}: expected integer ids, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _floats(a: Any, name: str, ndim: int) -> FloatArray:
     """`a` as a C-contiguous float32 array (no copy when it already is one)."""
+    if type(a) is np.ndarray and a.dtype == _FLOAT32 and a.ndim == ndim and a.flags.c_contiguous:
+        return a
     arr = np.asarray(a)
     if arr.ndim != ndim:
         raise InvalidArgument(f"{name}: expected a {ndim}-d array, got shape {arr.shape}")
@@ -204,27 +214,35 @@ class MindModel:
         return self._m.interest_count(n)
 
     def extract_interests(self, hist: Histories, lengths: Optional[npt.ArrayLike] = None,
-                          threads: int = 0) -> Tuple[FloatArray, npt.NDArray[np.int32]]:
+                          threads: int = 0,
+                          out: Optional[Tuple[FloatArray, npt.NDArray[np.int32]]] = None,
+                          ) -> Tuple[FloatArray, npt.NDArray[np.int32]]:
         """Each user's interest vectors.
 
         ``hist`` is either a list of per-user id lists (oldest first; the last ``maxlen`` are
         used) or a ``[B, maxlen]`` integer array of right-padded histories with ``lengths``
         ``[B]`` (default: every row full). Returns ``(interests [B, K, H] float32, counts [B]
         int32)``; interests past a user's count are zero rows. Releases the GIL; an int64
-        C-contiguous array is read in place. ``threads`` 0 = all cores."""
+        C-contiguous array is read in place. ``threads`` 0 = all cores. ``out``: a pair of
+        preallocated arrays (float32 ``[B, K, H]``, int32 ``[B]``, C-contiguous) written in place
+        and returned, for loops that reuse their buffers."""
         if lengths is None and _is_ragged(hist):
+            if out is not None:
+                raise InvalidArgument("extract_interests: out= needs histories as a [B, maxlen] array with lengths")
             return self._m._extract_lists(cast(Sequence[Sequence[int]], hist), threads)
         h = _ints(hist, "hist", 2)
         lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
-                else np.ascontiguousarray(_ints(lengths, "lengths", 1), dtype=np.int32))
-        return self._m._extract(h, lens, threads)
+                else _ints(lengths, "lengths", 1, _INT32))
+        if out is None:
+            return self._m._extract(h, lens, threads)
+        self._m._extract_into(h, lens, out[0], out[1], threads)
+        return out
 
     def label_aware_attention(self, interests: npt.ArrayLike, counts: npt.ArrayLike,
                               targets: npt.ArrayLike) -> FloatArray:
         """Label-aware attention (training's read-out): ``interests [B, K, H]`` and ``counts
         [B]`` as :meth:`extract_interests` returns them, ``targets [B]`` item ids -> ``[B, H]``."""
-        return self._m._attention(_floats(interests, "interests", 3),
-                                  np.ascontiguousarray(_ints(counts, "counts", 1), dtype=np.int32),
+        return self._m._attention(_floats(interests, "interests", 3), _ints(counts, "counts", 1, _INT32),
                                   _ints(targets, "targets", 1))
 
 
@@ -333,7 +351,7 @@ def recall_items(model: MindModel, store: VectorStore, histories: Histories,
                                    exclude_history, rerank, threads)
     h = _ints(histories, "histories", 2)
     lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
-            else np.ascontiguousarray(_ints(lengths, "lengths", 1), dtype=np.int32))
+            else _ints(lengths, "lengths", 1, _INT32))
     return _core._recall(model._m, store._s, h, lens, topn, exclude_history, rerank, threads)
 
 

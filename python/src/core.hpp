@@ -6,8 +6,11 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -23,6 +26,11 @@ using Out = nb::ndarray<nb::numpy, T>;
 template <class T>
 using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu>;
 
+/// A caller's output array: written in place, so it must already be float32/int32,
+/// C-contiguous and writable (no conversion).
+template <class T>
+using Into = nb::ndarray<T, nb::c_contig, nb::device::cpu>;
+
 /// Moves `v` into a NumPy array of `shape` without copying: the array's base is a capsule
 /// that frees the vector when the last view is gone.
 template <class T, class Alloc>
@@ -31,6 +39,32 @@ Out<T> to_numpy(std::vector<T, Alloc>&& v, std::initializer_list<size_t> shape) 
   nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<T, Alloc>*>(p); });
   return Out<T>(owned->data(), shape, owner);
 }
+
+/// An uninitialised 64-byte aligned output buffer of n values (the computation writes every
+/// element: no zero-filling pass), handed to NumPy without a copy by release().
+template <class T>
+class Buffer {
+ public:
+  explicit Buffer(size_t n) {
+    const size_t bytes = std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64);
+    p_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!p_) throw std::bad_alloc();
+  }
+  ~Buffer() { std::free(p_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  T* data() { return p_; }
+  /// The NumPy array of `shape` that owns the buffer from now on.
+  Out<T> release(std::initializer_list<size_t> shape) {
+    nb::capsule owner(p_, [](void* q) noexcept { std::free(q); });
+    T* q = p_;
+    p_ = nullptr;
+    return Out<T>(q, shape, owner);
+  }
+
+ private:
+  T* p_ = nullptr;
+};
 
 /// A view of `data` kept alive by the Python object `owner` (e.g. a weights tensor).
 template <class T>

@@ -29,6 +29,21 @@ AlignedVector<float> copy_tensor(const In<float>& a) {
   return AlignedVector<float>(a.data(), a.data() + a.size());
 }
 
+// Checks hist [B, maxlen] and lengths [B]; returns B.
+int64_t check_batch(const MindModel& mm, const In<int64_t>& hist, const In<int32_t>& lengths) {
+  check_ndim("hist", hist.ndim(), 2);
+  check_ndim("lengths", lengths.ndim(), 1);
+  const int L = mm.config().maxlen;
+  const size_t B = hist.shape(0);
+  if (hist.shape(1) != size_t(L))
+    throw InvalidArgument("hist: expected [B, " + std::to_string(L) + "] (maxlen), got [" + std::to_string(B) +
+                          ", " + std::to_string(hist.shape(1)) + "]");
+  if (lengths.shape(0) != B)
+    throw InvalidArgument("lengths: expected " + std::to_string(B) + " values, got " +
+                          std::to_string(lengths.shape(0)));
+  return static_cast<int64_t>(B);
+}
+
 Device parse_device(const std::string& s) {
   if (s == "cpu") return Device::cpu;
   if (s == "cuda") return Device::cuda;
@@ -109,27 +124,35 @@ void bind_model(nb::module_& m) {
       .def(
           "_extract",
           [](const MindModel& mm, const In<int64_t>& hist, const In<int32_t>& lengths, int threads) {
-            check_ndim("hist", hist.ndim(), 2);
-            check_ndim("lengths", lengths.ndim(), 1);
+            const int64_t B = check_batch(mm, hist, lengths);
             const auto& c = mm.config();
-            const int64_t B = static_cast<int64_t>(hist.shape(0));
-            if (hist.shape(1) != size_t(c.maxlen))
-              throw InvalidArgument("hist: expected [B, " + std::to_string(c.maxlen) + "] (maxlen), got [" +
-                                    std::to_string(B) + ", " + std::to_string(hist.shape(1)) + "]");
-            if (lengths.shape(0) != size_t(B))
-              throw InvalidArgument("lengths: expected " + std::to_string(B) + " values, got " +
-                                    std::to_string(lengths.shape(0)));
-            const int K = c.capsule.max_k, H = c.hidden_size;
-            AlignedVector<float> out(size_t(B) * K * H);
-            std::vector<int32_t> counts(static_cast<size_t>(B));
+            const size_t K = size_t(c.capsule.max_k), H = size_t(c.hidden_size);
+            Buffer<float> out(size_t(B) * K * H);
+            Buffer<int32_t> counts(static_cast<size_t>(B));
             {
               nb::gil_scoped_release unlocked;
               mm.extract_interests(hist.data(), lengths.data(), B, out.data(), counts.data(), threads);
             }
-            return std::make_pair(to_numpy(std::move(out), {size_t(B), size_t(K), size_t(H)}),
-                                  to_numpy(std::move(counts), {size_t(B)}));
+            return std::make_pair(out.release({size_t(B), K, H}), counts.release({size_t(B)}));
           },
           nb::arg("hist"), nb::arg("lengths"), nb::arg("threads") = 0)
+      .def(
+          "_extract_into",
+          [](const MindModel& mm, const In<int64_t>& hist, const In<int32_t>& lengths, Into<float> out,
+             Into<int32_t> counts, int threads) {
+            const int64_t B = check_batch(mm, hist, lengths);
+            const auto& c = mm.config();
+            const size_t K = size_t(c.capsule.max_k), H = size_t(c.hidden_size);
+            if (out.ndim() != 3 || out.shape(0) != size_t(B) || out.shape(1) != K || out.shape(2) != H)
+              throw InvalidArgument("out: expected a writable C-contiguous float32 array [" + std::to_string(B) + ", " +
+                                    std::to_string(K) + ", " + std::to_string(H) + "]");
+            if (counts.ndim() != 1 || counts.shape(0) != size_t(B))
+              throw InvalidArgument("out counts: expected a writable int32 array [" + std::to_string(B) + "]");
+            nb::gil_scoped_release unlocked;
+            mm.extract_interests(hist.data(), lengths.data(), B, out.data(), counts.data(), threads);
+          },
+          nb::arg("hist"), nb::arg("lengths"), nb::arg("out").noconvert(), nb::arg("counts").noconvert(),
+          nb::arg("threads") = 0)
       .def(
           "_extract_lists",
           [](const MindModel& mm, const std::vector<std::vector<int64_t>>& histories, int threads) {
@@ -141,8 +164,8 @@ void bind_model(nb::module_& m) {
               items.insert(items.end(), h.begin(), h.end());
               offsets.push_back(static_cast<int64_t>(items.size()));
             }
-            AlignedVector<float> out(size_t(B) * K * H);
-            std::vector<int32_t> counts(static_cast<size_t>(B));
+            Buffer<float> out(size_t(B) * K * H);
+            Buffer<int32_t> counts(static_cast<size_t>(B));
             {
               nb::gil_scoped_release unlocked;
               std::vector<int64_t> hist(size_t(B) * L);
@@ -150,8 +173,7 @@ void bind_model(nb::module_& m) {
               pack_histories(offsets, items, 0, B, L, hist.data(), lens.data());
               mm.extract_interests(hist.data(), lens.data(), B, out.data(), counts.data(), threads);
             }
-            return std::make_pair(to_numpy(std::move(out), {size_t(B), size_t(K), size_t(H)}),
-                                  to_numpy(std::move(counts), {size_t(B)}));
+            return std::make_pair(out.release({size_t(B), size_t(K), size_t(H)}), counts.release({size_t(B)}));
           },
           nb::arg("histories"), nb::arg("threads") = 0)
       .def(
@@ -166,12 +188,12 @@ void bind_model(nb::module_& m) {
               throw InvalidArgument("interests: expected [B, " + std::to_string(K) + ", " + std::to_string(H) + "]");
             if (counts.shape(0) != B || targets.shape(0) != B)
               throw InvalidArgument("counts and targets: expected " + std::to_string(B) + " values each (one per user)");
-            AlignedVector<float> out(B * H);
+            Buffer<float> out(B * H);
             {
               nb::gil_scoped_release unlocked;
               mm.label_aware_attention(interests.data(), counts.data(), targets.data(), int64_t(B), out.data());
             }
-            return to_numpy(std::move(out), {B, H});
+            return out.release({B, H});
           },
           nb::arg("interests"), nb::arg("counts"), nb::arg("targets"));
 }

@@ -78,14 +78,13 @@ void bind_store(nb::module_& m) {
       .def("search", [](const VectorStore& s, const In<float>& q, int k) {
         const int64_t nq = rows("queries", q, s.dim());
         if (k < 1) throw InvalidArgument("search: k must be >= 1, got " + std::to_string(k));
-        std::vector<int64_t> ids(size_t(nq) * size_t(k));
-        std::vector<float> scores(ids.size());
+        Buffer<int64_t> ids(size_t(nq) * size_t(k));
+        Buffer<float> scores(size_t(nq) * size_t(k));
         {
           nb::gil_scoped_release unlocked;
           s.search(nq, q.data(), k, ids.data(), scores.data());
         }
-        return std::make_pair(to_numpy(std::move(ids), {size_t(nq), size_t(k)}),
-                              to_numpy(std::move(scores), {size_t(nq), size_t(k)}));
+        return std::make_pair(ids.release({size_t(nq), size_t(k)}), scores.release({size_t(nq), size_t(k)}));
       }, nb::arg("queries"), nb::arg("k"))
       .def("clear", [](VectorStore& s) {
         nb::gil_scoped_release unlocked;
@@ -130,14 +129,14 @@ void bind_store(nb::module_& m) {
     if (lengths.ndim() != 1 || lengths.shape(0) != B)
       throw InvalidArgument("lengths: expected " + std::to_string(B) + " values (one per user)");
     if (topn < 1) throw InvalidArgument("recall_items: topn must be >= 1, got " + std::to_string(topn));
-    std::vector<int64_t> ids(B * size_t(topn));
-    std::vector<float> scores(ids.size());
+    Buffer<int64_t> ids(B * size_t(topn));
+    Buffer<float> scores(B * size_t(topn));
     {
       nb::gil_scoped_release unlocked;
       recall_items(model, store, hist.data(), lengths.data(), int64_t(B),
                    recall_options(topn, exclude_history, rerank, threads), ids.data(), scores.data());
     }
-    return std::make_pair(to_numpy(std::move(ids), {B, size_t(topn)}), to_numpy(std::move(scores), {B, size_t(topn)}));
+    return std::make_pair(ids.release({B, size_t(topn)}), scores.release({B, size_t(topn)}));
   }, nb::arg("model"), nb::arg("store"), nb::arg("hist"), nb::arg("lengths"), nb::arg("topn"),
      nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"));
   m.def("_recall_lists", [](const MindModel& model, const VectorStore& store,

@@ -210,3 +210,22 @@ def test_extraction_releases_the_gil(rng):
     assert span["end"] - span["start"] > 0.05, "the call was too short to tell"
     # with the GIL held for the whole call, this thread could not tick inside it at all
     assert len(inside) > 1000, f"{len(inside)} ticks during a {span['end'] - span['start']:.3f} s call"
+
+
+def test_out_buffers_are_written_in_place(rng):
+    model, _, _ = golden_model("hybrid_relu_dynk")
+    L, N, K, H = model.config.maxlen, model.config.item_count, model.config.capsule.max_k, model.config.hidden_size
+    hists = random_histories(rng, 20, N, L)
+    hist, lens = pack(hists, L)
+    want, wc = model.extract_interests(hist, lens)
+    out = (np.full((20, K, H), np.nan, np.float32), np.full(20, -7, np.int32))
+    got = model.extract_interests(hist, lens, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    np.testing.assert_array_equal(out[0], want)  # every element written (no NaN left)
+    np.testing.assert_array_equal(out[1], wc)
+    with pytest.raises(mindrec.InvalidArgument, match=r"out: expected"):
+        model.extract_interests(hist, lens, out=(np.empty((19, K, H), np.float32), out[1]))
+    with pytest.raises(TypeError):  # a float64 buffer cannot be written in place: refused, not copied
+        model.extract_interests(hist, lens, out=(np.empty((20, K, H)), out[1]))
+    with pytest.raises(mindrec.InvalidArgument, match="out= needs"):
+        model.extract_interests(hists, out=out)
