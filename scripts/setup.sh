@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # libopenblas0-pthread: Debian's Faiss links the generic libblas.so.3, which then resolves to
 # OpenBLAS instead of the reference BLAS (IVF training ~10x faster). curl and wrk: the
 # server's examples and its load test. ccache: rebuilds (and CI's several builds) reuse objects.
-packages=(build-essential cmake ninja-build pkg-config python3
+packages=(build-essential cmake ninja-build pkg-config python3 python3-dev python3-venv
           libeigen3-dev libyaml-cpp-dev libfaiss-dev nlohmann-json3-dev libcli11-dev
           libcpp-httplib-dev libhnswlib-dev doctest-dev libbenchmark-dev libopenblas0-pthread curl wrk ccache)
 if [ "${MINDREC_SKIP_APT:-0}" != 1 ]; then
@@ -31,6 +31,9 @@ fi
 echo "== building (Release) into build/"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINDREC_NATIVE=ON
 cmake --build build --parallel
+
+echo "== the Python package (scripts/python-package.sh: .venv/, tools from PyPI, pip install .)"
+bash scripts/python-package.sh
 
 echo "== main job: train MIND on the sample, then evaluate it on the sample's validation users"
 out=output/amazonbook-sample
