@@ -229,3 +229,23 @@ def test_out_buffers_are_written_in_place(rng):
         model.extract_interests(hist, lens, out=(np.empty((20, K, H)), out[1]))
     with pytest.raises(mindrec.InvalidArgument, match="out= needs"):
         model.extract_interests(hists, out=out)
+
+
+def test_sample_users_match_the_reference(tmp_path):
+    """The bundled Amazon Books sample's validation users (the spec's full shape: 367,983 items,
+    D = H = 64, K = 4, L = 20) with weights the CLI's config defines, against the reference."""
+    from conftest import ROOT, SAMPLE
+    cfg = mindrec.load_config(ROOT / "configs" / "amazonbook-sample.yaml")
+    weights = mindrec.init_weights(cfg.hyper_parameters, 11)
+    model = mindrec.MindModel(weights)
+    users = ref.read_valid(str(SAMPLE / "valid"))[:40]
+    got, counts = model.extract_interests(users)
+    p64 = {k: v.astype(np.float64) for k, v in mindrec.weights_to_dict(weights).items()}
+    mc = {"maxlen": 20, "hidden_size": 64, "capsule": {"iters": cfg.hyper_parameters.capsule.iters, "max_k": 4,
+          "softmax_axis": "interests", "relu_layer": True, "dynamic_k": False}}
+    assert cfg.hyper_parameters.capsule.softmax_axis == mindrec.SoftmaxAxis.interests
+    hist, lens = pack(users, 20)
+    for i in range(len(users)):
+        want, kk = ref.extract_interests(p64, mc, hist[i], int(lens[i]))
+        assert counts[i] == kk
+        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
