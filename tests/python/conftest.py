@@ -77,3 +77,25 @@ def write_eval_file(path, histories, targets=None):
             f.write(" ".join([f"user_id:{u + 1}", "target_item:0"] + [f"hist_item:{i}" for i in h] +
                              [f"eval_item:{i}" for i in gt]) + "\n")
     return path
+
+
+def ticks_during(call):
+    """Runs `call` in a thread while this thread counts loop iterations (Python bytecode it
+    runs); returns (iterations while the call was running, the call's seconds). A call that held
+    the GIL throughout would leave no iterations inside its span."""
+    import threading
+    import time
+    span = {}
+
+    def work():
+        span["start"] = time.perf_counter()
+        call()
+        span["end"] = time.perf_counter()
+
+    t = threading.Thread(target=work)
+    ticks = []
+    t.start()
+    while t.is_alive():
+        ticks.append(time.perf_counter())
+    t.join()
+    return sum(span["start"] < x < span["end"] for x in ticks), span["end"] - span["start"]

@@ -1,7 +1,5 @@
 """Weights and MindModel from Python against the NumPy reference (tools/reference), the C++
 CLI and hand-checked properties (views, dtypes, errors)."""
-import threading
-import time
 import tracemalloc
 
 import numpy as np
@@ -9,7 +7,7 @@ import pytest
 
 import mindrec
 import mind_reference as ref
-from conftest import FIXTURES, pack, random_histories, reference_params, write_eval_file
+from conftest import FIXTURES, pack, random_histories, reference_params, ticks_during, write_eval_file
 
 
 def small_model(small_paths):
@@ -193,23 +191,9 @@ def test_extraction_releases_the_gil(rng):
     L, N = model.config.maxlen, model.config.item_count
     hist = rng.integers(1, N, size=(400_000, L)).astype(np.int64)
     lens = np.full(len(hist), L, np.int32)
-    span = {}
-
-    def work():
-        span["start"] = time.perf_counter()
-        model.extract_interests(hist, lens, threads=1)
-        span["end"] = time.perf_counter()
-
-    t = threading.Thread(target=work)
-    ticks = []
-    t.start()
-    while t.is_alive():
-        ticks.append(time.perf_counter())
-    t.join()
-    inside = [x for x in ticks if span["start"] < x < span["end"]]
-    assert span["end"] - span["start"] > 0.05, "the call was too short to tell"
-    # with the GIL held for the whole call, this thread could not tick inside it at all
-    assert len(inside) > 1000, f"{len(inside)} ticks during a {span['end'] - span['start']:.3f} s call"
+    inside, seconds = ticks_during(lambda: model.extract_interests(hist, lens, threads=1))
+    assert seconds > 0.05, "the call was too short to tell"
+    assert inside > 1000, f"{inside} loop iterations here during a {seconds:.3f} s call"
 
 
 def test_out_buffers_are_written_in_place(rng):

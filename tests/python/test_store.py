@@ -1,14 +1,12 @@
 """VectorStore and recall_items from Python against brute-force NumPy, the spec's merge written
 here independently, and the C++ CLI (stores and weights passed both ways)."""
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
 
 import mindrec
-from conftest import random_histories
+from conftest import random_histories, ticks_during
 
 
 def brute_force(items, ids, queries, k):
@@ -147,18 +145,5 @@ def test_concurrent_searches_run_in_parallel_threads(rng):
     s = mindrec.VectorStore("flat?threads=1", 64)
     s.add(items, np.arange(1, len(items) + 1))
     q = rng.normal(size=(200, 64)).astype(np.float32)
-    span = {}
-
-    def work():
-        span["start"] = time.perf_counter()
-        s.search(q, 50)
-        span["end"] = time.perf_counter()
-
-    t = threading.Thread(target=work)
-    ticks = []
-    t.start()
-    while t.is_alive():
-        ticks.append(time.perf_counter())
-    t.join()
-    inside = sum(span["start"] < x < span["end"] for x in ticks)
-    assert span["end"] - span["start"] > 0.02 and inside > 500, (inside, span)
+    inside, seconds = ticks_during(lambda: s.search(q, 50))
+    assert seconds > 0.02 and inside > 500, (inside, seconds)
