@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a result: installs the Debian packages mindrec
-# needs (apt only, nothing else downloaded), builds Release into build/, and runs the main job
-# on the bundled Amazon Books sample (data/amazonbook-sample).
+# needs (apt), builds Release into build/, builds the Python package into .venv/ (its build and
+# test tools from PyPI), and runs the main job on the bundled Amazon Beauty click log
+# (data/amazon-beauty): prepare, train, evaluate beside popularity, index, recall.
 #
 #   scripts/setup.sh                 # everything
 #   MINDREC_SKIP_APT=1 scripts/setup.sh   # packages already installed
@@ -35,16 +36,19 @@ cmake --build build --parallel
 echo "== the Python package (scripts/python-package.sh: .venv/, tools from PyPI, pip install .)"
 bash scripts/python-package.sh
 
-echo "== main job: train MIND on the sample, then evaluate it on the sample's validation users"
-out=output/amazonbook-sample
-./build/tools/mindrec train --config configs/amazonbook-sample.yaml --out "$out"
-./build/tools/mindrec eval --config configs/amazonbook-sample.yaml --weights "$out/best.safetensors" \
-  --data data/amazonbook-sample/valid --topk 20,50 --json "$out/eval.json"
-./build/tools/mindrec infer --config configs/amazonbook-sample.yaml --weights "$out/best.safetensors" \
-  --data data/amazonbook-sample/valid --out "$out/interests.npy" > /dev/null
-echo "== candidate generation: index every item vector, recall for two users' histories"
-./build/tools/mindrec index --config configs/amazonbook-sample.yaml --weights "$out/best.safetensors" \
-  --store flat --out "$out/items.idx"
-./build/tools/mindrec recall --config configs/amazonbook-sample.yaml --weights "$out/best.safetensors" \
-  --index "$out/items.idx" --hist 43,23,65 --hist 675,3456 --topk 10
-echo "== results in $out/: metrics.csv, metrics.svg (loss and Recall@50 per epoch), eval.json, interests.npy, items.idx"
+echo "== main job: MIND on the bundled Amazon Beauty click log (real data), beside the popularity baseline"
+out=output/amazon-beauty
+./build/tools/mindrec prepare --input data/amazon-beauty/clicks.csv --out "$out/data"
+./build/tools/mindrec train --config configs/amazon-beauty.yaml --out "$out/model"
+echo "== the best epoch on the test users (never seen in training or model selection)"
+./build/tools/mindrec eval --config configs/amazon-beauty.yaml --weights "$out/model/best.safetensors" \
+  --data "$out/data/test" --topk 20,50 --json "$out/eval.json"
+./build/tools/mindrec infer --config configs/amazon-beauty.yaml --weights "$out/model/best.safetensors" \
+  --data "$out/data/test" --out "$out/interests.npy" > /dev/null
+echo "== candidate generation: an HNSW index of every item vector, recall for two histories"
+./build/tools/mindrec index --config configs/amazon-beauty.yaml --weights "$out/model/best.safetensors" \
+  --store hnsw:M=16,ef_construction=100 --out "$out/items.idx"
+./build/tools/mindrec recall --config configs/amazon-beauty.yaml --weights "$out/model/best.safetensors" \
+  --index "$out/items.idx" --hist 12,45,301 --hist 7,2044 --topk 10 --exclude-history
+echo "== results in $out/: data/ (the split), model/ (weights, metrics.csv, metrics.svg: loss and Recall@50"
+echo "   per epoch beside popularity), eval.json, interests.npy, items.idx"

@@ -46,17 +46,52 @@ std::string EvalReport::to_json() const {
     j["ndcg@" + n] = metrics[i].ndcg;
     j["hitrate@" + n] = metrics[i].hitrate;
   }
+  if (!popularity.empty()) {
+    // the baseline, then the model's ratio to it (null where the baseline scores 0)
+    auto ratio = [](double a, double b) { return b > 0 ? nlohmann::ordered_json(a / b) : nlohmann::ordered_json(); };
+    for (size_t i = 0; i < topk.size(); ++i) {
+      const std::string n = std::to_string(topk[i]);
+      j["popularity_recall@" + n] = popularity[i].recall;
+      j["popularity_ndcg@" + n] = popularity[i].ndcg;
+      j["popularity_hitrate@" + n] = popularity[i].hitrate;
+    }
+    for (size_t i = 0; i < topk.size(); ++i) {
+      const std::string n = std::to_string(topk[i]);
+      j["ratio_recall@" + n] = ratio(metrics[i].recall, popularity[i].recall);
+      j["ratio_ndcg@" + n] = ratio(metrics[i].ndcg, popularity[i].ndcg);
+      j["ratio_hitrate@" + n] = ratio(metrics[i].hitrate, popularity[i].hitrate);
+    }
+  }
   return j.dump(2);
 }
 
 std::string EvalReport::table() const {
   std::string s = "users: " + std::to_string(users) + "\n";
-  char line[128];
-  std::snprintf(line, sizeof line, "%6s %10s %10s %10s\n", "N", "Recall", "NDCG", "HitRate");
+  char line[160];
+  if (popularity.empty()) {
+    std::snprintf(line, sizeof line, "%6s %10s %10s %10s\n", "N", "Recall", "NDCG", "HitRate");
+    s += line;
+    for (size_t i = 0; i < topk.size(); ++i) {
+      std::snprintf(line, sizeof line, "%6d %9.4f%% %9.4f%% %9.4f%%\n", topk[i], 100 * metrics[i].recall,
+                    100 * metrics[i].ndcg, 100 * metrics[i].hitrate);
+      s += line;
+    }
+    return s;
+  }
+  // With the baseline: per N the model, popularity, and model / popularity.
+  std::snprintf(line, sizeof line, "%6s %-11s %10s %10s %10s\n", "N", "", "Recall", "NDCG", "HitRate");
   s += line;
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : std::numeric_limits<double>::quiet_NaN(); };
   for (size_t i = 0; i < topk.size(); ++i) {
-    std::snprintf(line, sizeof line, "%6d %9.4f%% %9.4f%% %9.4f%%\n", topk[i],
-                  100 * metrics[i].recall, 100 * metrics[i].ndcg, 100 * metrics[i].hitrate);
+    const Metrics &m = metrics[i], &p = popularity[i];
+    std::snprintf(line, sizeof line, "%6d %-11s %9.4f%% %9.4f%% %9.4f%%\n", topk[i], "model", 100 * m.recall,
+                  100 * m.ndcg, 100 * m.hitrate);
+    s += line;
+    std::snprintf(line, sizeof line, "%6d %-11s %9.4f%% %9.4f%% %9.4f%%\n", topk[i], "popularity", 100 * p.recall,
+                  100 * p.ndcg, 100 * p.hitrate);
+    s += line;
+    std::snprintf(line, sizeof line, "%6d %-11s %9.2fx %9.2fx %9.2fx\n", topk[i], "model/pop.",
+                  ratio(m.recall, p.recall), ratio(m.ndcg, p.ndcg), ratio(m.hitrate, p.hitrate));
     s += line;
   }
   return s;
@@ -171,6 +206,7 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
       }
     }
   }
+  if (opt.popularity_from) rep.popularity = evaluate_popularity(*opt.popularity_from, set, opt).metrics;
   finish(rep, U, opt, t0);
   return rep;
 }

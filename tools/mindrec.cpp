@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <cmath>
@@ -112,7 +113,7 @@ struct TrainArgs {
 struct EvalArgs {
   std::string config, weights, data, json, store, index;
   std::vector<int> topk = {20, 50};
-  bool compat = false, allow_mismatched_index = false;
+  bool compat = false, allow_mismatched_index = false, no_baseline = false;
   int threads = -1;
 };
 
@@ -171,13 +172,17 @@ int run_train(const TrainArgs& a) {
                 static_cast<long long>(r.samples_per_s), r.seconds);
     if (r.has_eval) {
       evaluated = true;
-      std::printf("; valid Recall@50 %.4f%% NDCG@50 %.4f%% HitRate@50 %.4f%%%s", 100 * r.recall50,
-                  100 * r.ndcg50, 100 * r.hitrate50, r.best ? " (best so far)" : "");
+      std::printf("; valid Recall@50 %.4f%% NDCG@50 %.4f%% HitRate@50 %.4f%% (popularity %.4f%%: %.2fx)%s",
+                  100 * r.recall50, 100 * r.ndcg50, 100 * r.hitrate50, 100 * r.pop_recall50,
+                  r.pop_recall50 > 0 ? r.recall50 / r.pop_recall50 : 0.0, r.best ? " (best so far)" : "");
     }
     std::printf("\n");
     std::fflush(stdout);
   };
-  mindrec::run_training(cfg, o);
+  const auto rows = mindrec::run_training(cfg, o);
+  if (!rows.empty() && rows.back().epoch < cfg.runner.epochs)
+    std::printf("early stop: %d evaluated epochs without a better validation Recall@50 (runner.patience)\n",
+                cfg.runner.patience);
   std::printf("wrote %s/{last,checkpoint%s}.safetensors, metrics.csv, metrics.svg\n",
               (a.out.empty() ? cfg.runner.model_save_path : a.out).c_str(), evaluated ? ",best" : "");
   return 0;
@@ -196,10 +201,19 @@ int run_eval(const EvalArgs& a) {
   }
   else if (!a.store.empty()) store = mindrec::build_item_store(model, a.store);
   opts.store = store.get();
+  // The popularity baseline from the config's training data, on the same users and cut-offs.
+  std::unique_ptr<mindrec::ClickLog> train;
+  if (!a.no_baseline && !cfg.runner.train_data_dir.empty()) {
+    train = std::make_unique<mindrec::ClickLog>(mindrec::read_train_data(cfg.runner.train_data_dir, mc.item_count));
+    opts.popularity_from = train.get();
+  }
   if (store) std::printf("retrieval through the '%s' store (%lld items)\n", store->backend().c_str(),
                          static_cast<long long>(store->size()));
   const auto rep = mindrec::evaluate(model, set, opts);
   std::printf("%s%s", a.compat ? "(PaddleRec-compatible counting)\n" : "", rep.table().c_str());
+  if (train)
+    std::printf("popularity: the %d items clicked most in %s (runner.train_data_dir)\n",
+                *std::max_element(a.topk.begin(), a.topk.end()), cfg.runner.train_data_dir.c_str());
   if (store)
     std::printf("evaluated in %.2f s (through the '%s' store)\n", rep.seconds, store->backend().c_str());
   else
@@ -357,6 +371,7 @@ int main(int argc, char** argv) {
   ce->add_option("--topk", ev.topk, "list sizes N, comma-separated")->delimiter(',')->check(CLI::PositiveNumber);
   ce->add_flag("--paddlerec-compat", ev.compat, "count as PaddleRec's infer.py does (GT cut to 20, users+1, drop last batch)");
   ce->add_option("--json", ev.json, "also write the metrics as JSON here");
+  ce->add_flag("--no-baseline", ev.no_baseline, "skip the popularity baseline (computed from runner.train_data_dir)");
   ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
   auto* ev_store = ce->add_option("--store", ev.store, "retrieve through a store built now, e.g. faiss:HNSW32?efSearch=128 (default: exact search)");
   ce->add_option("--index", ev.index, "retrieve through a store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(ev_store);

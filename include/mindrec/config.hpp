@@ -65,6 +65,9 @@ struct MINDREC_API RunnerConfig {
   std::string model_save_path = "output_model_mind";
   uint64_t seed = 2021;
   int threads = 0;  ///< 0 = all hardware threads
+  /// Early stopping (ComiRec's): training stops after this many evaluated epochs in a row
+  /// without a better validation Recall@50 than the best so far; 0 (default) = never.
+  int patience = 0;
 
   void validate() const;
 };

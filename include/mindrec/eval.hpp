@@ -36,17 +36,25 @@ struct MINDREC_API EvalOptions {
   /// with paddlerec_compat also the unit of its drop-last rule). Does not change the metrics.
   int batch_size = 128;
   int threads = 0;
+  /// Also evaluate the popularity baseline (evaluate_popularity) from this training log on the
+  /// same users and cut-offs: EvalReport::popularity. Not owned; null = no baseline.
+  const ClickLog* popularity_from = nullptr;
 };
 
 struct MINDREC_API EvalReport {
   int64_t users = 0;             ///< users evaluated (the mean's denominator, compat aside)
   std::vector<int> topk;         ///< N values
   std::vector<Metrics> metrics;  ///< one per N, means over users
+  /// The popularity baseline on the same users, one per N (empty unless asked for:
+  /// EvalOptions::popularity_from).
+  std::vector<Metrics> popularity;
   double seconds = 0;
 
-  /// {"users": n, "recall@20": x, "ndcg@20": y, "hitrate@20": z, ...}
+  /// {"users": n, "recall@20": x, "ndcg@20": y, "hitrate@20": z, ...}; with the baseline also
+  /// "popularity_recall@20", ... and the model's ratios "ratio_recall@20", ... (null where the
+  /// baseline is 0).
   std::string to_json() const;
-  /// A fixed-width table, one row per N.
+  /// A fixed-width table, one row per N (with the baseline: model, popularity and their ratio).
   std::string table() const;
 };
 

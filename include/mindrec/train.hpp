@@ -78,6 +78,9 @@ struct MINDREC_API EpochRecord {
   /// below are then the exact-retrieval Recall/NDCG/HitRate at 20 and 50 on those users.
   bool has_eval = false;
   double recall20 = 0, ndcg20 = 0, hitrate20 = 0, recall50 = 0, ndcg50 = 0, hitrate50 = 0;
+  /// The popularity baseline (evaluate_popularity from the training log) on the same users,
+  /// set with the metrics above; the same for every epoch of a run.
+  double pop_recall20 = 0, pop_ndcg20 = 0, pop_hitrate20 = 0, pop_recall50 = 0, pop_ndcg50 = 0, pop_hitrate50 = 0;
   bool best = false;  ///< the best validation Recall@50 so far (best.safetensors was written)
 };
 
@@ -105,7 +108,8 @@ struct MINDREC_API TrainRunOptions {
 
 /// What `mindrec train` does: reads runner.train_data_dir (and runner.test_data_dir), trains
 /// runner.epochs epochs from init_weights(hyper_parameters, runner.seed) or from
-/// `options.resume`, and after each epoch writes, atomically, into the output folder:
+/// `options.resume` (stopping earlier after runner.patience evaluated epochs without a better
+/// validation Recall@50, when set), and after each epoch writes, atomically, into the output folder:
 /// checkpoint.safetensors (Trainer::save_checkpoint), last.safetensors, best.safetensors (when
 /// evaluated and Recall@50 improved), metrics.csv and metrics.svg (a resumed run keeps the rows
 /// of the epochs before its checkpoint). Returns every epoch's record, earlier ones included.

@@ -358,17 +358,22 @@ def recall_items(model: MindModel, store: VectorStore, histories: Histories,
 # ---- evaluation, preparation, training ----------------------------------------------------
 
 def evaluate(model: MindModel, data: Union[EvalSet, PathLike], topk: Sequence[int] = (20, 50),
-             store: Optional[VectorStore] = None, paddlerec_compat: bool = False,
-             batch_size: int = 128, threads: int = 0) -> Dict[str, float]:
+             store: Optional[VectorStore] = None, train: Union[ClickLog, PathLike, None] = None,
+             paddlerec_compat: bool = False, batch_size: int = 128, threads: int = 0) -> Dict[str, Any]:
     """Recall/NDCG/HitRate@N of the merged multi-interest retrieval on validation/test users
     (a folder or file in PaddleRec's slot format, or an :class:`EvalSet`). Exact search over all
-    items unless ``store`` is given. Returns the keys of ``mindrec eval --json``: ``users``,
-    ``recall@N``, ``ndcg@N``, ``hitrate@N``."""
+    items unless ``store`` is given. With ``train`` (the training click log, a path or a
+    :class:`ClickLog`) also the popularity baseline on the same users and the model's ratio to
+    it. Returns the keys of ``mindrec eval --json``: ``users``, ``recall@N``, ``ndcg@N``,
+    ``hitrate@N`` and, with ``train``, ``popularity_recall@N``, ... and ``ratio_recall@N``, ...
+    (None where the baseline scores 0)."""
     if not isinstance(data, EvalSet):
         data = read_eval_data(_path(data), model.config.item_count)
-    text = _core._evaluate(model._m, data, list(topk), None if store is None else store._s,
+    if train is not None and not isinstance(train, ClickLog):
+        train = read_train_data(_path(train), model.config.item_count)
+    text = _core._evaluate(model._m, data, list(topk), None if store is None else store._s, train,
                            paddlerec_compat, batch_size, threads)
-    result: Dict[str, float] = json.loads(text)
+    result: Dict[str, Any] = json.loads(text)
     return result
 
 

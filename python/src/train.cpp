@@ -33,6 +33,12 @@ nb::dict epoch_dict(const EpochRecord& r) {
     d["recall@50"] = r.recall50;
     d["ndcg@50"] = r.ndcg50;
     d["hitrate@50"] = r.hitrate50;
+    d["popularity_recall@20"] = r.pop_recall20;
+    d["popularity_ndcg@20"] = r.pop_ndcg20;
+    d["popularity_hitrate@20"] = r.pop_hitrate20;
+    d["popularity_recall@50"] = r.pop_recall50;
+    d["popularity_ndcg@50"] = r.pop_ndcg50;
+    d["popularity_hitrate@50"] = r.pop_hitrate50;
     d["best"] = r.best;
   }
   return d;
@@ -66,8 +72,10 @@ void bind_train(nb::module_& m) {
     return evaluate_popularity(train, set, o).to_json();
   }, nb::arg("train"), nb::arg("eval_set"), nb::arg("topk"), nb::arg("paddlerec_compat"), nb::arg("batch_size"));
   m.def("_evaluate", [](const MindModel& model, const EvalSet& set, const std::vector<int>& topk,
-                        const VectorStore* store, bool paddlerec_compat, int batch_size, int threads) {
+                        const VectorStore* store, const ClickLog* train, bool paddlerec_compat, int batch_size,
+                        int threads) {
     EvalOptions o;
+    o.popularity_from = train;
     o.topk = topk;
     o.store = store;
     o.paddlerec_compat = paddlerec_compat;
@@ -75,7 +83,8 @@ void bind_train(nb::module_& m) {
     o.threads = threads;
     nb::gil_scoped_release unlocked;
     return evaluate(model, set, o).to_json();
-  }, nb::arg("model"), nb::arg("eval_set"), nb::arg("topk"), nb::arg("store").none(), nb::arg("paddlerec_compat"),
+  }, nb::arg("model"), nb::arg("eval_set"), nb::arg("topk"), nb::arg("store").none(), nb::arg("train").none(),
+     nb::arg("paddlerec_compat"),
      nb::arg("batch_size"), nb::arg("threads"));
 
   m.def("_prepare", [](const std::string& input, const std::string& out_dir, int min_count, uint64_t seed) {

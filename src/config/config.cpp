@@ -59,6 +59,7 @@ void RunnerConfig::validate() const {
   if (batches_per_epoch < 1) invalid("runner.batches_per_epoch", "must be >= 1");
   if (print_interval < 1) invalid("runner.print_interval", "must be >= 1");
   if (threads < 0) invalid("runner.threads", "must be >= 0 (0 = all cores)");
+  if (patience < 0) invalid("runner.patience", "must be >= 0 (0 = no early stopping)");
 }
 
 void Config::validate() const {

@@ -163,6 +163,7 @@ void parse_runner(const YAML::Node& n, const std::string& path, const Reader& r,
     else if (k == "print_interval") c.print_interval = r.integer<int>(v, p);
     else if (k == "seed") c.seed = r.integer<uint64_t>(v, p);
     else if (k == "threads") c.threads = r.integer<int>(v, p);
+    else if (k == "patience") c.patience = r.integer<int>(v, p);
     else r.unknown(p);
   });
 }

@@ -11,8 +11,12 @@
 
 namespace mindrec::train {
 
-static const char* kHeader =
+// The popularity columns were added after the first version: read_csv accepts files without them.
+static const char* kHeaderV1 =
     "epoch,loss,seconds,samples_per_s,recall@20,ndcg@20,hitrate@20,recall@50,ndcg@50,hitrate@50";
+static const char* kHeader =
+    "epoch,loss,seconds,samples_per_s,recall@20,ndcg@20,hitrate@20,recall@50,ndcg@50,hitrate@50,"
+    "pop_recall@20,pop_ndcg@20,pop_hitrate@20,pop_recall@50,pop_ndcg@50,pop_hitrate@50";
 
 void write_csv(const std::string& path, const std::vector<EpochRecord>& rows) {
   write_file_atomic(path, [&](std::ostream& out) {
@@ -22,11 +26,12 @@ void write_csv(const std::string& path, const std::vector<EpochRecord>& rows) {
       std::snprintf(buf, sizeof buf, "%d,%.6f,%.3f,%.1f", r.epoch, r.loss, r.seconds, r.samples_per_s);
       out << buf;
       if (r.has_eval) {
-        std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", r.recall20, r.ndcg20,
-                      r.hitrate20, r.recall50, r.ndcg50, r.hitrate50);
+        std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", r.recall20,
+                      r.ndcg20, r.hitrate20, r.recall50, r.ndcg50, r.hitrate50, r.pop_recall20, r.pop_ndcg20,
+                      r.pop_hitrate20, r.pop_recall50, r.pop_ndcg50, r.pop_hitrate50);
         out << buf;
       } else {
-        out << ",,,,,,";
+        out << ",,,,,,,,,,,,";
       }
       out << '\n';
     }
@@ -39,13 +44,14 @@ std::vector<EpochRecord> read_csv(const std::string& path, int max_epoch) {
   if (!in) return rows;
   std::string line;
   std::getline(in, line);
-  if (line != kHeader) return rows;
+  const bool v1 = line == kHeaderV1;
+  if (!v1 && line != kHeader) return rows;
   while (std::getline(in, line)) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     std::string cell;
     while (std::getline(ss, cell, ',')) f.push_back(cell);
-    while (f.size() < 10) f.emplace_back();
+    while (f.size() < 16) f.emplace_back();
     EpochRecord r;
     try {
       r.epoch = std::stoi(f[0]);
@@ -60,6 +66,14 @@ std::vector<EpochRecord> read_csv(const std::string& path, int max_epoch) {
         r.recall50 = std::stod(f[7]);
         r.ndcg50 = std::stod(f[8]);
         r.hitrate50 = std::stod(f[9]);
+        if (!v1) {
+          r.pop_recall20 = std::stod(f[10]);
+          r.pop_ndcg20 = std::stod(f[11]);
+          r.pop_hitrate20 = std::stod(f[12]);
+          r.pop_recall50 = std::stod(f[13]);
+          r.pop_ndcg50 = std::stod(f[14]);
+          r.pop_hitrate50 = std::stod(f[15]);
+        }
       }
     } catch (const std::exception&) {
       throw FormatError(path + ": malformed line '" + line + "'");
@@ -78,7 +92,7 @@ void write_svg(const std::string& path, const std::vector<EpochRecord>& rows, co
   for (const auto& r : rows) {
     lmin = std::min(lmin, r.loss);
     lmax = std::max(lmax, r.loss);
-    if (r.has_eval) any_eval = true, rmax = std::max(rmax, r.recall50);
+    if (r.has_eval) any_eval = true, rmax = std::max({rmax, r.recall50, r.pop_recall50});
   }
   if (rows.empty()) lmin = 0, lmax = 1;
   if (lmax - lmin < 1e-12) lmax = lmin + 1;
@@ -127,7 +141,21 @@ void write_svg(const std::string& path, const std::vector<EpochRecord>& rows, co
         s << "<circle cx=\"" << x(r.epoch) << "\" cy=\"" << ypos(r) << "\" r=\"3\" fill=\"" << color << "\"/>\n";
   };
   polyline("#1f77b4", [&](const EpochRecord& r) { return yl(r.loss); }, false);
-  if (any_eval) polyline("#d62728", [&](const EpochRecord& r) { return yr(r.recall50); }, true);
+  if (any_eval) {
+    polyline("#d62728", [&](const EpochRecord& r) { return yr(r.recall50); }, true);
+    // The popularity baseline's Recall@50 on the same users (dashed), and a legend.
+    double pop = -1;
+    for (const auto& r : rows)
+      if (r.has_eval) pop = r.pop_recall50;
+    if (pop > 0)
+      s << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << yr(pop) << "\" y2=\"" << yr(pop)
+        << "\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n";
+    s << "<text x=\"" << left + 8 << "\" y=\"" << top + 16 << "\" fill=\"#1f77b4\">training loss</text>\n"
+      << "<text x=\"" << left + 8 << "\" y=\"" << top + 32 << "\" fill=\"#d62728\">validation Recall@50</text>\n";
+    if (pop > 0)
+      s << "<text x=\"" << left + 8 << "\" y=\"" << top + 48 << "\" fill=\"#d62728\">- - popularity baseline Recall@50 ("
+        << 100 * pop << "%)</text>\n";
+  }
   s << "</svg>\n";
   write_file_atomic(path, [&](std::ostream& out) { out << s.str(); });
 }

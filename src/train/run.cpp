@@ -6,6 +6,7 @@
 
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "mindrec/eval.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/train.hpp"
@@ -49,16 +50,26 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
     st.threads = resolve_threads(cfg.runner.threads);
     options.on_start(st);
   }
+  // The best validation Recall@50 so far and the evaluated epochs since it (early stopping); a
+  // resumed run counts the rows of its CSV the way the run that wrote them did.
   double best = -1;
-  for (const auto& r : rows)
-    if (r.has_eval) best = std::max(best, r.recall50);
+  int since_best = 0;
+  for (const auto& r : rows) {
+    if (!r.has_eval) continue;
+    if (r.recall50 > best) best = r.recall50, since_best = 0;
+    else ++since_best;
+  }
   const std::string title = options.title.empty() ? "mindrec train: " + cfg.source : options.title;
 
   EvalOptions eo;
   eo.topk = {20, 50};
   eo.batch_size = cfg.runner.infer_batch_size;
   eo.threads = cfg.runner.threads;
-  while (trainer->epochs_done() < cfg.runner.epochs) {
+  // The baseline every epoch is shown beside: popularity from the training log, same users.
+  std::vector<Metrics> pop;
+  if (valid) pop = evaluate_popularity(log, *valid, eo).metrics;
+  while (trainer->epochs_done() < cfg.runner.epochs &&
+         (cfg.runner.patience == 0 || since_best < cfg.runner.patience)) {
     const EpochStats st = trainer->train_epoch(options.on_progress);
     EpochRecord row;
     row.epoch = st.epoch;
@@ -77,10 +88,19 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
       row.recall50 = rep.metrics[1].recall;
       row.ndcg50 = rep.metrics[1].ndcg;
       row.hitrate50 = rep.metrics[1].hitrate;
+      row.pop_recall20 = pop[0].recall;
+      row.pop_ndcg20 = pop[0].ndcg;
+      row.pop_hitrate20 = pop[0].hitrate;
+      row.pop_recall50 = pop[1].recall;
+      row.pop_ndcg50 = pop[1].ndcg;
+      row.pop_hitrate50 = pop[1].hitrate;
       if (row.recall50 > best) {
         best = row.recall50;
         row.best = true;
+        since_best = 0;
         save_weights(out + "/best.safetensors", trainer->weights());
+      } else {
+        ++since_best;
       }
     }
     rows.push_back(row);
@@ -88,6 +108,10 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
     train::write_svg(out + "/metrics.svg", rows, title);
     if (options.on_epoch) options.on_epoch(row);
   }
+  if (trainer->epochs_done() < cfg.runner.epochs)
+    mindrec::log(LogLevel::info, "early stop after epoch " + std::to_string(trainer->epochs_done()) + ": " +
+                            std::to_string(since_best) + " evaluated epochs without a better validation Recall@50 "
+                            "(runner.patience " + std::to_string(cfg.runner.patience) + ")");
   return rows;
 }
 

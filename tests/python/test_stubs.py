@@ -33,7 +33,7 @@ def use(model: mindrec.MindModel, store: mindrec.VectorStore) -> float:
     metrics = mindrec.evaluate(model, "valid/")
     rows = mindrec.train("c.yaml", progress=False)
     n: int = len(store) + int(rows[0]["epoch"]) + int(c[0]) + int(i[0, 0])
-    return float(a.sum()) + float(scores.sum()) + metrics["recall@50"] + n
+    return float(a.sum()) + float(scores.sum()) + float(metrics["recall@50"]) + n
 '''
 
 

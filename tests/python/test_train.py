@@ -35,10 +35,11 @@ def test_train_matches_the_cli(trained):
     py, cl = read_metrics(base / "py" / "metrics.csv"), read_metrics(base / "cli" / "metrics.csv")
     assert len(py) == len(cl) == 2
     for a, b, r in zip(py, cl, rows):
-        for key in ("loss", "recall@20", "ndcg@20", "hitrate@20", "recall@50", "ndcg@50", "hitrate@50"):
+        for key in ("loss", "recall@20", "ndcg@20", "hitrate@20", "recall@50", "ndcg@50", "hitrate@50",
+                    "pop_recall@50", "pop_hitrate@20"):
             # same function and seed; the last bits may differ between differently compiled builds
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4, abs=1e-6), key
-            assert r[key] == pytest.approx(float(a[key]), abs=1e-6)
+            assert r[key.replace("pop_", "popularity_")] == pytest.approx(float(a[key]), abs=1e-6)
     for name in ("last.safetensors", "best.safetensors", "checkpoint.safetensors", "metrics.svg"):
         assert (base / "py" / name).exists(), name
     w_py = mindrec.load_weights(base / "py" / "last.safetensors")
@@ -52,10 +53,15 @@ def test_evaluate_returns_the_cli_json(trained, cli):
     cli("eval", "--config", SHORT, "--weights", weights, "--data", SAMPLE / "valid", "--json", base / "eval.json")
     want = json.loads((base / "eval.json").read_text())
     model = mindrec.MindModel(weights)
-    got = mindrec.evaluate(model, SAMPLE / "valid")
-    assert list(got) == list(want)
+    got = mindrec.evaluate(model, SAMPLE / "valid", train=SAMPLE / "train")
+    assert list(got) == list(want) and "popularity_recall@50" in got and "ratio_recall@50" in got
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-9), k
+    # the baseline equals evaluate_popularity's, and the ratios are the quotients
+    pop = mindrec.evaluate_popularity(SAMPLE / "train", SAMPLE / "valid")
+    assert got["popularity_recall@50"] == pytest.approx(pop["recall@50"])
+    assert got["ratio_recall@50"] == pytest.approx(got["recall@50"] / pop["recall@50"])
+    got = mindrec.evaluate(model, SAMPLE / "valid")
     # through a store, and on a pre-read set: same numbers (flat is exact)
     store = mindrec.build_item_store(model, "flat")
     eval_set = mindrec.read_eval_data(str(SAMPLE / "valid"), model.config.item_count)

@@ -8,10 +8,13 @@
 #endif
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <set>
 
+#include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/eval.hpp"
 #include "mindrec/train.hpp"
 #include "train/adam.hpp"
 #include "train/sampler.hpp"
@@ -348,4 +351,70 @@ TEST_CASE("resume from a checkpoint continues exactly") {
   Config other = cfg;
   other.hyper_parameters.capsule.max_k = 2;
   CHECK_THROWS_AS(Trainer::resume(tmp.file("ck.safetensors"), other, log), ConfigError);
+}
+
+TEST_CASE("run_training: files per epoch - the popularity baseline beside each evaluation - early stopping") {
+  test::TempDir tmp;
+  const ClickLog log = small_log();
+  write_train_data(tmp.file("train.txt"), log);
+  EvalSet valid;  // the same users: history = all but the last two clicks, ground truth = those two
+  valid.hist_offsets = {0};
+  valid.eval_offsets = {0};
+  for (int64_t u = 0; u < log.num_users(); ++u) {
+    valid.user_ids.push_back(u + 1);
+    valid.target_items.push_back(0);
+    const int64_t n = log.length(u);
+    valid.hist_items.insert(valid.hist_items.end(), log.begin(u), log.begin(u) + n - 2);
+    valid.eval_items.insert(valid.eval_items.end(), log.begin(u) + n - 2, log.begin(u) + n);
+    valid.hist_offsets.push_back(static_cast<int64_t>(valid.hist_items.size()));
+    valid.eval_offsets.push_back(static_cast<int64_t>(valid.eval_items.size()));
+  }
+  write_eval_data(tmp.file("valid.txt"), valid);
+  Config cfg = small_training_config(false, 1);
+  cfg.runner.train_data_dir = tmp.file("train.txt");
+  cfg.runner.test_data_dir = tmp.file("valid.txt");
+  cfg.runner.batches_per_epoch = 2;
+  cfg.runner.epochs = 8;
+  cfg.runner.patience = 2;
+  // A learning rate far below one ulp of the weights: every epoch evaluates the same model, so
+  // epoch 1 is the best and the run stops after epochs 2 and 3 brought nothing better.
+  cfg.hyper_parameters.optimizer.learning_rate = 1e-30;
+  TrainRunOptions o;
+  o.out_dir = tmp.file("out");
+  std::vector<int> seen;
+  o.on_epoch = [&](const EpochRecord& r) { seen.push_back(r.epoch); };
+  const auto rows = run_training(cfg, o);
+  REQUIRE(rows.size() == 3);
+  CHECK(seen == std::vector<int>{1, 2, 3});
+  CHECK(rows[0].best);
+  CHECK_FALSE(rows[1].best);
+  CHECK_FALSE(rows[2].best);
+  CHECK(rows[2].recall50 == rows[0].recall50);
+  // the baseline: evaluate_popularity on the same users, in every row
+  EvalOptions eo;
+  eo.topk = {20, 50};
+  const EvalReport pop = evaluate_popularity(log, valid, eo);
+  for (const auto& r : rows) {
+    CHECK(r.pop_recall20 == pop.metrics[0].recall);
+    CHECK(r.pop_recall50 == pop.metrics[1].recall);
+    CHECK(r.pop_hitrate50 == pop.metrics[1].hitrate);
+  }
+  CHECK(pop.metrics[1].recall > 0);
+  for (const char* f : {"checkpoint.safetensors", "last.safetensors", "best.safetensors", "metrics.csv", "metrics.svg"})
+    CHECK(std::filesystem::exists(tmp.file(std::string("out/") + f)));
+  // resuming counts the CSV's epochs since the best: nothing left to train under patience 2
+  o.resume = tmp.file("out/checkpoint.safetensors");
+  seen.clear();
+  const auto resumed = run_training(cfg, o);
+  CHECK(resumed.size() == 3);
+  CHECK(seen.empty());
+  CHECK(resumed[2].pop_recall50 == doctest::Approx(rows[2].pop_recall50).epsilon(1e-5));  // read back from metrics.csv (6 decimals)
+  // patience 0: every epoch runs
+  cfg.runner.patience = 0;
+  cfg.runner.epochs = 4;
+  o.resume.clear();
+  o.out_dir = tmp.file("out0");
+  CHECK(run_training(cfg, o).size() == 4);
+  cfg.runner.patience = -1;
+  CHECK_THROWS_AS(cfg.validate(), ConfigError);
 }
