@@ -4,6 +4,7 @@
 //   mindrec train --config C.yaml [--out DIR] [--resume CKPT] [--no-eval]
 //   mindrec eval  --config C.yaml --weights W.safetensors --data VALID [--topk 20,50] [--json F]
 //   mindrec prepare --input RAW --out DIR [--min-count 5] [--seed S]
+//   mindrec import-paddlerec --params rec.pdparams --config PADDLEREC.yaml --out W.safetensors
 //   mindrec index --config C.yaml --weights W.safetensors --store SPEC --out ITEMS.idx
 //   mindrec recall --config C.yaml --weights W.safetensors --index ITEMS.idx --hist 43,23,65 ...
 // Every error ends the program with one line "mindrec: error: ..." and a non-zero status.
@@ -226,6 +227,23 @@ int run_eval(const EvalArgs& a) {
   return 0;
 }
 
+struct ImportArgs {
+  std::string params, config, out;
+};
+
+int run_import_paddlerec(const ImportArgs& a) {
+  const mindrec::Config cfg = mindrec::load_config(a.config);
+  const mindrec::MindWeights w = mindrec::import_paddlerec(a.params, cfg.hyper_parameters);
+  mindrec::save_weights(a.out, w);
+  const auto& m = w.config;
+  std::printf("wrote %s: PaddleRec's MIND from %s: %lld items x %d dims, hidden %d, K=%d, L=%d, %d routing "
+              "iterations, softmax over %s (fingerprint %s)\n",
+              a.out.c_str(), a.params.c_str(), static_cast<long long>(m.item_count), m.embedding_dim,
+              m.hidden_size, m.capsule.max_k, m.maxlen, m.capsule.iters, mindrec::to_string(m.capsule.softmax_axis),
+              mindrec::fingerprint_hex(mindrec::item_fingerprint(w)).c_str());
+  return 0;
+}
+
 struct PrepareArgs {
   std::string input, out;
   mindrec::PrepareOptions options;
@@ -402,6 +420,14 @@ int main(int argc, char** argv) {
   cp->add_option("--min-count", prep.options.min_count, "k of the k-core filter (default 5)")->check(CLI::PositiveNumber);
   cp->add_option("--seed", prep.options.seed, "seed of the user shuffle before the 80/10/10 split");
 
+  ImportArgs imp;
+  auto* cimp = app.add_subcommand("import-paddlerec", "convert a MIND checkpoint trained by PaddleRec into mindrec's weights");
+  cimp->add_option("--params", imp.params, "PaddleRec's rec.pdparams (paddle.save of the model's state_dict)")
+      ->required()->check(CLI::ExistingFile);
+  cimp->add_option("--config", imp.config, "the PaddleRec config it was trained with (its hyper_parameters)")
+      ->required()->check(CLI::ExistingFile);
+  cimp->add_option("--out", imp.out, "mindrec weights file to write (safetensors)")->required();
+
   CLI11_PARSE(app, argc, argv);
   mindrec::set_log_level(verbose >= 2   ? mindrec::LogLevel::debug
                          : verbose == 1 ? mindrec::LogLevel::info
@@ -412,6 +438,7 @@ int main(int argc, char** argv) {
     if (*ct) return run_train(train);
     if (*ce) return run_eval(ev);
     if (*cp) return run_prepare(prep);
+    if (*cimp) return run_import_paddlerec(imp);
     if (*ci2) return run_index(ix);
     if (*cr) return run_recall(rc);
   } catch (const std::exception& e) {

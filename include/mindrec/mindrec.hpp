@@ -12,6 +12,7 @@
 #include "mindrec/log.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/npy.hpp"
+#include "mindrec/paddlerec.hpp"
 #include "mindrec/prepare.hpp"
 #include "mindrec/recommender.hpp"
 #include "mindrec/retriever.hpp"

@@ -60,7 +60,7 @@ __all__ = [
     "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SoftmaxAxis",
     "Unsupported", "VectorStore", "Weights", "build_item_store", "built_with_cuda",
     "cuda_device_count", "default_threads", "evaluate", "init_weights", "load_config",
-    "evaluate_popularity", "load_vector_store", "load_weights", "parse_config", "prepare",
+    "evaluate_popularity", "import_paddlerec", "load_vector_store", "load_weights", "parse_config", "prepare",
     "read_eval_data", "read_train_data",
     "recall_items", "save_weights", "set_log_level", "train", "weights_from_dict",
     "weights_to_dict",
@@ -130,6 +130,17 @@ def load_weights(path: PathLike, expected: Optional[ModelConfig] = None) -> Weig
     if expected is None:
         return _core.load_weights(_path(path))
     return _core.load_weights(_path(path), expected)
+
+
+def import_paddlerec(pdparams: PathLike, config: Union[Config, ModelConfig, PathLike]) -> Weights:
+    """Weights from a MIND checkpoint trained by PaddleRec (``rec.pdparams``, read without
+    PaddlePaddle and without running pickled code) and the PaddleRec config it was trained with
+    (a path, a :class:`Config` or its ``hyper_parameters``); as ``mindrec import-paddlerec``."""
+    if isinstance(config, ModelConfig):
+        mc = config
+    else:
+        mc = (config if isinstance(config, Config) else load_config(config)).hyper_parameters
+    return _core.import_paddlerec(_path(pdparams), mc)
 
 
 def weights_to_dict(weights: Weights) -> Dict[str, FloatArray]:

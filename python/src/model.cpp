@@ -11,6 +11,7 @@
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/model.hpp"
+#include "mindrec/paddlerec.hpp"
 #include "mindrec/weights.hpp"
 
 namespace mindrec::py {
@@ -103,6 +104,8 @@ void bind_model(nb::module_& m) {
   m.def("load_weights", nb::overload_cast<const std::string&, const ModelConfig&>(&load_weights),
         nb::arg("path"), nb::arg("expected"),
         "Reads a weights file and raises ConfigError if it describes another model than `expected`.");
+  m.def("import_paddlerec", &import_paddlerec, nb::arg("pdparams"), nb::arg("config"),
+        "Weights from a MIND checkpoint trained by PaddleRec (rec.pdparams) and its config's hyper_parameters.");
   m.def("save_weights", &save_weights, nb::arg("path"), nb::arg("weights"),
         "Writes safetensors with the model config in __metadata__, atomically.");
 

@@ -138,7 +138,7 @@ void parse_hyper(const YAML::Node& n, const std::string& path, const Reader& r,
     else if (k == "neg_samples") m.neg_samples = r.integer<int>(v, p);
     else if (k == "pow_p") m.pow_p = r.real(v, p);
     else if (k == "readout") m.readout = parse_readout(r.scalar(v, p), r, p);
-    else if (k == "capsule") parse_capsule(v, p, r, m.capsule);
+    else if (k == "capsule" || k == "capsual") parse_capsule(v, p, r, m.capsule);  // PaddleRec spells it "capsual"
     else if (k == "optimizer") {
       r.each(v, p, [&](const std::string& ok, const YAML::Node& ov, const std::string& op) {
         if (ok == "class") m.optimizer.class_name = r.scalar(ov, op);

@@ -32,4 +32,13 @@ header += " " * (64 - (10 + len(header) + 1) % 64) + "\n"
 data = struct.pack("<6f", 1, 2, 3, 4, 5, 6)
 open(sys.argv[1], "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data)
 PY
+# pickle: PaddleRec's own checkpoint (tests/fixtures/paddlerec, made by PaddlePaddle 2.6.2) and
+# a protocol-3 OrderedDict of a big-endian float64 and an empty float32 array (NumPy's pickle).
+cp ../fixtures/paddlerec/mind.pdparams $c/pickle/paddlerec.pdparams
+python3 - $c/pickle/orderdict.pkl <<'PY'
+import collections, pickle, sys
+import numpy as np
+d = collections.OrderedDict(a=np.arange(6, dtype=">f8").reshape(2, 3), b=np.zeros(0, np.float32))
+open(sys.argv[1], "wb").write(pickle.dumps(d, protocol=3))
+PY
 ls -la $c/*

@@ -233,3 +233,18 @@ def test_sample_users_match_the_reference(tmp_path):
         want, kk = ref.extract_interests(p64, mc, hist[i], int(lens[i]))
         assert counts[i] == kk
         np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_import_paddlerec_matches_paddlerec_and_the_cli(tmp_path, cli):
+    """PaddleRec's own checkpoint and forward pass (tests/fixtures/paddlerec, made by
+    tools/reference/paddlerec_fixture.py with PaddlePaddle): imported here and by the CLI."""
+    d = FIXTURES / "paddlerec"
+    w = mindrec.import_paddlerec(d / "mind.pdparams", d / "config.yaml")
+    golden, _ = ref.read_safetensors(str(d / "golden.safetensors"))
+    got, _ = mindrec.MindModel(w).extract_interests(golden["input.hist"], golden["input.lengths"])
+    np.testing.assert_allclose(got, golden["paddlerec.interests"], atol=1e-4 * np.abs(golden["paddlerec.interests"]).max())
+    cli("import-paddlerec", "--params", d / "mind.pdparams", "--config", d / "config.yaml", "--out", tmp_path / "w.safetensors")
+    for k, v in mindrec.weights_to_dict(mindrec.load_weights(tmp_path / "w.safetensors")).items():
+        np.testing.assert_array_equal(v, mindrec.weights_to_dict(w)[k], err_msg=k)
+    with pytest.raises(mindrec.FormatError, match="pickle offset 0"):
+        mindrec.import_paddlerec(d / "config.yaml", d / "config.yaml")
