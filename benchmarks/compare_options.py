@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Modelling options against PaddleRec's default MIND on real click logs (issue 16, item 5):
+each option trained for the same number of batches from the same seeds, evaluated on the
+validation users (exact retrieval, the popularity baseline beside), averaged over seeds.
+
+    .venv/bin/python benchmarks/compare_options.py [--data NAME=clicks.csv ...] [--batches N]
+        [--seeds 2021,7] [--options default,pow2,...] [--out DIR]
+
+Defaults: the bundled Amazon Beauty log and, when present, ../shared/data/yelp/clicks.csv;
+3,000 batches of 128; seeds 2021 and 7. Prints one markdown row per data set and option, then
+each option's relative change in Recall@50 over `default` per data set. Options are config
+keys only (the PaddleRec-compatible defaults are `default`); configs/recommended.yaml holds the
+one that wins on every data set."""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import mindrec
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIONS = {
+    "default": "",
+    "pow2": "  pow_p: 2.0\n",
+    "pow3": "  pow_p: 3.0\n",
+    "hard_readout": "  readout: hard\n",
+    "behaviors": "  capsule: {softmax_axis: behaviors}\n",
+    "dynamic_k": "  capsule: {dynamic_k: true}\n",
+    "no_relu": "  capsule: {relu_layer: false}\n",
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", action="append", default=[], help="NAME=path/to/clicks.csv (repeatable)")
+    ap.add_argument("--batches", type=int, default=3000)
+    ap.add_argument("--seeds", default="2021,7")
+    ap.add_argument("--options", default="default,pow2,pow3,hard_readout,behaviors")
+    ap.add_argument("--out", default="output/compare-options")
+    args = ap.parse_args()
+    data = dict(d.split("=", 1) for d in args.data)
+    if not data:
+        data["amazon-beauty"] = str(ROOT / "data" / "amazon-beauty" / "clicks.csv")
+        yelp = ROOT.parent / "shared" / "data" / "yelp" / "clicks.csv"
+        if yelp.exists():
+            data["yelp"] = str(yelp)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    options = args.options.split(",")
+    out = Path(args.out)
+    per_epoch = 250
+    results = {}
+    print(f"{args.batches} batches of 128 per run (epochs of {per_epoch}), seeds {seeds}; validation users; "
+          f"mindrec {mindrec.__version__}, {mindrec.default_threads()} thread(s)")
+    print("| data | option | Recall@20 | NDCG@20 | HitRate@20 | Recall@50 | NDCG@50 | HitRate@50 | "
+          "popularity Recall@50 | batches | seconds |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, clicks in data.items():
+        prepared = out / name / "data"
+        report = mindrec.prepare(clicks, prepared)
+        for opt in options:
+            runs = []
+            for seed in seeds:
+                cfg = mindrec.parse_config(f"""
+runner:
+  train_data_dir: {prepared / 'train'}
+  epochs: {max(1, args.batches // per_epoch)}
+  batches_per_epoch: {per_epoch}
+  seed: {seed}
+hyper_parameters:
+  item_count: {report['item_count']}
+{OPTIONS[opt]}""")
+                run_dir = out / name / f"{opt}-{seed}"
+                t0 = time.perf_counter()
+                mindrec.train(cfg, run_dir, progress=False, evaluate=False)
+                seconds = time.perf_counter() - t0
+                model = mindrec.MindModel(run_dir / "last.safetensors")
+                m = mindrec.evaluate(model, prepared / "valid", train=prepared / "train")
+                runs.append((m, seconds))
+            mean = {k: sum(r[0][k] for r in runs) / len(runs) for k in runs[0][0] if runs[0][0][k] is not None}
+            secs = sum(r[1] for r in runs) / len(runs)
+            results[(name, opt)] = mean
+            print(f"| {name} | {opt} | " + " | ".join(f"{100 * mean[k]:.2f}%" for k in (
+                "recall@20", "ndcg@20", "hitrate@20", "recall@50", "ndcg@50", "hitrate@50", "popularity_recall@50"))
+                + f" | {args.batches} | {secs:.1f} |", flush=True)
+    print()
+    for opt in options:
+        if opt == "default":
+            continue
+        changes = []
+        for name in data:
+            base, got = results[(name, "default")]["recall@50"], results[(name, opt)]["recall@50"]
+            changes.append(f"{name} {100 * (got / base - 1):+.1f}%")
+        print(f"{opt}: Recall@50 against default: " + ", ".join(changes))
+    json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, open(out / "results.json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
