@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "mindrec/file_io.hpp"
@@ -18,6 +19,13 @@ static const char* kHeader =
     "epoch,loss,seconds,samples_per_s,recall@20,ndcg@20,hitrate@20,recall@50,ndcg@50,hitrate@50,"
     "pop_recall@20,pop_ndcg@20,pop_hitrate@20,pop_recall@50,pop_ndcg@50,pop_hitrate@50";
 
+// The evaluation columns after the first four, in file order (the last six: the baseline's).
+static double EpochRecord::* const kEvalColumns[] = {
+    &EpochRecord::recall20,     &EpochRecord::ndcg20,     &EpochRecord::hitrate20,     &EpochRecord::recall50,
+    &EpochRecord::ndcg50,       &EpochRecord::hitrate50,  &EpochRecord::pop_recall20,  &EpochRecord::pop_ndcg20,
+    &EpochRecord::pop_hitrate20, &EpochRecord::pop_recall50, &EpochRecord::pop_ndcg50, &EpochRecord::pop_hitrate50};
+static constexpr size_t kColumns = 4 + std::size(kEvalColumns);
+
 void write_csv(const std::string& path, const std::vector<EpochRecord>& rows) {
   write_file_atomic(path, [&](std::ostream& out) {
     out << kHeader << '\n';
@@ -25,13 +33,9 @@ void write_csv(const std::string& path, const std::vector<EpochRecord>& rows) {
     for (const auto& r : rows) {
       std::snprintf(buf, sizeof buf, "%d,%.6f,%.3f,%.1f", r.epoch, r.loss, r.seconds, r.samples_per_s);
       out << buf;
-      if (r.has_eval) {
-        std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", r.recall20,
-                      r.ndcg20, r.hitrate20, r.recall50, r.ndcg50, r.hitrate50, r.pop_recall20, r.pop_ndcg20,
-                      r.pop_hitrate20, r.pop_recall50, r.pop_ndcg50, r.pop_hitrate50);
-        out << buf;
-      } else {
-        out << ",,,,,,,,,,,,";
+      for (auto column : kEvalColumns) {
+        if (r.has_eval) std::snprintf(buf, sizeof buf, ",%.6f", r.*column);
+        out << (r.has_eval ? buf : ",");
       }
       out << '\n';
     }
@@ -51,7 +55,7 @@ std::vector<EpochRecord> read_csv(const std::string& path, int max_epoch) {
     std::stringstream ss(line);
     std::string cell;
     while (std::getline(ss, cell, ',')) f.push_back(cell);
-    while (f.size() < 16) f.emplace_back();
+    while (f.size() < kColumns) f.emplace_back();
     EpochRecord r;
     try {
       r.epoch = std::stoi(f[0]);
@@ -60,20 +64,8 @@ std::vector<EpochRecord> read_csv(const std::string& path, int max_epoch) {
       r.samples_per_s = std::stod(f[3]);
       if (!f[4].empty()) {
         r.has_eval = true;
-        r.recall20 = std::stod(f[4]);
-        r.ndcg20 = std::stod(f[5]);
-        r.hitrate20 = std::stod(f[6]);
-        r.recall50 = std::stod(f[7]);
-        r.ndcg50 = std::stod(f[8]);
-        r.hitrate50 = std::stod(f[9]);
-        if (!v1) {
-          r.pop_recall20 = std::stod(f[10]);
-          r.pop_ndcg20 = std::stod(f[11]);
-          r.pop_hitrate20 = std::stod(f[12]);
-          r.pop_recall50 = std::stod(f[13]);
-          r.pop_ndcg50 = std::stod(f[14]);
-          r.pop_hitrate50 = std::stod(f[15]);
-        }
+        const size_t n = v1 ? 6 : std::size(kEvalColumns);  // v1: no baseline columns
+        for (size_t c = 0; c < n; ++c) r.*kEvalColumns[c] = std::stod(f[4 + c]);
       }
     } catch (const std::exception&) {
       throw FormatError(path + ": malformed line '" + line + "'");

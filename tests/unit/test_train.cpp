@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -17,6 +18,7 @@
 #include "mindrec/eval.hpp"
 #include "mindrec/train.hpp"
 #include "train/adam.hpp"
+#include "train/report.hpp"
 #include "train/sampler.hpp"
 #include "test_util.hpp"
 
@@ -417,4 +419,29 @@ TEST_CASE("run_training: files per epoch - the popularity baseline beside each e
   CHECK(run_training(cfg, o).size() == 4);
   cfg.runner.patience = -1;
   CHECK_THROWS_AS(cfg.validate(), ConfigError);
+}
+
+TEST_CASE("metrics.csv: written and read back - files of the first version (no baseline columns) still read") {
+  test::TempDir tmp;
+  std::vector<EpochRecord> rows(2);
+  rows[0].epoch = 1, rows[0].loss = 5.5, rows[0].has_eval = true, rows[0].recall50 = 0.125, rows[0].pop_recall50 = 0.0625;
+  rows[1].epoch = 2, rows[1].loss = 5.25;  // not evaluated
+  train::write_csv(tmp.file("m.csv"), rows);
+  const auto back = train::read_csv(tmp.file("m.csv"), 10);
+  REQUIRE(back.size() == 2);
+  CHECK(back[0].has_eval);
+  CHECK(back[0].recall50 == 0.125);
+  CHECK(back[0].pop_recall50 == 0.0625);
+  CHECK_FALSE(back[1].has_eval);
+  CHECK(back[1].loss == 5.25);
+  CHECK(train::read_csv(tmp.file("m.csv"), 1).size() == 1);  // rows past the checkpoint's epoch dropped
+  {
+    std::ofstream v1(tmp.file("v1.csv"));
+    v1 << "epoch,loss,seconds,samples_per_s,recall@20,ndcg@20,hitrate@20,recall@50,ndcg@50,hitrate@50\n"
+       << "1,6.5,1.0,100.0,0.1,0.2,0.3,0.4,0.5,0.6\n";
+  }
+  const auto old = train::read_csv(tmp.file("v1.csv"), 10);
+  REQUIRE(old.size() == 1);
+  CHECK(old[0].hitrate50 == 0.6);
+  CHECK(old[0].pop_recall50 == 0.0);
 }
