@@ -100,15 +100,10 @@ RecallResult recall_histories(const MindModel& model, const VectorStore& store,
   RecallResult r;
   r.users = static_cast<int64_t>(histories.size());
   r.topn = options.topn;
-  std::vector<int64_t> offsets = {0}, items;
-  for (const auto& h : histories) {
-    items.insert(items.end(), h.begin(), h.end());
-    offsets.push_back(static_cast<int64_t>(items.size()));
-  }
   const int L = model.config().maxlen;
   std::vector<int64_t> hist(size_t(r.users) * L);
   std::vector<int32_t> lens(static_cast<size_t>(r.users));
-  pack_histories(offsets, items, 0, r.users, L, hist.data(), lens.data());
+  pack_histories(histories, L, hist.data(), lens.data());
   r.ids.resize(size_t(r.users) * r.topn);
   r.scores.resize(size_t(r.users) * r.topn);
   recall_items(model, store, hist.data(), lens.data(), r.users, options, r.ids.data(), r.scores.data());

@@ -68,4 +68,8 @@ MINDREC_API void pack_histories(const std::vector<int64_t>& offsets, const std::
                     int64_t first, int64_t count, int maxlen, int64_t* out_ids,
                     int32_t* out_lengths);
 
+/// The same for histories given as lists of item ids, oldest first: [histories.size(), maxlen].
+MINDREC_API void pack_histories(const std::vector<std::vector<int64_t>>& histories, int maxlen, int64_t* out_ids,
+                                int32_t* out_lengths);
+
 }  // namespace mindrec

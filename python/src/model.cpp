@@ -162,18 +162,13 @@ void bind_model(nb::module_& m) {
             const auto& c = mm.config();
             const int64_t B = static_cast<int64_t>(histories.size());
             const int K = c.capsule.max_k, H = c.hidden_size, L = c.maxlen;
-            std::vector<int64_t> offsets = {0}, items;
-            for (const auto& h : histories) {
-              items.insert(items.end(), h.begin(), h.end());
-              offsets.push_back(static_cast<int64_t>(items.size()));
-            }
             Buffer<float> out(size_t(B) * K * H);
             Buffer<int32_t> counts(static_cast<size_t>(B));
             {
               nb::gil_scoped_release unlocked;
               std::vector<int64_t> hist(size_t(B) * L);
               std::vector<int32_t> lens(static_cast<size_t>(B));
-              pack_histories(offsets, items, 0, B, L, hist.data(), lens.data());
+              pack_histories(histories, L, hist.data(), lens.data());
               mm.extract_interests(hist.data(), lens.data(), B, out.data(), counts.data(), threads);
             }
             return std::make_pair(out.release({size_t(B), size_t(K), size_t(H)}), counts.release({size_t(B)}));

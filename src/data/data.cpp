@@ -337,4 +337,17 @@ void pack_histories(const std::vector<int64_t>& offsets, const std::vector<int64
   }
 }
 
+void pack_histories(const std::vector<std::vector<int64_t>>& histories, int maxlen, int64_t* out_ids,
+                    int32_t* out_lengths) {
+  MINDREC_EXPECTS(maxlen >= 1, "pack_histories: maxlen must be >= 1");
+  for (size_t i = 0; i < histories.size(); ++i) {
+    const auto& h = histories[i];
+    const size_t n = std::min(h.size(), size_t(maxlen));
+    int64_t* row = out_ids + i * size_t(maxlen);
+    std::copy(h.end() - n, h.end(), row);
+    std::fill(row + n, row + maxlen, 0);
+    out_lengths[i] = static_cast<int32_t>(n);
+  }
+}
+
 }  // namespace mindrec

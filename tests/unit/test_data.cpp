@@ -132,6 +132,13 @@ TEST_CASE("pack_histories keeps the last maxlen items - right-padded") {
   CHECK(ids == std::vector<int64_t>{3, 4, 5, 6, 7, 0, 0, 0, 0});
   CHECK(lens == std::vector<int32_t>{3, 2, 0});
   CHECK_THROWS_AS(pack_histories(offsets, items, 2, 2, 3, ids.data(), lens.data()), InvalidArgument);
+  // the same users as lists of ids
+  std::fill(ids.begin(), ids.end(), -9);
+  std::fill(lens.begin(), lens.end(), -9);
+  pack_histories({{1, 2, 3, 4, 5}, {6, 7}, {}}, 3, ids.data(), lens.data());
+  CHECK(ids == std::vector<int64_t>{3, 4, 5, 6, 7, 0, 0, 0, 0});
+  CHECK(lens == std::vector<int32_t>{3, 2, 0});
+  CHECK_THROWS_AS(pack_histories({{1}}, 0, ids.data(), lens.data()), InvalidArgument);
 }
 
 TEST_CASE("a log sorted by user and order and the same log shuffled read the same (oracle: std::map)") {
