@@ -45,6 +45,7 @@ server_report() {
   tail -15 "$server_dir/data/logs/milvus-stderr.log" >&2 2>/dev/null || true
   dmesg 2>/dev/null | grep -i -E 'out of memory|killed process' | tail -5 >&2 || true
   free -m >&2 || true
+  df -h "$server_dir" >&2 || true
   echo "----" >&2
 }
 server_alive() {
