@@ -80,6 +80,67 @@ inline int count_found(const std::vector<float>& x, const std::vector<int64_t>& 
   return found;
 }
 
+// The spec's merge computed here: each of the user's `count` interests' brute-force top
+// `fetch`, pooled, sorted by score (best first, the smaller id on ties), ids <= 0 and
+// duplicates dropped, the first `topn` kept.
+inline std::vector<std::pair<int64_t, float>> brute_merged(const std::vector<float>& x, const std::vector<int64_t>& ids,
+                                                           const float* q, int count, int d, int fetch, int topn,
+                                                           Metric metric) {
+  std::vector<std::pair<int64_t, float>> pool;
+  for (int k = 0; k < count; ++k)
+    for (const auto& e : brute(x, ids, q + size_t(k) * d, d, fetch, metric)) pool.push_back(e);
+  const bool ip = metric == Metric::inner_product;
+  std::sort(pool.begin(), pool.end(), [&](const auto& a, const auto& b) {
+    if (a.second != b.second) return ip ? a.second > b.second : a.second < b.second;
+    return a.first < b.first;
+  });
+  std::vector<std::pair<int64_t, float>> out;
+  std::set<int64_t> seen;
+  for (const auto& e : pool)
+    if (e.first > 0 && seen.insert(e.first).second && int(out.size()) < topn) out.push_back(e);
+  return out;
+}
+
+/// The fused multi-interest search, where the backend has one (search_merged returns true):
+/// 30 users of up to 4 interests (some with 0, 1 or 2 live) against brute_merged, ids and
+/// scores; removed ids (`gone`) never returned, rows padded with -1.
+inline void check_search_merged(const VectorStore& s, const std::vector<float>& x, const std::vector<int64_t>& ids,
+                                const std::vector<int64_t>& gone, bool exact) {
+  const int d = s.dim(), K = 4, users = 30, topn = 12;
+  const auto q = random_vectors(users * K, d, 31);
+  std::vector<int32_t> counts(users);
+  for (int u = 0; u < users; ++u) counts[size_t(u)] = u % 6 == 0 ? 0 : 1 + (u * 7) % K;
+  std::vector<int64_t> got(size_t(users) * topn, 77);
+  std::vector<float> sc(size_t(users) * topn, 77.f);
+  if (!s.search_merged(users, K, counts.data(), q.data(), topn, topn, got.data(), sc.data())) {
+    // No fused path: nothing was written.
+    CHECK(std::all_of(got.begin(), got.end(), [](int64_t v) { return v == 77; }));
+    return;
+  }
+  const std::set<int64_t> gone_set(gone.begin(), gone.end());
+  int found = 0, total = 0;
+  for (int u = 0; u < users; ++u) {
+    CAPTURE(u);
+    const auto want = brute_merged(x, ids, q.data() + size_t(u) * K * d, counts[size_t(u)], d, topn, topn, s.metric());
+    const int64_t* g = got.data() + size_t(u) * topn;
+    const float* gs = sc.data() + size_t(u) * topn;
+    for (int j = int(want.size()); j < topn; ++j) CHECK(g[j] == -1);
+    const std::set<int64_t> got_set(g, g + topn);
+    for (int j = 0; j < int(want.size()); ++j) {
+      found += int(got_set.count(want[size_t(j)].first));
+      ++total;
+      CHECK(gone_set.count(g[j]) == 0);
+      if (exact) {
+        CHECK(gs[j] == doctest::Approx(want[size_t(j)].second).epsilon(1e-4).scale(1e-3));
+        if (j + 1 < int(want.size()) && std::abs(want[size_t(j)].second - want[size_t(j) + 1].second) > 1e-3f)
+          CHECK(g[j] == want[size_t(j)].first);
+      }
+    }
+  }
+  if (exact) CHECK(found == total);
+  else CHECK(double(found) / std::max(total, 1) >= 0.9);
+}
+
 /// add, duplicates refused, remove (unknown ids ignored), a removed id added again,
 /// save -> load_vector_store with identical results, k > size padded, clear; both metrics.
 /// `exact`: results equal brute force (scores within 1e-4), else recall@10 >= 0.9.
@@ -122,6 +183,7 @@ inline void check_store_contract(const StoreMaker& make, bool exact, const std::
     CHECK(s->remove(int64_t(gone.size()), gone.data()) == int64_t(gone.size()) - 1);
     CHECK(s->size() == int64_t(kept_ids.size()));
     check_against_brute(*s, kept_x, kept_ids, exact);
+    check_search_merged(*s, kept_x, kept_ids, gone, exact);
     {
       const auto q = random_vectors(50, d, 5);
       std::vector<int64_t> got(50 * 30);
