@@ -528,3 +528,30 @@ TEST_CASE("hnsw: removed elements are compacted away once they outnumber the liv
   }
 }
 #endif
+
+
+#if MINDREC_HAS_HNSW && defined(__linux__)
+TEST_CASE("hnsw: the level-0 block is advised for transparent huge pages (the smaps VmFlags show hg)") {
+  // Independent source: the kernel's own account of this process's mappings.
+  auto advised = [] {
+    std::ifstream f("/proc/self/smaps");
+    int n = 0;
+    for (std::string line; std::getline(f, line);)
+      if (line.rfind("VmFlags:", 0) == 0 && line.find(" hg") != std::string::npos) ++n;
+    return n;
+  };
+  const char* env = std::getenv("MINDREC_HUGE_PAGES");
+  if (env && std::string(env) == "0") {
+    MESSAGE("MINDREC_HUGE_PAGES=0 in the environment: the advice is off by request");
+    return;
+  }
+  const int before = advised();
+  const int d = 64, n = 20000;  // 20,000 x 516 bytes: several 2 MiB pages
+  const auto x = random_vectors(n, d, 5);
+  std::vector<int64_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
+  auto s = make_vector_store("hnsw:M=32,ef_construction=16", d);
+  s->add(n, x.data(), ids.data());
+  CHECK(advised() > before);
+}
+#endif
