@@ -4,11 +4,16 @@
 // all threads) and single-user end-to-end latency (history -> interests -> merged top-50) on
 // one thread, p50 and p99.
 //   bench_store [--items N] [--users U] [--noise S] [--backends flat,faiss:Flat,...]
-//               [--search-only] [--export DIR] [--rerank R]
+//               [--search-only [--unfused]] [--export DIR] [--rerank R] [--index-cache DIR]
+// --index-cache DIR: a store built for a backend is saved there (named by backend, items and
+// noise) and loaded instead of built by later runs (for sweeping search parameters).
 // --rerank R: each interest fetches R x 50 candidates, scored again exactly against the item
 // vectors before the merge (RecallOptions::rerank; for 8-bit stores such as IVF4096,SQ8).
 // --search-only times what an ANN library is compared on: the user's K interest searches and
-// the merge, from interests computed beforehand (no history -> interests step).
+// the merge, from interests computed beforehand (no history -> interests step). A store with
+// a fused multi-interest search (hnsw under inner product, cuda:flat) answers the user in one
+// call, as recall_items does; --unfused adds for each such store a row "SPEC [K searches]"
+// timing the K separate searches + merge on the same store (the baseline of the fused path).
 // --export DIR writes the data for benchmarks/ann_peers.py: items.npy [items-1, 64] (row r is
 // item r+1), interests.npy [users, K, 64], counts.npy [users] and exact.npy [users, 50] (the
 // exact merged top-50 ids; counts and ids as float32, exact below 2^24).
@@ -18,6 +23,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -43,6 +49,14 @@ double rss_mib() {
   return double(resident) * 4096.0 / (1 << 20);
 }
 
+// Anonymous memory on transparent huge pages (MiB), from /proc/self/smaps_rollup.
+double anon_huge_mib() {
+  std::ifstream f("/proc/self/smaps_rollup");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("AnonHugePages:", 0) == 0) return std::atof(line.c_str() + 14) / 1024.0;
+  return 0;
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -52,13 +66,18 @@ double now_s() {
 int main(int argc, char** argv) {
   int64_t items = 367983, users = 2000;
   float noise = 0.6f;
-  bool search_only = false;
+  bool search_only = false, unfused = false;
   int rerank = 0;
-  std::string export_dir;
+  std::string export_dir, index_cache;
   std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?efSearch=64,faiss:HNSW32?efSearch=256";
   for (int i = 1; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--search-only")) {
       search_only = true;
+      --i;
+      continue;
+    }
+    if (!std::strcmp(argv[i], "--unfused")) {
+      unfused = true;
       --i;
       continue;
     }
@@ -69,6 +88,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--users")) users = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
     else if (!std::strcmp(argv[i], "--noise")) noise = std::strtof(argv[i + 1], nullptr);
+    else if (!std::strcmp(argv[i], "--index-cache")) index_cache = argv[i + 1];
   }
   // Model: the Amazon Books shape; item vectors = 2,000 cluster centres + noise.
   mindrec::ModelConfig c;
@@ -138,10 +158,14 @@ int main(int argc, char** argv) {
   std::vector<int64_t> fid;
   std::vector<float> fsc;
   const int F = N * std::max(1, rerank);  // fetched per interest
-  auto search_merge = [&](const mindrec::VectorStore& st, int64_t u0, int64_t nu) {
+  // fused: the store's fused search where it has one (as recall_items); returns whether used.
+  auto search_merge = [&](const mindrec::VectorStore& st, int64_t u0, int64_t nu, bool fused) {
+    const float* q = interests.data() + size_t(u0) * K * D;
+    if (fused && rerank == 0 &&
+        st.search_merged(nu, K, counts.data() + u0, q, N, N, got.data() + size_t(u0) * N, sc.data() + size_t(u0) * N))
+      return true;
     fid.resize(size_t(nu) * K * F);
     fsc.resize(size_t(nu) * K * F);
-    const float* q = interests.data() + size_t(u0) * K * D;
     st.search(nu * K, q, F, fid.data(), fsc.data());
     if (rerank > 0)  // as recall_items does: exact inner products with the item vectors
       for (size_t i = 0; i < fid.size(); ++i)
@@ -150,6 +174,7 @@ int main(int argc, char** argv) {
     for (int64_t u = 0; u < nu; ++u)
       mindrec::merge_interests(fid.data() + size_t(u) * K * F, fsc.data() + size_t(u) * K * F, counts[size_t(u0 + u)], F,
                                N, got.data() + size_t(u0 + u) * N, sc.data() + size_t(u0 + u) * N);
+    return false;
   };
   mindrec::RecallOptions ropt = opt;  // the stores' recall (the exact one above: no re-ranking)
   ropt.rerank = rerank;
@@ -178,42 +203,61 @@ int main(int argc, char** argv) {
     if (base != built_base || !store) {
       store.reset();
       const double m0 = rss_mib(), t0 = now_s();
-      store = mindrec::build_item_store(model, base);
+      std::string cached;
+      if (!index_cache.empty()) {
+        cached = index_cache + "/";
+        for (char ch : base + "-" + std::to_string(items) + "-" + std::to_string(noise)) cached += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+        cached += ".idx";
+      }
+      if (!cached.empty() && std::ifstream(cached).good()) {
+        store = mindrec::load_vector_store(cached);
+        std::printf("(%s: loaded from %s; 'build s' is the load)\n", base.c_str(), cached.c_str());
+      } else {
+        store = mindrec::build_item_store(model, base);
+        if (!cached.empty()) store->save(cached);
+      }
       build = now_s() - t0;
       mem = rss_mib() - m0;
       built_base = base;
+      if (anon_huge_mib() > 0) std::printf("(on transparent huge pages now: %.0f MiB)\n", anon_huge_mib());
     }
     for (const auto& [name, value] : mindrec::store::parse_store_spec(s).params) store->set_search_param(name, value);
-    std::fill(got.begin(), got.end(), -1);
-    const double b0 = now_s();
-    if (search_only) search_merge(*store, 0, users);
-    else mindrec::recall_items(model, *store, hist.data(), lens.data(), users, ropt, got.data(), sc.data());
-    const double batch_s = now_s() - b0;
-    int64_t hits = 0;
-    for (int64_t u = 0; u < users; ++u) {
-      std::set<int64_t> truth(exact.begin() + u * N, exact.begin() + (u + 1) * N);
-      for (int j = 0; j < N; ++j) hits += truth.count(got[size_t(u) * N + j]);
-    }
-    // Single user, one thread, end to end.
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    mindrec::RecallOptions one = ropt;
-    one.threads = 1;
-    std::vector<double> lat;
-    const int64_t reps = std::min<int64_t>(users, 1000);
-    for (int64_t u = 0; u < reps; ++u) {
-      const double s0 = now_s();
-      if (search_only) search_merge(*store, u, 1);
-      else mindrec::recall_items(model, *store, hist.data() + u * L, lens.data() + u, 1, one, got.data(), sc.data());
-      lat.push_back((now_s() - s0) * 1e3);
-    }
-    omp_set_num_threads(threads);
-    std::sort(lat.begin(), lat.end());
-    std::printf("| %s | %.1f | %.0f | %.0f | %.3f | %.0f | %.3f | %.3f |\n", s.c_str(), build,
-                double(items - 1) / build, mem,
-                double(hits) / double(users * N), double(users) / batch_s,
-                lat[lat.size() / 2], lat[std::min(lat.size() - 1, size_t(lat.size() * 0.99))]);
-    std::fflush(stdout);
+    // One row: recall and batch throughput over all users, then single-user latency.
+    auto measure = [&](const std::string& label, bool fused) {
+      std::fill(got.begin(), got.end(), -1);
+      const double b0 = now_s();
+      bool used_fused = false;
+      if (search_only) used_fused = search_merge(*store, 0, users, fused);
+      else mindrec::recall_items(model, *store, hist.data(), lens.data(), users, ropt, got.data(), sc.data());
+      const double batch_s = now_s() - b0;
+      int64_t hits = 0;
+      for (int64_t u = 0; u < users; ++u) {
+        std::set<int64_t> truth(exact.begin() + u * N, exact.begin() + (u + 1) * N);
+        for (int j = 0; j < N; ++j) hits += truth.count(got[size_t(u) * N + j]);
+      }
+      // Single user, one thread, end to end.
+      const int threads = omp_get_max_threads();
+      omp_set_num_threads(1);
+      mindrec::RecallOptions one = ropt;
+      one.threads = 1;
+      std::vector<double> lat;
+      const int64_t reps = std::min<int64_t>(users, 1000);
+      for (int64_t u = 0; u < reps; ++u) {
+        const double s0 = now_s();
+        if (search_only) search_merge(*store, u, 1, fused);
+        else mindrec::recall_items(model, *store, hist.data() + u * L, lens.data() + u, 1, one, got.data(), sc.data());
+        lat.push_back((now_s() - s0) * 1e3);
+      }
+      omp_set_num_threads(threads);
+      std::sort(lat.begin(), lat.end());
+      std::printf("| %s | %.1f | %.0f | %.0f | %.3f | %.0f | %.3f | %.3f |\n", label.c_str(), build,
+                  double(items - 1) / build, mem,
+                  double(hits) / double(users * N), double(users) / batch_s,
+                  lat[lat.size() / 2], lat[std::min(lat.size() - 1, size_t(lat.size() * 0.99))]);
+      std::fflush(stdout);
+      return used_fused;
+    };
+    if (measure(s, true) && unfused) measure(s + " [K searches]", false);
   }
   return 0;
 }
