@@ -43,7 +43,8 @@
 // search, and no search sees a half-applied batch. What takes long is done before that lock,
 // while searches go on: a load reads and builds the new contents aside, a Faiss MIPS-HNSW
 // store re-augmented for a longer vector or compacted after removals builds the new index
-// aside, and save holds out writers only, never searches. A waiting write goes before
+// aside, an hnsw: store inserts a batch of 256+ items (and 1/1024 of its graph) into a copy
+// of the graph (its memory doubles meanwhile), and save holds out writers only, never searches. A waiting write goes before
 // searches that arrive after it, so a steady stream of searches cannot starve it.
 // Errors: InvalidArgument for bad arguments (duplicate ids, wrong sizes), Unsupported for an
 // operation a backend lacks or a backend this build does not have (the message names the
@@ -136,6 +137,12 @@ class MINDREC_API VectorStore {
   /// prepare what takes long aside and change what searches read inside exclusive(). Nested
   /// calls run `fn` directly.
   void exclusive(const std::function<void()>& fn);
+  /// Adds or replaces (`stored` of the ids are in the store). The default removes the stored
+  /// ids and adds the batch inside one exclusive section, and if the add fails puts the old
+  /// vectors back (read with reconstruct_impl first); a backend may prepare the change aside
+  /// and call it for the cases it does not.
+  virtual void upsert_impl(int64_t n, const float* vectors, const int64_t* ids,
+                           const std::vector<int64_t>& stored);
 
  private:
   void check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
@@ -143,11 +150,6 @@ class MINDREC_API VectorStore {
   // Write virtuals (see exclusive()); each either applies whole or changes nothing.
   virtual void add_impl(int64_t n, const float* vectors, const int64_t* ids) = 0;
   virtual int64_t remove_impl(int64_t n, const int64_t* ids) = 0;
-  /// Adds or replaces (`stored` of the ids are in the store) inside one exclusive section.
-  /// The default removes the stored ids and adds the batch, and if the add fails puts the old
-  /// vectors back (read with reconstruct_impl first).
-  virtual void upsert_impl(int64_t n, const float* vectors, const int64_t* ids,
-                           const std::vector<int64_t>& stored);
   /// Called after every write (add, upsert, remove, clear, load) that returned, holding the
   /// writers' lock only: a backend may refresh a derived copy here, aside (cuda:flat uploads
   /// its device copy). Must not throw for a reason that undoes the write.

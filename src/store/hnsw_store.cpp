@@ -7,7 +7,8 @@
 // Inner product is searched on the raw inner product (distance = -q.x), not through the
 // MIPS -> L2 reduction Faiss uses: on diffuse data the raw graph keeps more recall. Scores are
 // exact (the kernel's q.x, or squared L2). add builds on all cores (hnswlib's concurrent
-// insertion) under the exclusive lock (searches wait for it); remove marks deleted (the
+// insertion); a large batch (add or upsert) goes into a graph prepared aside and swapped in,
+// a small one in place under the exclusive lock (see add_impl); remove marks deleted (the
 // element stays in the graph and routes searches); an id added again, or upserted, becomes
 // a new element; once removed elements outnumber live ones the graph is rebuilt aside from
 // the live vectors. The graph and vectors go into the store file in mindrec's own layout
@@ -141,44 +142,137 @@ class HnswStore final : public VectorStore {
     return it != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(it->second);
   }
 
-  // ---- writes ----
-  void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
-    exclusive([&] {
-      if (!graph_) graph_ = fresh(size_t(n));
-      Graph& g = *graph_;
-      const size_t need = g.cur_element_count + size_t(n);
-      if (need > g.max_elements_) {
-        g.resizeIndex(std::max(need, g.max_elements_ + g.max_elements_ / 2));
-        advise_huge_pages(g);  // realloc may have moved the block
+  // A copy of `src` with room for `capacity` elements (hnswlib has no copy constructor): the
+  // level-0 block copied whole, each upper-level block allocated and copied, the bookkeeping
+  // (ids, levels, entry point, deletions, level generators) carried over.
+  std::unique_ptr<Graph> clone(const Graph& src, size_t capacity) {
+    auto g = std::make_unique<Graph>(&space_, std::max(capacity, src.cur_element_count), p_.M, p_.ef_construction, 100);
+    advise_huge_pages(*g);
+    std::memcpy(g->data_level0_memory_, src.data_level0_memory_, src.cur_element_count * src.size_data_per_element_);
+    for (size_t i = 0; i < src.cur_element_count; ++i) {
+      const int levels = src.element_levels_[i];
+      g->element_levels_[i] = levels;
+      g->linkLists_[i] = nullptr;
+      if (levels > 0) {
+        const size_t bytes = g->size_links_per_element_ * size_t(levels);
+        g->linkLists_[i] = static_cast<char*>(std::malloc(bytes + sizeof(hnswlib::tableint)));  // as load: hnswlib's read past the end
+        if (!g->linkLists_[i]) throw std::bad_alloc();
+        std::memcpy(g->linkLists_[i], src.linkLists_[i], bytes);
       }
-      // An id removed earlier is inserted as a new element (its old one stays deleted in the
-      // graph): hnswlib 0.6.2's in-place revival (updatePoint) loses neighbours, measured:
-      // 17 of 40 re-added vectors found after two remove/add rounds.
-      for (int64_t i = 0; i < n; ++i) {
-        const auto it = g.label_lookup_.find(hnswlib::labeltype(ids[i]));
-        if (it != g.label_lookup_.end() && g.isMarkedDeleted(it->second)) g.label_lookup_.erase(it);
-      }
-      std::exception_ptr failed;
-      std::mutex m;
-      const int threads = n >= 256 ? omp_get_max_threads() : 1;  // hnswlib inserts concurrently
+      g->cur_element_count = i + 1;  // the destructor frees what was allocated so far
+    }
+    g->num_deleted_ = src.num_deleted_;
+    g->label_lookup_ = src.label_lookup_;
+    g->maxlevel_ = src.maxlevel_;
+    g->enterpoint_node_ = src.enterpoint_node_;
+    g->level_generator_ = src.level_generator_;
+    g->update_probability_generator_ = src.update_probability_generator_;
+    g->setEf(ef_);
+    return g;
+  }
+
+  // Inserts the batch into g (on all cores for 256 or more); rethrows the first failure after
+  // all threads are done, leaving g with what was inserted (the caller undoes or drops it).
+  void insert(Graph& g, int64_t n, const float* vectors, const int64_t* ids) const {
+    const size_t need = g.cur_element_count + size_t(n);
+    if (need > g.max_elements_) {
+      g.resizeIndex(std::max(need, g.max_elements_ + g.max_elements_ / 2));
+      advise_huge_pages(g);  // realloc may have moved the block
+    }
+    // An id removed earlier is inserted as a new element (its old one stays deleted in the
+    // graph): hnswlib 0.6.2's in-place revival (updatePoint) loses neighbours, measured:
+    // 17 of 40 re-added vectors found after two remove/add rounds.
+    for (int64_t i = 0; i < n; ++i) {
+      const auto it = g.label_lookup_.find(hnswlib::labeltype(ids[i]));
+      if (it != g.label_lookup_.end() && g.isMarkedDeleted(it->second)) g.label_lookup_.erase(it);
+    }
+    std::exception_ptr failed;
+    std::mutex m;
+    const int threads = n >= 256 ? omp_get_max_threads() : 1;  // hnswlib inserts concurrently
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
-      for (int64_t i = 0; i < n; ++i) {
-        try {
-          detail::fault_point("hnsw.add.point");
-          g.addPoint(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]));
-        } catch (...) {
-          std::lock_guard<std::mutex> l(m);
-          if (!failed) failed = std::current_exception();
-        }
+    for (int64_t i = 0; i < n; ++i) {
+      try {
+        detail::fault_point("hnsw.add.point");
+        g.addPoint(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]));
+      } catch (...) {
+        std::lock_guard<std::mutex> l(m);
+        if (!failed) failed = std::current_exception();
       }
-      if (failed) {
-        // What this batch inserted is marked deleted again: size, contents and results are
-        // as before (the slots stay, as a removal's do).
+    }
+    if (failed) std::rethrow_exception(failed);
+  }
+
+  // ---- writes ----
+  // A large batch (256 items and at least 1/1024 of the graph; also the first fill) is
+  // inserted into a copy of the graph made aside while searches go on on the current one, and
+  // the copy is swapped in under the exclusive lock: searches never wait for the insertion
+  // (the store's memory doubles meanwhile). A failure drops the copy: nothing changed. A small
+  // batch costs less than the copy and goes in place under the exclusive lock; if it fails,
+  // what it inserted is marked deleted again.
+  void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
+    const bool aside = !graph_ || (n >= 256 && uint64_t(n) * 1024 >= graph_->cur_element_count);
+    if (aside) {
+      detail::fault_point("hnsw.add.aside");
+      auto copy = graph_ ? clone(*graph_, graph_->cur_element_count + size_t(n)) : fresh(size_t(n));
+      insert(*copy, n, vectors, ids);
+      detail::fault_point("hnsw.add.inserted");  // the batch is in the copy, searches still read the old graph
+      exclusive([&] { graph_.swap(copy); });
+      return;
+    }
+    exclusive([&] {
+      Graph& g = *graph_;
+      try {
+        insert(g, n, vectors, ids);
+      } catch (...) {
+        // Size, contents and results as before (the slots stay, as a removal's do).
         for (int64_t i = 0; i < n; ++i)
           if (live(ids[i])) g.markDelete(hnswlib::labeltype(ids[i]));
-        std::rethrow_exception(failed);
+        throw;
       }
     });
+  }
+
+  // upsert: a large batch (as add's rule) is applied to a graph made aside and swapped in, so
+  // searches never wait for it: a copy with the replaced ids marked deleted and the batch
+  // inserted, or, when the batch replaces over half of the live items (a model reloaded into
+  // a serving store), a new graph of the kept items and the batch, built once instead of
+  // growing a graph half of which the compaction would then rebuild. A failure drops the new
+  // graph: nothing changed. Small batches: remove + add in place (VectorStore's default).
+  void upsert_impl(int64_t n, const float* vectors, const int64_t* ids, const std::vector<int64_t>& stored) override {
+    const size_t total = graph_ ? graph_->cur_element_count : 0;
+    if (graph_ && !(n >= 256 && uint64_t(n) * 1024 >= total)) {
+      VectorStore::upsert_impl(n, vectors, ids, stored);
+      return;
+    }
+    detail::fault_point("hnsw.upsert.aside");
+    std::unique_ptr<Graph> made;
+    const size_t live = size_t(size_impl());
+    if (graph_ && stored.size() * 2 <= live) {
+      made = clone(*graph_, total + size_t(n));
+      for (const int64_t id : stored) made->markDelete(hnswlib::labeltype(id));
+      insert(*made, n, vectors, ids);
+    } else {
+      std::vector<int64_t> replaced(stored);
+      std::sort(replaced.begin(), replaced.end());
+      std::vector<int64_t> kept_ids;
+      std::vector<float> kept;
+      if (graph_) {
+        const Graph& g = *graph_;
+        for (size_t i = 0; i < total; ++i) {
+          const auto e = hnswlib::tableint(i);
+          const int64_t label = int64_t(g.getExternalLabel(e));
+          if (g.isMarkedDeleted(e) || std::binary_search(replaced.begin(), replaced.end(), label)) continue;
+          const float* v = reinterpret_cast<const float*>(g.getDataByInternalId(e));
+          kept_ids.push_back(label);
+          kept.insert(kept.end(), v, v + dim());
+        }
+      }
+      made = fresh(kept_ids.size() + size_t(n));
+      if (!kept_ids.empty()) insert(*made, int64_t(kept_ids.size()), kept.data(), kept_ids.data());
+      insert(*made, n, vectors, ids);
+    }
+    detail::fault_point("hnsw.upsert.inserted");  // the batch is in the new graph, searches still read the old one
+    exclusive([&] { graph_.swap(made); });
   }
 
   int64_t remove_impl(int64_t n, const int64_t* ids) override {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/random_data.hpp"
+#include "common/store_contract.hpp"
 #include "detail/fault.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/error.hpp"
@@ -169,6 +170,68 @@ TEST_CASE("a failed add - upsert or load changes nothing: failures injected mid-
   }
 }
 
+#if MINDREC_HAS_HNSW
+TEST_CASE("hnsw: large adds and upserts prepared aside change nothing when they fail - and match brute force when they succeed") {
+  const int d = 8;
+  for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+    const std::string metric_name = to_string(metric);
+    CAPTURE(metric_name);
+    // ef above the count: exhaustive, results exact.
+    auto s = make_vector_store("hnsw:M=16?ef=3000", d, metric);
+    const auto x = random_vectors(900, d, 11);
+    const auto ids = range_ids(1, 900);
+    s->add(300, x.data(), ids.data());
+    s->remove(20, ids.data());  // tombstones in the copied graph; ids 1..20 come back below
+    // 600 items >= 256 and >= 1/1024 of the graph: inserted into a copy.
+    std::vector<int64_t> batch(ids.begin() + 300, ids.end());
+    std::copy(ids.begin(), ids.begin() + 20, batch.begin());  // re-added ids
+    std::vector<float> bx(x.begin() + 300 * d, x.end());
+    for (const auto& [site, nth] : std::vector<std::pair<const char*, int>>{
+             {"hnsw.add.aside", 1}, {"hnsw.add.point", 1}, {"hnsw.add.point", 300}, {"hnsw.add.inserted", 1}})
+      expect_unchanged(*s, site, nth, [&] { s->add(600, bx.data(), batch.data()); });
+    s->add(600, bx.data(), batch.data());
+    CHECK(s->size() == 880);
+    // Oracle: brute force over what is stored now (ids 21..300 and the batch).
+    std::vector<int64_t> all_ids(ids.begin() + 20, ids.begin() + 300);
+    std::vector<float> all_x(x.begin() + 20 * d, x.begin() + 300 * d);
+    all_ids.insert(all_ids.end(), batch.begin(), batch.end());
+    all_x.insert(all_x.end(), bx.begin(), bx.end());
+    test::check_against_brute(*s, all_x, all_ids, true);
+
+    // upsert of 300 ids, 100 of them stored (at most half the live items): a copy with those
+    // marked deleted; then of every live id and 20 new ones: a new graph of the kept items and
+    // the batch. Both prepared aside; failures change nothing.
+    auto upsert_case = [&](std::vector<int64_t> uids, int64_t want_replaced) {
+      CAPTURE(want_replaced);
+      const auto ux = random_vectors(int64_t(uids.size()), d, 12 + int(uids.size()));
+      const int64_t m = int64_t(uids.size());
+      for (const auto& [site, nth] : std::vector<std::pair<const char*, int>>{
+               {"hnsw.upsert.aside", 1}, {"hnsw.add.point", 1}, {"hnsw.add.point", 250}, {"hnsw.upsert.inserted", 1}})
+        expect_unchanged(*s, site, nth, [&] { s->upsert(m, ux.data(), uids.data()); });
+      CHECK(s->upsert(m, ux.data(), uids.data()) == want_replaced);
+      // Oracle: the stored (id, vector) pairs, replaced ones updated.
+      for (int64_t i = 0; i < m; ++i) {
+        const auto at = std::find(all_ids.begin(), all_ids.end(), uids[size_t(i)]);
+        if (at == all_ids.end()) {
+          all_ids.push_back(uids[size_t(i)]);
+          all_x.insert(all_x.end(), ux.begin() + i * d, ux.begin() + (i + 1) * d);
+        } else {
+          std::copy(ux.begin() + i * d, ux.begin() + (i + 1) * d, all_x.begin() + (at - all_ids.begin()) * d);
+        }
+      }
+      CHECK(s->size() == int64_t(all_ids.size()));
+      test::check_against_brute(*s, all_x, all_ids, true);
+    };
+    std::vector<int64_t> some(all_ids.begin(), all_ids.begin() + 100);
+    for (int64_t i = 0; i < 200; ++i) some.push_back(5000 + i);
+    upsert_case(some, 100);
+    std::vector<int64_t> every(all_ids);
+    for (int64_t i = 0; i < 20; ++i) every.push_back(9000 + i);
+    upsert_case(every, int64_t(all_ids.size()));
+  }
+}
+#endif
+
 #if MINDREC_HAS_FAISS
 TEST_CASE("a Faiss compaction that fails leaves the removal applied (tombstones kept - retried later)") {
   const int d = 8;
@@ -253,6 +316,16 @@ TEST_CASE("searches keep answering while a write prepares: save - load - growth 
   grow->add(n, x.data(), ids.data());
   expect_searches_answer(*grow, "flat.add.grow", true, [&] { grow->add(1000, more.data(), more_ids.data()); });
   CHECK(grow->size() == n + 1000);
+#if MINDREC_HAS_HNSW
+  // hnsw: a large batch is inserted into a copy of the graph while searches read the current
+  // one; they see nothing of it until the swap (checked at the point the copy holds it all).
+  auto graph = make_vector_store("hnsw:M=16,ef_construction=40?ef=64", d);
+  graph->add(20000, x.data(), ids.data());
+  expect_searches_answer(*graph, "hnsw.add.inserted", true, [&] { graph->add(1000, more.data(), more_ids.data()); });
+  CHECK(graph->size() == 21000);
+  expect_searches_answer(*graph, "hnsw.upsert.inserted", true, [&] { graph->upsert(1000, more.data(), ids.data()); });
+  CHECK(graph->size() == 21000);
+#endif
 #if MINDREC_HAS_FAISS
   // Removing over a quarter compacts the Faiss index: the rest is rebuilt aside.
   auto faiss_flat = make_vector_store("faiss:Flat", d);
