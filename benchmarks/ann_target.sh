@@ -10,7 +10,7 @@
 #   benchmarks/ann_target.sh [--spec SPEC] [--items N] [--users U] [--build DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-spec="hnsw:M=32,ef_construction=200?ef=96" items=367983 users=1000 build=build
+spec="hnsw:M=32,ef_construction=200?ef=80" items=367983 users=1000 build=build
 while [ $# -gt 0 ]; do
   case "$1" in
     --spec) spec=$2; shift 2 ;;
