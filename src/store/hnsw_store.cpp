@@ -202,6 +202,31 @@ class HnswStore final : public VectorStore {
     if (failed) std::rethrow_exception(failed);
   }
 
+  // Whether a batch of n goes into a graph prepared aside (see add_impl): 256 items or more
+  // and at least 1/1024 of the graph, where the copy costs less than the searches' wait.
+  bool goes_aside(int64_t n) const { return n >= 256 && uint64_t(n) * 1024 >= graph_->cur_element_count; }
+
+  // A new graph of the live elements whose ids are not in `replaced` (sorted), with room for
+  // `extra` more: the compaction's graph, and an upsert's that replaces most of the items.
+  std::unique_ptr<Graph> rebuilt(const std::vector<int64_t>& replaced, size_t extra) {
+    std::vector<int64_t> kept_ids;
+    std::vector<float> kept;
+    if (graph_) {
+      const Graph& g = *graph_;
+      for (size_t i = 0; i < g.cur_element_count; ++i) {
+        const auto e = hnswlib::tableint(i);
+        const int64_t label = int64_t(g.getExternalLabel(e));
+        if (g.isMarkedDeleted(e) || std::binary_search(replaced.begin(), replaced.end(), label)) continue;
+        const float* v = reinterpret_cast<const float*>(g.getDataByInternalId(e));
+        kept_ids.push_back(label);
+        kept.insert(kept.end(), v, v + dim());
+      }
+    }
+    auto made = fresh(kept_ids.size() + extra);
+    if (!kept_ids.empty()) insert(*made, int64_t(kept_ids.size()), kept.data(), kept_ids.data());
+    return made;
+  }
+
   // ---- writes ----
   // A large batch (256 items and at least 1/1024 of the graph; also the first fill) is
   // inserted into a copy of the graph made aside while searches go on on the current one, and
@@ -210,8 +235,7 @@ class HnswStore final : public VectorStore {
   // batch costs less than the copy and goes in place under the exclusive lock; if it fails,
   // what it inserted is marked deleted again.
   void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
-    const bool aside = !graph_ || (n >= 256 && uint64_t(n) * 1024 >= graph_->cur_element_count);
-    if (aside) {
+    if (!graph_ || goes_aside(n)) {
       detail::fault_point("hnsw.add.aside");
       auto copy = graph_ ? clone(*graph_, graph_->cur_element_count + size_t(n)) : fresh(size_t(n));
       insert(*copy, n, vectors, ids);
@@ -239,8 +263,7 @@ class HnswStore final : public VectorStore {
   // growing a graph half of which the compaction would then rebuild. A failure drops the new
   // graph: nothing changed. Small batches: remove + add in place (VectorStore's default).
   void upsert_impl(int64_t n, const float* vectors, const int64_t* ids, const std::vector<int64_t>& stored) override {
-    const size_t total = graph_ ? graph_->cur_element_count : 0;
-    if (graph_ && !(n >= 256 && uint64_t(n) * 1024 >= total)) {
+    if (graph_ && !goes_aside(n)) {
       VectorStore::upsert_impl(n, vectors, ids, stored);
       return;
     }
@@ -248,29 +271,14 @@ class HnswStore final : public VectorStore {
     std::unique_ptr<Graph> made;
     const size_t live = size_t(size_impl());
     if (graph_ && stored.size() * 2 <= live) {
-      made = clone(*graph_, total + size_t(n));
+      made = clone(*graph_, graph_->cur_element_count + size_t(n));
       for (const int64_t id : stored) made->markDelete(hnswlib::labeltype(id));
-      insert(*made, n, vectors, ids);
     } else {
       std::vector<int64_t> replaced(stored);
       std::sort(replaced.begin(), replaced.end());
-      std::vector<int64_t> kept_ids;
-      std::vector<float> kept;
-      if (graph_) {
-        const Graph& g = *graph_;
-        for (size_t i = 0; i < total; ++i) {
-          const auto e = hnswlib::tableint(i);
-          const int64_t label = int64_t(g.getExternalLabel(e));
-          if (g.isMarkedDeleted(e) || std::binary_search(replaced.begin(), replaced.end(), label)) continue;
-          const float* v = reinterpret_cast<const float*>(g.getDataByInternalId(e));
-          kept_ids.push_back(label);
-          kept.insert(kept.end(), v, v + dim());
-        }
-      }
-      made = fresh(kept_ids.size() + size_t(n));
-      if (!kept_ids.empty()) insert(*made, int64_t(kept_ids.size()), kept.data(), kept_ids.data());
-      insert(*made, n, vectors, ids);
+      made = rebuilt(replaced, size_t(n));
     }
+    insert(*made, n, vectors, ids);
     detail::fault_point("hnsw.upsert.inserted");  // the batch is in the new graph, searches still read the old one
     exclusive([&] { graph_.swap(made); });
   }
@@ -297,25 +305,7 @@ class HnswStore final : public VectorStore {
     if (dead <= 1024 || dead <= total - dead) return;
     try {
       detail::fault_point("hnsw.compact");
-      std::vector<hnswlib::tableint> live;
-      live.reserve(total - dead);
-      for (size_t i = 0; i < total; ++i)
-        if (!g.isMarkedDeleted(hnswlib::tableint(i))) live.push_back(hnswlib::tableint(i));
-      auto fresh_graph = fresh(live.size());
-      const int64_t n = int64_t(live.size());
-      std::exception_ptr failed;
-      std::mutex m;
-#pragma omp parallel for schedule(dynamic, 64) if (n >= 256)
-      for (int64_t i = 0; i < n; ++i) {
-        try {
-          const auto id = live[size_t(i)];
-          fresh_graph->addPoint(g.getDataByInternalId(id), g.getExternalLabel(id));
-        } catch (...) {
-          std::lock_guard<std::mutex> l(m);
-          if (!failed) failed = std::current_exception();
-        }
-      }
-      if (failed) std::rethrow_exception(failed);
+      auto fresh_graph = rebuilt({}, 0);
       exclusive([&] { graph_.swap(fresh_graph); });
     } catch (const std::exception& e) {
       log(LogLevel::warn, backend() + ": compacting the graph failed (" + e.what() + "); the removed elements stay");
