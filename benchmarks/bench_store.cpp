@@ -11,7 +11,7 @@
 // vectors before the merge (RecallOptions::rerank; for 8-bit stores such as IVF4096,SQ8).
 // --search-only times what an ANN library is compared on: the user's K interest searches and
 // the merge, from interests computed beforehand (no history -> interests step). A store with
-// a fused multi-interest search (hnsw under inner product, cuda:flat) answers the user in one
+// a fused multi-interest search (cuda:flat) answers the user in one
 // call, as recall_items does; --unfused adds for each such store a row "SPEC [K searches]"
 // timing the K separate searches + merge on the same store (the baseline of the fused path).
 // --export DIR writes the data for benchmarks/ann_peers.py: items.npy [items-1, 64] (row r is
@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
       build = now_s() - t0;
       mem = rss_mib() - m0;
       built_base = base;
-      if (anon_huge_mib() > 0) std::printf("(on transparent huge pages now: %.0f MiB)\n", anon_huge_mib());
+      if (const double huge = anon_huge_mib(); huge > 0) std::printf("(on transparent huge pages now: %.0f MiB)\n", huge);
     }
     for (const auto& [name, value] : mindrec::store::parse_store_spec(s).params) store->set_search_param(name, value);
     // One row: recall and batch throughput over all users, then single-user latency.
