@@ -37,8 +37,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <sstream>
 
 #include "detail/fault.hpp"
@@ -51,7 +53,97 @@
 namespace mindrec::store {
 namespace {
 
-using Graph = hnswlib::HierarchicalNSW<float>;
+// hnswlib's graph plus an 8-bit copy of every element's vector, which the search walks on
+// (see HnswStore::knn): element i's code is x ~ lo + step * c (c in 0..255, lo and step its
+// own min and (max - min) / 255), one 64-byte line per element at dim 64 where the float
+// vector inside hnswlib's element spans five. Derived data: made by encode() after every
+// insertion and on load, never stored in the file.
+// The graph's level-0 block (links and vectors, 516 bytes per element at M=32, dim 64: 190 MB
+// for the Books catalogue) and its codes (26 MB) are read at random by every search; on 4 KiB
+// pages nearly every element read is also a TLB miss. Both ask for transparent huge pages
+// (honoured where THP is "always" or "madvise"; harmless elsewhere; MINDREC_HUGE_PAGES=0 in
+// the environment turns it off), before they are first written, so their pages are faulted
+// in huge.
+void advise_huge_pages(const void* at, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  static const bool off = [] {
+    const char* v = std::getenv("MINDREC_HUGE_PAGES");
+    return v && std::string(v) == "0";
+  }();
+  if (off) return;
+  constexpr uintptr_t huge = uintptr_t(2) << 20;
+  const auto begin = reinterpret_cast<uintptr_t>(at);
+  const uintptr_t a = (begin + huge - 1) & ~(huge - 1), b = (begin + bytes) & ~(huge - 1);
+  if (b > a) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
+#else
+  (void)at, (void)bytes;
+#endif
+}
+
+// Storage of 2 MiB and more aligned to 2 MiB and advised for huge pages (see above); smaller
+// storage 64-byte aligned.
+template <class T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHuge = size_t(2) << 20;
+  HugePageAllocator() noexcept = default;
+  template <class U>
+  HugePageAllocator(const HugePageAllocator<U>&) noexcept {}
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T), align = bytes >= kHuge ? kHuge : 64;
+    void* p = std::aligned_alloc(align, (bytes + align - 1) / align * align);
+    if (!p) throw std::bad_alloc();
+    if (align == kHuge) advise_huge_pages(p, bytes);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) noexcept { std::free(p); }
+  template <class U>
+  bool operator==(const HugePageAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const HugePageAllocator<U>&) const noexcept { return false; }
+};
+
+struct Graph : hnswlib::HierarchicalNSW<float> {
+  using hnswlib::HierarchicalNSW<float>::HierarchicalNSW;
+  static constexpr size_t kCodeHead = 2 * sizeof(float);  // lo, step
+  size_t code_stride = 0;          // bytes per code: lo, step, dim bytes, rounded up to 8
+  std::vector<uint8_t, HugePageAllocator<uint8_t>> codes;  // element i's code at i * code_stride
+  std::vector<float> code_norms;   // element i: |x^|^2, the decoded vector's squared norm (L2's walk)
+
+  const float* vector(hnswlib::tableint id) const {
+    return reinterpret_cast<const float*>(data_level0_memory_ + size_t(id) * size_data_per_element_ + offsetData_);
+  }
+  const uint8_t* code(hnswlib::tableint id) const { return codes.data() + size_t(id) * code_stride; }
+};
+
+void advise_huge_pages(const Graph& g) { advise_huge_pages(g.data_level0_memory_, g.max_elements_ * g.size_data_per_element_); }
+
+// Codes for the elements from `from` on (all of g's elements have codes when it returns).
+void encode(Graph& g, size_t dim, size_t from) {
+  const size_t n = g.cur_element_count;
+  g.code_stride = (Graph::kCodeHead + dim + 7) / 8 * 8;
+  g.codes.resize(n * g.code_stride);
+  g.code_norms.resize(n);
+#pragma omp parallel for schedule(static) if (n - from >= 16384)
+  for (int64_t i = int64_t(from); i < int64_t(n); ++i) {
+    const float* x = g.vector(hnswlib::tableint(i));
+    uint8_t* out = g.codes.data() + size_t(i) * g.code_stride;
+    uint8_t* c = out + Graph::kCodeHead;
+    const auto [lo_it, hi_it] = std::minmax_element(x, x + dim);
+    const float lo = *lo_it, step = (*hi_it - lo) / 255.0f;
+    float norm = 0;
+    for (size_t j = 0; j < dim; ++j) {
+      const float q = step > 0 ? std::nearbyint((x[j] - lo) / step) : 0.0f;
+      c[j] = uint8_t(std::min(255.0f, std::max(0.0f, q)));
+      const float back = lo + step * float(c[j]);
+      norm += back * back;
+    }
+    std::fill(c + dim, out + g.code_stride, uint8_t(0));
+    std::memcpy(out, &lo, sizeof lo);
+    std::memcpy(out + sizeof lo, &step, sizeof step);
+    g.code_norms[size_t(i)] = norm;
+  }
+}
 
 float ip_distance(const void* a, const void* b, const void* dim) {
   return -detail::simd().dot(static_cast<const float*>(a), static_cast<const float*>(b), *static_cast<const size_t*>(dim));
@@ -60,27 +152,6 @@ float l2_distance(const void* a, const void* b, const void* dim) {
   return detail::simd().l2sq(static_cast<const float*>(a), static_cast<const float*>(b), *static_cast<const size_t*>(dim));
 }
 
-// The level-0 block (links and vectors, 516 bytes per element at M=32, dim 64: 190 MB for the
-// Books catalogue) is read at random by every search; on 4 KiB pages nearly every element
-// read is also a TLB miss. Asks for transparent huge pages on it (honoured where THP is
-// "always" or "madvise"; harmless elsewhere; MINDREC_HUGE_PAGES=0 in the environment turns
-// it off). Called before the block is first written, so its pages are faulted in huge.
-void advise_huge_pages(const Graph& g) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  static const bool off = [] {
-    const char* v = std::getenv("MINDREC_HUGE_PAGES");
-    return v && std::string(v) == "0";
-  }();
-  if (off) return;
-  constexpr uintptr_t huge = uintptr_t(2) << 20;
-  const auto begin = reinterpret_cast<uintptr_t>(g.data_level0_memory_);
-  const uintptr_t end = begin + g.max_elements_ * g.size_data_per_element_;
-  const uintptr_t a = (begin + huge - 1) & ~(huge - 1), b = end & ~(huge - 1);
-  if (b > a) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
-#else
-  (void)g;
-#endif
-}
 
 class Space final : public hnswlib::SpaceInterface<float> {
  public:
@@ -165,6 +236,9 @@ class HnswStore final : public VectorStore {
     g->label_lookup_ = src.label_lookup_;
     g->maxlevel_ = src.maxlevel_;
     g->enterpoint_node_ = src.enterpoint_node_;
+    g->code_stride = src.code_stride;
+    g->codes = src.codes;
+    g->code_norms = src.code_norms;
     g->level_generator_ = src.level_generator_;
     g->update_probability_generator_ = src.update_probability_generator_;
     g->setEf(ef_);
@@ -186,6 +260,7 @@ class HnswStore final : public VectorStore {
       const auto it = g.label_lookup_.find(hnswlib::labeltype(ids[i]));
       if (it != g.label_lookup_.end() && g.isMarkedDeleted(it->second)) g.label_lookup_.erase(it);
     }
+    const size_t before = g.cur_element_count;
     std::exception_ptr failed;
     std::mutex m;
     const int threads = n >= 256 ? omp_get_max_threads() : 1;  // hnswlib inserts concurrently
@@ -199,6 +274,9 @@ class HnswStore final : public VectorStore {
         if (!failed) failed = std::current_exception();
       }
     }
+    // What was inserted gets its code even when the batch failed: a failed in-place batch
+    // stays in the graph as removed elements, which searches walk through.
+    encode(g, size_t(dim()), before);
     if (failed) std::rethrow_exception(failed);
   }
 
@@ -322,6 +400,109 @@ class HnswStore final : public VectorStore {
     return graph_ ? int64_t(graph_->cur_element_count - graph_->num_deleted_) : 0;
   }
 
+  // One query's k nearest (distance, id) pairs, best first, the smaller id on ties, with exact
+  // distances. hnswlib's searchKnn (greedy descent through the upper levels, then a beam of
+  // max(ef, k) on level 0; removed elements route but are not returned) written here so that
+  // the walk computes its distances on the elements' 8-bit codes (Graph::codes: 72 bytes at
+  // dim 64, the Books catalogue's 26 MB) instead of their float vectors (256 bytes spread over
+  // five cache lines of hnswlib's 516-byte elements, 190 MB), and prefetches each neighbour's
+  // code (and visited mark) 8 neighbours ahead where hnswlib prefetches the first line of the
+  // next neighbour's vector; the beam's ef elements are then scored exactly on their float
+  // vectors and the best k kept. Measured (RESULTS.md, sixth session): the same recall,
+  // p50 and p99 about 1.5x lower than hnswlib's search on the same graph (`walk=0`).
+  void knn(const float* q, size_t k, std::vector<std::pair<float, int64_t>>& got) const {
+    using hnswlib::tableint;
+    const Graph& g = *graph_;
+    const detail::SimdKernels& kern = detail::simd();
+    const bool ip = metric() == Metric::inner_product;
+    const size_t d = size_t(dim());
+    float sum_q = 0, norm_q = 0;
+    for (size_t j = 0; j < d; ++j) sum_q += q[j], norm_q += q[j] * q[j];
+    auto exact = [&](tableint id) { return ip ? -kern.dot(q, g.vector(id), d) : kern.l2sq(q, g.vector(id), d); };
+    // On the code x^ = lo + step * c: q.x^ = lo * sum(q) + step * q.c; |q - x^|^2 = |q|^2 - 2 q.x^ + |x^|^2.
+    auto walk = [&](tableint id) {
+      const uint8_t* code = g.code(id);
+      float lo_step[2];
+      std::memcpy(lo_step, code, sizeof lo_step);
+      const float qx = lo_step[0] * sum_q + lo_step[1] * kern.dot_u8(q, code + Graph::kCodeHead, d);
+      return ip ? -qx : norm_q - 2 * qx + g.code_norms[id];
+    };
+    auto prefetch = [&](tableint id) {  // the code's lines (72 bytes span two)
+      const char* p = reinterpret_cast<const char*>(g.code(id));
+      for (size_t b = 0; b < g.code_stride; b += 64) __builtin_prefetch(p + b, 0, 3);
+      __builtin_prefetch(p + g.code_stride - 1, 0, 3);
+    };
+    tableint cur = g.enterpoint_node_;
+    float cur_d = walk(cur);
+    for (int level = g.maxlevel_; level > 0; --level) {
+      for (bool changed = true; changed;) {
+        changed = false;
+        const hnswlib::linklistsizeint* ll = g.get_linklist(cur, level);
+        const size_t n = g.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
+        const auto* nb = reinterpret_cast<const tableint*>(ll + 1);
+        for (size_t j = 0; j < n; ++j) {
+          if (j + 1 < n) prefetch(nb[j + 1]);
+          const float dj = walk(nb[j]);
+          if (dj < cur_d) cur_d = dj, cur = nb[j], changed = true;
+        }
+      }
+    }
+    const size_t ef = std::max(g.ef_, k);
+    const bool deletions = g.num_deleted_ > 0;
+    using Pair = std::pair<float, tableint>;
+    struct ByFirst {
+      bool operator()(const Pair& a, const Pair& b) const { return a.first < b.first; }
+    };
+    std::priority_queue<Pair, std::vector<Pair>, ByFirst> top, cand;  // the best ef; (-d) the elements to expand
+    hnswlib::VisitedList* vl = g.visited_list_pool_->getFreeVisitedList();
+    hnswlib::vl_type* visited = vl->mass;
+    const hnswlib::vl_type tag = vl->curV;
+    float bound = std::numeric_limits<float>::max();
+    if (!deletions || !g.isMarkedDeleted(cur)) top.emplace(cur_d, cur), bound = cur_d;
+    cand.emplace(-cur_d, cur);
+    visited[cur] = tag;
+    while (!cand.empty()) {
+      const Pair c = cand.top();
+      if (-c.first > bound && (top.size() == ef || !deletions)) break;
+      cand.pop();
+      const auto* ll = g.get_linklist0(c.second);
+      const size_t n = g.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
+      const auto* nb = reinterpret_cast<const tableint*>(ll + 1);  // nb[n] exists: a list has room for maxM0 + 1
+      constexpr size_t ahead = 8;  // 8 to 12 measured best (RESULTS.md, sixth session)
+      for (size_t j = 0; j < std::min(n, ahead); ++j) __builtin_prefetch(visited + nb[j], 0, 3), prefetch(nb[j]);
+      for (size_t j = 0; j < n; ++j) {
+        const tableint id = nb[j];
+        if (j + ahead < n) __builtin_prefetch(visited + nb[j + ahead], 0, 3), prefetch(nb[j + ahead]);
+        if (visited[id] == tag) continue;
+        visited[id] = tag;
+        const float dj = walk(id);
+        if (top.size() < ef || dj < bound) {
+          cand.emplace(-dj, id);
+          __builtin_prefetch(g.get_linklist0(cand.top().second), 0, 3);
+          if (!deletions || !g.isMarkedDeleted(id)) {
+            top.emplace(dj, id);
+            if (top.size() > ef) top.pop();
+          }
+          if (!top.empty()) bound = top.top().first;
+        }
+      }
+    }
+    g.visited_list_pool_->releaseVisitedList(vl);
+    // The beam scored exactly, its float vectors prefetched first.
+    thread_local std::vector<tableint> beam_buf;  // (a thread_local in a shared library is reached by a call: once)
+    std::vector<tableint>& beam = beam_buf;
+    beam.clear();
+    for (; !top.empty(); top.pop()) beam.push_back(top.top().second);
+    for (const tableint id : beam)
+      for (size_t b = 0; b < d * sizeof(float); b += 64) __builtin_prefetch(reinterpret_cast<const char*>(g.vector(id)) + b, 0, 3);
+    got.clear();
+    for (const tableint id : beam) got.emplace_back(exact(id), int64_t(g.getExternalLabel(id)));
+    const size_t keep = std::min(k, got.size());
+    const auto before = [](const auto& x, const auto& y) { return x.first != y.first ? x.first < y.first : x.second < y.second; };
+    std::partial_sort(got.begin(), got.begin() + ptrdiff_t(keep), got.end(), before);
+    got.resize(keep);
+  }
+
   void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
     const bool ip = metric() == Metric::inner_product;
     const float pad = padding_score(metric());
@@ -330,14 +511,16 @@ class HnswStore final : public VectorStore {
       float* os = scores + i * k;
       int j = 0;
       if (size_impl() > 0) {
-        auto heap = graph_->searchKnn(queries + size_t(i) * dim(), size_t(k));  // worst on top
-        std::vector<std::pair<float, int64_t>> got;
-        got.reserve(heap.size());
-        for (; !heap.empty(); heap.pop()) got.emplace_back(heap.top().first, int64_t(heap.top().second));
+        thread_local std::vector<std::pair<float, int64_t>> got;
+        if (codes_walk_) {
+          knn(queries + size_t(i) * dim(), size_t(k), got);
+        } else {  // walk=0: hnswlib's own search on the float vectors (the baseline of benchmarks/hnsw_walk.sh)
+          auto heap = graph_->searchKnn(queries + size_t(i) * dim(), size_t(k));  // worst on top
+          got.clear();
+          for (; !heap.empty(); heap.pop()) got.emplace_back(heap.top().first, int64_t(heap.top().second));
+          std::sort(got.begin(), got.end());
+        }
         // Best first (smallest distance), the smaller id on ties; scores exact: -distance is q.x.
-        std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) {
-          return a.first != b.first ? a.first < b.first : a.second < b.second;
-        });
         for (; j < int(got.size()) && j < k; ++j) oi[j] = got[size_t(j)].second, os[j] = ip ? -got[size_t(j)].first : got[size_t(j)].first;
       }
       for (; j < k; ++j) oi[j] = -1, os[j] = pad;
@@ -361,13 +544,17 @@ class HnswStore final : public VectorStore {
   }
 
   void set_param_impl(const std::string& name, double value) override {
+    if (name == "walk" && (value == 0 || value == 1)) {
+      codes_walk_ = value == 1;
+      return;
+    }
     if (name == "ef" && value >= 1 && value <= 100000 && value == std::floor(value)) {
       ef_ = size_t(value);
       if (graph_) graph_->setEf(ef_);
       return;
     }
     throw InvalidArgument("vector store '" + backend() + "': unknown or out-of-range search parameter " + name +
-                          "=" + std::to_string(value) + " (ef: an integer in [1, 100000])");
+                          "=" + std::to_string(value) + " (ef: an integer in [1, 100000]; walk: 1 on the 8-bit codes, 0 hnswlib's own on the floats)");
   }
 
   // ---- the store file ----
@@ -488,6 +675,7 @@ class HnswStore final : public VectorStore {
     g->maxlevel_ = int(top);
     g->enterpoint_node_ = entry < 0 ? hnswlib::tableint(-1) : hnswlib::tableint(entry);
     g->setEf(size_t(ef));
+    encode(*g, size_t(dim()), 0);
     auto made = std::make_shared<std::unique_ptr<Graph>>(std::move(g));
     return [this, made, ef] {
       graph_ = std::move(*made);
@@ -498,6 +686,7 @@ class HnswStore final : public VectorStore {
   HnswParams p_;
   Space space_;
   size_t ef_ = 128;
+  bool codes_walk_ = true;
   std::unique_ptr<Graph> graph_;
 };
 
