@@ -15,7 +15,11 @@
 //   "hnsw[:M=32,ef_construction=200][?ef=128]"   an HNSW graph (hnswlib) on the raw metric
 //                               (inner product is not reduced to L2), exact scores, SIMD
 //                               distances chosen at run time; ef = candidates kept while
-//                               searching (recall vs time); needs MINDREC_WITH_HNSW (default ON)
+//                               searching (recall vs time). The search walks the graph on an
+//                               8-bit code of each vector (72 B per item at dim 64, beside the
+//                               graph) and scores its ef candidates exactly; walk=0 uses
+//                               hnswlib's own search on the floats (slower, the benchmark's
+//                               baseline); needs MINDREC_WITH_HNSW (default ON)
 //   "milvus://HOST:PORT/COLLECTION[?options]"   a Milvus server (REST API v1, Milvus 2.3+):
 //                               for a catalogue larger than one machine or shared live by several
 //                               services. The collection is created when missing (create=0: must

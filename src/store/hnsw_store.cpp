@@ -193,6 +193,166 @@ HnswParams parse_params(const std::string& base) {
   return p;
 }
 
+// One query's search of a graph: hnswlib's searchKnn (greedy descent through the upper levels,
+// then a beam of max(ef, k) on level 0; removed elements route but are not returned) written
+// here so that
+//  - the walk computes its distances on the elements' 8-bit codes (Graph::codes: 72 bytes at
+//    dim 64, the Books catalogue's 26 MB) instead of their float vectors (256 bytes spread
+//    over five cache lines of hnswlib's 516-byte elements, 190 MB); the beam's ef elements
+//    are then scored exactly on their float vectors and the best k kept;
+//  - neighbours' codes are prefetched kAhead ahead (hnswlib: the first line of the next
+//    neighbour's vector), and the links of the next element to expand when it is queued;
+//  - each expansion is two steps, gather() (pop the element, collect its unvisited
+//    neighbours, prefetch their first codes) and score() (their distances, the beam updated).
+//    Running the gathers of a user's 4 interests before their scores, so that one query's
+//    memory waits overlap another's work, was measured slower (four visited arrays of 736 KB
+//    crowd the 1 MB L2) and is not done.
+// Measured in RESULTS.md (sixth session).
+class Walk {
+ public:
+  using tableint = hnswlib::tableint;
+  static constexpr size_t kAhead = 8;  // 8 to 12 measured best
+
+  Walk(const Graph& g, bool ip, size_t dim) : g_(g), kern_(detail::simd()), ip_(ip), d_(dim) {}
+  Walk(const Walk&) = delete;
+  Walk& operator=(const Walk&) = delete;
+  ~Walk() {
+    if (vl_) g_.visited_list_pool_->releaseVisitedList(vl_);
+  }
+
+  // The descent through the upper levels and the beam's first element.
+  void start(const float* q, size_t ef) {
+    q_ = q;
+    ef_ = ef;
+    sum_q_ = norm_q_ = 0;
+    for (size_t j = 0; j < d_; ++j) sum_q_ += q[j], norm_q_ += q[j] * q[j];
+    tableint cur = g_.enterpoint_node_;
+    float cur_d = walk(cur);
+    for (int level = g_.maxlevel_; level > 0; --level) {
+      for (bool changed = true; changed;) {
+        changed = false;
+        const hnswlib::linklistsizeint* ll = g_.get_linklist(cur, level);
+        const size_t n = g_.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
+        const auto* nb = reinterpret_cast<const tableint*>(ll + 1);
+        for (size_t j = 0; j < n; ++j) {
+          if (j + 1 < n) prefetch_code(nb[j + 1]);
+          const float dj = walk(nb[j]);
+          if (dj < cur_d) cur_d = dj, cur = nb[j], changed = true;
+        }
+      }
+    }
+    deletions_ = g_.num_deleted_ > 0;
+    top_.reserve(ef_ + 1);
+    cand_.reserve(4 * ef_);
+    fresh_.resize(g_.maxM0_);
+    vl_ = g_.visited_list_pool_->getFreeVisitedList();
+    visited_ = vl_->mass;
+    tag_ = vl_->curV;
+    if (!deletions_ || !g_.isMarkedDeleted(cur)) push_top(cur_d, cur);
+    push_cand(cur_d, cur);
+    visited_[cur] = tag_;
+  }
+
+  // Pops the next element to expand and gathers its unvisited neighbours, prefetching the first
+  // kAhead codes; false once the beam is final.
+  bool gather() {
+    m_ = 0;
+    if (cand_.empty()) return false;
+    const auto c = cand_.front();
+    if (-c.first > bound() && (top_.size() == ef_ || !deletions_)) return false;
+    std::pop_heap(cand_.begin(), cand_.end(), by_first);
+    cand_.pop_back();
+    if (!cand_.empty()) prefetch_links(cand_.front().second);
+    const hnswlib::linklistsizeint* ll = g_.get_linklist0(c.second);
+    const size_t n = std::min<size_t>(g_.getListCount(const_cast<hnswlib::linklistsizeint*>(ll)), fresh_.size());
+    const auto* nb = reinterpret_cast<const tableint*>(ll + 1);
+    for (size_t j = 0; j < n; ++j) __builtin_prefetch(visited_ + nb[j], 0, 3);
+    for (size_t j = 0; j < n; ++j)
+      if (visited_[nb[j]] != tag_) {
+        visited_[nb[j]] = tag_;
+        if (m_ < kAhead) prefetch_code(nb[j]);
+        fresh_[m_++] = nb[j];
+      }
+    return true;
+  }
+
+  // Scores what gather() collected and updates the beam.
+  void score() {
+    for (size_t j = 0; j < m_; ++j) {
+      if (j + kAhead < m_) prefetch_code(fresh_[j + kAhead]);
+      const tableint id = fresh_[j];
+      const float dj = walk(id);
+      if (top_.size() < ef_ || dj < bound()) {
+        push_cand(dj, id);
+        prefetch_links(cand_.front().second);
+        if (!deletions_ || !g_.isMarkedDeleted(id)) {
+          push_top(dj, id);
+          if (top_.size() > ef_) std::pop_heap(top_.begin(), top_.end(), by_first), top_.pop_back();
+        }
+      }
+    }
+    m_ = 0;
+  }
+
+  // The beam scored exactly (its float vectors prefetched first): the best k (distance, id),
+  // best first, the smaller id on ties.
+  void finish(size_t k, std::vector<std::pair<float, int64_t>>& got) {
+    for (const auto& t : top_)
+      for (size_t b = 0; b < d_ * sizeof(float); b += 64) __builtin_prefetch(reinterpret_cast<const char*>(g_.vector(t.second)) + b, 0, 3);
+    got.clear();
+    for (const auto& t : top_) got.emplace_back(exact(t.second), int64_t(g_.getExternalLabel(t.second)));
+    const size_t keep = std::min(k, got.size());
+    const auto before = [](const auto& x, const auto& y) { return x.first != y.first ? x.first < y.first : x.second < y.second; };
+    std::partial_sort(got.begin(), got.begin() + ptrdiff_t(keep), got.end(), before);
+    got.resize(keep);
+  }
+
+ private:
+  using Pair = std::pair<float, tableint>;
+  // On the code x^ = lo + step * c: q.x^ = lo * sum(q) + step * q.c; |q - x^|^2 = |q|^2 - 2 q.x^ + |x^|^2.
+  float walk(tableint id) const {
+    const uint8_t* code = g_.code(id);
+    float lo_step[2];
+    std::memcpy(lo_step, code, sizeof lo_step);
+    const float qx = lo_step[0] * sum_q_ + lo_step[1] * kern_.dot_u8(q_, code + Graph::kCodeHead, d_);
+    return ip_ ? -qx : norm_q_ - 2 * qx + g_.code_norms[id];
+  }
+  float exact(tableint id) const { return ip_ ? -kern_.dot(q_, g_.vector(id), d_) : kern_.l2sq(q_, g_.vector(id), d_); }
+  void prefetch_code(tableint id) const {  // 72 bytes: two lines at most
+    const char* p = reinterpret_cast<const char*>(g_.code(id));
+    __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(p + g_.code_stride - 1, 0, 3);
+  }
+  void prefetch_links(tableint id) const {
+    const char* p = reinterpret_cast<const char*>(g_.get_linklist0(id));
+    for (size_t b = 0; b < g_.size_links_level0_; b += 64) __builtin_prefetch(p + b, 0, 3);
+  }
+  float bound() const { return top_.empty() ? std::numeric_limits<float>::max() : top_.front().first; }
+  void push_top(float d, tableint id) {  // max-heap by distance: the worst of the beam in front
+    top_.emplace_back(d, id);
+    std::push_heap(top_.begin(), top_.end(), by_first);
+  }
+  void push_cand(float d, tableint id) {  // max-heap of -distance: the nearest in front
+    cand_.emplace_back(-d, id);
+    std::push_heap(cand_.begin(), cand_.end(), by_first);
+  }
+  static bool by_first(const Pair& a, const Pair& b) { return a.first < b.first; }
+
+  const Graph& g_;
+  const detail::SimdKernels& kern_;
+  const bool ip_;
+  const size_t d_;
+  const float* q_ = nullptr;
+  size_t ef_ = 0, m_ = 0;
+  float sum_q_ = 0, norm_q_ = 0;
+  bool deletions_ = false;
+  std::vector<Pair> top_, cand_;
+  std::vector<tableint> fresh_;
+  hnswlib::VisitedList* vl_ = nullptr;
+  hnswlib::vl_type* visited_ = nullptr;
+  hnswlib::vl_type tag_ = 0;
+};
+
 class HnswStore final : public VectorStore {
  public:
   HnswStore(const std::string& base, int dim, Metric metric)
@@ -400,109 +560,6 @@ class HnswStore final : public VectorStore {
     return graph_ ? int64_t(graph_->cur_element_count - graph_->num_deleted_) : 0;
   }
 
-  // One query's k nearest (distance, id) pairs, best first, the smaller id on ties, with exact
-  // distances. hnswlib's searchKnn (greedy descent through the upper levels, then a beam of
-  // max(ef, k) on level 0; removed elements route but are not returned) written here so that
-  // the walk computes its distances on the elements' 8-bit codes (Graph::codes: 72 bytes at
-  // dim 64, the Books catalogue's 26 MB) instead of their float vectors (256 bytes spread over
-  // five cache lines of hnswlib's 516-byte elements, 190 MB), and prefetches each neighbour's
-  // code (and visited mark) 8 neighbours ahead where hnswlib prefetches the first line of the
-  // next neighbour's vector; the beam's ef elements are then scored exactly on their float
-  // vectors and the best k kept. Measured (RESULTS.md, sixth session): the same recall,
-  // p50 and p99 about 1.5x lower than hnswlib's search on the same graph (`walk=0`).
-  void knn(const float* q, size_t k, std::vector<std::pair<float, int64_t>>& got) const {
-    using hnswlib::tableint;
-    const Graph& g = *graph_;
-    const detail::SimdKernels& kern = detail::simd();
-    const bool ip = metric() == Metric::inner_product;
-    const size_t d = size_t(dim());
-    float sum_q = 0, norm_q = 0;
-    for (size_t j = 0; j < d; ++j) sum_q += q[j], norm_q += q[j] * q[j];
-    auto exact = [&](tableint id) { return ip ? -kern.dot(q, g.vector(id), d) : kern.l2sq(q, g.vector(id), d); };
-    // On the code x^ = lo + step * c: q.x^ = lo * sum(q) + step * q.c; |q - x^|^2 = |q|^2 - 2 q.x^ + |x^|^2.
-    auto walk = [&](tableint id) {
-      const uint8_t* code = g.code(id);
-      float lo_step[2];
-      std::memcpy(lo_step, code, sizeof lo_step);
-      const float qx = lo_step[0] * sum_q + lo_step[1] * kern.dot_u8(q, code + Graph::kCodeHead, d);
-      return ip ? -qx : norm_q - 2 * qx + g.code_norms[id];
-    };
-    auto prefetch = [&](tableint id) {  // the code's lines (72 bytes span two)
-      const char* p = reinterpret_cast<const char*>(g.code(id));
-      for (size_t b = 0; b < g.code_stride; b += 64) __builtin_prefetch(p + b, 0, 3);
-      __builtin_prefetch(p + g.code_stride - 1, 0, 3);
-    };
-    tableint cur = g.enterpoint_node_;
-    float cur_d = walk(cur);
-    for (int level = g.maxlevel_; level > 0; --level) {
-      for (bool changed = true; changed;) {
-        changed = false;
-        const hnswlib::linklistsizeint* ll = g.get_linklist(cur, level);
-        const size_t n = g.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
-        const auto* nb = reinterpret_cast<const tableint*>(ll + 1);
-        for (size_t j = 0; j < n; ++j) {
-          if (j + 1 < n) prefetch(nb[j + 1]);
-          const float dj = walk(nb[j]);
-          if (dj < cur_d) cur_d = dj, cur = nb[j], changed = true;
-        }
-      }
-    }
-    const size_t ef = std::max(g.ef_, k);
-    const bool deletions = g.num_deleted_ > 0;
-    using Pair = std::pair<float, tableint>;
-    struct ByFirst {
-      bool operator()(const Pair& a, const Pair& b) const { return a.first < b.first; }
-    };
-    std::priority_queue<Pair, std::vector<Pair>, ByFirst> top, cand;  // the best ef; (-d) the elements to expand
-    hnswlib::VisitedList* vl = g.visited_list_pool_->getFreeVisitedList();
-    hnswlib::vl_type* visited = vl->mass;
-    const hnswlib::vl_type tag = vl->curV;
-    float bound = std::numeric_limits<float>::max();
-    if (!deletions || !g.isMarkedDeleted(cur)) top.emplace(cur_d, cur), bound = cur_d;
-    cand.emplace(-cur_d, cur);
-    visited[cur] = tag;
-    while (!cand.empty()) {
-      const Pair c = cand.top();
-      if (-c.first > bound && (top.size() == ef || !deletions)) break;
-      cand.pop();
-      const auto* ll = g.get_linklist0(c.second);
-      const size_t n = g.getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
-      const auto* nb = reinterpret_cast<const tableint*>(ll + 1);  // nb[n] exists: a list has room for maxM0 + 1
-      constexpr size_t ahead = 8;  // 8 to 12 measured best (RESULTS.md, sixth session)
-      for (size_t j = 0; j < std::min(n, ahead); ++j) __builtin_prefetch(visited + nb[j], 0, 3), prefetch(nb[j]);
-      for (size_t j = 0; j < n; ++j) {
-        const tableint id = nb[j];
-        if (j + ahead < n) __builtin_prefetch(visited + nb[j + ahead], 0, 3), prefetch(nb[j + ahead]);
-        if (visited[id] == tag) continue;
-        visited[id] = tag;
-        const float dj = walk(id);
-        if (top.size() < ef || dj < bound) {
-          cand.emplace(-dj, id);
-          __builtin_prefetch(g.get_linklist0(cand.top().second), 0, 3);
-          if (!deletions || !g.isMarkedDeleted(id)) {
-            top.emplace(dj, id);
-            if (top.size() > ef) top.pop();
-          }
-          if (!top.empty()) bound = top.top().first;
-        }
-      }
-    }
-    g.visited_list_pool_->releaseVisitedList(vl);
-    // The beam scored exactly, its float vectors prefetched first.
-    thread_local std::vector<tableint> beam_buf;  // (a thread_local in a shared library is reached by a call: once)
-    std::vector<tableint>& beam = beam_buf;
-    beam.clear();
-    for (; !top.empty(); top.pop()) beam.push_back(top.top().second);
-    for (const tableint id : beam)
-      for (size_t b = 0; b < d * sizeof(float); b += 64) __builtin_prefetch(reinterpret_cast<const char*>(g.vector(id)) + b, 0, 3);
-    got.clear();
-    for (const tableint id : beam) got.emplace_back(exact(id), int64_t(g.getExternalLabel(id)));
-    const size_t keep = std::min(k, got.size());
-    const auto before = [](const auto& x, const auto& y) { return x.first != y.first ? x.first < y.first : x.second < y.second; };
-    std::partial_sort(got.begin(), got.begin() + ptrdiff_t(keep), got.end(), before);
-    got.resize(keep);
-  }
-
   void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
     const bool ip = metric() == Metric::inner_product;
     const float pad = padding_score(metric());
@@ -511,11 +568,16 @@ class HnswStore final : public VectorStore {
       float* os = scores + i * k;
       int j = 0;
       if (size_impl() > 0) {
-        thread_local std::vector<std::pair<float, int64_t>> got;
+        thread_local std::vector<std::pair<float, int64_t>> got_buf;  // (a thread_local in a shared library is reached by a call: once)
+        std::vector<std::pair<float, int64_t>>& got = got_buf;
+        const float* q = queries + size_t(i) * dim();
         if (codes_walk_) {
-          knn(queries + size_t(i) * dim(), size_t(k), got);
-        } else {  // walk=0: hnswlib's own search on the float vectors (the baseline of benchmarks/hnsw_walk.sh)
-          auto heap = graph_->searchKnn(queries + size_t(i) * dim(), size_t(k));  // worst on top
+          Walk w(*graph_, ip, size_t(dim()));
+          w.start(q, std::max(graph_->ef_, size_t(k)));
+          while (w.gather()) w.score();
+          w.finish(size_t(k), got);
+        } else {  // walk=0: hnswlib's own search on the float vectors (the baseline of benchmarks/hnsw_ab.sh)
+          auto heap = graph_->searchKnn(q, size_t(k));  // worst on top
           got.clear();
           for (; !heap.empty(); heap.pop()) got.emplace_back(heap.top().first, int64_t(heap.top().second));
           std::sort(got.begin(), got.end());
