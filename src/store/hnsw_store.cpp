@@ -205,19 +205,19 @@ HnswParams parse_params(const std::string& base) {
 //  - each expansion is two steps, gather() (pop the element, collect its unvisited
 //    neighbours, prefetch their first codes) and score() (their distances, the beam updated).
 //    Running the gathers of a user's 4 interests before their scores, so that one query's
-//    memory waits overlap another's work, was measured slower (four visited arrays of 736 KB
-//    crowd the 1 MB L2) and is not done.
+//    memory waits overlap another's work, was measured no faster and is not done;
+//  - the visited set is a bit per element (46 KB for the Books catalogue, cleared per query)
+//    instead of hnswlib's 16-bit tags (736 KB, most of the 1 MB L2).
 // Measured in RESULTS.md (sixth session).
 class Walk {
  public:
   using tableint = hnswlib::tableint;
   static constexpr size_t kAhead = 8;  // 8 to 12 measured best
 
-  Walk(const Graph& g, bool ip, size_t dim) : g_(g), kern_(detail::simd()), ip_(ip), d_(dim) {}
-  Walk(const Walk&) = delete;
-  Walk& operator=(const Walk&) = delete;
-  ~Walk() {
-    if (vl_) g_.visited_list_pool_->releaseVisitedList(vl_);
+  // `visited`: a bit per element, the calling thread's, cleared here.
+  Walk(const Graph& g, bool ip, size_t dim, std::vector<uint64_t>& visited)
+      : g_(g), kern_(detail::simd()), ip_(ip), d_(dim), visited_(visited) {
+    visited_.assign((g.cur_element_count + 63) / 64, 0);
   }
 
   // The descent through the upper levels and the beam's first element.
@@ -245,12 +245,9 @@ class Walk {
     top_.reserve(ef_ + 1);
     cand_.reserve(4 * ef_);
     fresh_.resize(g_.maxM0_);
-    vl_ = g_.visited_list_pool_->getFreeVisitedList();
-    visited_ = vl_->mass;
-    tag_ = vl_->curV;
     if (!deletions_ || !g_.isMarkedDeleted(cur)) push_top(cur_d, cur);
     push_cand(cur_d, cur);
-    visited_[cur] = tag_;
+    mark(cur);
   }
 
   // Pops the next element to expand and gathers its unvisited neighbours, prefetching the first
@@ -266,10 +263,9 @@ class Walk {
     const hnswlib::linklistsizeint* ll = g_.get_linklist0(c.second);
     const size_t n = std::min<size_t>(g_.getListCount(const_cast<hnswlib::linklistsizeint*>(ll)), fresh_.size());
     const auto* nb = reinterpret_cast<const tableint*>(ll + 1);
-    for (size_t j = 0; j < n; ++j) __builtin_prefetch(visited_ + nb[j], 0, 3);
     for (size_t j = 0; j < n; ++j)
-      if (visited_[nb[j]] != tag_) {
-        visited_[nb[j]] = tag_;
+      if (!seen(nb[j])) {
+        mark(nb[j]);
         if (m_ < kAhead) prefetch_code(nb[j]);
         fresh_[m_++] = nb[j];
       }
@@ -327,6 +323,8 @@ class Walk {
     const char* p = reinterpret_cast<const char*>(g_.get_linklist0(id));
     for (size_t b = 0; b < g_.size_links_level0_; b += 64) __builtin_prefetch(p + b, 0, 3);
   }
+  bool seen(tableint id) const { return (visited_[id >> 6] >> (id & 63)) & 1; }
+  void mark(tableint id) { visited_[id >> 6] |= uint64_t(1) << (id & 63); }
   float bound() const { return top_.empty() ? std::numeric_limits<float>::max() : top_.front().first; }
   void push_top(float d, tableint id) {  // max-heap by distance: the worst of the beam in front
     top_.emplace_back(d, id);
@@ -348,9 +346,7 @@ class Walk {
   bool deletions_ = false;
   std::vector<Pair> top_, cand_;
   std::vector<tableint> fresh_;
-  hnswlib::VisitedList* vl_ = nullptr;
-  hnswlib::vl_type* visited_ = nullptr;
-  hnswlib::vl_type tag_ = 0;
+  std::vector<uint64_t>& visited_;
 };
 
 class HnswStore final : public VectorStore {
@@ -572,7 +568,8 @@ class HnswStore final : public VectorStore {
         std::vector<std::pair<float, int64_t>>& got = got_buf;
         const float* q = queries + size_t(i) * dim();
         if (codes_walk_) {
-          Walk w(*graph_, ip, size_t(dim()));
+          thread_local std::vector<uint64_t> visited_buf;
+          Walk w(*graph_, ip, size_t(dim()), visited_buf);
           w.start(q, std::max(graph_->ef_, size_t(k)));
           while (w.gather()) w.score();
           w.finish(size_t(k), got);
