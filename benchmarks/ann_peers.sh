@@ -35,7 +35,7 @@ if [ -n "$quick" ]; then
 else
   mr="flat,faiss:IVF$nlist,Flat?nprobe=16,faiss:IVF$nlist,Flat?nprobe=32,faiss:IVF$nlist,Flat?nprobe=64,faiss:IVF$nlist,Flat?nprobe=128"
   mr+=",hnsw:M=16?ef=32,hnsw:M=16?ef=64,hnsw:M=16?ef=96,hnsw:M=16?ef=128,hnsw:M=16?ef=256"
-  mr+=",hnsw:M=32?ef=32,hnsw:M=32?ef=64,hnsw:M=32?ef=96,hnsw:M=32?ef=128,hnsw:M=32?ef=256"
+  mr+=",hnsw:M=32?ef=32,hnsw:M=32?ef=64,hnsw:M=32?ef=80,hnsw:M=32?ef=96,hnsw:M=32?ef=128,hnsw:M=32?ef=256"
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

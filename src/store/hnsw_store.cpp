@@ -314,9 +314,9 @@ class Walk {
     return ip_ ? -qx : norm_q_ - 2 * qx + g_.code_norms[id];
   }
   float exact(tableint id) const { return ip_ ? -kern_.dot(q_, g_.vector(id), d_) : kern_.l2sq(q_, g_.vector(id), d_); }
-  void prefetch_code(tableint id) const {  // 72 bytes: two lines at most
+  void prefetch_code(tableint id) const {  // every line the code touches (two at dim 64)
     const char* p = reinterpret_cast<const char*>(g_.code(id));
-    __builtin_prefetch(p, 0, 3);
+    for (size_t b = 0; b < g_.code_stride; b += 64) __builtin_prefetch(p + b, 0, 3);
     __builtin_prefetch(p + g_.code_stride - 1, 0, 3);
   }
   void prefetch_links(tableint id) const {
