@@ -12,7 +12,7 @@ protocol of bench_store --search-only (benchmarks/ann_peers.sh runs both in one 
   recall    share of the exact merged top-50 that the merged top-50 holds
   build     seconds to add every item; memory = growth of the process's RSS
 
-  python ann_peers.py DIR [--systems faiss,hnswlib,usearch] [--quick]
+  python ann_peers.py DIR [--systems faiss,faiss-pq,hnswlib,usearch] [--quick]
 
 Prints one markdown row per (system, setting), then the system's build line.
 """
@@ -110,6 +110,41 @@ def run_faiss(items, interests, counts, exact, quick, nlist):
         del index
 
 
+def run_faiss_pq(items, interests, counts, exact, quick, nlist):
+    """faiss-cpu's PQ fast-scan lists (4-bit codes scanned in SIMD registers, 32 bytes per item at
+    64 dims), each interest's 4 x 50 best re-ranked exactly against the float vectors
+    (IndexRefineFlat, k_factor 4): the peer of mindrec's IVF-SQ8 with RecallOptions::rerank = 4
+    (benchmarks/ann_peers.sh --pq). Not in the default set."""
+    import faiss
+    n, d = items.shape
+    factory = f"IVF{nlist},PQ{d // 2}x4fs"
+    faiss.omp_set_num_threads(os.cpu_count())
+    m0, t0 = rss_mib(), time.perf_counter()
+    base = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexRefineFlat(base)  # labels are row positions: item id = row + 1
+    index.train(items)
+    index.add(items)
+    build, mem = time.perf_counter() - t0, rss_mib() - m0
+    print(f"faiss {factory} + RFlat: build {build:.1f} s ({n / build:.0f} items/s), memory {mem:.0f} MiB", flush=True)
+    index.k_factor = 4
+    ivf = faiss.extract_index_ivf(base)
+    for v in ([16, 32, 64, 128] if not quick else [16]):
+        ivf.nprobe = v
+
+        def one(q, index=index):
+            faiss.omp_set_num_threads(1)
+            s, i = index.search(np.ascontiguousarray(q), 50)
+            return np.where(i >= 0, i + 1, -1), s
+
+        def batch(q, index=index):
+            faiss.omp_set_num_threads(os.cpu_count())
+            s, i = index.search(q, 50)
+            return np.where(i >= 0, i + 1, -1), s
+
+        evaluate(f"faiss-cpu {factory} nprobe={v} + exact re-rank of 4 x 50", one, interests, counts, exact, batch)
+    del index
+
+
 def run_hnswlib(items, interests, counts, exact, quick, nlist):
     import hnswlib
     n, d = items.shape
@@ -179,7 +214,7 @@ def main():
     print("| system and setting | recall@50 vs exact | batch users/s | p50 ms (1 thread) | p99 ms (1 thread) |")
     print("|---|---:|---:|---:|---:|")
     for s in a.systems.split(","):
-        {"faiss": run_faiss, "hnswlib": run_hnswlib, "usearch": run_usearch}[s](items, interests, counts, exact, a.quick, a.nlist)
+        {"faiss": run_faiss, "faiss-pq": run_faiss_pq, "hnswlib": run_hnswlib, "usearch": run_usearch}[s](items, interests, counts, exact, a.quick, a.nlist)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -6,18 +6,21 @@
 # loaded), hnswlib and usearch from a venv (cached per machine) on those files. Then, per
 # noise level, each system's lowest p99 at recall >= 0.95 and mindrec's ratio to the best peer.
 #
-#   benchmarks/ann_peers.sh [--items N] [--users U] [--noise "0.6 1.5"] [--quick] [--build DIR]
+#   benchmarks/ann_peers.sh [--items N] [--users U] [--noise "0.6 1.5"] [--quick] [--pq] [--build DIR]
 # The full run: 367,983 items, 2,000 users (p50/p99 over the first 1,000), both noise levels.
 # --quick: CI's small version (fewer settings; use with --items 20000 --users 300).
+# --pq: the compressed lists instead: mindrec's IVF-SQ8 (its own 8-bit scan) against faiss-cpu's
+# IVF-PQ fast-scan (4-bit codes), each interest's 4 x 50 best re-ranked exactly on both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-items=367983 users=2000 noises="0.6 1.5" quick="" build=build
+items=367983 users=2000 noises="0.6 1.5" quick="" build=build pq="" rerank=() systems=faiss,hnswlib,usearch
 while [ $# -gt 0 ]; do
   case "$1" in
     --items) items=$2; shift 2 ;;
     --users) users=$2; shift 2 ;;
     --noise) noises=$2; shift 2 ;;
     --quick) quick=--quick; shift ;;
+    --pq) pq=1; shift ;;
     --build) build=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -37,6 +40,10 @@ else
   mr+=",hnsw:M=16?ef=32,hnsw:M=16?ef=64,hnsw:M=16?ef=96,hnsw:M=16?ef=128,hnsw:M=16?ef=256"
   mr+=",hnsw:M=32?ef=32,hnsw:M=32?ef=64,hnsw:M=32?ef=80,hnsw:M=32?ef=96,hnsw:M=32?ef=128,hnsw:M=32?ef=256"
 fi
+if [ -n "$pq" ]; then
+  mr="flat,faiss:IVF$nlist,SQ8?nprobe=16,faiss:IVF$nlist,SQ8?nprobe=32,faiss:IVF$nlist,SQ8?nprobe=64,faiss:IVF$nlist,SQ8?nprobe=128"
+  rerank=(--rerank 4) systems=faiss-pq
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u +%F)"
@@ -45,9 +52,9 @@ for noise in $noises; do
   mkdir -p "$dir"
   echo "== noise $noise: mindrec (bench_store --search-only)"
   "$build/benchmarks/bench_store" --items "$items" --users "$users" --noise "$noise" --search-only \
-    --export "$dir" --backends "$mr" | tee "$dir/mindrec.txt"
+    --export "$dir" "${rerank[@]}" --backends "$mr" | tee "$dir/mindrec.txt"
   echo "== noise $noise: peers (benchmarks/ann_peers.py)"
-  "$venv/bin/python" benchmarks/ann_peers.py "$dir" --nlist "$nlist" $quick | tee "$dir/peers.txt"
+  "$venv/bin/python" benchmarks/ann_peers.py "$dir" --nlist "$nlist" --systems "$systems" $quick | tee "$dir/peers.txt"
   python3 - "$dir" "$noise" <<'PY'
 import sys
 d, noise = sys.argv[1], sys.argv[2]

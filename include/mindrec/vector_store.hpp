@@ -11,7 +11,9 @@
 //                               IVF-Flat and IVF-SQ8 (inner product) lists are scanned by
 //                               mindrec's own vectorised code (faiss_scan=1: Faiss's scan);
 //                               SQ8 scores are the 8-bit codes' (RecallOptions::rerank makes
-//                               the result exact); needs MINDREC_WITH_FAISS (default ON)
+//                               the result exact); PQ fast-scan lists (IVF4096,PQ32x4fs) take
+//                               Faiss's own search (Debian's generic build: 3.6x slower than the
+//                               SQ8 scan, RESULTS.md); needs MINDREC_WITH_FAISS (default ON)
 //   "hnsw[:M=32,ef_construction=200][?ef=128]"   an HNSW graph (hnswlib) on the raw metric
 //                               (inner product is not reduced to L2), exact scores, SIMD
 //                               distances chosen at run time; ef = candidates kept while

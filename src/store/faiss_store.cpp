@@ -12,6 +12,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFastScan.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissException.h>
@@ -293,6 +294,9 @@ class FaissStore final : public VectorStore {
                        const faiss::SearchParametersIVF& pi) const {
     auto* v = dynamic_cast<const faiss::IndexIVF*>(index_.get());
     if (!v || !v->is_trained) return false;
+    // Fast-scan lists (IVF..,PQ..x4fs) have no list scanner in Faiss 1.7.3: search_preassigned
+    // through the base class crashed (measured); they take Faiss's own search.
+    if (dynamic_cast<const faiss::IndexIVFFastScan*>(v)) return false;
     auto* flat = dynamic_cast<const faiss::IndexFlat*>(v->quantizer);
     if (!flat || flat->ntotal != int64_t(v->nlist) || flat->d != dim()) return false;
     const int d = dim();
@@ -431,6 +435,12 @@ class FaissStore final : public VectorStore {
       }
       params->sel = live.get();
       if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
+      if (dynamic_cast<const faiss::IndexIVFFastScan*>(ivf())) {
+        // Faiss 1.7.3's fast-scan search takes no per-call parameters (it throws): nprobe is
+        // the index's own, set by set_param and on load; IVF removals are physical, no selector.
+        index_->search(nq, q, k, scores, ids);
+        return 0;
+      }
       if (!mips_) {
         index_->search(nq, q, k, scores, ids, params);
         if (!ivf())
@@ -478,7 +488,7 @@ class FaissStore final : public VectorStore {
   }
 
   void set_param_impl(const std::string& name, double value) override {
-    if (name == "nprobe" && ivf() && value >= 1) nprobe_ = int(value);
+    if (name == "nprobe" && ivf() && value >= 1) ivf()->nprobe = size_t(nprobe_ = int(value));  // fast-scan reads the index's
     else if (name == "faiss_scan" && ivf() && (value == 0 || value == 1)) faiss_scan_ = value == 1;
     else if (name == "efSearch" && hnsw() && value >= 1) hnsw()->hnsw.efSearch = ef_search_ = int(value);
     else
@@ -546,6 +556,7 @@ class FaissStore final : public VectorStore {
       ef_search_ = params1;
       aug_norm_sq_ = bound;
       if (auto* h = hnsw(); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
+      if (auto* v = ivf(); v && nprobe_ > 0) v->nprobe = size_t(nprobe_);  // fast-scan reads the index's own
     };
   }
 
