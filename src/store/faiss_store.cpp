@@ -294,9 +294,6 @@ class FaissStore final : public VectorStore {
                        const faiss::SearchParametersIVF& pi) const {
     auto* v = dynamic_cast<const faiss::IndexIVF*>(index_.get());
     if (!v || !v->is_trained) return false;
-    // Fast-scan lists (IVF..,PQ..x4fs) have no list scanner in Faiss 1.7.3: search_preassigned
-    // through the base class crashed (measured); they take Faiss's own search.
-    if (dynamic_cast<const faiss::IndexIVFFastScan*>(v)) return false;
     auto* flat = dynamic_cast<const faiss::IndexFlat*>(v->quantizer);
     if (!flat || flat->ntotal != int64_t(v->nlist) || flat->d != dim()) return false;
     const int d = dim();
@@ -434,13 +431,15 @@ class FaissStore final : public VectorStore {
         params = &ph;
       }
       params->sel = live.get();
-      if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
       if (dynamic_cast<const faiss::IndexIVFFastScan*>(ivf())) {
-        // Faiss 1.7.3's fast-scan search takes no per-call parameters (it throws): nprobe is
-        // the index's own, set by set_param and on load; IVF removals are physical, no selector.
+        // Fast-scan lists (IVF..,PQ..x4fs) have no list scanner in Faiss 1.7.3 (mindrec's
+        // preassigned search through the base class crashed on them) and their search throws
+        // on per-call parameters: Faiss's own search, nprobe set on the index by set_param and
+        // on load; IVF removals are physical, so no selector is needed.
         index_->search(nq, q, k, scores, ids);
         return 0;
       }
+      if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
       if (!mips_) {
         index_->search(nq, q, k, scores, ids, params);
         if (!ivf())

@@ -40,7 +40,6 @@
 #include <limits>
 #include <memory>
 #include <mutex>
-#include <queue>
 #include <sstream>
 
 #include "detail/fault.hpp"
@@ -53,11 +52,6 @@
 namespace mindrec::store {
 namespace {
 
-// hnswlib's graph plus an 8-bit copy of every element's vector, which the search walks on
-// (see HnswStore::knn): element i's code is x ~ lo + step * c (c in 0..255, lo and step its
-// own min and (max - min) / 255), one 64-byte line per element at dim 64 where the float
-// vector inside hnswlib's element spans five. Derived data: made by encode() after every
-// insertion and on load, never stored in the file.
 // The graph's level-0 block (links and vectors, 516 bytes per element at M=32, dim 64: 190 MB
 // for the Books catalogue) and its codes (26 MB) are read at random by every search; on 4 KiB
 // pages nearly every element read is also a TLB miss. Both ask for transparent huge pages
@@ -103,6 +97,11 @@ struct HugePageAllocator {
   bool operator!=(const HugePageAllocator<U>&) const noexcept { return false; }
 };
 
+// hnswlib's graph plus an 8-bit copy of every element's vector, which the search walks on
+// (see Walk): element i's code is x ~ lo + step * c (c in 0..255, lo and step its own min and
+// (max - min) / 255), 72 bytes (two cache lines) at dim 64 where the float vector inside
+// hnswlib's element spans five. Derived data: made by encode() after every insertion and on
+// load, never stored in the file.
 struct Graph : hnswlib::HierarchicalNSW<float> {
   using hnswlib::HierarchicalNSW<float>::HierarchicalNSW;
   static constexpr size_t kCodeHead = 2 * sizeof(float);  // lo, step
@@ -151,7 +150,6 @@ float ip_distance(const void* a, const void* b, const void* dim) {
 float l2_distance(const void* a, const void* b, const void* dim) {
   return detail::simd().l2sq(static_cast<const float*>(a), static_cast<const float*>(b), *static_cast<const size_t*>(dim));
 }
-
 
 class Space final : public hnswlib::SpaceInterface<float> {
  public:
@@ -214,9 +212,18 @@ class Walk {
   using tableint = hnswlib::tableint;
   static constexpr size_t kAhead = 8;  // 8 to 12 measured best
 
-  // `visited`: a bit per element, the calling thread's, cleared here.
-  Walk(const Graph& g, bool ip, size_t dim, std::vector<uint64_t>& visited)
-      : g_(g), kern_(detail::simd()), ip_(ip), d_(dim), visited_(visited) {
+  // A thread's buffers, reused from query to query (no allocation per search once grown).
+  struct Scratch {
+    std::vector<std::pair<float, tableint>> top, cand;
+    std::vector<tableint> fresh;
+    std::vector<uint64_t> visited;  // a bit per element
+  };
+
+  Walk(const Graph& g, bool ip, size_t dim, Scratch& s)
+      : g_(g), kern_(detail::simd()), ip_(ip), d_(dim), top_(s.top), cand_(s.cand), fresh_(s.fresh), visited_(s.visited) {
+    top_.clear();
+    cand_.clear();
+    fresh_.resize(g.maxM0_);
     visited_.assign((g.cur_element_count + 63) / 64, 0);
   }
 
@@ -242,9 +249,6 @@ class Walk {
       }
     }
     deletions_ = g_.num_deleted_ > 0;
-    top_.reserve(ef_ + 1);
-    cand_.reserve(4 * ef_);
-    fresh_.resize(g_.maxM0_);
     if (!deletions_ || !g_.isMarkedDeleted(cur)) push_top(cur_d, cur);
     push_cand(cur_d, cur);
     mark(cur);
@@ -344,8 +348,9 @@ class Walk {
   size_t ef_ = 0, m_ = 0;
   float sum_q_ = 0, norm_q_ = 0;
   bool deletions_ = false;
-  std::vector<Pair> top_, cand_;
-  std::vector<tableint> fresh_;
+  std::vector<Pair>& top_;
+  std::vector<Pair>& cand_;
+  std::vector<tableint>& fresh_;
   std::vector<uint64_t>& visited_;
 };
 
@@ -451,7 +456,7 @@ class HnswStore final : public VectorStore {
         const auto e = hnswlib::tableint(i);
         const int64_t label = int64_t(g.getExternalLabel(e));
         if (g.isMarkedDeleted(e) || std::binary_search(replaced.begin(), replaced.end(), label)) continue;
-        const float* v = reinterpret_cast<const float*>(g.getDataByInternalId(e));
+        const float* v = g.vector(e);
         kept_ids.push_back(label);
         kept.insert(kept.end(), v, v + dim());
       }
@@ -568,8 +573,8 @@ class HnswStore final : public VectorStore {
         std::vector<std::pair<float, int64_t>>& got = got_buf;
         const float* q = queries + size_t(i) * dim();
         if (codes_walk_) {
-          thread_local std::vector<uint64_t> visited_buf;
-          Walk w(*graph_, ip, size_t(dim()), visited_buf);
+          thread_local Walk::Scratch scratch;
+          Walk w(*graph_, ip, size_t(dim()), scratch);
           w.start(q, std::max(graph_->ef_, size_t(k)));
           while (w.gather()) w.score();
           w.finish(size_t(k), got);
@@ -688,7 +693,7 @@ class HnswStore final : public VectorStore {
       // Deleted elements may share an id with the live one that replaced them.
       if (!g->isMarkedDeleted(hnswlib::tableint(i)) && !g->label_lookup_.emplace(label, hnswlib::tableint(i)).second)
         throw FormatError(what + ": element " + std::to_string(i) + " repeats a stored id");
-      const float* v = reinterpret_cast<const float*>(g->getDataByInternalId(hnswlib::tableint(i)));
+      const float* v = g->vector(hnswlib::tableint(i));
       for (int j = 0; j < dim(); ++j)
         if (!std::isfinite(v[j])) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");
       if (!links_ok(g->get_linklist0(hnswlib::tableint(i)), g->maxM0_))
