@@ -42,6 +42,21 @@ float dot_u8_scalar(const float* q, const uint8_t* c, size_t n) {
   for (; i < n; ++i) s0 += q[i] * float(c[i]);
   return s0 + s1;
 }
+uint32_t pq4_block_scalar(const uint8_t* block, const uint8_t* lut, size_t npairs, uint16_t threshold, uint16_t* sums) {
+  uint32_t mask = 0;
+  for (size_t v = 0; v < 32; ++v) {
+    unsigned s = 0;
+    for (size_t m = 0; m < 2 * npairs; ++m) {
+      size_t byte;
+      unsigned shift;
+      pq4_code_position(v, m, &byte, &shift);
+      s += lut[m * 16 + ((block[byte] >> shift) & 15u)];
+    }
+    sums[v] = uint16_t(s);
+    if (s >= threshold) mask |= 1u << v;
+  }
+  return mask;
+}
 
 #if MINDREC_X86
 // ---- SSE2 (every x86-64) ----
@@ -138,6 +153,44 @@ __attribute__((target("avx2,fma"))) float dot_u8_avx2(const float* q, const uint
   return s;
 }
 
+// The 4-bit scan, AVX2: per pair of sub-quantizers one 32-byte load of codes and one of the
+// two 16-entry tables, split into low and high nibbles, looked up with pshufb (per 128-bit
+// lane: lane 0 the pair's first sub-quantizer, lane 1 its second), added up as uint16 pairs of
+// bytes. A uint16 lane holds (even vector) + 256 (odd vector), so a second accumulator of the
+// odd bytes alone (>> 8) recovers both: even = all - (odd << 8), exact modulo 2^16 because
+// the true sums stay below 2^15. Byte j's vectors are perm(j) = j/2 (even j) and 8 + j/2 (odd
+// j), so even lanes are vectors 0..7 and odd lanes 8..15 (+16 for the high nibbles).
+__attribute__((target("avx2,fma"))) uint32_t pq4_finish_avx2(__m256i lo, __m256i lo_odd, __m256i hi, __m256i hi_odd,
+                                                               uint16_t threshold, uint16_t* sums) {
+  const __m256i lo_even = _mm256_sub_epi16(lo, _mm256_slli_epi16(lo_odd, 8));
+  const __m256i hi_even = _mm256_sub_epi16(hi, _mm256_slli_epi16(hi_odd, 8));
+  auto lanes = [](__m256i x) { return _mm_add_epi16(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1)); };
+  const __m256i s0 = _mm256_set_m128i(lanes(lo_odd), lanes(lo_even));  // vectors 0..15
+  const __m256i s1 = _mm256_set_m128i(lanes(hi_odd), lanes(hi_even));  // vectors 16..31
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums), s0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + 16), s1);
+  const __m256i t = _mm256_set1_epi16(int16_t(int(threshold) - 1));
+  const __m256i c = _mm256_packs_epi16(_mm256_cmpgt_epi16(s0, t), _mm256_cmpgt_epi16(s1, t));
+  // packs works per lane (0-7, 16-23 | 8-15, 24-31): put the quarters back in vector order
+  return uint32_t(_mm256_movemask_epi8(_mm256_permute4x64_epi64(c, 0xD8)));
+}
+__attribute__((target("avx2,fma"))) uint32_t pq4_block_avx2(const uint8_t* block, const uint8_t* lut, size_t npairs,
+                                                              uint16_t threshold, uint16_t* sums) {
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  __m256i lo = _mm256_setzero_si256(), lo_odd = lo, hi = lo, hi_odd = lo;
+  for (size_t p = 0; p < npairs; ++p) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * p));
+    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + 32 * p));
+    const __m256i rl = _mm256_shuffle_epi8(l, _mm256_and_si256(b, nib));
+    const __m256i rh = _mm256_shuffle_epi8(l, _mm256_and_si256(_mm256_srli_epi16(b, 4), nib));
+    lo = _mm256_add_epi16(lo, rl);
+    lo_odd = _mm256_add_epi16(lo_odd, _mm256_srli_epi16(rl, 8));
+    hi = _mm256_add_epi16(hi, rh);
+    hi_odd = _mm256_add_epi16(hi_odd, _mm256_srli_epi16(rh, 8));
+  }
+  return pq4_finish_avx2(lo, lo_odd, hi, hi_odd, threshold, sums);
+}
+
 // ---- AVX-512F: masked tails, so no scalar remainder ----
 // GCC 12's _mm512_reduce_add_ps reads an "undefined" vector on purpose: -Wuninitialized
 // reports that header code, not this file's.
@@ -183,19 +236,44 @@ __attribute__((target("avx512f"))) float dot_u8_avx512(const float* q, const uin
   for (; i < n; ++i) s += q[i] * float(c[i]);
   return s;
 }
+// The 4-bit scan, AVX-512BW: two pairs of sub-quantizers per 64-byte load (pshufb works per
+// 128-bit lane, so the four lanes are four sub-quantizers of the same 32 vectors), an odd last
+// pair through a masked load (zero table entries add nothing), then the AVX2 finish.
+__attribute__((target("avx512f,avx512bw,avx2,fma"))) uint32_t pq4_block_avx512(const uint8_t* block, const uint8_t* lut,
+                                                                                size_t npairs, uint16_t threshold,
+                                                                                uint16_t* sums) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  __m512i lo = _mm512_setzero_si512(), lo_odd = lo, hi = lo, hi_odd = lo;
+  for (size_t p = 0; p < npairs; p += 2) {
+    const __mmask64 m = npairs - p >= 2 ? ~__mmask64(0) : __mmask64(0xFFFFFFFFu);
+    const __m512i b = _mm512_maskz_loadu_epi8(m, block + 32 * p);
+    const __m512i l = _mm512_maskz_loadu_epi8(m, lut + 32 * p);
+    const __m512i rl = _mm512_shuffle_epi8(l, _mm512_and_si512(b, nib));
+    const __m512i rh = _mm512_shuffle_epi8(l, _mm512_and_si512(_mm512_srli_epi16(b, 4), nib));
+    lo = _mm512_add_epi16(lo, rl);
+    lo_odd = _mm512_add_epi16(lo_odd, _mm512_srli_epi16(rl, 8));
+    hi = _mm512_add_epi16(hi, rh);
+    hi_odd = _mm512_add_epi16(hi_odd, _mm512_srli_epi16(rh, 8));
+  }
+  auto halves = [](__m512i x) {
+    return _mm256_add_epi16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
+  };
+  return pq4_finish_avx2(halves(lo), halves(lo_odd), halves(hi), halves(hi_odd), threshold, sums);
+}
 #pragma GCC diagnostic pop
 #endif
 
-const SimdKernels kScalar{dot_scalar, l2_scalar, dot_u8_scalar, "scalar"};
+const SimdKernels kScalar{dot_scalar, l2_scalar, dot_u8_scalar, pq4_block_scalar, "scalar"};
 #if MINDREC_X86
-const SimdKernels kSse2{dot_sse2, l2_sse2, dot_u8_sse2, "sse2"};
-const SimdKernels kAvx2{dot_avx2, l2_avx2, dot_u8_avx2, "avx2"};
-const SimdKernels kAvx512{dot_avx512, l2_avx512, dot_u8_avx512, "avx512"};
+const SimdKernels kSse2{dot_sse2, l2_sse2, dot_u8_sse2, pq4_block_scalar, "sse2"};
+const SimdKernels kAvx2{dot_avx2, l2_avx2, dot_u8_avx2, pq4_block_avx2, "avx2"};
+const SimdKernels kAvx512{dot_avx512, l2_avx512, dot_u8_avx512, pq4_block_avx512, "avx512"};
 #endif
 
 bool cpu_has(const char* level) {
 #if MINDREC_X86
-  if (!std::strcmp(level, "avx512")) return __builtin_cpu_supports("avx512f");
+  if (!std::strcmp(level, "avx512"))
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && cpu_has("avx2");
   if (!std::strcmp(level, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (!std::strcmp(level, "sse2")) return true;
 #endif

@@ -14,20 +14,25 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFastScan.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQFastScan.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
+#include <faiss/invlists/BlockInvertedLists.h>
+#include <faiss/invlists/DirectMap.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <new>
 #include <typeinfo>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "detail/fault.hpp"
@@ -102,8 +107,7 @@ class FaissStore final : public VectorStore {
           if (!was_trained) {
             index_ = make_index();
           } else {
-            faiss::IDSelectorArray sel(size_t(n), ids);
-            index_->remove_ids(sel);
+            remove_ivf(n, ids);
           }
           throw;
         }
@@ -188,16 +192,89 @@ class FaissStore final : public VectorStore {
     return a;
   }
 
+  // IVF removal: Faiss's remove_ids, except for fast-scan lists, where Faiss 1.7.3's
+  // BlockInvertedLists cannot remove ("not implemented"): the lists holding removed ids are
+  // rebuilt aside without them (codes moved nibble by nibble, order kept, the tail of the
+  // last block zero), then swapped in with the direct map updated, which allocates nothing.
+  int64_t remove_ivf(int64_t n, const int64_t* ids) {
+    auto* fs = dynamic_cast<faiss::IndexIVFFastScan*>(ivf());
+    if (!fs) {
+      faiss::IDSelectorArray sel(size_t(n), ids);  // the hashtable direct map needs an array
+      int64_t removed = 0;
+      exclusive([&] { removed = static_cast<int64_t>(index_->remove_ids(sel)); });
+      return removed;
+    }
+    auto* lists = dynamic_cast<faiss::BlockInvertedLists*>(fs->invlists);
+    if (!lists || fs->bbs != 32 || fs->direct_map.type != faiss::DirectMap::Hashtable)
+      throw Unsupported("faiss:" + factory_ + ": removal from fast-scan lists needs blocks of 32 (bbs=32)");
+    auto& where = fs->direct_map.hashtable;
+    std::map<size_t, std::vector<size_t>> drop;  // list -> offsets to drop
+    std::unordered_set<int64_t> seen;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto it = where.find(ids[i]);
+      if (it == where.end() || !seen.insert(ids[i]).second) continue;
+      drop[faiss::lo_listno(it->second)].push_back(faiss::lo_offset(it->second));
+    }
+    struct Fresh {
+      size_t list;
+      faiss::AlignedTable<uint8_t> codes;
+      std::vector<faiss::Index::idx_t> ids, gone;
+    };
+    std::vector<Fresh> fresh;
+    fresh.reserve(drop.size());
+    const size_t nsq = fs->M2, bytes = lists->block_size;
+    for (auto& [list, offsets] : drop) {
+      std::sort(offsets.begin(), offsets.end());
+      const auto& old_ids = lists->ids[list];
+      const uint8_t* old_codes = lists->codes[list].get();
+      Fresh f{list, {}, {}, {}};
+      f.gone.reserve(offsets.size());
+      const size_t keep = old_ids.size() - offsets.size();
+      f.ids.reserve(keep);
+      f.codes.resize((keep + 31) / 32 * bytes);
+      std::fill(f.codes.get(), f.codes.get() + f.codes.size(), uint8_t(0));
+      for (size_t o = 0, next = 0; o < old_ids.size(); ++o) {
+        if (next < offsets.size() && offsets[next] == o) {
+          f.gone.push_back(old_ids[o]);
+          ++next;
+          continue;
+        }
+        const size_t w = f.ids.size();
+        const uint8_t* from = old_codes + o / 32 * bytes;
+        uint8_t* to = f.codes.get() + w / 32 * bytes;
+        for (size_t m = 0; m < nsq; ++m) {
+          size_t bf, bt;
+          unsigned sf, st;
+          detail::pq4_code_position(o % 32, m, &bf, &sf);
+          detail::pq4_code_position(w % 32, m, &bt, &st);
+          to[bt] = uint8_t(to[bt] | (((from[bf] >> sf) & 15u) << st));
+        }
+        f.ids.push_back(old_ids[o]);
+      }
+      fresh.push_back(std::move(f));
+    }
+    detail::fault_point("faiss.remove.fast_scan");
+    int64_t removed = 0;
+    exclusive([&] {  // nothing below allocates or throws
+      for (Fresh& f : fresh) {
+        auto& codes = lists->codes[f.list];
+        std::swap(codes.tab.ptr, f.codes.tab.ptr);  // AlignedTable has no move: swap its fields
+        std::swap(codes.tab.numel, f.codes.tab.numel);
+        std::swap(codes.numel, f.codes.numel);
+        std::swap(lists->ids[f.list], f.ids);
+        for (const auto id : f.gone) where.erase(id);
+        const auto& kept = lists->ids[f.list];
+        for (size_t w = 0; w < kept.size(); ++w) where.find(kept[w])->second = faiss::lo_build(f.list, w);
+        removed += int64_t(f.gone.size());
+      }
+      fs->ntotal -= removed;
+    });
+    return removed;
+  }
+
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
     if (ivf()) {
-      int64_t removed = 0;
-      exclusive([&] {
-        removed = guarded("remove", [&] {
-          faiss::IDSelectorArray sel(size_t(n), ids);  // the hashtable direct map needs an array
-          return static_cast<int64_t>(index_->remove_ids(sel));
-        });
-      });
-      return removed;
+      return guarded("remove", [&] { return remove_ivf(n, ids); });
     }
     int64_t removed = 0;
     exclusive([&] {  // cannot throw: positions stay, hidden by the bitmap
@@ -296,6 +373,7 @@ class FaissStore final : public VectorStore {
     if (!v || !v->is_trained) return false;
     auto* flat = dynamic_cast<const faiss::IndexFlat*>(v->quantizer);
     if (!flat || flat->ntotal != int64_t(v->nlist) || flat->d != dim()) return false;
+    if (dynamic_cast<const faiss::IndexIVFFastScan*>(v) && !own_pq4_scan(v)) return false;  // no preassigned search
     const int d = dim();
     const int64_t nlist = static_cast<int64_t>(v->nlist);
     const int64_t nprobe = std::min<int64_t>(int64_t(pi.nprobe), nlist);
@@ -336,6 +414,10 @@ class FaissStore final : public VectorStore {
     if (const auto* sq = dynamic_cast<const faiss::IndexIVFScalarQuantizer*>(v);
         sq && ip && sq->sq.qtype == faiss::ScalarQuantizer::QT_8bit && sq->code_size == size_t(d)) {
       scan_ivf_sq8(*sq, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
+      return true;
+    }
+    if (const auto* fs = own_pq4_scan(v)) {
+      scan_ivf_pq4(*fs, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
       return true;
     }
     faiss::SearchParametersIVF p = pi;
@@ -411,6 +493,88 @@ class FaissStore final : public VectorStore {
     }
   }
 
+  // IVF-PQ fast-scan lists mindrec scans itself: inner product, 4-bit codes in blocks of 32,
+  // at most 128 sub-quantizers (sums of 128 uint8 table entries fit the kernel's uint16).
+  const faiss::IndexIVFPQFastScan* own_pq4_scan(const faiss::IndexIVF* v) const {
+    const auto* fs = dynamic_cast<const faiss::IndexIVFPQFastScan*>(v);
+    if (!fs || fs->metric_type != faiss::METRIC_INNER_PRODUCT || fs->nbits != 4 || fs->bbs != 32 ||
+        fs->M > 128 || fs->pq.dsub * fs->M != size_t(dim()))
+      return nullptr;
+    return fs;
+  }
+
+  // The list scan of IVF-PQ fast-scan (4-bit codes) under inner product. With residual codes,
+  // q.x = q.centroid + sum_m q_m . C_m[code_m] (C_m: sub-quantizer m's 16 centroids), so one
+  // table of 16 floats per sub-quantizer serves every list. The tables are rounded to uint8
+  // with one scale a (the widest table spans 0..255) and the kernel adds them up for 32 codes
+  // at a time in SIMD registers (detail::simd's pq4_block). Each rounded entry is within
+  // 0.5 / a of its float, so a sum S can only belong to a float score >= the bar of the top-k
+  // if S >= (bar - constant) * a - M / 2: the kernel returns those vectors, whose float score
+  // (the sum of the float tables) goes to the shared k-selection. The result is the exact
+  // top-k of the decoded vectors' inner products, the scores Faiss's IndexIVFPQ would give;
+  // RecallOptions::rerank makes them exact.
+  void scan_ivf_pq4(const faiss::IndexIVFPQFastScan& v, int64_t nq, const float* q, int k, int64_t nprobe,
+                    const int64_t* assign, const float* coarse, float* scores, int64_t* ids) const {
+    const size_t M = v.M, M2 = v.M2, dsub = v.pq.dsub;
+    const float* cent = v.pq.centroids.data();  // [M][16][dsub]
+    const faiss::InvertedLists* lists = v.invlists;
+    const auto block_scan = detail::simd().pq4_block;
+    const size_t block_bytes = 16 * M2;  // 32 codes of M2 nibbles
+#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64)
+    for (int64_t i = 0; i < nq; ++i) {
+      const float* qi = q + i * dim();
+      std::vector<float> lut(16 * M2, 0.f);
+      std::vector<uint8_t> lut8(16 * M2, 0);
+      float lo_sum = 0.f, span = 0.f;
+      for (size_t m = 0; m < M; ++m) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (size_t c = 0; c < 16; ++c) {
+          const float* cm = cent + (m * 16 + c) * dsub;  // a few dimensions: a plain loop
+          float t = 0.f;
+          for (size_t e = 0; e < dsub; ++e) t += qi[m * dsub + e] * cm[e];
+          lut[m * 16 + c] = t;
+          lo = std::min(lo, t);
+          hi = std::max(hi, t);
+        }
+        for (size_t c = 0; c < 16; ++c) lut[m * 16 + c] -= lo;  // the floats too: one rounding less
+        lo_sum += lo;
+        span = std::max(span, hi - lo);
+      }
+      const float a = span > 0.f ? 255.f / span : 0.f;
+      for (size_t e = 0; e < 16 * M; ++e) lut8[e] = uint8_t(std::min(255.f, std::nearbyint(lut[e] * a)));
+      const float slack = 0.5f * float(M) + 1.f;  // rounding of M entries, plus float error
+      TopK best(k);
+      uint16_t sums[32];
+      for_each_list(lists, assign + i * nprobe, nprobe, [&](int64_t j, size_t n, const uint8_t* code, const int64_t* lid) {
+        const float c0 = lo_sum + (v.by_residual ? coarse[i * nprobe + j] : 0.f);
+        for (size_t b0 = 0; b0 < n; b0 += 32, code += block_bytes) {
+          uint16_t bar = 0;
+          if (best.full() && a > 0.f) {
+            const float need = (best.worst() - c0) * a - slack;
+            bar = need <= 0.f ? 0 : need >= 32767.f ? 32767 : uint16_t(std::ceil(need));
+          }
+          uint32_t hits = block_scan(code, lut8.data(), M2 / 2, bar, sums);
+          if (n - b0 < 32) hits &= (uint32_t(1) << (n - b0)) - 1;
+          while (hits) {
+            const size_t r = size_t(__builtin_ctz(hits));
+            hits &= hits - 1;
+            size_t at;  // vector r's byte in each sub-quantizer's 16 (simd.hpp's layout)
+            unsigned shift;
+            detail::pq4_code_position(r, 0, &at, &shift);
+            float s0 = 0.f, s1 = 0.f;
+            const float* t = lut.data();
+            for (size_t p = 0; p < M2 / 2; ++p, at += 32, t += 32) {  // padded sub-quantizer: table 0
+              s0 += t[(code[at] >> shift) & 15u];
+              s1 += t[16 + ((code[at + 16] >> shift) & 15u)];
+            }
+            best.push(c0 + (s0 + s1), lid[b0 + r]);
+          }
+        }
+      });
+      best.write(ids + i * k, scores + i * k, 0.f, false);
+    }
+  }
+
   void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
     guarded("search", [&] {
       std::unique_ptr<faiss::IDSelectorBitmap> bitmap;
@@ -431,15 +595,16 @@ class FaissStore final : public VectorStore {
         params = &ph;
       }
       params->sel = live.get();
+      if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
       if (dynamic_cast<const faiss::IndexIVFFastScan*>(ivf())) {
-        // Fast-scan lists (IVF..,PQ..x4fs) have no list scanner in Faiss 1.7.3 (mindrec's
-        // preassigned search through the base class crashed on them) and their search throws
-        // on per-call parameters: Faiss's own search, nprobe set on the index by set_param and
-        // on load; IVF removals are physical, so no selector is needed.
+        // Fast-scan lists mindrec does not scan itself (L2, other code sizes) or the faiss_scan
+        // baseline: they have no list scanner in Faiss 1.7.3 (its preassigned search through
+        // the base class crashed on them) and their search throws on per-call parameters, so
+        // Faiss's own search, nprobe set on the index by set_param and on load; IVF removals
+        // are physical, so no selector is needed.
         index_->search(nq, q, k, scores, ids);
         return 0;
       }
-      if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
       if (!mips_) {
         index_->search(nq, q, k, scores, ids, params);
         if (!ivf())

@@ -35,6 +35,9 @@ class TopK {
     }
   }
   int size() const { return static_cast<int>(heap_.size()); }
+  bool full() const { return static_cast<int>(heap_.size()) >= k_; }
+  /// The worst kept score (the bar a new pair must reach once full()); needs size() > 0.
+  float worst() const { return heap_.front().first; }
   /// Calls fn(score, id) for each kept pair, in no particular order.
   template <class Fn>
   void for_each(Fn&& fn) const {

@@ -43,7 +43,7 @@ inline std::vector<std::pair<int64_t, float>> brute(const std::vector<float>& x,
 }
 
 inline void check_against_brute(const VectorStore& s, const std::vector<float>& x,
-                         const std::vector<int64_t>& ids, bool exact) {
+                         const std::vector<int64_t>& ids, bool exact, double min_recall = 0.9) {
   const int d = s.dim(), k = 10, nq = 25;
   const auto q = random_vectors(nq, d, 99);
   std::vector<int64_t> got(nq * k);
@@ -65,7 +65,7 @@ inline void check_against_brute(const VectorStore& s, const std::vector<float>& 
   }
   const double recall = double(found) / total;
   if (exact) CHECK(recall == doctest::Approx(1.0));
-  else CHECK(recall >= 0.9);  // HNSW (with a removal filter after removals): approximate
+  else CHECK(recall >= min_recall);  // HNSW, PQ (with a removal filter after removals): approximate
 }
 
 // How many of brute force's k best per query are among `got` [nq, k].
@@ -105,7 +105,7 @@ inline std::vector<std::pair<int64_t, float>> brute_merged(const std::vector<flo
 /// 30 users of up to 4 interests (some with 0, 1 or 2 live) against brute_merged, ids and
 /// scores; removed ids (`gone`) never returned, rows padded with -1.
 inline void check_search_merged(const VectorStore& s, const std::vector<float>& x, const std::vector<int64_t>& ids,
-                                const std::vector<int64_t>& gone, bool exact) {
+                                const std::vector<int64_t>& gone, bool exact, double min_recall = 0.9) {
   const int d = s.dim(), K = 4, users = 30, topn = 12;
   const auto q = random_vectors(users * K, d, 31);
   std::vector<int32_t> counts(users);
@@ -138,14 +138,14 @@ inline void check_search_merged(const VectorStore& s, const std::vector<float>& 
     }
   }
   if (exact) CHECK(found == total);
-  else CHECK(double(found) / std::max(total, 1) >= 0.9);
+  else CHECK(double(found) / std::max(total, 1) >= min_recall);
 }
 
 /// add, duplicates refused, remove (unknown ids ignored), a removed id added again,
 /// save -> load_vector_store with identical results, k > size padded, clear; both metrics.
 /// `exact`: results equal brute force (scores within 1e-4), else recall@10 >= 0.9.
 /// `dir`: where the store file is written.
-inline void check_store_contract(const StoreMaker& make, bool exact, const std::string& dir) {
+inline void check_store_contract(const StoreMaker& make, bool exact, const std::string& dir, double min_recall = 0.9) {
   for (const Metric metric : {Metric::inner_product, Metric::l2}) {
     const std::string metric_name = to_string(metric);
     CAPTURE(metric_name);
@@ -160,7 +160,7 @@ inline void check_store_contract(const StoreMaker& make, bool exact, const std::
     for (int64_t i = 0; i < n; ++i) ids[i] = 1000 + 7 * i;
     s->add(n, x.data(), ids.data());
     CHECK(s->size() == n);
-    check_against_brute(*s, x, ids, exact);
+    check_against_brute(*s, x, ids, exact, min_recall);
 
     // Duplicate ids are refused and change nothing.
     const int64_t dup[2] = {5, 1000};
@@ -182,8 +182,8 @@ inline void check_store_contract(const StoreMaker& make, bool exact, const std::
     gone.push_back(424242);  // unknown ids are ignored
     CHECK(s->remove(int64_t(gone.size()), gone.data()) == int64_t(gone.size()) - 1);
     CHECK(s->size() == int64_t(kept_ids.size()));
-    check_against_brute(*s, kept_x, kept_ids, exact);
-    check_search_merged(*s, kept_x, kept_ids, gone, exact);
+    check_against_brute(*s, kept_x, kept_ids, exact, min_recall);
+    check_search_merged(*s, kept_x, kept_ids, gone, exact, min_recall);
     {
       const auto q = random_vectors(50, d, 5);
       std::vector<int64_t> got(50 * 30);
@@ -228,7 +228,7 @@ inline void check_store_contract(const StoreMaker& make, bool exact, const std::
 }
 
 /// upsert replaces stored ids and adds new ones in one step; bad batches change nothing.
-inline void check_upsert_contract(const StoreMaker& make, bool exact) {
+inline void check_upsert_contract(const StoreMaker& make, bool exact, double min_recall = 0.9) {
   const int d = 16;
   const int64_t n = 300;
   auto s = make(d, Metric::inner_product, "upsert");
@@ -246,7 +246,7 @@ inline void check_upsert_contract(const StoreMaker& make, bool exact) {
   std::copy(fresh.begin(), fresh.begin() + 5 * d, want_x.begin());
   want_x.insert(want_x.end(), fresh.begin() + 5 * d, fresh.end());
   want_ids.insert(want_ids.end(), up.begin() + 5, up.end());
-  check_against_brute(*s, want_x, want_ids, exact);
+  check_against_brute(*s, want_x, want_ids, exact, min_recall);
   // A replaced vector is found by itself as the query (L2 would be exact; IP: it is in the top 10).
   std::vector<int64_t> got(10);
   std::vector<float> sc(10);
@@ -260,7 +260,7 @@ inline void check_upsert_contract(const StoreMaker& make, bool exact) {
   const int64_t two[2] = {12, 7777};
   CHECK_THROWS_AS(s->upsert(2, nan_x.data(), two), InvalidArgument);
   CHECK(s->size() == n + 5);
-  check_against_brute(*s, want_x, want_ids, exact);
+  check_against_brute(*s, want_x, want_ids, exact, min_recall);
 }
 
 }  // namespace mindrec::test

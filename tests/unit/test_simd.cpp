@@ -8,6 +8,10 @@
 
 #include "common/random_data.hpp"
 #include "detail/simd.hpp"
+#include "mindrec/version.hpp"
+#if MINDREC_HAS_FAISS
+#include <faiss/impl/pq4_fast_scan.h>
+#endif
 
 using namespace mindrec;
 
@@ -44,4 +48,56 @@ TEST_CASE("SIMD kernels - every level this CPU has - agree with a double loop on
   if (detail::simd_level("avx512")) CHECK(chosen == "avx512");
   else if (detail::simd_level("avx2")) CHECK(chosen == "avx2");
   MESSAGE("dispatched level: " << chosen);
+}
+
+TEST_CASE("SIMD 4-bit PQ block scan - every level - sums the tables over codes packed by Faiss's own packer") {
+  // 32 vectors' codes, M sub-quantizers of 16 centroids, written plainly (code[v][m]); the
+  // block is packed by faiss::pq4_pack_codes (the layout IVF-PQ fast-scan lists hold) where
+  // Faiss is built in, else by the position rule of simd.hpp; each level's sums must equal
+  // the plain double loop sum_m lut[m][code[v][m]], and its mask the sums >= threshold.
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u, state >> 8; };
+  int levels = 0;
+  for (const size_t M : {2, 4, 6, 32, 64, 128}) {
+    CAPTURE(M);
+    std::vector<uint8_t> code(32 * M), lut(16 * M);
+    for (auto& c : code) c = uint8_t(next() & 15);
+    for (auto& l : lut) l = M == 128 ? uint8_t(255 - (next() & 3)) : uint8_t(next() & 255);  // M 128: near the uint16 bound
+    std::vector<uint8_t> block(16 * M, 0);
+#if MINDREC_HAS_FAISS
+    std::vector<uint8_t> plain(32 * M / 2);  // Faiss's 4-bit PQ codes: sub-quantizer 2i low nibble, 2i+1 high
+    for (size_t v = 0; v < 32; ++v)
+      for (size_t m = 0; m < M; m += 2)
+        plain[v * M / 2 + m / 2] = uint8_t(code[v * M + m] | (code[v * M + m + 1] << 4));
+    faiss::pq4_pack_codes(plain.data(), 32, M, 32, 32, M, block.data());
+#else
+    for (size_t v = 0; v < 32; ++v)
+      for (size_t m = 0; m < M; ++m) {
+        size_t byte;
+        unsigned shift;
+        detail::pq4_code_position(v, m, &byte, &shift);
+        block[byte] = uint8_t(block[byte] | (code[v * M + m] << shift));
+      }
+#endif
+    std::vector<unsigned> want(32, 0);
+    for (size_t v = 0; v < 32; ++v)
+      for (size_t m = 0; m < M; ++m) want[v] += lut[m * 16 + code[v * M + m]];
+    for (const char* level : {"avx512", "avx2", "sse2", "scalar"}) {
+      const detail::SimdKernels* k = detail::simd_level(level);
+      if (!k) continue;
+      ++levels;
+      CAPTURE(std::string(level));
+      for (const unsigned threshold : {0u, 1u, want[0], want[7] + 1, want[31], 32767u}) {
+        CAPTURE(threshold);
+        std::vector<uint16_t> sums(32, 0);
+        const uint32_t mask = k->pq4_block(block.data(), lut.data(), M / 2, uint16_t(threshold), sums.data());
+        for (size_t v = 0; v < 32; ++v) {
+          CAPTURE(v);
+          CHECK(sums[v] == want[v]);
+          CHECK(bool(mask >> v & 1u) == (want[v] >= threshold));
+        }
+      }
+    }
+  }
+  CHECK(levels >= 12);
 }

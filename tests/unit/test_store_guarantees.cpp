@@ -87,6 +87,7 @@ struct Case {
   const char* spec;
   std::vector<std::pair<const char*, int>> add_sites, upsert_sites;
   bool mips_rebuild;  // HNSW under inner product: a longer vector rebuilds the index
+  bool ip_only = false;
 };
 
 std::vector<Case> cases() {
@@ -96,6 +97,12 @@ std::vector<Case> cases() {
                {{"store.upsert.add", 1}, {"faiss.add.map", 20}}, false});
   c.push_back({"faiss:IVF8,Flat?nprobe=8", {{"faiss.add.index", 1}},
                {{"store.upsert.add", 1}, {"faiss.add.index", 1}}, false});
+  // Fast-scan lists: a failed add is undone by mindrec's own removal (Faiss 1.7.3 cannot remove
+  // from them). Inner product only: its search is mindrec's 4-bit scan (ties to the smaller
+  // id); L2 takes Faiss's own fast-scan search, whose rounded distances tie often and whose
+  // tie order follows the position in the list, which a vector put back changes.
+  c.push_back({"faiss:IVF8,PQ8x4fs?nprobe=8", {{"faiss.add.index", 1}},
+               {{"store.upsert.add", 1}, {"faiss.add.index", 1}}, false, true});
   // efSearch above the count: the graph search visits everything, results are exact.
   c.push_back({"faiss:HNSW16?efSearch=3000", {{"faiss.add.index", 1}, {"faiss.add.map", 20}},
                {{"store.upsert.add", 1}, {"faiss.add.map", 7}}, true});
@@ -123,6 +130,7 @@ TEST_CASE("a failed add - upsert or load changes nothing: failures injected mid-
     const std::string spec = c.spec;
     CAPTURE(spec);
     for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+      if (c.ip_only && metric != Metric::inner_product) continue;
       const std::string metric_name = to_string(metric);
     CAPTURE(metric_name);
       auto s = make_vector_store(c.spec, d, metric);
