@@ -9,8 +9,9 @@
 #   benchmarks/ann_peers.sh [--items N] [--users U] [--noise "0.6 1.5"] [--quick] [--pq] [--build DIR]
 # The full run: 367,983 items, 2,000 users (p50/p99 over the first 1,000), both noise levels.
 # --quick: CI's small version (fewer settings; use with --items 20000 --users 300).
-# --pq: the compressed lists instead: mindrec's IVF-SQ8 (its own 8-bit scan) against faiss-cpu's
-# IVF-PQ fast-scan (4-bit codes), each interest's 4 x 50 best re-ranked exactly on both sides.
+# --pq: the compressed lists instead: mindrec's IVF-SQ8 (its own 8-bit scan) and IVF-PQ fast-scan
+# (its own 4-bit scan) against faiss-cpu's IVF-PQ fast-scan, each interest's 4 x 50 best
+# re-ranked exactly on both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 items=367983 users=2000 noises="0.6 1.5" quick="" build=build pq="" rerank=() systems=faiss,hnswlib,usearch
@@ -42,6 +43,8 @@ else
 fi
 if [ -n "$pq" ]; then
   mr="flat,faiss:IVF$nlist,SQ8?nprobe=16,faiss:IVF$nlist,SQ8?nprobe=32,faiss:IVF$nlist,SQ8?nprobe=64,faiss:IVF$nlist,SQ8?nprobe=128"
+  mr+=",faiss:IVF$nlist,PQ32x4fs?nprobe=16,faiss:IVF$nlist,PQ32x4fs?nprobe=32,faiss:IVF$nlist,PQ32x4fs?nprobe=64,faiss:IVF$nlist,PQ32x4fs?nprobe=128"
+  [ -n "$quick" ] && mr="flat,faiss:IVF$nlist,SQ8?nprobe=16,faiss:IVF$nlist,PQ32x4fs?nprobe=16"
   rerank=(--rerank 4) systems=faiss-pq
 fi
 work=$(mktemp -d)

@@ -11,9 +11,13 @@
 //                               IVF-Flat and IVF-SQ8 (inner product) lists are scanned by
 //                               mindrec's own vectorised code (faiss_scan=1: Faiss's scan);
 //                               SQ8 scores are the 8-bit codes' (RecallOptions::rerank makes
-//                               the result exact); PQ fast-scan lists (IVF4096,PQ32x4fs) take
-//                               Faiss's own search (Debian's generic build: 3.6x slower than the
-//                               SQ8 scan, RESULTS.md); needs MINDREC_WITH_FAISS (default ON)
+//                               the result exact); IVF-PQ fast-scan lists (IVF4096,PQ32x4fs: 4
+//                               bits a code, 16 B of codes per item at dim 64) under inner product,
+//                               by mindrec's 4-bit kernel (AVX-512BW/AVX2 at run time): the
+//                               exact top-k of the decoded vectors' scores; under L2 Faiss's
+//                               own (Debian's generic build: emulated SIMD, slow). Removal from
+//                               fast-scan lists is mindrec's (Faiss 1.7.3 has none), bbs=32
+//                               only; needs MINDREC_WITH_FAISS (default ON)
 //   "hnsw[:M=32,ef_construction=200][?ef=128]"   an HNSW graph (hnswlib) on the raw metric
 //                               (inner product is not reduced to L2), exact scores, SIMD
 //                               distances chosen at run time; ef = candidates kept while
