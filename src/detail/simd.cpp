@@ -58,6 +58,20 @@ uint32_t pq4_block_scalar(const uint8_t* block, const uint8_t* lut, size_t npair
   return mask;
 }
 
+void block16_dot_scalar(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  const size_t stride = nblocks * 16;
+  for (size_t b = 0; b < nblocks; ++b)
+    for (size_t i = 0; i < nq; ++i) {
+      float acc[16] = {};
+      for (size_t j = 0; j < d; ++j) {
+        const float qj = q[i * d + j];
+        const float* c = ct + (b * d + j) * 16;
+        for (size_t l = 0; l < 16; ++l) acc[l] += qj * c[l];
+      }
+      for (size_t l = 0; l < 16; ++l) out[i * stride + b * 16 + l] = acc[l];
+    }
+}
+
 #if MINDREC_X86
 // ---- SSE2 (every x86-64) ----
 float hsum128(__m128 v) {
@@ -191,6 +205,44 @@ __attribute__((target("avx2,fma"))) uint32_t pq4_block_avx2(const uint8_t* block
   return pq4_finish_avx2(lo, lo_odd, hi, hi_odd, threshold, sums);
 }
 
+// Coarse scores, AVX2: a block's 16 vectors are two 8-lane registers per dimension, each
+// query's coordinate broadcast; up to four queries at a time (eight accumulators; the count a
+// template parameter, so they stay in registers).
+template <int M>
+__attribute__((target("avx2,fma"))) void block16_avx2_m(const float* cb, size_t d, const float* q, float* out,
+                                                         size_t stride) {
+  __m256 lo[M], hi[M];
+  for (int i = 0; i < M; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
+  for (size_t j = 0; j < d; ++j) {
+    const __m256 c0 = _mm256_loadu_ps(cb + j * 16), c1 = _mm256_loadu_ps(cb + j * 16 + 8);
+    for (int i = 0; i < M; ++i) {
+      const __m256 qj = _mm256_broadcast_ss(q + size_t(i) * d + j);
+      lo[i] = _mm256_fmadd_ps(c0, qj, lo[i]);
+      hi[i] = _mm256_fmadd_ps(c1, qj, hi[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    _mm256_storeu_ps(out + size_t(i) * stride, lo[i]);
+    _mm256_storeu_ps(out + size_t(i) * stride + 8, hi[i]);
+  }
+}
+__attribute__((target("avx2,fma"))) void block16_dot_avx2(const float* ct, size_t nblocks, size_t d, const float* q,
+                                                            size_t nq, float* out) {
+  const size_t stride = nblocks * 16;
+  for (size_t b = 0; b < nblocks; ++b)
+    for (size_t i0 = 0; i0 < nq; i0 += 4) {
+      const float* cb = ct + b * d * 16;
+      const float* qi = q + i0 * d;
+      float* o = out + i0 * stride + b * 16;
+      switch (nq - i0 < 4 ? nq - i0 : 4) {
+        case 1: block16_avx2_m<1>(cb, d, qi, o, stride); break;
+        case 2: block16_avx2_m<2>(cb, d, qi, o, stride); break;
+        case 3: block16_avx2_m<3>(cb, d, qi, o, stride); break;
+        default: block16_avx2_m<4>(cb, d, qi, o, stride); break;
+      }
+    }
+}
+
 // ---- AVX-512F: masked tails, so no scalar remainder ----
 // GCC 12's _mm512_reduce_add_ps reads an "undefined" vector on purpose: -Wuninitialized
 // reports that header code, not this file's.
@@ -236,6 +288,39 @@ __attribute__((target("avx512f"))) float dot_u8_avx512(const float* q, const uin
   for (; i < n; ++i) s += q[i] * float(c[i]);
   return s;
 }
+// Coarse scores, AVX-512: a block's 16 vectors are one register per dimension, each query's
+// coordinate broadcast; up to eight queries at a time.
+template <int M>
+__attribute__((target("avx512f"))) void block16_avx512_m(const float* cb, size_t d, const float* q, float* out,
+                                                          size_t stride) {
+  __m512 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
+  for (size_t j = 0; j < d; ++j) {
+    const __m512 c = _mm512_loadu_ps(cb + j * 16);
+    for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(c, _mm512_set1_ps(q[size_t(i) * d + j]), acc[i]);
+  }
+  for (int i = 0; i < M; ++i) _mm512_storeu_ps(out + size_t(i) * stride, acc[i]);
+}
+__attribute__((target("avx512f"))) void block16_dot_avx512(const float* ct, size_t nblocks, size_t d, const float* q,
+                                                             size_t nq, float* out) {
+  const size_t stride = nblocks * 16;
+  for (size_t b = 0; b < nblocks; ++b)
+    for (size_t i0 = 0; i0 < nq; i0 += 8) {
+      const float* cb = ct + b * d * 16;
+      const float* qi = q + i0 * d;
+      float* o = out + i0 * stride + b * 16;
+      switch (nq - i0 < 8 ? nq - i0 : 8) {
+        case 1: block16_avx512_m<1>(cb, d, qi, o, stride); break;
+        case 2: block16_avx512_m<2>(cb, d, qi, o, stride); break;
+        case 3: block16_avx512_m<3>(cb, d, qi, o, stride); break;
+        case 4: block16_avx512_m<4>(cb, d, qi, o, stride); break;
+        case 5: block16_avx512_m<5>(cb, d, qi, o, stride); break;
+        case 6: block16_avx512_m<6>(cb, d, qi, o, stride); break;
+        case 7: block16_avx512_m<7>(cb, d, qi, o, stride); break;
+        default: block16_avx512_m<8>(cb, d, qi, o, stride); break;
+      }
+    }
+}
 // The 4-bit scan, AVX-512BW: two pairs of sub-quantizers per 64-byte load (pshufb works per
 // 128-bit lane, so the four lanes are four sub-quantizers of the same 32 vectors), an odd last
 // pair through a masked load (zero table entries add nothing), then the AVX2 finish.
@@ -263,11 +348,11 @@ __attribute__((target("avx512f,avx512bw,avx2,fma"))) uint32_t pq4_block_avx512(c
 #pragma GCC diagnostic pop
 #endif
 
-const SimdKernels kScalar{dot_scalar, l2_scalar, dot_u8_scalar, pq4_block_scalar, "scalar"};
+const SimdKernels kScalar{dot_scalar, l2_scalar, dot_u8_scalar, pq4_block_scalar, block16_dot_scalar, "scalar"};
 #if MINDREC_X86
-const SimdKernels kSse2{dot_sse2, l2_sse2, dot_u8_sse2, pq4_block_scalar, "sse2"};
-const SimdKernels kAvx2{dot_avx2, l2_avx2, dot_u8_avx2, pq4_block_avx2, "avx2"};
-const SimdKernels kAvx512{dot_avx512, l2_avx512, dot_u8_avx512, pq4_block_avx512, "avx512"};
+const SimdKernels kSse2{dot_sse2, l2_sse2, dot_u8_sse2, pq4_block_scalar, block16_dot_scalar, "sse2"};
+const SimdKernels kAvx2{dot_avx2, l2_avx2, dot_u8_avx2, pq4_block_avx2, block16_dot_avx2, "avx2"};
+const SimdKernels kAvx512{dot_avx512, l2_avx512, dot_u8_avx512, pq4_block_avx512, block16_dot_avx512, "avx512"};
 #endif
 
 bool cpu_has(const char* level) {

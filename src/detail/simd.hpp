@@ -38,11 +38,19 @@ inline void pq4_code_position(size_t v, size_t m, size_t* byte, unsigned* shift)
   *shift = v < 16 ? 0u : 4u;
 }
 
+/// Inner products of nq queries q [nq, d] with vectors stored 16 to a block, dimension-major:
+/// block b holds vectors 16b..16b+15 as [d][16] (ct[(b * d + j) * 16 + l] = vector 16b + l,
+/// dimension j). Writes out [nq, nblocks * 16]. The IVF coarse assignment of one user's few
+/// queries against every centroid: no packing per call (Eigen's GEMM packs the centroids each
+/// time, most of that step's cost).
+using Block16DotFn = void (*)(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out);
+
 struct SimdKernels {
   DotFn dot;
   L2Fn l2sq;
   DotU8Fn dot_u8;
   Pq4BlockFn pq4_block;
+  Block16DotFn block16_dot;
   const char* level;  // "avx512", "avx2", "sse2" or "scalar"
 };
 

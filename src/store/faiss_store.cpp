@@ -103,9 +103,15 @@ class FaissStore final : public VectorStore {
         try {
           index_->add_with_ids(n, x, ids);
           detail::fault_point("faiss.add.index");
+          if (!was_trained) {
+            std::vector<float> ct = block_centroids(*index_, dim());
+            coarse_t_ = std::move(ct);
+            coarse_t_of_ = coarse_t_.empty() ? nullptr : ivf()->quantizer;
+          }
         } catch (...) {
           if (!was_trained) {
             index_ = make_index();
+            coarse_t_of_ = nullptr;
           } else {
             remove_ivf(n, ids);
           }
@@ -362,8 +368,25 @@ class FaissStore final : public VectorStore {
     });
   }
 
-  // IVF with a flat coarse quantizer: mindrec assigns the queries to lists itself (blocked
-  // Eigen GEMM against the centroids + partial selection) and hands the lists to Faiss's
+  // The flat coarse quantizer's centroids, 16 to a block, dimension-major (detail::simd's
+  // block16_dot); empty where the index has no trained flat quantizer. Kept beside the index
+  // (coarse_t_, for the quantizer coarse_t_of_), set in the same exclusive section that
+  // trains, replaces or clears the index.
+  static std::vector<float> block_centroids(const faiss::Index& index, int d) {
+    const auto* v = faiss::ivflib::try_extract_index_ivf(const_cast<faiss::Index*>(&index));
+    const auto* flat = v ? dynamic_cast<const faiss::IndexFlat*>(v->quantizer) : nullptr;
+    if (!v || !v->is_trained || !flat || flat->d != d || flat->ntotal != int64_t(v->nlist)) return {};
+    const size_t nlist = v->nlist, dd = size_t(d);
+    std::vector<float> ct((nlist + 15) / 16 * dd * 16, 0.f);
+    const float* c = flat->get_xb();
+    for (size_t r = 0; r < nlist; ++r)
+      for (size_t j = 0; j < dd; ++j) ct[((r / 16) * dd + j) * 16 + r % 16] = c[r * dd + j];
+    return ct;
+  }
+
+  // IVF with a flat coarse quantizer: mindrec assigns the queries to lists itself (the
+  // centroids' scores by detail::simd's block16_dot on the copy above, else a blocked Eigen
+  // GEMM, + partial selection) and hands the lists to Faiss's
   // search_preassigned. Debian's Faiss is built for baseline x86-64 and scores the
   // centroids one scalar inner product at a time: for one user (4 queries x 4,096 centroids)
   // that was most of the ~0.8 ms a search took. Returns false where it does not apply.
@@ -385,14 +408,23 @@ class FaissStore final : public VectorStore {
     Eigen::VectorXf cnorm;
     if (!ip) cnorm = C.rowwise().squaredNorm();
     constexpr int64_t kBlock = 256;  // queries per GEMM: bounds the [block, nlist] scratch
+    // Eigen packs the 4,096 x 64 centroids on every call, which for one user's 4 queries was
+    // most of the assignment; the block kernel reads the copy laid out for it instead.
+    const bool blocked = coarse_t_of_ == v->quantizer && !coarse_t_.empty();
+    const int64_t stride = blocked ? (nlist + 15) / 16 * 16 : nlist;
     Mat S;
     std::vector<int64_t> order(static_cast<size_t>(nlist));
     for (int64_t b0 = 0; b0 < nq; b0 += kBlock) {
       const int64_t nb = std::min(kBlock, nq - b0);
       const detail::MapConstMat<float> Q(q + b0 * d, nb, d);
-      S.noalias() = Q * C.transpose();
+      if (blocked) {
+        S.resize(nb, stride);
+        detail::simd().block16_dot(coarse_t_.data(), size_t(stride / 16), size_t(d), q + b0 * d, size_t(nb), S.data());
+      } else {
+        S.noalias() = Q * C.transpose();
+      }
       for (int64_t i = 0; i < nb; ++i) {
-        float* row = S.data() + i * nlist;
+        float* row = S.data() + i * stride;
         if (!ip) {  // squared L2 = |q|^2 + |c|^2 - 2 q.c, smaller is better: rank by -(...)
           const float qn = Q.row(i).squaredNorm();
           for (int64_t c = 0; c < nlist; ++c) row[c] = -(qn + cnorm[c] - 2.f * row[c]);
@@ -645,6 +677,8 @@ class FaissStore final : public VectorStore {
   void clear_impl() override {
     auto fresh = make_index();
     index_ = std::move(fresh);
+    coarse_t_.clear();
+    coarse_t_of_ = nullptr;
     aug_norm_sq_ = 0.f;
     map_.clear();
     removed_.clear();
@@ -711,8 +745,11 @@ class FaissStore final : public VectorStore {
     } else if (idx->ntotal != count) {
       throw FormatError("faiss store payload: count differs from the header");
     }
-    return [this, staged, map, removed, removed_count, params0 = params[0], params1 = params[1], bound] {
+    auto blocks = std::make_shared<std::vector<float>>(block_centroids(*idx, dim()));
+    return [this, staged, map, removed, removed_count, params0 = params[0], params1 = params[1], bound, blocks] {
       index_ = std::move(*staged);
+      coarse_t_ = std::move(*blocks);
+      coarse_t_of_ = coarse_t_.empty() ? nullptr : ivf()->quantizer;
       map_ = std::move(*map);
       removed_ = std::move(*removed);
       removed_count_ = removed_count;
@@ -730,6 +767,8 @@ class FaissStore final : public VectorStore {
   std::vector<uint8_t> removed_;  // non-IVF: bitmap of removed positions
   int64_t removed_count_ = 0;
   int32_t nprobe_ = 0, ef_search_ = 0;
+  std::vector<float> coarse_t_;                 // block_centroids() of index_ ...
+  const faiss::Index* coarse_t_of_ = nullptr;   // ... for this quantizer (null: none)
   bool faiss_scan_ = false;  // IVF: Faiss's own list scan (a baseline) instead of mindrec's
   bool mips_ = false;        // HNSW (flat storage) under inner product: reduced to L2
   float aug_norm_sq_ = 0.f;  // the reduction's bound M on |x|^2
