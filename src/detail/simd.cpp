@@ -174,13 +174,16 @@ __attribute__((target("avx2,fma"))) float dot_u8_avx2(const float* q, const uint
 // odd bytes alone (>> 8) recovers both: even = all - (odd << 8), exact modulo 2^16 because
 // the true sums stay below 2^15. Byte j's vectors are perm(j) = j/2 (even j) and 8 + j/2 (odd
 // j), so even lanes are vectors 0..7 and odd lanes 8..15 (+16 for the high nibbles).
+// (Helpers, not lambdas: a lambda does not inherit its enclosing function's target.)
+__attribute__((target("avx2,fma"))) __m128i add_lanes_avx2(__m256i x) {
+  return _mm_add_epi16(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+}
 __attribute__((target("avx2,fma"))) uint32_t pq4_finish_avx2(__m256i lo, __m256i lo_odd, __m256i hi, __m256i hi_odd,
                                                                uint16_t threshold, uint16_t* sums) {
   const __m256i lo_even = _mm256_sub_epi16(lo, _mm256_slli_epi16(lo_odd, 8));
   const __m256i hi_even = _mm256_sub_epi16(hi, _mm256_slli_epi16(hi_odd, 8));
-  auto lanes = [](__m256i x) { return _mm_add_epi16(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1)); };
-  const __m256i s0 = _mm256_set_m128i(lanes(lo_odd), lanes(lo_even));  // vectors 0..15
-  const __m256i s1 = _mm256_set_m128i(lanes(hi_odd), lanes(hi_even));  // vectors 16..31
+  const __m256i s0 = _mm256_set_m128i(add_lanes_avx2(lo_odd), add_lanes_avx2(lo_even));  // vectors 0..15
+  const __m256i s1 = _mm256_set_m128i(add_lanes_avx2(hi_odd), add_lanes_avx2(hi_even));  // vectors 16..31
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums), s0);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + 16), s1);
   const __m256i t = _mm256_set1_epi16(int16_t(int(threshold) - 1));
@@ -248,6 +251,7 @@ __attribute__((target("avx2,fma"))) void block16_dot_avx2(const float* ct, size_
 // reports that header code, not this file's.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f"))) float dot_avx512(const float* a, const float* b, size_t n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   size_t i = 0;
@@ -321,6 +325,9 @@ __attribute__((target("avx512f"))) void block16_dot_avx512(const float* ct, size
       }
     }
 }
+__attribute__((target("avx512f,avx512bw,avx2,fma"))) __m256i add_halves_avx512(__m512i x) {
+  return _mm256_add_epi16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
+}
 // The 4-bit scan, AVX-512BW: two pairs of sub-quantizers per 64-byte load (pshufb works per
 // 128-bit lane, so the four lanes are four sub-quantizers of the same 32 vectors), an odd last
 // pair through a masked load (zero table entries add nothing), then the AVX2 finish.
@@ -340,10 +347,8 @@ __attribute__((target("avx512f,avx512bw,avx2,fma"))) uint32_t pq4_block_avx512(c
     hi = _mm512_add_epi16(hi, rh);
     hi_odd = _mm512_add_epi16(hi_odd, _mm512_srli_epi16(rh, 8));
   }
-  auto halves = [](__m512i x) {
-    return _mm256_add_epi16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
-  };
-  return pq4_finish_avx2(halves(lo), halves(lo_odd), halves(hi), halves(hi_odd), threshold, sums);
+  return pq4_finish_avx2(add_halves_avx512(lo), add_halves_avx512(lo_odd), add_halves_avx512(hi),
+                         add_halves_avx512(hi_odd), threshold, sums);
 }
 #pragma GCC diagnostic pop
 #endif
