@@ -208,6 +208,20 @@ __attribute__((target("avx2,fma"))) uint32_t pq4_block_avx2(const uint8_t* block
   return pq4_finish_avx2(lo, lo_odd, hi, hi_odd, threshold, sums);
 }
 
+// The coarse scores' loop over blocks and query groups: part[m - 1] scores m <= width queries
+// against one block (the ISA kernels below, the query count a template parameter so that
+// their accumulators stay in registers).
+using Block16Part = void (*)(const float* cb, size_t d, const float* q, float* out, size_t stride);
+void block16_drive(const Block16Part* part, size_t width, const float* ct, size_t nblocks, size_t d, const float* q,
+                   size_t nq, float* out) {
+  const size_t stride = nblocks * 16;
+  for (size_t b = 0; b < nblocks; ++b)
+    for (size_t i0 = 0; i0 < nq; i0 += width) {
+      const size_t m = nq - i0 < width ? nq - i0 : width;
+      part[m - 1](ct + b * d * 16, d, q + i0 * d, out + i0 * stride + b * 16, stride);
+    }
+}
+
 // Coarse scores, AVX2: a block's 16 vectors are two 8-lane registers per dimension, each
 // query's coordinate broadcast; up to four queries at a time (eight accumulators; the count a
 // template parameter, so they stay in registers).
@@ -229,21 +243,9 @@ __attribute__((target("avx2,fma"))) void block16_avx2_m(const float* cb, size_t 
     _mm256_storeu_ps(out + size_t(i) * stride + 8, hi[i]);
   }
 }
-__attribute__((target("avx2,fma"))) void block16_dot_avx2(const float* ct, size_t nblocks, size_t d, const float* q,
-                                                            size_t nq, float* out) {
-  const size_t stride = nblocks * 16;
-  for (size_t b = 0; b < nblocks; ++b)
-    for (size_t i0 = 0; i0 < nq; i0 += 4) {
-      const float* cb = ct + b * d * 16;
-      const float* qi = q + i0 * d;
-      float* o = out + i0 * stride + b * 16;
-      switch (nq - i0 < 4 ? nq - i0 : 4) {
-        case 1: block16_avx2_m<1>(cb, d, qi, o, stride); break;
-        case 2: block16_avx2_m<2>(cb, d, qi, o, stride); break;
-        case 3: block16_avx2_m<3>(cb, d, qi, o, stride); break;
-        default: block16_avx2_m<4>(cb, d, qi, o, stride); break;
-      }
-    }
+const Block16Part kBlock16Avx2[] = {block16_avx2_m<1>, block16_avx2_m<2>, block16_avx2_m<3>, block16_avx2_m<4>};
+void block16_dot_avx2(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  block16_drive(kBlock16Avx2, 4, ct, nblocks, d, q, nq, out);
 }
 
 // ---- AVX-512F: masked tails, so no scalar remainder ----
@@ -305,25 +307,10 @@ __attribute__((target("avx512f"))) void block16_avx512_m(const float* cb, size_t
   }
   for (int i = 0; i < M; ++i) _mm512_storeu_ps(out + size_t(i) * stride, acc[i]);
 }
-__attribute__((target("avx512f"))) void block16_dot_avx512(const float* ct, size_t nblocks, size_t d, const float* q,
-                                                             size_t nq, float* out) {
-  const size_t stride = nblocks * 16;
-  for (size_t b = 0; b < nblocks; ++b)
-    for (size_t i0 = 0; i0 < nq; i0 += 8) {
-      const float* cb = ct + b * d * 16;
-      const float* qi = q + i0 * d;
-      float* o = out + i0 * stride + b * 16;
-      switch (nq - i0 < 8 ? nq - i0 : 8) {
-        case 1: block16_avx512_m<1>(cb, d, qi, o, stride); break;
-        case 2: block16_avx512_m<2>(cb, d, qi, o, stride); break;
-        case 3: block16_avx512_m<3>(cb, d, qi, o, stride); break;
-        case 4: block16_avx512_m<4>(cb, d, qi, o, stride); break;
-        case 5: block16_avx512_m<5>(cb, d, qi, o, stride); break;
-        case 6: block16_avx512_m<6>(cb, d, qi, o, stride); break;
-        case 7: block16_avx512_m<7>(cb, d, qi, o, stride); break;
-        default: block16_avx512_m<8>(cb, d, qi, o, stride); break;
-      }
-    }
+const Block16Part kBlock16Avx512[] = {block16_avx512_m<1>, block16_avx512_m<2>, block16_avx512_m<3>, block16_avx512_m<4>,
+                                       block16_avx512_m<5>, block16_avx512_m<6>, block16_avx512_m<7>, block16_avx512_m<8>};
+void block16_dot_avx512(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  block16_drive(kBlock16Avx512, 8, ct, nblocks, d, q, nq, out);
 }
 __attribute__((target("avx512f,avx512bw,avx2,fma"))) __m256i add_halves_avx512(__m512i x) {
   return _mm256_add_epi16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));

@@ -545,8 +545,9 @@ TEST_CASE("faiss: IVF-PQ fast-scan lists under L2 take Faiss's own search - the 
 TEST_CASE("faiss: mindrec's 4-bit scan of IVF-PQ fast-scan lists returns the top-k of the decoded vectors in the probed lists - after removals and a reload") {
   // Oracle: for each query, the lists Faiss's coarse quantizer probes, every live vector in
   // them decoded by Faiss (reconstruct of the same index built by Faiss alone: centroid +
-  // decoded residual), scored by a double loop. mindrec's scan (uint8 tables in SIMD registers, float re-scoring of what may reach
-  // the top-k) must return those scores rank by rank, and only ids from the probed lists.
+  // decoded residual), scored by a double loop. mindrec's scan (uint8 tables in SIMD
+  // registers, float re-scoring of what may reach the top-k) must return those scores rank by
+  // rank, and only ids from the probed lists.
   test::TempDir tmp;
   const int d = 32, n = 4000, k = 25, nq = 30;
   const auto x = random_vectors(n, d, 71);
