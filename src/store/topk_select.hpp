@@ -29,9 +29,7 @@ class TopK {
       heap_.emplace_back(s, id);
       std::push_heap(heap_.begin(), heap_.end(), WorseFirst{});
     } else if (ranks_before(s, id, heap_.front().first, heap_.front().second)) {
-      std::pop_heap(heap_.begin(), heap_.end(), WorseFirst{});
-      heap_.back() = {s, id};
-      std::push_heap(heap_.begin(), heap_.end(), WorseFirst{});
+      replace_worst(s, id);
     }
   }
   int size() const { return static_cast<int>(heap_.size()); }
@@ -62,6 +60,21 @@ class TopK {
       return ranks_before(a.first, a.second, b.first, b.second);
     }
   };
+  // The worst kept pair gives way to (s, id), which sinks to its place: one pass down the
+  // heap where pop_heap + push_heap made two.
+  void replace_worst(float s, int64_t id) {
+    const size_t n = heap_.size();
+    size_t i = 0;
+    for (;;) {
+      size_t c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && ranks_before(heap_[c].first, heap_[c].second, heap_[c + 1].first, heap_[c + 1].second)) ++c;
+      if (!ranks_before(s, id, heap_[c].first, heap_[c].second)) break;  // the worse child stays below
+      heap_[i] = heap_[c];
+      i = c;
+    }
+    heap_[i] = {s, id};
+  }
   int k_ = 1;
   std::vector<std::pair<float, int64_t>> heap_;
 };
