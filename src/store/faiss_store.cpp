@@ -55,6 +55,12 @@ class FaissStore final : public VectorStore {
   FaissStore(const std::string& backend, std::string factory, int dim, Metric metric)
       : VectorStore(backend, dim, metric), factory_(std::move(factory)) {
     index_ = make_index();
+    // Fast-scan lists are removed from (and, under inner product, scanned) by mindrec in
+    // Faiss's blocks of 32 codes; other block sizes (x4fs_64, ...) are refused here rather
+    // than failing at the first removal.
+    if (const auto* fs = dynamic_cast<const faiss::IndexIVFFastScan*>(ivf()); fs && fs->bbs != 32)
+      throw InvalidArgument("faiss:" + factory_ + ": fast-scan lists in blocks of " + std::to_string(fs->bbs) +
+                            " are not supported; use blocks of 32 (e.g. IVF4096,PQ32x4fs)");
     if (metric == Metric::inner_product && dynamic_cast<faiss::IndexHNSWFlat*>(index_.get())) {
       mips_ = true;
       index_ = make_index();
@@ -104,8 +110,7 @@ class FaissStore final : public VectorStore {
           index_->add_with_ids(n, x, ids);
           detail::fault_point("faiss.add.index");
           if (!was_trained) {
-            std::vector<float> ct = block_centroids(*index_, dim());
-            coarse_t_ = std::move(ct);
+            coarse_t_ = block_centroids(*index_, dim());
             coarse_t_of_ = coarse_t_.empty() ? nullptr : ivf()->quantizer;
           }
         } catch (...) {
@@ -211,8 +216,8 @@ class FaissStore final : public VectorStore {
       return removed;
     }
     auto* lists = dynamic_cast<faiss::BlockInvertedLists*>(fs->invlists);
-    if (!lists || fs->bbs != 32 || fs->direct_map.type != faiss::DirectMap::Hashtable)
-      throw Unsupported("faiss:" + factory_ + ": removal from fast-scan lists needs blocks of 32 (bbs=32)");
+    if (!lists || fs->bbs != 32 || fs->direct_map.type != faiss::DirectMap::Hashtable)  // refused at construction
+      throw Unsupported("faiss:" + factory_ + ": removal from fast-scan lists needs blocks of 32 and the id hashtable");
     auto& where = fs->direct_map.hashtable;
     std::map<size_t, std::vector<size_t>> drop;  // list -> offsets to drop
     std::unordered_set<int64_t> seen;
@@ -396,7 +401,8 @@ class FaissStore final : public VectorStore {
     if (!v || !v->is_trained) return false;
     auto* flat = dynamic_cast<const faiss::IndexFlat*>(v->quantizer);
     if (!flat || flat->ntotal != int64_t(v->nlist) || flat->d != dim()) return false;
-    if (dynamic_cast<const faiss::IndexIVFFastScan*>(v) && !own_pq4_scan(v)) return false;  // no preassigned search
+    const faiss::IndexIVFPQFastScan* pq4 = own_pq4_scan(v);
+    if (!pq4 && dynamic_cast<const faiss::IndexIVFFastScan*>(v)) return false;  // no preassigned search
     const int d = dim();
     const int64_t nlist = static_cast<int64_t>(v->nlist);
     const int64_t nprobe = std::min<int64_t>(int64_t(pi.nprobe), nlist);
@@ -448,8 +454,8 @@ class FaissStore final : public VectorStore {
       scan_ivf_sq8(*sq, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
       return true;
     }
-    if (const auto* fs = own_pq4_scan(v)) {
-      scan_ivf_pq4(*fs, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
+    if (pq4) {
+      scan_ivf_pq4(*pq4, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
       return true;
     }
     faiss::SearchParametersIVF p = pi;

@@ -627,6 +627,9 @@ TEST_CASE("faiss: mindrec's 4-bit scan of IVF-PQ fast-scan lists returns the top
     for (int j = 0; j < k; ++j) common += int(a.count(theirs[size_t(u) * k + j]));
   }
   CHECK(common >= nq * k * 9 / 10);
+  // Fast-scan blocks other than 32 codes are refused when the store is made, naming the spec.
+  CHECK(test::error_of([&] { make_vector_store("faiss:IVF16,PQ16x4fs_64", d); }).find("blocks of 64") != std::string::npos);
+  CHECK_THROWS_AS(make_vector_store("faiss:IVF16,PQ16x4fs_64", d), InvalidArgument);
 }
 #endif
 
