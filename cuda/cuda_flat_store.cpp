@@ -21,47 +21,18 @@ class CudaFlatStore final : public FlatStore {
         gpu_(std::make_shared<cuda::FlatIndexCuda>(dim, metric == Metric::l2, 0)) {}
 
  private:
-  // A write marks the device copy stale in the same exclusive section as its host change;
-  // after it, the new device copy is uploaded aside into a second device index while
-  // searches go on (on the host copy, exact like the device: same scores to float rounding,
-  // same tie rule), then swapped in. Device memory holds two copies during the upload.
-  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
-    exclusive([&] {
-      FlatStore::add_impl(n, x, ids);
-      mark_stale();
-    });
-  }
-  void upsert_impl(int64_t n, const float* x, const int64_t* ids, const std::vector<int64_t>& stored) override {
-    exclusive([&] {
-      FlatStore::upsert_impl(n, x, ids, stored);
-      mark_stale();
-    });
-  }
-  int64_t remove_impl(int64_t n, const int64_t* ids) override {
-    int64_t r = 0;
-    exclusive([&] {
-      r = FlatStore::remove_impl(n, ids);
-      if (r) mark_stale();
-    });
-    return r;
-  }
-  void clear_impl() override {
-    FlatStore::clear_impl();
-    mark_stale();
-  }
-  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
-    auto commit = FlatStore::read_payload_impl(in, count);
-    return [this, commit] {
-      commit();
-      mark_stale();
-    };
-  }
+  // A write marks the device copy stale in the same exclusive section as its host change
+  // (FlatStore calls rows_changed there; its larger buffer is made aside, before that
+  // section: review F8); after it, the new device copy is uploaded aside into a second device
+  // index while searches go on (on the host copy, exact like the device: same scores to float
+  // rounding, same tie rule), then swapped in. Device memory holds two copies during the upload.
+  void rows_changed() noexcept override { mark_stale(); }
   void set_param_impl(const std::string& name, double) override {
     throw InvalidArgument("cuda:flat: unknown search parameter '" + name + "' (it has none)");
   }
 
-  void mark_stale() {
-    std::lock_guard<std::mutex> lock(gpu_mutex_);
+  void mark_stale() noexcept {
+    std::lock_guard<std::mutex> lock(gpu_mutex_);  // (std::mutex::lock throws only on misuse)
     stale_ = true;
   }
   // The writers' lock is held: the host copy cannot change while it is read here.

@@ -50,12 +50,18 @@
 // Thread safety: any number of concurrent searches with one writer. Writes (add, upsert,
 // remove, clear, load) are serialised among themselves and apply their change under an
 // exclusive lock that searches respect: an item added or removed is visible to the next
-// search, and no search sees a half-applied batch. What takes long is done before that lock,
-// while searches go on: a load reads and builds the new contents aside, a Faiss MIPS-HNSW
-// store re-augmented for a longer vector or compacted after removals builds the new index
-// aside, an hnsw: store inserts a batch of 256+ items (and 1/1024 of its graph) into a copy
-// of the graph (its memory doubles meanwhile), and save holds out writers only, never searches. A waiting write goes before
-// searches that arrive after it, so a steady stream of searches cannot starve it.
+// search, and no search sees a half-applied batch. What takes long is done outside that lock,
+// while searches go on, in every in-process CPU backend: a load reads and builds the new
+// contents aside; `flat` grows its buffer aside; Faiss IVF writes assign, encode and build the
+// new lists aside (the lock swaps lists); other Faiss indexes get a copy of the index with the
+// write applied, or a rebuild, made aside (memory holds both meanwhile); `hnsw:` builds a
+// first fill, an upsert of most items and a compaction as a new graph aside, and inserts other
+// batches in place a few milliseconds' worth at a time, each chunk under the lock, hidden
+// from searches until the batch is whole; save holds out writers only, never searches. A
+// waiting write goes before searches that arrive after it, and the searches that waited for a
+// write go before the next one, so neither side can starve the other. Exceptions: `faiss-gpu:`
+// adds to and rebuilds its device index under the lock (its searches share the device
+// stream); milvus:// writes are the server's.
 // Errors: InvalidArgument for bad arguments (duplicate ids, wrong sizes), Unsupported for an
 // operation a backend lacks or a backend this build does not have (the message names the
 // CMake option), IoError/FormatError for files. A failed call changes nothing: add, upsert,

@@ -1,12 +1,26 @@
 // Faiss CPU backends of VectorStore ("faiss:<index_factory string>[?param=value&...]").
 //
 // Faiss 1.7.3 (Debian) facts designed around: IndexIDMap2 over IndexIVFFlat returns wrong ids
-// after remove_ids, so IVF indexes keep the caller's ids themselves (add_with_ids, hashtable
-// direct map) and remove through an id selector; IndexHNSWFlat has no remove_ids, so
-// non-IVF indexes store positions 0..n-1, keep the position -> id map here, hide removed
-// positions with a bitmap selector at search time and rebuild when a quarter is removed;
-// faiss::idx_t does not exist in 1.7.3 (int64_t is used). Faiss exceptions are rethrown as
-// mindrec errors with context.
+// after remove_ids, so IVF indexes keep the caller's ids themselves (hashtable direct map);
+// IndexHNSWFlat has no remove_ids, so non-IVF indexes store positions 0..n-1, keep the
+// position -> id map here, hide removed positions with a bitmap selector at search time and
+// rebuild when a quarter is removed; faiss::idx_t does not exist in 1.7.3 (int64_t is used).
+// Faiss exceptions are rethrown as mindrec errors with context.
+//
+// Writes never hold searches for their work (VectorStore's contract):
+//  - IVF (Flat, SQ, PQ, PQ fast-scan; alone or behind a pre-transform such as OPQ): the batch
+//    is assigned to lists (mindrec's coarse assignment) and encoded aside, the new contents of
+//    the lists it touches are built aside (ivf_lists.hpp: also removal, which Faiss 1.7.3 has
+//    not for fast-scan lists), and the exclusive section only swaps those lists in. The first
+//    batch trains a new index aside.
+//  - Every other index (Flat, HNSW, PQ, SQ, ...): an add or upsert makes a new index aside, a
+//    copy of the current one (copy_index) with the batch added and the replaced
+//    positions hidden, or, when the MIPS bound must grow or tombstones would pass a quarter, a
+//    new index of the live vectors and the batch; the exclusive section swaps it in. Memory
+//    holds both meanwhile, and each write costs a copy of the index: frequent small writes are
+//    cheaper on `flat` or `hnsw:`. A removal hides positions in place (a bitmap, no
+//    allocation) and compacts aside past a quarter.
+// A failure anywhere before the swap drops what was prepared: nothing changed.
 #include <faiss/IVFlib.h>
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
@@ -15,27 +29,27 @@
 #include <faiss/IndexIVFFastScan.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQFastScan.h>
+#include <faiss/IndexPreTransform.h>
 #include <faiss/IndexScalarQuantizer.h>
+#include <faiss/clone_index.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
-#include <faiss/invlists/BlockInvertedLists.h>
 #include <faiss/invlists/DirectMap.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
-#include <map>
 #include <memory>
 #include <new>
 #include <typeinfo>
-#include <sstream>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "detail/fault.hpp"
+#include "detail/parallel.hpp"
 #include "detail/simd.hpp"
 #include "detail/vector_math.hpp"
 #include "mindrec/detail/eigen.hpp"
@@ -44,23 +58,62 @@
 #include "store/backends.hpp"
 #include "store/faiss_guard.hpp"
 #include "store/id_map.hpp"
+#include "store/ivf_lists.hpp"
 #include "store/store_io.hpp"
 #include "store/topk_select.hpp"
 
 namespace mindrec::store {
 namespace {
 
+// A deep copy of a non-IVF index. faiss::clone_index (1.7.3) copies an IndexHNSWFlat, SQ or PQ
+// as a plain IndexHNSW, which write_index then refuses and whose type the MIPS reduction and
+// the compaction test: those are copied field by field here, as their own type.
+std::unique_ptr<faiss::Index> copy_index(const faiss::Index& src) {
+  const auto* h = dynamic_cast<const faiss::IndexHNSW*>(&src);
+  if (!h) return std::unique_ptr<faiss::Index>(faiss::clone_index(&src));
+  std::unique_ptr<faiss::IndexHNSW> c;
+  if (typeid(src) == typeid(faiss::IndexHNSWFlat)) c = std::make_unique<faiss::IndexHNSWFlat>();
+  else if (typeid(src) == typeid(faiss::IndexHNSWSQ)) c = std::make_unique<faiss::IndexHNSWSQ>();
+  else if (typeid(src) == typeid(faiss::IndexHNSWPQ)) c = std::make_unique<faiss::IndexHNSWPQ>();
+  if (!c || h->reconstruct_from_neighbors) FAISS_THROW_MSG("copy of this HNSW index type not supported");
+  c->d = h->d;
+  c->ntotal = h->ntotal;
+  c->verbose = h->verbose;
+  c->is_trained = h->is_trained;
+  c->metric_type = h->metric_type;
+  c->metric_arg = h->metric_arg;
+  c->hnsw = h->hnsw;
+  c->storage = faiss::clone_index(h->storage);
+  c->own_fields = true;
+  return c;
+}
+
 class FaissStore final : public VectorStore {
  public:
   FaissStore(const std::string& backend, std::string factory, int dim, Metric metric)
       : VectorStore(backend, dim, metric), factory_(std::move(factory)) {
     index_ = make_index();
-    // Fast-scan lists are removed from (and, under inner product, scanned) by mindrec in
-    // Faiss's blocks of 32 codes; other block sizes (x4fs_64, ...) are refused here rather
-    // than failing at the first removal.
-    if (const auto* fs = dynamic_cast<const faiss::IndexIVFFastScan*>(ivf()); fs && fs->bbs != 32)
-      throw InvalidArgument("faiss:" + factory_ + ": fast-scan lists in blocks of " + std::to_string(fs->bbs) +
-                            " are not supported; use blocks of 32 (e.g. IVF4096,PQ32x4fs)");
+    if (faiss::IndexIVF* v = ivf()) {
+      // mindrec writes the lists itself (ivf_lists.hpp); only a pre-transform may wrap them
+      // (its count is kept with the lists'). A refinement (",RFlat") or an id map would hold
+      // vectors or ids those writes do not see: RecallOptions::rerank re-scores exactly instead.
+      const auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index_.get());
+      if (index_.get() != v && !(pt && pt->index == v))
+        throw InvalidArgument("faiss:" + factory_ + ": an IVF index wrapped in anything but a pre-transform "
+                              "(e.g. OPQ16_64,IVF1024,PQ16) is not supported; for exact scores of a compressed "
+                              "index use RecallOptions::rerank (mindrec recall --rerank)");
+      if (const std::string why = ivf::why_not_editable(*v); !why.empty())
+        throw InvalidArgument("faiss:" + factory_ + ": " + why + " is not supported" +
+                              (dynamic_cast<const faiss::IndexIVFFastScan*>(v) ? "; use blocks of 32 (e.g. IVF4096,PQ32x4fs)" : ""));
+    } else {
+      // Writes go to a copy of the index: it must be one Faiss can copy.
+      try {
+        copy_index(*index_);
+      } catch (const faiss::FaissException&) {
+        throw InvalidArgument("faiss:" + factory_ + ": Faiss cannot copy this index type, which its writes "
+                              "(made on a copy while searches go on) need");
+      }
+    }
     if (metric == Metric::inner_product && dynamic_cast<faiss::IndexHNSWFlat*>(index_.get())) {
       mips_ = true;
       index_ = make_index();
@@ -79,6 +132,7 @@ class FaissStore final : public VectorStore {
       // parameters (measured: recall did not move with SearchParametersHNSW::efSearch), so it
       // is set on the index itself, under the store's write lock.
       if (auto* h = dynamic_cast<faiss::IndexHNSW*>(idx.get()); h && ef_search_ > 0) h->hnsw.efSearch = ef_search_;
+      if (auto* v = faiss::ivflib::try_extract_index_ivf(idx.get()); v && nprobe_ > 0) v->nprobe = size_t(nprobe_);
       return idx;
     } catch (const faiss::FaissException& e) {
       throw InvalidArgument("faiss index_factory('" + factory_ + "') failed: " + e.what());
@@ -93,98 +147,156 @@ class FaissStore final : public VectorStore {
     return faiss_guarded("faiss (" + factory_ + ")", what, std::forward<Fn>(fn));
   }
 
-  // IVF: the index keeps the caller's ids. A failure mid-way takes the batch's ids out
-  // again (or drops the index the first batch trained).
-  void add_ivf(int64_t n, const float* x, const int64_t* ids) {
-    exclusive([&] {
-      guarded("add", [&] {
-        const bool was_trained = index_->is_trained;
-        if (!was_trained) {
-          if (n < int64_t(ivf()->nlist))
-            throw InvalidArgument("faiss:" + factory_ + " must be trained on the first batch added, "
-                                  "which needs at least nlist=" + std::to_string(ivf()->nlist) +
-                                  " vectors; got " + std::to_string(n));
-          index_->train(n, x);
-        }
-        try {
-          index_->add_with_ids(n, x, ids);
-          detail::fault_point("faiss.add.index");
-          if (!was_trained) {
-            coarse_t_ = block_centroids(*index_, dim());
-            coarse_t_of_ = coarse_t_.empty() ? nullptr : ivf()->quantizer;
-          }
-        } catch (...) {
-          if (!was_trained) {
-            index_ = make_index();
-            coarse_t_of_ = nullptr;
-          } else {
-            remove_ivf(n, ids);
-          }
-          throw;
-        }
+  // ---- IVF writes (see the top of this file) ----
+  // Removes the stored ids among gone[0..n_gone) and adds (x, ids) in one exclusive section.
+  // Returns how many stored ids were removed.
+  int64_t write_ivf(int64_t n_gone, const int64_t* gone, int64_t n, const float* x, const int64_t* ids) {
+    return guarded("write", [&]() -> int64_t {
+      if (!index_->is_trained) {  // empty: the first batch trains a new index, aside
+        if (n == 0) return 0;
+        faiss::IndexIVF* v = ivf();
+        if (n < int64_t(v->nlist))
+          throw InvalidArgument("faiss:" + factory_ + " must be trained on the first batch added, "
+                                "which needs at least nlist=" + std::to_string(v->nlist) + " vectors; got " +
+                                std::to_string(n));
+        auto made = make_index();
+        made->train(n, x);
+        made->add_with_ids(n, x, ids);
+        detail::fault_point("faiss.add.index");
+        std::vector<float> blocks = block_centroids(*made);
+        exclusive([&] {
+          index_.swap(made);
+          coarse_t_.swap(blocks);
+          coarse_t_of_ = coarse_t_.empty() ? nullptr : ivf()->quantizer;
+        });
         return 0;
+      }
+      faiss::IndexIVF& v = *ivf();
+      // The vectors as the IVF sees them (through the pre-transform), assigned and encoded.
+      const float* xt = x;
+      std::unique_ptr<const float[]> transformed;
+      if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index_.get()); pt && n > 0) {
+        xt = pt->apply_chain(n, x);
+        if (xt != x) transformed.reset(xt);
+      }
+      std::vector<int64_t> lists(size_t(n), 0);
+      std::vector<uint8_t> codes(size_t(n) * v.code_size);
+      if (n > 0) {
+        std::vector<float> unused(static_cast<size_t>(n));
+        if (!coarse_assign(v, n, xt, 1, lists.data(), unused.data())) v.quantizer->assign(n, xt, lists.data());
+        v.encode_vectors(n, xt, lists.data(), codes.data());
+        detail::fault_point("faiss.add.index");
+      }
+      ivf::ListEdit edit(v, n_gone, gone, n, lists.data(), codes.data(), ids);
+      edit.enter_new_ids(v);
+      exclusive([&] {  // nothing here allocates or throws
+        edit.apply(v);
+        index_->ntotal = v.ntotal;  // a pre-transform's count follows its IVF's
       });
+      edit.finish(v);
+      return edit.removed();
     });
   }
 
-  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
-    if (ivf()) return add_ivf(n, x, ids);
+  // ---- writes to other indexes: positions, hidden when removed ----
+  // Everything a non-IVF index's contents are made of (swapped whole).
+  struct State {
+    std::unique_ptr<faiss::Index> index;
+    IdMap map;
+    std::vector<uint8_t> removed;
+    int64_t removed_count = 0;
+    float bound = 0.f;
+  };
+  void swap_state(State& s) noexcept {
+    std::swap(index_, s.index);
+    std::swap(map_, s.map);
+    std::swap(removed_, s.removed);
+    std::swap(removed_count_, s.removed_count);
+    std::swap(aug_norm_sq_, s.bound);
+  }
+  void swap_in(std::unique_ptr<State> st) {
+    exclusive([&] { swap_state(*st); });
+    st.reset();  // the old index, freed outside the lock
+  }
+
+  // Flat and HNSWFlat store their vectors exactly (reconstruct() returns them), so a new
+  // index of the live vectors can be built from the current one; lossy codecs cannot.
+  bool rebuildable() const {
+    return dynamic_cast<faiss::IndexFlat*>(index_.get()) || dynamic_cast<faiss::IndexHNSWFlat*>(index_.get());
+  }
+
+  // The contents after hiding the stored ids among `drop` (sorted) and adding (x, ids),
+  // prepared aside and swapped in.
+  void write_positions(const std::vector<int64_t>& drop, int64_t n, const float* x, const int64_t* ids) {
     // MIPS: a vector longer than the reduction's bound re-augments everything, with a bound
-    // 25% above the longest (amortises rebuilds over later additions). The new index is
-    // built aside while searches go on, and swapped in with the batch.
+    // 25% above the longest (amortises rebuilds over later additions).
     float bound = aug_norm_sq_;
-    std::unique_ptr<State> rebuilt;
+    bool reaugment = false;
     if (mips_) {
       float top = 0.f;
       for (int64_t i = 0; i < n; ++i) top = std::max(top, norm_sq(x + i * dim()));
       if (top > bound) {
         const bool empty = map_.rows() == 0;
         bound = empty ? top : std::max(top, bound) * 1.25f;
-        if (!empty) rebuilt = build_compacted(bound);
+        reaugment = !empty;
       }
     }
-    std::vector<float> augmented;
-    if (mips_) {
-      augmented = augment(n, x, bound);
-      x = augmented.data();
-    }
-    exclusive([&] {
-      guarded("add", [&] {
-        if (rebuilt) swap_state(*rebuilt);  // the old state stays in `rebuilt` until done
-        const float old_bound = aug_norm_sq_;
-        aug_norm_sq_ = bound;
-        const int64_t old_rows = map_.rows();
-        int64_t done = 0;
-        try {
-          map_.reserve(n);  // the undo below appends without allocating
-          removed_.reserve(size_t(old_rows + n + 7) / 8);
-          if (!index_->is_trained) index_->train(n, x);
-          index_->add(n, x);
-          detail::fault_point("faiss.add.index");
-          for (; done < n; ++done) {
-            detail::fault_point("faiss.add.map");
-            map_.append(ids[done]);
-          }
-          removed_.resize(size_t(map_.rows() + 7) / 8, 0);
-        } catch (...) {
-          aug_norm_sq_ = old_bound;
-          if (rebuilt) {
-            swap_state(*rebuilt);  // back to the untouched old index
-          } else {
-            // HNSW cannot drop nodes: what the index took becomes hidden tombstones.
-            while (done > 0) map_.forget(ids[--done]);
-            while (map_.rows() < index_->ntotal) map_.append_tombstone();
-            removed_.resize(size_t(map_.rows() + 7) / 8, 0);
-            for (int64_t p = old_rows; p < map_.rows(); ++p) {
-              removed_[size_t(p) >> 3] |= uint8_t(1u << (p & 7));
-              ++removed_count_;
-            }
-          }
-          throw;
+    const int64_t dead = removed_count_ + int64_t(drop.size());
+    const bool compact = dead > 0 && dead * 4 > map_.rows() + n;
+    swap_in((reaugment || compact) && rebuildable() ? build_compacted(bound, drop, n, x, ids)
+                                                    : copy_with(bound, drop, n, x, ids));
+  }
+
+  // A copy of the current index (copy_index) with `drop` hidden and the batch added.
+  std::unique_ptr<State> copy_with(float bound, const std::vector<int64_t>& drop, int64_t n, const float* x,
+                                   const int64_t* ids) const {
+    return guarded("add", [&] {
+      auto st = std::make_unique<State>();
+      st->index = copy_index(*index_);
+      st->map = map_;
+      st->removed = removed_;
+      st->removed_count = removed_count_;
+      st->bound = bound;
+      for (const int64_t id : drop) {
+        const int64_t p = st->map.forget(id);
+        if (p < 0) continue;
+        st->removed[size_t(p) >> 3] |= uint8_t(1u << (p & 7));
+        ++st->removed_count;
+      }
+      if (n > 0) {
+        std::vector<float> augmented;
+        const float* xa = x;
+        if (mips_) {
+          augmented = augment(n, x, bound);
+          xa = augmented.data();
         }
-        return 0;
-      });
+        if (!st->index->is_trained) st->index->train(n, xa);
+        st->index->add(n, xa);
+        detail::fault_point("faiss.add.index");
+        st->map.reserve(n);
+        for (int64_t i = 0; i < n; ++i) {
+          detail::fault_point("faiss.add.map");
+          st->map.append(ids[i]);
+        }
+        st->removed.resize(size_t(st->map.rows() + 7) / 8, 0);
+      }
+      return st;
     });
+  }
+
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    if (ivf()) write_ivf(0, nullptr, n, x, ids);
+    else write_positions({}, n, x, ids);
+  }
+
+  void upsert_impl(int64_t n, const float* x, const int64_t* ids, const std::vector<int64_t>& stored) override {
+    if (ivf()) {
+      write_ivf(int64_t(stored.size()), stored.data(), n, x, ids);
+      return;
+    }
+    std::vector<int64_t> drop(stored);
+    std::sort(drop.begin(), drop.end());
+    write_positions(drop, n, x, ids);
   }
 
   // Maximum inner product search as nearest neighbours in L2 (Bachrach et al. 2014): item x
@@ -203,90 +315,8 @@ class FaissStore final : public VectorStore {
     return a;
   }
 
-  // IVF removal: Faiss's remove_ids, except for fast-scan lists, where Faiss 1.7.3's
-  // BlockInvertedLists cannot remove ("not implemented"): the lists holding removed ids are
-  // rebuilt aside without them (codes moved nibble by nibble, order kept, the tail of the
-  // last block zero), then swapped in with the direct map updated, which allocates nothing.
-  int64_t remove_ivf(int64_t n, const int64_t* ids) {
-    auto* fs = dynamic_cast<faiss::IndexIVFFastScan*>(ivf());
-    if (!fs) {
-      faiss::IDSelectorArray sel(size_t(n), ids);  // the hashtable direct map needs an array
-      int64_t removed = 0;
-      exclusive([&] { removed = static_cast<int64_t>(index_->remove_ids(sel)); });
-      return removed;
-    }
-    auto* lists = dynamic_cast<faiss::BlockInvertedLists*>(fs->invlists);
-    if (!lists || fs->bbs != 32 || fs->direct_map.type != faiss::DirectMap::Hashtable)  // refused at construction
-      throw Unsupported("faiss:" + factory_ + ": removal from fast-scan lists needs blocks of 32 and the id hashtable");
-    auto& where = fs->direct_map.hashtable;
-    std::map<size_t, std::vector<size_t>> drop;  // list -> offsets to drop
-    std::unordered_set<int64_t> seen;
-    for (int64_t i = 0; i < n; ++i) {
-      const auto it = where.find(ids[i]);
-      if (it == where.end() || !seen.insert(ids[i]).second) continue;
-      drop[faiss::lo_listno(it->second)].push_back(faiss::lo_offset(it->second));
-    }
-    struct Fresh {
-      size_t list;
-      faiss::AlignedTable<uint8_t> codes;
-      std::vector<faiss::Index::idx_t> ids, gone;
-    };
-    std::vector<Fresh> fresh;
-    fresh.reserve(drop.size());
-    const size_t nsq = fs->M2, bytes = lists->block_size;
-    for (auto& [list, offsets] : drop) {
-      std::sort(offsets.begin(), offsets.end());
-      const auto& old_ids = lists->ids[list];
-      const uint8_t* old_codes = lists->codes[list].get();
-      Fresh f{list, {}, {}, {}};
-      f.gone.reserve(offsets.size());
-      const size_t keep = old_ids.size() - offsets.size();
-      f.ids.reserve(keep);
-      f.codes.resize((keep + 31) / 32 * bytes);
-      std::fill(f.codes.get(), f.codes.get() + f.codes.size(), uint8_t(0));
-      for (size_t o = 0, next = 0; o < old_ids.size(); ++o) {
-        if (next < offsets.size() && offsets[next] == o) {
-          f.gone.push_back(old_ids[o]);
-          ++next;
-          continue;
-        }
-        const size_t w = f.ids.size();
-        const uint8_t* from = old_codes + o / 32 * bytes;
-        uint8_t* to = f.codes.get() + w / 32 * bytes;
-        for (size_t m = 0; m < nsq; ++m) {
-          size_t bf, bt;
-          unsigned sf, st;
-          detail::pq4_code_position(o % 32, m, &bf, &sf);
-          detail::pq4_code_position(w % 32, m, &bt, &st);
-          to[bt] = uint8_t(to[bt] | (((from[bf] >> sf) & 15u) << st));
-        }
-        f.ids.push_back(old_ids[o]);
-      }
-      fresh.push_back(std::move(f));
-    }
-    detail::fault_point("faiss.remove.fast_scan");
-    int64_t removed = 0;
-    exclusive([&] {  // nothing below allocates or throws
-      for (Fresh& f : fresh) {
-        auto& codes = lists->codes[f.list];
-        std::swap(codes.tab.ptr, f.codes.tab.ptr);  // AlignedTable has no move: swap its fields
-        std::swap(codes.tab.numel, f.codes.tab.numel);
-        std::swap(codes.numel, f.codes.numel);
-        std::swap(lists->ids[f.list], f.ids);
-        for (const auto id : f.gone) where.erase(id);
-        const auto& kept = lists->ids[f.list];
-        for (size_t w = 0; w < kept.size(); ++w) where.find(kept[w])->second = faiss::lo_build(f.list, w);
-        removed += int64_t(f.gone.size());
-      }
-      fs->ntotal -= removed;
-    });
-    return removed;
-  }
-
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
-    if (ivf()) {
-      return guarded("remove", [&] { return remove_ivf(n, ids); });
-    }
+    if (ivf()) return write_ivf(n, ids, 0, nullptr, nullptr);
     int64_t removed = 0;
     exclusive([&] {  // cannot throw: positions stay, hidden by the bitmap
       for (int64_t i = 0; i < n; ++i) {
@@ -297,11 +327,11 @@ class FaissStore final : public VectorStore {
         ++removed;
       }
     });
-    if (removed_count_ * 4 > map_.rows()) {
+    if (removed_count_ * 4 > map_.rows() && rebuildable()) {
       // Compacted aside, swapped in. The removal has happened either way: if compaction
-      // fails (out of memory) the tombstones stay and the next removal tries again.
+      // fails (out of memory) the tombstones stay and the next write tries again.
       try {
-        if (auto fresh = build_compacted(aug_norm_sq_)) exclusive([&] { swap_state(*fresh); });
+        swap_in(build_compacted(aug_norm_sq_, {}, 0, nullptr, nullptr));
       } catch (const std::bad_alloc&) {
       } catch (const Error&) {
       }
@@ -309,52 +339,43 @@ class FaissStore final : public VectorStore {
     return removed;
   }
 
-  // Everything a non-IVF index's contents are made of (swapped whole).
-  struct State {
-    std::unique_ptr<faiss::Index> index;
-    IdMap map;
-    std::vector<uint8_t> removed;
-    int64_t removed_count = 0;
-    float bound = 0.f;
-  };
-  void swap_state(State& s) noexcept {
-    std::swap(index_, s.index);
-    std::swap(map_, s.map);
-    std::swap(removed_, s.removed);
-    std::swap(removed_count_, s.removed_count);
-    std::swap(aug_norm_sq_, s.bound);
-  }
-
-  // A non-IVF index without its removed positions, augmented for `bound` under the MIPS
-  // reduction, built from the current one without changing it (exact for Flat and
-  // HNSWFlat, whose reconstruct() returns the stored vectors; null for lossy codecs, which
-  // keep the tombstones). Only reads the store: runs beside searches.
-  std::unique_ptr<State> build_compacted(float bound) const {
-    if (!dynamic_cast<faiss::IndexFlat*>(index_.get()) && !dynamic_cast<faiss::IndexHNSWFlat*>(index_.get()))
-      return nullptr;
+  // A new index of the live vectors whose ids are not in `drop` (sorted) and of the batch,
+  // augmented for `bound` under the MIPS reduction, built from the current one without
+  // changing it (Flat and HNSWFlat only: rebuildable()). Only reads the store: runs beside
+  // searches.
+  std::unique_ptr<State> build_compacted(float bound, const std::vector<int64_t>& drop, int64_t n, const float* x,
+                                         const int64_t* ids) const {
     return guarded("rebuild", [&] {
+      detail::fault_point("faiss.rebuild");
       const int d = dim(), stored_d = int(index_->d);
       std::vector<float> keep;
-      std::vector<int64_t> ids;
+      std::vector<int64_t> keep_ids;
       std::vector<float> v(static_cast<size_t>(stored_d));
       for (int64_t p = 0; p < map_.rows(); ++p) {
         if (removed_[size_t(p) >> 3] & (1u << (p & 7))) continue;
+        const int64_t id = map_.id_at(p);
+        if (std::binary_search(drop.begin(), drop.end(), id)) continue;
         index_->reconstruct(p, v.data());
         keep.insert(keep.end(), v.begin(), v.begin() + d);  // the original vector
-        ids.push_back(map_.id_at(p));
+        keep_ids.push_back(id);
       }
-      const int64_t n = static_cast<int64_t>(ids.size());
+      const int64_t kept = static_cast<int64_t>(keep_ids.size()), total = kept + n;
+      keep_ids.insert(keep_ids.end(), ids, ids + n);
       auto st = std::make_unique<State>();
       st->index = make_index();
-      if (mips_) {
-        const std::vector<float> a = augment(n, keep.data(), bound);
-        st->index->add(n, a.data());
-      } else {
-        st->index->add(n, keep.data());
+      // The kept vectors, then the batch (two insertions, as a rebuild followed by an add).
+      for (const auto& [count, v] : {std::pair<int64_t, const float*>{kept, keep.data()}, {n, x}}) {
+        if (count == 0) continue;
+        if (mips_) {
+          const std::vector<float> a = augment(count, v, bound);
+          st->index->add(count, a.data());
+        } else {
+          st->index->add(count, v);
+        }
       }
-      detail::fault_point("faiss.rebuild");
-      st->map.assign(std::move(ids), nullptr, "faiss store rebuild");
-      st->removed.assign(size_t(n + 7) / 8, 0);
+      detail::fault_point("faiss.add.index");
+      st->map.assign(std::move(keep_ids), nullptr, "faiss store rebuild");
+      st->removed.assign(size_t(total + 7) / 8, 0);
       st->bound = mips_ ? bound : 0.f;
       return st;
     });
@@ -377,11 +398,11 @@ class FaissStore final : public VectorStore {
   // block16_dot); empty where the index has no trained flat quantizer. Kept beside the index
   // (coarse_t_, for the quantizer coarse_t_of_), set in the same exclusive section that
   // trains, replaces or clears the index.
-  static std::vector<float> block_centroids(const faiss::Index& index, int d) {
+  static std::vector<float> block_centroids(const faiss::Index& index) {
     const auto* v = faiss::ivflib::try_extract_index_ivf(const_cast<faiss::Index*>(&index));
     const auto* flat = v ? dynamic_cast<const faiss::IndexFlat*>(v->quantizer) : nullptr;
-    if (!v || !v->is_trained || !flat || flat->d != d || flat->ntotal != int64_t(v->nlist)) return {};
-    const size_t nlist = v->nlist, dd = size_t(d);
+    if (!v || !v->is_trained || !flat || flat->d != v->d || flat->ntotal != int64_t(v->nlist)) return {};
+    const size_t nlist = v->nlist, dd = size_t(v->d);
     std::vector<float> ct((nlist + 15) / 16 * dd * 16, 0.f);
     const float* c = flat->get_xb();
     for (size_t r = 0; r < nlist; ++r)
@@ -389,46 +410,43 @@ class FaissStore final : public VectorStore {
     return ct;
   }
 
-  // IVF with a flat coarse quantizer: mindrec assigns the queries to lists itself (the
-  // centroids' scores by detail::simd's block16_dot on the copy above, else a blocked Eigen
-  // GEMM, + partial selection) and hands the lists to Faiss's
-  // search_preassigned. Debian's Faiss is built for baseline x86-64 and scores the
-  // centroids one scalar inner product at a time: for one user (4 queries x 4,096 centroids)
-  // that was most of the ~0.8 ms a search took. Returns false where it does not apply.
-  bool search_ivf_fast(int64_t nq, const float* q, int k, float* scores, int64_t* ids,
-                       const faiss::SearchParametersIVF& pi) const {
-    auto* v = dynamic_cast<const faiss::IndexIVF*>(index_.get());
-    if (!v || !v->is_trained) return false;
-    auto* flat = dynamic_cast<const faiss::IndexFlat*>(v->quantizer);
-    if (!flat || flat->ntotal != int64_t(v->nlist) || flat->d != dim()) return false;
-    const faiss::IndexIVFPQFastScan* pq4 = own_pq4_scan(v);
-    if (!pq4 && dynamic_cast<const faiss::IndexIVFFastScan*>(v)) return false;  // no preassigned search
-    const int d = dim();
-    const int64_t nlist = static_cast<int64_t>(v->nlist);
-    const int64_t nprobe = std::min<int64_t>(int64_t(pi.nprobe), nlist);
-    const bool ip = v->metric_type == faiss::METRIC_INNER_PRODUCT;
+  // The coarse assignment of an IVF with a flat quantizer of the IVF's dimension, by
+  // mindrec (the centroids' scores by detail::simd's block16_dot on the copy above, else a
+  // blocked Eigen GEMM, + partial selection): each of the nq vectors' nprobe best lists and
+  // their scores (inner product, or squared L2 distance). Debian's Faiss is built for baseline
+  // x86-64 and scores the centroids one scalar inner product at a time: for one user (4
+  // queries x 4,096 centroids) that was most of the ~0.8 ms a search took, and most of the
+  // time a batch took to be added. Blocks of 256 vectors on the thread policy's team. Returns
+  // false (writing nothing) where it does not apply.
+  bool coarse_assign(const faiss::IndexIVF& v, int64_t nq, const float* q, int64_t nprobe, int64_t* assign,
+                     float* coarse) const {
+    auto* flat = dynamic_cast<const faiss::IndexFlat*>(v.quantizer);
+    if (!v.is_trained || !flat || flat->ntotal != int64_t(v.nlist) || flat->d != v.d) return false;
+    const int d = v.d;
+    const int64_t nlist = static_cast<int64_t>(v.nlist);
+    nprobe = std::min(nprobe, nlist);
+    const bool ip = v.metric_type == faiss::METRIC_INNER_PRODUCT;
     using Mat = detail::MatR<float>;
     const detail::MapConstMat<float> C(flat->get_xb(), nlist, d);
-    std::vector<int64_t> assign(size_t(nq) * nprobe);
-    std::vector<float> coarse(size_t(nq) * nprobe);
     Eigen::VectorXf cnorm;
     if (!ip) cnorm = C.rowwise().squaredNorm();
     constexpr int64_t kBlock = 256;  // queries per GEMM: bounds the [block, nlist] scratch
     // Eigen packs the 4,096 x 64 centroids on every call, which for one user's 4 queries was
     // most of the assignment; the block kernel reads the copy laid out for it instead.
-    const bool blocked = coarse_t_of_ == v->quantizer && !coarse_t_.empty();
+    const bool blocked = coarse_t_of_ == v.quantizer && !coarse_t_.empty();
     const int64_t stride = blocked ? (nlist + 15) / 16 * 16 : nlist;
-    Mat S;
-    std::vector<int64_t> order(static_cast<size_t>(nlist));
-    for (int64_t b0 = 0; b0 < nq; b0 += kBlock) {
-      const int64_t nb = std::min(kBlock, nq - b0);
+    const int64_t nblocks = (nq + kBlock - 1) / kBlock;
+    detail::parallel_for(nblocks, nblocks > 1 ? 0 : 1, 1, [&](int64_t blk) {
+      const int64_t b0 = blk * kBlock, nb = std::min(kBlock, nq - b0);
       const detail::MapConstMat<float> Q(q + b0 * d, nb, d);
+      Mat S;
       if (blocked) {
         S.resize(nb, stride);
         detail::simd().block16_dot(coarse_t_.data(), size_t(stride / 16), size_t(d), q + b0 * d, size_t(nb), S.data());
       } else {
         S.noalias() = Q * C.transpose();
       }
+      std::vector<int64_t> order(static_cast<size_t>(nlist));
       for (int64_t i = 0; i < nb; ++i) {
         float* row = S.data() + i * stride;
         if (!ip) {  // squared L2 = |q|^2 + |c|^2 - 2 q.c, smaller is better: rank by -(...)
@@ -444,7 +462,33 @@ class FaissStore final : public VectorStore {
           coarse[size_t((b0 + i) * nprobe + j)] = ip ? sc : -sc;
         }
       }
+    });
+    return true;
+  }
+
+  // IVF with a flat coarse quantizer: mindrec assigns the queries to lists itself
+  // (coarse_assign) and scans the lists (IVF-Flat, IVF-SQ8, 4-bit PQ fast-scan under inner
+  // product) or hands them to Faiss's search_preassigned. Behind a pre-transform (OPQ, a
+  // rotation) the queries are transformed first, as Faiss's own search does. Returns false
+  // where it does not apply.
+  bool search_ivf_fast(int64_t nq, const float* q, int k, float* scores, int64_t* ids,
+                       const faiss::SearchParametersIVF& pi) const {
+    const faiss::IndexIVF* v = ivf();
+    if (!v || !v->is_trained) return false;
+    const faiss::IndexIVFPQFastScan* pq4 = own_pq4_scan(v);
+    if (!pq4 && dynamic_cast<const faiss::IndexIVFFastScan*>(v)) return false;  // no preassigned search
+    std::unique_ptr<const float[]> transformed;
+    if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index_.get())) {
+      const float* qt = pt->apply_chain(nq, q);
+      if (qt != q) transformed.reset(qt);
+      q = qt;
     }
+    const int d = v->d;
+    const int64_t nprobe = std::min<int64_t>(int64_t(pi.nprobe), int64_t(v->nlist));
+    const bool ip = v->metric_type == faiss::METRIC_INNER_PRODUCT;
+    std::vector<int64_t> assign(size_t(nq) * nprobe);
+    std::vector<float> coarse(size_t(nq) * nprobe);
+    if (!coarse_assign(*v, nq, q, nprobe, assign.data(), coarse.data())) return false;
     if (typeid(*v) == typeid(faiss::IndexIVFFlat)) {
       scan_ivf_flat(*v, nq, q, k, nprobe, assign.data(), scores, ids);
       return true;
@@ -482,10 +526,10 @@ class FaissStore final : public VectorStore {
   // best (rank = inner product or -squared distance; ties to the smaller id).
   void scan_ivf_flat(const faiss::IndexIVF& v, int64_t nq, const float* q, int k, int64_t nprobe,
                      const int64_t* assign, float* scores, int64_t* ids) const {
-    const int d = dim();
+    const int d = v.d;
     const bool ip = v.metric_type == faiss::METRIC_INNER_PRODUCT;
     const faiss::InvertedLists* lists = v.invlists;
-#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64)
+#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64) num_threads(default_threads())
     for (int64_t i = 0; i < nq; ++i) {
       const Eigen::Map<const Eigen::RowVectorXf> qi(q + i * d, d);
       TopK best(k);
@@ -508,12 +552,12 @@ class FaissStore final : public VectorStore {
   // the decoded vectors, as Faiss' own scan gives (re-rank exactly with RecallOptions::rerank).
   void scan_ivf_sq8(const faiss::IndexIVFScalarQuantizer& v, int64_t nq, const float* q, int k, int64_t nprobe,
                     const int64_t* assign, const float* coarse, float* scores, int64_t* ids) const {
-    const int d = dim();
+    const int d = v.d;
     const float* vmin = v.sq.trained.data();
     const float* vdiff = v.sq.trained.data() + d;
     const faiss::InvertedLists* lists = v.invlists;
     const auto dot_u8 = detail::simd().dot_u8;
-#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64)
+#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64) num_threads(default_threads())
     for (int64_t i = 0; i < nq; ++i) {
       const float* qi = q + i * d;
       std::vector<float> qs(static_cast<size_t>(d));
@@ -536,7 +580,7 @@ class FaissStore final : public VectorStore {
   const faiss::IndexIVFPQFastScan* own_pq4_scan(const faiss::IndexIVF* v) const {
     const auto* fs = dynamic_cast<const faiss::IndexIVFPQFastScan*>(v);
     if (!fs || fs->metric_type != faiss::METRIC_INNER_PRODUCT || fs->nbits != 4 || fs->bbs != 32 ||
-        fs->M > 128 || fs->pq.dsub * fs->M != size_t(dim()))
+        fs->M > 128 || fs->pq.dsub * fs->M != size_t(v->d))
       return nullptr;
     return fs;
   }
@@ -558,9 +602,9 @@ class FaissStore final : public VectorStore {
     const faiss::InvertedLists* lists = v.invlists;
     const auto block_scan = detail::simd().pq4_block;
     const size_t block_bytes = 16 * M2;  // 32 codes of M2 nibbles
-#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64)
+#pragma omp parallel for schedule(dynamic, 8) if (nq >= 64) num_threads(default_threads())
     for (int64_t i = 0; i < nq; ++i) {
-      const float* qi = q + i * dim();
+      const float* qi = q + i * v.d;
       std::vector<float> lut(16 * M2, 0.f);
       std::vector<uint8_t> lut8(16 * M2, 0);
       float lo_sum = 0.f, span = 0.f;
@@ -588,7 +632,10 @@ class FaissStore final : public VectorStore {
         for (size_t b0 = 0; b0 < n; b0 += 32, code += block_bytes) {
           uint16_t bar = 0;
           if (best.full() && a > 0.f) {
-            const float need = (best.worst() - c0) * a - slack;
+            // worst and c0 are floats of magnitude ~|c0|: their difference carries rounding of
+            // a few ulp(c0), which the scale a magnifies (review F16: residual codes whose
+            // centroid term dwarfs the tables' span).
+            const float need = (best.worst() - c0) * a - slack - std::abs(c0) * a * FLT_EPSILON * 4.f;
             bar = need <= 0.f ? 0 : need >= 32767.f ? 32767 : uint16_t(std::ceil(need));
           }
           uint32_t hits = block_scan(code, lut8.data(), M2 / 2, bar, sums);
@@ -751,7 +798,7 @@ class FaissStore final : public VectorStore {
     } else if (idx->ntotal != count) {
       throw FormatError("faiss store payload: count differs from the header");
     }
-    auto blocks = std::make_shared<std::vector<float>>(block_centroids(*idx, dim()));
+    auto blocks = std::make_shared<std::vector<float>>(block_centroids(*idx));
     return [this, staged, map, removed, removed_count, params0 = params[0], params1 = params[1], bound, blocks] {
       index_ = std::move(*staged);
       coarse_t_ = std::move(*blocks);

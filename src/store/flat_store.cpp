@@ -61,7 +61,10 @@ void FlatStore::append_rows(int64_t n, const float* x, const int64_t* ids, Grown
 
 void FlatStore::add_impl(int64_t n, const float* x, const int64_t* ids) {
   Grown grown = grow_aside(n);
-  exclusive([&] { append_rows(n, x, ids, grown, nullptr); });
+  exclusive([&] {
+    append_rows(n, x, ids, grown, nullptr);
+    rows_changed();
+  });
 }
 
 void FlatStore::upsert_impl(int64_t n, const float* x, const int64_t* ids,
@@ -82,6 +85,7 @@ void FlatStore::upsert_impl(int64_t n, const float* x, const int64_t* ids,
       std::copy(v, v + d, data_.begin() + row * d);
       if (metric() == Metric::l2) half_norm_[size_t(row)] = float(-0.5 * detail::squared_norm(v, d));
     }
+    rows_changed();
   });
 }
 
@@ -107,6 +111,7 @@ int64_t FlatStore::remove_impl(int64_t n, const int64_t* ids) {
       if (l2) half_norm_.pop_back();
       ++removed;
     }
+    if (removed) rows_changed();
   });
   return removed;
 }
@@ -127,10 +132,11 @@ void FlatStore::search_impl(int64_t nq, const float* q, int k, int64_t* ids, flo
   }
 }
 
-void FlatStore::clear_impl() {
+void FlatStore::clear_impl() {  // under the exclusive lock (VectorStore::clear)
   data_.clear();
   half_norm_.clear();
   map_.clear();
+  rows_changed();
 }
 
 void FlatStore::set_param_impl(const std::string& name, double value) {
@@ -167,10 +173,11 @@ std::function<void()> FlatStore::read_payload_impl(PayloadSource& in, int64_t co
     for (int64_t i = 0; i < count; ++i)
       st->half.push_back(float(-0.5 * detail::squared_norm(&st->data[size_t(i) * d], d)));
   st->map.assign(std::move(ids), nullptr, "flat store payload");
-  return [this, st] {
+  return [this, st] {  // under the exclusive lock (VectorStore::load)
     map_ = std::move(st->map);
     data_ = std::move(st->data);
     half_norm_ = std::move(st->half);
+    rows_changed();
   };
 }
 

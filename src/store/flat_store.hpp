@@ -42,6 +42,10 @@ class FlatStore : public VectorStore {
   /// Appends rows which[0..n) of x/ids, or the first n if `which` is null (under the
   /// exclusive lock, after grow_aside): applies whole or not at all.
   void append_rows(int64_t n, const float* x, const int64_t* ids, Grown& grown, const int64_t* which);
+  /// Called inside the exclusive section of every write that changed the rows (add, upsert,
+  /// remove, clear, load), after the change: a derived copy (cuda:flat's device copy) is
+  /// marked stale in the same section. Must not throw.
+  virtual void rows_changed() noexcept {}
 
   AlignedVector<float> data_;     // [n, dim], row r holds map_.id_at(r)
   IdMap map_;                     // no tombstones: removal moves the last row into the hole

@@ -15,6 +15,7 @@
 #include "detail/file_util.hpp"
 #include "detail/rw_lock.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "store/store_io.hpp"
 
 namespace mindrec {
@@ -50,8 +51,14 @@ void VectorStore::upsert_impl(int64_t n, const float* vectors, const int64_t* id
       detail::fault_point("store.upsert.add");
       add_impl(n, vectors, ids);
     } catch (...) {
-      // add_impl changed nothing: put the replaced vectors back.
-      if (!stored.empty()) add_impl(static_cast<int64_t>(stored.size()), old.data(), stored.data());
+      // add_impl changed nothing: put the replaced vectors back. If that fails too (out of
+      // memory again), the replaced ids are gone: said at error level, the first error thrown.
+      try {
+        if (!stored.empty()) add_impl(static_cast<int64_t>(stored.size()), old.data(), stored.data());
+      } catch (const std::exception& e) {
+        log(LogLevel::error, backend_ + ": a failed upsert could not put back the " + std::to_string(stored.size()) +
+                                 " vectors it replaced (" + e.what() + "): they are no longer stored; upsert them again");
+      }
       throw;
     }
   });

@@ -1,0 +1,143 @@
+// Private: the hnsw: store's payload in the store file (store_io.hpp), in mindrec's own
+// layout, streamed from and into the graph's own memory:
+//   u64 M, ef_construction, ef, elements (deleted included); i64 max level, entry point;
+//   the level-0 block (links, vector, label per element); per element a u32 byte count and
+//   its upper-level links.
+// The reader checks every size against the bytes there are before allocating, and every
+// link, level, id and vector before the graph is used: a damaged or crafted file is refused
+// (FormatError), never followed.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "store/hnsw_graph.hpp"
+#include "mindrec/error.hpp"
+#include "store/store_io.hpp"
+
+namespace mindrec::store::hnsw {
+
+struct GraphFile {
+  std::unique_ptr<Graph> graph;  ///< null for an empty store
+  size_t ef = 0;
+};
+
+
+/// Writes `graph` (null: an empty store of these parameters) and the search's ef.
+inline void write_graph(PayloadSink& out, const Graph* graph, const Params& p, size_t ef) {
+  if (!graph) {  // empty: no graph was ever made
+    const uint64_t head[4] = {p.M, p.ef_construction, ef, 0};
+    const int64_t where[2] = {-1, -1};
+    put(out, head, 4);
+    put(out, where, 2);
+    return;
+  }
+  const Graph& g = *graph;
+  const uint64_t head[4] = {g.M_, g.ef_construction_, ef, g.cur_element_count};
+  const int64_t where[2] = {g.maxlevel_, g.enterpoint_node_ == tableint(-1) ? -1 : int64_t(g.enterpoint_node_)};
+  put(out, head, 4);
+  put(out, where, 2);
+  out.write(g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
+  for (size_t i = 0; i < g.cur_element_count; ++i) {
+    const uint32_t bytes = g.element_levels_[i] > 0 ? uint32_t(g.size_links_per_element_ * size_t(g.element_levels_[i])) : 0;
+    out.write(&bytes, 4);
+    if (bytes) out.write(g.linkLists_[i], bytes);
+  }
+}
+
+/// Reads and checks a graph of `count` live elements written by write_graph, with its codes
+/// made (FormatError naming in.what() otherwise).
+inline GraphFile read_graph(PayloadSource& in, int64_t count, const Params& p, Space& space, int dim,
+                            const std::string& backend) {
+  const std::string& what = in.what();
+  uint64_t head[4];
+  int64_t where[2];
+  in.get(head, 4);
+  in.get(where, 2);
+  const uint64_t M = head[0], efc = head[1], ef = head[2], total = head[3];
+  if (M != p.M || efc != p.ef_construction)
+    throw FormatError(what + ": a graph of M=" + std::to_string(M) + ", ef_construction=" + std::to_string(efc) +
+                      ", this store is " + backend);
+  if (ef < 1 || ef > 100000 || total > in.remaining()) throw FormatError(what + ": bad header");
+  if (total == 0) {
+    if (where[0] != -1 || where[1] != -1 || count != 0) throw FormatError(what + ": bad entry point");
+    return {nullptr, size_t(ef)};
+  }
+  // hnswlib's level-0 record: links (2M + 1 u32), the vector, the label; checked against
+  // the bytes there are before anything is allocated.
+  const uint64_t per = (2 * p.M + 1) * sizeof(tableint) + uint64_t(dim) * sizeof(float) + sizeof(hnswlib::labeltype);
+  if (total > in.remaining() / per) throw FormatError(what + ": truncated level-0 block");
+  auto g = std::make_unique<Graph>(&space, total, p.M, p.ef_construction, 100);
+  if (g->size_data_per_element_ != per || total * g->size_data_per_element_ > in.remaining())
+    throw FormatError(what + ": truncated level-0 block");
+  g->advise_huge_pages();
+  in.read(g->data_level0_memory_, total * g->size_data_per_element_);
+  // Every element's label distinct and >= 0; every link inside the graph; list lengths
+  // within M (the search follows them without checks).
+  auto links_ok = [&](const hnswlib::linklistsizeint* ll, size_t cap) {
+    const size_t c = g->getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
+    if (c > cap) return false;
+    const auto* nb = reinterpret_cast<const tableint*>(ll + 1);
+    for (size_t j = 0; j < c; ++j)
+      if (nb[j] >= total) return false;
+    return true;
+  };
+  for (size_t i = 0; i < total; ++i) {
+    const auto label = g->getExternalLabel(tableint(i));
+    if (int64_t(label) < 0) throw FormatError(what + ": element " + std::to_string(i) + " has a negative id");
+    // Deleted elements may share an id with the live one that replaced them.
+    if (!g->isMarkedDeleted(tableint(i)) && !g->label_lookup_.emplace(label, tableint(i)).second)
+      throw FormatError(what + ": element " + std::to_string(i) + " repeats a stored id");
+    const float* v = g->vector(tableint(i));
+    for (int j = 0; j < dim; ++j)
+      if (!std::isfinite(v[j])) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");
+    if (!links_ok(g->get_linklist0(tableint(i)), g->maxM0_))
+      throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
+    uint32_t bytes = 0;
+    in.read(&bytes, 4);
+    if (bytes % g->size_links_per_element_ != 0 || bytes / g->size_links_per_element_ > 64 || bytes > in.remaining())
+      throw FormatError(what + ": element " + std::to_string(i) + " has a bad upper-level block");
+    g->element_levels_[i] = int(bytes / g->size_links_per_element_);
+    if (bytes) {
+      g->linkLists_[i] = static_cast<char*>(std::malloc(bytes + sizeof(tableint)));  // + hnswlib's read past the end
+      if (!g->linkLists_[i]) throw std::bad_alloc();
+      g->cur_element_count = i + 1;  // the destructor frees what was allocated so far
+      in.read(g->linkLists_[i], bytes);
+      for (int l = 1; l <= g->element_levels_[i]; ++l)
+        if (!links_ok(g->get_linklist(tableint(i), l), g->maxM_))
+          throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
+    } else {
+      g->linkLists_[i] = nullptr;
+    }
+    g->cur_element_count = i + 1;
+    if (g->isMarkedDeleted(tableint(i))) ++g->num_deleted_;
+  }
+  const int64_t entry = where[1], top = where[0];
+  if (entry < 0 || uint64_t(entry) >= total || top != g->element_levels_[size_t(entry)])
+    throw FormatError(what + ": bad entry point");
+  for (size_t i = 0; i < total; ++i) {
+    if (g->element_levels_[i] > top) throw FormatError(what + ": an element above the top level");
+    // A link at level l must lead to an element that has level l (the search reads its list).
+    for (int l = 1; l <= g->element_levels_[i]; ++l) {
+      const auto* ll = g->get_linklist(tableint(i), l);
+      const auto* nb = reinterpret_cast<const tableint*>(ll + 1);
+      for (size_t j = 0; j < g->getListCount(const_cast<hnswlib::linklistsizeint*>(ll)); ++j)
+        if (g->element_levels_[nb[j]] < l)
+          throw FormatError(what + ": element " + std::to_string(i) + " links at level " + std::to_string(l) +
+                            " to an element without that level");
+    }
+  }
+  if (int64_t(total - g->num_deleted_) != count)
+    throw FormatError(what + ": holds " + std::to_string(total - g->num_deleted_) + " live vectors, the header says " +
+                      std::to_string(count));
+  g->maxlevel_ = int(top);
+  g->enterpoint_node_ = tableint(entry);
+  g->setEf(size_t(ef));
+  encode(*g, size_t(dim), 0);
+  return {std::move(g), size_t(ef)};
+}
+
+}  // namespace mindrec::store::hnsw
