@@ -3,7 +3,7 @@
 # click log of CLICKS lines, then peak and steady resident memory and time of
 #   - mindrec index --store flat                    (peak RSS, /usr/bin/time -v)
 #   - mindrec-serve --index F --store flat          (peak and steady RSS, /proc/PID/status)
-#   - mindrec-serve --store flat + /rec/insert_data (the same, store built from the model)
+#   - mindrec-serve --store flat --create-index + /rec/insert_data (the same, store built from the model)
 #   - single-user recall latency, flat store, 1 vs 2 scan threads (bench_scale recall)
 #   - the click log's load speed and resident bytes per click, then training on it
 # Every number is printed next to its target. The servers run with --max-projection-mb 0: at
@@ -15,6 +15,7 @@
 #   [--items N] [--clicks N] [--users U] [--log-items N] [--train-batches B] [--dir D]
 #   [--build DIR] [--check-targets | --no-targets]
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 items=20000000 clicks=100000000 users=0 log_items=1000000 train_batches=200 dir="" build=build
 targets=auto
@@ -81,15 +82,8 @@ serve_rss() {  # serve_rss LABEL ARGS...: starts the server, optionally inserts,
   if [ "$1" = --insert ]; then insert=1; shift; fi
   "$build/tools/mindrec-serve" --config "$dir/c.yaml" --weights "$dir/w.safetensors" --port 0 \
     --threads 2 --max-projection-mb 0 --quiet "$@" > "$log" 2>&1 &
-  local pid=$! port="" start
-  start=$(date +%s)
-  while [ -z "$port" ] && [ $(( $(date +%s) - start )) -lt 900 ]; do
-    kill -0 $pid 2>/dev/null || { cat "$log" >&2; echo "mindrec-serve exited" >&2; exit 1; }
-    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$log")
-    sleep 0.5
-  done
-  [ -n "$port" ] || { kill $pid; echo "mindrec-serve did not start in 900 s" >&2; exit 1; }
-  local url=http://127.0.0.1:$port
+  local pid=$! url
+  url=$(serve_url "$log" $pid 900) || { kill $pid 2>/dev/null; exit 1; }
   [ $insert = 1 ] && curl -s -X POST "$url/rec/insert_data" > /dev/null
   local body='{"top_k": 50, "hist_item": [[1,2,3,4,5,6,7,8,9,10]]}'
   local i
@@ -104,7 +98,7 @@ serve_rss() {  # serve_rss LABEL ARGS...: starts the server, optionally inserts,
 }
 serve_rss "--index items.idx --store flat" --index "$dir/items.idx" --store flat
 rm -f "$dir/items.idx.insert"
-serve_rss "--store flat + /rec/insert_data" --insert --store flat --index "$dir/items.idx.insert"
+serve_rss "--store flat --create-index + /rec/insert_data" --insert --store flat --index "$dir/items.idx.insert" --create-index
 
 # --- single-user recall latency, 1 vs 2 scan threads
 "$gen" recall --config "$dir/c.yaml" --weights "$dir/w.safetensors" --index "$dir/items.idx" \

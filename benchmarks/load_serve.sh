@@ -9,6 +9,7 @@
 # (evenly spaced; each reload reads the weights again and rebuilds the store aside): the run
 # fails if any request fails or any reload does not answer 200.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 config=configs/amazonbook-sample.yaml
 weights=output/amazonbook-sample/best.safetensors
@@ -35,10 +36,7 @@ log=$(mktemp)
   --threads "$server_threads" --quiet > "$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$log")
-[ -n "$port" ] || { cat "$log" >&2; exit 1; }
-url=http://127.0.0.1:$port
+url=$(serve_url "$log" "$pid" 300) || exit 1
 items=$(curl -s -X POST "$url/rec/insert_data" | sed -n 's/.*"inserted":\([0-9]*\).*/\1/p')
 item_count=$(sed -n 's/.*"item_count":\([0-9]*\).*/\1/p' <<< "$(curl -s "$url/healthz")")
 echo "mindrec-serve on $url: $items item vectors in '$store', $server_threads HTTP threads"

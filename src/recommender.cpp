@@ -6,6 +6,7 @@
 
 #include "mindrec/config.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "mindrec/retriever.hpp"
 #include "mindrec/weights.hpp"
 
@@ -26,25 +27,54 @@ std::shared_ptr<const RecommenderSnapshot> make_snapshot(std::shared_ptr<const M
   return s;
 }
 
+FileStamp FileStamp::of(const std::string& path) {
+  FileStamp st;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return st;
+  const auto mtime = std::filesystem::last_write_time(path, ec);
+  if (ec) return st;
+  st.exists = true;
+  st.size = static_cast<int64_t>(size);
+  st.mtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(mtime.time_since_epoch()).count();
+  return st;
+}
+
 std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& src) {
   const auto t0 = std::chrono::steady_clock::now();
+  const bool remote = !src.store_spec.empty() && is_remote_store(src.store_spec);
+  if (src.create_index && remote)
+    throw ConfigError("create_index with the remote store '" + src.store_spec.substr(0, src.store_spec.find('?')) +
+                      "': a load never writes into a store other services may be reading; index a new collection "
+                      "with mindrec index --store ... and load its descriptor");
+  const FileStamp stamp = src.index.empty() ? FileStamp{} : FileStamp::of(src.index);
+  if (!src.index.empty() && !stamp.exists && !src.create_index)
+    throw IoError("the index file '" + src.index + "' does not exist (to build the store from the weights and save it "
+                  "there, ask for it: create_index, mindrec-serve --create-index)");
   const Config cfg = load_config(src.config);
   auto model = std::make_shared<const MindModel>(load_weights(src.weights, cfg.hyper_parameters), src.device,
                                                  src.model_options);
   std::shared_ptr<VectorStore> store;
-  bool loaded = false;
-  if (!src.index.empty() && std::filesystem::exists(src.index)) {
+  std::string spec = src.store_spec;
+  if (stamp.exists) {
     store = load_vector_store(src.index, src.store_spec);
     check_store_pairing(*model, *store, src.index, src.allow_mismatched_index);
-    loaded = true;
-  } else if (src.build_missing_store) {
-    store = build_item_store(*model, src.store_spec.empty() ? "flat" : src.store_spec);
+    if (spec.empty()) spec = store->backend();
+  } else if (remote) {
+    store = make_vector_store(spec, model->config().hidden_size);  // attached as it is
   } else {
-    store = make_vector_store(src.store_spec.empty() ? "flat" : src.store_spec, model->config().hidden_size);
+    if (spec.empty()) spec = "flat";
+    log(LogLevel::info, "building the '" + spec + "' store from the item vectors of " + src.weights +
+                            (src.index.empty() ? std::string() : " (for " + src.index + ")"));
+    store = build_item_store(*model, spec);
   }
   auto snap = std::const_pointer_cast<RecommenderSnapshot>(make_snapshot(std::move(model), std::move(store)));
+  snap->config_path = src.config;
   snap->weights_path = src.weights;
-  snap->index_path = loaded ? src.index : "";
+  snap->index_path = src.index;
+  snap->index_created = !src.index.empty() && !stamp.exists;
+  snap->index_stamp = stamp;
+  snap->store_spec = spec;
   snap->model->item_fingerprint();  // hashed now, not by the first request that shows it
   snap->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return snap;

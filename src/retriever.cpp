@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "detail/simd.hpp"
+#include "mindrec/config.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
@@ -55,20 +56,19 @@ void recall_items(const MindModel& model, const VectorStore& store, const int64_
   const bool l2 = store.metric() == Metric::l2;
   const float pad = padding_score(store.metric());
   if (opt.rerank > 0) {
-    // Exact scores from the model's item vectors (ids outside the model are dropped).
+    // Exact scores from the model's item vectors; items it has none for (or whose stored
+    // vector was written later) keep the store's score.
     const float* emb = model.weights().item_emb.data();
     const int64_t items = c.item_count;
     const auto& k = detail::simd();
-#pragma omp parallel for schedule(static) if (batch * K * fetch >= 65536)
+    const std::vector<int64_t>* later = opt.store_scored;
+#pragma omp parallel for schedule(static) if (batch * K * fetch >= 65536) num_threads(resolve_threads(opt.threads))
     for (int64_t q = 0; q < batch * K; ++q) {
       const float* x = interests.data() + size_t(q) * H;
       for (int j = 0; j < fetch; ++j) {
-        int64_t& id = fid[size_t(q) * fetch + j];
+        const int64_t id = fid[size_t(q) * fetch + j];
         float& s = fsc[size_t(q) * fetch + j];
-        if (id <= 0 || id >= items) {
-          id = -1;
-          continue;
-        }
+        if (id <= 0 || id >= items || (later && std::binary_search(later->begin(), later->end(), id))) continue;
         const float* v = emb + size_t(id) * H;
         s = l2 ? k.l2sq(x, v, size_t(H)) : k.dot(x, v, size_t(H));
       }

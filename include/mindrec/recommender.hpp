@@ -26,25 +26,53 @@
 
 namespace mindrec {
 
+/// A file's size and modification time when it was read, to tell later whether it changed on
+/// disk (a deploy replaced it).
+struct MINDREC_API FileStamp {
+  bool exists = false;
+  int64_t size = 0;
+  int64_t mtime_ns = 0;
+  /// The stamp of `path` now (exists false if there is no such file).
+  static FileStamp of(const std::string& path);
+  bool operator==(const FileStamp& o) const {
+    return exists == o.exists && size == o.size && mtime_ns == o.mtime_ns;
+  }
+  bool operator!=(const FileStamp& o) const { return !(*this == o); }
+};
+
 /// One model and the store of its item vectors, paired for good.
 struct MINDREC_API RecommenderSnapshot {
   std::shared_ptr<const MindModel> model;
   std::shared_ptr<VectorStore> store;
+  std::string config_path;     ///< the config it was loaded with ("" if built in memory)
   std::string weights_path;    ///< where the weights came from ("" if built in memory)
-  std::string index_path;      ///< the store file loaded ("" if built from the model)
+  /// The store file this snapshot belongs to: the one loaded, or, when the store was built
+  /// from the weights (index_created), the one it is meant to be saved to ("" if none).
+  std::string index_path;
+  bool index_created = false;  ///< the store was built from the weights, not loaded from index_path
+  FileStamp index_stamp;       ///< index_path's stamp just before it was loaded (or found missing)
+  /// The store spec it was made with: the backend and its search parameters ("flat",
+  /// "hnsw:M=32?ef=128"; the file's backend when loaded without one).
+  std::string store_spec;
   double load_seconds = 0;     ///< how long load_snapshot took
   int64_t loaded_at_unix = 0;  ///< when it finished (seconds since 1970)
 };
 
-/// What load_snapshot reads.
+/// What load_snapshot reads. One rule for the store:
+///   - `index` names a file that exists: it is loaded and checked against the weights
+///     (check_store_pairing; refused with ConfigError unless allow_mismatched_index);
+///   - `index` names a file that does not exist: IoError naming it, unless `create_index`:
+///     then the store is built from the weights (with store_spec) and index_path names the
+///     file, for the host to save it there;
+///   - `index` is empty: the store is built from the weights' item vectors (with store_spec),
+///     except for a remote store (milvus://), which is attached as it is: a load never
+///     writes into a store other services may be reading. create_index with a remote spec
+///     is refused (ConfigError): index a new collection with mindrec index instead.
 struct MINDREC_API SnapshotSource {
   std::string config;   ///< model config (YAML); its hyper_parameters must match the weights
   std::string weights;  ///< weights (.safetensors)
-  /// A store file: loaded if it exists (and checked against the weights: check_store_pairing);
-  /// otherwise, or if empty, the store is built from the weights' item vectors (or left empty
-  /// with `build_missing_store` false, to be filled by the caller).
-  std::string index;
-  bool build_missing_store = true;
+  std::string index;    ///< a store file (see above)
+  bool create_index = false;
   /// Backend when building ("" = flat); when loading, "" takes the file's backend and a spec
   /// must name the file's backend (its search parameters are applied).
   std::string store_spec;
@@ -54,7 +82,8 @@ struct MINDREC_API SnapshotSource {
 };
 
 /// Loads a snapshot aside (nothing shared with any other): config, weights, model, store.
-/// Throws what those loads throw (IoError, FormatError, ConfigError for a mismatched index).
+/// Throws what those loads throw (IoError, FormatError, ConfigError for a mismatched index;
+/// IoError for a missing index file without create_index).
 MINDREC_API std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& source);
 
 /// Pairs an existing model and store (checks the store's dimension against the model's

@@ -31,7 +31,12 @@ struct MINDREC_API RecallOptions {
   /// Re-ranking for a store with approximate scores (e.g. faiss:IVF4096,SQ8): each interest
   /// fetches rerank x topn candidates, which are scored again exactly against the model's own
   /// item vectors before the merge. 0 (the default) merges the store's scores as they are.
+  /// Items the model has no vector for (ids >= item_count) and those in store_scored keep the
+  /// store's score: vectors written into the store after the model was trained.
   int rerank = 0;
+  /// Sorted ids whose stored vector is not the model's (written later, e.g. through
+  /// mindrec-serve's /rec/items): rerank leaves them the store's score. May be null.
+  const std::vector<int64_t>* store_scored = nullptr;
 };
 
 /// For `batch` users (`hist` [B, L] right-padded, `lengths` [B]) writes the merged top-N item

@@ -126,6 +126,10 @@ class MINDREC_API VectorStore {
                      int topn, int64_t* ids, float* scores) const;
   int64_t size() const;
   void clear();
+  /// How many writes have changed this store since it was made: every add and upsert, a
+  /// remove that removed something, clear, load and set_source_fingerprint count one (save
+  /// does not). A host that saves compares it with the value at its last save or load.
+  uint64_t changes() const;
   /// Writes header (magic, version, backend, dim, metric, count, checksum) and payload to a
   /// temporary file renamed into place.
   void save(const std::string& path) const;
@@ -208,6 +212,20 @@ class MINDREC_API VectorStore {
 /// InvalidArgument for an unknown backend or a malformed Faiss factory string.
 MINDREC_API std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
                                                Metric metric = Metric::inner_product);
+
+/// True for a spec of a store kept outside this process (milvus://...): what is written into
+/// it changes what every other service reading it sees.
+MINDREC_API bool is_remote_store(const std::string& spec);
+
+/// Attaches to an existing remote store read-only (milvus://: its collection must exist;
+/// nothing is created), for evaluating or querying a live catalogue: every write is refused
+/// with Unsupported. An in-process spec has nothing to attach to: InvalidArgument.
+MINDREC_API std::unique_ptr<VectorStore> attach_vector_store(const std::string& spec, int dim,
+                                                             Metric metric = Metric::inner_product);
+
+/// The backend a saved store file holds ("hnsw:M=32,ef_construction=200", "milvus://h:p/c"):
+/// its header only. IoError / FormatError as load.
+MINDREC_API std::string stored_backend(const std::string& path);
 
 /// Reads the backend, dimension and metric from a saved store's header and loads it. With a
 /// non-empty `spec` (e.g. "faiss:HNSW32?efSearch=256"), refuses (InvalidArgument) a file of

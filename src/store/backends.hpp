@@ -26,10 +26,16 @@ std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, 
 std::unique_ptr<VectorStore> make_cuda_flat_store(int dim, Metric metric);           // cuda/cuda_flat_store.cpp
 std::unique_ptr<VectorStore> make_hnsw_store(const std::string& base, int dim,       // hnsw_store.cpp
                                              Metric metric);                         //   MINDREC_WITH_HNSW
+/// How a milvus:// store is opened.
+struct RemoteOpen {
+  bool read_only = false;      ///< every write refused (attach_vector_store)
+  bool url_from_file = false;  ///< the URL was read from a store file, not given by the caller:
+                               ///< an environment token goes to it only if scoped to its host
+};
 /// "milvus://HOST:PORT/COLLECTION[?options]" (the options are the store's own, strings
 /// included); backend() is the URL without the options.
 std::unique_ptr<VectorStore> make_milvus_store(const std::string& spec, int dim,      // milvus_store.cpp
-                                               Metric metric);                        //   MINDREC_WITH_MILVUS
+                                               Metric metric, const RemoteOpen& how = {});  // MINDREC_WITH_MILVUS
 std::unique_ptr<VectorStore> make_faiss_gpu_store(const std::string& base, int dim,  // faiss_gpu_store.cpp
                                                   Metric metric);                    //   GPU-enabled Faiss
 

@@ -53,6 +53,20 @@ std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim,
   return made;
 }
 
+std::string stored_backend(const std::string& path) { return store::read_store_header(path).backend; }
+
+bool is_remote_store(const std::string& spec) { return spec.rfind("milvus://", 0) == 0; }
+
+std::unique_ptr<VectorStore> attach_vector_store(const std::string& spec, int dim, Metric metric) {
+  if (!is_remote_store(spec))
+    throw InvalidArgument("attach_vector_store: '" + spec.substr(0, spec.find('?')) +
+                          "' is an in-process store: there is nothing to attach to (build it, or load its file)");
+  // The collection must exist (after the caller's options), and the store refuses writes.
+  store::RemoteOpen how;
+  how.read_only = true;
+  return store::make_milvus_store(spec + (spec.find('?') == std::string::npos ? "?" : "&") + "create=0", dim, metric, how);
+}
+
 std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec) {
   const store::StoreHeader h = store::read_store_header(path);  // the header alone
   if (h.backend.rfind("milvus://", 0) == 0) {
@@ -61,10 +75,13 @@ std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const st
     if (!spec.empty() && base != h.backend)
       throw InvalidArgument(path + ": describes the '" + h.backend + "' store, not the requested '" + base + "'");
     // Attaches to the collection, never creates it (a later create=1 in the spec still wins).
+    // A URL read from the file gets no credentials the caller did not scope to its host.
     const std::string url = spec.empty() ? h.backend : spec;
     const size_t q = url.find('?');
-    auto made = make_vector_store(q == std::string::npos ? url + "?create=0" : url.substr(0, q + 1) + "create=0&" + url.substr(q + 1),
-                                  h.dim, h.metric);
+    store::RemoteOpen how;
+    how.url_from_file = spec.empty();
+    auto made = store::make_milvus_store(
+        q == std::string::npos ? url + "?create=0" : url.substr(0, q + 1) + "create=0&" + url.substr(q + 1), h.dim, h.metric, how);
     made->load(path);
     return made;
   }

@@ -17,12 +17,15 @@
 #include <cmath>
 #include <cstdlib>
 #include <exception>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <mutex>
 #include <unordered_set>
 
 #include "detail/hash.hpp"
+#include "detail/parallel.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/weights.hpp"
@@ -48,10 +51,22 @@ struct MilvusSpec {
   double wait_s = 10;   // read-your-writes: poll until a write is visible, at most this long
   bool create = true;
   int64_t batch = 5000;  // rows per insert/upsert request
+  bool read_only = false;  // attach_vector_store: every write refused
 };
 
+// The spec as it may be shown: a token= value is never echoed (messages reach logs).
+std::string redacted(const std::string& spec) {
+  std::string out = spec;
+  for (size_t at = out.find("token="); at != std::string::npos; at = out.find("token=", at + 9)) {
+    if (at > 0 && out[at - 1] != '?' && out[at - 1] != '&') continue;
+    const size_t end = out.find('&', at);
+    out.replace(at + 6, (end == std::string::npos ? out.size() : end) - (at + 6), "***");
+  }
+  return out;
+}
+
 [[noreturn]] void bad(const std::string& spec, const std::string& why) {
-  throw InvalidArgument("vector store '" + spec + "': " + why +
+  throw InvalidArgument("vector store '" + redacted(spec) + "': " + why +
                         " (expected milvus://HOST:PORT/COLLECTION[?fetch=N&token=USER:PASSWORD&db=NAME&timeout=S"
                         "&retries=N&connections=N&wait=S&batch=N&create=0|1])");
 }
@@ -60,7 +75,7 @@ double number(const std::string& spec, const std::string& name, const std::strin
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
   if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
-    bad(spec, name + "=" + v + " is not a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    bad(spec, name + "=" + (name == "token" ? "***" : v) + " is not a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return x;
 }
 
@@ -69,7 +84,24 @@ bool valid_name(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
-MilvusSpec parse(const std::string& spec) {
+// host[:port] entries of MINDREC_MILVUS_TOKEN_HOSTS (comma-separated): where the environment's
+// token may also go when the URL was read from a store file.
+bool env_token_scoped_to(const milvus::Endpoint& ep) {
+  const char* hosts = std::getenv("MINDREC_MILVUS_TOKEN_HOSTS");
+  if (!hosts) return false;
+  std::string list = hosts;
+  size_t at = 0;
+  while (at <= list.size()) {
+    size_t comma = list.find(',', at);
+    if (comma == std::string::npos) comma = list.size();
+    const std::string h = list.substr(at, comma - at);
+    at = comma + 1;
+    if (h == ep.host || h == ep.host + ":" + std::to_string(ep.port)) return true;
+  }
+  return false;
+}
+
+MilvusSpec parse(const std::string& spec, const store::RemoteOpen& how) {
   MilvusSpec s;
   const std::string scheme = "milvus://";
   if (spec.rfind(scheme, 0) != 0) bad(spec, "not a milvus:// URL");
@@ -92,7 +124,10 @@ MilvusSpec parse(const std::string& spec) {
   if (s.ep.host.empty()) bad(spec, "no host");
   if (colon != std::string::npos) s.ep.port = int(number(spec, "port", hostport.substr(colon + 1), 1, 65535));
   s.base = scheme + hostport + "/" + s.collection;
-  if (const char* t = std::getenv("MINDREC_MILVUS_TOKEN")) s.ep.token = t;
+  // The environment's token goes to a host the caller named, never to one read from a file
+  // (a downloaded store file could name any host) unless MINDREC_MILVUS_TOKEN_HOSTS lists it.
+  if (const char* t = std::getenv("MINDREC_MILVUS_TOKEN"); t && (!how.url_from_file || env_token_scoped_to(s.ep)))
+    s.ep.token = t;
   if (q != std::string::npos) {
     const std::string opts = spec.substr(q + 1);
     size_t at = 0;
@@ -106,7 +141,7 @@ MilvusSpec parse(const std::string& spec) {
       if (eq == std::string::npos) bad(spec, "expected name=value, got '" + kv + "'");
       const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
       if (k == "fetch") s.fetch = int(number(spec, k, v, 1, kMaxLimit)), s.fetch_set = true;
-      else if (k == "token") s.ep.token = v;
+      else if (k == "token") s.ep.token = v;  // the caller's own spec
       else if (k == "db") {
         if (!valid_name(v)) bad(spec, "'" + v + "' is not a database name");
         s.ep.db = v;
@@ -119,6 +154,7 @@ MilvusSpec parse(const std::string& spec) {
       else bad(spec, "unknown option '" + k + "'");
     }
   }
+  s.read_only = how.read_only;
   return s;
 }
 
@@ -223,30 +259,58 @@ class MilvusStore final : public VectorStore {
     }
   }
 
-  // Inserts rows in batches; returns their primary keys. A failed batch deletes the batches
-  // before it (the insert then changed nothing) and rethrows.
-  std::vector<int64_t> insert_all(int64_t n, const float* vectors, const int64_t* ids) {
-    std::vector<int64_t> pks;
-    pks.reserve(size_t(n));
-    try {
-      for (int64_t at = 0; at < n; at += s_.batch) {
-        const int64_t m = std::min(s_.batch, n - at);
-        const auto got = c_->insert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at));
-        pks.insert(pks.end(), got.begin(), got.end());
-      }
-    } catch (...) {
-      undo_inserts(pks);
-      throw;
-    }
-    return pks;
+  // ---- writes ----
+  // Milvus has no transactions. A write is a sequence of requests, and a request that failed
+  // may still have been applied (its answer lost to a timeout), so a failure is compensated by
+  // requests that are right either way and that only ever remove rows of the write itself:
+  //  - add: the rows of the failed batch and the batches before it are deleted by item id
+  //    (ids that were not stored, by add's precondition): the add changed nothing;
+  //  - upsert by primary key: the ids it added are deleted and the replaced vectors written
+  //    back (upsert of a row replaces it: every item keeps exactly one row either way);
+  //  - upsert of auto-id rows, chunk by chunk (new rows in, then the old ones out): a chunk
+  //    whose insert failed loses its new rows again (delete by item id, sparing the old
+  //    primary keys); a chunk whose delete failed has it sent again (idempotent: a delete
+  //    already applied is harmless). Items of earlier chunks then hold their new vector,
+  //    the others their old one, each exactly one row, and no item is ever without a row;
+  //  - remove: items removed by chunks before the failure stay removed (remove again).
+  // A compensation that fails too is logged at error level naming what may stand; the
+  // write's own error is thrown.
+  void check_writable() const {
+    if (s_.read_only)
+      throw Unsupported(what() + ": attached read-only (mindrec eval/recall --store, attach_vector_store): "
+                                 "writes are refused; index into a collection of its own with mindrec index");
   }
 
-  void undo_inserts(const std::vector<int64_t>& pks) noexcept {
+  // Deletes every row whose key is among ids[0..n) and whose primary key is not among
+  // `spare` (sorted), until a query shows none (a delete evaluates its filter on what the
+  // server sees, which may lag a write by its bounded staleness): at most wait= seconds.
+  void delete_keys(int64_t n, const int64_t* ids, const std::vector<int64_t>& spare) {
+    for (int64_t at = 0; at < n; at += kKeysPerQuery) {
+      const size_t m = size_t(std::min<int64_t>(kKeysPerQuery, n - at));
+      std::string filter = in_list(key_, ids + at, m);
+      if (!spare.empty() && !by_pk()) {
+        filter += " and " + in_list(info_.pk_field, spare.data(), spare.size());
+        filter.replace(filter.rfind(" in ["), 5, " not in [");
+      }
+      c_->delete_where(s_.collection, filter);
+      const std::vector<std::string> fields = {info_.pk_field};
+      const double t0 = now_s();
+      for (int sleep_ms = 5;; sleep_ms = std::min(sleep_ms * 2, 50)) {
+        const auto left = c_->query_keys(s_.collection, filter, fields, kMaxLimit);
+        if (left.empty()) break;
+        c_->delete_pks(s_.collection, info_.pk_field, left);  // rows the filter did not see yet
+        if (now_s() - t0 >= std::max(s_.wait_s, 0.5)) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+      }
+    }
+  }
+
+  // Runs a compensation; if it fails too, says at error level what may stand.
+  void compensate(const char* op, const std::string& may_stand, const std::function<void()>& fn) noexcept {
     try {
-      if (!pks.empty()) delete_pks(pks);
+      fn();
     } catch (const std::exception& e) {
-      log(LogLevel::error, what() + ": a failed write could not be undone (" + std::to_string(pks.size()) +
-                               " rows stay): " + e.what());
+      log(LogLevel::error, what() + ": a failed " + op + " could not be undone (" + e.what() + "): " + may_stand);
     }
   }
 
@@ -256,7 +320,6 @@ class MilvusStore final : public VectorStore {
                      std::vector<int64_t>(pks.begin() + at, pks.begin() + std::min(pks.size(), at + kMaxLimit)));
   }
 
-  // ---- writes ----
   void stored_ids_impl(int64_t n, const int64_t* ids, std::vector<int64_t>& out) const override {
     for (const auto& r : rows_of(n, ids)) out.push_back(r.first);
     std::sort(out.begin(), out.end());
@@ -264,68 +327,110 @@ class MilvusStore final : public VectorStore {
   }
 
   void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
-    wait_visible(insert_all(n, vectors, ids), true, "an add");
+    check_writable();
+    std::vector<int64_t> pks;
+    pks.reserve(size_t(n));
+    int64_t sent = 0;  // items whose batch was sent, answered or not
+    try {
+      for (int64_t at = 0; at < n; at += s_.batch) {
+        const int64_t m = std::min(s_.batch, n - at);
+        sent = at + m;
+        const auto got = c_->insert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at));
+        pks.insert(pks.end(), got.begin(), got.end());
+      }
+    } catch (...) {
+      compensate("add", "rows of up to " + std::to_string(sent) + " of its items may stay (remove them)",
+                 [&] { delete_keys(sent, ids, {}); });
+      throw;
+    }
+    wait_visible(pks, true, "an add");
   }
 
   void upsert_impl(int64_t n, const float* vectors, const int64_t* ids, const std::vector<int64_t>& stored) override {
+    check_writable();
+    std::vector<int64_t> was(stored);
+    std::sort(was.begin(), was.end());
     if (by_pk()) {
-      // Upsert by primary key; a failed batch puts back what the batches before it changed.
+      // Upsert by primary key; a failed batch (whose answer may be lost: it is counted as
+      // sent) puts back what the batches sent changed.
       std::vector<int64_t> old_ids;
       std::vector<float> old;
-      for (size_t at = 0; at < stored.size(); at += kKeysPerQuery) {
-        const size_t m = std::min<size_t>(kKeysPerQuery, stored.size() - at);
-        c_->query_vectors(s_.collection, in_list(key_, stored.data() + at, m), key_, info_.vector_field, dim(),
+      for (size_t at = 0; at < was.size(); at += kKeysPerQuery) {
+        const size_t m = std::min<size_t>(kKeysPerQuery, was.size() - at);
+        c_->query_vectors(s_.collection, in_list(key_, was.data() + at, m), key_, info_.vector_field, dim(),
                           kMaxLimit, old_ids, old);
       }
-      int64_t done = 0;
+      int64_t sent = 0;
       try {
-        for (; done < n; done += s_.batch)
-          c_->upsert(s_.collection, rows(std::min(s_.batch, n - done), vectors + size_t(done) * dim(), ids + done));
+        for (int64_t at = 0; at < n; at += s_.batch) {
+          const int64_t m = std::min(s_.batch, n - at);
+          sent = at + m;
+          c_->upsert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at));
+        }
       } catch (...) {
-        try {
+        compensate("upsert", "up to " + std::to_string(sent) + " of its items may hold their new vectors (each one row)", [&] {
           std::vector<int64_t> added;
-          const std::vector<int64_t> was(stored.begin(), stored.end());
-          for (int64_t i = 0; i < std::min(done, n); ++i)
+          for (int64_t i = 0; i < sent; ++i)
             if (!std::binary_search(was.begin(), was.end(), ids[i])) added.push_back(ids[i]);
           if (!added.empty()) delete_pks(added);
           if (!old_ids.empty()) c_->upsert(s_.collection, rows(int64_t(old_ids.size()), old.data(), old_ids.data()));
-        } catch (const std::exception& e) {
-          log(LogLevel::error, what() + ": a failed upsert could not be undone: " + std::string(e.what()));
-        }
+        });
         throw;
       }
       wait_visible(std::vector<int64_t>(ids, ids + n), true, "an upsert");
       return;
     }
-    // Auto-id rows: the new rows first, then the old ones go; either step failing leaves (or
-    // puts back) the old rows only.
-    const auto old = stored.empty() ? std::vector<std::pair<int64_t, int64_t>>{}
-                                    : rows_of(int64_t(stored.size()), stored.data());
-    const std::vector<int64_t> fresh = insert_all(n, vectors, ids);
-    std::vector<int64_t> old_pks;
-    for (const auto& r : old) old_pks.push_back(r.second);
-    try {
-      delete_pks(old_pks);
-    } catch (...) {
-      undo_inserts(fresh);
-      throw;
+    // Auto-id rows, a chunk of items at a time: the new rows in, then the old ones out (a
+    // search may see both for an instant: results are de-duplicated by item id).
+    std::map<int64_t, std::vector<int64_t>> old_rows;  // item -> its primary keys now
+    if (!was.empty())
+      for (const auto& [item, pk] : rows_of(int64_t(was.size()), was.data())) old_rows[item].push_back(pk);
+    std::vector<int64_t> fresh, gone;
+    const int64_t chunk = std::min<int64_t>(s_.batch, kMaxLimit);
+    for (int64_t at = 0; at < n; at += chunk) {
+      const int64_t m = std::min(chunk, n - at);
+      std::vector<int64_t> old_pks;
+      for (int64_t i = at; i < at + m; ++i)
+        if (const auto it = old_rows.find(ids[i]); it != old_rows.end()) old_pks.insert(old_pks.end(), it->second.begin(), it->second.end());
+      std::sort(old_pks.begin(), old_pks.end());
+      const std::string stand = "items before the " + std::to_string(at + 1) + "th hold their new vectors, the others their old ones";
+      std::vector<int64_t> got;
+      try {
+        got = c_->insert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at));
+      } catch (...) {
+        compensate("upsert", stand + "; items from the " + std::to_string(at + 1) + "th may show two rows (upsert again)",
+                   [&] { delete_keys(m, ids + at, old_pks); });
+        throw;
+      }
+      fresh.insert(fresh.end(), got.begin(), got.end());
+      try {
+        delete_pks(old_pks);
+      } catch (...) {
+        compensate("upsert", stand + "; items from the " + std::to_string(at + 1) + "th to the " + std::to_string(at + m) +
+                                 "th show their old and new rows (upsert again)",
+                   [&] { delete_pks(old_pks); });  // forward: a delete that may have been applied is sent again
+        throw;
+      }
+      gone.insert(gone.end(), old_pks.begin(), old_pks.end());
     }
     wait_visible(fresh, true, "an upsert");
-    wait_visible(old_pks, false, "an upsert's removal of the replaced rows");
+    wait_visible(gone, false, "an upsert's removal of the replaced rows");
   }
 
   int64_t remove_impl(int64_t n, const int64_t* ids) override {
+    check_writable();
     const auto found = rows_of(n, ids);
     if (found.empty()) return 0;
     std::vector<int64_t> pks, items;
     for (const auto& r : found) pks.push_back(r.second), items.push_back(r.first);
-    delete_pks(pks);
+    delete_pks(pks);  // chunks already sent stay applied if a later one fails (remove again)
     wait_visible(pks, false, "a remove");
     std::sort(items.begin(), items.end());
     return int64_t(std::unique(items.begin(), items.end()) - items.begin());
   }
 
   void clear_impl() override {
+    check_writable();
     c_->delete_where(s_.collection, info_.pk_field + " >= 0 or " + info_.pk_field + " < 0");
     const double t0 = now_s();
     while (s_.wait_s > 0 && size_impl() > 0) {
@@ -376,31 +481,9 @@ class MilvusStore final : public VectorStore {
       }
       for (; j < k; ++j) ids[i * k + j] = -1, scores[i * k + j] = padding_score(metric());
     };
-    // One request per query vector (REST v1 takes one), up to connections= at once.
-    const int64_t workers = std::min<int64_t>(nq, s_.ep.connections);
-    if (workers <= 1) {
-      for (int64_t i = 0; i < nq; ++i) one(i);
-      return;
-    }
-    std::atomic<int64_t> next{0};
-    std::exception_ptr failed;
-    std::mutex m;
-    auto work = [&] {
-      for (int64_t i; (i = next++) < nq;) {
-        try {
-          one(i);
-        } catch (...) {
-          std::lock_guard<std::mutex> g(m);
-          if (!failed) failed = std::current_exception();
-          next = nq;
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int64_t w = 1; w < workers; ++w) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (failed) std::rethrow_exception(failed);
+    // One request per query vector (REST v1 takes one), up to connections= at once (a team
+    // of the process's thread pool: no threads made per call).
+    detail::parallel_for(nq, int(std::min<int64_t>(nq, s_.ep.connections)), 1, one);
   }
 
   // ---- the store file: a descriptor, never the vectors ----
@@ -424,16 +507,16 @@ class MilvusStore final : public VectorStore {
       throw FormatError(in.what() + ": describes '" + url + "', this store is '" + backend() + "'");
     if (d.value("db", "") != s_.ep.db)
       throw FormatError(in.what() + ": describes database '" + d.value("db", "") + "', this store uses '" + s_.ep.db + "'");
-    int fetch = s_.fetch;
-    if (!s_.fetch_set && d.contains("fetch") && d["fetch"].is_number_integer())
-      fetch = std::clamp(d["fetch"].get<int>(), 1, kMaxLimit);
+    // The descriptor's fetch, applied in the commit (under the lock) unless the spec set one.
+    int fetch = 0;
+    if (d.contains("fetch") && d["fetch"].is_number_integer()) fetch = std::clamp(d["fetch"].get<int>(), 1, kMaxLimit);
     const CollectionInfo info = attach();  // the collection is there, of this dim and metric
     const int64_t now = size_impl();
     if (now != count)
       log(LogLevel::info, what() + ": the collection holds " + std::to_string(now) + " vectors, " +
                               std::to_string(count) + " when the descriptor was saved (a shared, live catalogue)");
     return [this, fetch, info] {
-      s_.fetch = fetch;
+      if (!s_.fetch_set && fetch > 0) s_.fetch = fetch;
       info_ = info;
       key_ = key_of(info);
     };
@@ -455,8 +538,8 @@ class MilvusStore final : public VectorStore {
 
 }  // namespace
 
-std::unique_ptr<VectorStore> make_milvus_store(const std::string& spec, int dim, Metric metric) {
-  const MilvusSpec s = parse(spec);
+std::unique_ptr<VectorStore> make_milvus_store(const std::string& spec, int dim, Metric metric, const RemoteOpen& how) {
+  const MilvusSpec s = parse(spec, how);
   return std::make_unique<MilvusStore>(s, dim, metric, milvus::make_rest_v1_client(s.ep));
 }
 

@@ -3,6 +3,7 @@
 #include "mindrec/vector_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -24,6 +25,7 @@ struct VectorStore::Lock {
   detail::WriterPreferringMutex rw;  // searches shared, a write's change exclusive
   std::mutex writers;                // one write (or save) at a time
   bool exclusive_held = false;       // touched only by the thread holding `writers`
+  std::atomic<uint64_t> changes{0};  // written by writers, read by anyone
 };
 
 void VectorStore::exclusive(const std::function<void()>& fn) {
@@ -111,6 +113,7 @@ void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
   std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("add", n, vectors, ids, true);
   add_impl(n, vectors, ids);
+  ++lock_->changes;
   after_write_impl();
 }
 
@@ -123,6 +126,7 @@ int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids)
   std::vector<int64_t> stored;
   stored_ids_impl(n, ids, stored);
   upsert_impl(n, vectors, ids, stored);
+  ++lock_->changes;
   after_write_impl();
   return static_cast<int64_t>(stored.size());
 }
@@ -133,6 +137,7 @@ int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
   MINDREC_EXPECTS(ids, "VectorStore::remove: null ids");
   std::lock_guard<std::mutex> writing(lock_->writers);
   const int64_t removed = remove_impl(n, ids);
+  if (removed > 0) ++lock_->changes;
   after_write_impl();
   return removed;
 }
@@ -177,7 +182,10 @@ uint64_t VectorStore::source_fingerprint() const {
 void VectorStore::set_source_fingerprint(uint64_t fingerprint) {
   std::lock_guard<std::mutex> writing(lock_->writers);
   exclusive([&] { fingerprint_ = fingerprint; });
+  ++lock_->changes;
 }
+
+uint64_t VectorStore::changes() const { return lock_->changes.load(); }
 
 int64_t VectorStore::size() const {
   std::shared_lock lock(lock_->rw);
@@ -190,6 +198,7 @@ void VectorStore::clear() {
     clear_impl();
     fingerprint_ = 0;
   });
+  ++lock_->changes;
   after_write_impl();
 }
 
@@ -246,6 +255,7 @@ void VectorStore::load(const std::string& path) {
     commit();
     fingerprint_ = h.fingerprint;
   });
+  ++lock_->changes;
   after_write_impl();
 }
 

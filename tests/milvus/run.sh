@@ -126,7 +126,8 @@ serve_calls() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$serve" --config "$config" --weights "$weights" --store "$base/ci_serve" --port "$port" --quiet >"$work/serve.log" 2>&1 &
   serve_pid=$!
-  for _ in $(seq 1 100); do curl -s -m 1 "127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+  # The model loads after the port is bound: wait until /healthz says "ok".
+  for _ in $(seq 1 300); do curl -s -m 1 "127.0.0.1:$port/healthz" | grep -q '"status":"ok"' && break; sleep 0.2; done
   insert=$(curl -sS -m 300 -X POST "127.0.0.1:$port/rec/insert_data")
   count=$(curl -sS -m 30 -X POST "127.0.0.1:$port/rec/count")
   recall=$(curl -sS -m 30 -X POST "127.0.0.1:$port/rec/recall" -H 'Content-Type: application/json' \

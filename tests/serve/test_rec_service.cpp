@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
@@ -25,7 +26,9 @@
 #include <set>
 #include <thread>
 
+#include "detail/fault.hpp"
 #include "mindrec/recommender.hpp"
+#include "mindrec/version.hpp"
 #include "mindrec/retriever.hpp"
 #include "rec_service.hpp"
 #include "small_model.hpp"
@@ -213,7 +216,7 @@ TEST_CASE("serve: bad requests get 400 naming the field and change nothing") {
 
   check_error(svc.handle("GET", "/rec/recall", ""), 405, "", "GET");
   check_error(svc.handle("POST", "/rec/nothing", ""), 404, "", "/rec/nothing");
-  check_error(svc.handle("POST", "/rec/save", ""), 409, "", "without --index");
+  check_error(svc.handle("POST", "/rec/save", ""), 409, "", "nowhere to save");
 
   // Nothing above changed the store.
   CHECK(body_of(svc.handle("POST", "/rec/count", ""))["count"] == 299);
@@ -222,13 +225,16 @@ TEST_CASE("serve: bad requests get 400 naming the field and change nothing") {
 
 TEST_CASE("serve: save writes a store that loads with the same answers - health and docs") {
   test::TempDir tmp;
-  serve::ServiceOptions o;
-  o.index_path = tmp.file("items.idx");
-  auto svc = make_service(o);
+  auto svc = make_service();
   svc.handle("POST", "/rec/insert_data", "");
-  auto r = svc.handle("POST", "/rec/save", "");
-  CHECK(body_of(r) == json{{"saved", o.index_path}, {"count", 299}});
-  auto loaded = load_vector_store(o.index_path);
+  // A model built in memory has no index file: a save names one.
+  check_error(svc.handle("POST", "/rec/save", ""), 409, "", "nowhere to save");
+  const std::string path = tmp.file("items.idx");
+  auto r = svc.handle("POST", "/rec/save", R"({"path": ")" + path + R"("})");
+  CHECK(body_of(r) == json{{"saved", path}, {"count", 299}});
+  check_error(svc.handle("POST", "/rec/save", R"({"path": 3})"), 400, "path", "must be a string");
+  check_error(svc.handle("POST", "/rec/save", R"({"file": "x"})"), 400, "file", "unknown field");
+  auto loaded = load_vector_store(path);
   CHECK(loaded->size() == 299);
   CHECK(library_recall(svc.model(), *loaded, {43, 23, 65}, 20) ==
         body_of(svc.handle("POST", "/rec/recall", R"({"top_k": 20, "hist_item": [[43, 23, 65]]})"))["ids"][0]
@@ -423,19 +429,215 @@ TEST_CASE("serve: /admin/reload swaps model and store - requests holding the old
                      R"(", "allow_mismatched_index": true})");
   CHECK(r.status == 200);
   CHECK(svc.generation() == 2);
-  // A bare reload reads the start-up files again.
-  r = svc.handle("POST", "/admin/reload", "");
-  REQUIRE(r.status == 200);
+  CHECK(svc.ready().status == 200);
+  // A bare reload reads the files served now again (w2 + old.idx): the mismatch was allowed
+  // for that request only, so it is refused now, and readiness fails until a reload succeeds.
+  check_error(svc.handle("POST", "/admin/reload", ""), 409, "", "not of the loaded weights");
+  CHECK(svc.ready().status == 503);
+  CHECK(body_of(svc.ready())["reason"].get<std::string>().find("the last reload failed") != std::string::npos);
+  r = svc.handle("POST", "/admin/reload", R"({"weights": ")" + tmp.file("w.safetensors") + R"("})");
+  REQUIRE(r.status == 200);  // old.idx holds w's vectors
   CHECK(body_of(r)["fingerprint"] == fingerprint_hex(old_fp));
+  CHECK(body_of(r)["index"] == tmp.file("old.idx"));
+  CHECK(svc.ready().status == 200);
   // Bad requests: unknown key, wrong type, missing file; a service not started from files.
   check_error(svc.handle("POST", "/admin/reload", R"({"weight": "x"})"), 400, "weight", "unknown field");
   check_error(svc.handle("POST", "/admin/reload", R"({"weights": 3})"), 400, "weights", "must be a string");
   check_error(svc.handle("POST", "/admin/reload", R"({"weights": "/nonexistent.safetensors"})"), 409, "",
               "/nonexistent.safetensors");
   CHECK(svc.generation() == 3);
+  CHECK(svc.ready().status == 503);  // the last reload failed
   auto plain = make_service();
   check_error(plain.handle("POST", "/admin/reload", ""), 409, "", "nothing to reload from");
 }
+
+namespace {
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The item whose vector is `v` (an extreme one: it is every query's best) and its score.
+std::pair<int64_t, float> best_for(const VectorStore& s, const std::vector<float>& v) {
+  int64_t id = -1;
+  float sc = 0;
+  s.search(1, v.data(), 1, &id, &sc);
+  return {id, sc};
+}
+
+}  // namespace
+
+TEST_CASE("serve: after a reload naming other files - save and the shutdown save write the served index - never the start-up one") {
+  // Review F9: /rec/save and the shutdown save wrote the start-up --index with the new model's
+  // store, so a restart with the start-up flags was refused by the pairing check.
+  test::TempDir tmp;
+  write_small_model(tmp);
+  build_item_store(MindModel(small_weights()), "flat")->save(tmp.file("i1.idx"));
+  save_weights(tmp.file("w2.safetensors"), other_weights());
+  build_item_store(MindModel(other_weights()), "flat")->save(tmp.file("i2.idx"));
+  serve::ServiceOptions o;
+  o.reload.config = tmp.file("c.yaml");
+  o.reload.weights = tmp.file("w.safetensors");
+  o.reload.index = tmp.file("i1.idx");
+  serve::RecService svc(o);
+  svc.start();
+  const std::string i1 = file_bytes(tmp.file("i1.idx"));
+  auto r = svc.handle("POST", "/admin/reload",
+                      R"({"weights": ")" + tmp.file("w2.safetensors") + R"(", "index": ")" + tmp.file("i2.idx") + R"("})");
+  REQUIRE(r.status == 200);
+  CHECK(body_of(r)["index"] == tmp.file("i2.idx"));
+  // A write, then save: it goes to i2.idx, the file served now.
+  const std::vector<float> v = {9, 9, 9, 9, 9, 9, 9, 9};
+  REQUIRE(svc.handle("POST", "/rec/items", R"({"ids": [5], "vectors": [[9,9,9,9,9,9,9,9]]})").status == 200);
+  r = svc.handle("POST", "/rec/save", "");
+  CHECK(body_of(r)["saved"] == tmp.file("i2.idx"));
+  CHECK(best_for(*load_vector_store(tmp.file("i2.idx")), v) == std::pair<int64_t, float>{5, 648.f});
+  CHECK(file_bytes(tmp.file("i1.idx")) == i1);  // the start-up index: untouched
+  // Shutdown: nothing written since the save, so nothing to do; after a write, i2.idx again.
+  CHECK(svc.save_on_shutdown().find("up to date") != std::string::npos);
+  REQUIRE(svc.handle("POST", "/rec/items", R"({"ids": [6], "vectors": [[9,9,9,9,9,9,9,10]]})").status == 200);
+  CHECK(svc.save_on_shutdown() == "saved 299 vectors to " + tmp.file("i2.idx"));
+  CHECK(best_for(*load_vector_store(tmp.file("i2.idx")), {9, 9, 9, 9, 9, 9, 9, 10}).first == 6);
+  CHECK(file_bytes(tmp.file("i1.idx")) == i1);
+  // A restart with the start-up flags works: i1.idx still holds w's vectors.
+  CHECK(load_snapshot(o.reload)->store->size() == 299);
+  // A deploy that replaced the served file on disk is never overwritten: not by the shutdown
+  // save, not by /rec/save (409); a copy can still be saved elsewhere.
+  REQUIRE(svc.handle("POST", "/rec/items", R"({"ids": [7], "vectors": [[50,0,0,0,0,0,0,0]]})").status == 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  build_item_store(MindModel(other_weights()), "flat")->save(tmp.file("i2.idx"));  // the deploy
+  const std::string deployed = file_bytes(tmp.file("i2.idx"));
+  CHECK(svc.save_on_shutdown().find("changed on disk") != std::string::npos);
+  check_error(svc.handle("POST", "/rec/save", ""), 409, "", "changed on disk");
+  CHECK(file_bytes(tmp.file("i2.idx")) == deployed);
+  CHECK(svc.handle("POST", "/rec/save", R"({"path": ")" + tmp.file("copy.idx") + R"("})").status == 200);
+  CHECK(best_for(*load_vector_store(tmp.file("copy.idx")), {1, 0, 0, 0, 0, 0, 0, 0}).first == 7);
+}
+
+TEST_CASE("serve: a reload whose index is missing fails (409) and builds nothing - the backend stays the served one") {
+  // Review F10: a missing index file made a reload build a flat store from the weights.
+  test::TempDir tmp;
+  write_small_model(tmp);
+  save_weights(tmp.file("w2.safetensors"), other_weights());
+  build_item_store(MindModel(small_weights()), "hnsw:M=8,ef_construction=40?ef=300")->save(tmp.file("h.idx"));
+  serve::ServiceOptions o;
+  o.reload.config = tmp.file("c.yaml");
+  o.reload.weights = tmp.file("w.safetensors");
+  o.reload.index = tmp.file("h.idx");
+  serve::RecService svc(o);
+  svc.start();
+  CHECK(svc.snapshot()->store->backend() == "hnsw:M=8,ef_construction=40");
+  check_error(svc.handle("POST", "/admin/reload", R"({"weights": ")" + tmp.file("w2.safetensors") + R"(", "index": ")" +
+                                                      tmp.file("typo.idx") + R"("})"),
+              409, "", "typo.idx' does not exist");
+  CHECK(svc.generation() == 0);
+  CHECK(svc.ready().status == 503);
+  CHECK(!FileStamp::of(tmp.file("typo.idx")).exists);
+  // Asked for: built from the new weights with the served backend, saved where named.
+  auto r = svc.handle("POST", "/admin/reload", R"({"weights": ")" + tmp.file("w2.safetensors") + R"(", "index": ")" +
+                                                  tmp.file("new.idx") + R"(", "create_index": true})");
+  REQUIRE(r.status == 200);
+  CHECK(body_of(r)["index_created"] == true);
+  CHECK(svc.snapshot()->store->backend() == "hnsw:M=8,ef_construction=40");
+  CHECK(svc.ready().status == 200);
+  CHECK(svc.save_on_shutdown() == "saved 299 vectors to " + tmp.file("new.idx"));
+  CHECK(stored_backend(tmp.file("new.idx")) == "hnsw:M=8,ef_construction=40");
+  CHECK(load_vector_store(tmp.file("new.idx"))->source_fingerprint() == item_fingerprint(other_weights()));
+  // A remote store is never built into by a reload.
+  check_error(svc.handle("POST", "/admin/reload", R"({"store": "milvus://127.0.0.1:1/items", "index": ")" +
+                                                      tmp.file("none.idx") + R"(", "create_index": true})"),
+              409, "", "never writes into a store other services");
+}
+
+#if MINDREC_HAS_HNSW
+TEST_CASE("serve: a reload computes outside the compute slots - requests are answered while it builds - writes meanwhile get 409") {
+  // Review F12: the reload ran inside a compute slot (on one thread): with one slot, every
+  // request waited for it. Here a hook inside the reload's build (the new graph complete, not
+  // yet swapped) makes a recall and a write on another thread.
+  test::TempDir tmp;
+  serve::ServiceOptions o;
+  o.compute_slots = 1;
+  auto svc = service_from_files(tmp, o);
+  const std::string probe = R"({"top_k": 5, "hist_item": [[43, 23, 65]]})";
+  const auto before = svc.handle("POST", "/rec/recall", probe).body;
+  std::string during_recall;
+  int during_write = 0;
+  detail::arm_hook("hnsw.rebuilt", [&] {
+    auto f = std::async(std::launch::async, [&] {
+      during_recall = svc.handle("POST", "/rec/recall", probe).body;
+      during_write = svc.handle("POST", "/rec/items", R"({"ids": [5], "vectors": [[1,1,1,1,1,1,1,1]]})").status;
+    });
+    if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+      FAIL_CHECK("a recall waited for the reload (it holds the only compute slot)");
+  });
+  const auto r = svc.handle("POST", "/admin/reload", R"({"store": "hnsw:M=8,ef_construction=40?ef=300"})");
+  detail::disarm_fault();
+  CHECK(r.status == 200);
+  CHECK(during_recall == before);  // the old model answered
+  CHECK(during_write == 409);      // refused: it would have gone to the store being replaced
+  CHECK(svc.snapshot()->store->backend() == "hnsw:M=8,ef_construction=40");
+}
+#endif
+
+TEST_CASE("serve: /readyz fails while no model is loaded - after a failed reload - on an empty store - /healthz stays liveness") {
+  test::TempDir tmp;
+  write_small_model(tmp);
+  serve::ServiceOptions o;
+  o.reload.config = tmp.file("c.yaml");
+  o.reload.weights = tmp.file("w.safetensors");
+  serve::RecService svc(o);  // not started: loading
+  CHECK(svc.ready().status == 503);
+  CHECK(body_of(svc.ready())["reason"].get<std::string>().find("no model loaded yet") != std::string::npos);
+  CHECK(body_of(svc.health())["status"] == "loading");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1, 2]]})"), 503, "", "no model loaded yet");
+  check_error(svc.handle("POST", "/rec/count", ""), 503, "", "no model loaded yet");
+  CHECK(svc.handle("GET", "/metrics", "").body.find("mindrec_ready 0") != std::string::npos);
+  svc.start();  // no --index: built from the weights
+  CHECK(svc.ready().status == 200);
+  CHECK(body_of(svc.ready())["count"] == 299);
+  CHECK(body_of(svc.health())["status"] == "ok");
+  CHECK(svc.handle("GET", "/metrics", "").body.find("mindrec_ready 1") != std::string::npos);
+  CHECK(svc.handle("POST", "/qa/drop", "").status == 200);
+  CHECK(svc.ready().status == 503);
+  CHECK(body_of(svc.ready())["reason"].get<std::string>().find("the store is empty") != std::string::npos);
+  CHECK(svc.handle("POST", "/rec/insert_data", "").status == 200);
+  CHECK(svc.ready().status == 200);
+  // A start whose index file is missing fails, naming it (no silent empty or built store).
+  serve::ServiceOptions bad_index = o;
+  bad_index.reload.index = tmp.file("itmes.idx");
+  serve::RecService typo(bad_index);
+  CHECK_THROWS_WITH_AS(typo.start(), doctest::Contains("itmes.idx' does not exist"), IoError);
+  CHECK(typo.ready().status == 503);
+}
+
+#if MINDREC_HAS_MILVUS
+TEST_CASE("serve: /readyz fails while the store's server cannot be reached") {
+  // A Milvus stand-in that answers what attaching and counting need, then goes away.
+  httplib::Server fake;
+  fake.Get("/v1/vector/collections/describe", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"J({"code":200,"data":{"collectionName":"items","enableDynamicField":true,
+      "fields":[{"autoId":true,"name":"id","primaryKey":true,"type":"Int64"},
+                {"autoId":false,"name":"vector","primaryKey":false,"type":"FloatVector(8)"}],
+      "indexes":[{"fieldName":"vector","indexName":"vector_idx","metricType":"IP"}],"load":"LoadStateLoaded"}})J",
+                    "application/json");
+  });
+  fake.Post("/v1/vector/query", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"J({"code":200,"data":[{"count(*)":299}]})J", "application/json");
+  });
+  const int port = fake.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { fake.listen_after_bind(); });
+  while (!fake.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto store = make_vector_store("milvus://127.0.0.1:" + std::to_string(port) + "/items?timeout=0.5&retries=0", 8);
+  serve::RecService svc(make_snapshot(std::make_shared<const MindModel>(small_weights()), std::move(store)), {});
+  CHECK(svc.ready().status == 200);
+  fake.stop();
+  t.join();
+  CHECK(svc.ready().status == 503);
+  CHECK(body_of(svc.ready())["reason"].get<std::string>().find("cannot be reached") != std::string::npos);
+  CHECK(svc.health().status == 200);  // liveness: the process is fine
+}
+#endif
 
 TEST_CASE("serve: requests keep answering on either model while reloads swap it (threads)") {
   test::TempDir tmp;
@@ -500,7 +702,7 @@ TEST_CASE("serve: GET /metrics is valid Prometheus text with per-endpoint counts
   CHECK(m.at("mindrec_snapshot_generation") == 1);
   CHECK(m.at("mindrec_model_loaded_timestamp_seconds") > 1.7e9);
   CHECK(m.count(R"(mindrec_model_info{fingerprint=")" + fingerprint_hex(item_fingerprint(small_weights())) +
-                R"(",backend="flat",weights=")" + tmp.file("w.safetensors") + R"("})"));
+                R"(",backend="flat",store="flat",weights=")" + tmp.file("w.safetensors") + R"("})"));
   // The text is also written out for the independent parser of the CI (prometheus_client).
   if (const char* out = std::getenv("MINDREC_METRICS_SAMPLE")) std::ofstream(out) << r.body;
 }
@@ -565,6 +767,15 @@ class ServerProcess {
     }
     REQUIRE_MESSAGE(colon != std::string::npos, "server said: " << line);
     port_ = std::stoi(line.substr(colon + 1));
+    // The model loads after the port is bound: wait until /healthz no longer says "loading".
+    httplib::Client cli("127.0.0.1", port_);
+    for (int i = 0; i < 6000; ++i) {
+      auto r = cli.Get("/healthz");
+      if (r && r->status == 200 && json::parse(r->body)["status"] != "loading") break;
+      int status = 0;
+      REQUIRE_MESSAGE(::waitpid(pid_, &status, WNOHANG) == 0, "the server exited while loading");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
   ~ServerProcess() {
     if (pid_ > 0) {
@@ -601,7 +812,7 @@ TEST_CASE("serve: the real server on a loopback port - the seed's curl session -
   std::vector<int64_t> first_answer;
   {
     ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--index", index,
-                       "--port", "0", "--threads", "4", "--max-body-mb", "0.01", "--quiet"});
+                       "--create-index", "--port", "0", "--threads", "4", "--max-body-mb", "0.01", "--quiet"});
     httplib::Client cli("127.0.0.1", srv.port());
     // The seed's four calls; insert_data and count are POSTs with no body at all.
     auto r = cli.Post("/rec/insert_data");
@@ -746,7 +957,7 @@ TEST_CASE("serve: the real server - access log lines with X-Request-Id - SIGHUP 
   const std::string log = tmp.file("access.log");
   const std::string index = tmp.file("items.idx");
   ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
-                     "--index", index, "--access-log", log});
+                     "--index", index, "--create-index", "--access-log", log});
   httplib::Client cli("127.0.0.1", srv.port());
   auto r = cli.Post("/rec/insert_data", httplib::Headers{{"X-Request-Id", "req-42.a_b"}}, "", "application/json");
   REQUIRE(r);
@@ -774,6 +985,7 @@ TEST_CASE("serve: the real server - access log lines with X-Request-Id - SIGHUP 
   std::istringstream lines(read_text(log));
   std::vector<json> entries;
   for (std::string line; std::getline(lines, line);) entries.push_back(json::parse(line));
+  while (!entries.empty() && entries[0]["path"] == "/healthz") entries.erase(entries.begin());  // the start-up wait's
   REQUIRE(entries.size() >= 3);
   CHECK(entries[0]["method"] == "POST");
   CHECK(entries[0]["path"] == "/rec/insert_data");
@@ -794,12 +1006,53 @@ TEST_CASE("serve: the real server - access log lines with X-Request-Id - SIGHUP 
   CHECK(allowed.stop(SIGTERM) == 0);
 }
 
+TEST_CASE("serve: the real server - SIGTERM during a long SIGHUP reload exits at once - SIGHUP reopens the access log") {
+  // Review F11: SIGHUP's reload ran on the signal thread, so SIGTERM waited for it; and the
+  // access log was never reopened after logrotate moved it. Here the reload builds an HNSW
+  // graph of 200,000 items (ef_construction 400: tens of seconds on 2 cores); SIGTERM must end
+  // the server long before that.
+  test::TempDir tmp;
+  ModelConfig c = test::small_config();
+  c.item_count = 200001;
+  const MindWeights w = init_weights(c, 5);
+  save_weights(tmp.file("w.safetensors"), w);
+  tmp.write("c.yaml", "runner:\n  train_data_dir: x\n  test_data_dir: y\n"
+                      "hyper_parameters:\n  item_count: 200001\n  embedding_dim: 8\n  hidden_size: 8\n  maxlen: 6\n"
+                      "  neg_samples: 10\n  capsule:\n    max_k: 3\n");
+  {
+    auto small = make_vector_store("hnsw:M=16,ef_construction=400", 8);  // 10 items: loads at once
+    std::vector<int64_t> ids = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    small->add(10, w.item_emb.data() + 8, ids.data());
+    small->save(tmp.file("items.idx"));
+  }
+  const std::string log = tmp.file("access.log");
+  ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--index", tmp.file("items.idx"),
+                     "--create-index", "--access-log", log, "--drain-seconds", "2", "--port", "0"});
+  httplib::Client cli("127.0.0.1", srv.port());
+  REQUIRE(cli.Get("/healthz", httplib::Headers{{"X-Request-Id", "before-rotation"}}));
+  std::filesystem::rename(log, log + ".1");           // logrotate
+  std::filesystem::remove(tmp.file("items.idx"));     // the next reload builds (create_index)
+  ::kill(srv.pid(), SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the build is under way
+  auto r = cli.Get("/healthz", httplib::Headers{{"X-Request-Id", "after-rotation"}});
+  REQUIRE(r);
+  CHECK(json::parse(r->body)["generation"] == 0);  // still loading the new one
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(srv.stop(SIGTERM) == 0);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CAPTURE(waited);
+  CHECK(waited < 10);
+  CHECK(read_text(log + ".1").find("before-rotation") != std::string::npos);
+  CHECK(read_text(log).find("after-rotation") != std::string::npos);   // the file reopened
+  CHECK(read_text(log + ".1").find("after-rotation") == std::string::npos);
+}
+
 TEST_CASE("serve: SIGTERM under load - in-flight requests are answered - no request fails - the store is saved - exit 0") {
   test::TempDir tmp;
   write_small_model(tmp);
   const std::string index = tmp.file("items.idx");
   ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
-                     "--index", index, "--threads", "8", "--quiet"});
+                     "--index", index, "--create-index", "--threads", "8", "--quiet"});
   {
     httplib::Client cli("127.0.0.1", srv.port());
     auto r = cli.Post("/rec/insert_data");
@@ -848,7 +1101,7 @@ TEST_CASE("serve: SIGTERM while a long request runs - it is answered before the 
   save_weights(tmp.file("w.safetensors"), init_weights(c, 3));
   const std::string index = tmp.file("items.idx");
   ServerProcess srv({"--config", tmp.file("c.yaml"), "--weights", tmp.file("w.safetensors"), "--port", "0",
-                     "--index", index, "--max-projection-mb", "0", "--quiet"});
+                     "--index", index, "--create-index", "--max-projection-mb", "0", "--quiet"});
   httplib::Client cli("127.0.0.1", srv.port());
   cli.set_read_timeout(60);
   auto slow = std::async(std::launch::async, [&] { return cli.Post("/rec/insert_data"); });

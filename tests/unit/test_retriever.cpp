@@ -197,9 +197,17 @@ TEST_CASE("Recommender: swap replaces the snapshot - holders of the old one keep
   CHECK_THROWS_AS(load_snapshot(src), ConfigError);
   src.allow_mismatched_index = true;
   CHECK(load_snapshot(src)->store->source_fingerprint() == model_a->item_fingerprint());
-  src.index = tmp.file("none.idx");  // no index file: built from the weights
+  src.index = tmp.file("none.idx");  // a missing index file: refused, naming it
+  CHECK_THROWS_WITH_AS(load_snapshot(src), doctest::Contains("none.idx' does not exist"), IoError);
+  src.create_index = true;  // unless asked for: built from the weights, for that file
   const auto built = load_snapshot(src);
-  CHECK(built->index_path.empty());
+  CHECK(built->index_path == tmp.file("none.idx"));
+  CHECK(built->index_created);
+  CHECK(built->store_spec == "flat");
   CHECK(built->store->source_fingerprint() == model_b->item_fingerprint());
+  CHECK(!FileStamp::of(tmp.file("none.idx")).exists);  // the host saves it
+  src.index.clear();  // no index at all: built from the weights too
+  src.create_index = false;
+  CHECK(load_snapshot(src)->store->size() == 299);
 #endif
 }

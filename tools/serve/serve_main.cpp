@@ -1,12 +1,16 @@
 // mindrec-serve: the seed system's candidate-generation API as a small C++ server that embeds
 // mindrec (no external vector database). cpp-httplib does HTTP; RecService does the rest.
 //
-//   mindrec-serve --config C.yaml --weights W.safetensors [--store flat] [--index items.idx]
-//                 [--host 127.0.0.1] [--port 8000] [--threads N] [--max-body-mb 64]
+//   mindrec-serve --config C.yaml --weights W.safetensors [--index items.idx [--create-index]]
+//                 [--store SPEC] [--host 127.0.0.1] [--port 8000] [--threads N] [--max-body-mb 64]
 //
-// With --index FILE: the store is loaded from FILE at start if it exists (else made empty from
-// --store), and saved atomically to FILE on SIGINT/SIGTERM and on POST /rec/save.
-// --port 0 picks a free port; the first line on stdout says which ("listening on http://...").
+// The model loads after the port is bound: /healthz answers at once ("loading"), /readyz
+// only once a model is served. --index FILE must exist (--create-index builds it from the
+// weights, saved there); without --index the store is built from the weights. Signals:
+// SIGTERM/SIGINT drain and exit (saving the store to the served index file if it changed and
+// the file did not change on disk); SIGHUP reopens the access log (logrotate) and reloads
+// the served files, on a thread of its own. --port 0 picks a free port; the first line on
+// stdout says which ("listening on http://...").
 #include <httplib.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -26,6 +30,8 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <thread>
 
 #include "mindrec/config.hpp"
@@ -35,6 +41,7 @@
 #include "mindrec/retriever.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/version.hpp"
+#include "access_log.hpp"
 #include "rec_service.hpp"
 
 namespace {
@@ -44,7 +51,7 @@ struct Args {
   int port = 8000, threads = 0, max_users = 1024, max_top_k = 1000;
   int64_t max_projection_mb = 1024;
   double max_body_mb = 64, drain_seconds = 30;
-  bool quiet = false, insecure = false, allow_mismatched_index = false;
+  bool quiet = false, insecure = false, allow_mismatched_index = false, create_index = false;
 };
 
 bool is_loopback(const std::string& host) {
@@ -70,39 +77,6 @@ std::string request_id(const httplib::Request& req) {
   return b;
 }
 
-// One JSON line per request (time, method, path, status, latency, request id).
-class AccessLog {
- public:
-  explicit AccessLog(const std::string& where) {
-    if (where == "-") f_ = stderr;
-    else if (!where.empty() && where != "off") {
-      f_ = std::fopen(where.c_str(), "a");
-      if (!f_) throw mindrec::IoError("cannot open the access log '" + where + "'");
-      owned_ = true;
-    }
-  }
-  ~AccessLog() {
-    if (owned_) std::fclose(f_);
-  }
-  void write(const httplib::Request& req, int status, double ms, const std::string& id) {
-    if (!f_) return;
-    char when[32];
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    const nlohmann::json line = {{"time", when}, {"method", req.method}, {"path", req.path}, {"status", status},
-                                 {"latency_ms", std::round(ms * 1000) / 1000}, {"request_id", id}};
-    const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-    std::fwrite(text.data(), 1, text.size(), f_);  // one write per line: lines do not interleave
-    std::fflush(f_);
-  }
-
- private:
-  std::FILE* f_ = nullptr;
-  bool owned_ = false;
-};
-
 // SIGINT/SIGTERM: the handler only writes the signal number to a pipe (async-signal-safe);
 // a watcher thread reads it and stops the server, and the main thread then saves the store,
 // outside any signal handler. (sigwait would not do: libraries start threads before main,
@@ -114,6 +88,83 @@ extern "C" void on_shutdown_signal(int sig) {
   [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &b, 1);
 }
 
+// The reload thread: loads the first model, then every SIGHUP's reload, one at a time, off
+// the signal thread (so SIGTERM's drain never waits behind a reload). Requests coalesce.
+class Reloader {
+ public:
+  explicit Reloader(std::function<void()> first) : thread_([this, f = std::move(first)] { loop(f); }) {}
+  ~Reloader() {
+    if (thread_.joinable()) thread_.join();
+  }
+  void request(std::function<void()> job) {
+    std::lock_guard<std::mutex> l(m_);
+    next_ = std::move(job);
+    cv_.notify_one();
+  }
+  /// Ends the thread once idle; false (and nothing waited for) if a load is running now.
+  bool finish() {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      stop_ = true;
+      cv_.notify_one();
+      if (busy_) return false;
+    }
+    thread_.join();
+    return true;
+  }
+
+ private:
+  void loop(const std::function<void()>& first) {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      busy_ = true;
+    }
+    first();
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> l(m_);
+        busy_ = false;
+        cv_.wait(l, [&] { return stop_ || next_; });
+        if (stop_) return;
+        job = std::move(next_);
+        next_ = nullptr;
+        busy_ = true;
+      }
+      job();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::function<void()> next_;
+  bool stop_ = false, busy_ = false;
+  std::thread thread_;
+};
+
+// Runs fn on a thread of its own and waits at most `seconds` for it; false if it did not end
+// (it is left running: the caller exits the process).
+bool within(double seconds, std::function<void()> fn) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread t([fn = std::move(fn), done] {
+    fn();
+    *done = true;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                std::chrono::duration<double>(seconds));
+  while (!*done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (*done) {
+    t.join();
+    return true;
+  }
+  t.detach();
+  return false;
+}
+
+void say(const std::string& line) {
+  std::fprintf(stderr, "mindrec-serve: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
 int run(const Args& a) {
   using namespace mindrec;
   // Mutating endpoints on a non-loopback address need a token (or an explicit --insecure).
@@ -123,30 +174,23 @@ int run(const Args& a) {
                       "if the network is trusted");
   ModelOptions model_options;
   model_options.max_projection_bytes = a.max_projection_mb << 20;
-  // At start-up the store is --index if that file exists, else empty (the seed's API fills it
-  // with /rec/insert_data). SIGHUP and a bare POST /admin/reload read the same files again
-  // (replaced by a deploy); then a missing --index file means "build it from the new weights".
-  SnapshotSource source;
-  source.config = a.config;
-  source.weights = a.weights;
-  source.index = a.index;
-  source.store_spec = a.store;
-  source.allow_mismatched_index = a.allow_mismatched_index;
-  source.model_options = model_options;
-  source.build_missing_store = false;
-  const auto first = load_snapshot(source);
-  if (!first->index_path.empty())
-    std::fprintf(stderr, "mindrec-serve: loaded %lld vectors ('%s') from %s\n",
-                 static_cast<long long>(first->store->size()), first->store->backend().c_str(), a.index.c_str());
+  // One rule for the store, at start-up and on reload (load_snapshot): --index FILE is
+  // loaded (a missing file is an error unless --create-index: then the store is built from
+  // the weights and saved there); without --index the store is built from the weights
+  // (a milvus:// store is attached as it is, never written by a load).
   serve::ServiceOptions opt;
-  opt.index_path = a.index;
+  opt.reload.config = a.config;
+  opt.reload.weights = a.weights;
+  opt.reload.index = a.index;
+  opt.reload.create_index = a.create_index;
+  opt.reload.store_spec = a.store;
+  opt.reload.allow_mismatched_index = a.allow_mismatched_index;
+  opt.reload.model_options = model_options;
   opt.max_users = a.max_users;
   opt.max_top_k = a.max_top_k;
   if (!a.token_file.empty()) opt.token = read_token(a.token_file);
-  opt.reload = source;
-  opt.reload.build_missing_store = true;
-  serve::RecService service(first, opt);
-  AccessLog access(a.quiet ? "off" : a.access_log);
+  serve::RecService service(opt);
+  serve::AccessLog access(a.quiet ? "off" : a.access_log);
   std::atomic<int> in_flight{0};
 
   httplib::Server svr;
@@ -167,7 +211,9 @@ int run(const Args& a) {
     res.set_content(r.body, r.content_type.c_str());
     res.set_header("X-Request-Id", id);
     if (r.status == 401) res.set_header("WWW-Authenticate", "Bearer");
-    access.write(req, r.status, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), id);
+    if (r.status == 503) res.set_header("Retry-After", "1");
+    access.write(req.method, req.path, r.status,
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), id);
   };
   auto forward = [&respond, &in_flight](const httplib::Request& req, httplib::Response& res) {
     ++in_flight;
@@ -236,6 +282,24 @@ int run(const Args& a) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
+  constexpr unsigned char kLoadFailed = 0xFF;  // written to the pipe by the reload thread
+  std::atomic<bool> load_failed{false};
+  // The first model loads while the server already answers (/healthz "loading", /readyz 503).
+  Reloader reloader([&] {
+    try {
+      service.start();
+      const auto snap = service.snapshot();
+      say("loaded " + std::to_string(snap->store->size()) + " vectors ('" + snap->store_spec + "') " +
+          (snap->index_created ? "built from the weights for " + snap->index_path
+                               : snap->index_path.empty() ? std::string("built from the weights")
+                                                          : "from " + snap->index_path) +
+          " in " + std::to_string(snap->load_seconds) + " s; ready");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mindrec-serve: error: %s\n", e.what());
+      load_failed = true;
+      [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &kLoadFailed, 1);
+    }
+  });
   std::mutex stop_m;
   std::condition_variable stop_cv;
   bool stopped = false;
@@ -245,15 +309,18 @@ int run(const Args& a) {
       ssize_t got;
       while ((got = ::read(g_signal_pipe[0], &sig, 1)) < 0 && errno == EINTR) {
       }
-      if (got == 1 && sig == SIGHUP) {  // reload from the start-up files, keep serving
-        std::fprintf(stderr, "mindrec-serve: SIGHUP, reloading %s\n", a.weights.c_str());
-        const serve::Reply r = service.reload("");
-        std::fprintf(stderr, "mindrec-serve: reload %s: %s\n", r.status == 200 ? "done" : "FAILED", r.body.c_str());
+      if (got == 1 && sig == SIGHUP) {  // reopen the access log (logrotate), reload the served files
+        if (const std::string err = access.reopen(); !err.empty()) say(err);
+        say("SIGHUP: access log reopened; reloading the served files");
+        reloader.request([&] {
+          const serve::Reply r = service.reload("");
+          say(std::string("reload ") + (r.status == 200 ? "done" : "FAILED") + ": " + r.body);
+        });
         continue;
       }
-      if (sig != 0)
-        std::fprintf(stderr, "mindrec-serve: %s, draining %d request(s) and shutting down\n",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM", in_flight.load());
+      if (got == 1 && (sig == SIGINT || sig == SIGTERM))
+        say(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + ", draining " + std::to_string(in_flight.load()) +
+            " request(s) and shutting down");
       break;
     }
     // Stops accepting; listen_after_bind returns once the requests in flight are answered.
@@ -269,18 +336,24 @@ int run(const Args& a) {
       stop_cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopped; });
     }
     if (!stopped) {
-      std::fprintf(stderr, "mindrec-serve: %d request(s) still running after --drain-seconds %g; saving and exiting\n",
-                   in_flight.load(), a.drain_seconds);
-      if (service.save_if_configured())
-        std::fprintf(stderr, "mindrec-serve: saved %lld vectors to %s\n",
-                     static_cast<long long>(service.store().size()), a.index.c_str());
+      // Requests still run (a long write among them may hold the store): the save gets one
+      // more --drain-seconds, then the process exits whatever it is doing.
+      say(std::to_string(in_flight.load()) + " request(s) still running after --drain-seconds " +
+          std::to_string(a.drain_seconds) + "; saving (bounded) and exiting");
+      const bool saved = within(a.drain_seconds, [&] {
+        try {
+          say(service.save_on_shutdown());
+        } catch (const std::exception& e) {
+          say(std::string("the shutdown save failed: ") + e.what());
+        }
+      });
+      if (!saved) say("the shutdown save did not finish in time: not saved (the file on disk is untouched)");
       std::fflush(stderr);
       std::_Exit(3);
     }
   });
-  std::printf("mindrec-serve %s: listening on http://%s:%d (%lld vectors, store '%s', %d threads)\n",
-              MINDREC_VERSION_STRING, a.host.c_str(), port, static_cast<long long>(service.store().size()),
-              service.store().backend().c_str(), threads);
+  std::printf("mindrec-serve %s: listening on http://%s:%d (%d threads; loading the model: GET /readyz)\n",
+              MINDREC_VERSION_STRING, a.host.c_str(), port, threads);
   std::fflush(stdout);
   const bool listened = svr.listen_after_bind();
   if (!listened) {
@@ -293,10 +366,24 @@ int run(const Args& a) {
   }
   stop_cv.notify_all();
   waiter.join();
-  if (service.save_if_configured())
-    std::fprintf(stderr, "mindrec-serve: saved %lld vectors to %s\n",
-                 static_cast<long long>(service.store().size()), a.index.c_str());
-  return listened ? 0 : 1;
+  int rc = listened ? 0 : 1;
+  if (load_failed) {
+    rc = 1;
+  } else {
+    try {
+      say(service.save_on_shutdown());
+    } catch (const std::exception& e) {
+      say(std::string("the shutdown save failed: ") + e.what());
+      rc = 1;
+    }
+  }
+  if (!reloader.finish()) {  // a reload is loading: not waited for
+    say("a reload was still loading; exiting without it");
+    std::fflush(stderr);
+    std::fflush(stdout);
+    std::_Exit(rc);
+  }
+  return rc;
 }
 
 }  // namespace
@@ -307,8 +394,13 @@ int main(int argc, char** argv) {
   Args a;
   app.add_option("--config", a.config, "model config (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--weights", a.weights, "weights (.safetensors)")->required()->check(CLI::ExistingFile);
-  app.add_option("--store", a.store, "vector store backend, e.g. flat, faiss:HNSW32?efSearch=128 (default flat)");
-  app.add_option("--index", a.index, "store file: loaded at start if present, saved on shutdown and POST /rec/save");
+  app.add_option("--store", a.store, "vector store backend and search parameters, e.g. hnsw:M=32?ef=80, "
+                                     "faiss:IVF4096,SQ8?nprobe=32, milvus://host:19530/items (default: the --index "
+                                     "file's; flat when building)");
+  app.add_option("--index", a.index, "store file: loaded at start (it must exist, unless --create-index), saved on "
+                                     "shutdown when the store changed (never over a file a deploy replaced) and on POST /rec/save");
+  app.add_flag("--create-index", a.create_index, "when the --index file does not exist, build the store from the weights "
+                                                 "(with --store) and save it there");
   app.add_option("--host", a.host, "address to listen on")->capture_default_str();
   app.add_option("--port", a.port, "port (0 = any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_option("--threads", a.threads, "HTTP worker threads (0 = max(2, cores)); at most one compute thread per core runs, whatever this is")->check(CLI::NonNegativeNumber);
@@ -324,7 +416,8 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", a.token_file, "file holding the bearer token the mutating endpoints require")->check(CLI::ExistingFile);
   app.add_flag("--insecure", a.insecure, "serve the mutating endpoints on a non-loopback address without a token");
   app.add_flag("--allow-mismatched-index", a.allow_mismatched_index, "serve an --index built from other weights (refused otherwise)");
-  app.add_option("--drain-seconds", a.drain_seconds, "on SIGTERM, how long requests in flight may take before the server saves and exits anyway (exit 3)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--drain-seconds", a.drain_seconds, "on SIGTERM, how long requests in flight may take before the server "
+                                                   "saves (at most as long again) and exits anyway (exit 3)")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("mindrec-serve: error: ") + e.what() + " (see --help)\n";
   });

@@ -44,7 +44,7 @@ int64_t as_int64(const json& v, const std::string& what) {
     const auto r = std::from_chars(s.data(), s.data() + s.size(), x);
     if (r.ec == std::errc() && r.ptr == s.data() + s.size()) return x;
   }
-  throw FormatError(what + ": expected an int64, got " + v.dump().substr(0, 80));
+  throw FormatError(what + ": expected an int64, got " + v.dump(-1, ' ', true, json::error_handler_t::replace).substr(0, 80));
 }
 
 std::string describe_error(httplib::Error e) {
@@ -87,7 +87,10 @@ class RestV1 final : public Client {
           if (type != "Int64") throw FormatError(what + ": the primary key '" + info.pk_field + "' is " + type + ", not Int64");
         } else if (type.rfind("FloatVector(", 0) == 0) {
           info.vector_field = f.at("name").get<std::string>();
-          info.dim = std::stoi(type.substr(12));
+          const std::string d = type.substr(12, type.size() - 13);  // FloatVector(64)
+          const auto r = std::from_chars(d.data(), d.data() + d.size(), info.dim);
+          if (r.ec != std::errc() || r.ptr != d.data() + d.size() || type.back() != ')' || info.dim < 1)
+            throw FormatError(what + ": unexpected vector type '" + type.substr(0, 40) + "'");
         }
       }
       for (const auto& ix : data.value("indexes", json::array()))
@@ -262,7 +265,7 @@ class RestV1 final : public Client {
             c.keep();
             return answer(what, res->status, res->body);
           }
-          failure = "HTTP " + std::to_string(res->status) + " " + res->body.substr(0, 200);
+          failure = "HTTP " + std::to_string(res->status) + " " + head(res->body, 200);
         } else {
           failure = describe_error(res.error());
         }
@@ -273,10 +276,17 @@ class RestV1 final : public Client {
     }
   }
 
+  // At most n bytes of s, not cutting a UTF-8 sequence (messages become Python str).
+  static std::string head(const std::string& s, size_t n) {
+    if (s.size() <= n) return s;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    return s.substr(0, n);
+  }
+
   static json answer(const std::string& what, int status, const std::string& body) {
     json j = json::parse(body, nullptr, false);
     int code = status;
-    std::string message = body.substr(0, 300);
+    std::string message = head(body, 300);
     if (j.is_object() && j.contains("code") && j["code"].is_number_integer()) {
       code = j["code"].get<int>();
       if (j.contains("message") && j["message"].is_string()) message = j["message"].get<std::string>();

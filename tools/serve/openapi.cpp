@@ -1,0 +1,80 @@
+// GET /openapi.json and GET /docs: the OpenAPI document (openapi.json beside this file,
+// compiled in by CMake: cmake/EmbedText.cmake) with this build's version, and an HTML page
+// made from it.
+#include <nlohmann/json.hpp>
+
+#include <cctype>
+#include <string>
+
+#include "mindrec/version.hpp"
+#include "rec_service.hpp"
+
+namespace mindrec::serve {
+
+extern const char* const kOpenApiJson;  // openapi.json, embedded at build time
+
+namespace {
+std::string html_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+}  // namespace
+
+const std::string& RecService::openapi_json() {
+  static const std::string doc = [] {
+    nlohmann::json j = nlohmann::json::parse(kOpenApiJson);
+    j["info"]["version"] = MINDREC_VERSION_STRING;
+    return j.dump(2);
+  }();
+  return doc;
+}
+
+const std::string& RecService::docs_html() {
+  static const std::string page = [] {
+    const nlohmann::json j = nlohmann::json::parse(openapi_json());
+    std::string h =
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>mindrec-serve API</title>\n"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
+        "code,pre{background:#f4f4f4;padding:2px 4px}pre{padding:8px;overflow-x:auto}"
+        "h2{border-top:1px solid #ccc;padding-top:1em}.m{font-weight:bold;color:#06c}</style>"
+        "</head><body>\n<h1>mindrec-serve API " +
+        html_escape(j["info"]["version"].get<std::string>()) + "</h1>\n<p>" +
+        html_escape(j["info"]["description"].get<std::string>()) +
+        "</p>\n<p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a>.</p>\n";
+    for (auto p = j["paths"].begin(); p != j["paths"].end(); ++p) {
+      for (auto m = p.value().begin(); m != p.value().end(); ++m) {
+        std::string method = m.key();
+        for (auto& ch : method) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+        const nlohmann::json& op = m.value();
+        h += "<h2><span class=\"m\">" + method + "</span> <code>" + html_escape(p.key()) + "</code></h2>\n<p>" +
+             html_escape(op.value("summary", "")) + "</p>\n";
+        if (op.contains("description")) h += "<p>" + html_escape(op["description"].get<std::string>()) + "</p>\n";
+        if (op.contains("requestBody")) {
+          const nlohmann::json& c = op["requestBody"]["content"]["application/json"];
+          if (c.contains("example"))
+            h += "<p>Request:</p><pre>curl -s -X " + method + " localhost:8000" + html_escape(p.key()) +
+                 " -H 'Content-Type: application/json' -d '" + html_escape(c["example"].dump()) + "'</pre>\n";
+        }
+        for (auto r = op["responses"].begin(); r != op["responses"].end(); ++r) {
+          h += "<p>" + html_escape(r.key()) + ": " + html_escape(r.value().value("description", "")) + "</p>\n";
+          if (r.value().contains("content"))
+            h += "<pre>" + html_escape(r.value()["content"]["application/json"]["example"].dump()) + "</pre>\n";
+        }
+      }
+    }
+    h += "</body></html>\n";
+    return h;
+  }();
+  return page;
+}
+
+}  // namespace mindrec::serve
