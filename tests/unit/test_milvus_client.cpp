@@ -11,8 +11,17 @@
 #include <cmath>
 #include <string>
 #include <thread>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <vector>
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
 
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "mindrec/vector_store.hpp"
 #include "test_util.hpp"
 
@@ -189,6 +198,386 @@ TEST_CASE("milvus store over a fake server: no answer within timeout= and a serv
   CHECK(m.find("cannot connect") != std::string::npos);
   CHECK_THROWS_AS(s->search(1, kQuery, 1, &id, &sc), IoError);
   CHECK_THROWS_AS(make_vector_store(fake.url(), 4), IoError);
+}
+
+namespace {
+
+// An in-memory Milvus REST v1 collection "items" (dim 2, IP, auto id + dynamic field item_id,
+// or primary key = item id), enough of the API for the store's writes: insert, upsert, delete
+// by primary keys or by filter, query (filters of the forms the store sends: F in [..],
+// F not in [..], joined by "and"; "id >= 0 or id < 0"; count(*)), search (brute force). Request
+// number fail_at (all requests counted, describe excepted) fails: "refuse" answers an error
+// and changes nothing, "lost" applies the request and then answers HTTP 500 (as a reply lost
+// to a timeout). Every Authorization header seen is kept.
+class FakeCollection {
+ public:
+  struct Row {
+    int64_t pk, item;
+    float v0, v1;
+  };
+  explicit FakeCollection(bool auto_id) : auto_id_(auto_id) {
+    svr_.Get("/v1/vector/collections/describe", [&](const httplib::Request& req, httplib::Response& res) {
+      note_auth(req);
+      if (req.get_param_value("collectionName") != "items") {
+        res.set_content(R"({"code":100,"message":"collection not found"})", "application/json");
+        return;
+      }
+      res.set_content(std::string(R"J({"code":200,"data":{"collectionName":"items","enableDynamicField":true,
+        "fields":[{"autoId":)J") + (auto_id_ ? "true" : "false") + R"J(,"name":"id","primaryKey":true,"type":"Int64"},
+                  {"autoId":false,"name":"vector","primaryKey":false,"type":"FloatVector(2)"}],
+        "indexes":[{"fieldName":"vector","indexName":"vector_idx","metricType":"IP"}],"load":"LoadStateLoaded"}})J",
+                      "application/json");
+    });
+    for (const char* path : {"/v1/vector/insert", "/v1/vector/upsert", "/v1/vector/delete", "/v1/vector/query",
+                             "/v1/vector/search", "/v1/vector/collections/create"})
+      svr_.Post(path, [&, p = std::string(path)](const httplib::Request& req, httplib::Response& res) { serve(p, req, res); });
+    port_ = svr_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([&] { svr_.listen_after_bind(); });
+    while (!svr_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~FakeCollection() {
+    svr_.stop();
+    thread_.join();
+  }
+  std::string url(const std::string& options = "") const {
+    return "milvus://127.0.0.1:" + std::to_string(port_) + "/items" + (options.empty() ? "" : "?" + options);
+  }
+  // Items 1..n with vector (item, 0), one row each.
+  void fill(int64_t n) {
+    std::lock_guard<std::mutex> l(m_);
+    for (int64_t i = 1; i <= n; ++i) rows_.push_back({auto_id_ ? next_pk_++ : i, i, float(i), 0.f});
+  }
+  void fail(int at, std::string mode) {
+    std::lock_guard<std::mutex> l(m_);
+    fail_at_ = {at};
+    mode_ = std::move(mode);
+  }
+  void fail_also(int at) {
+    std::lock_guard<std::mutex> l(m_);
+    fail_at_.insert(at);
+  }
+  int requests() {
+    std::lock_guard<std::mutex> l(m_);
+    return requests_;
+  }
+  int writes() {
+    std::lock_guard<std::mutex> l(m_);
+    return writes_;
+  }
+  // item -> its rows' v0 values
+  std::map<int64_t, std::vector<float>> by_item() {
+    std::lock_guard<std::mutex> l(m_);
+    std::map<int64_t, std::vector<float>> out;
+    for (const Row& r : rows_) out[r.item].push_back(r.v0);
+    return out;
+  }
+  std::vector<std::string> auth() {
+    std::lock_guard<std::mutex> l(m_);
+    return auth_;
+  }
+
+ private:
+  using json = nlohmann::json;
+  void note_auth(const httplib::Request& req) {
+    std::lock_guard<std::mutex> l(m_);
+    auth_.push_back(req.get_header_value("Authorization"));
+  }
+  // "F in [1,2]" / "F not in [..]" terms joined by " and ", or everything: parsed once.
+  struct Filter {
+    bool all = false;
+    struct Term {
+      bool pk, negated;
+      std::set<int64_t> values;
+    };
+    std::vector<Term> terms;
+    explicit Filter(const std::string& filter) {
+      if (filter == "id >= 0 or id < 0") {
+        all = true;
+        return;
+      }
+      size_t at = 0;
+      while (at < filter.size()) {
+        size_t end = filter.find(" and ", at);
+        if (end == std::string::npos) end = filter.size();
+        const std::string term = filter.substr(at, end - at);
+        at = end + 5;
+        const std::string field = term.substr(0, term.find(' '));
+        if (field != "id" && field != "item_id") throw std::runtime_error("fake: unknown field " + field);
+        Term t{field == "id", term.find(" not in [") != std::string::npos, {}};
+        const size_t open = term.find('['), close = term.find(']');
+        std::stringstream ss(term.substr(open + 1, close - open - 1));
+        for (std::string v; std::getline(ss, v, ',');) t.values.insert(std::stoll(v));
+        terms.push_back(std::move(t));
+      }
+    }
+    bool operator()(const Row& r) const {
+      if (all) return true;
+      for (const Term& t : terms)
+        if (bool(t.values.count(t.pk ? r.pk : r.item)) == t.negated) return false;
+      return true;
+    }
+  };
+  void serve(const std::string& path, const httplib::Request& req, httplib::Response& res) {
+    note_auth(req);
+    std::lock_guard<std::mutex> l(m_);
+    const int n = ++requests_;
+    const bool fails = fail_at_.count(n) > 0;
+    if (fails && mode_ == "refuse") {
+      res.set_content(R"({"code":65535,"message":"injected failure"})", "application/json");
+      return;
+    }
+    const json body = json::parse(req.body);
+    json data;
+    if (path == "/v1/vector/insert" || path == "/v1/vector/upsert") {
+      ++writes_;
+      data["insertIds"] = json::array();
+      for (const auto& d : body["data"]) {
+        const int64_t item = auto_id_ ? d["item_id"].get<int64_t>() : d["id"].get<int64_t>();
+        if (!auto_id_) rows_.erase(std::remove_if(rows_.begin(), rows_.end(), [&](const Row& r) { return r.pk == item; }), rows_.end());
+        const int64_t pk = auto_id_ ? next_pk_++ : item;
+        rows_.push_back({pk, item, d["vector"][0].get<float>(), d["vector"][1].get<float>()});
+        data["insertIds"].push_back(pk);
+      }
+    } else if (path == "/v1/vector/delete") {
+      ++writes_;
+      std::set<int64_t> pks;
+      if (body.contains("id")) for (const auto& v : body["id"]) pks.insert(v.get<int64_t>());
+      const Filter filter(body.value("filter", "id >= 0 or id < 0"));
+      rows_.erase(std::remove_if(rows_.begin(), rows_.end(), [&](const Row& r) {
+                    return body.contains("id") ? pks.count(r.pk) > 0 : filter(r);
+                  }), rows_.end());
+      data = json::object();
+    } else if (path == "/v1/vector/query") {
+      const Filter filter(body["filter"].get<std::string>());
+      const auto& fields = body["outputFields"];
+      data = json::array();
+      if (fields.size() == 1 && fields[0] == "count(*)") {
+        int64_t c = 0;
+        for (const Row& r : rows_) c += filter(r);
+        data.push_back({{"count(*)", c}});
+      } else {
+        for (const Row& r : rows_) {
+          if (!filter(r)) continue;
+          json row;
+          for (const auto& f : fields) {
+            if (f == "id") row["id"] = r.pk;
+            else if (f == "item_id") row["item_id"] = r.item;
+            else if (f == "vector") row["vector"] = {r.v0, r.v1};
+          }
+          data.push_back(row);
+        }
+      }
+    } else if (path == "/v1/vector/search") {
+      std::vector<std::pair<float, const Row*>> hits;
+      for (const Row& r : rows_) hits.emplace_back(body["vector"][0].get<float>() * r.v0 + body["vector"][1].get<float>() * r.v1, &r);
+      std::sort(hits.begin(), hits.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      data = json::array();
+      for (size_t i = 0; i < hits.size() && int(i) < body["limit"].get<int>(); ++i)
+        data.push_back({{"distance", hits[i].first}, {"id", hits[i].second->pk}, {"item_id", hits[i].second->item}});
+    }
+    if (fails) {  // "lost": applied, the answer never arrives as one
+      res.status = 500;
+      res.set_content("lost", "text/plain");
+      return;
+    }
+    res.set_content(json{{"code", 200}, {"data", data}}.dump(), "application/json");
+  }
+
+  bool auto_id_;
+  httplib::Server svr_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex m_;
+  std::vector<Row> rows_;
+  int64_t next_pk_ = 1000000;
+  int requests_ = 0, writes_ = 0;
+  std::set<int> fail_at_;
+  std::string mode_;
+  std::vector<std::string> auth_;
+};
+
+// An upsert of items 1..n (new vectors (item + 0.5, 1)) and of `extra` new ids after n.
+struct Upsert {
+  std::vector<int64_t> ids;
+  std::vector<float> v;
+  Upsert(int64_t n, int64_t extra) {
+    for (int64_t i = 1; i <= n + extra; ++i) ids.push_back(i), v.push_back(float(i) + 0.5f), v.push_back(1.f);
+  }
+};
+
+// Every item of 1..n holds exactly one row, its old vector or its new one; new ids at most one
+// new row.
+void check_one_row_each(FakeCollection& c, int64_t n, int64_t extra) {
+  const auto rows = c.by_item();
+  int64_t bad = 0, zero = 0;
+  for (int64_t i = 1; i <= n; ++i) {
+    const auto it = rows.find(i);
+    if (it == rows.end()) { ++zero; continue; }
+    if (it->second.size() != 1 || (it->second[0] != float(i) && it->second[0] != float(i) + 0.5f)) ++bad;
+  }
+  for (int64_t i = n + 1; i <= n + extra; ++i) {
+    const auto it = rows.find(i);
+    if (it != rows.end() && (it->second.size() != 1 || it->second[0] != float(i) + 0.5f)) ++bad;
+  }
+  CHECK(zero == 0);  // no item lost
+  CHECK(bad == 0);   // none with two rows or a foreign vector
+}
+
+}  // namespace
+
+TEST_CASE("milvus compensations: any one request of a 17000-item replacement failing - refused or applied with its answer lost - leaves every item one row, old or new") {
+  // Review F18-F20. Auto-id rows: the store inserts the new rows and deletes the old ones
+  // chunk by chunk (5,000 items: deletes of up to 16,384 rows went out in several requests before, F18);
+  // whatever request fails, the compensating requests (here
+  // succeeding) must leave each item exactly one row. The primary-key layout puts back the old
+  // vectors entirely.
+  for (const bool auto_id : {true, false}) {
+    CAPTURE(auto_id);
+    const int64_t n = 17000, extra = 100;
+    const Upsert u(n, extra);
+    int clean = 0;
+    {
+      FakeCollection c(auto_id);
+      c.fill(n);
+      auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0"), 2);
+      const int before = c.requests();
+      CHECK(s->upsert(int64_t(u.ids.size()), u.v.data(), u.ids.data()) == n);
+      clean = c.requests() - before;
+      const auto rows = c.by_item();
+      for (int64_t i = 1; i <= n + extra; ++i) REQUIRE(rows.at(i) == std::vector<float>{float(i) + 0.5f});
+    }
+    CHECK(clean >= 8);
+    for (const char* mode : {"refuse", "lost"}) {
+      for (int k = 1; k <= clean; ++k) {
+        CAPTURE(mode);
+        CAPTURE(k);
+        FakeCollection c(auto_id);
+        c.fill(n);
+        auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0"), 2);
+        c.fail(c.requests() + k, mode);
+        try {
+          s->upsert(int64_t(u.ids.size()), u.v.data(), u.ids.data());
+        } catch (const Error&) {
+        }
+        check_one_row_each(c, n, extra);
+        if (!auto_id) {  // a failed upsert by primary key is undone whole (if the query before it ran)
+          const auto rows = c.by_item();
+          bool all_old = true, all_new = true;
+          for (int64_t i = 1; i <= n; ++i) all_old &= rows.at(i)[0] == float(i), all_new &= rows.at(i)[0] == float(i) + 0.5f;
+          CHECK((all_old || all_new));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("milvus compensations: a compensating request that fails too never loses an item - and says so at error level") {
+  std::vector<std::string> errors;
+  set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::error) errors.emplace_back(m);
+  });
+  const int64_t n = 3000, extra = 0;
+  const Upsert u(n, extra);
+  for (int k = 1; k <= 12; ++k) {
+    CAPTURE(k);
+    FakeCollection c(true);
+    c.fill(n);
+    auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
+    const int at = c.requests() + k;
+    c.fail(at, "lost");
+    c.fail_also(at + 1);  // the next request (a compensation, when there is one) fails too
+    c.fail_also(at + 2);
+    errors.clear();
+    bool failed = false;
+    try {
+      s->upsert(n, u.v.data(), u.ids.data());
+    } catch (const Error&) {
+      failed = true;
+    }
+    const auto rows = c.by_item();
+    for (int64_t i = 1; i <= n; ++i) CHECK(rows.count(i) == 1);  // never zero rows
+    if (failed && !errors.empty()) CHECK(errors[0].find("could not be undone") != std::string::npos);
+  }
+  set_log_sink(nullptr);
+}
+
+TEST_CASE("milvus compensations: a failed add - any one request refused or applied with its answer lost - leaves none of its items") {
+  // Review F19: the rows of a batch whose answer was lost were left behind.
+  for (const bool auto_id : {true, false}) {
+    CAPTURE(auto_id);
+    std::vector<int64_t> ids;
+    std::vector<float> v;
+    for (int64_t i = 0; i < 3000; ++i) ids.push_back(100 + i), v.push_back(1.f), v.push_back(2.f);
+    int clean = 0;
+    {
+      FakeCollection c(auto_id);
+      c.fill(10);
+      auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
+      const int before = c.requests();
+      s->add(3000, v.data(), ids.data());
+      clean = c.requests() - before;
+      CHECK(c.by_item().size() == 3010);
+    }
+    for (const char* mode : {"refuse", "lost"}) {
+      for (int k = 1; k <= clean; ++k) {
+        CAPTURE(mode);
+        CAPTURE(k);
+        FakeCollection c(auto_id);
+        c.fill(10);
+        auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
+        c.fail(c.requests() + k, mode);
+        CHECK_THROWS_AS(s->add(3000, v.data(), ids.data()), Error);
+        CHECK(c.by_item().size() == 10);  // only the 10 items from before
+      }
+    }
+  }
+}
+
+TEST_CASE("milvus://: the environment's token goes to the caller's hosts - never to one read from a store file - and never into a message") {
+  FakeCollection c(true);
+  test::TempDir tmp;
+  ::setenv("MINDREC_MILVUS_TOKEN", "root:s3cret", 1);
+  ::unsetenv("MINDREC_MILVUS_TOKEN_HOSTS");
+  {
+    auto s = make_vector_store(c.url(), 2);  // the caller named this host
+    CHECK(c.auth().back() == "Bearer root:s3cret");
+    s->save(tmp.file("d.idx"));
+  }
+  load_vector_store(tmp.file("d.idx"));  // the URL comes from the file: no credentials
+  CHECK(c.auth().back() == "");
+  load_vector_store(tmp.file("d.idx"), c.url());  // the caller names the host again
+  CHECK(c.auth().back() == "Bearer root:s3cret");
+  ::setenv("MINDREC_MILVUS_TOKEN_HOSTS", "example.org,127.0.0.1", 1);  // scoped to this host
+  load_vector_store(tmp.file("d.idx"));
+  CHECK(c.auth().back() == "Bearer root:s3cret");
+  ::unsetenv("MINDREC_MILVUS_TOKEN_HOSTS");
+  ::unsetenv("MINDREC_MILVUS_TOKEN");
+  make_vector_store(c.url("token=alice:pw"), 2);  // token= in the caller's spec
+  CHECK(c.auth().back() == "Bearer alice:pw");
+  const std::string m = test::error_of([&] { make_vector_store("milvus://h:1/items?token=alice:pw&fetch=0", 2); });
+  CHECK(m.find("alice:pw") == std::string::npos);
+  CHECK(m.find("token=***") != std::string::npos);
+}
+
+TEST_CASE("milvus://: attached read-only - a store refuses every write and creates nothing") {
+  FakeCollection c(true);
+  c.fill(5);
+  auto s = attach_vector_store(c.url(), 2);
+  const int writes = c.writes();
+  const float v[2] = {1, 2};
+  const int64_t id = 99;
+  CHECK_THROWS_AS(s->add(1, v, &id), Unsupported);
+  CHECK_THROWS_AS(s->upsert(1, v, &id), Unsupported);
+  CHECK_THROWS_AS(s->remove(1, &id), Unsupported);
+  CHECK_THROWS_AS(s->clear(), Unsupported);
+  CHECK(c.writes() == writes);
+  CHECK(s->size() == 5);
+  int64_t got = -1;
+  float sc = 0;
+  s->search(1, v, 1, &got, &sc);
+  CHECK(got == 5);
+  CHECK_THROWS_AS(attach_vector_store("milvus://127.0.0.1:" + c.url().substr(c.url().rfind(':') + 1, 5) + "/other", 2), RemoteNotFound);
+  CHECK_THROWS_AS(attach_vector_store("flat", 2), InvalidArgument);
 }
 
 #endif
