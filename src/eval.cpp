@@ -15,6 +15,7 @@
 #include "mindrec/retriever.hpp"
 #include "mindrec/topk.hpp"
 #include "mindrec/vector_store.hpp"
+#include "detail/simd.hpp"
 
 namespace mindrec {
 
@@ -103,6 +104,7 @@ void check_options(const char* fn, const EvalOptions& opt) {
   MINDREC_EXPECTS(!opt.topk.empty(), std::string(fn) + ": topk is empty");
   for (int n : opt.topk) MINDREC_EXPECTS(n >= 1, std::string(fn) + ": every topk must be >= 1");
   MINDREC_EXPECTS(opt.batch_size >= 1, std::string(fn) + ": batch_size must be >= 1");
+  MINDREC_EXPECTS(opt.rerank >= 0 && opt.rerank <= 100, std::string(fn) + ": rerank must be in [0, 100]");
 }
 
 // Users evaluated (PaddleRec's drop-last in compat mode) and the ground truth length counted.
@@ -182,7 +184,36 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
     const int64_t n = std::min(B, U - first);
     pack_histories(set.hist_offsets, set.hist_items, first, n, L, hist.data(), lens.data());
     model.extract_interests(hist.data(), lens.data(), n, interests.data(), counts.data(), opt.threads);
-    if (opt.store) {
+    if (opt.store && opt.rerank > 0) {
+      MINDREC_EXPECTS(opt.store->dim() == c.embedding_dim && opt.store->metric() == Metric::inner_product,
+                      "evaluate: the store must hold inner-product vectors of the model's dimension");
+      // rerank x maxn candidates per interest, scored exactly, the best maxn kept in order.
+      const int fetch = maxn * opt.rerank;
+      std::vector<int64_t> fid(size_t(n) * K * fetch);
+      std::vector<float> fsc(size_t(n) * K * fetch);
+      opt.store->search(n * K, interests.data(), fetch, fid.data(), fsc.data());
+      const auto& kern = detail::simd();
+      std::vector<std::pair<float, int64_t>> cand;
+      for (int64_t q = 0; q < n * K; ++q) {
+        cand.clear();
+        for (int j = 0; j < fetch; ++j) {
+          const int64_t id = fid[size_t(q) * fetch + j];
+          if (id < 0) continue;
+          const float s = id > 0 && id < c.item_count
+                              ? kern.dot(interests.data() + size_t(q) * H, emb + size_t(id) * H, size_t(H))
+                              : fsc[size_t(q) * fetch + j];
+          cand.emplace_back(s, id);
+        }
+        const size_t keep = std::min(cand.size(), size_t(maxn));
+        std::partial_sort(cand.begin(), cand.begin() + ptrdiff_t(keep), cand.end(), [](const auto& a, const auto& b) {
+          return a.first != b.first ? a.first > b.first : a.second < b.second;
+        });
+        for (int j = 0; j < maxn; ++j) {
+          ids[size_t(q) * maxn + j] = size_t(j) < keep ? cand[size_t(j)].second : -1;
+          scores[size_t(q) * maxn + j] = size_t(j) < keep ? cand[size_t(j)].first : -INFINITY;
+        }
+      }
+    } else if (opt.store) {
       MINDREC_EXPECTS(opt.store->dim() == c.embedding_dim && opt.store->metric() == Metric::inner_product,
                       "evaluate: the store must hold inner-product vectors of the model's dimension");
       opt.store->search(n * K, interests.data(), maxn, ids.data(), scores.data());

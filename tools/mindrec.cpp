@@ -7,7 +7,8 @@
 //   mindrec import-paddlerec --params rec.pdparams --config PADDLEREC.yaml --out W.safetensors
 //   mindrec index --config C.yaml --weights W.safetensors --store SPEC --out ITEMS.idx
 //   mindrec recall --config C.yaml --weights W.safetensors --index ITEMS.idx --hist 43,23,65 ...
-// Every error ends the program with one line "mindrec: error: ..." and a non-zero status.
+// Every error ends the program with one line "mindrec: error: ..." and a status that says its
+// kind: 2 usage, 3 configuration, 4 input, 5 I/O, 6 remote refusal, 7 unsupported, 1 other.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -25,6 +26,20 @@
 #include "mindrec/mindrec.hpp"
 
 namespace {
+
+// Exit statuses (README "Command line"): what kind of failure, for scripts.
+constexpr int kExitUsage = 2;  // unknown option, missing or bad argument
+
+int exit_status(const std::exception& e) {
+  if (dynamic_cast<const mindrec::ConfigError*>(&e)) return 3;  // a config, or weights and index that do not pair
+  if (dynamic_cast<const mindrec::FormatError*>(&e) || dynamic_cast<const mindrec::InvalidArgument*>(&e))
+    return 4;  // the input: a malformed file, a bad id or value
+  if (dynamic_cast<const mindrec::IoError*>(&e)) return 5;  // a file or a server that cannot be read, written or reached
+  if (dynamic_cast<const mindrec::RemoteError*>(&e)) return 6;  // a remote store refused the request
+  if (dynamic_cast<const mindrec::Unsupported*>(&e) || dynamic_cast<const mindrec::CudaError*>(&e))
+    return 7;  // not in this build, backend or device
+  return 1;  // anything else (out of memory, a bug)
+}
 
 struct InitArgs {
   std::string config, out;
@@ -115,8 +130,28 @@ struct EvalArgs {
   std::string config, weights, data, json, store, index;
   std::vector<int> topk = {20, 50};
   bool compat = false, allow_mismatched_index = false, no_baseline = false;
-  int threads = -1;
+  int threads = -1, rerank = 0;
 };
+
+// The store `eval` and `recall` retrieve through: --index FILE (loaded, paired with the
+// weights), or --store SPEC: a remote store (milvus://) is attached read-only, never written
+// (a live collection is evaluated as it is, whatever model filled it: the pairing check warns
+// when it cannot tell); an in-process spec is built now from the model's item vectors. Null
+// for neither (exact search).
+std::unique_ptr<mindrec::VectorStore> open_store(const mindrec::MindModel& model, const std::string& index,
+                                                 const std::string& spec, bool allow_mismatched_index) {
+  std::unique_ptr<mindrec::VectorStore> store;
+  if (!index.empty()) {
+    store = mindrec::load_vector_store(index);
+    mindrec::check_store_pairing(model, *store, index, allow_mismatched_index);
+  } else if (!spec.empty() && mindrec::is_remote_store(spec)) {
+    store = mindrec::attach_vector_store(spec, model.config().hidden_size);
+    mindrec::check_store_pairing(model, *store, spec.substr(0, spec.find('?')), allow_mismatched_index);
+  } else if (!spec.empty()) {
+    store = mindrec::build_item_store(model, spec);
+  }
+  return store;
+}
 
 mindrec::EvalOptions eval_options(const mindrec::Config& cfg, std::vector<int> topk, bool compat,
                                   int threads) {
@@ -195,13 +230,9 @@ int run_eval(const EvalArgs& a) {
   mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
   const mindrec::EvalSet set = mindrec::read_eval_data(a.data, mc.item_count);
   auto opts = eval_options(cfg, a.topk, a.compat, a.threads);
-  std::unique_ptr<mindrec::VectorStore> store;
-  if (!a.index.empty()) {
-    store = mindrec::load_vector_store(a.index);
-    mindrec::check_store_pairing(model, *store, a.index, a.allow_mismatched_index);
-  }
-  else if (!a.store.empty()) store = mindrec::build_item_store(model, a.store);
+  auto store = open_store(model, a.index, a.store, a.allow_mismatched_index);
   opts.store = store.get();
+  opts.rerank = a.rerank;
   // The popularity baseline from the config's training data, on the same users and cut-offs.
   std::unique_ptr<mindrec::ClickLog> train;
   if (!a.no_baseline && !cfg.runner.train_data_dir.empty()) {
@@ -286,9 +317,9 @@ int run_index(const IndexArgs& a) {
 }
 
 struct RecallArgs {
-  std::string config, weights, index;
+  std::string config, weights, index, store;
   std::vector<std::string> hist;
-  int topk = 50;
+  int topk = 50, rerank = 0;
   bool json = false, exclude_history = false, allow_mismatched_index = false;
 };
 
@@ -296,8 +327,9 @@ int run_recall(const RecallArgs& a) {
   const mindrec::Config cfg = mindrec::load_config(a.config);
   const auto& mc = cfg.hyper_parameters;
   mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
-  auto store = mindrec::load_vector_store(a.index);
-  mindrec::check_store_pairing(model, *store, a.index, a.allow_mismatched_index);
+  if (a.index.empty() == a.store.empty())
+    throw mindrec::InvalidArgument("recall: give --index FILE or --store SPEC (one of them)");
+  auto store = open_store(model, a.index, a.store, a.allow_mismatched_index);
   // Each --hist is one user's clicks, oldest first: "43,23,65".
   std::vector<std::vector<int64_t>> users;
   for (const auto& h : a.hist) {
@@ -317,6 +349,7 @@ int run_recall(const RecallArgs& a) {
   mindrec::RecallOptions o;
   o.topn = a.topk;
   o.exclude_history = a.exclude_history;
+  o.rerank = a.rerank;
   const auto t0 = std::chrono::steady_clock::now();
   const mindrec::RecallResult r = mindrec::recall_histories(model, *store, users, o);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -391,22 +424,33 @@ int main(int argc, char** argv) {
   ce->add_option("--json", ev.json, "also write the metrics as JSON here");
   ce->add_flag("--no-baseline", ev.no_baseline, "skip the popularity baseline (computed from runner.train_data_dir)");
   ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
-  auto* ev_store = ce->add_option("--store", ev.store, "retrieve through a store built now, e.g. faiss:HNSW32?efSearch=128 (default: exact search)");
+  auto* ev_store = ce->add_option("--store", ev.store, "retrieve through a store: an in-process spec is built now from the "
+                                                      "weights (e.g. hnsw:M=32?ef=80), a milvus:// collection is attached "
+                                                      "read-only, as it is (default: exact search)");
   ce->add_option("--index", ev.index, "retrieve through a store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(ev_store);
   ce->add_flag("--allow-mismatched-index", ev.allow_mismatched_index, "use an --index built from other weights (refused otherwise)");
+  ce->add_option("--rerank", ev.rerank, "fetch N x the list size per interest and score them exactly against the model's "
+                                        "item vectors (stores with approximate scores: IVF-SQ8, PQ; 0 = off)")
+      ->check(CLI::Range(0, 100));
 
   IndexArgs ix;
   auto* ci2 = app.add_subcommand("index", "build a vector store of all item vectors and save it");
   ci2->add_option("--config", ix.config, "YAML config")->required()->check(CLI::ExistingFile);
   ci2->add_option("--weights", ix.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
-  ci2->add_option("--store", ix.store, "backend: flat | faiss:<index_factory>[?nprobe=N|efSearch=N]")->required();
+  ci2->add_option("--store", ix.store, "backend and search parameters: flat | hnsw[:M=32,ef_construction=200][?ef=128] | "
+                                      "faiss:<index_factory>[?nprobe=N|efSearch=N] | cuda:flat | faiss-gpu:<Flat|IVF<n>,Flat> | "
+                                      "milvus://HOST:PORT/COLLECTION[?options] (writes the collection; saves a descriptor)")->required();
   ci2->add_option("--out", ix.out, "store file to write")->required();
 
   RecallArgs rc;
   auto* cr = app.add_subcommand("recall", "candidate items for users' click histories");
   cr->add_option("--config", rc.config, "YAML config")->required()->check(CLI::ExistingFile);
   cr->add_option("--weights", rc.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
-  cr->add_option("--index", rc.index, "store saved by 'mindrec index'")->required()->check(CLI::ExistingFile);
+  auto* rc_store = cr->add_option("--store", rc.store, "a store instead of --index: a milvus:// collection is attached "
+                                                      "read-only; an in-process spec is built now from the weights");
+  cr->add_option("--index", rc.index, "store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(rc_store);
+  cr->add_option("--rerank", rc.rerank, "fetch N x topk per interest and score them exactly against the model's item "
+                                        "vectors (0 = off)")->check(CLI::Range(0, 100));
   cr->add_option("--hist", rc.hist, "one user's item ids, oldest first, comma-separated (repeat per user)")->required()->take_all();
   cr->add_option("--topk", rc.topk, "candidates per user")->check(CLI::PositiveNumber);
   cr->add_flag("--json", rc.json, "print JSON");
@@ -428,7 +472,14 @@ int main(int argc, char** argv) {
       ->required()->check(CLI::ExistingFile);
   cimp->add_option("--out", imp.out, "mindrec weights file to write (safetensors)")->required();
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
   mindrec::set_log_level(verbose >= 2   ? mindrec::LogLevel::debug
                          : verbose == 1 ? mindrec::LogLevel::info
                                         : mindrec::LogLevel::warn);
@@ -443,7 +494,7 @@ int main(int argc, char** argv) {
     if (*cr) return run_recall(rc);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mindrec: error: %s\n", e.what());
-    return 1;
+    return exit_status(e);
   }
-  return 2;
+  return kExitUsage;
 }

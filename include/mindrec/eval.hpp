@@ -28,6 +28,10 @@ struct MINDREC_API EvalOptions {
   /// Search this store (built with build_item_store) instead of the exact search over all
   /// rows of item_emb; shows what an ANN index costs in recall. Not owned.
   const VectorStore* store = nullptr;
+  /// With a store of approximate scores (IVF-SQ8, PQ): each interest fetches rerank x max(topk)
+  /// candidates, scored again exactly against item_emb before the lists are cut (ids the
+  /// model has no vector for keep the store's score). 0 = the store's scores as they are.
+  int rerank = 0;
   std::vector<int> topk = {20, 50};
   /// PaddleRec's infer.py: GT cut to its first 20 items, the user count starting at 1, and
   /// the last partial batch (of batch_size) dropped. For side-by-side reproduction only.

@@ -639,6 +639,33 @@ TEST_CASE("serve: /readyz fails while the store's server cannot be reached") {
 }
 #endif
 
+TEST_CASE("serve: /rec/recall takes rerank per request - items written through /rec/items keep the store's score") {
+  auto svc = make_service();
+  svc.handle("POST", "/rec/insert_data", "");
+  const std::string probe = R"({"top_k": 5, "hist_item": [[43, 23, 65]]})";
+  const json plain = body_of(svc.handle("POST", "/rec/recall", probe));
+  // A flat store's scores are exact: reranked, the same answer.
+  const json rr = body_of(svc.handle("POST", "/rec/recall", R"({"top_k": 5, "rerank": 3, "hist_item": [[43, 23, 65]]})"));
+  CHECK(rr["ids"] == plain["ids"]);
+  // Item 40 replaced by a vector far along the user's best interest: first, with and without
+  // rerank (which would score it by the model's old row, far down, without the service's note).
+  const MindModel& m = svc.model();
+  const int H = m.config().hidden_size, K = m.config().capsule.max_k;
+  int64_t hist[6] = {43, 23, 65, 0, 0, 0};
+  const int32_t len = 3;
+  std::vector<float> interests(size_t(K) * H);
+  int32_t count = 0;
+  m.extract_interests(hist, &len, 1, interests.data(), &count);
+  json vec = json::array();
+  for (int j = 0; j < H; ++j) vec.push_back(interests[size_t(j)] * 50);
+  REQUIRE(svc.handle("POST", "/rec/items", json{{"ids", {40}}, {"vectors", {vec}}}.dump()).status == 200);
+  CHECK(body_of(svc.handle("POST", "/rec/recall", probe))["ids"][0][0] == 40);
+  const json after = body_of(svc.handle("POST", "/rec/recall", R"({"top_k": 5, "rerank": 3, "hist_item": [[43, 23, 65]]})"));
+  CHECK(after["ids"][0][0] == 40);
+  check_error(svc.handle("POST", "/rec/recall", R"({"rerank": 101, "hist_item": [[1]]})"), 400, "rerank", "[0, 100]");
+  check_error(svc.handle("POST", "/rec/recall", R"({"rerank": "x", "hist_item": [[1]]})"), 400, "rerank", "integer");
+}
+
 TEST_CASE("serve: requests keep answering on either model while reloads swap it (threads)") {
   test::TempDir tmp;
   auto svc = service_from_files(tmp);

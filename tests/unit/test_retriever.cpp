@@ -86,6 +86,73 @@ TEST_CASE("rerank: an 8-bit store's candidates scored exactly - the result and s
   o.rerank = 101;
   CHECK_THROWS_AS(recall_items(m, *sq8, hist, lens, 2, o, reranked.data(), reranked_sc.data()), InvalidArgument);
 }
+
+TEST_CASE("rerank keeps the store's score for vectors written after the model - ids it has none for and store_scored ids") {
+  // A vector written into the store later (mindrec-serve's /rec/items) is not the model's:
+  // re-scoring it with the model's row would rank it by a vector it no longer has. Oracle: a
+  // flat store holding the same vectors, searched exactly.
+  const MindModel m = small_model();
+  auto store = build_item_store(m, "flat");
+  const int H = m.config().hidden_size, K = m.config().capsule.max_k;
+  int64_t hist[6] = {5, 17, 250, 9, 0, 0};
+  const int32_t len = 4;
+  std::vector<float> interests(size_t(K) * H);
+  int32_t count = 0;
+  m.extract_interests(hist, &len, 1, interests.data(), &count);
+  std::vector<float> big(interests.begin(), interests.begin() + H);  // along the first interest, long
+  for (auto& v : big) v *= 50.f;
+  const int64_t replaced = 40, added = 5000;  // 5000 >= item_count: no model row
+  store->upsert(1, big.data(), &replaced);
+  store->add(1, big.data(), &added);
+  RecallOptions o;
+  o.topn = 5;
+  std::vector<int64_t> exact(5), reranked(5);
+  std::vector<float> exact_sc(5), reranked_sc(5);
+  recall_items(m, *store, hist, &len, 1, o, exact.data(), exact_sc.data());
+  REQUIRE(std::find(exact.begin(), exact.end(), replaced) != exact.end());
+  REQUIRE(std::find(exact.begin(), exact.end(), added) != exact.end());
+  const std::vector<int64_t> later = {replaced};
+  o.rerank = 3;
+  o.store_scored = &later;
+  recall_items(m, *store, hist, &len, 1, o, reranked.data(), reranked_sc.data());
+  CHECK(reranked == exact);
+  for (int i = 0; i < 5; ++i) CHECK(reranked_sc[size_t(i)] == doctest::Approx(exact_sc[size_t(i)]).epsilon(1e-5));
+  o.store_scored = nullptr;  // without it the replaced item is scored with the model's old row
+  recall_items(m, *store, hist, &len, 1, o, reranked.data(), reranked_sc.data());
+  CHECK(std::find(reranked.begin(), reranked.end(), added) != reranked.end());  // no model row: store score
+  CHECK(reranked != exact);
+}
+
+TEST_CASE("evaluate with rerank through an 8-bit store gives the exact path's metrics") {
+  const MindModel m = small_model();
+  auto sq8 = build_item_store(m, "faiss:IVF4,SQ8?nprobe=4");
+  auto flat = build_item_store(m, "flat");
+  EvalSet set;
+  set.hist_offsets = {0};
+  set.eval_offsets = {0};
+  for (int64_t u = 0; u < 40; ++u) {
+    for (int j = 0; j < 5; ++j) set.hist_items.push_back(1 + (u * 7 + j * 13) % 298);
+    set.hist_offsets.push_back(int64_t(set.hist_items.size()));
+    for (int j = 0; j < 3; ++j) set.eval_items.push_back(1 + (u * 11 + j * 5) % 298);
+    set.eval_offsets.push_back(int64_t(set.eval_items.size()));
+    set.user_ids.push_back(u);
+    set.target_items.push_back(0);
+  }
+  EvalOptions o;
+  o.topk = {5, 20};
+  o.store = flat.get();
+  const auto want = evaluate(m, set, o);
+  o.store = sq8.get();
+  o.rerank = 4;
+  const auto got = evaluate(m, set, o);
+  for (size_t t = 0; t < o.topk.size(); ++t) {
+    CHECK(got.metrics[t].recall == doctest::Approx(want.metrics[t].recall));
+    CHECK(got.metrics[t].ndcg == doctest::Approx(want.metrics[t].ndcg));
+    CHECK(got.metrics[t].hitrate == doctest::Approx(want.metrics[t].hitrate));
+  }
+  o.rerank = 101;
+  CHECK_THROWS_AS(evaluate(m, set, o), InvalidArgument);
+}
 #endif
 
 TEST_CASE("evaluate through a store: flat matches the exact path when row 0 plays no part") {
