@@ -58,7 +58,7 @@ __all__ = [
     "CapsuleConfig", "ClickLog", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
     "InvalidArgument", "IoError", "MindModel", "ModelConfig", "OptimizerConfig", "Readout",
     "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SoftmaxAxis",
-    "Unsupported", "VectorStore", "Weights", "build_item_store", "built_with_cuda",
+    "Unsupported", "VectorStore", "Weights", "attach_vector_store", "build_item_store", "built_with_cuda",
     "cuda_device_count", "default_threads", "evaluate", "init_weights", "load_config",
     "evaluate_popularity", "import_paddlerec", "load_vector_store", "load_weights", "parse_config", "prepare",
     "read_eval_data", "read_train_data",
@@ -107,6 +107,14 @@ def _floats(a: Any, name: str, ndim: int) -> FloatArray:
 def _is_ragged(hist: Any) -> bool:
     """True for a list (or tuple) of per-user id lists, which may differ in length."""
     return isinstance(hist, (list, tuple)) and (len(hist) == 0 or not np.isscalar(hist[0]))
+
+
+def _lengths_of(h: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+    """Each right-padded row's length: its clicks before the trailing zeros (0 is the padding
+    id, never an item), not maxlen (which would route over the padding item)."""
+    nonzero = h != 0
+    last = h.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    return np.where(nonzero.any(axis=1), last, 0).astype(np.int32)
 
 
 def _path(p: PathLike) -> str:
@@ -198,9 +206,10 @@ class MindModel:
                  max_projection_bytes: int = 1 << 30) -> None:
         """``weights``: a :class:`Weights` or the path of a weights file.
         ``max_projection_bytes``: the CPU model precomputes item_emb @ S up to this size."""
-        if not isinstance(weights, Weights):
-            weights = load_weights(weights)
-        self._m = _core.MindModel(weights, device, max_projection_bytes)
+        if isinstance(weights, Weights):
+            self._m = _core.MindModel(weights, device, max_projection_bytes)
+        else:  # read straight into the model: one copy of the weights at peak
+            self._m = _core.MindModel._from_file(_path(weights), device, max_projection_bytes)
 
     @property
     def config(self) -> ModelConfig:
@@ -232,7 +241,7 @@ class MindModel:
 
         ``hist`` is either a list of per-user id lists (oldest first; the last ``maxlen`` are
         used) or a ``[B, maxlen]`` integer array of right-padded histories with ``lengths``
-        ``[B]`` (default: every row full). Returns ``(interests [B, K, H] float32, counts [B]
+        ``[B]`` (default: each row's clicks before its trailing zeros; 0 is the padding id). Returns ``(interests [B, K, H] float32, counts [B]
         int32)``; interests past a user's count are zero rows. Releases the GIL; an int64
         C-contiguous array is read in place. ``threads`` 0 = all cores. ``out``: a pair of
         preallocated arrays (float32 ``[B, K, H]``, int32 ``[B]``, C-contiguous) written in place
@@ -242,8 +251,7 @@ class MindModel:
                 raise InvalidArgument("extract_interests: out= needs histories as a [B, maxlen] array with lengths")
             return self._m._extract_lists(cast(Sequence[Sequence[int]], hist), threads)
         h = _ints(hist, "hist", 2)
-        lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
-                else _ints(lengths, "lengths", 1, _INT32))
+        lens = _lengths_of(h) if lengths is None else _ints(lengths, "lengths", 1, _INT32)
         if out is None:
             return self._m._extract(h, lens, threads)
         self._m._extract_into(h, lens, out[0], out[1], threads)
@@ -264,8 +272,8 @@ class VectorStore:
     ``include/mindrec/vector_store.hpp``): ``"flat"``, ``"hnsw:M=32?ef=128"``,
     ``"faiss:IVF4096,Flat?nprobe=64"``, ``"milvus://host:port/collection"``, ...
 
-    Any number of concurrent searches with one writer (threads); every call releases the GIL.
-    A failed call changes nothing."""
+    Any number of concurrent searches with one writer (threads); every call that searches,
+    writes, waits or connects releases the GIL. A failed call changes nothing."""
 
     def __init__(self, spec: str, dim: int, metric: str = "ip") -> None:
         """An empty store; ``metric`` is ``"ip"`` (inner product) or ``"l2"``."""
@@ -294,6 +302,12 @@ class VectorStore:
     def source_fingerprint(self) -> int:
         """The item fingerprint of the weights it was filled from (0 = unknown)."""
         return self._s.source_fingerprint
+
+    @property
+    def changes(self) -> int:
+        """Writes that changed the store since it was made (add, upsert, a remove that removed
+        something, clear, load): save when it differs from the value at your last save."""
+        return self._s.changes
 
     def __len__(self) -> int:
         return self._s.size()
@@ -341,6 +355,13 @@ def load_vector_store(path: PathLike, spec: str = "") -> VectorStore:
     return VectorStore._wrap(_core.load_vector_store(_path(path), spec))
 
 
+def attach_vector_store(spec: str, dim: int, metric: str = "ip") -> VectorStore:
+    """An existing remote store (``"milvus://host:port/collection"``), attached read-only: its
+    collection must exist, and every write raises :class:`Unsupported` (for evaluating or
+    querying a live catalogue without touching it)."""
+    return VectorStore._wrap(_core.attach_vector_store(spec, dim, metric))
+
+
 def build_item_store(model: MindModel, spec: str = "flat", metric: str = "ip") -> VectorStore:
     """A store of every item vector of ``model`` (ids 1..N-1), recording its fingerprint."""
     return VectorStore._wrap(_core.build_item_store(model._m, spec, metric))
@@ -361,8 +382,7 @@ def recall_items(model: MindModel, store: VectorStore, histories: Histories,
         return _core._recall_lists(model._m, store._s, cast(Sequence[Sequence[int]], histories), topn,
                                    exclude_history, rerank, threads)
     h = _ints(histories, "histories", 2)
-    lens = (np.full(h.shape[0], h.shape[1], np.int32) if lengths is None
-            else _ints(lengths, "lengths", 1, _INT32))
+    lens = _lengths_of(h) if lengths is None else _ints(lengths, "lengths", 1, _INT32)
     return _core._recall(model._m, store._s, h, lens, topn, exclude_history, rerank, threads)
 
 

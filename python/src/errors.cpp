@@ -6,6 +6,8 @@
 #include <Python.h>
 #include <nanobind/stl/string.h>
 
+#include <cstring>
+
 #include "core.hpp"
 
 namespace mindrec::py {
@@ -35,10 +37,23 @@ PyObject* make_class(nb::module_& m, const char* name, const char* doc, std::ini
   return cls;
 }
 
-void raise(PyObject* cls, const std::exception& e) { PyErr_SetString(cls, e.what()); }
+// The message as a str: bytes that are not UTF-8 (a file's raw token quoted, a server's
+// answer) become U+FFFD instead of a UnicodeDecodeError replacing the mindrec error (F25).
+nb::object message(const std::exception& e) {
+  const char* w = e.what();
+  return nb::steal(PyUnicode_DecodeUTF8(w, static_cast<Py_ssize_t>(std::strlen(w)), "replace"));
+}
+
+void raise(PyObject* cls, const std::exception& e) {
+  nb::object m = message(e);
+  if (!m) return;  // (out of memory: that error is set)
+  PyErr_SetObject(cls, m.ptr());
+}
 
 void raise_remote(PyObject* cls, const RemoteError& e) {
-  nb::object exc = nb::steal(PyObject_CallFunction(cls, "s", e.what()));
+  nb::object m = message(e);
+  if (!m) return;
+  nb::object exc = nb::steal(PyObject_CallFunctionObjArgs(cls, m.ptr(), nullptr));
   if (!exc) return;  // the call set the error
   if (PyObject_SetAttrString(exc.ptr(), "code", nb::int_(e.code()).ptr()) != 0) return;
   PyErr_SetObject(cls, exc.ptr());

@@ -97,16 +97,18 @@ void bind_model(nb::module_& m) {
           nb::arg("config"), nb::arg("item_emb"), nb::arg("bilinear"), nb::arg("routing_logits"),
           nb::arg("relu_weight"), nb::arg("relu_bias"));
 
-  m.def("init_weights", &init_weights, nb::arg("config"), nb::arg("seed"),
+  // File I/O and computation: the GIL is released (another Python thread goes on meanwhile).
+  const auto unlocked = nb::call_guard<nb::gil_scoped_release>();
+  m.def("init_weights", &init_weights, nb::arg("config"), nb::arg("seed"), unlocked,
         "Random initial weights, as mind-spec.md's parameter table says (same seed, same weights).");
-  m.def("load_weights", nb::overload_cast<const std::string&>(&load_weights), nb::arg("path"),
+  m.def("load_weights", nb::overload_cast<const std::string&>(&load_weights), nb::arg("path"), unlocked,
         "Reads and validates a safetensors weights file.");
   m.def("load_weights", nb::overload_cast<const std::string&, const ModelConfig&>(&load_weights),
-        nb::arg("path"), nb::arg("expected"),
+        nb::arg("path"), nb::arg("expected"), unlocked,
         "Reads a weights file and raises ConfigError if it describes another model than `expected`.");
-  m.def("import_paddlerec", &import_paddlerec, nb::arg("pdparams"), nb::arg("config"),
+  m.def("import_paddlerec", &import_paddlerec, nb::arg("pdparams"), nb::arg("config"), unlocked,
         "Weights from a MIND checkpoint trained by PaddleRec (rec.pdparams) and its config's hyper_parameters.");
-  m.def("save_weights", &save_weights, nb::arg("path"), nb::arg("weights"),
+  m.def("save_weights", &save_weights, nb::arg("path"), nb::arg("weights"), unlocked,
         "Writes safetensors with the model config in __metadata__, atomically.");
 
   nb::class_<MindModel>(m, "MindModel")
@@ -115,9 +117,21 @@ void bind_model(nb::module_& m) {
           [](MindModel* self, const MindWeights& w, const std::string& device, int64_t max_projection_bytes) {
             ModelOptions o;
             o.max_projection_bytes = max_projection_bytes;
-            new (self) MindModel(w, parse_device(device), o);
+            const Device dev = parse_device(device);
+            nb::gil_scoped_release unlocked;  // the copy and the [N, D] x [D, H] projection
+            new (self) MindModel(w, dev, o);
           },
           nb::arg("weights"), nb::arg("device") = "cpu", nb::arg("max_projection_bytes") = int64_t(1) << 30)
+      .def_static(
+          "_from_file",
+          [](const std::string& path, const std::string& device, int64_t max_projection_bytes) {
+            ModelOptions o;
+            o.max_projection_bytes = max_projection_bytes;
+            const Device dev = parse_device(device);
+            nb::gil_scoped_release unlocked;
+            return MindModel(load_weights(path), dev, o);  // the weights moved in: one copy at peak (F27)
+          },
+          nb::arg("path"), nb::arg("device") = "cpu", nb::arg("max_projection_bytes") = int64_t(1) << 30)
       .def_prop_ro("config", [](const MindModel& mm) { return mm.config(); })
       .def_prop_ro("weights", [](const MindModel& mm) { return mm.weights(); }, "A copy of the weights.")
       .def_prop_ro("device", [](const MindModel& mm) { return std::string(mm.device() == Device::cpu ? "cpu" : "cuda"); })

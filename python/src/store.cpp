@@ -53,7 +53,8 @@ void bind_store(nb::module_& m) {
       .def_prop_ro("dim", &VectorStore::dim)
       .def_prop_ro("metric", [](const VectorStore& s) { return std::string(s.metric() == Metric::l2 ? "l2" : "ip"); })
       .def_prop_ro("backend", &VectorStore::backend)
-      .def_prop_ro("source_fingerprint", &VectorStore::source_fingerprint)
+      .def_prop_ro("source_fingerprint", &VectorStore::source_fingerprint,
+                   nb::call_guard<nb::gil_scoped_release>())  // waits behind a queued writer
       .def("size", [](const VectorStore& s) {
         nb::gil_scoped_release unlocked;
         return s.size();
@@ -98,11 +99,22 @@ void bind_store(nb::module_& m) {
         nb::gil_scoped_release unlocked;
         s.load(path);
       }, nb::arg("path"))
-      .def("set_search_param", &VectorStore::set_search_param, nb::arg("name"), nb::arg("value"))
-      .def("set_source_fingerprint", &VectorStore::set_source_fingerprint, nb::arg("fingerprint"));
+      // These take the writers' lock: they wait for a write in flight (minutes for a large one).
+      .def("set_search_param", &VectorStore::set_search_param, nb::arg("name"), nb::arg("value"),
+           nb::call_guard<nb::gil_scoped_release>())
+      .def("set_source_fingerprint", &VectorStore::set_source_fingerprint, nb::arg("fingerprint"),
+           nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("changes", &VectorStore::changes, "Writes that changed the store since it was made (a host saves when it differs from the value at its last save).");
 
   m.def("make_vector_store", [](const std::string& spec, int dim, const std::string& metric) {
-    return make_vector_store(spec, dim, parse_metric(metric));
+    const Metric mt = parse_metric(metric);
+    nb::gil_scoped_release unlocked;  // a remote store connects and may wait for its collection
+    return make_vector_store(spec, dim, mt);
+  }, nb::arg("spec"), nb::arg("dim"), nb::arg("metric") = "ip");
+  m.def("attach_vector_store", [](const std::string& spec, int dim, const std::string& metric) {
+    const Metric mt = parse_metric(metric);
+    nb::gil_scoped_release unlocked;
+    return attach_vector_store(spec, dim, mt);
   }, nb::arg("spec"), nb::arg("dim"), nb::arg("metric") = "ip");
   m.def("load_vector_store", [](const std::string& path, const std::string& spec) {
     nb::gil_scoped_release unlocked;
@@ -118,7 +130,7 @@ void bind_store(nb::module_& m) {
     return upsert_item_vectors(model, store);
   }, nb::arg("model"), nb::arg("store"));
   m.def("check_store_pairing", &check_store_pairing, nb::arg("model"), nb::arg("store"), nb::arg("store_name"),
-        nb::arg("allow_mismatch") = false);
+        nb::arg("allow_mismatch") = false, nb::call_guard<nb::gil_scoped_release>());
 
   m.def("_recall", [](const MindModel& model, const VectorStore& store, const In<int64_t>& hist,
                       const In<int32_t>& lengths, int topn, bool exclude_history, int rerank, int threads) {

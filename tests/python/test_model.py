@@ -248,3 +248,69 @@ def test_import_paddlerec_matches_paddlerec_and_the_cli(tmp_path, cli):
         np.testing.assert_array_equal(v, mindrec.weights_to_dict(w)[k], err_msg=k)
     with pytest.raises(mindrec.FormatError, match="pickle offset 0"):
         mindrec.import_paddlerec(d / "config.yaml", d / "config.yaml")
+
+
+def test_weights_views_keep_their_owner_by_reference(small_paths):
+    """The lifetime of a view is the weights object's, by reference (not by luck: a check of the
+    values after `del` would also pass on freed memory nobody reused)."""
+    import gc
+    import sys
+    w = mindrec.load_weights(small_paths[1])
+    a = w.item_emb
+    owner = a.base
+    assert owner is not None and not a.flags.owndata
+    refs_before = sys.getrefcount(w)
+    b = w.item_emb  # another view: another reference to the same owner
+    assert sys.getrefcount(w) == refs_before + 1
+    del b
+    gc.collect()
+    assert sys.getrefcount(w) == refs_before
+    del w
+    gc.collect()
+    assert a.base is owner  # the view's base still holds the weights
+    assert a.shape == (1000, 16)
+
+
+def test_loading_and_building_release_the_gil(tmp_path):
+    """Reading weights, building a model (its projection) and writing weights run while Python
+    code keeps running in this thread (review F23)."""
+    cfg = mindrec.ModelConfig()
+    cfg.item_count, cfg.embedding_dim, cfg.hidden_size = 400_000, 64, 64
+    w = mindrec.init_weights(cfg, 3)
+    path = tmp_path / "w.safetensors"
+    for name, call in [("save_weights", lambda: mindrec.save_weights(path, w)),
+                       ("load_weights", lambda: mindrec.load_weights(path)),
+                       ("MindModel(path)", lambda: mindrec.MindModel(path)),
+                       ("MindModel(weights)", lambda: mindrec.MindModel(w)),
+                       ("init_weights", lambda: mindrec.init_weights(cfg, 4))]:
+        inside, seconds = ticks_during(call)
+        assert seconds > 0.02, f"{name}: too short to tell ({seconds:.3f} s)"
+        assert inside > 100, f"{name}: {inside} loop iterations here during a {seconds:.3f} s call"
+
+
+def test_default_lengths_count_clicks_not_padding(small_paths, rng):
+    """A right-padded [B, maxlen] array without lengths= is read up to each row's trailing zeros
+    (review F24): the same interests as the lists of clicks."""
+    model = small_model(small_paths)
+    L = model.config.maxlen
+    hists = [[5, 9, 33], [7], list(range(1, L + 1)), [11, 0, 12]]  # a 0 inside a row is kept (the row ends later)
+    padded = np.zeros((len(hists), L), np.int64)
+    for i, h in enumerate(hists):
+        padded[i, :len(h)] = h
+    got, counts = model.extract_interests(padded)
+    want, want_counts = model.extract_interests(padded, np.array([3, 1, L, 3], np.int32))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(counts, want_counts)
+    lists, _ = model.extract_interests([[5, 9, 33], [7]])
+    np.testing.assert_array_equal(got[:2], lists)
+
+
+def test_errors_with_bytes_that_are_not_utf8_stay_mindrec_errors(tmp_path):
+    """A message quoting a file's raw bytes (Latin-1 here) is still a FormatError with its file
+    and line, the bad bytes replaced (review F25), not a UnicodeDecodeError."""
+    bad = tmp_path / "clicks.txt"
+    bad.write_bytes(b"1,5,1\n7,caf\xe9,1\n")
+    with pytest.raises(mindrec.FormatError) as e:
+        mindrec.read_train_data(str(bad))
+    assert "clicks.txt" in str(e.value) and ":2" in str(e.value)
+    assert "\ufffd" in str(e.value)

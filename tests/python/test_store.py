@@ -147,3 +147,21 @@ def test_concurrent_searches_run_in_parallel_threads(rng):
     q = rng.normal(size=(200, 64)).astype(np.float32)
     inside, seconds = ticks_during(lambda: s.search(q, 50))
     assert seconds > 0.02 and inside > 500, (inside, seconds)
+
+
+def test_waiting_calls_release_the_gil(rng):
+    """set_search_param waits for the writers' lock: while another thread's large write holds
+    it, Python code keeps running in this thread (review F23)."""
+    import threading
+    s = mindrec.VectorStore("hnsw:M=16,ef_construction=200", 32)
+    s.add(rng.normal(size=(2000, 32)).astype(np.float32), np.arange(1, 2001))
+    more = rng.normal(size=(20_000, 32)).astype(np.float32)
+    writer = threading.Thread(target=lambda: s.add(more, np.arange(10_001, 30_001)))
+    writer.start()
+    import time
+    time.sleep(0.05)  # the write holds the writers' lock now
+    inside, seconds = ticks_during(lambda: s.set_search_param("ef", 64))
+    writer.join()
+    assert seconds > 0.02, f"the write was over before the call ({seconds:.3f} s)"
+    assert inside > 100, (inside, seconds)
+    assert len(s) == 22_000
