@@ -17,8 +17,12 @@
 namespace mindrec {
 namespace {
 
+// The longest line read (a history of millions of ids still fits).
+constexpr size_t kMaxLine = size_t(64) << 20;
+
 // Calls fn(line, line_number) for each line of the file (without '\n' and a trailing '\r'),
-// reading it in blocks so that memory stays bounded whatever the file's size.
+// reading it in blocks so that memory stays bounded whatever the file's size (FormatError for a
+// line over kMaxLine).
 template <class Fn>
 void for_each_file_line(const std::string& file, Fn&& fn) {
   std::FILE* f = std::fopen(file.c_str(), "rb");
@@ -32,7 +36,13 @@ void for_each_file_line(const std::string& file, Fn&& fn) {
   int64_t number = 0;
   bool eof = false;
   while (!eof) {
-    if (have == buf.size()) buf.resize(buf.size() * 2);  // a line longer than the buffer
+    if (have == buf.size()) {  // a line longer than the buffer
+      // A text log's lines are short; a binary file given as one would grow this to its size.
+      if (buf.size() >= kMaxLine)
+        throw FormatError(file + ":" + std::to_string(number + 1) + ": a line longer than " +
+                          std::to_string(kMaxLine >> 20) + " MiB (not a text file?)");
+      buf.resize(buf.size() * 2);
+    }
     const size_t got = std::fread(buf.data() + have, 1, buf.size() - have, f);
     if (got < buf.size() - have) {
       if (std::ferror(f)) throw IoError("cannot read '" + file + "': " + std::strerror(errno));

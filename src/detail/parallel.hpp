@@ -11,9 +11,25 @@
 #include <exception>
 #include <mutex>
 
+#include <omp.h>
+
 #include "mindrec/config.hpp"
 
 namespace mindrec::detail {
+
+/// For the lifetime of the object, this thread's OpenMP default team is the thread policy's
+/// (default_threads(): the cgroup quota included), so a dependency's own parallel regions
+/// (Faiss's, which ask omp_get_max_threads()) follow it too; the previous value is restored.
+class PolicyThreads {
+ public:
+  PolicyThreads() : previous_(omp_get_max_threads()) { omp_set_num_threads(default_threads()); }
+  ~PolicyThreads() { omp_set_num_threads(previous_); }
+  PolicyThreads(const PolicyThreads&) = delete;
+  PolicyThreads& operator=(const PolicyThreads&) = delete;
+
+ private:
+  int previous_;
+};
 
 /// Calls fn(i) for i in [0, n) on min(threads, n) threads (threads <= 0: default_threads()),
 /// dynamically scheduled `chunk` iterations at a time; after every iteration has run or been

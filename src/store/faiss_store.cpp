@@ -50,6 +50,7 @@
 
 #include "detail/fault.hpp"
 #include "detail/parallel.hpp"
+#include "detail/params.hpp"
 #include "detail/simd.hpp"
 #include "detail/vector_math.hpp"
 #include "mindrec/detail/eigen.hpp"
@@ -87,6 +88,40 @@ std::unique_ptr<faiss::Index> copy_index(const faiss::Index& src) {
   c->own_fields = true;
   return c;
 }
+
+// Faiss's reader and writer over the store file's stream: write_index writes into the payload
+// sink as it serialises, and read_index parses the payload as it is read, reading no further
+// than the frame that holds the index.
+class SinkWriter final : public faiss::IOWriter {
+ public:
+  explicit SinkWriter(PayloadSink* out) : out_(out) {}
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    if (out_) out_->write(ptr, size * nitems);
+    bytes += uint64_t(size) * nitems;
+    return nitems;
+  }
+  uint64_t bytes = 0;  // written so far (a null sink only counts)
+
+ private:
+  PayloadSink* out_;
+};
+
+class FrameReader final : public faiss::IOReader {
+ public:
+  FrameReader(PayloadSource& in, uint64_t bytes) : in_(in), left_(bytes) {}
+  size_t operator()(void* ptr, size_t size, size_t nitems) override {
+    if (size == 0 || nitems == 0) return 0;
+    const uint64_t items = std::min<uint64_t>(nitems, left_ / size);
+    in_.read(ptr, size_t(items * size));
+    left_ -= items * size;
+    return size_t(items);  // fewer than asked: Faiss reports a truncated index
+  }
+  uint64_t left() const { return left_; }
+
+ private:
+  PayloadSource& in_;
+  uint64_t left_;
+};
 
 class FaissStore final : public VectorStore {
  public:
@@ -142,8 +177,11 @@ class FaissStore final : public VectorStore {
   faiss::IndexIVF* ivf() const { return faiss::ivflib::try_extract_index_ivf(index_.get()); }
   faiss::IndexHNSW* hnsw() const { return dynamic_cast<faiss::IndexHNSW*>(index_.get()); }
 
+  // Every call into Faiss: its exceptions become mindrec errors, and its parallel regions
+  // follow the thread policy (review F5).
   template <class Fn>
   auto guarded(const char* what, Fn&& fn) const {
+    detail::PolicyThreads threads;
     return faiss_guarded("faiss (" + factory_ + ")", what, std::forward<Fn>(fn));
   }
 
@@ -739,23 +777,37 @@ class FaissStore final : public VectorStore {
   }
 
   void set_param_impl(const std::string& name, double value) override {
-    if (name == "nprobe" && ivf() && value >= 1) ivf()->nprobe = size_t(nprobe_ = int(value));  // fast-scan reads the index's
-    else if (name == "faiss_scan" && ivf() && (value == 0 || value == 1)) faiss_scan_ = value == 1;
-    else if (name == "efSearch" && hnsw() && value >= 1) hnsw()->hnsw.efSearch = ef_search_ = int(value);
-    else
-      throw InvalidArgument("faiss:" + factory_ + ": unknown or invalid search parameter '" + name +
-                            "' (IVF indexes take nprobe >= 1 and faiss_scan=0|1, HNSW indexes efSearch >= 1)");
+    const std::string who = "faiss:" + factory_;
+    if (name == "nprobe" && ivf()) {
+      nprobe_ = int(detail::integer_param(who, name, value, 1, 1 << 24));
+      ivf()->nprobe = size_t(nprobe_);  // fast-scan reads the index's
+    } else if (name == "faiss_scan" && ivf()) {
+      faiss_scan_ = detail::integer_param(who, name, value, 0, 1, " (1: Faiss's own list scan)") == 1;
+    } else if (name == "efSearch" && hnsw()) {
+      hnsw()->hnsw.efSearch = ef_search_ = int(detail::integer_param(who, name, value, 1, 100000));
+    } else {
+      throw InvalidArgument(who + ": unknown search parameter '" + name +
+                            "' (IVF indexes take nprobe and faiss_scan=0|1, HNSW indexes efSearch)");
+    }
   }
 
+  // The payload: the Faiss index in a put() frame of bytes (write_index streamed into the
+  // file: its size is counted by one serialisation first), the id map, the removed bitmap,
+  // the search parameters and the MIPS bound.
   std::function<void(PayloadSink&)> payload_writer_impl() const override {
-    // Faiss serialises into its own buffer (once; save calls the writer twice).
-    auto index_bytes = std::make_shared<std::vector<uint8_t>>(guarded("write_index", [&] {
-      faiss::VectorIOWriter w;
-      faiss::write_index(index_.get(), &w);
-      return std::move(w.data);
-    }));
+    const uint64_t index_bytes = guarded("write_index", [&] {
+      SinkWriter count(nullptr);
+      faiss::write_index(index_.get(), &count);
+      return count.bytes;
+    });
     return [this, index_bytes](PayloadSink& out) {
-      put(out, index_bytes->data(), index_bytes->size());
+      out.write(&index_bytes, 8);
+      SinkWriter w(&out);
+      guarded("write_index", [&] {
+        faiss::write_index(index_.get(), &w);
+        return 0;
+      });
+      if (w.bytes != index_bytes) throw Error("faiss store: the index changed size while it was written");
       put(out, map_.ids().data(), map_.ids().size());
       put(out, removed_.data(), removed_.size());
       const int32_t params[2] = {nprobe_, ef_search_};  // search parameters travel with the file
@@ -764,21 +816,28 @@ class FaissStore final : public VectorStore {
     };
   }
 
-  bool verify_payload_first_impl() const override { return true; }  // read_index trusts its input
+  // read_index trusts its input: the payload's checksum is verified before it is parsed
+  // (VectorStore::load). A crafted file with a valid checksum can still make Faiss allocate what
+  // it states: faiss: store files are trusted input (README).
+  bool verify_payload_first_impl() const override { return true; }
 
   std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
-    faiss::VectorIOReader r;
-    r.data = in.get_vector<uint8_t>();
+    FrameReader r(in, in.begin_frame(1));
     // Held through a shared pointer only because std::function needs a copyable closure.
     auto staged = std::make_shared<std::unique_ptr<faiss::Index>>();
     try {
+      detail::PolicyThreads threads;
       staged->reset(faiss::read_index(&r));
     } catch (const faiss::FaissException& e) {
       throw FormatError(std::string("faiss store payload: read_index failed: ") + e.what());
     }
-    r.data = {};
+    if (r.left() != 0) throw FormatError(in.what() + ": the Faiss index ends before its frame does");
     faiss::Index* idx = staged->get();
     if (idx->d != dim() + (mips_ ? 1 : 0)) throw FormatError("faiss store payload: index dimension differs");
+    if (auto* v = faiss::ivflib::try_extract_index_ivf(idx)) {
+      const std::string why = ivf::why_not_editable(*v);
+      if (!why.empty()) throw FormatError(in.what() + ": an IVF index mindrec cannot write (" + why + ")");
+    }
     std::vector<int64_t> id_of = in.get_vector<int64_t>();
     auto removed = std::make_shared<std::vector<uint8_t>>(in.get_vector<uint8_t>());
     int32_t params[2];

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "detail/fault.hpp"
+#include "detail/params.hpp"
 #include "detail/vector_math.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/topk.hpp"
@@ -140,9 +141,8 @@ void FlatStore::clear_impl() {  // under the exclusive lock (VectorStore::clear)
 }
 
 void FlatStore::set_param_impl(const std::string& name, double value) {
-  if (name != "threads" || value < 0)
-    throw InvalidArgument("flat store: unknown search parameter '" + name + "' (it has 'threads')");
-  threads_ = static_cast<int>(value);
+  if (name != "threads") throw InvalidArgument("flat store: unknown search parameter '" + name + "' (it has 'threads')");
+  threads_ = int(detail::integer_param("flat store", name, value, 0, 4096, " (0 = the thread policy's)"));
 }
 
 std::function<void(PayloadSink&)> FlatStore::payload_writer_impl() const {
@@ -169,6 +169,10 @@ std::function<void()> FlatStore::read_payload_impl(PayloadSource& in, int64_t co
   in.get(ids.data(), ids.size());
   st->data.resize(static_cast<size_t>(count) * d);  // read straight into the store's array
   in.get(st->data.data(), st->data.size());
+  // A NaN or Inf row would reach the k-selection's comparisons (review F30).
+  for (size_t i = 0; i < st->data.size(); ++i)
+    if (!std::isfinite(st->data[i]))
+      throw FormatError(in.what() + ": vector " + std::to_string(i / size_t(d)) + " holds NaN or Inf");
   if (metric() == Metric::l2)
     for (int64_t i = 0; i < count; ++i)
       st->half.push_back(float(-0.5 * detail::squared_norm(&st->data[size_t(i) * d], d)));

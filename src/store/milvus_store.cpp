@@ -26,6 +26,7 @@
 
 #include "detail/hash.hpp"
 #include "detail/parallel.hpp"
+#include "detail/params.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/weights.hpp"
@@ -75,8 +76,15 @@ double number(const std::string& spec, const std::string& name, const std::strin
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
   if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
-    bad(spec, name + "=" + (name == "token" ? "***" : v) + " is not a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    bad(spec, name + "=" + v + " is not a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return x;
+}
+
+// A count (fetch, retries, connections, batch, port): an integer in [lo, hi].
+long long count(const std::string& spec, const std::string& name, const std::string& v, long long lo, long long hi) {
+  const double x = number(spec, name, v, double(lo), double(hi));
+  if (x != std::floor(x)) bad(spec, name + "=" + v + " is not an integer");
+  return static_cast<long long>(x);
 }
 
 bool valid_name(const std::string& s) {
@@ -122,7 +130,7 @@ MilvusSpec parse(const std::string& spec, const store::RemoteOpen& how) {
     s.ep.host = hostport.substr(0, colon);
   }
   if (s.ep.host.empty()) bad(spec, "no host");
-  if (colon != std::string::npos) s.ep.port = int(number(spec, "port", hostport.substr(colon + 1), 1, 65535));
+  if (colon != std::string::npos) s.ep.port = int(count(spec, "port", hostport.substr(colon + 1), 1, 65535));
   s.base = scheme + hostport + "/" + s.collection;
   // The environment's token goes to a host the caller named, never to one read from a file
   // (a downloaded store file could name any host) unless MINDREC_MILVUS_TOKEN_HOSTS lists it.
@@ -140,17 +148,17 @@ MilvusSpec parse(const std::string& spec, const store::RemoteOpen& how) {
       const size_t eq = kv.find('=');
       if (eq == std::string::npos) bad(spec, "expected name=value, got '" + kv + "'");
       const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-      if (k == "fetch") s.fetch = int(number(spec, k, v, 1, kMaxLimit)), s.fetch_set = true;
+      if (k == "fetch") s.fetch = int(count(spec, k, v, 1, kMaxLimit)), s.fetch_set = true;
       else if (k == "token") s.ep.token = v;  // the caller's own spec
       else if (k == "db") {
         if (!valid_name(v)) bad(spec, "'" + v + "' is not a database name");
         s.ep.db = v;
       } else if (k == "timeout") s.ep.timeout_s = number(spec, k, v, 0.001, 3600);
-      else if (k == "retries") s.ep.retries = int(number(spec, k, v, 0, 10));
-      else if (k == "connections") s.ep.connections = int(number(spec, k, v, 1, 256));
+      else if (k == "retries") s.ep.retries = int(count(spec, k, v, 0, 10));
+      else if (k == "connections") s.ep.connections = int(count(spec, k, v, 1, 256));
       else if (k == "wait") s.wait_s = number(spec, k, v, 0, 3600);
-      else if (k == "batch") s.batch = int64_t(number(spec, k, v, 1, 100000));
-      else if (k == "create") s.create = number(spec, k, v, 0, 1) != 0;
+      else if (k == "batch") s.batch = int64_t(count(spec, k, v, 1, 100000));
+      else if (k == "create") s.create = count(spec, k, v, 0, 1) != 0;
       else bad(spec, "unknown option '" + k + "'");
     }
   }
@@ -523,8 +531,8 @@ class MilvusStore final : public VectorStore {
   }
 
   void set_param_impl(const std::string& name, double value) override {
-    if (name == "fetch" && value >= 1 && value <= kMaxLimit) s_.fetch = int(value), s_.fetch_set = true;
-    else if (name == "wait" && value >= 0) s_.wait_s = value;
+    if (name == "fetch") s_.fetch = int(detail::integer_param(what(), name, value, 1, kMaxLimit)), s_.fetch_set = true;
+    else if (name == "wait" && value >= 0 && value <= 3600) s_.wait_s = value;
     else
       throw InvalidArgument(what() + ": unknown or out-of-range search parameter " + name + "=" + std::to_string(value) +
                             " (fetch in [1, 16384], wait >= 0)");

@@ -1,11 +1,13 @@
 #include "store/store_io.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <istream>
 #include <ostream>
+#include <vector>
 
 #include "detail/fault.hpp"
 
@@ -70,6 +72,22 @@ uint64_t PayloadSource::frame_length() {
   read(&len, 8);
   last_len_ = len;
   return len;
+}
+
+uint64_t PayloadSource::begin_frame(size_t elem_size) {
+  const uint64_t len = frame_length();
+  if (remaining_ / std::max<size_t>(elem_size, 1) < len) throw FormatError(what_ + ": truncated");
+  return len;
+}
+
+void verify_payload(std::istream& in, uint64_t size, uint32_t version, uint64_t expected, const std::string& what) {
+  PayloadSource src(in, size, version, what);
+  std::vector<char> block(size_t(1) << 20);
+  while (src.remaining() > 0) {
+    const size_t n = size_t(std::min<uint64_t>(src.remaining(), block.size()));
+    src.read(block.data(), n);
+  }
+  src.finish(expected);
 }
 
 std::string PayloadSource::read_rest() {

@@ -10,7 +10,9 @@
 //
 // Payloads are streamed: a backend writes its arrays straight from its own memory to the file
 // and reads them straight into new arrays, so saving or loading a store never holds a second
-// copy of it. Values are written as put() frames: u64 element count, then the elements.
+// copy of it (a Faiss index is serialised and parsed through a reader and writer over the
+// stream; its payload is checksummed in a first pass over the file before Faiss parses it).
+// Values are written as put() frames: u64 element count, then the elements.
 #pragma once
 
 #include <cstdint>
@@ -83,6 +85,9 @@ class PayloadSource {
     if (len) read(out.data(), out.size() * sizeof(T));
     return out;
   }
+  /// Reads a put() frame's element count (its elements follow; read them with read()),
+  /// refused if the payload cannot hold that many bytes of `elem_size`.
+  uint64_t begin_frame(size_t elem_size);
   /// Everything not read yet.
   std::string read_rest();
   /// Throws FormatError unless every byte was read and the checksum matches `expected`
@@ -115,6 +120,12 @@ class MemoryStream : public std::istream {
 /// payload, once to write it), so it must write the same bytes both times.
 void write_store(std::ostream& out, const StoreHeader& h,
                  const std::function<void(PayloadSink&)>& write_payload);
+
+/// Reads the `size` payload bytes from `in` in blocks, hashing them with the checksum of
+/// file `version`, and throws FormatError naming `what` unless the digest is `expected`:
+/// a payload verified before a parser that must never see damaged bytes reads it, without
+/// holding it in memory.
+void verify_payload(std::istream& in, uint64_t size, uint32_t version, uint64_t expected, const std::string& what);
 
 /// Reads and checks the header from `in` (positioned at the start of the file); `in` is then
 /// at the first payload byte. Throws FormatError naming `path`.

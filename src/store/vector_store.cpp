@@ -237,12 +237,12 @@ void VectorStore::load(const std::string& path) {
   std::function<void()> commit;
   if (verify_payload_first_impl()) {
     // A payload that goes to a parser which must only see intact bytes (Faiss's read_index
-    // allocates whatever a payload states): read whole and checked before it is parsed.
-    store::PayloadSource whole(in, h.payload_size, h.version, what);
-    std::string bytes = whole.read_rest();
-    whole.finish(h.checksum);
-    store::MemoryStream mem(bytes.data(), bytes.size());
-    store::PayloadSource src(mem, h.payload_size, 0, what);  // verified: not hashed again
+    // allocates whatever a payload states): checksummed in a first pass over the file, then
+    // parsed in a second, streamed both times (no copy of the payload in memory).
+    store::verify_payload(in, h.payload_size, h.version, h.checksum, what);
+    in.clear();
+    in.seekg(at);
+    store::PayloadSource src(in, h.payload_size, 0, what);  // verified: not hashed again
     commit = read_payload_impl(src, h.count);
     src.finish(0);  // every byte read (no checksum: verified above)
   } else {

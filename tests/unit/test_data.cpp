@@ -72,6 +72,20 @@ TEST_CASE("a folder of training files is read in name order - write/read round t
   CHECK(again.items == log.items);
 }
 
+TEST_CASE("a file that is not text (one line of 70 MiB) is refused naming file and line - memory stays bounded") {
+  // Review F30: the line buffer doubled up to the file's size for a file without newlines.
+  test::TempDir tmp;
+  {
+    std::ofstream out(tmp.file("blob.bin"), std::ios::binary);
+    out << "1,5,1\n";
+    const std::string chunk(1 << 20, 'x');
+    for (int i = 0; i < 70; ++i) out << chunk;
+  }
+  const std::string m = test::error_of([&] { read_train_data(tmp.file("blob.bin")); });
+  CHECK(m.find("blob.bin:2: a line longer than 64 MiB") != std::string::npos);
+  CHECK_THROWS_AS(read_train_data(tmp.file("blob.bin")), FormatError);
+}
+
 TEST_CASE("bad training lines are refused with file - line and token") {
   TempDir tmp;
   auto err = [&](const std::string& text, int64_t item_count = 100) {
