@@ -263,8 +263,8 @@ struct ImportArgs {
 };
 
 int run_import_paddlerec(const ImportArgs& a) {
-  const mindrec::Config cfg = mindrec::load_config(a.config);
-  const mindrec::MindWeights w = mindrec::import_paddlerec(a.params, cfg.hyper_parameters);
+  // Only the hyper_parameters count: a PaddleRec config's runner has keys mindrec does not know.
+  const mindrec::MindWeights w = mindrec::import_paddlerec(a.params, mindrec::load_model_config(a.config));
   mindrec::save_weights(a.out, w);
   const auto& m = w.config;
   std::printf("wrote %s: PaddleRec's MIND from %s: %lld items x %d dims, hidden %d, K=%d, L=%d, %d routing "

@@ -85,6 +85,11 @@ struct MINDREC_API Config {
 /// Throws IoError (unreadable file) or ConfigError.
 MINDREC_API Config load_config(const std::string& path);
 
+/// Reads only the `hyper_parameters` of a YAML config, checked as load_config checks them;
+/// every other section is ignored (a PaddleRec config's `runner` has keys of its own).
+/// Throws IoError or ConfigError.
+MINDREC_API ModelConfig load_model_config(const std::string& path);
+
 /// Parses YAML text; `base_dir` resolves relative paths, `source` names it in errors.
 MINDREC_API Config parse_config(const std::string& yaml_text, const std::string& base_dir,
                     const std::string& source);

@@ -146,8 +146,10 @@ def import_paddlerec(pdparams: PathLike, config: Union[Config, ModelConfig, Path
     (a path, a :class:`Config` or its ``hyper_parameters``); as ``mindrec import-paddlerec``."""
     if isinstance(config, ModelConfig):
         mc = config
-    else:
-        mc = (config if isinstance(config, Config) else load_config(config)).hyper_parameters
+    elif isinstance(config, Config):
+        mc = config.hyper_parameters
+    else:  # only the hyper_parameters are read: a PaddleRec runner has keys of its own
+        mc = _core.load_model_config(_path(config))
     return _core.import_paddlerec(_path(pdparams), mc)
 
 

@@ -66,6 +66,9 @@ void bind_config(nb::module_& m) {
   m.def("load_config", &load_config, nb::arg("path"),
         "Reads a YAML config (PaddleRec's shape). Unknown keys and wrong types raise ConfigError with "
         "the key path; relative paths in `runner` are resolved against the file's folder.");
+  m.def("load_model_config", &load_model_config, nb::arg("path"),
+        "Reads only the hyper_parameters of a YAML config (other sections, a PaddleRec runner's keys "
+        "among them, are ignored).");
   m.def("parse_config", &parse_config, nb::arg("yaml_text"), nb::arg("base_dir") = ".", nb::arg("source") = "<string>",
         "Parses YAML text; `base_dir` resolves relative paths, `source` names it in errors.");
 }

@@ -197,6 +197,30 @@ Config parse_config(const std::string& yaml_text, const std::string& base_dir,
   return cfg;
 }
 
+ModelConfig load_model_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot open config file '" + path + "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw IoError("cannot read config file '" + path + "'");
+  YAML::Node root;
+  try {
+    root = YAML::Load(ss.str());
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (!root.IsMap() || !root["hyper_parameters"]) throw ConfigError(path + ": no hyper_parameters section");
+  ModelConfig mc;
+  Reader r(path);
+  try {
+    parse_hyper(root["hyper_parameters"], "hyper_parameters", r, mc);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(path + ": malformed YAML near line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  mc.validate();
+  return mc;
+}
+
 Config load_config(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open config file '" + path + "'");

@@ -9,6 +9,10 @@ Config parse_config(const std::string&, const std::string&, const std::string& s
   throw Unsupported("cannot read the YAML config '" + source + "': this build of mindrec has no YAML support (MINDREC_WITH_YAML=OFF)");
 }
 
+ModelConfig load_model_config(const std::string& path) {
+  throw Unsupported("cannot read the YAML config '" + path + "': this build of mindrec has no YAML support (MINDREC_WITH_YAML=OFF)");
+}
+
 Config load_config(const std::string& path) {
   throw Unsupported("cannot read the YAML config '" + path + "': this build of mindrec has no YAML support (MINDREC_WITH_YAML=OFF)");
 }

@@ -163,3 +163,19 @@ TEST_CASE("the model config's JSON round-trips and mismatches are named") {
   }
   CHECK_THROWS_AS(model_config_from_json("{\"item_count\": 5}", "w"), FormatError);
 }
+
+#if MINDREC_HAS_YAML
+TEST_CASE("load_model_config reads only hyper_parameters - checked as load_config checks them") {
+  test::TempDir tmp;
+  tmp.write("p.yaml", "runner:\n  my_own_key: 1\n  use_gpu: False\nother_section: [1, 2]\n"
+                      "hyper_parameters:\n  item_count: 60\n  embedding_dim: 8\n  hidden_size: 8\n  neg_samples: 5\n  capsual:\n    max_k: 3\n");
+  const ModelConfig mc = load_model_config(tmp.file("p.yaml"));
+  CHECK(mc.item_count == 60);
+  CHECK(mc.capsule.max_k == 3);
+  CHECK_THROWS_AS(load_config(tmp.file("p.yaml")), ConfigError);  // the whole config: strict
+  tmp.write("q.yaml", "runner:\n  x: 1\nhyper_parameters:\n  item_count: 60\n  embedding_dims: 8\n");
+  CHECK(test::error_of([&] { load_model_config(tmp.file("q.yaml")); }).find("hyper_parameters.embedding_dims") != std::string::npos);
+  tmp.write("r.yaml", "runner:\n  x: 1\n");
+  CHECK(test::error_of([&] { load_model_config(tmp.file("r.yaml")); }).find("no hyper_parameters") != std::string::npos);
+}
+#endif
