@@ -5,6 +5,8 @@
 // one thread, p50 and p99.
 //   bench_store [--items N] [--users U] [--noise S] [--backends flat,faiss:Flat,...]
 //               [--search-only [--unfused]] [--export DIR] [--rerank R] [--index-cache DIR]
+//   bench_store [--items N] [--noise S] --memory SPEC [--save FILE]    (one store's memory)
+//   bench_store --load FILE                                            (in a fresh process)
 // --index-cache DIR: a store built for a backend is saved there (named by backend, items and
 // noise) and loaded instead of built by later runs (for sweeping search parameters).
 // --rerank R: each interest fetches R x 50 candidates, scored again exactly against the item
@@ -57,6 +59,15 @@ double anon_huge_mib() {
   return 0;
 }
 
+// Peak resident memory (MiB), reset to the current RSS by reset_peak().
+double peak_mib() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
+}
+void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -68,7 +79,7 @@ int main(int argc, char** argv) {
   float noise = 0.6f;
   bool search_only = false, unfused = false;
   int rerank = 0;
-  std::string export_dir, index_cache;
+  std::string export_dir, index_cache, memory_spec, save_to, load_from;
   std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?efSearch=64,faiss:HNSW32?efSearch=256";
   for (int i = 1; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--search-only")) {
@@ -89,6 +100,23 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
     else if (!std::strcmp(argv[i], "--noise")) noise = std::strtof(argv[i + 1], nullptr);
     else if (!std::strcmp(argv[i], "--index-cache")) index_cache = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--memory")) memory_spec = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--save")) save_to = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--load")) load_from = argv[i + 1];
+  }
+  // --load FILE (a fresh process, nothing else in memory): what loading a saved store costs,
+  // the store's resident size after it and the peak during it (benchmarks/store_memory.sh).
+  if (!load_from.empty()) {
+    reset_peak();
+    const double before = rss_mib();
+    const double t0 = now_s();
+    auto st = mindrec::load_vector_store(load_from);
+    const double secs = now_s() - t0, after = rss_mib(), peak = peak_mib();
+    const double store = after - before;
+    std::printf("load %s: %lld vectors in %.2f s, store %.1f MiB (%.0f B/item), load peak %.1f MiB = %.2fx the store\n",
+                st->backend().c_str(), static_cast<long long>(st->size()), secs, store,
+                store * (1 << 20) / double(std::max<int64_t>(1, st->size())), peak - before, (peak - before) / store);
+    return 0;
   }
   // Model: the Amazon Books shape; item vectors = 2,000 cluster centres + noise.
   mindrec::ModelConfig c;
@@ -113,6 +141,25 @@ int main(int argc, char** argv) {
   }
   for (int i = 0; i < D; ++i)
     for (int j = 0; j < c.hidden_size; ++j) w.bilinear[size_t(i) * c.hidden_size + j] = i == j ? 1.f : 0.f;
+  // --memory SPEC: the store's resident size when built from the item vectors in this process
+  // (measured as RSS after - before: the id maps and every structure included) and the peak
+  // during the build; --save FILE keeps it for a --load run.
+  if (!memory_spec.empty()) {
+    std::vector<int64_t> ids(size_t(items - 1));
+    for (int64_t i = 1; i < items; ++i) ids[size_t(i - 1)] = i;
+    reset_peak();
+    const double before = rss_mib();
+    const double t0 = now_s();
+    auto st = mindrec::make_vector_store(memory_spec, D);
+    st->add(items - 1, w.item_emb.data() + D, ids.data());
+    const double secs = now_s() - t0, after = rss_mib(), peak = peak_mib();
+    const double store = after - before;
+    std::printf("build %s: %lld vectors in %.2f s, store %.1f MiB (%.0f B/item), build peak %.1f MiB = %.2fx the store\n",
+                memory_spec.c_str(), static_cast<long long>(st->size()), secs, store,
+                store * (1 << 20) / double(std::max<int64_t>(1, st->size())), peak - before, (peak - before) / store);
+    if (!save_to.empty()) st->save(save_to);
+    return 0;
+  }
   mindrec::MindModel model(w);
   // Users: 2-4 clusters each, 20 clicks.
   std::vector<std::vector<int64_t>> by_cluster(clusters);
