@@ -321,11 +321,19 @@ void write_small_model(const test::TempDir& tmp) {
   save_weights(tmp.file("w.safetensors"), small_weights());
 }
 
+// Options that serve the small model's files in `tmp` (and `index` there, if named).
+serve::ServiceOptions file_options(const test::TempDir& tmp, const std::string& index = "",
+                                   serve::ServiceOptions o = {}) {
+  o.reload.config = tmp.file("c.yaml");
+  o.reload.weights = tmp.file("w.safetensors");
+  if (!index.empty()) o.reload.index = tmp.file(index);
+  return o;
+}
+
 // A service started from files, as mindrec-serve starts (reload source = the same files).
 serve::RecService service_from_files(const test::TempDir& tmp, serve::ServiceOptions o = {}) {
   write_small_model(tmp);
-  o.reload.config = tmp.file("c.yaml");
-  o.reload.weights = tmp.file("w.safetensors");
+  o = file_options(tmp, "", o);
   return serve::RecService(load_snapshot(o.reload), o);
 }
 
@@ -476,10 +484,7 @@ TEST_CASE("serve: after a reload naming other files - save and the shutdown save
   build_item_store(MindModel(small_weights()), "flat")->save(tmp.file("i1.idx"));
   save_weights(tmp.file("w2.safetensors"), other_weights());
   build_item_store(MindModel(other_weights()), "flat")->save(tmp.file("i2.idx"));
-  serve::ServiceOptions o;
-  o.reload.config = tmp.file("c.yaml");
-  o.reload.weights = tmp.file("w.safetensors");
-  o.reload.index = tmp.file("i1.idx");
+  const serve::ServiceOptions o = file_options(tmp, "i1.idx");
   serve::RecService svc(o);
   svc.start();
   const std::string i1 = file_bytes(tmp.file("i1.idx"));
@@ -521,10 +526,7 @@ TEST_CASE("serve: a reload whose index is missing fails (409) and builds nothing
   write_small_model(tmp);
   save_weights(tmp.file("w2.safetensors"), other_weights());
   build_item_store(MindModel(small_weights()), "hnsw:M=8,ef_construction=40?ef=300")->save(tmp.file("h.idx"));
-  serve::ServiceOptions o;
-  o.reload.config = tmp.file("c.yaml");
-  o.reload.weights = tmp.file("w.safetensors");
-  o.reload.index = tmp.file("h.idx");
+  const serve::ServiceOptions o = file_options(tmp, "h.idx");
   serve::RecService svc(o);
   svc.start();
   CHECK(svc.snapshot()->store->backend() == "hnsw:M=8,ef_construction=40");
@@ -583,9 +585,7 @@ TEST_CASE("serve: a reload computes outside the compute slots - requests are ans
 TEST_CASE("serve: /readyz fails while no model is loaded - after a failed reload - on an empty store - /healthz stays liveness") {
   test::TempDir tmp;
   write_small_model(tmp);
-  serve::ServiceOptions o;
-  o.reload.config = tmp.file("c.yaml");
-  o.reload.weights = tmp.file("w.safetensors");
+  serve::ServiceOptions o = file_options(tmp);
   serve::RecService svc(o);  // not started: loading
   CHECK(svc.ready().status == 503);
   CHECK(body_of(svc.ready())["reason"].get<std::string>().find("no model loaded yet") != std::string::npos);
