@@ -19,6 +19,7 @@ void WordHash::block(const unsigned char* p) {
 }
 
 void WordHash::update(const void* data, size_t n) {
+  if (n == 0) return;  // writers pass (nullptr, 0) for empty arrays; memcpy must never see it
   const auto* p = static_cast<const unsigned char*>(data);
   length_ += n;
   if (carried_) {

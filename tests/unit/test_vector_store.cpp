@@ -276,6 +276,11 @@ TEST_CASE("store files of versions 2 and 3 (no source fingerprint) still load - 
   // Golden digests from the independent Python reference (tools/reference/store_hash.py).
   CHECK(whole.digest() == 0xfafdf77720df45e3ull);
   CHECK(detail::WordHash().digest() == 0xf012f013f010f011ull);
+  detail::WordHash empty_parts;  // empty arrays are written as (nullptr, 0): no bytes, no UB
+  empty_parts.update(nullptr, 0);
+  empty_parts.update(data.data(), data.size());
+  empty_parts.update(nullptr, 0);
+  CHECK(empty_parts.digest() == whole.digest());
   detail::WordHash tail;
   tail.update(data.data(), 31);
   CHECK(tail.digest() == 0xcb75d850e1e69730ull);
