@@ -2,8 +2,10 @@
 rewrites every item (benchmarks/serve_write_stall.sh): the recall latencies before the write
 and during it.
 
-  python serve_write_stall.py URL [--before 5] [--items N]
+  python serve_write_stall.py URL [--before 5] [--items N] [--check]
 Prints: before p50/p99/max, insert_data seconds, during p50/p99/max and the count of recalls.
+--check (CI): exit 1 unless recalls were answered during the write and the longest of them took
+under a quarter of the write (a bound relative to the write, as the unit test's).
 """
 import argparse
 import http.client
@@ -41,6 +43,7 @@ def main():
     ap.add_argument("url")
     ap.add_argument("--before", type=float, default=5)
     ap.add_argument("--items", type=int, required=True)
+    ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
     host, port = a.url.split("//")[1].split(":")
     port = int(port)
@@ -62,6 +65,11 @@ def main():
     print(f"insert_data: {r.status} {answer} in {w1 - w0:.1f} s")
     print(f"recall before the write: {stats(before)}")
     print(f"recall during the write: {stats(during)}")
+    if a.check:
+        longest = max(((b - a_) for a_, b in during), default=None)
+        if r.status != 200 or longest is None or longest > 0.25 * (w1 - w0):
+            raise SystemExit(f"FAIL: the write held recalls (longest {longest} s of a {w1 - w0:.2f} s write)")
+        print(f"check: the longest recall during the write took {longest / (w1 - w0):.4f} of it")
 
 
 if __name__ == "__main__":
