@@ -31,7 +31,8 @@
 //                               services. The collection is created when missing (create=0: must
 //                               exist). Options: fetch=N hits asked per query vector (default 256,
 //                               <= 16384; the server's HNSW searches with ef = N, so N decides
-//                               recall), token=USER:PASSWORD (or MINDREC_MILVUS_TOKEN; never saved),
+//                               recall), token=USER:PASSWORD (or MINDREC_MILVUS_TOKEN, sent only to
+//                               loopback hosts and those in MINDREC_MILVUS_TOKEN_HOSTS; never saved),
 //                               db=NAME, timeout=S per request (10), retries=N for idempotent calls
 //                               (2), connections=N concurrent requests (8), wait=S read-your-writes
 //                               bound (10; 0 = return at once, bounded-stale ~0.2 s), batch=N rows
@@ -40,7 +41,12 @@
 //                               RemoteError (RemoteAuthError, RemoteNotFound) for the server's
 //                               refusals, IoError for a server unreachable or silent past timeout.
 //                               Needs MINDREC_WITH_MILVUS (default ON; else Unsupported).
-// Search parameters of `flat`: threads (scan threads, 0 = all cores), e.g. "flat?threads=2".
+// Search parameters of `flat`: threads (scan threads, 0 = the thread policy's), e.g.
+// "flat?threads=2". Integer parameters (threads, nprobe, ef, efSearch, fetch, ...) must be whole
+// numbers in range (InvalidArgument naming the store and the parameter otherwise).
+// Threads: every backend's own parallel work (Faiss's OpenMP regions included) uses
+// mindrec's thread policy, default_threads() (config.hpp: OMP_NUM_THREADS, else the CPUs this
+// process may use, within the cgroup CPU quota).
 //
 // Contract (faiss's, batch-first): vectors are row-major [n, dim] float32; search returns for
 // each query its k best ids and scores, best first, ids padded with -1 (scores with -inf
