@@ -319,6 +319,51 @@ TEST_CASE("a Faiss compaction that fails leaves the removal applied (tombstones 
 }
 #endif
 
+#if MINDREC_HAS_HNSW
+TEST_CASE("an hnsw compaction that fails leaves the removal applied (removed elements stay - compacted at a later write)") {
+  // Review: the hnsw.compact fault point was never armed. The compaction runs once removed
+  // elements outnumber live ones and 1,024; when it throws, the removal stands: no removed id
+  // is returned, the size counts live items only, and the top-10 matches exact search (a
+  // brute-force oracle) as before the removal; a later removal compacts.
+  const int d = 8, k = 10, nq = 50;
+  const int64_t n = 3000;
+  auto s = make_vector_store("hnsw:M=16,ef_construction=100?ef=200", d, Metric::l2);
+  auto want = make_vector_store("flat", d, Metric::l2);
+  const auto x = random_vectors(n, d, 5);
+  const auto q = random_vectors(nq, d, 6);
+  const auto ids = range_ids(1, n);
+  s->add(n, x.data(), ids.data());
+  want->add(n, x.data(), ids.data());
+  auto agreement = [&](int64_t first_live) {  // share of the exact top-10 found; no removed id
+    std::vector<int64_t> a(size_t(nq) * k), b(size_t(nq) * k);
+    std::vector<float> sa(a.size()), sb(b.size());
+    s->search(nq, q.data(), k, a.data(), sa.data());
+    want->search(nq, q.data(), k, b.data(), sb.data());
+    int64_t found = 0;
+    for (int i = 0; i < nq; ++i)
+      for (int j = 0; j < k; ++j) {
+        const int64_t id = a[size_t(i) * k + j];
+        CHECK(id >= first_live);
+        found += std::count(b.begin() + i * k, b.begin() + (i + 1) * k, id);
+      }
+    return double(found) / double(nq * k);
+  };
+  CHECK(agreement(1) >= 0.95);
+  Guard g;
+  detail::arm_fault("hnsw.compact", 1);
+  CHECK(s->remove(1600, ids.data()) == 1600);  // 1,600 removed > 1,400 live: compaction tried, fails
+  CHECK(detail::disarm_fault() == 1);
+  want->remove(1600, ids.data());
+  CHECK(s->size() == n - 1600);
+  CHECK(agreement(1601) >= 0.95);
+  // The next removal compacts (nothing armed): still only live items, as exact as before.
+  CHECK(s->remove(10, ids.data() + 1600) == 10);
+  want->remove(10, ids.data() + 1600);
+  CHECK(s->size() == n - 1610);
+  CHECK(agreement(1611) >= 0.95);
+}
+#endif
+
 namespace {
 
 // While a write is at `site`, a second thread runs 5 searches, which must all answer before a
