@@ -197,15 +197,21 @@ Config parse_config(const std::string& yaml_text, const std::string& base_dir,
   return cfg;
 }
 
-ModelConfig load_model_config(const std::string& path) {
+namespace {
+std::string read_config_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open config file '" + path + "'");
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) throw IoError("cannot read config file '" + path + "'");
+  return ss.str();
+}
+}  // namespace
+
+ModelConfig load_model_config(const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::Load(ss.str());
+    root = YAML::Load(read_config_file(path));
   } catch (const YAML::Exception& e) {
     throw ConfigError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
@@ -222,13 +228,9 @@ ModelConfig load_model_config(const std::string& path) {
 }
 
 Config load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open config file '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError("cannot read config file '" + path + "'");
+  const std::string text = read_config_file(path);
   std::string base = fs::absolute(fs::path(path)).parent_path().string();
-  return parse_config(ss.str(), base, path);
+  return parse_config(text, base, path);
 }
 
 }  // namespace mindrec
