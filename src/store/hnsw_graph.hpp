@@ -29,8 +29,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <new>
+#include <queue>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "detail/fault.hpp"
@@ -42,6 +49,7 @@
 
 namespace mindrec::store::hnsw {
 
+using hnswlib::linklistsizeint;
 using hnswlib::tableint;
 
 /// hnswlib's graph plus an 8-bit copy of every element's vector, which the search walks on:
@@ -77,6 +85,164 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
   /// Not returned by a search: removed, or hidden.
   bool excluded(tableint id) const { return isMarkedDeleted(id) || is_hidden(id); }
   void advise_huge_pages() const { detail::advise_huge_pages(data_level0_memory_, max_elements_ * size_data_per_element_); }
+
+  using Queue = std::priority_queue<std::pair<float, tableint>, std::vector<std::pair<float, tableint>>, CompareByFirst>;
+
+  /// What a batch inserted in place changed in the graph it found: every link list the batch's
+  /// insertions changed, saved once, before its first change (an insertion appends itself to
+  /// its neighbours' lists, or re-prunes a full one, dropping old links), and the entry point.
+  /// A failed batch puts them back (restore()): marking its elements removed alone would leave
+  /// the re-pruned lists, and an old element whose last in-link was dropped unreachable. At
+  /// most one copy of the lists the batch touched.
+  struct UndoLog {
+    struct List {
+      tableint id;
+      int level;
+      std::vector<tableint> links;
+    };
+    std::mutex mu;
+    std::unordered_set<uint64_t> saved;  // id << 8 | level
+    std::deque<List> lists;  // (push_back: all or nothing, and no copy as it grows)
+    tableint entry = 0;
+    int max_level = -1;
+    explicit UndoLog(const Graph& g) : entry(g.enterpoint_node_), max_level(g.maxlevel_) {}
+    /// Saves `ll` (the list of `id` at `level`) unless saved before; throws (bad_alloc)
+    /// before the caller changes it.
+    void save(tableint id, int level, const linklistsizeint* ll, size_t count) {
+      std::lock_guard<std::mutex> lock(mu);
+      const uint64_t key = uint64_t(id) << 8 | uint64_t(level);
+      if (saved.count(key)) return;
+      detail::fault_point("hnsw.add.link");
+      const auto* links = reinterpret_cast<const tableint*>(ll + 1);
+      lists.push_back(List{id, level, std::vector<tableint>(links, links + count)});
+      try {
+        saved.insert(key);
+      } catch (...) {
+        lists.pop_back();
+        throw;
+      }
+    }
+  };
+
+  /// Puts back what `log` saved (cannot throw).
+  void restore(const UndoLog& log) {
+    for (const auto& l : log.lists) {
+      linklistsizeint* ll = get_linklist_at_level(l.id, l.level);
+      std::copy(l.links.begin(), l.links.end(), reinterpret_cast<tableint*>(ll + 1));
+      setListCount(ll, static_cast<unsigned short>(l.links.size()));  // the count only: the removed flag stays
+    }
+    enterpoint_node_ = log.entry;
+    maxlevel_ = log.max_level;
+  }
+
+  /// A level for a new element, drawn as hnswlib's insertion draws it, from the graph's own
+  /// generator: the caller draws them one thread at a time, before inserting in parallel.
+  int draw_level() { return getRandomLevel(mult_); }
+
+  /// hnswlib 0.6.2's addPoint for a new label at a given level (the same search, heuristic,
+  /// locks and links), with each neighbour's list saved in `log` (when there is one) before
+  /// it is changed. Never updates an element in place. Throws std::bad_alloc (the label map,
+  /// an upper level's links, the log): the element is then in the graph, its count taken,
+  /// possibly linked by some neighbours (logged), and the caller removes it.
+  void insert(const float* x, hnswlib::labeltype label, int level, UndoLog* log) {
+    tableint cur = 0;
+    {
+      std::lock_guard<std::mutex> lock(cur_element_count_guard_);
+      if (cur_element_count >= max_elements_) throw std::length_error("hnsw: no room for another element");
+      cur = tableint(cur_element_count);
+      label_lookup_[label] = cur;
+      ++cur_element_count;
+    }
+    std::unique_lock<std::mutex> own(link_list_locks_[cur]);
+    element_levels_[cur] = level;
+    std::unique_lock<std::mutex> top(global);
+    const int max_level = maxlevel_;
+    if (level <= max_level) top.unlock();
+    tableint at = enterpoint_node_;
+    const tableint entry = enterpoint_node_;
+    std::memset(data_level0_memory_ + size_t(cur) * size_data_per_element_ + offsetLevel0_, 0, size_data_per_element_);
+    std::memcpy(getExternalLabeLp(cur), &label, sizeof label);
+    std::memcpy(getDataByInternalId(cur), x, data_size_);
+    if (level > 0) {
+      linkLists_[cur] = static_cast<char*>(std::malloc(size_links_per_element_ * size_t(level) + 1));
+      if (!linkLists_[cur]) {
+        element_levels_[cur] = 0;
+        throw std::bad_alloc();
+      }
+      std::memset(linkLists_[cur], 0, size_links_per_element_ * size_t(level) + 1);
+    }
+    if (max_level < 0) {  // the first element
+      enterpoint_node_ = cur;
+      maxlevel_ = level;
+      return;
+    }
+    auto dist = [&](tableint id) { return fstdistfunc_(x, getDataByInternalId(id), dist_func_param_); };
+    if (level < max_level) {  // greedy descent to the element's top level
+      float d = dist(at);
+      for (int l = max_level; l > level; --l) {
+        for (bool moved = true; moved;) {
+          moved = false;
+          std::lock_guard<std::mutex> lock(link_list_locks_[at]);
+          const linklistsizeint* ll = get_linklist(at, l);
+          const auto* links = reinterpret_cast<const tableint*>(ll + 1);
+          for (size_t i = 0, n = getListCount(const_cast<linklistsizeint*>(ll)); i < n; ++i) {
+            const float di = dist(links[i]);
+            if (di < d) d = di, at = links[i], moved = true;
+          }
+        }
+      }
+    }
+    const bool entry_removed = isMarkedDeleted(entry);
+    for (int l = std::min(level, max_level); l >= 0; --l) {
+      Queue found = searchBaseLayer(at, x, l);
+      if (entry_removed) {
+        found.emplace(dist(entry), entry);
+        if (found.size() > ef_construction_) found.pop();
+      }
+      at = connect(cur, found, l, log);
+    }
+    if (level > max_level) {
+      enterpoint_node_ = cur;
+      maxlevel_ = level;
+    }
+  }
+
+ private:
+  // hnswlib's mutuallyConnectNewElement (new elements only): links `cur` at `level` to the
+  // heuristic's pick of `found` and each of those back to `cur` (appended, or the full list
+  // re-pruned), saving each list in `log` first. Returns the nearest pick.
+  tableint connect(tableint cur, Queue& found, int level, UndoLog* log) {
+    const size_t cap = level ? maxM_ : maxM0_;
+    getNeighborsByHeuristic2(found, M_);
+    std::vector<tableint> picked;
+    picked.reserve(found.size());
+    for (; !found.empty(); found.pop()) picked.push_back(found.top().second);  // farthest first
+    linklistsizeint* mine = get_linklist_at_level(cur, level);
+    setListCount(mine, static_cast<unsigned short>(picked.size()));
+    std::copy(picked.begin(), picked.end(), reinterpret_cast<tableint*>(mine + 1));
+    const float* cur_x = reinterpret_cast<const float*>(getDataByInternalId(cur));
+    for (const tableint n : picked) {
+      std::lock_guard<std::mutex> lock(link_list_locks_[n]);
+      linklistsizeint* ll = get_linklist_at_level(n, level);
+      const size_t count = getListCount(ll);
+      if (log) log->save(n, level, ll, count);
+      auto* links = reinterpret_cast<tableint*>(ll + 1);
+      if (count < cap) {
+        links[count] = cur;
+        setListCount(ll, static_cast<unsigned short>(count + 1));
+        continue;
+      }
+      const char* n_x = getDataByInternalId(n);
+      Queue keep;
+      keep.emplace(fstdistfunc_(cur_x, n_x, dist_func_param_), cur);
+      for (size_t j = 0; j < count; ++j) keep.emplace(fstdistfunc_(getDataByInternalId(links[j]), n_x, dist_func_param_), links[j]);
+      getNeighborsByHeuristic2(keep, cap);
+      size_t k = 0;
+      for (; !keep.empty(); keep.pop()) links[k++] = keep.top().second;
+      setListCount(ll, static_cast<unsigned short>(k));
+    }
+    return picked.back();
+  }
 };
 
 /// Bytes of one element's code at this dimension.

@@ -20,8 +20,10 @@
 //    and removes the elements they replace. The graph's room (hnswlib's arrays, the codes) grows by half when needed,
 //    the copies made aside; only the level-0 block's realloc (a remap, no copy, for large
 //    blocks) happens under the lock.
-// A batch that fails turns what it inserted into removed elements (which the compaction
-// reclaims): size, contents and results are as before.
+// A batch that fails puts back every link list its insertions changed (Graph::UndoLog: each
+// list saved once before its first change, with the entry point) and turns what it inserted
+// into removed elements no link leads to (the compaction reclaims them): size, contents and
+// results are as before. The log holds at most one copy of the lists the batch touched.
 #include <omp.h>
 
 #include <algorithm>
@@ -84,9 +86,11 @@ class HnswStore final : public VectorStore {
       g.resizeIndex(need);
       g.advise_huge_pages();
     }
+    std::vector<int> levels(static_cast<size_t>(n));
+    for (int& l : levels) l = g.draw_level();
     detail::parallel_for(n, n >= 256 ? 0 : 1, 64, [&](int64_t i) {
       detail::fault_point("hnsw.add.point");
-      g.addPoint(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]));
+      g.insert(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]), levels[size_t(i)], nullptr);
     });
     hnsw::encode(g, size_t(dim()), before);
   }
@@ -199,15 +203,19 @@ class HnswStore final : public VectorStore {
     const int threads = resolve_threads(0);
     int64_t chunk = std::max(4, threads * 4);
     std::exception_ptr failed;
+    std::vector<int> levels;
+    Graph::UndoLog undo(g);
     for (int64_t done = 0; done < n && !failed;) {
       const int64_t m = std::min(chunk, n - done);
       const auto t0 = std::chrono::steady_clock::now();
+      levels.resize(size_t(m));
+      for (int& l : levels) l = g.draw_level();
       exclusive([&] {
         const size_t before = g.cur_element_count;
         try {
           detail::parallel_for(m, threads, 1, [&](int64_t i) {
             detail::fault_point("hnsw.add.point");
-            g.addPoint(vectors + size_t(done + i) * dim(), label_of(done + i));
+            g.insert(vectors + size_t(done + i) * dim(), label_of(done + i), levels[size_t(i)], &undo);
           });
         } catch (...) {
           failed = std::current_exception();
@@ -217,9 +225,6 @@ class HnswStore final : public VectorStore {
         for (size_t e = before; e < g.cur_element_count; ++e) {
           g.set_hidden(tableint(e), true);
           hidden.push_back(tableint(e));
-          // An insertion that failed allocating its upper levels has none (hnswlib leaves
-          // the level set and the pointer null).
-          if (g.element_levels_[e] > 0 && !g.linkLists_[e]) g.element_levels_[e] = 0;
         }
         hnsw::encode(g, size_t(dim()), before);
       });
@@ -236,7 +241,10 @@ class HnswStore final : public VectorStore {
       }
     }
     if (failed) {
-      exclusive([&] {  // what was inserted becomes removed elements; their temporary labels go
+      // The lists the batch changed are put back (no old element loses a link), what it
+      // inserted becomes removed elements, unreachable, and their temporary labels go.
+      exclusive([&] {
+        g.restore(undo);
         for (const tableint e : hidden) {
           g.set_hidden(e, false);
           g.markDeletedInternal(e);
