@@ -136,19 +136,25 @@ void add(Metrics& sum, const Metrics& m) {
 
 }  // namespace
 
-EvalReport evaluate_popularity(const ClickLog& train, const EvalSet& set, const EvalOptions& opt) {
-  check_options("evaluate_popularity", opt);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
+std::vector<int64_t> most_popular(const ClickLog& log, size_t n) {
   std::unordered_map<int64_t, int64_t> clicks;
-  for (int64_t item : train.items) ++clicks[item];
+  for (int64_t item : log.items) ++clicks[item];
   std::vector<std::pair<int64_t, int64_t>> ranked(clicks.begin(), clicks.end());  // (item, clicks)
-  const size_t keep = std::min(ranked.size(), size_t(maxn));
+  const size_t keep = std::min(ranked.size(), n);
   std::partial_sort(ranked.begin(), ranked.begin() + keep, ranked.end(), [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
   std::vector<int64_t> top(keep);
   for (size_t i = 0; i < keep; ++i) top[i] = ranked[i].first;
+  return top;
+}
+
+EvalReport evaluate_popularity(const ClickLog& train, const EvalSet& set, const EvalOptions& opt) {
+  check_options("evaluate_popularity", opt);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
+  const std::vector<int64_t> top = most_popular(train, size_t(maxn));
+  const size_t keep = top.size();
   const int64_t U = users_counted(set, opt);
   EvalReport rep;
   rep.topk = opt.topk;

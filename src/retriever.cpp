@@ -33,70 +33,178 @@ int merge_interests(const int64_t* ids, const float* scores, int num_interests, 
   return n;
 }
 
-void recall_items(const MindModel& model, const VectorStore& store, const int64_t* hist,
-                  const int32_t* lengths, int64_t batch, const RecallOptions& opt, int64_t* ids,
-                  float* scores) {
+namespace {
+
+// Refuses (InvalidArgument, naming the user and position) a length outside [0, maxlen] and an
+// id that is not an item: 0 (the padding id) or outside [1, item_count).
+void check_histories(const MindModel& model, const int64_t* hist, const int32_t* lengths, int64_t batch,
+                     const char* fn) {
+  const int L = model.config().maxlen;
+  const int64_t N = model.config().item_count;
+  for (int64_t b = 0; b < batch; ++b) {
+    if (lengths[b] < 0 || lengths[b] > L)
+      throw InvalidArgument(std::string(fn) + ": lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
+                            " is outside [0, maxlen=" + std::to_string(L) + "]");
+    for (int l = 0; l < lengths[b]; ++l) {
+      const int64_t id = hist[b * L + l];
+      if (id == 0)
+        throw InvalidArgument(std::string(fn) + ": user " + std::to_string(b) + ", position " + std::to_string(l) +
+                              ": item id 0 is the padding id, not an item");
+      if (id < 1 || id >= N)
+        throw InvalidArgument(std::string(fn) + ": user " + std::to_string(b) + ", position " + std::to_string(l) +
+                              ": item id " + std::to_string(id) + " is outside the model's [1, item_count=" +
+                              std::to_string(N) + ")");
+    }
+  }
+}
+
+// recall_items' work. `drop` (sorted, unique; null = the packed rows) holds, per user, the ids
+// exclude_history leaves out.
+void recall_core(const MindModel& model, const VectorStore& store, const int64_t* hist, const int32_t* lengths,
+                 int64_t batch, const RecallOptions& opt, const std::vector<std::vector<int64_t>>* drop,
+                 int64_t* ids, float* scores, uint8_t* fallback) {
   const auto& c = model.config();
   const int K = c.capsule.max_k, H = c.hidden_size, L = c.maxlen;
-  MINDREC_EXPECTS(opt.topn >= 1, "recall_items: topn must be >= 1");
-  MINDREC_EXPECTS(store.dim() == H, "recall_items: the store's dimension differs from the model's");
-  if (batch <= 0) return;
-  std::vector<float> interests(size_t(batch) * K * H);
-  std::vector<int32_t> counts(batch);
-  model.extract_interests(hist, lengths, batch, interests.data(), counts.data(), opt.threads);
-  MINDREC_EXPECTS(opt.rerank >= 0 && opt.rerank <= 100, "recall_items: rerank must be in [0, 100]");
-  const int fetch = (opt.topn + (opt.exclude_history ? L : 0)) * std::max(1, opt.rerank);
-  // A backend with a fused search + merge (cuda:flat) does it all on its device.
-  if (!opt.exclude_history && opt.rerank == 0 &&
-      store.search_merged(batch, K, counts.data(), interests.data(), opt.topn, opt.topn, ids, scores))
-    return;
-  std::vector<int64_t> fid(size_t(batch) * K * fetch);
-  std::vector<float> fsc(size_t(batch) * K * fetch);
-  store.search(batch * K, interests.data(), fetch, fid.data(), fsc.data());
-  const bool l2 = store.metric() == Metric::l2;
+  const int topn = opt.topn;
   const float pad = padding_score(store.metric());
-  if (opt.rerank > 0) {
-    // Exact scores from the model's item vectors; items it has none for (or whose stored
-    // vector was written later) keep the store's score.
-    const float* emb = model.weights().item_emb.data();
-    const int64_t items = c.item_count;
-    const auto& k = detail::simd();
-    const std::vector<int64_t>* later = opt.store_scored;
-#pragma omp parallel for schedule(static) if (batch * K * fetch >= 65536) num_threads(resolve_threads(opt.threads))
-    for (int64_t q = 0; q < batch * K; ++q) {
-      const float* x = interests.data() + size_t(q) * H;
-      for (int j = 0; j < fetch; ++j) {
-        const int64_t id = fid[size_t(q) * fetch + j];
-        float& s = fsc[size_t(q) * fetch + j];
-        if (id <= 0 || id >= items || (later && std::binary_search(later->begin(), later->end(), id))) continue;
-        const float* v = emb + size_t(id) * H;
-        s = l2 ? k.l2sq(x, v, size_t(H)) : k.dot(x, v, size_t(H));
+  // Users without a click get the popular items (below); the others are recalled together.
+  std::vector<int64_t> users;  // rows of hist that have clicks
+  users.reserve(size_t(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    if (fallback) fallback[b] = lengths[b] == 0;
+    if (lengths[b] > 0) users.push_back(b);
+    else if (model.weights().popular_items.empty())
+      throw InvalidArgument("recall: user " + std::to_string(b) + " has no clicks, and the weights carry no popular "
+                            "items to answer with (mindrec train records them in the weights it writes; weights "
+                            "made elsewhere have none)");
+  }
+  auto excluded = [&](int64_t b, int64_t id) {
+    if (!opt.exclude_history || id <= 0) return false;
+    if (drop) return std::binary_search((*drop)[size_t(b)].begin(), (*drop)[size_t(b)].end(), id);
+    return std::find(hist + b * L, hist + b * L + lengths[b], id) != hist + b * L + lengths[b];
+  };
+  for (int64_t b = 0; b < batch; ++b) {
+    if (lengths[b] > 0) continue;
+    int n = 0;
+    for (const int64_t id : model.weights().popular_items) {
+      if (n == topn) break;
+      if (!excluded(b, id)) ids[b * topn + n] = id, scores[b * topn + n] = 0.0f, ++n;
+    }
+    for (; n < topn; ++n) ids[b * topn + n] = -1, scores[b * topn + n] = pad;
+  }
+  const int64_t U = int64_t(users.size());
+  if (U == 0) return;
+  // The rows with clicks, packed together when some rows have none.
+  const bool all = U == batch;
+  std::vector<int64_t> hist_u;
+  std::vector<int32_t> len_u;
+  if (!all) {
+    hist_u.resize(size_t(U) * L);
+    len_u.resize(size_t(U));
+    for (int64_t u = 0; u < U; ++u) {
+      std::copy(hist + users[size_t(u)] * L, hist + (users[size_t(u)] + 1) * L, hist_u.begin() + u * L);
+      len_u[size_t(u)] = lengths[users[size_t(u)]];
+    }
+  }
+  const int64_t* h = all ? hist : hist_u.data();
+  const int32_t* len = all ? lengths : len_u.data();
+  std::vector<float> interests(size_t(U) * K * H);
+  std::vector<int32_t> counts(static_cast<size_t>(U));
+  model.extract_interests(h, len, U, interests.data(), counts.data(), opt.threads);
+  // Each interest fetches enough to leave topn after the user's excluded ids.
+  int64_t extra = 0;
+  if (opt.exclude_history) {
+    if (drop)
+      for (const int64_t b : users) extra = std::max<int64_t>(extra, int64_t((*drop)[size_t(b)].size()));
+    else
+      extra = L;
+  }
+  extra = std::min<int64_t>(extra, std::max<int64_t>(store.size(), 0));
+  const int fetch = int(std::min<int64_t>((int64_t(topn) + extra) * std::max(1, opt.rerank), int64_t(1) << 30));
+  // A backend with a fused search + merge (cuda:flat) does it all on its device.
+  std::vector<int64_t> out_ids(all ? 0 : size_t(U) * topn);
+  std::vector<float> out_sc(all ? 0 : size_t(U) * topn);
+  int64_t* rid = all ? ids : out_ids.data();
+  float* rsc = all ? scores : out_sc.data();
+  if (!(!opt.exclude_history && opt.rerank == 0 &&
+        store.search_merged(U, K, counts.data(), interests.data(), topn, topn, rid, rsc))) {
+    std::vector<int64_t> fid(size_t(U) * K * fetch);
+    std::vector<float> fsc(size_t(U) * K * fetch);
+    store.search(U * K, interests.data(), fetch, fid.data(), fsc.data());
+    const bool l2 = store.metric() == Metric::l2;
+    if (opt.rerank > 0) {
+      // Exact scores from the model's item vectors; items it has none for (or whose stored
+      // vector was written later) keep the store's score.
+      const float* emb = model.weights().item_emb.data();
+      const int64_t items = c.item_count;
+      const auto& k = detail::simd();
+      const std::vector<int64_t>* later = opt.store_scored;
+#pragma omp parallel for schedule(static) if (U * K * fetch >= 65536) num_threads(resolve_threads(opt.threads))
+      for (int64_t q = 0; q < U * K; ++q) {
+        const float* x = interests.data() + size_t(q) * H;
+        for (int j = 0; j < fetch; ++j) {
+          const int64_t id = fid[size_t(q) * fetch + j];
+          float& sc = fsc[size_t(q) * fetch + j];
+          if (id <= 0 || id >= items || (later && std::binary_search(later->begin(), later->end(), id))) continue;
+          const float* v = emb + size_t(id) * H;
+          sc = l2 ? k.l2sq(x, v, size_t(H)) : k.dot(x, v, size_t(H));
+        }
+      }
+    }
+    std::vector<int64_t> merged(static_cast<size_t>(topn));
+    std::vector<float> merged_sc(static_cast<size_t>(topn));
+    for (int64_t u = 0; u < U; ++u) {
+      const int64_t b = users[size_t(u)];
+      int64_t* bid = fid.data() + size_t(u) * K * fetch;
+      float* bsc = fsc.data() + size_t(u) * K * fetch;
+      for (int i = 0; i < counts[size_t(u)] * fetch; ++i) {
+        if (l2) bsc[i] = -bsc[i];  // the merge ranks by larger-is-better
+        if (excluded(b, bid[i])) bid[i] = -1;
+      }
+      const int n = merge_interests(bid, bsc, counts[size_t(u)], fetch, topn, merged.data(), merged_sc.data());
+      for (int j = 0; j < topn; ++j) {
+        rid[u * topn + j] = j < n ? merged[size_t(j)] : -1;
+        rsc[u * topn + j] = j < n ? (l2 ? -merged_sc[size_t(j)] : merged_sc[size_t(j)]) : pad;
       }
     }
   }
-  std::vector<int64_t> merged(opt.topn);
-  std::vector<float> merged_sc(opt.topn);
-  for (int64_t b = 0; b < batch; ++b) {
-    int64_t* bid = fid.data() + size_t(b) * K * fetch;
-    float* bsc = fsc.data() + size_t(b) * K * fetch;
-    for (int i = 0; i < counts[b] * fetch; ++i) {
-      if (l2) bsc[i] = -bsc[i];  // the merge ranks by larger-is-better
-      if (opt.exclude_history && bid[i] > 0 &&
-          std::find(hist + b * L, hist + b * L + lengths[b], bid[i]) != hist + b * L + lengths[b])
-        bid[i] = -1;
+  if (!all)
+    for (int64_t u = 0; u < U; ++u) {
+      std::copy(rid + u * topn, rid + (u + 1) * topn, ids + users[size_t(u)] * topn);
+      std::copy(rsc + u * topn, rsc + (u + 1) * topn, scores + users[size_t(u)] * topn);
     }
-    const int n = merge_interests(bid, bsc, counts[b], fetch, opt.topn, merged.data(), merged_sc.data());
-    for (int j = 0; j < opt.topn; ++j) {
-      ids[b * opt.topn + j] = j < n ? merged[j] : -1;
-      scores[b * opt.topn + j] = j < n ? (l2 ? -merged_sc[j] : merged_sc[j]) : pad;
-    }
-  }
+}
+
+}  // namespace
+
+void recall_items(const MindModel& model, const VectorStore& store, const int64_t* hist,
+                  const int32_t* lengths, int64_t batch, const RecallOptions& opt, int64_t* ids,
+                  float* scores, uint8_t* fallback) {
+  MINDREC_EXPECTS(opt.topn >= 1, "recall_items: topn must be >= 1");
+  MINDREC_EXPECTS(store.dim() == model.config().hidden_size, "recall_items: the store's dimension differs from the model's");
+  MINDREC_EXPECTS(opt.rerank >= 0 && opt.rerank <= 100, "recall_items: rerank must be in [0, 100]");
+  if (batch <= 0) return;
+  MINDREC_EXPECTS(hist && lengths && ids && scores, "recall_items: null input or output");
+  check_histories(model, hist, lengths, batch, "recall_items");
+  recall_core(model, store, hist, lengths, batch, opt, nullptr, ids, scores, fallback);
 }
 
 RecallResult recall_histories(const MindModel& model, const VectorStore& store,
                               const std::vector<std::vector<int64_t>>& histories,
                               const RecallOptions& options) {
   MINDREC_EXPECTS(options.topn >= 1, "recall_histories: topn must be >= 1");
+  MINDREC_EXPECTS(store.dim() == model.config().hidden_size, "recall_histories: the store's dimension differs from the model's");
+  MINDREC_EXPECTS(options.rerank >= 0 && options.rerank <= 100, "recall_histories: rerank must be in [0, 100]");
+  const int64_t N = model.config().item_count;
+  for (size_t b = 0; b < histories.size(); ++b)  // every id, not only the last maxlen the model reads
+    for (size_t l = 0; l < histories[b].size(); ++l) {
+      const int64_t id = histories[b][l];
+      if (id < 1 || id >= N)
+        throw InvalidArgument("recall_histories: user " + std::to_string(b) + ", position " + std::to_string(l) + ": " +
+                              (id == 0 ? std::string("item id 0 is the padding id, not an item")
+                                       : "item id " + std::to_string(id) + " is outside the model's [1, item_count=" +
+                                             std::to_string(N) + ")"));
+    }
   RecallResult r;
   r.users = static_cast<int64_t>(histories.size());
   r.topn = options.topn;
@@ -104,9 +212,22 @@ RecallResult recall_histories(const MindModel& model, const VectorStore& store,
   std::vector<int64_t> hist(size_t(r.users) * L);
   std::vector<int32_t> lens(static_cast<size_t>(r.users));
   pack_histories(histories, L, hist.data(), lens.data());
+  // exclude_history leaves out every id of each list, not only the last maxlen.
+  std::vector<std::vector<int64_t>> drop;
+  if (options.exclude_history) {
+    drop.resize(histories.size());
+    for (size_t b = 0; b < histories.size(); ++b) {
+      drop[b] = histories[b];
+      std::sort(drop[b].begin(), drop[b].end());
+      drop[b].erase(std::unique(drop[b].begin(), drop[b].end()), drop[b].end());
+    }
+  }
   r.ids.resize(size_t(r.users) * r.topn);
   r.scores.resize(size_t(r.users) * r.topn);
-  recall_items(model, store, hist.data(), lens.data(), r.users, options, r.ids.data(), r.scores.data());
+  r.fallback.resize(static_cast<size_t>(r.users));
+  if (r.users == 0) return r;
+  recall_core(model, store, hist.data(), lens.data(), r.users, options, options.exclude_history ? &drop : nullptr,
+              r.ids.data(), r.scores.data(), r.fallback.data());
   return r;
 }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "mindrec/file_io.hpp"
+#include "cli_checks.hpp"
 #include "mindrec/mindrec.hpp"
 
 namespace {
@@ -332,6 +333,7 @@ int run_recall(const RecallArgs& a) {
   auto store = open_store(model, a.index, a.store, a.allow_mismatched_index);
   // Each --hist is one user's clicks, oldest first: "43,23,65".
   std::vector<std::vector<int64_t>> users;
+  // An empty --hist "" is a user with no clicks: the popular items, marked as the fallback.
   for (const auto& h : a.hist) {
     auto& items = users.emplace_back();
     std::stringstream ss(h);
@@ -339,8 +341,13 @@ int run_recall(const RecallArgs& a) {
     while (std::getline(ss, tok, ',')) {
       char* end = nullptr;
       const long long id = std::strtoll(tok.c_str(), &end, 10);
-      if (tok.empty() || *end != '\0' || id < 1 || id >= mc.item_count)
-        throw mindrec::InvalidArgument("--hist '" + h + "': '" + tok + "' is not an item id in [1, " +
+      const std::string where = "--hist '" + h + "' (user " + std::to_string(users.size() - 1) + "), position " +
+                                std::to_string(items.size()) + ": ";
+      if (tok.empty() || *end != '\0')
+        throw mindrec::InvalidArgument(where + "'" + tok + "' is not an item id");
+      if (id == 0) throw mindrec::InvalidArgument(where + "item id 0 is the padding id, not an item");
+      if (id < 1 || id >= mc.item_count)
+        throw mindrec::InvalidArgument(where + "item id " + tok + " is outside the model's [1, item_count=" +
                                        std::to_string(mc.item_count) + ")");
       items.push_back(id);
     }
@@ -364,12 +371,13 @@ int run_recall(const RecallArgs& a) {
       for (int j = 0; j < a.topk; ++j) std::printf("%s%lld", j ? ", " : "", static_cast<long long>(ids[b * a.topk + j]));
       std::printf("], \"scores\": [");
       for (int j = 0; j < a.topk; ++j) std::printf("%s%.6g", j ? ", " : "", ids[b * a.topk + j] < 0 ? 0.0 : scores[b * a.topk + j]);
-      std::printf("]}");
+      std::printf("], \"fallback\": %s}", r.fallback[size_t(b)] ? "true" : "false");
     }
     std::printf("], \"ms\": %.3f}\n", ms);
   } else {
     for (int64_t b = 0; b < B; ++b) {
-      std::printf("user %lld (hist %s): ", static_cast<long long>(b), a.hist[b].c_str());
+      std::printf("user %lld (hist %s)%s: ", static_cast<long long>(b), a.hist[b].c_str(),
+                  r.fallback[size_t(b)] ? " [fallback: no clicks, the popular items]" : "");
       for (int j = 0; j < a.topk && ids[b * a.topk + j] >= 0; ++j)
         std::printf("%s%lld", j ? "," : "", static_cast<long long>(ids[b * a.topk + j]));
       std::printf("\n");
@@ -391,7 +399,9 @@ int main(int argc, char** argv) {
     return std::string("mindrec: error: ") + e.what() + " (see --help)\n";
   });
   int verbose = 0;
-  app.add_flag("-v,--verbose", verbose, "log ignored config keys and skipped lines; -vv adds debug statistics");
+  app.add_flag("-v,--verbose", verbose, "log ignored config keys and skipped lines; -vv adds debug statistics "
+                                       "(before or after the subcommand)");
+  app.fallthrough();  // -v after the subcommand is the top level's flag too
 
   InitArgs init;
   auto* ci = app.add_subcommand("init", "write random initial weights (seeded) for a config");
@@ -405,7 +415,7 @@ int main(int argc, char** argv) {
   cf->add_option("--weights", infer.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
   cf->add_option("--data", infer.data, "validation/test file or folder (slot:value format)")->required()->check(CLI::ExistingPath);
   cf->add_option("--out", infer.out, "output .npy, float32 [users, max_k, hidden_size]")->required();
-  cf->add_option("--threads", infer.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
+  cf->add_option("--threads", infer.threads, "threads (default runner.threads; 0 = all cores)")->check(mindrec::tools::non_negative());
 
   TrainArgs train;
   auto* ct = app.add_subcommand("train", "train MIND on runner.train_data_dir (checkpoints each epoch)");
@@ -419,11 +429,11 @@ int main(int argc, char** argv) {
   ce->add_option("--config", ev.config, "YAML config")->required()->check(CLI::ExistingFile);
   ce->add_option("--weights", ev.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
   ce->add_option("--data", ev.data, "validation/test file or folder")->required()->check(CLI::ExistingPath);
-  ce->add_option("--topk", ev.topk, "list sizes N, comma-separated")->delimiter(',')->check(CLI::PositiveNumber);
+  ce->add_option("--topk", ev.topk, "list sizes N, comma-separated")->delimiter(',')->check(mindrec::tools::positive());
   ce->add_flag("--paddlerec-compat", ev.compat, "count as PaddleRec's infer.py does (GT cut to 20, users+1, drop last batch)");
   ce->add_option("--json", ev.json, "also write the metrics as JSON here");
   ce->add_flag("--no-baseline", ev.no_baseline, "skip the popularity baseline (computed from runner.train_data_dir)");
-  ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(CLI::NonNegativeNumber);
+  ce->add_option("--threads", ev.threads, "threads (default runner.threads; 0 = all cores)")->check(mindrec::tools::non_negative());
   auto* ev_store = ce->add_option("--store", ev.store, "retrieve through a store: an in-process spec is built now from the "
                                                       "weights (e.g. hnsw:M=32?ef=80), a milvus:// collection is attached "
                                                       "read-only, as it is (default: exact search)");
@@ -452,7 +462,7 @@ int main(int argc, char** argv) {
   cr->add_option("--rerank", rc.rerank, "fetch N x topk per interest and score them exactly against the model's item "
                                         "vectors (0 = off)")->check(CLI::Range(0, 100));
   cr->add_option("--hist", rc.hist, "one user's item ids, oldest first, comma-separated (repeat per user)")->required()->take_all();
-  cr->add_option("--topk", rc.topk, "candidates per user")->check(CLI::PositiveNumber);
+  cr->add_option("--topk", rc.topk, "candidates per user")->check(mindrec::tools::positive(true, 100000));
   cr->add_flag("--json", rc.json, "print JSON");
   cr->add_flag("--allow-mismatched-index", rc.allow_mismatched_index, "use an --index built from other weights (refused otherwise)");
   cr->add_flag("--exclude-history", rc.exclude_history, "never return the user's own clicks");
@@ -461,7 +471,7 @@ int main(int argc, char** argv) {
   auto* cp = app.add_subcommand("prepare", "ComiRec preparation of a raw user,item,timestamp log");
   cp->add_option("--input", prep.input, "raw log (CSV or whitespace; any ids)")->required()->check(CLI::ExistingFile);
   cp->add_option("--out", prep.out, "output folder")->required();
-  cp->add_option("--min-count", prep.options.min_count, "k of the k-core filter (default 5)")->check(CLI::PositiveNumber);
+  cp->add_option("--min-count", prep.options.min_count, "k of the k-core filter (default 5)")->check(mindrec::tools::positive());
   cp->add_option("--seed", prep.options.seed, "seed of the user shuffle before the 80/10/10 split");
 
   ImportArgs imp;

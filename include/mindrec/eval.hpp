@@ -66,6 +66,11 @@ struct MINDREC_API EvalReport {
 /// over all rows of item_emb (row 0 included, never returned), the merge, and the metrics.
 MINDREC_API EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOptions& options);
 
+/// The `n` items clicked most often in `log`, most first (ties: smaller id first): the
+/// popularity baseline's list, and the fallback `mindrec train` records in the weights
+/// (MindWeights::popular_items). Fewer if the log has fewer distinct items.
+MINDREC_API std::vector<int64_t> most_popular(const ClickLog& log, size_t n);
+
 /// The popularity baseline on the same users and cut-offs: every user is recommended the
 /// `max(topk)` items clicked most often in `train` (ties: smaller id first), with the metrics
 /// and counting rules of evaluate() (paddlerec_compat included; `store` and `threads` unused).

@@ -24,7 +24,9 @@ MINDREC_API int merge_interests(const int64_t* ids, const float* scores, int num
 
 struct MINDREC_API RecallOptions {
   int topn = 50;
-  /// Drop the items of the user's own history (fetches that many more per interest).
+  /// Leave out the items of the user's own history: recall_histories every id of each list
+  /// (the model still reads only the last maxlen), recall_items the ids of the packed rows.
+  /// Each interest fetches as many more candidates as the longest list has distinct ids.
   bool exclude_history = false;
   /// Threads of the interest extraction (0 = all cores); the store's scan has its own.
   int threads = 0;
@@ -44,9 +46,16 @@ struct MINDREC_API RecallOptions {
 /// first, padded with -1. Thread-safe: concurrent calls may share the model and the store.
 /// A store with a fused search + merge (`cuda:flat`) does both on its device, unless
 /// exclude_history is set.
+///
+/// One rule for every interface (CLI, server, Python): an id 0 (the padding id) or one
+/// outside [1, item_count) inside a user's length is refused (InvalidArgument naming the user
+/// and position); a user with no clicks (length 0) gets the model's popular items
+/// (MindWeights::popular_items, the training log's most clicked; scores 0), marked in
+/// `fallback` [B] (1; 0 for a recalled user) when not null; weights without popular items
+/// refuse such a user (InvalidArgument).
 MINDREC_API void recall_items(const MindModel& model, const VectorStore& store, const int64_t* hist,
                               const int32_t* lengths, int64_t batch, const RecallOptions& options,
-                              int64_t* ids, float* scores);
+                              int64_t* ids, float* scores, uint8_t* fallback = nullptr);
 
 /// recall_items' result for a list of users.
 struct MINDREC_API RecallResult {
@@ -54,10 +63,13 @@ struct MINDREC_API RecallResult {
   int topn = 0;
   std::vector<int64_t> ids;  ///< [users, topn], best first, padded with -1
   std::vector<float> scores;  ///< [users, topn]
+  std::vector<uint8_t> fallback;  ///< [users]: 1 where the user had no clicks and got the popular items
 };
 
 /// recall_items for histories given as lists of item ids, oldest first (each user's last
-/// maxlen items are used). Ids are checked by the model (InvalidArgument).
+/// maxlen items are read by the model; exclude_history leaves out every id of the list). Every
+/// id of every list is checked (InvalidArgument naming the user and position); an empty list
+/// gets the popular items (recall_items' rule).
 MINDREC_API RecallResult recall_histories(const MindModel& model, const VectorStore& store,
                                           const std::vector<std::vector<int64_t>>& histories,
                                           const RecallOptions& options);

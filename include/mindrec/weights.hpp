@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "mindrec/aligned.hpp"
 #include "mindrec/config.hpp"
@@ -29,8 +31,18 @@ struct MINDREC_API MindWeights {
   AlignedVector<float> routing_logits;  ///< [K, L] (stored as [1, K, L])
   AlignedVector<float> relu_weight;     ///< [H, H] (empty without relu_layer)
   AlignedVector<float> relu_bias;       ///< [H]    (empty without relu_layer)
+  /// The training log's most clicked items, most first (ties: smaller id first), as
+  /// `mindrec train` records them: what a recall answers for a user with no clicks (the
+  /// fallback, flagged). Empty when unknown (weights imported or written elsewhere).
+  /// Saved in the file's metadata ("mindrec.popular_items"), not a tensor.
+  std::vector<int64_t> popular_items;
+  /// The weights' last evaluation, as `mindrec train` records it ("recall@50",
+  /// "popularity_recall@50", ...): what /metrics shows of the served model. Empty if none.
+  /// Saved in the metadata ("mindrec.evaluation").
+  std::map<std::string, double> evaluation;
 
-  /// Throws InvalidArgument if a vector's size does not match the config.
+  /// Throws InvalidArgument if a vector's size does not match the config, a value is NaN or
+  /// Inf, or a popular item is outside [1, item_count).
   void validate() const;
 };
 
@@ -52,6 +64,12 @@ MINDREC_API MindWeights init_weights(const ModelConfig& config, uint64_t seed);
 /// Writes the weights as safetensors with the model config as JSON in __metadata__
 /// ("mindrec.model_config"), atomically.
 MINDREC_API void save_weights(const std::string& path, const MindWeights& weights);
+
+/// save_weights with `popular_items` and `evaluation` recorded in place of the weights' own
+/// (a trainer's weights, without copying them).
+MINDREC_API void save_weights(const std::string& path, const MindWeights& weights,
+                              const std::vector<int64_t>& popular_items,
+                              const std::map<std::string, double>& evaluation);
 
 /// Reads and validates a weights file: its format tag, names, dtypes (F32 only), shapes
 /// against the config in its metadata. Throws IoError / FormatError naming the file and the tensor.

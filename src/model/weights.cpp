@@ -2,6 +2,8 @@
 // mapping shared by weights files and checkpoints.
 #include "mindrec/weights.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -50,6 +52,10 @@ void MindWeights::validate() const {
   for (const auto& [t, info] : tensors)
     if (const std::string at = first_non_finite(*t, info.second); !at.empty())
       throw InvalidArgument(std::string("MindWeights: '") + info.first + "' holds NaN or Inf at " + at);
+  for (size_t i = 0; i < popular_items.size(); ++i)
+    if (popular_items[i] < 1 || popular_items[i] >= config.item_count)
+      throw InvalidArgument("MindWeights: popular_items[" + std::to_string(i) + "] = " + std::to_string(popular_items[i]) +
+                            " is not an item id in [1, item_count=" + std::to_string(config.item_count) + ")");
 }
 
 MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
@@ -82,6 +88,17 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
 
 namespace detail {
 
+void notes_to_metadata(const std::vector<int64_t>& popular, const std::map<std::string, double>& evaluation,
+                       std::map<std::string, std::string>& metadata) {
+  metadata.erase(kPopularKey);
+  metadata.erase(kEvaluationKey);
+  if (!popular.empty()) metadata[kPopularKey] = nlohmann::json(popular).dump();
+  nlohmann::json e = nlohmann::json::object();
+  for (const auto& [k, v] : evaluation)
+    if (std::isfinite(v)) e[k] = v;
+  if (!e.empty()) metadata[kEvaluationKey] = e.dump();
+}
+
 std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
                                                  std::map<std::string, std::string>& metadata) {
   w.validate();
@@ -90,6 +107,7 @@ std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
                 L = c.maxlen;
   metadata[kFormatKey] = kFormatValue;
   metadata[kConfigKey] = model_config_to_json(c);
+  notes_to_metadata(w.popular_items, w.evaluation, metadata);
   std::map<std::string, TensorRef> t;
   t[tensor_names::item_emb] = {DType::F32, {N, D}, w.item_emb.data()};
   t[tensor_names::bilinear] = {DType::F32, {D, H}, w.bilinear.data()};
@@ -157,6 +175,24 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
                       "' in __metadata__: not a mindrec weights file");
   MindWeights w;
   w.config = model_config_from_json(it->second, path);
+  if (const auto p = f.metadata().find(kPopularKey); p != f.metadata().end()) {
+    const auto j = nlohmann::json::parse(p->second, nullptr, false);
+    if (!j.is_array())
+      throw FormatError(path + ": metadata '" + kPopularKey + "' is not a JSON array of item ids");
+    for (const auto& v : j) {
+      if (!v.is_number_integer())
+        throw FormatError(path + ": metadata '" + kPopularKey + "' holds " + v.dump() + ", not an item id");
+      w.popular_items.push_back(v.get<int64_t>());
+    }
+  }
+  if (const auto e = f.metadata().find(kEvaluationKey); e != f.metadata().end()) {
+    const auto j = nlohmann::json::parse(e->second, nullptr, false);
+    if (!j.is_object()) throw FormatError(path + ": metadata '" + kEvaluationKey + "' is not a JSON object");
+    for (const auto& [k, v] : j.items()) {
+      if (!v.is_number()) throw FormatError(path + ": metadata '" + kEvaluationKey + "' field '" + k + "' is not a number");
+      w.evaluation[k] = v.get<double>();
+    }
+  }
   const auto& c = w.config;
   const int64_t N = c.item_count, D = c.embedding_dim, H = c.hidden_size, K = c.capsule.max_k,
                 L = c.maxlen;
@@ -240,6 +276,19 @@ cpu::ModelView<float> model_view(const MindWeights& w) {
 void save_weights(const std::string& path, const MindWeights& w) {
   std::map<std::string, std::string> metadata;
   const auto tensors = detail::weights_to_refs(w, metadata);
+  detail::write_safetensors(path, metadata, tensors);
+}
+
+void save_weights(const std::string& path, const MindWeights& w, const std::vector<int64_t>& popular_items,
+                  const std::map<std::string, double>& evaluation) {
+  for (size_t i = 0; i < popular_items.size(); ++i)
+    if (popular_items[i] < 1 || popular_items[i] >= w.config.item_count)
+      throw InvalidArgument("save_weights: popular_items[" + std::to_string(i) + "] = " +
+                            std::to_string(popular_items[i]) + " is not an item id in [1, item_count=" +
+                            std::to_string(w.config.item_count) + ")");
+  std::map<std::string, std::string> metadata;
+  const auto tensors = detail::weights_to_refs(w, metadata);
+  detail::notes_to_metadata(popular_items, evaluation, metadata);
   detail::write_safetensors(path, metadata, tensors);
 }
 

@@ -68,6 +68,10 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
   // The baseline every epoch is shown beside: popularity from the training log, same users.
   std::vector<Metrics> pop;
   if (valid) pop = evaluate_popularity(log, *valid, eo).metrics;
+  // Recorded in every weights file written: the fallback for users without clicks, and the
+  // epoch's evaluation (what mindrec-serve's /metrics shows of the served model).
+  const std::vector<int64_t> popular = most_popular(log, 1000);
+  std::map<std::string, double> evaluation;
   while (trainer->epochs_done() < cfg.runner.epochs &&
          (cfg.runner.patience == 0 || since_best < cfg.runner.patience)) {
     const EpochStats st = trainer->train_epoch(options.on_progress);
@@ -77,7 +81,7 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
     row.seconds = st.seconds;
     row.samples_per_s = st.samples_per_s;
     trainer->save_checkpoint(out + "/checkpoint.safetensors");
-    save_weights(out + "/last.safetensors", trainer->weights());
+    evaluation = {{"epoch", double(st.epoch)}};
     if (valid) {
       const MindModel model(trainer->weights());
       const EvalReport rep = evaluate(model, *valid, eo);
@@ -94,11 +98,18 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
       row.pop_recall50 = pop[1].recall;
       row.pop_ndcg50 = pop[1].ndcg;
       row.pop_hitrate50 = pop[1].hitrate;
+      evaluation.insert({{"recall@20", row.recall20}, {"ndcg@20", row.ndcg20}, {"hitrate@20", row.hitrate20},
+                         {"recall@50", row.recall50}, {"ndcg@50", row.ndcg50}, {"hitrate@50", row.hitrate50},
+                         {"popularity_recall@20", row.pop_recall20}, {"popularity_recall@50", row.pop_recall50},
+                         {"eval_users", double(valid->num_users())}});
+    }
+    save_weights(out + "/last.safetensors", trainer->weights(), popular, evaluation);
+    if (valid) {
       if (row.recall50 > best) {
         best = row.recall50;
         row.best = true;
         since_best = 0;
-        save_weights(out + "/best.safetensors", trainer->weights());
+        save_weights(out + "/best.safetensors", trainer->weights(), popular, evaluation);
       } else {
         ++since_best;
       }

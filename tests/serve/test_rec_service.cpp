@@ -45,6 +45,7 @@ using test::small_weights;
 
 serve::RecService make_service(serve::ServiceOptions o = {}) {
   MindWeights w = small_weights();
+  w.popular_items = {11, 3, 250, 42};  // what mindrec train records: the no-click fallback
   return serve::RecService(MindModel(w), make_vector_store("flat", 8), o);
 }
 
@@ -116,9 +117,38 @@ TEST_CASE("serve: insert_data - count - recall and drop answer like the library"
   CHECK(body_of(r) == json{{"dropped", 299}, {"count", 0}});
   svc.handle("POST", "/rec/insert_data", "");
   CHECK(body_of(svc.handle("POST", "/rec/drop", ""))["dropped"] == 299);
-  // An empty store answers with empty rows.
-  r = svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[1]]})");
-  CHECK(body_of(r)["ids"] == json::parse("[[]]"));
+  // An empty store says so: 503, not empty rows.
+  check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[1]]})"), 503, "", "the store is empty");
+}
+
+TEST_CASE("serve: a user with no clicks gets the popular items, flagged - exclude_history drops a whole long history") {
+  auto svc = make_service();
+  svc.handle("POST", "/rec/insert_data", "");
+  auto r = svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[], [43, 23, 65]]})");
+  REQUIRE(r.status == 200);
+  json j = body_of(r);
+  CHECK(j["fallback"] == json::parse("[true, false]"));
+  CHECK(j["ids"][0] == json::parse("[11, 3, 250]"));
+  CHECK(j["scores"][0] == json::parse("[0.0, 0.0, 0.0]"));
+  auto oracle = build_item_store(svc.model(), "flat");
+  CHECK(j["ids"][1].get<std::vector<int64_t>>() == library_recall(svc.model(), *oracle, {43, 23, 65}, 3));
+  // A 40-item history: the model reads the last 6, and every one of the 40 is left out.
+  // Oracle: the library's ranking for the last 6, without the 40 ids.
+  const std::vector<int64_t> last = {43, 23, 65, 12, 250, 9};
+  const auto ranked = library_recall(svc.model(), *oracle, last, 60);
+  json hist = json::array();
+  for (size_t i = 0; i < ranked.size() && hist.size() < 34; ++i)
+    if (std::find(last.begin(), last.end(), ranked[i]) == last.end()) hist.push_back(ranked[i]);
+  for (const int64_t id : last) hist.push_back(id);
+  REQUIRE(hist.size() == 40);
+  r = svc.handle("POST", "/rec/recall", json{{"top_k", 10}, {"hist_item", json::array({hist})}, {"exclude_history", true}}.dump());
+  REQUIRE(r.status == 200);
+  std::vector<int64_t> want;
+  const auto h = hist.get<std::vector<int64_t>>();
+  for (const int64_t id : ranked)
+    if (want.size() < 10 && std::find(h.begin(), h.end(), id) == h.end()) want.push_back(id);
+  REQUIRE(want.size() == 10);
+  CHECK(body_of(r)["ids"][0].get<std::vector<int64_t>>() == want);
 }
 
 TEST_CASE("serve: added items are recallable at once - replaced and deleted ones are gone") {
@@ -176,11 +206,11 @@ TEST_CASE("serve: bad requests get 400 naming the field and change nothing") {
   check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 5})"), 400, "hist_item", "required");
   check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": []})"), 400, "hist_item", "empty");
   check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], [2], [3]]})"), 400, "hist_item", "at most 2");
-  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], []]})"), 400, "hist_item[1]", "empty");
   check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], 7]})"), 400, "hist_item[1]", "array");
   check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1], [5, 300]]})"), 400, "hist_item[1][1]",
               "not in the model's range [1, 300)");
-  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[0]]})"), 400, "hist_item[0][0]", "range");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[0]]})"), 400, "hist_item[0][0]", "item id 0 is the padding id");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[5, 7, 0]]})"), 400, "hist_item[0][2]", "padding id");
   check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [["43"]]})"), 400, "hist_item[0][0]", "integer");
   check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[4.5]]})"), 400, "hist_item[0][0]", "integer");
   check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 0, "hist_item": [[1]]})"), 400, "top_k", "[1, 100]");

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,105 @@ TEST_CASE("recall through a flat store equals exact search of items 1..N-1 plus 
 }
 
 #if MINDREC_HAS_FAISS
+TEST_CASE("exclude_history leaves out every id of a history longer than maxlen - the model still reads the last maxlen") {
+  const MindModel m = small_model();
+  auto store = build_item_store(m, "flat");
+  const std::vector<int64_t> last = {5, 17, 250, 9, 33, 34};  // maxlen 6: what the model reads
+  RecallOptions o;
+  o.topn = 80;
+  const RecallResult all = recall_histories(m, *store, {last}, o);
+  // The history: 30 of the user's best-ranked items first, then the 6 the model reads.
+  std::vector<int64_t> hist;
+  for (int j = 0; j < 80 && hist.size() < 30; ++j)
+    if (std::find(last.begin(), last.end(), all.ids[size_t(j)]) == last.end()) hist.push_back(all.ids[size_t(j)]);
+  REQUIRE(hist.size() == 30);
+  hist.insert(hist.end(), last.begin(), last.end());
+  o.topn = 20;
+  const RecallResult same = recall_histories(m, *store, {hist}, o);  // the same interests: the same list
+  CHECK(same.ids == std::vector<int64_t>(all.ids.begin(), all.ids.begin() + 20));
+  o.exclude_history = true;
+  const RecallResult r = recall_histories(m, *store, {hist}, o);
+  // Oracle: the full ranking without the 36 history ids, first 20.
+  std::vector<int64_t> want;
+  for (const int64_t id : all.ids)
+    if (want.size() < 20 && std::find(hist.begin(), hist.end(), id) == hist.end()) want.push_back(id);
+  REQUIRE(want.size() == 20);
+  CHECK(r.ids == want);
+  CHECK(r.fallback == std::vector<uint8_t>{0});
+}
+
+TEST_CASE("a user with no clicks gets the popular items, flagged - id 0 is refused with its position") {
+  MindWeights w = test::small_weights();
+  w.popular_items = {7, 3, 250, 42, 5};
+  const MindModel m(std::move(w));
+  auto store = build_item_store(m, "flat");
+  RecallOptions o;
+  o.topn = 4;
+  const std::vector<std::vector<int64_t>> users = {{}, {5, 17}, {}};
+  const RecallResult r = recall_histories(m, *store, users, o);
+  CHECK(r.fallback == std::vector<uint8_t>{1, 0, 1});
+  CHECK(std::vector<int64_t>(r.ids.begin(), r.ids.begin() + 4) == std::vector<int64_t>{7, 3, 250, 42});
+  CHECK(std::vector<int64_t>(r.ids.begin() + 8, r.ids.end()) == std::vector<int64_t>{7, 3, 250, 42});
+  for (int j = 0; j < 4; ++j) CHECK(r.scores[size_t(j)] == 0.0f);
+  // the user with clicks: as recalled alone
+  const RecallResult alone = recall_histories(m, *store, {{5, 17}}, o);
+  CHECK(std::vector<int64_t>(r.ids.begin() + 4, r.ids.begin() + 8) == alone.ids);
+  CHECK(std::vector<float>(r.scores.begin() + 4, r.scores.begin() + 8) == alone.scores);
+  // more asked than the list holds: padded with -1
+  o.topn = 7;
+  const RecallResult more = recall_histories(m, *store, {{}}, o);
+  CHECK(more.ids == std::vector<int64_t>{7, 3, 250, 42, 5, -1, -1});
+  // the packed form: lengths 0 likewise, flags written
+  const int64_t hist[12] = {0, 0, 0, 0, 0, 0, 5, 17, 0, 0, 0, 0};
+  const int32_t lens[2] = {0, 2};
+  std::vector<int64_t> ids(14);
+  std::vector<float> sc(14);
+  uint8_t flags[2] = {9, 9};
+  recall_items(m, *store, hist, lens, 2, o, ids.data(), sc.data(), flags);
+  CHECK(flags[0] == 1);
+  CHECK(flags[1] == 0);
+  CHECK(std::vector<int64_t>(ids.begin(), ids.begin() + 7) == more.ids);
+  // id 0 inside a length, anywhere in a list: refused, naming user and position
+  auto message = [&](const std::vector<std::vector<int64_t>>& h) {
+    try {
+      recall_histories(m, *store, h, o);
+    } catch (const InvalidArgument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(message({{5}, {5, 0, 17}}) == "recall_histories: user 1, position 1: item id 0 is the padding id, not an item");
+  CHECK(message({{5, 300}}).find("user 0, position 1: item id 300 is outside the model's [1, item_count=300)") != std::string::npos);
+  // 0 far before the last maxlen ids: refused too (every id is an exclusion candidate)
+  std::vector<int64_t> long_hist(20, 5);
+  long_hist[2] = 0;
+  CHECK(message({long_hist}).find("user 0, position 2: item id 0") != std::string::npos);
+  const int64_t bad[6] = {5, 0, 0, 0, 0, 0};
+  const int32_t bad_len[1] = {2};
+  CHECK_THROWS_WITH_AS(recall_items(m, *store, bad, bad_len, 1, o, ids.data(), sc.data()),
+                       "recall_items: user 0, position 1: item id 0 is the padding id, not an item", InvalidArgument);
+  // weights without popular items: a user with no clicks is refused, saying why
+  const MindModel bare(test::small_weights());
+  CHECK_THROWS_AS(recall_histories(bare, *store, {{}}, o), InvalidArgument);
+}
+
+TEST_CASE("popular items and the evaluation travel in the weights file's metadata") {
+  test::TempDir tmp;
+  MindWeights w = test::small_weights();
+  w.popular_items = {9, 1, 299};
+  w.evaluation = {{"recall@50", 0.125}, {"popularity_recall@50", 0.0625}};
+  save_weights(tmp.file("w.safetensors"), w);
+  const MindWeights back = load_weights(tmp.file("w.safetensors"));
+  CHECK(back.popular_items == w.popular_items);
+  CHECK(back.evaluation == w.evaluation);
+  CHECK(item_fingerprint(back) == item_fingerprint(w));  // the vectors' fingerprint only
+  w.popular_items = {9, 300};
+  CHECK_THROWS_WITH_AS(save_weights(tmp.file("x.safetensors"), w),
+                       "MindWeights: popular_items[1] = 300 is not an item id in [1, item_count=300)", InvalidArgument);
+  CHECK_FALSE(std::filesystem::exists(tmp.file("x.safetensors")));
+  CHECK_THROWS_AS(save_weights(tmp.file("x.safetensors"), test::small_weights(), {0}, {}), InvalidArgument);
+}
+
 TEST_CASE("rerank: an 8-bit store's candidates scored exactly - the result and scores of exact search") {
   const MindModel m = small_model();
   auto flat = build_item_store(m, "flat");

@@ -404,6 +404,23 @@ TEST_CASE("run_training: files per epoch - the popularity baseline beside each e
   CHECK(pop.metrics[1].recall > 0);
   for (const char* f : {"checkpoint.safetensors", "last.safetensors", "best.safetensors", "metrics.csv", "metrics.svg"})
     CHECK(std::filesystem::exists(tmp.file(std::string("out/") + f)));
+  // The weights carry the training log's most clicked items (the no-click fallback) and the
+  // epoch's evaluation. Oracle: click counts of the log, counted here.
+  {
+    std::map<int64_t, int64_t> clicks;
+    for (const int64_t i : log.items) ++clicks[i];
+    std::vector<std::pair<int64_t, int64_t>> by(clicks.begin(), clicks.end());
+    std::stable_sort(by.begin(), by.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::vector<int64_t> want;
+    for (size_t i = 0; i < std::min<size_t>(by.size(), 1000); ++i) want.push_back(by[i].first);
+    for (const char* f : {"out/last.safetensors", "out/best.safetensors"}) {
+      const MindWeights w = load_weights(tmp.file(f));
+      CHECK(w.popular_items == want);
+      CHECK(w.evaluation.at("recall@50") == doctest::Approx(rows[std::string(f) == "out/best.safetensors" ? 0 : 2].recall50));
+      CHECK(w.evaluation.at("popularity_recall@50") == doctest::Approx(pop.metrics[1].recall));
+    }
+    CHECK(load_weights(tmp.file("out/last.safetensors")).evaluation.at("epoch") == 3);
+  }
   // resuming counts the CSV's epochs since the best: nothing left to train under patience 2
   o.resume = tmp.file("out/checkpoint.safetensors");
   seen.clear();

@@ -44,17 +44,21 @@ Reply RecService::recall(std::string_view body) const {
     const std::string row = "hist_item[" + std::to_string(u) + "]";
     const json& h = users[u];
     if (!h.is_array()) bad(row, std::string("must be an array of item ids, got ") + h.type_name());
-    if (h.empty()) bad(row, "is empty: a user needs at least one clicked item");
     if (h.size() > 100000) bad(row, "is longer than 100000 items");
     for (size_t l = 0; l < h.size(); ++l) {
       const std::string field = row + "[" + std::to_string(l) + "]";
       const int64_t id = as_int(h[l], field);
+      if (id == 0) bad(field, "item id 0 is the padding id, not an item");
       if (id < 1 || id >= item_count)
         bad(field, "item id " + std::to_string(id) + " is not in the model's range [1, " +
                        std::to_string(item_count) + ")");
       hists[u].push_back(id);
     }
   }
+  // An empty store answers nothing: said, not an empty 200 (GET /readyz says it too).
+  if (store.size() == 0)
+    return error_reply(503, "", "the store is empty: there is nothing to recall (POST /rec/insert_data fills it "
+                                "from the served weights)");
   const int64_t B = static_cast<int64_t>(users.size());
   const int k = static_cast<int>(top_k);
   RecallOptions o;
@@ -65,7 +69,7 @@ Reply RecService::recall(std::string_view body) const {
   const auto later = rerank > 0 ? written_ids(*snap) : nullptr;
   o.store_scored = later.get();
   const RecallResult r = slots_->run([&] { return recall_histories(model, store, hists, o); });
-  json out_ids = json::array(), out_scores = json::array();
+  json out_ids = json::array(), out_scores = json::array(), out_fallback = json::array();
   for (int64_t b = 0; b < B; ++b) {
     json ri = json::array(), rs = json::array();
     for (int i = 0; i < k; ++i) {
@@ -76,8 +80,11 @@ Reply RecService::recall(std::string_view body) const {
     }
     out_ids.push_back(std::move(ri));
     out_scores.push_back(std::move(rs));
+    out_fallback.push_back(r.fallback[size_t(b)] != 0);
   }
-  return ok({{"top_k", top_k}, {"ids", std::move(out_ids)}, {"scores", std::move(out_scores)}});
+  // fallback[u]: user u had no clicks and got the model's popular items (scores 0).
+  return ok({{"top_k", top_k}, {"ids", std::move(out_ids)}, {"scores", std::move(out_scores)},
+             {"fallback", std::move(out_fallback)}});
 }
 
 Reply RecService::count() const { return ok({{"count", loaded()->store->size()}}); }

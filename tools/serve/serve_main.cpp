@@ -42,6 +42,7 @@
 #include "mindrec/log.hpp"
 #include "mindrec/version.hpp"
 #include "access_log.hpp"
+#include "../cli_checks.hpp"
 #include "rec_service.hpp"
 
 namespace {
@@ -403,12 +404,12 @@ int main(int argc, char** argv) {
                                                  "(with --store) and save it there");
   app.add_option("--host", a.host, "address to listen on")->capture_default_str();
   app.add_option("--port", a.port, "port (0 = any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
-  app.add_option("--threads", a.threads, "HTTP worker threads (0 = max(2, cores)); at most one compute thread per core runs, whatever this is")->check(CLI::NonNegativeNumber);
-  app.add_option("--max-body-mb", a.max_body_mb, "largest request body, MiB (413 above)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", a.threads, "HTTP worker threads (0 = max(2, cores)); at most one compute thread per core runs, whatever this is")->check(mindrec::tools::non_negative());
+  app.add_option("--max-body-mb", a.max_body_mb, "largest request body, MiB (413 above)")->capture_default_str()->check(mindrec::tools::positive(false));
   app.add_option("--max-projection-mb", a.max_projection_mb,
                  "precompute item_emb x S (faster interest extraction) when it takes at most this many MB; "
                  "0 = never (saves a table's worth of memory)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(mindrec::tools::non_negative());
   app.add_option("--max-users", a.max_users, "users per /rec/recall request")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-top-k", a.max_top_k, "largest top_k")->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_flag("--quiet", a.quiet, "no access log");
@@ -417,7 +418,7 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", a.insecure, "serve the mutating endpoints on a non-loopback address without a token");
   app.add_flag("--allow-mismatched-index", a.allow_mismatched_index, "serve an --index built from other weights (refused otherwise)");
   app.add_option("--drain-seconds", a.drain_seconds, "on SIGTERM, how long requests in flight may take before the server "
-                                                   "saves (at most as long again) and exits anyway (exit 3)")->capture_default_str()->check(CLI::NonNegativeNumber);
+                                                   "saves (at most as long again) and exits anyway (exit 3)")->capture_default_str()->check(mindrec::tools::non_negative(false));
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("mindrec-serve: error: ") + e.what() + " (see --help)\n";
   });
