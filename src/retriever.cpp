@@ -34,29 +34,44 @@ int merge_interests(const int64_t* ids, const float* scores, int num_interests, 
 }
 
 namespace {
+std::string bad_id(const std::string& what, size_t b, size_t l, int64_t id, int64_t N) {
+  return what + ": user " + std::to_string(b) + ", position " + std::to_string(l) + ": " +
+         (id == 0 ? std::string("item id 0 is the padding id, not an item")
+                  : "item id " + std::to_string(id) + " is outside the model's [1, item_count=" + std::to_string(N) + ")");
+}
+std::string no_clicks(const std::string& what, size_t b) {
+  return what + ": user " + std::to_string(b) + " has no clicks: no interests to extract (recall answers such a user "
+         "with the model's popular items, flagged as the fallback)";
+}
+}  // namespace
 
-// Refuses (InvalidArgument, naming the user and position) a length outside [0, maxlen] and an
-// id that is not an item: 0 (the padding id) or outside [1, item_count).
 void check_histories(const MindModel& model, const int64_t* hist, const int32_t* lengths, int64_t batch,
-                     const char* fn) {
+                     const std::string& what, bool allow_empty) {
   const int L = model.config().maxlen;
   const int64_t N = model.config().item_count;
   for (int64_t b = 0; b < batch; ++b) {
     if (lengths[b] < 0 || lengths[b] > L)
-      throw InvalidArgument(std::string(fn) + ": lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
+      throw InvalidArgument(what + ": lengths[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) +
                             " is outside [0, maxlen=" + std::to_string(L) + "]");
+    if (lengths[b] == 0 && !allow_empty) throw InvalidArgument(no_clicks(what, size_t(b)));
     for (int l = 0; l < lengths[b]; ++l) {
       const int64_t id = hist[b * L + l];
-      if (id == 0)
-        throw InvalidArgument(std::string(fn) + ": user " + std::to_string(b) + ", position " + std::to_string(l) +
-                              ": item id 0 is the padding id, not an item");
-      if (id < 1 || id >= N)
-        throw InvalidArgument(std::string(fn) + ": user " + std::to_string(b) + ", position " + std::to_string(l) +
-                              ": item id " + std::to_string(id) + " is outside the model's [1, item_count=" +
-                              std::to_string(N) + ")");
+      if (id < 1 || id >= N) throw InvalidArgument(bad_id(what, size_t(b), size_t(l), id, N));
     }
   }
 }
+
+void check_histories(const MindModel& model, const std::vector<std::vector<int64_t>>& histories,
+                     const std::string& what, bool allow_empty) {
+  const int64_t N = model.config().item_count;
+  for (size_t b = 0; b < histories.size(); ++b) {
+    if (histories[b].empty() && !allow_empty) throw InvalidArgument(no_clicks(what, b));
+    for (size_t l = 0; l < histories[b].size(); ++l)
+      if (histories[b][l] < 1 || histories[b][l] >= N) throw InvalidArgument(bad_id(what, b, l, histories[b][l], N));
+  }
+}
+
+namespace {
 
 // recall_items' work. `drop` (sorted, unique; null = the packed rows) holds, per user, the ids
 // exclude_history leaves out.
@@ -195,16 +210,7 @@ RecallResult recall_histories(const MindModel& model, const VectorStore& store,
   MINDREC_EXPECTS(options.topn >= 1, "recall_histories: topn must be >= 1");
   MINDREC_EXPECTS(store.dim() == model.config().hidden_size, "recall_histories: the store's dimension differs from the model's");
   MINDREC_EXPECTS(options.rerank >= 0 && options.rerank <= 100, "recall_histories: rerank must be in [0, 100]");
-  const int64_t N = model.config().item_count;
-  for (size_t b = 0; b < histories.size(); ++b)  // every id, not only the last maxlen the model reads
-    for (size_t l = 0; l < histories[b].size(); ++l) {
-      const int64_t id = histories[b][l];
-      if (id < 1 || id >= N)
-        throw InvalidArgument("recall_histories: user " + std::to_string(b) + ", position " + std::to_string(l) + ": " +
-                              (id == 0 ? std::string("item id 0 is the padding id, not an item")
-                                       : "item id " + std::to_string(id) + " is outside the model's [1, item_count=" +
-                                             std::to_string(N) + ")"));
-    }
+  check_histories(model, histories, "recall_histories");  // every id, not only the last maxlen the model reads
   RecallResult r;
   r.users = static_cast<int64_t>(histories.size());
   r.topn = options.topn;

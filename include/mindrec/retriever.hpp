@@ -74,6 +74,15 @@ MINDREC_API RecallResult recall_histories(const MindModel& model, const VectorSt
                                           const std::vector<std::vector<int64_t>>& histories,
                                           const RecallOptions& options);
 
+/// Refuses (InvalidArgument naming `what`, the user and the position) what the interfaces do
+/// not take: a length outside [0, maxlen], a user without clicks unless `allow_empty`, an id 0
+/// (the padding id) or outside [1, item_count) within a user's length (`hist` [B, maxlen]).
+MINDREC_API void check_histories(const MindModel& model, const int64_t* hist, const int32_t* lengths,
+                                 int64_t batch, const std::string& what, bool allow_empty = true);
+/// The same for lists of ids (every id of every list).
+MINDREC_API void check_histories(const MindModel& model, const std::vector<std::vector<int64_t>>& histories,
+                                 const std::string& what, bool allow_empty = true);
+
 /// Checks that `store` holds the item vectors of `model`'s weights: their item fingerprints
 /// (MindModel::item_fingerprint, VectorStore::source_fingerprint) must match. A mismatch
 /// throws ConfigError naming `store_name`, both fingerprints and the fix, unless

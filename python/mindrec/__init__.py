@@ -62,7 +62,7 @@ __all__ = [
     "cuda_device_count", "default_threads", "evaluate", "init_weights", "load_config",
     "evaluate_popularity", "import_paddlerec", "load_vector_store", "load_weights", "parse_config", "prepare",
     "read_eval_data", "read_train_data",
-    "recall_items", "save_weights", "set_log_level", "train", "weights_from_dict",
+    "RecallResult", "recall_items", "save_weights", "set_log_level", "train", "weights_from_dict",
     "weights_to_dict",
 ]
 
@@ -243,7 +243,9 @@ class MindModel:
 
         ``hist`` is either a list of per-user id lists (oldest first; the last ``maxlen`` are
         used) or a ``[B, maxlen]`` integer array of right-padded histories with ``lengths``
-        ``[B]`` (default: each row's clicks before its trailing zeros; 0 is the padding id). Returns ``(interests [B, K, H] float32, counts [B]
+        ``[B]`` (default: each row's clicks before its trailing zeros; 0 is the padding id). A
+        user with no clicks, an id 0 inside a length or an id outside ``[1, item_count)`` raises
+        :class:`InvalidArgument` naming the user and position. Returns ``(interests [B, K, H] float32, counts [B]
         int32)``; interests past a user's count are zero rows. Releases the GIL; an int64
         C-contiguous array is read in place. ``threads`` 0 = all cores. ``out``: a pair of
         preallocated arrays (float32 ``[B, K, H]``, int32 ``[B]``, C-contiguous) written in place
@@ -251,7 +253,10 @@ class MindModel:
         if lengths is None and _is_ragged(hist):
             if out is not None:
                 raise InvalidArgument("extract_interests: out= needs histories as a [B, maxlen] array with lengths")
-            return self._m._extract_lists(cast(Sequence[Sequence[int]], hist), threads)
+            try:
+                return self._m._extract_lists(cast(Sequence[Sequence[int]], hist), threads)
+            except TypeError:
+                raise _id_lists_error(hist, "hist") from None
         h = _ints(hist, "hist", 2)
         lens = _lengths_of(h) if lengths is None else _ints(lengths, "lengths", 1, _INT32)
         if out is None:
@@ -276,6 +281,8 @@ class VectorStore:
 
     Any number of concurrent searches with one writer (threads); every call that searches,
     writes, waits or connects releases the GIL. A failed call changes nothing."""
+
+    _pairing_warned: bool = False  # recall_items warned once that it serves this store unpaired
 
     def __init__(self, spec: str, dim: int, metric: str = "ip") -> None:
         """An empty store; ``metric`` is ``"ip"`` (inner product) or ``"l2"``."""
@@ -369,37 +376,97 @@ def build_item_store(model: MindModel, spec: str = "flat", metric: str = "ip") -
     return VectorStore._wrap(_core.build_item_store(model._m, spec, metric))
 
 
+class RecallResult(tuple):  # type: ignore[type-arg]
+    """What :func:`recall_items` returns: the pair ``(ids, scores)`` (so ``ids, scores =
+    recall_items(...)`` works), plus ``fallback``, a bool array ``[B]``: True where the user had
+    no clicks and got the model's popular items (the training log's most clicked, recorded in
+    the weights by ``mindrec train``; scores 0) instead of a recall."""
+
+    ids: IdArray
+    scores: FloatArray
+    fallback: npt.NDArray[np.bool_]
+
+    def __new__(cls, ids: IdArray, scores: FloatArray, fallback: npt.NDArray[np.bool_]) -> "RecallResult":
+        obj = super().__new__(cls, (ids, scores))
+        obj.ids, obj.scores, obj.fallback = ids, scores, fallback
+        return obj
+
+
+def _id_lists_error(histories: Any, name: str) -> InvalidArgument:
+    """The InvalidArgument for a list of id lists that the binding refused (TypeError): the first
+    entry that is not a list of integers, by position."""
+    for b, h in enumerate(histories):
+        if np.isscalar(h) or not hasattr(h, "__len__"):
+            return InvalidArgument(f"{name}[{b}]: expected a list of item ids, got {type(h).__name__} {h!r}")
+        for pos, v in enumerate(h):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                return InvalidArgument(f"{name}[{b}][{pos}]: expected an integer item id, got "
+                                       f"{type(v).__name__} {v!r}")
+            if not -(2 ** 63) <= int(v) < 2 ** 63:
+                return InvalidArgument(f"{name}[{b}][{pos}]: item id {v} does not fit in int64")
+    return InvalidArgument(f"{name}: expected a list of lists of integer item ids")
+
+
+def _check_pairing(model: MindModel, store: VectorStore, allow_mismatch: bool) -> None:
+    """:func:`check_store_pairing` as the CLI and the server apply it, before every recall
+    through a store: a store filled from other weights is refused (ConfigError) unless
+    ``allow_mismatch``; one that records no weights is served with one warning per store."""
+    have = store._s.source_fingerprint
+    if have == model._m.item_fingerprint():
+        return
+    if have == 0 or allow_mismatch:
+        if store._pairing_warned:
+            return
+        store._pairing_warned = True
+    _core.check_store_pairing(model._m, store._s, f"store '{store.backend}'", allow_mismatch)
+
+
 def recall_items(model: MindModel, store: VectorStore, histories: Histories,
                  lengths: Optional[npt.ArrayLike] = None, topn: int = 50,
                  exclude_history: bool = False, rerank: int = 0,
-                 threads: int = 0) -> Tuple[IdArray, FloatArray]:
+                 threads: int = 0, allow_mismatch: bool = False) -> RecallResult:
     """Multi-interest candidate generation: each user's interests, each interest's nearest
     items in ``store``, merged as the spec says (by score, duplicates and id 0 dropped).
 
-    ``histories`` as in :meth:`MindModel.extract_interests`. Returns ``(ids [B, topn] int64,
-    scores [B, topn] float32)``, best first, padded with -1. ``exclude_history`` drops the
-    user's own items; ``rerank`` > 0 re-scores ``rerank x topn`` candidates per interest exactly
-    (for 8-bit stores)."""
+    ``histories`` as in :meth:`MindModel.extract_interests`. Returns a :class:`RecallResult`:
+    ``(ids [B, topn] int64, scores [B, topn] float32)``, best first, padded with -1, and
+    ``.fallback [B]``. The rules of the CLI and the server: a user with no clicks gets the
+    popular items (``fallback`` True); id 0 (the padding id) or an id outside
+    ``[1, item_count)`` raises :class:`InvalidArgument` naming the user and position;
+    ``exclude_history`` drops every item of the user's history (a list: all of it, not only
+    the last ``maxlen`` the model reads); a store filled from other weights raises
+    :class:`ConfigError` unless ``allow_mismatch``. ``rerank`` > 0 re-scores ``rerank x topn``
+    candidates per interest exactly (for 8-bit stores)."""
+    _check_pairing(model, store, allow_mismatch)
     if lengths is None and _is_ragged(histories):
-        return _core._recall_lists(model._m, store._s, cast(Sequence[Sequence[int]], histories), topn,
-                                   exclude_history, rerank, threads)
-    h = _ints(histories, "histories", 2)
-    lens = _lengths_of(h) if lengths is None else _ints(lengths, "lengths", 1, _INT32)
-    return _core._recall(model._m, store._s, h, lens, topn, exclude_history, rerank, threads)
+        try:
+            ids, scores, fb = _core._recall_lists(model._m, store._s, cast(Sequence[Sequence[int]], histories),
+                                                  topn, exclude_history, rerank, threads)
+        except TypeError:
+            raise _id_lists_error(histories, "histories") from None
+    else:
+        h = _ints(histories, "histories", 2)
+        lens = _lengths_of(h) if lengths is None else _ints(lengths, "lengths", 1, _INT32)
+        ids, scores, fb = _core._recall(model._m, store._s, h, lens, topn, exclude_history, rerank, threads)
+    return RecallResult(ids, scores, fb.astype(bool))
 
 
 # ---- evaluation, preparation, training ----------------------------------------------------
 
 def evaluate(model: MindModel, data: Union[EvalSet, PathLike], topk: Sequence[int] = (20, 50),
              store: Optional[VectorStore] = None, train: Union[ClickLog, PathLike, None] = None,
-             paddlerec_compat: bool = False, batch_size: int = 128, threads: int = 0) -> Dict[str, Any]:
+             paddlerec_compat: bool = False, batch_size: int = 128, threads: int = 0,
+             allow_mismatch: bool = False) -> Dict[str, Any]:
     """Recall/NDCG/HitRate@N of the merged multi-interest retrieval on validation/test users
     (a folder or file in PaddleRec's slot format, or an :class:`EvalSet`). Exact search over all
-    items unless ``store`` is given. With ``train`` (the training click log, a path or a
+    items unless ``store`` is given (a store filled from other weights raises
+    :class:`ConfigError` unless ``allow_mismatch``, as in :func:`recall_items`). With ``train`` (the training click log, a path or a
     :class:`ClickLog`) also the popularity baseline on the same users and the model's ratio to
     it. Returns the keys of ``mindrec eval --json``: ``users``, ``recall@N``, ``ndcg@N``,
     ``hitrate@N`` and, with ``train``, ``popularity_recall@N``, ... and ``ratio_recall@N``, ...
     (None where the baseline scores 0)."""
+    if store is not None:
+        _check_pairing(model, store, allow_mismatch)
     if not isinstance(data, EvalSet):
         data = read_eval_data(_path(data), model.config.item_count)
     if train is not None and not isinstance(train, ClickLog):

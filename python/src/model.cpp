@@ -7,7 +7,10 @@
 
 #include <string>
 
+#include <nanobind/stl/map.h>
+
 #include "core.hpp"
+#include "mindrec/retriever.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/model.hpp"
@@ -37,8 +40,10 @@ int64_t check_batch(const MindModel& mm, const In<int64_t>& hist, const In<int32
   const int L = mm.config().maxlen;
   const size_t B = hist.shape(0);
   if (hist.shape(1) != size_t(L))
-    throw InvalidArgument("hist: expected [B, " + std::to_string(L) + "] (maxlen), got [" + std::to_string(B) +
-                          ", " + std::to_string(hist.shape(1)) + "]");
+    throw InvalidArgument("hist: expected a [B, maxlen=" + std::to_string(L) + "] array of right-padded ids, got [" +
+                          std::to_string(B) + ", " + std::to_string(hist.shape(1)) +
+                          "]: pad each row with 0 to maxlen and pass lengths=, or pass a list of per-user id lists "
+                          "(any lengths)");
   if (lengths.shape(0) != B)
     throw InvalidArgument("lengths: expected " + std::to_string(B) + " values, got " +
                           std::to_string(lengths.shape(0)));
@@ -77,6 +82,11 @@ void bind_model(nb::module_& m) {
       .def_prop_ro("relu_bias", [](Self s) {
         return view(s.p->relu_bias.data(), {s.p->relu_bias.size()}, s.h);
       }, "[H] (empty without capsule.relu_layer).")
+      .def_rw("popular_items", &MindWeights::popular_items,
+              "The training log's most clicked items, most first (mindrec train records them): what a "
+              "recall answers a user with no clicks. Empty when unknown.")
+      .def_rw("evaluation", &MindWeights::evaluation,
+              "The weights' last evaluation as mindrec train records it (recall@50, popularity_recall@50, ...).")
       .def("fingerprint", [](const MindWeights& w) { return item_fingerprint(w); },
            "64-bit fingerprint of item_emb (what stores record).")
       .def("validate", &MindWeights::validate)
@@ -108,7 +118,8 @@ void bind_model(nb::module_& m) {
         "Reads a weights file and raises ConfigError if it describes another model than `expected`.");
   m.def("import_paddlerec", &import_paddlerec, nb::arg("pdparams"), nb::arg("config"), unlocked,
         "Weights from a MIND checkpoint trained by PaddleRec (rec.pdparams) and its config's hyper_parameters.");
-  m.def("save_weights", &save_weights, nb::arg("path"), nb::arg("weights"), unlocked,
+  m.def("save_weights", nb::overload_cast<const std::string&, const MindWeights&>(&save_weights), nb::arg("path"),
+        nb::arg("weights"), unlocked,
         "Writes safetensors with the model config in __metadata__, atomically.");
 
   nb::class_<MindModel>(m, "MindModel")
@@ -142,6 +153,7 @@ void bind_model(nb::module_& m) {
           "_extract",
           [](const MindModel& mm, const In<int64_t>& hist, const In<int32_t>& lengths, int threads) {
             const int64_t B = check_batch(mm, hist, lengths);
+            check_histories(mm, hist.data(), lengths.data(), B, "extract_interests", false);
             const auto& c = mm.config();
             const size_t K = size_t(c.capsule.max_k), H = size_t(c.hidden_size);
             Buffer<float> out(size_t(B) * K * H);
@@ -158,6 +170,7 @@ void bind_model(nb::module_& m) {
           [](const MindModel& mm, const In<int64_t>& hist, const In<int32_t>& lengths, Into<float> out,
              Into<int32_t> counts, int threads) {
             const int64_t B = check_batch(mm, hist, lengths);
+            check_histories(mm, hist.data(), lengths.data(), B, "extract_interests", false);
             const auto& c = mm.config();
             const size_t K = size_t(c.capsule.max_k), H = size_t(c.hidden_size);
             if (out.ndim() != 3 || out.shape(0) != size_t(B) || out.shape(1) != K || out.shape(2) != H)
@@ -173,6 +186,7 @@ void bind_model(nb::module_& m) {
       .def(
           "_extract_lists",
           [](const MindModel& mm, const std::vector<std::vector<int64_t>>& histories, int threads) {
+            check_histories(mm, histories, "extract_interests", false);
             const auto& c = mm.config();
             const int64_t B = static_cast<int64_t>(histories.size());
             const int K = c.capsule.max_k, H = c.hidden_size, L = c.maxlen;

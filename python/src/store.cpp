@@ -2,6 +2,7 @@
 // searches or writes releases the GIL; the store's own locking makes concurrent searches from
 // Python threads safe (one writer at a time).
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
@@ -136,19 +137,22 @@ void bind_store(nb::module_& m) {
                       const In<int32_t>& lengths, int topn, bool exclude_history, int rerank, int threads) {
     const int L = model.config().maxlen;
     if (hist.ndim() != 2 || hist.shape(1) != size_t(L))
-      throw InvalidArgument("hist: expected [B, " + std::to_string(L) + "] (maxlen)");
+      throw InvalidArgument("histories: expected a [B, maxlen=" + std::to_string(L) +
+                            "] array of right-padded ids: pad each row with 0 to maxlen and pass lengths=, or pass "
+                            "a list of per-user id lists (any lengths)");
     const size_t B = hist.shape(0);
     if (lengths.ndim() != 1 || lengths.shape(0) != B)
       throw InvalidArgument("lengths: expected " + std::to_string(B) + " values (one per user)");
     if (topn < 1) throw InvalidArgument("recall_items: topn must be >= 1, got " + std::to_string(topn));
     Buffer<int64_t> ids(B * size_t(topn));
     Buffer<float> scores(B * size_t(topn));
+    Buffer<uint8_t> fallback(B);
     {
       nb::gil_scoped_release unlocked;
       recall_items(model, store, hist.data(), lengths.data(), int64_t(B),
-                   recall_options(topn, exclude_history, rerank, threads), ids.data(), scores.data());
+                   recall_options(topn, exclude_history, rerank, threads), ids.data(), scores.data(), fallback.data());
     }
-    return std::make_pair(ids.release({B, size_t(topn)}), scores.release({B, size_t(topn)}));
+    return std::make_tuple(ids.release({B, size_t(topn)}), scores.release({B, size_t(topn)}), fallback.release({B}));
   }, nb::arg("model"), nb::arg("store"), nb::arg("hist"), nb::arg("lengths"), nb::arg("topn"),
      nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"));
   m.def("_recall_lists", [](const MindModel& model, const VectorStore& store,
@@ -160,7 +164,8 @@ void bind_store(nb::module_& m) {
       r = recall_histories(model, store, histories, recall_options(topn, exclude_history, rerank, threads));
     }
     const size_t B = size_t(r.users), N = size_t(r.topn);
-    return std::make_pair(to_numpy(std::move(r.ids), {B, N}), to_numpy(std::move(r.scores), {B, N}));
+    return std::make_tuple(to_numpy(std::move(r.ids), {B, N}), to_numpy(std::move(r.scores), {B, N}),
+                           to_numpy(std::move(r.fallback), {B}));
   }, nb::arg("model"), nb::arg("store"), nb::arg("histories"), nb::arg("topn"), nb::arg("exclude_history"),
      nb::arg("rerank"), nb::arg("threads"));
 }

@@ -24,8 +24,12 @@ def cli():
     if not path.exists():
         pytest.fail(f"{path} is missing: build the C++ project first (scripts/setup.sh) or set MINDREC_CLI")
 
-    def run(*args):
+    def run(*args, expect_fail=False):
+        """The CLI's stdout; with expect_fail, its stderr, and it must have failed."""
         r = subprocess.run([str(path), *map(str, args)], capture_output=True, text=True)
+        if expect_fail:
+            assert r.returncode != 0, f"mindrec {' '.join(map(str, args))} succeeded:\n{r.stdout}"
+            return r.stderr
         assert r.returncode == 0, f"mindrec {' '.join(map(str, args))} failed:\n{r.stdout}\n{r.stderr}"
         return r.stdout
     return run

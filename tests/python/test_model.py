@@ -108,18 +108,26 @@ def test_interests_match_the_numpy_reference(variant, rng):
     model, cfg, tensors = golden_model(variant)
     mc = model.config
     p64 = {k: v.astype(np.float64) for k, v in tensors.items() if k.split(".")[0] in ("item_emb", "capsule")}
-    # the fixture's own inputs (padding inside a history included) against its golden outputs
-    got, counts = model.extract_interests(tensors["input.hist"], tensors["input.lengths"])
-    np.testing.assert_array_equal(counts, tensors[variant + ".counts"])
-    np.testing.assert_allclose(got, tensors[variant + ".interests"], rtol=1e-4, atol=1e-5)
+    # the fixture's own inputs against its golden outputs: the users Python takes (the C++
+    # tests cover the others: padding inside a history, no clicks, which Python refuses)
+    fh, fl = tensors["input.hist"], tensors["input.lengths"]
+    usable = np.array([fl[b] > 0 and (fh[b, :fl[b]] != 0).all() for b in range(len(fl))])
+    assert usable.sum() >= len(fl) // 2 and not usable.all()
+    got, counts = model.extract_interests(fh[usable], fl[usable])
+    np.testing.assert_array_equal(counts, tensors[variant + ".counts"][usable])
+    np.testing.assert_allclose(got, tensors[variant + ".interests"][usable], rtol=1e-4, atol=1e-5)
+    bad = int(np.flatnonzero(~usable)[0])
+    with pytest.raises(mindrec.InvalidArgument, match=f"user {bad}"):
+        model.extract_interests(fh, fl)
     for readout in ("soft", "hard"):
         if readout == "hard" or mc.pow_p != 1:
             continue  # the model's read-out is its config's (soft, p = 1); the others are C++ tests
-        att = model.label_aware_attention(got, counts, tensors["input.targets"])
+        att = model.label_aware_attention(got, counts, tensors["input.targets"][usable])
         live = counts > 0
-        np.testing.assert_allclose(att[live], tensors[variant + ".attention_soft_p1"][live], rtol=1e-4, atol=1e-5)
-    # fresh random histories (longer than maxlen, empty) against the reference run here
-    hists = random_histories(rng, 30, mc.item_count, mc.maxlen)
+        want_att = tensors[variant + ".attention_soft_p1"][usable]
+        np.testing.assert_allclose(att[live], want_att[live], rtol=1e-4, atol=1e-5)
+    # fresh random histories (longer than maxlen) against the reference run here
+    hists = [h for h in random_histories(rng, 31, mc.item_count, mc.maxlen) if h]
     got, counts = model.extract_interests(hists)
     assert got.shape == (30, mc.capsule.max_k, mc.hidden_size) and got.dtype == np.float32
     hist, lens = pack(hists, mc.maxlen)
@@ -132,7 +140,7 @@ def test_interests_match_the_numpy_reference(variant, rng):
 def test_input_forms_and_dtypes_agree(rng):
     model, _, _ = golden_model("interests_relu")
     L = model.config.maxlen
-    hists = random_histories(rng, 25, model.config.item_count, L)
+    hists = [h for h in random_histories(rng, 25, model.config.item_count, L) if h]
     from_lists, c1 = model.extract_interests(hists)
     hist, lens = pack(hists, L)
     for form in (hist, hist.astype(np.int32), hist.astype(np.uint16), np.asfortranarray(hist), hist.tolist()):
@@ -209,7 +217,7 @@ def test_extraction_releases_the_gil(rng):
 def test_out_buffers_are_written_in_place(rng):
     model, _, _ = golden_model("hybrid_relu_dynk")
     L, N, K, H = model.config.maxlen, model.config.item_count, model.config.capsule.max_k, model.config.hidden_size
-    hists = random_histories(rng, 20, N, L)
+    hists = [h for h in random_histories(rng, 21, N, L) if h]
     hist, lens = pack(hists, L)
     want, wc = model.extract_interests(hist, lens)
     out = (np.full((20, K, H), np.nan, np.float32), np.full(20, -7, np.int32))
@@ -307,12 +315,15 @@ def test_default_lengths_count_clicks_not_padding(small_paths, rng):
     padded = np.zeros((len(hists), L), np.int64)
     for i, h in enumerate(hists):
         padded[i, :len(h)] = h
-    got, counts = model.extract_interests(padded)
-    want, want_counts = model.extract_interests(padded, np.array([3, 1, L, 3], np.int32))
+    got, counts = model.extract_interests(padded[:3])
+    want, want_counts = model.extract_interests(padded[:3], np.array([3, 1, L], np.int32))
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(counts, want_counts)
     lists, _ = model.extract_interests([[5, 9, 33], [7]])
     np.testing.assert_array_equal(got[:2], lists)
+    # ... and then refused: 0 is the padding id, never an item (the row's length is 3)
+    with pytest.raises(mindrec.InvalidArgument, match="user 3, position 1: item id 0 is the padding id"):
+        model.extract_interests(padded)
 
 
 def test_errors_with_bytes_that_are_not_utf8_stay_mindrec_errors(tmp_path):

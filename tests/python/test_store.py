@@ -165,3 +165,72 @@ def test_waiting_calls_release_the_gil(rng):
     assert seconds > 0.02, f"the write was over before the call ({seconds:.3f} s)"
     assert inside > 100, (inside, seconds)
     assert len(s) == 22_000
+
+
+def test_recall_rules_agree_with_the_cli_and_the_server(tmp_path, small_paths, cli):
+    """One rule everywhere (issue 31): no clicks -> the popular items, flagged; id 0 refused
+    naming the position; exclude_history drops the whole list; ids that are not integers
+    raise InvalidArgument naming the position, not a binding TypeError."""
+    cfg, weights = small_paths
+    w = mindrec.load_weights(weights)
+    w.popular_items = [17, 4, 256, 99]
+    mindrec.save_weights(tmp_path / "w.safetensors", w)
+    assert mindrec.load_weights(tmp_path / "w.safetensors").popular_items == [17, 4, 256, 99]
+    model = mindrec.MindModel(tmp_path / "w.safetensors")
+    store = mindrec.build_item_store(model, "flat")
+    r = mindrec.recall_items(model, store, [[], [43, 23, 65]], topn=3)
+    ids, scores = r  # still unpacks as the pair
+    assert r.fallback.tolist() == [True, False] and r.ids is ids
+    assert ids[0].tolist() == [17, 4, 256] and scores[0].tolist() == [0, 0, 0]
+    out = json.loads(cli("recall", "--config", cfg, "--weights", tmp_path / "w.safetensors", "--store", "flat",
+                         "--hist", "", "--hist", "43,23,65", "--topk", 3, "--json"))["users"]
+    assert [u["items"] for u in out] == ids.tolist() and [u["fallback"] for u in out] == [True, False]
+    # the array form: an all-padding row is a user with no clicks
+    L = model.config.maxlen
+    arr = np.zeros((2, L), np.int64)
+    arr[1, :3] = [43, 23, 65]
+    r2 = mindrec.recall_items(model, store, arr, topn=3)
+    np.testing.assert_array_equal(r2.ids, ids)
+    assert r2.fallback.tolist() == [True, False]
+    # id 0 and ids out of range: refused with the position, in every form
+    for bad, where in (([[5, 0, 7]], "user 0, position 1: item id 0"), ([[5], [7, 1000]], "user 1, position 1")):
+        with pytest.raises(mindrec.InvalidArgument, match=where):
+            mindrec.recall_items(model, store, bad)
+    assert "position 1: item id 0 is the padding id" in cli("recall", "--config", cfg, "--weights", weights,
+                                                           "--store", "flat", "--hist", "5,0", expect_fail=True)
+    with pytest.raises(mindrec.InvalidArgument, match=r"histories\[1\]\[2\]: expected an integer item id, got float 4.5"):
+        mindrec.recall_items(model, store, [[5], [7, 8, 4.5]])
+    with pytest.raises(mindrec.InvalidArgument, match=r"hist\[0\]\[0\]: expected an integer item id, got str '43'"):
+        model.extract_interests([["43"]])
+    with pytest.raises(mindrec.InvalidArgument, match="has no clicks"):
+        model.extract_interests([[5], []])
+    with pytest.raises(mindrec.InvalidArgument, match="pass lengths=, or pass a list of per-user id lists"):
+        mindrec.recall_items(model, store, np.ones((2, 3), np.int64))
+    # exclude_history: a history longer than maxlen loses all of it, not only the last maxlen.
+    # The model reads the last L ids (`base`); 30 of their best-ranked items come before them.
+    base = [int(i) for i in np.random.default_rng(3).choice(np.arange(1, model.config.item_count), L, replace=False)]
+    ranked = mindrec.recall_items(model, store, [base], topn=L + 60).ids[0].tolist()
+    hist = [i for i in ranked if i not in base][:30] + base
+    got = mindrec.recall_items(model, store, [hist], topn=10, exclude_history=True).ids[0].tolist()
+    assert got == [i for i in ranked if i not in hist][:10]
+
+
+def test_recall_and_evaluate_check_the_pairing_like_the_cli(tmp_path, small_paths, rng):
+    """A store filled from other weights is refused (ConfigError) unless allow_mismatch."""
+    _, weights = small_paths
+    model = mindrec.MindModel(weights)
+    w = mindrec.load_weights(weights)
+    w.item_emb[1:] = rng.standard_normal(w.item_emb[1:].shape).astype(np.float32)
+    other = mindrec.MindModel(w)
+    store = mindrec.build_item_store(other, "flat")  # other's vectors
+    with pytest.raises(mindrec.ConfigError, match="not of the loaded weights"):
+        mindrec.recall_items(model, store, [[43, 23, 65]])
+    ids, _ = mindrec.recall_items(model, store, [[43, 23, 65]], allow_mismatch=True)
+    assert (ids >= 1).all()
+    with pytest.raises(mindrec.ConfigError, match="not of the loaded weights"):
+        mindrec.evaluate(model, tmp_path / "not-read", store=store)  # refused before the data is read
+    # a store that records no weights (vectors added by hand) is served (the CLI's rule: a warning)
+    hand = mindrec.VectorStore("flat", model.config.hidden_size)
+    hand.add(model.weights.item_emb[1:], np.arange(1, model.config.item_count))
+    assert hand.source_fingerprint == 0
+    mindrec.recall_items(model, hand, [[43, 23, 65]])
