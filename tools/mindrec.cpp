@@ -170,14 +170,14 @@ void progress_line(const mindrec::TrainProgress& p, bool tty, int print_interval
     const int done = static_cast<int>(width * p.batch / std::max<int64_t>(1, p.batches));
     std::string bar(done, '=');
     if (done < width) bar += '>' + std::string(width - done - 1, ' ');
-    std::fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld | %.0f samples/s | loss %.4f | ETA %.0fs   ",
+    std::fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld | %.0f samples/s | loss %.4f | ETA epoch %.0fs, run %.0fs   ",
                  p.epoch, p.epochs, bar.c_str(), static_cast<long long>(p.batch),
-                 static_cast<long long>(p.batches), p.samples_per_s, p.loss, p.eta_s);
+                 static_cast<long long>(p.batches), p.samples_per_s, p.loss, p.eta_s, p.run_eta_s);
     if (p.batch == p.batches) std::fprintf(stderr, "\n");
   } else if (p.batch % print_interval == 0 || p.batch == p.batches) {
-    std::fprintf(stderr, "epoch %d/%d batch %lld/%lld loss %.4f samples/s %.0f eta %.0fs\n",
+    std::fprintf(stderr, "epoch %d/%d batch %lld/%lld loss %.4f samples/s %.0f eta %.0fs run_eta %.0fs\n",
                  p.epoch, p.epochs, static_cast<long long>(p.batch),
-                 static_cast<long long>(p.batches), p.loss, p.samples_per_s, p.eta_s);
+                 static_cast<long long>(p.batches), p.loss, p.samples_per_s, p.eta_s, p.run_eta_s);
   }
 }
 

@@ -28,6 +28,9 @@ struct MINDREC_API TrainProgress {
   double loss = 0;                    ///< mean loss of this epoch so far
   double samples_per_s = 0;
   double eta_s = 0;                   ///< for the rest of this epoch
+  /// For the rest of the run: this epoch and the epochs left (runner.epochs), each as long as
+  /// this one so far, evaluations not counted (an early stop ends it sooner).
+  double run_eta_s = 0;
 };
 
 struct MINDREC_API EpochStats {

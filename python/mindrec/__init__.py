@@ -504,7 +504,7 @@ def _print_progress(p: Mapping[str, Any]) -> None:
         end = "\n" if p["batch"] == p["batches"] else ""
         sys.stderr.write(f"\repoch {p['epoch']}/{p['epochs']} batch {p['batch']}/{p['batches']} "
                          f"loss {p['loss']:.4f} | {p['samples_per_s']:.0f} samples/s | "
-                         f"ETA {p['eta_s']:.0f}s   {end}")
+                         f"ETA epoch {p['eta_s']:.0f}s, run {p['run_eta_s']:.0f}s   {end}")
         sys.stderr.flush()
 
 
@@ -519,7 +519,7 @@ def train(config: Union[Config, PathLike], out_dir: Optional[PathLike] = None,
 
     ``config``: a :class:`Config` or a YAML path. ``resume``: a checkpoint to continue from.
     ``progress``: True prints a progress line to stderr, a callable receives a dict per step
-    (epoch, batch, loss, samples_per_s, eta_s), False is silent. ``on_epoch`` receives each
+    (epoch, batch, loss, samples_per_s, eta_s, run_eta_s: the rest of the run), False is silent. ``on_epoch`` receives each
     epoch's dict (epoch, loss, seconds, samples_per_s and, when evaluated, recall@20 ... hitrate@50
     and best). Returns every epoch's dict. Ctrl-C stops the run (KeyboardInterrupt) with the
     finished epochs' files in place."""

@@ -138,6 +138,7 @@ void bind_train(nb::module_& m) {
       d["loss"] = p.loss;
       d["samples_per_s"] = p.samples_per_s;
       d["eta_s"] = p.eta_s;
+      d["run_eta_s"] = p.run_eta_s;
       on_progress(d);
     };
     if (!on_epoch.is_none())

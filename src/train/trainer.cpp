@@ -70,6 +70,7 @@ EpochStats Trainer::train_epoch(const std::function<void(const TrainProgress&)>&
       p.loss = sum / double(b);
       p.samples_per_s = el > 0 ? double(b) * s.config.runner.train_batch_size / el : 0;
       p.eta_s = el / double(b) * double(batches - b);
+      p.run_eta_s = p.eta_s + el / double(b) * double(batches) * double(std::max(0, p.epochs - p.epoch));
       progress(p);
     }
   }

@@ -348,7 +348,9 @@ MindWeights other_weights() {
 // The small model's config and weights as files in `tmp` (c.yaml, w.safetensors).
 void write_small_model(const test::TempDir& tmp) {
   tmp.write("c.yaml", kSmallConfig);
-  save_weights(tmp.file("w.safetensors"), small_weights());
+  // as mindrec train writes them: the no-click fallback and the epoch's evaluation
+  save_weights(tmp.file("w.safetensors"), small_weights(), {11, 3, 250},
+               {{"recall@50", 0.2}, {"popularity_recall@50", 0.05}});
 }
 
 // Options that serve the small model's files in `tmp` (and `index` there, if named).
@@ -740,18 +742,43 @@ TEST_CASE("serve: GET /metrics is valid Prometheus text with per-endpoint counts
   for (int i = 0; i < 5; ++i) svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[1, 2]]})");
   svc.handle("POST", "/rec/recall", R"({"top_k": 0, "hist_item": [[1]]})");  // 400
   svc.handle("GET", "/nowhere", "");                                        // 404
+  // 3 users, one without clicks (fallback: 3 popular items of the 5 asked: a short list);
+  // refused ids: one padding, one out of range (400s)
+  CHECK(svc.handle("POST", "/rec/recall", R"({"top_k": 5, "hist_item": [[1, 2], [], [7]]})").status == 200);
+  CHECK(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1, 0]]})").status == 400);
+  CHECK(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1, 300]]})").status == 400);
   svc.handle("POST", "/admin/reload", "");
   svc.handle("POST", "/admin/reload", R"({"weights": "/missing"})");
   const auto r = svc.handle("GET", "/metrics", "");
   REQUIRE(r.status == 200);
   CHECK(r.content_type.find("text/plain; version=0.0.4") == 0);
   const auto m = parse_prometheus(r.body);
-  CHECK(m.at(R"(mindrec_requests_total{endpoint="/rec/recall",status="200"})") == 5);
-  CHECK(m.at(R"(mindrec_requests_total{endpoint="/rec/recall",status="400"})") == 1);
-  CHECK(m.at(R"(mindrec_request_errors_total{endpoint="/rec/recall",status="400"})") == 1);
+  CHECK(m.at(R"(mindrec_requests_total{endpoint="/rec/recall",status="200"})") == 6);
+  CHECK(m.at(R"(mindrec_requests_total{endpoint="/rec/recall",status="400"})") == 3);
+  CHECK(m.at(R"(mindrec_request_errors_total{endpoint="/rec/recall",status="400"})") == 3);
   CHECK(m.at(R"(mindrec_requests_total{endpoint="other",status="404"})") == 1);
-  CHECK(m.at(R"(mindrec_request_duration_seconds_count{endpoint="/rec/recall"})") == 6);
-  CHECK(m.at(R"(mindrec_request_duration_seconds_bucket{endpoint="/rec/recall",le="+Inf"})") == 6);
+  CHECK(m.at(R"(mindrec_request_duration_seconds_count{endpoint="/rec/recall"})") == 9);
+  CHECK(m.at(R"(mindrec_request_duration_seconds_bucket{endpoint="/rec/recall",le="+Inf"})") == 9);
+  // what a user can alert on: fallbacks, short lists, refused ids, batch sizes, the model's
+  // recorded evaluation and its ratio to popularity, the process
+  CHECK(m.at(R"(mindrec_recall_users_total{result="recalled"})") == 7);
+  CHECK(m.at(R"(mindrec_recall_users_total{result="fallback"})") == 1);
+  CHECK(m.at("mindrec_recall_short_results_total") == 1);
+  CHECK(m.at("mindrec_recall_empty_results_total") == 0);
+  CHECK(m.at(R"(mindrec_refused_ids_total{reason="padding"})") == 1);
+  CHECK(m.at(R"(mindrec_refused_ids_total{reason="out_of_range"})") == 1);
+  CHECK(m.at(R"(mindrec_recall_batch_users_bucket{le="1"})") == 5);
+  CHECK(m.at(R"(mindrec_recall_batch_users_bucket{le="4"})") == 6);
+  CHECK(m.at("mindrec_recall_batch_users_sum") == 8);
+  CHECK(m.at(R"(mindrec_model_evaluation{metric="recall@50"})") == doctest::Approx(0.2));
+  CHECK(m.at("mindrec_model_recall50_vs_popularity") == doctest::Approx(4.0));
+  CHECK(m.at("mindrec_model_popular_items") == 3);
+  CHECK(m.count(std::string(R"(mindrec_build_info{version=")") + MINDREC_VERSION_STRING + R"("})"));
+#if defined(__linux__)
+  CHECK(m.at("process_resident_memory_bytes") > 1e6);
+  CHECK(m.at("process_open_fds") >= 3);
+  CHECK(m.at("process_cpu_seconds_total") > 0);
+#endif
   CHECK(m.at(R"(mindrec_request_duration_seconds_sum{endpoint="/rec/recall"})") > 0);
   CHECK(m.at("mindrec_store_vectors") == 299);
   CHECK(m.at(R"(mindrec_reloads_total{result="ok"})") == 1);

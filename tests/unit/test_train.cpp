@@ -385,7 +385,21 @@ TEST_CASE("run_training: files per epoch - the popularity baseline beside each e
   o.out_dir = tmp.file("out");
   std::vector<int> seen;
   o.on_epoch = [&](const EpochRecord& r) { seen.push_back(r.epoch); };
+  // Progress: the run's ETA is this epoch's plus the epochs left, each as long as this one so
+  // far: (run - epoch) / (epochs left) = el/b x batches, and epoch = el/b x (batches - b).
+  int progress_calls = 0;
+  o.on_progress = [&](const TrainProgress& p) {
+    ++progress_calls;
+    CHECK(p.epochs == 8);
+    const int left = p.epochs - p.epoch;
+    REQUIRE(left > 0);
+    const double per_epoch = (p.run_eta_s - p.eta_s) / left;
+    CHECK(per_epoch * double(p.batches - p.batch) / double(p.batches) == doctest::Approx(p.eta_s).epsilon(1e-9));
+    CHECK(per_epoch > 0);
+  };
   const auto rows = run_training(cfg, o);
+  o.on_progress = nullptr;
+  CHECK(progress_calls == 6);
   REQUIRE(rows.size() == 3);
   CHECK(seen == std::vector<int>{1, 2, 3});
   CHECK(rows[0].best);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "compute_slots.hpp"
+#include "metrics.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/retriever.hpp"
 #include "rec_service.hpp"
@@ -48,10 +49,15 @@ Reply RecService::recall(std::string_view body) const {
     for (size_t l = 0; l < h.size(); ++l) {
       const std::string field = row + "[" + std::to_string(l) + "]";
       const int64_t id = as_int(h[l], field);
-      if (id == 0) bad(field, "item id 0 is the padding id, not an item");
-      if (id < 1 || id >= item_count)
+      if (id == 0) {
+        metrics_->refused("padding");
+        bad(field, "item id 0 is the padding id, not an item");
+      }
+      if (id < 1 || id >= item_count) {
+        metrics_->refused("out_of_range");
         bad(field, "item id " + std::to_string(id) + " is not in the model's range [1, " +
                        std::to_string(item_count) + ")");
+      }
       hists[u].push_back(id);
     }
   }
@@ -70,6 +76,7 @@ Reply RecService::recall(std::string_view body) const {
   o.store_scored = later.get();
   const RecallResult r = slots_->run([&] { return recall_histories(model, store, hists, o); });
   json out_ids = json::array(), out_scores = json::array(), out_fallback = json::array();
+  int64_t fallback = 0, short_lists = 0, empty_lists = 0;
   for (int64_t b = 0; b < B; ++b) {
     json ri = json::array(), rs = json::array();
     for (int i = 0; i < k; ++i) {
@@ -78,10 +85,14 @@ Reply RecService::recall(std::string_view body) const {
       ri.push_back(r.ids[at]);
       rs.push_back(r.scores[at]);
     }
+    fallback += r.fallback[size_t(b)] != 0;
+    short_lists += int64_t(ri.size()) < top_k;
+    empty_lists += ri.empty();
     out_ids.push_back(std::move(ri));
     out_scores.push_back(std::move(rs));
     out_fallback.push_back(r.fallback[size_t(b)] != 0);
   }
+  metrics_->recalled(B, fallback, short_lists, empty_lists);
   // fallback[u]: user u had no clicks and got the model's popular items (scores 0).
   return ok({{"top_k", top_k}, {"ids", std::move(out_ids)}, {"scores", std::move(out_scores)},
              {"fallback", std::move(out_fallback)}});

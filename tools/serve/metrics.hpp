@@ -19,6 +19,11 @@ class Metrics {
 
   void observe(const std::string& endpoint, int status, double seconds);
   void reloaded(bool ok);
+  /// One /rec/recall answered: its users, those who got the popular-items fallback, and those
+  /// whose list came back shorter than top_k (empty ones counted in both).
+  void recalled(int64_t users, int64_t fallback, int64_t short_lists, int64_t empty_lists);
+  /// A history id refused: reason "padding" (id 0) or "out_of_range".
+  void refused(const char* reason);
   /// The exposition text. `snap` is null while the first model loads; `store_size` is -1
   /// when the store could not say (unreachable).
   std::string render(const RecommenderSnapshot* snap, uint64_t generation, int64_t store_size, bool ready) const;
@@ -33,6 +38,10 @@ class Metrics {
   mutable std::mutex m_;
   std::map<std::string, Endpoint> endpoints_;
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+  uint64_t recall_users_ = 0, fallback_users_ = 0, short_lists_ = 0, empty_lists_ = 0;
+  uint64_t refused_padding_ = 0, refused_range_ = 0;
+  uint64_t batch_buckets_[11] = {};  // users per request: <= 1, 2, 4, ..., 1024
+  uint64_t batches_ = 0, batch_users_sum_ = 0;
 };
 
 }  // namespace mindrec::serve
