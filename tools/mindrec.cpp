@@ -3,7 +3,7 @@
 //   mindrec infer --config C.yaml --weights W.safetensors --data VALID --out U.npy
 //   mindrec train --config C.yaml [--out DIR] [--resume CKPT] [--no-eval]
 //   mindrec eval  --config C.yaml --weights W.safetensors --data VALID [--topk 20,50] [--json F]
-//   mindrec prepare --input RAW --out DIR [--min-count 5] [--seed S]
+//   mindrec prepare --input RAW --out DIR [--min-count 5] [--seed S] [--columns user=1,item=2,time=4]
 //   mindrec import-paddlerec --params rec.pdparams --config PADDLEREC.yaml --out W.safetensors
 //   mindrec index --config C.yaml --weights W.safetensors --store SPEC --out ITEMS.idx
 //   mindrec recall --config C.yaml --weights W.safetensors --index ITEMS.idx --hist 43,23,65 ...
@@ -298,6 +298,7 @@ int run_prepare(const PrepareArgs& a) {
 
 struct IndexArgs {
   std::string config, weights, store, out;
+  bool allow_untrained = false;
 };
 
 int run_index(const IndexArgs& a) {
@@ -307,6 +308,16 @@ int run_index(const IndexArgs& a) {
   no_projection.max_projection_bytes = 0;
   mindrec::MindModel model(mindrec::load_weights(a.weights, cfg.hyper_parameters), mindrec::Device::cpu,
                            no_projection);
+  const int64_t trained = model.weights().largest_trained_item, n = cfg.hyper_parameters.item_count;
+  if (trained > 0 && trained < n - 1) {
+    const std::string what = a.weights + ": item_count is " + std::to_string(n) + " but training saw item ids up to " +
+                             std::to_string(trained) + ": " + std::to_string(n - 1 - trained) +
+                             " item vectors were never trained";
+    if (!a.allow_untrained)
+      throw mindrec::ConfigError(what + " and would be indexed and recalled; set item_count to the data's (dataset.json) "
+                                        "and retrain, or pass --allow-untrained-items");
+    mindrec::log(mindrec::LogLevel::warn, what + "; indexed anyway (--allow-untrained-items)");
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto store = mindrec::build_item_store(model, a.store);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -451,6 +462,8 @@ int main(int argc, char** argv) {
                                       "faiss:<index_factory>[?nprobe=N|efSearch=N] | cuda:flat | faiss-gpu:<Flat|IVF<n>,Flat> | "
                                       "milvus://HOST:PORT/COLLECTION[?options] (writes the collection; saves a descriptor)")->required();
   ci2->add_option("--out", ix.out, "store file to write")->required();
+  ci2->add_flag("--allow-untrained-items", ix.allow_untrained, "index item vectors above the training data's largest "
+                                                                 "id (refused otherwise: they were never trained)");
 
   RecallArgs rc;
   auto* cr = app.add_subcommand("recall", "candidate items for users' click histories");
@@ -468,11 +481,13 @@ int main(int argc, char** argv) {
   cr->add_flag("--exclude-history", rc.exclude_history, "never return the user's own clicks");
 
   PrepareArgs prep;
-  auto* cp = app.add_subcommand("prepare", "ComiRec preparation of a raw user,item,timestamp log");
+  auto* cp = app.add_subcommand("prepare", "ComiRec preparation of a raw click log (CSV with RFC 4180 quoting, or whitespace; epoch or ISO-8601 times)");
   cp->add_option("--input", prep.input, "raw log (CSV or whitespace; any ids)")->required()->check(CLI::ExistingFile);
   cp->add_option("--out", prep.out, "output folder")->required();
   cp->add_option("--min-count", prep.options.min_count, "k of the k-core filter (default 5)")->check(mindrec::tools::positive());
   cp->add_option("--seed", prep.options.seed, "seed of the user shuffle before the 80/10/10 split");
+  cp->add_option("--columns", prep.options.columns, "which fields are user, item and time: user=1,item=2,time=4 "
+                                                    "(1-based) or the header's names (default: the 3 fields in that order)");
 
   ImportArgs imp;
   auto* cimp = app.add_subcommand("import-paddlerec", "convert a MIND checkpoint trained by PaddleRec into mindrec's weights");

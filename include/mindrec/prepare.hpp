@@ -12,6 +12,10 @@ namespace mindrec {
 struct MINDREC_API PrepareOptions {
   int min_count = 5;    ///< keep items with >= min_count clicks, then users with >= min_count of those
   uint64_t seed = 2021; ///< shuffles users before the 80/10/10 split
+  /// Which fields are user, item and time: "user=1,item=2,time=4" (1-based) or header names
+  /// ("user=customer_id,item=sku,time=ts": the first line is then the header). "" = the
+  /// line's 3 fields in that order.
+  std::string columns;
 };
 
 struct MINDREC_API PrepareReport {
@@ -21,13 +25,17 @@ struct MINDREC_API PrepareReport {
   int64_t users = 0, train_users = 0, valid_users = 0, test_users = 0;
 };
 
-/// Reads `input` line by line (comma- or whitespace-separated `user item timestamp`; blank
-/// lines, lines starting with '#' and a first line whose timestamp is not a number (a header)
-/// are skipped; any other malformed line is refused with its number),
+/// Reads `input` line by line: comma-separated (RFC 4180 quoting: `"B 00011, red"`, `""` for
+/// a quote) or whitespace-separated fields, `user item timestamp` or the fields
+/// options.columns names; timestamps are numbers (epoch seconds) or ISO-8601 dates and times
+/// (`2024-01-01T10:00:00Z`, a zone offset or none: UTC). Blank lines, lines starting with '#'
+/// and a first line whose timestamp cannot be read (a header) are skipped; any other malformed
+/// line is refused with its number and what is wrong. Then it
 /// filters, renumbers, splits users 80/10/10 after a seeded shuffle, sorts each user's clicks
 /// by time (ties keep file order) and writes into `out_dir`: train/data.txt
 /// (`user_id,item_id,order`), valid/data.txt and test/data.txt (`slot:value`, first 80% of
-/// each sequence as history), item_map.csv and user_map.csv (`raw_id,id`), and
+/// each sequence as history), item_map.csv and user_map.csv (`raw_id,id`, raw ids quoted
+/// when they hold a comma or a quote), and
 /// dataset.json with the counts. Every file is written atomically.
 MINDREC_API PrepareReport prepare_dataset(const std::string& input, const std::string& out_dir,
                               const PrepareOptions& options);

@@ -40,6 +40,10 @@ struct MINDREC_API MindWeights {
   /// "popularity_recall@50", ...): what /metrics shows of the served model. Empty if none.
   /// Saved in the metadata ("mindrec.evaluation").
   std::map<std::string, double> evaluation;
+  /// The largest item id in the training log (mindrec train records it; 0 = unknown): rows
+  /// above it were never trained, and `mindrec index` refuses to index them unless asked.
+  /// Saved in the metadata ("mindrec.largest_trained_item").
+  int64_t largest_trained_item = 0;
 
   /// Throws InvalidArgument if a vector's size does not match the config, a value is NaN or
   /// Inf, or a popular item is outside [1, item_count).
@@ -69,7 +73,8 @@ MINDREC_API void save_weights(const std::string& path, const MindWeights& weight
 /// (a trainer's weights, without copying them).
 MINDREC_API void save_weights(const std::string& path, const MindWeights& weights,
                               const std::vector<int64_t>& popular_items,
-                              const std::map<std::string, double>& evaluation);
+                              const std::map<std::string, double>& evaluation,
+                              int64_t largest_trained_item = 0);
 
 /// Reads and validates a weights file: its format tag, names, dtypes (F32 only), shapes
 /// against the config in its metadata. Throws IoError / FormatError naming the file and the tensor.

@@ -491,11 +491,15 @@ def evaluate_popularity(train: Union[ClickLog, PathLike], data: Union[EvalSet, P
     return result
 
 
-def prepare(input: PathLike, out_dir: PathLike, min_count: int = 5, seed: int = 2021) -> Dict[str, int]:
-    """ComiRec's preparation of a raw ``user,item,timestamp`` log (``mindrec prepare``):
-    filters, renumbers, splits users 80/10/10 and writes train/, valid/, test/, the id maps
-    and dataset.json into ``out_dir``. Returns the counts (``item_count`` goes in the config)."""
-    result: Dict[str, int] = _core._prepare(_path(input), _path(out_dir), min_count, seed)
+def prepare(input: PathLike, out_dir: PathLike, min_count: int = 5, seed: int = 2021,
+            columns: str = "") -> Dict[str, int]:
+    """ComiRec's preparation of a raw click log (``mindrec prepare``): CSV (RFC 4180 quoting) or
+    whitespace-separated, times in epoch seconds or ISO-8601; ``columns`` names the user, item
+    and time fields (``"user=1,item=2,time=4"``, 1-based, or the header's names) when the lines
+    are not just ``user,item,timestamp``. Filters, renumbers, splits users 80/10/10 and writes
+    train/, valid/, test/, the id maps and dataset.json into ``out_dir``. Returns the counts
+    (``item_count`` goes in the config)."""
+    result: Dict[str, int] = _core._prepare(_path(input), _path(out_dir), min_count, seed, columns)
     return result
 
 

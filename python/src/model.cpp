@@ -87,6 +87,8 @@ void bind_model(nb::module_& m) {
               "recall answers a user with no clicks. Empty when unknown.")
       .def_rw("evaluation", &MindWeights::evaluation,
               "The weights' last evaluation as mindrec train records it (recall@50, popularity_recall@50, ...).")
+      .def_rw("largest_trained_item", &MindWeights::largest_trained_item,
+              "The largest item id of the training log (0 = unknown): rows above it were never trained.")
       .def("fingerprint", [](const MindWeights& w) { return item_fingerprint(w); },
            "64-bit fingerprint of item_emb (what stores record).")
       .def("validate", &MindWeights::validate)

@@ -87,10 +87,12 @@ void bind_train(nb::module_& m) {
      nb::arg("paddlerec_compat"),
      nb::arg("batch_size"), nb::arg("threads"));
 
-  m.def("_prepare", [](const std::string& input, const std::string& out_dir, int min_count, uint64_t seed) {
+  m.def("_prepare", [](const std::string& input, const std::string& out_dir, int min_count, uint64_t seed,
+                       const std::string& columns) {
     PrepareOptions o;
     o.min_count = min_count;
     o.seed = seed;
+    o.columns = columns;
     PrepareReport r;
     {
       nb::gil_scoped_release unlocked;
@@ -106,7 +108,7 @@ void bind_train(nb::module_& m) {
     d["valid_users"] = r.valid_users;
     d["test_users"] = r.test_users;
     return nb::borrow<nb::typed<nb::dict, nb::str, int>>(d);
-  }, nb::arg("input"), nb::arg("out_dir"), nb::arg("min_count"), nb::arg("seed"));
+  }, nb::arg("input"), nb::arg("out_dir"), nb::arg("min_count"), nb::arg("seed"), nb::arg("columns") = "");
 
   m.def("_train", [](const Config& config, const std::string& out_dir, const std::string& resume, bool evaluate,
                      nb::object on_start, nb::object on_progress, nb::object on_epoch) {

@@ -128,10 +128,33 @@ void parse_capsule(const YAML::Node& n, const std::string& path, const Reader& r
   });
 }
 
+// item_count: auto: read from the prepared data's dataset.json (resolve_item_count).
+constexpr int64_t kItemCountAuto = -1;
+
+// `item_count: auto`: the item_count in dataset.json beside the training data's folder (where
+// mindrec prepare writes it: DIR/train and DIR/dataset.json).
+void resolve_item_count(Config& cfg) {
+  auto& m = cfg.hyper_parameters;
+  if (m.item_count != kItemCountAuto) return;
+  const std::string where = cfg.source + ": hyper_parameters.item_count: auto";
+  if (cfg.runner.train_data_dir.empty())
+    throw ConfigError(where + " reads dataset.json beside runner.train_data_dir, which is not set");
+  fs::path dir = fs::path(cfg.runner.train_data_dir);
+  if (!fs::is_directory(dir)) dir = dir.parent_path();
+  const fs::path file = dir.parent_path() / "dataset.json";
+  std::ifstream in(file);
+  if (!in) throw ConfigError(where + " needs " + file.string() + " (written by mindrec prepare beside train/)");
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object() || !j.contains("item_count") || !j["item_count"].is_number_integer())
+    throw ConfigError(where + ": " + file.string() + " has no integer item_count");
+  m.item_count = j["item_count"].get<int64_t>();
+  log(LogLevel::info, where + ": " + std::to_string(m.item_count) + " from " + file.string());
+}
+
 void parse_hyper(const YAML::Node& n, const std::string& path, const Reader& r,
                  ModelConfig& m) {
   r.each(n, path, [&](const std::string& k, const YAML::Node& v, const std::string& p) {
-    if (k == "item_count") m.item_count = r.integer<int64_t>(v, p);
+    if (k == "item_count") m.item_count = v.IsScalar() && v.Scalar() == "auto" ? kItemCountAuto : r.integer<int64_t>(v, p);
     else if (k == "embedding_dim") m.embedding_dim = r.integer<int>(v, p);
     else if (k == "hidden_size") m.hidden_size = r.integer<int>(v, p);
     else if (k == "maxlen") m.maxlen = r.integer<int>(v, p);
@@ -193,6 +216,7 @@ Config parse_config(const std::string& yaml_text, const std::string& base_dir,
     throw ConfigError(source + ": malformed YAML near line " + std::to_string(e.mark.line + 1) +
                       ": " + e.msg);
   }
+  resolve_item_count(cfg);
   cfg.validate();
   return cfg;
 }
@@ -223,6 +247,8 @@ ModelConfig load_model_config(const std::string& path) {
   } catch (const YAML::Exception& e) {
     throw ConfigError(path + ": malformed YAML near line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
+  if (mc.item_count == kItemCountAuto)
+    throw ConfigError(path + ": hyper_parameters.item_count: auto needs the runner section's data (use the training config)");
   mc.validate();
   return mc;
 }

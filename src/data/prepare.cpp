@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -41,6 +42,191 @@ class Interner {
   std::vector<std::string> names_;
 };
 
+// --columns "user=1,item=2,time=4" (1-based field numbers) or "user=customer,item=sku,time=ts"
+// (names in the file's header line). index: 0-based fields (-1: not given: 1, 2, 3).
+struct ColumnPick {
+  int index[3] = {-1, -1, -1};          // user, item, time
+  std::vector<std::string> names;       // by header name: user, item, time ("" for numbered)
+};
+
+ColumnPick parse_columns(const std::string& spec) {
+  ColumnPick c;
+  if (spec.empty()) return c;
+  static const char* keys[3] = {"user", "item", "time"};
+  bool given[3] = {false, false, false}, by_name = false, by_number = false;
+  std::vector<std::string> names(3);
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = spec.find(',', start);
+    const std::string kv = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const size_t eq = kv.find('=');
+    const std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    const int at = k == "user" ? 0 : k == "item" ? 1 : (k == "time" || k == "timestamp") ? 2 : -1;
+    if (at < 0 || v.empty() || given[at])
+      throw InvalidArgument("--columns '" + spec + "': expected user=N,item=N,time=N (1-based field numbers) or "
+                            "header names, each once; got '" + kv + "'");
+    given[at] = true;
+    char* end = nullptr;
+    const long n = std::strtol(v.c_str(), &end, 10);
+    if (*end == '\0') {
+      if (n < 1 || n > 10000) throw InvalidArgument("--columns '" + spec + "': field number " + v + " is not in [1, 10000]");
+      c.index[at] = int(n - 1);
+      by_number = true;
+    } else {
+      names[size_t(at)] = v;
+      by_name = true;
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  for (int i = 0; i < 3; ++i)
+    if (!given[i]) throw InvalidArgument("--columns '" + spec + "': '" + keys[i] + "=' is missing");
+  if (by_name && by_number)
+    throw InvalidArgument("--columns '" + spec + "': use field numbers or header names, not both");
+  if (by_name) c.names = names, c.index[0] = c.index[1] = c.index[2] = -1;
+  return c;
+}
+
+void resolve_names(ColumnPick& c, const std::vector<std::string>& header, const std::string& where) {
+  static const char* keys[3] = {"user", "item", "time"};
+  for (int i = 0; i < 3; ++i) {
+    const auto it = std::find(header.begin(), header.end(), c.names[size_t(i)]);
+    if (it == header.end())
+      throw FormatError(where + "--columns " + keys[i] + "=" + c.names[size_t(i)] + ": no such field in the header");
+    c.index[i] = int(it - header.begin());
+  }
+}
+
+// One line's fields: comma-separated (RFC 4180: "quoted, fields" with "" for a quote; spaces
+// around a field dropped) when the line has a comma outside quotes, else whitespace-separated.
+std::vector<std::string> split_fields(const std::string& line, const std::string& where) {
+  bool comma = false, quoted = false;
+  for (const char ch : line) {
+    if (ch == '"') quoted = !quoted;
+    else if (ch == ',' && !quoted) comma = true;
+  }
+  if (quoted) throw FormatError(where + "a quoted field is not closed on its line: '" + line + "'");
+  std::vector<std::string> f;
+  if (!comma) {
+    for (size_t i = line.find_first_not_of(" \t"); i != std::string::npos;) {
+      const size_t e = line.find_first_of(" \t", i);
+      f.push_back(line.substr(i, e == std::string::npos ? std::string::npos : e - i));
+      if (e == std::string::npos) break;
+      i = line.find_first_not_of(" \t", e);
+    }
+    return f;
+  }
+  size_t i = 0;
+  for (;;) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    std::string field;
+    if (i < line.size() && line[i] == '"') {
+      for (++i;; ++i) {
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') field += '"', ++i;
+          else break;
+        } else {
+          field += line[i];
+        }
+      }
+      ++i;  // past the closing quote
+      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+      if (i < line.size() && line[i] != ',')
+        throw FormatError(where + "text after a closing quote in '" + line + "'");
+    } else {
+      const size_t c = line.find(',', i);
+      field = line.substr(i, c == std::string::npos ? std::string::npos : c - i);
+      const size_t b = field.find_last_not_of(" \t");
+      field.erase(b == std::string::npos ? 0 : b + 1);
+      i = c == std::string::npos ? line.size() : c;
+    }
+    f.push_back(field);
+    if (i >= line.size()) break;
+    ++i;  // past the comma
+    if (i == line.size()) {  // a trailing comma: an empty last field
+      f.emplace_back();
+      break;
+    }
+  }
+  return f;
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+// A timestamp: a number (epoch seconds, or any number that orders the clicks), or ISO-8601:
+// YYYY-MM-DD, then optionally T or a space and HH:MM[:SS[.fff]], then optionally Z or
+// +HH:MM / -HH:MM / +HHMM (no zone: UTC). Seconds since 1970 (UTC) in `t`; false if neither.
+bool parse_time(const std::string& s, double& t) {
+  char* end = nullptr;
+  errno = 0;
+  t = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() && *end == '\0' && errno != ERANGE && std::isfinite(t)) return true;
+  auto digits = [&](size_t at, size_t n, int& v) {
+    if (at + n > s.size()) return false;
+    v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      v = v * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  int Y, M, D, h = 0, mi = 0, sec = 0;
+  if (!digits(0, 4, Y) || s.size() < 10 || s[4] != '-' || !digits(5, 2, M) || s[7] != '-' || !digits(8, 2, D)) return false;
+  if (M < 1 || M > 12 || D < 1 || D > 31) return false;
+  size_t i = 10;
+  double frac = 0;
+  if (i < s.size() && (s[i] == 'T' || s[i] == ' ')) {
+    if (!digits(i + 1, 2, h) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(i + 4, 2, mi)) return false;
+    i += 6;
+    if (i < s.size() && s[i] == ':') {
+      if (!digits(i + 1, 2, sec)) return false;
+      i += 3;
+      if (i < s.size() && (s[i] == '.' || s[i] == ',')) {
+        double scale = 0.1;
+        for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10) frac += (s[i] - '0') * scale;
+      }
+    }
+    if (h > 24 || mi > 59 || sec > 60) return false;
+  }
+  int64_t offset = 0;  // seconds east of UTC
+  if (i < s.size()) {
+    if (s[i] == 'Z' && i + 1 == s.size()) {
+      ++i;
+    } else if (s[i] == '+' || s[i] == '-') {
+      int oh, om = 0;
+      if (!digits(i + 1, 2, oh)) return false;
+      size_t j = i + 3;
+      if (j < s.size() && s[j] == ':') ++j;
+      if (j < s.size() && !digits(j, 2, om)) return false;
+      if (j < s.size()) j += 2;
+      if (j != s.size() || oh > 23 || om > 59) return false;
+      offset = (s[i] == '+' ? 1 : -1) * (int64_t(oh) * 3600 + int64_t(om) * 60);
+      i = j;
+    } else {
+      return false;
+    }
+  }
+  if (i != s.size()) return false;
+  t = double(days_from_civil(Y, unsigned(M), unsigned(D)) * 86400 + int64_t(h) * 3600 + int64_t(mi) * 60 + sec - offset) + frac;
+  return true;
+}
+
+// A raw id as a CSV field: quoted (RFC 4180) when it holds a comma, a quote or surrounding space.
+std::string csv_field(const std::string& v) {
+  if (v.find_first_of(",\"") == std::string::npos && (v.empty() || (v.front() != ' ' && v.back() != ' '))) return v;
+  std::string q = "\"";
+  for (const char ch : v) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return q + "\"";
+}
+
 }  // namespace
 
 PrepareReport prepare_dataset(const std::string& input, const std::string& out_dir,
@@ -54,49 +240,50 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
   std::string line;
   int64_t number = 0;
   bool seen_data = false;
+  ColumnPick pick = parse_columns(opt.columns);
   while (std::getline(in, line)) {
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     size_t p = line.find_first_not_of(" \t");
     if (p == std::string::npos || line[p] == '#') continue;
-    const bool csv = line.find(',') != std::string::npos;
-    std::vector<std::string> f;
-    if (csv) {
-      size_t start = 0;
-      for (;;) {
-        const size_t c = line.find(',', start);
-        std::string field = line.substr(start, c == std::string::npos ? std::string::npos : c - start);
-        const size_t a = field.find_first_not_of(" \t"), b = field.find_last_not_of(" \t");
-        f.push_back(a == std::string::npos ? "" : field.substr(a, b - a + 1));
-        if (c == std::string::npos) break;
-        start = c + 1;
-      }
-    } else {
-      for (size_t i = p; i < line.size();) {
-        const size_t e = line.find_first_of(" \t", i);
-        f.push_back(line.substr(i, e == std::string::npos ? std::string::npos : e - i));
-        if (e == std::string::npos) break;
-        i = line.find_first_not_of(" \t", e);
-        if (i == std::string::npos) break;
-      }
-    }
     const std::string where = input + ":" + std::to_string(number) + ": ";
-    if (f.size() != 3 || f[0].empty() || f[1].empty() || f[2].empty())
-      throw FormatError(where + "expected 3 fields user,item,timestamp, got '" + line + "'");
-    char* end = nullptr;
-    errno = 0;
-    const double t = std::strtod(f[2].c_str(), &end);
-    if (end == f[2].c_str() || *end != '\0' || errno == ERANGE) {
+    const std::vector<std::string> f = split_fields(line, where);
+    if (!seen_data && !pick.names.empty()) {  // --columns by header names: this line is the header
+      resolve_names(pick, f, where);
+      seen_data = true;
+      log(LogLevel::info, where + "header line '" + line + "'");
+      continue;
+    }
+    if (pick.index[0] < 0) {  // no --columns: user, item, timestamp
+      if (f.size() != 3)
+        throw FormatError(where + "expected 3 fields user,item,timestamp, got " + std::to_string(f.size()) + " in '" +
+                          line + "': name the columns, e.g. --columns user=1,item=2,time=4 (1-based) or "
+                          "--columns user=<header name>,item=...,time=...");
+    } else if (int(f.size()) <= std::max({pick.index[0], pick.index[1], pick.index[2]})) {
+      throw FormatError(where + "has " + std::to_string(f.size()) + " fields, --columns needs " +
+                        std::to_string(std::max({pick.index[0], pick.index[1], pick.index[2]}) + 1) + ": '" + line + "'");
+    }
+    const std::string& user = f[size_t(pick.index[0] < 0 ? 0 : pick.index[0])];
+    const std::string& item = f[size_t(pick.index[1] < 0 ? 1 : pick.index[1])];
+    const std::string& ts = f[size_t(pick.index[2] < 0 ? 2 : pick.index[2])];
+    if (user.empty() || item.empty() || ts.empty())
+      throw FormatError(where + "an empty " + std::string(user.empty() ? "user" : item.empty() ? "item" : "timestamp") +
+                        " field in '" + line + "'");
+    double t = 0;
+    if (!parse_time(ts, t)) {
       if (!seen_data) {  // a header line such as "user,item,timestamp"
         seen_data = true;
         log(LogLevel::info, where + "skipping header line '" + line + "'");
         continue;
       }
-      throw FormatError(where + "timestamp is not a number: '" + f[2] + "'");
+      throw FormatError(where + "timestamp '" + ts + "' is neither a number (epoch seconds) nor ISO-8601 "
+                        "(2024-01-01, 2024-01-01T10:00:00Z, 2024-01-01 10:00:00+02:00)");
     }
     seen_data = true;
-    clicks.push_back({users.id(f[0]), items.id(f[1]), t, number});
+    clicks.push_back({users.id(user), items.id(item), t, number});
   }
+  if (!pick.names.empty() && pick.index[0] < 0)
+    throw FormatError(input + ": --columns names header fields, but the file has no header line");
   rep.lines = static_cast<int64_t>(clicks.size());
 
   // 5-core: items with >= min_count clicks, then users with >= min_count of those.
@@ -193,11 +380,11 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
   write_eval_data((fs::path(out_dir) / "test" / "data.txt").string(), eval_set(test_u));
   write_file_atomic((fs::path(out_dir) / "item_map.csv").string(), [&](std::ostream& o) {
     o << "raw_id,id\n";
-    for (int32_t i : item_order) o << items.name(i) << ',' << new_item[size_t(i)] << '\n';
+    for (int32_t i : item_order) o << csv_field(items.name(i)) << ',' << new_item[size_t(i)] << '\n';
   });
   write_file_atomic((fs::path(out_dir) / "user_map.csv").string(), [&](std::ostream& o) {
     o << "raw_id,id\n";
-    for (int32_t u : user_order) o << users.name(u) << ',' << new_user[size_t(u)] << '\n';
+    for (int32_t u : user_order) o << csv_field(users.name(u)) << ',' << new_user[size_t(u)] << '\n';
   });
   write_file_atomic((fs::path(out_dir) / "dataset.json").string(), [&](std::ostream& o) {
     o << nlohmann::ordered_json{{"source", input},

@@ -89,9 +89,11 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
 namespace detail {
 
 void notes_to_metadata(const std::vector<int64_t>& popular, const std::map<std::string, double>& evaluation,
-                       std::map<std::string, std::string>& metadata) {
+                       int64_t largest_trained_item, std::map<std::string, std::string>& metadata) {
   metadata.erase(kPopularKey);
   metadata.erase(kEvaluationKey);
+  metadata.erase(kLargestTrainedKey);
+  if (largest_trained_item > 0) metadata[kLargestTrainedKey] = std::to_string(largest_trained_item);
   if (!popular.empty()) metadata[kPopularKey] = nlohmann::json(popular).dump();
   nlohmann::json e = nlohmann::json::object();
   for (const auto& [k, v] : evaluation)
@@ -107,7 +109,7 @@ std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
                 L = c.maxlen;
   metadata[kFormatKey] = kFormatValue;
   metadata[kConfigKey] = model_config_to_json(c);
-  notes_to_metadata(w.popular_items, w.evaluation, metadata);
+  notes_to_metadata(w.popular_items, w.evaluation, w.largest_trained_item, metadata);
   std::map<std::string, TensorRef> t;
   t[tensor_names::item_emb] = {DType::F32, {N, D}, w.item_emb.data()};
   t[tensor_names::bilinear] = {DType::F32, {D, H}, w.bilinear.data()};
@@ -184,6 +186,12 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
         throw FormatError(path + ": metadata '" + kPopularKey + "' holds " + v.dump() + ", not an item id");
       w.popular_items.push_back(v.get<int64_t>());
     }
+  }
+  if (const auto l = f.metadata().find(kLargestTrainedKey); l != f.metadata().end()) {
+    char* end = nullptr;
+    w.largest_trained_item = std::strtoll(l->second.c_str(), &end, 10);
+    if (l->second.empty() || *end != '\0' || w.largest_trained_item < 0)
+      throw FormatError(path + ": metadata '" + kLargestTrainedKey + "' is '" + l->second + "', not an item id");
   }
   if (const auto e = f.metadata().find(kEvaluationKey); e != f.metadata().end()) {
     const auto j = nlohmann::json::parse(e->second, nullptr, false);
@@ -280,7 +288,7 @@ void save_weights(const std::string& path, const MindWeights& w) {
 }
 
 void save_weights(const std::string& path, const MindWeights& w, const std::vector<int64_t>& popular_items,
-                  const std::map<std::string, double>& evaluation) {
+                  const std::map<std::string, double>& evaluation, int64_t largest_trained_item) {
   for (size_t i = 0; i < popular_items.size(); ++i)
     if (popular_items[i] < 1 || popular_items[i] >= w.config.item_count)
       throw InvalidArgument("save_weights: popular_items[" + std::to_string(i) + "] = " +
@@ -288,7 +296,7 @@ void save_weights(const std::string& path, const MindWeights& w, const std::vect
                             std::to_string(w.config.item_count) + ")");
   std::map<std::string, std::string> metadata;
   const auto tensors = detail::weights_to_refs(w, metadata);
-  detail::notes_to_metadata(popular_items, evaluation, metadata);
+  detail::notes_to_metadata(popular_items, evaluation, largest_trained_item, metadata);
   detail::write_safetensors(path, metadata, tensors);
 }
 

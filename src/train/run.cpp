@@ -71,6 +71,15 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
   // Recorded in every weights file written: the fallback for users without clicks, and the
   // epoch's evaluation (what mindrec-serve's /metrics shows of the served model).
   const std::vector<int64_t> popular = most_popular(log, 1000);
+  const int64_t largest = log.items.empty() ? 0 : *std::max_element(log.items.begin(), log.items.end());
+  // item_count far above the data's ids: rows that are never trained, indexed and recalled
+  // at random unless item_count is fixed (mindrec index refuses them unless asked).
+  if (largest > 0 && hp.item_count - 1 > largest + std::max<int64_t>(10, largest / 10))
+    mindrec::log(LogLevel::warn, "hyper_parameters.item_count is " + std::to_string(hp.item_count) +
+                                     " but the training data's largest item id is " + std::to_string(largest) + ": " +
+                                     std::to_string(hp.item_count - 1 - largest) +
+                                     " item vectors will never be trained (set item_count to the data's: "
+                                     "dataset.json's item_count after mindrec prepare)");
   std::map<std::string, double> evaluation;
   while (trainer->epochs_done() < cfg.runner.epochs &&
          (cfg.runner.patience == 0 || since_best < cfg.runner.patience)) {
@@ -103,13 +112,13 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
                          {"popularity_recall@20", row.pop_recall20}, {"popularity_recall@50", row.pop_recall50},
                          {"eval_users", double(valid->num_users())}});
     }
-    save_weights(out + "/last.safetensors", trainer->weights(), popular, evaluation);
+    save_weights(out + "/last.safetensors", trainer->weights(), popular, evaluation, largest);
     if (valid) {
       if (row.recall50 > best) {
         best = row.recall50;
         row.best = true;
         since_best = 0;
-        save_weights(out + "/best.safetensors", trainer->weights(), popular, evaluation);
+        save_weights(out + "/best.safetensors", trainer->weights(), popular, evaluation, largest);
       } else {
         ++since_best;
       }

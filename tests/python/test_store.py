@@ -234,3 +234,21 @@ def test_recall_and_evaluate_check_the_pairing_like_the_cli(tmp_path, small_path
     hand.add(model.weights.item_emb[1:], np.arange(1, model.config.item_count))
     assert hand.source_fingerprint == 0
     mindrec.recall_items(model, hand, [[43, 23, 65]])
+
+
+def test_index_refuses_item_vectors_that_were_never_trained(tmp_path, small_paths, cli):
+    """item_count far above the training data's ids: `mindrec index` refuses the untrained rows
+    unless --allow-untrained-items (the weights record the largest trained id)."""
+    cfg, weights = small_paths
+    w = mindrec.load_weights(weights)
+    assert w.largest_trained_item == 0  # unknown: nothing to check
+    w.largest_trained_item = 200
+    mindrec.save_weights(tmp_path / "w.safetensors", w)
+    assert mindrec.load_weights(tmp_path / "w.safetensors").largest_trained_item == 200
+    err = cli("index", "--config", cfg, "--weights", tmp_path / "w.safetensors", "--store", "flat",
+              "--out", tmp_path / "i.idx", expect_fail=True)
+    assert "item_count is 1000 but training saw item ids up to 200: 799 item vectors were never trained" in err
+    assert not (tmp_path / "i.idx").exists()
+    cli("index", "--config", cfg, "--weights", tmp_path / "w.safetensors", "--store", "flat",
+        "--out", tmp_path / "i.idx", "--allow-untrained-items")
+    assert len(mindrec.load_vector_store(tmp_path / "i.idx")) == 999

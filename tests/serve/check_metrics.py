@@ -20,7 +20,9 @@ def main(path):
             "mindrec_request_duration_seconds": "histogram", "mindrec_store_vectors": "gauge",
             "mindrec_model_info": "gauge", "mindrec_model_load_seconds": "gauge",
             "mindrec_model_loaded_timestamp_seconds": "gauge", "mindrec_snapshot_generation": "gauge",
-            "mindrec_reloads": "counter"}
+            "mindrec_reloads": "counter", "mindrec_recall_users": "counter", "mindrec_refused_ids": "counter",
+            "mindrec_recall_batch_users": "histogram", "mindrec_model_evaluation": "gauge",
+            "mindrec_build_info": "gauge", "process_open_fds": "gauge"}
     for name, kind in need.items():
         assert name in families, f"missing family {name}"
         assert families[name].type == kind, f"{name} is {families[name].type}, expected {kind}"
@@ -31,9 +33,15 @@ def main(path):
                 return s.value
         raise AssertionError(f"no sample {sample} {labels}")
 
-    assert value("mindrec_requests", "mindrec_requests_total", endpoint="/rec/recall", status="200") == 5
-    assert value("mindrec_requests", "mindrec_requests_total", endpoint="/rec/recall", status="400") == 1
-    assert value("mindrec_request_errors", "mindrec_request_errors_total", endpoint="/rec/recall", status="400") == 1
+    # the test's requests: 6 answered recalls (one with a user without clicks), 3 refused
+    assert value("mindrec_requests", "mindrec_requests_total", endpoint="/rec/recall", status="200") == 6
+    assert value("mindrec_requests", "mindrec_requests_total", endpoint="/rec/recall", status="400") == 3
+    assert value("mindrec_request_errors", "mindrec_request_errors_total", endpoint="/rec/recall", status="400") == 3
+    assert value("mindrec_recall_users", "mindrec_recall_users_total", result="fallback") == 1
+    assert value("mindrec_refused_ids", "mindrec_refused_ids_total", reason="padding") == 1
+    assert value("mindrec_recall_batch_users", "mindrec_recall_batch_users_count") == 6
+    assert value("mindrec_model_recall50_vs_popularity", "mindrec_model_recall50_vs_popularity") == 4.0
+    assert value("process_resident_memory_bytes", "process_resident_memory_bytes") > 1e6
     assert value("mindrec_reloads", "mindrec_reloads_total", result="ok") == 1
     assert value("mindrec_reloads", "mindrec_reloads_total", result="error") == 1
     assert value("mindrec_store_vectors", "mindrec_store_vectors") == 299

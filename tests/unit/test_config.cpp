@@ -179,3 +179,20 @@ TEST_CASE("load_model_config reads only hyper_parameters - checked as load_confi
   CHECK(test::error_of([&] { load_model_config(tmp.file("r.yaml")); }).find("no hyper_parameters") != std::string::npos);
 }
 #endif
+
+TEST_CASE("item_count: auto reads dataset.json beside the training data (mindrec prepare's layout) - or says what is missing") {
+  test::TempDir tmp;
+  std::filesystem::create_directories(tmp.file("data/train"));
+  tmp.write("data/dataset.json", "{\"items\": 4200, \"item_count\": 4201}\n");
+  tmp.write("data/train/data.txt", "1,5,0\n");
+  const auto path = tmp.write("c.yaml", "runner:\n  train_data_dir: data/train\nhyper_parameters:\n  item_count: auto\n");
+  CHECK(load_config(path).hyper_parameters.item_count == 4201);
+  // the training data named as a file inside train/: the same dataset.json
+  const auto file = tmp.write("f.yaml", "runner:\n  train_data_dir: data/train/data.txt\nhyper_parameters:\n  item_count: auto\n");
+  CHECK(load_config(file).hyper_parameters.item_count == 4201);
+  const auto none = tmp.write("n.yaml", "runner:\n  train_data_dir: elsewhere/train\nhyper_parameters:\n  item_count: auto\n");
+  CHECK(test::error_of([&] { load_config(none); }).find("item_count: auto needs") != std::string::npos);
+  const auto no_runner = tmp.write("r.yaml", "hyper_parameters:\n  item_count: auto\n");
+  CHECK(test::error_of([&] { load_config(no_runner); }).find("runner.train_data_dir, which is not set") != std::string::npos);
+  CHECK_THROWS_AS(load_config(tmp.write("x.yaml", "hyper_parameters:\n  item_count: lots\n")), ConfigError);
+}

@@ -434,6 +434,8 @@ TEST_CASE("run_training: files per epoch - the popularity baseline beside each e
       CHECK(w.evaluation.at("popularity_recall@50") == doctest::Approx(pop.metrics[1].recall));
     }
     CHECK(load_weights(tmp.file("out/last.safetensors")).evaluation.at("epoch") == 3);
+    CHECK(load_weights(tmp.file("out/last.safetensors")).largest_trained_item ==
+          *std::max_element(log.items.begin(), log.items.end()));
   }
   // resuming counts the CSV's epochs since the best: nothing left to train under patience 2
   o.resume = tmp.file("out/checkpoint.safetensors");
