@@ -309,7 +309,7 @@ int run_index(const IndexArgs& a) {
   mindrec::MindModel model(mindrec::load_weights(a.weights, cfg.hyper_parameters), mindrec::Device::cpu,
                            no_projection);
   const int64_t trained = model.weights().largest_trained_item, n = cfg.hyper_parameters.item_count;
-  if (trained > 0 && trained < n - 1) {
+  if (mindrec::never_trained_items(n, trained) > 0) {
     const std::string what = a.weights + ": item_count is " + std::to_string(n) + " but training saw item ids up to " +
                              std::to_string(trained) + ": " + std::to_string(n - 1 - trained) +
                              " item vectors were never trained";

@@ -76,6 +76,12 @@ MINDREC_API void save_weights(const std::string& path, const MindWeights& weight
                               const std::map<std::string, double>& evaluation,
                               int64_t largest_trained_item = 0);
 
+/// Item rows a training log never reached, when item_count is far above its largest id
+/// (`largest_trained_item`): item_count - 1 - largest when that exceeds max(10, largest / 10)
+/// (a catalogue a little larger than a sample of its log is fine), else 0; 0 when the largest
+/// id is unknown (0). `mindrec train` warns about them, `mindrec index` refuses to index them.
+MINDREC_API int64_t never_trained_items(int64_t item_count, int64_t largest_trained_item);
+
 /// Reads and validates a weights file: its format tag, names, dtypes (F32 only), shapes
 /// against the config in its metadata. Throws IoError / FormatError naming the file and the tensor.
 MINDREC_API MindWeights load_weights(const std::string& path);

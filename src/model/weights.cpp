@@ -300,6 +300,12 @@ void save_weights(const std::string& path, const MindWeights& w, const std::vect
   detail::write_safetensors(path, metadata, tensors);
 }
 
+int64_t never_trained_items(int64_t item_count, int64_t largest) {
+  if (largest <= 0) return 0;
+  const int64_t above = item_count - 1 - largest;
+  return above > std::max<int64_t>(10, largest / 10) ? above : 0;
+}
+
 uint64_t item_fingerprint(const MindWeights& w) {
   detail::WordHash h;
   const int64_t shape[2] = {w.config.item_count, w.config.embedding_dim};

@@ -74,10 +74,10 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
   const int64_t largest = log.items.empty() ? 0 : *std::max_element(log.items.begin(), log.items.end());
   // item_count far above the data's ids: rows that are never trained, indexed and recalled
   // at random unless item_count is fixed (mindrec index refuses them unless asked).
-  if (largest > 0 && hp.item_count - 1 > largest + std::max<int64_t>(10, largest / 10))
+  if (const int64_t never = never_trained_items(hp.item_count, largest); never > 0)
     mindrec::log(LogLevel::warn, "hyper_parameters.item_count is " + std::to_string(hp.item_count) +
                                      " but the training data's largest item id is " + std::to_string(largest) + ": " +
-                                     std::to_string(hp.item_count - 1 - largest) +
+                                     std::to_string(never) +
                                      " item vectors will never be trained (set item_count to the data's: "
                                      "dataset.json's item_count after mindrec prepare)");
   std::map<std::string, double> evaluation;

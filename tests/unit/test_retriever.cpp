@@ -378,3 +378,12 @@ TEST_CASE("Recommender: swap replaces the snapshot - holders of the old one keep
   CHECK(load_snapshot(src)->store->size() == 299);
 #endif
 }
+
+TEST_CASE("never_trained_items: rows above the training log's largest id, beyond a tenth (or 10) of it") {
+  CHECK(never_trained_items(1000, 200) == 799);        // the issue's case: a 200-item log, item_count far above
+  CHECK(never_trained_items(367983, 367891) == 0);     // the Books sample: 91 rows above, within a tenth
+  CHECK(never_trained_items(22, 10) == 11);            // 11 > max(10, 1)
+  CHECK(never_trained_items(21, 10) == 0);             // 10 is not above 10
+  CHECK(never_trained_items(1000, 0) == 0);            // unknown
+  CHECK(never_trained_items(12102, 12101) == 0);       // exact
+}
