@@ -240,7 +240,9 @@ int run_eval(const EvalArgs& a) {
     train = std::make_unique<mindrec::ClickLog>(mindrec::read_train_data(cfg.runner.train_data_dir, mc.item_count));
     opts.popularity_from = train.get();
   }
-  if (store) std::printf("retrieval through the '%s' store (%lld items)\n", store->backend().c_str(),
+  // The spec as given, search parameters included ("hnsw:M=32?ef=200"); a loaded file's backend.
+  const std::string shown = a.store.empty() && store ? store->backend() : a.store;
+  if (store) std::printf("retrieval through the '%s' store (%lld items)\n", shown.c_str(),
                          static_cast<long long>(store->size()));
   const auto rep = mindrec::evaluate(model, set, opts);
   std::printf("%s%s", a.compat ? "(PaddleRec-compatible counting)\n" : "", rep.table().c_str());
@@ -248,7 +250,7 @@ int run_eval(const EvalArgs& a) {
     std::printf("popularity: the %d items clicked most in %s (runner.train_data_dir)\n",
                 *std::max_element(a.topk.begin(), a.topk.end()), cfg.runner.train_data_dir.c_str());
   if (store)
-    std::printf("evaluated in %.2f s (through the '%s' store)\n", rep.seconds, store->backend().c_str());
+    std::printf("evaluated in %.2f s (through the '%s' store)\n", rep.seconds, shown.c_str());
   else
     std::printf("evaluated in %.2f s (exact search over %lld items)\n", rep.seconds,
                 static_cast<long long>(mc.item_count));
@@ -324,7 +326,7 @@ int run_index(const IndexArgs& a) {
   store->save(a.out);
   std::printf("indexed %lld item vectors (ids 1..%lld, dim %d) with '%s' in %.2f s -> %s\n",
               static_cast<long long>(store->size()), static_cast<long long>(store->size()),
-              store->dim(), store->backend().c_str(), secs, a.out.c_str());
+              store->dim(), a.store.c_str(), secs, a.out.c_str());
   return 0;
 }
 
@@ -394,7 +396,7 @@ int run_recall(const RecallArgs& a) {
       std::printf("\n");
     }
     std::printf("recalled top-%d for %lld user(s) from '%s' (%lld items) in %.3f ms\n", a.topk,
-                static_cast<long long>(B), store->backend().c_str(),
+                static_cast<long long>(B), (a.store.empty() ? store->backend() : a.store).c_str(),
                 static_cast<long long>(store->size()), ms);
   }
   return 0;
