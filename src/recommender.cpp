@@ -58,7 +58,20 @@ std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& s
   std::string spec = src.store_spec;
   if (stamp.exists) {
     store = load_vector_store(src.index, src.store_spec);
-    check_store_pairing(*model, *store, src.index, src.allow_mismatched_index);
+    try {
+      check_store_pairing(*model, *store, src.index, src.allow_mismatched_index);
+    } catch (const ConfigError& e) {
+      // The likely cause, when the file is newer than the weights: a process serving other
+      // weights wrote it after these were deployed (a server's shutdown save, before mindrec-
+      // serve stopped overwriting an index that changed on disk since it loaded it).
+      const FileStamp w = FileStamp::of(src.weights);
+      if (w.exists && stamp.mtime_ns > w.mtime_ns)
+        throw ConfigError(std::string(e.what()) + ". The index file is newer than the weights (" +
+                          std::to_string((stamp.mtime_ns - w.mtime_ns) / 1000000000) + " s): a process serving "
+                          "other weights probably saved it after these weights were written (a server's "
+                          "shutdown save during a deploy?); rebuild it with mindrec index");
+      throw;
+    }
     if (spec.empty()) spec = store->backend();
   } else if (remote) {
     store = make_vector_store(spec, model->config().hidden_size);  // attached as it is

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -362,6 +363,14 @@ TEST_CASE("Recommender: swap replaces the snapshot - holders of the old one keep
   CHECK(s->load_seconds > 0);
   src.weights = tmp.file("b.safetensors");  // the index of other weights: refused
   CHECK_THROWS_AS(load_snapshot(src), ConfigError);
+  // ... naming the likely cause when the index is newer than the weights (a server serving a's
+  // weights saved it after b's were deployed), and only then
+  namespace fs = std::filesystem;
+  fs::last_write_time(tmp.file("b.safetensors"), fs::last_write_time(tmp.file("a.idx")) - std::chrono::hours(1));
+  CHECK_THROWS_WITH_AS(load_snapshot(src), doctest::Contains("The index file is newer than the weights (3600 s)"),
+                       ConfigError);
+  fs::last_write_time(tmp.file("b.safetensors"), fs::last_write_time(tmp.file("a.idx")) + std::chrono::hours(1));
+  CHECK(test::error_of([&] { load_snapshot(src); }).find("newer") == std::string::npos);
   src.allow_mismatched_index = true;
   CHECK(load_snapshot(src)->store->source_fingerprint() == model_a->item_fingerprint());
   src.index = tmp.file("none.idx");  // a missing index file: refused, naming it
