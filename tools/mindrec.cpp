@@ -240,8 +240,8 @@ int run_eval(const EvalArgs& a) {
     train = std::make_unique<mindrec::ClickLog>(mindrec::read_train_data(cfg.runner.train_data_dir, mc.item_count));
     opts.popularity_from = train.get();
   }
-  // The spec as given, search parameters included ("hnsw:M=32?ef=200"); a loaded file's backend.
-  const std::string shown = a.store.empty() && store ? store->backend() : a.store;
+  // The store's spec with the search parameters in effect ("hnsw:M=32?ef=200").
+  const std::string shown = store ? store->spec() : "";
   if (store) std::printf("retrieval through the '%s' store (%lld items)\n", shown.c_str(),
                          static_cast<long long>(store->size()));
   const auto rep = mindrec::evaluate(model, set, opts);
@@ -326,7 +326,7 @@ int run_index(const IndexArgs& a) {
   store->save(a.out);
   std::printf("indexed %lld item vectors (ids 1..%lld, dim %d) with '%s' in %.2f s -> %s\n",
               static_cast<long long>(store->size()), static_cast<long long>(store->size()),
-              store->dim(), a.store.c_str(), secs, a.out.c_str());
+              store->dim(), store->spec().c_str(), secs, a.out.c_str());
   return 0;
 }
 
@@ -396,7 +396,7 @@ int run_recall(const RecallArgs& a) {
       std::printf("\n");
     }
     std::printf("recalled top-%d for %lld user(s) from '%s' (%lld items) in %.3f ms\n", a.topk,
-                static_cast<long long>(B), (a.store.empty() ? store->backend() : a.store).c_str(),
+                static_cast<long long>(B), store->spec().c_str(),
                 static_cast<long long>(store->size()), ms);
   }
   return 0;

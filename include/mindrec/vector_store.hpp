@@ -155,6 +155,10 @@ class MINDREC_API VectorStore {
   Metric metric() const { return metric_; }
   /// The backend string it was made from (without search parameters).
   const std::string& backend() const { return backend_; }
+  /// The backend with the search parameters in effect, defaults included
+  /// ("hnsw:M=32?ef=128", "faiss:IVF4096,Flat?nprobe=16"): what logs, /healthz and /metrics
+  /// show. Never waits for a write.
+  std::string spec() const;
 
  protected:
   VectorStore(std::string backend, int dim, Metric metric);
@@ -205,6 +209,9 @@ class MINDREC_API VectorStore {
   /// read_payload_impl parses it (a dependency's parser that must never see damaged bytes).
   virtual bool verify_payload_first_impl() const { return false; }
   virtual void set_param_impl(const std::string& name, double value) = 0;
+  /// The search parameters in effect, "name=value&..." ("" if the backend has none). Called
+  /// with no concurrent set_param_impl or load.
+  virtual std::string search_params_impl() const { return {}; }
 
   struct Lock;  // a writer-preferring shared mutex (src/detail/rw_lock.hpp)
   std::string backend_;

@@ -169,6 +169,10 @@ class FaissGpuStore final : public VectorStore {
     host_.clear();
     map_.clear();
   }
+  std::string search_params_impl() const override {
+    return nprobe_ > 0 ? "nprobe=" + std::to_string(nprobe_) : "";
+  }
+
   void set_param_impl(const std::string& name, double value) override {
     auto* ivf = dynamic_cast<faiss::gpu::GpuIndexIVF*>(index_.get());
     if (name != "nprobe" || !ivf || value < 1)

@@ -776,6 +776,12 @@ class FaissStore final : public VectorStore {
     removed_count_ = 0;
   }
 
+  std::string search_params_impl() const override {
+    if (const auto* v = ivf()) return "nprobe=" + std::to_string(v->nprobe) + (faiss_scan_ ? "&faiss_scan=1" : "");
+    if (const auto* h = hnsw()) return "efSearch=" + std::to_string(ef_search_ > 0 ? ef_search_ : h->hnsw.efSearch);
+    return {};
+  }
+
   void set_param_impl(const std::string& name, double value) override {
     const std::string who = "faiss:" + factory_;
     if (name == "nprobe" && ivf()) {

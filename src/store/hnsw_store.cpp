@@ -367,6 +367,10 @@ class HnswStore final : public VectorStore {
     detail::parallel_for(nq, nq < 8 ? 1 : 0, 4, one);
   }
 
+  std::string search_params_impl() const override {
+    return "ef=" + std::to_string(ef_) + (codes_walk_ ? "" : "&walk=0");
+  }
+
   void set_param_impl(const std::string& name, double value) override {
     if (name == "walk" && (value == 0 || value == 1)) {
       codes_walk_ = value == 1;

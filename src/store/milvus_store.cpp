@@ -12,6 +12,7 @@
 // Writes wait (polling, bounded by wait=) until the server shows them, so a search after a
 // write sees it, as the contract says; Milvus' REST v1 reads are otherwise bounded-stale.
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -528,6 +529,12 @@ class MilvusStore final : public VectorStore {
       info_ = info;
       key_ = key_of(info);
     };
+  }
+
+  std::string search_params_impl() const override {
+    char wait[32];
+    std::snprintf(wait, sizeof wait, "%g", s_.wait_s);
+    return "fetch=" + std::to_string(s_.fetch) + "&wait=" + wait;
   }
 
   void set_param_impl(const std::string& name, double value) override {

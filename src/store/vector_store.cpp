@@ -26,7 +26,21 @@ struct VectorStore::Lock {
   std::mutex writers;                // one write (or save) at a time
   bool exclusive_held = false;       // touched only by the thread holding `writers`
   std::atomic<uint64_t> changes{0};  // written by writers, read by anyone
+  // spec()'s parameters: computed under `params`, which set_search_param and load hold while
+  // they change them (so spec() never waits behind a long write's `writers`).
+  std::mutex params;
+  std::string params_text;
+  bool params_valid = false;
 };
+
+std::string VectorStore::spec() const {
+  std::lock_guard<std::mutex> l(lock_->params);
+  if (!lock_->params_valid) {
+    lock_->params_text = search_params_impl();
+    lock_->params_valid = true;
+  }
+  return lock_->params_text.empty() ? backend_ : backend_ + "?" + lock_->params_text;
+}
 
 void VectorStore::exclusive(const std::function<void()>& fn) {
   if (lock_->exclusive_held) {
@@ -204,7 +218,11 @@ void VectorStore::clear() {
 
 void VectorStore::set_search_param(const std::string& name, double value) {
   std::lock_guard<std::mutex> writing(lock_->writers);
-  exclusive([&] { set_param_impl(name, value); });
+  exclusive([&] {
+    std::lock_guard<std::mutex> l(lock_->params);
+    set_param_impl(name, value);
+    lock_->params_valid = false;
+  });
 }
 
 void VectorStore::save(const std::string& path) const {
@@ -252,8 +270,10 @@ void VectorStore::load(const std::string& path) {
   }
   std::lock_guard<std::mutex> writing(lock_->writers);
   exclusive([&] {
+    std::lock_guard<std::mutex> l(lock_->params);  // a payload may carry search parameters
     commit();
     fingerprint_ = h.fingerprint;
+    lock_->params_valid = false;
   });
   ++lock_->changes;
   after_write_impl();

@@ -964,3 +964,30 @@ TEST_CASE("hnsw: the level-0 block and the codes are advised for transparent hug
   CHECK(advised() - before >= want);
 }
 #endif
+
+TEST_CASE("spec(): the backend with the search parameters in effect, defaults included - set and loaded ones") {
+  CHECK(make_vector_store("flat", 4)->spec() == "flat");
+#if MINDREC_HAS_HNSW
+  auto h = make_vector_store("hnsw:M=8", 4);
+  CHECK(h->spec() == "hnsw:M=8?ef=128");  // the default, not only what was given
+  h->set_search_param("ef", 40);
+  CHECK(h->spec() == "hnsw:M=8?ef=40");
+  CHECK(make_vector_store("hnsw?ef=77&walk=0", 4)->spec() == "hnsw?ef=77&walk=0");
+#endif
+#if MINDREC_HAS_FAISS
+  const auto x = random_vectors(200, 4, 3);
+  std::vector<int64_t> ids(200);
+  for (int i = 0; i < 200; ++i) ids[size_t(i)] = i + 1;
+  auto f = make_vector_store("faiss:IVF4,Flat", 4);
+  f->add(200, x.data(), ids.data());
+  CHECK(f->spec() == "faiss:IVF4,Flat?nprobe=1");  // Faiss's default: one list
+  f->set_search_param("nprobe", 3);
+  CHECK(f->spec() == "faiss:IVF4,Flat?nprobe=3");
+  test::TempDir tmp;
+  f->save(tmp.file("f.idx"));
+  CHECK(load_vector_store(tmp.file("f.idx"))->spec() == "faiss:IVF4,Flat?nprobe=3");  // the file carries it
+  auto g = make_vector_store("faiss:HNSW8", 4);
+  g->add(200, x.data(), ids.data());
+  CHECK(g->spec() == "faiss:HNSW8?efSearch=16");  // Faiss's default efSearch
+#endif
+}

@@ -133,7 +133,7 @@ std::string Metrics::render(const RecommenderSnapshot* snap, uint64_t generation
   if (snap) {
     head("mindrec_model_info", "gauge", "The current model: item fingerprint of its weights, store spec, weights file.");
     o += "mindrec_model_info{fingerprint=\"" + fingerprint + "\",backend=\"" + label(snap->store->backend()) +
-         "\",store=\"" + label(snap->store_spec) + "\",weights=\"" + label(snap->weights_path) + "\"} 1\n";
+         "\",store=\"" + label(snap->store->spec()) + "\",weights=\"" + label(snap->weights_path) + "\"} 1\n";
     head("mindrec_model_load_seconds", "gauge", "How long loading the current model and store took.");
     o += "mindrec_model_load_seconds " + num(snap->load_seconds) + "\n";
     head("mindrec_model_loaded_timestamp_seconds", "gauge", "When the current model and store were loaded (Unix time).");

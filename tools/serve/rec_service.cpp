@@ -391,7 +391,7 @@ Reply RecService::health() const {
     j["store_error"] = e.what();
   }
   j["backend"] = snap->store->backend();
-  j["store"] = snap->store_spec;
+  j["store"] = snap->store->spec();  // search parameters in effect, defaults included
   j["dim"] = snap->store->dim();
   j["metric"] = to_string(snap->store->metric());
   j["fingerprint"] = fingerprint_hex(snap->model->item_fingerprint());
@@ -420,7 +420,7 @@ Reply RecService::ready() const {
     return not_ready(std::string("the store cannot be reached: ") + e.what());
   }
   if (n == 0) return not_ready("the store is empty: recalls would answer nothing (POST /rec/insert_data fills it)");
-  return ok({{"ready", true}, {"count", n}, {"generation", generation()}, {"store", snap->store_spec}});
+  return ok({{"ready", true}, {"count", n}, {"generation", generation()}, {"store", snap->store->spec()}});
 }
 
 Reply RecService::metrics() const {

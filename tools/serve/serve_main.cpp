@@ -290,7 +290,7 @@ int run(const Args& a) {
     try {
       service.start();
       const auto snap = service.snapshot();
-      say("loaded " + std::to_string(snap->store->size()) + " vectors ('" + snap->store_spec + "') " +
+      say("loaded " + std::to_string(snap->store->size()) + " vectors ('" + snap->store->spec() + "') " +
           (snap->index_created ? "built from the weights for " + snap->index_path
                                : snap->index_path.empty() ? std::string("built from the weights")
                                                           : "from " + snap->index_path) +
