@@ -180,6 +180,7 @@ TEST_CASE("load_model_config reads only hyper_parameters - checked as load_confi
 }
 #endif
 
+#if MINDREC_HAS_YAML
 TEST_CASE("item_count: auto reads dataset.json beside the training data (mindrec prepare's layout) - or says what is missing") {
   test::TempDir tmp;
   std::filesystem::create_directories(tmp.file("data/train"));
@@ -196,3 +197,4 @@ TEST_CASE("item_count: auto reads dataset.json beside the training data (mindrec
   CHECK(test::error_of([&] { load_config(no_runner); }).find("runner.train_data_dir, which is not set") != std::string::npos);
   CHECK_THROWS_AS(load_config(tmp.write("x.yaml", "hyper_parameters:\n  item_count: lots\n")), ConfigError);
 }
+#endif
