@@ -2,6 +2,7 @@
 // header-only Eigen kernels (mindrec/cpu/interests.hpp) are included separately.
 #pragma once
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/config.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/device.hpp"

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mindrec/data.hpp"
+#include "detail/csv.hpp"
 #include "detail/file_util.hpp"
 #include "detail/random.hpp"
 #include "mindrec/error.hpp"
@@ -97,60 +98,6 @@ void resolve_names(ColumnPick& c, const std::vector<std::string>& header, const 
   }
 }
 
-// One line's fields: comma-separated (RFC 4180: "quoted, fields" with "" for a quote; spaces
-// around a field dropped) when the line has a comma outside quotes, else whitespace-separated.
-std::vector<std::string> split_fields(const std::string& line, const std::string& where) {
-  bool comma = false, quoted = false;
-  for (const char ch : line) {
-    if (ch == '"') quoted = !quoted;
-    else if (ch == ',' && !quoted) comma = true;
-  }
-  if (quoted) throw FormatError(where + "a quoted field is not closed on its line: '" + line + "'");
-  std::vector<std::string> f;
-  if (!comma) {
-    for (size_t i = line.find_first_not_of(" \t"); i != std::string::npos;) {
-      const size_t e = line.find_first_of(" \t", i);
-      f.push_back(line.substr(i, e == std::string::npos ? std::string::npos : e - i));
-      if (e == std::string::npos) break;
-      i = line.find_first_not_of(" \t", e);
-    }
-    return f;
-  }
-  size_t i = 0;
-  for (;;) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-    std::string field;
-    if (i < line.size() && line[i] == '"') {
-      for (++i;; ++i) {
-        if (line[i] == '"') {
-          if (i + 1 < line.size() && line[i + 1] == '"') field += '"', ++i;
-          else break;
-        } else {
-          field += line[i];
-        }
-      }
-      ++i;  // past the closing quote
-      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-      if (i < line.size() && line[i] != ',')
-        throw FormatError(where + "text after a closing quote in '" + line + "'");
-    } else {
-      const size_t c = line.find(',', i);
-      field = line.substr(i, c == std::string::npos ? std::string::npos : c - i);
-      const size_t b = field.find_last_not_of(" \t");
-      field.erase(b == std::string::npos ? 0 : b + 1);
-      i = c == std::string::npos ? line.size() : c;
-    }
-    f.push_back(field);
-    if (i >= line.size()) break;
-    ++i;  // past the comma
-    if (i == line.size()) {  // a trailing comma: an empty last field
-      f.emplace_back();
-      break;
-    }
-  }
-  return f;
-}
-
 // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   y -= m <= 2;
@@ -219,14 +166,6 @@ bool parse_time(const std::string& s, double& t) {
   return true;
 }
 
-// A raw id as a CSV field: quoted (RFC 4180) when it holds a comma, a quote or surrounding space.
-std::string csv_field(const std::string& v) {
-  if (v.find_first_of(",\"") == std::string::npos && (v.empty() || (v.front() != ' ' && v.back() != ' '))) return v;
-  std::string q = "\"";
-  for (const char ch : v) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return q + "\"";
-}
-
 }  // namespace
 
 PrepareReport prepare_dataset(const std::string& input, const std::string& out_dir,
@@ -247,7 +186,7 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
     size_t p = line.find_first_not_of(" \t");
     if (p == std::string::npos || line[p] == '#') continue;
     const std::string where = input + ":" + std::to_string(number) + ": ";
-    const std::vector<std::string> f = split_fields(line, where);
+    const std::vector<std::string> f = detail::split_csv_fields(line, where);
     if (!seen_data && !pick.names.empty()) {  // --columns by header names: this line is the header
       resolve_names(pick, f, where);
       seen_data = true;
@@ -380,11 +319,11 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
   write_eval_data((fs::path(out_dir) / "test" / "data.txt").string(), eval_set(test_u));
   write_file_atomic((fs::path(out_dir) / "item_map.csv").string(), [&](std::ostream& o) {
     o << "raw_id,id\n";
-    for (int32_t i : item_order) o << csv_field(items.name(i)) << ',' << new_item[size_t(i)] << '\n';
+    for (int32_t i : item_order) o << detail::csv_field(items.name(i)) << ',' << new_item[size_t(i)] << '\n';
   });
   write_file_atomic((fs::path(out_dir) / "user_map.csv").string(), [&](std::ostream& o) {
     o << "raw_id,id\n";
-    for (int32_t u : user_order) o << csv_field(users.name(u)) << ',' << new_user[size_t(u)] << '\n';
+    for (int32_t u : user_order) o << detail::csv_field(users.name(u)) << ',' << new_user[size_t(u)] << '\n';
   });
   write_file_atomic((fs::path(out_dir) / "dataset.json").string(), [&](std::ostream& o) {
     o << nlohmann::ordered_json{{"source", input},

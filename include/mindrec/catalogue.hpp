@@ -1,0 +1,113 @@
+// The catalogue: a shop's own item ids (raw ids: SKUs such as "B00123XYZ", or 64-bit numbers)
+// against the dense row ids 1..N-1 that the model, the training data and the stores use.
+// Dense inside, raw at the edges: the CLI, mindrec-serve and the Python package translate
+// through one Catalogue, once, where an id enters or leaves.
+//
+// The file (catalogue.csv, written by `mindrec prepare` beside its splits and by `mindrec
+// train` beside its weights) is CSV, one item per line, ordered by id:
+//
+//     id,raw_id,status,clicks
+//     1,B00123XYZ,active,532
+//     2,0441172717,retired,0
+//
+//   - id: the dense id, 1..N-1, each once (gaps allowed: an id without a row is no item).
+//   - raw_id: 1-256 bytes of UTF-8, each raw id once; no comma (the CLI separates ids with
+//     commas), no control character (newline, tab, ...). Written quoted (RFC 4180) when it
+//     holds a quote or begins or ends with a space. A header `raw_id:int64` makes the raw
+//     ids numbers: decimal int64, compared as numbers ("007" is 7); otherwise digits-only
+//     ids stay strings ("007" and "7" are two items).
+//   - status: `active` or `retired` (an item without clicks in the latest data: it keeps its
+//     id and its model row, and `mindrec index` leaves it out of the store).
+//   - clicks: the item's clicks in the data the catalogue was made from.
+//   Further columns are ignored. Blank lines are skipped.
+//
+// The fingerprint (recorded in every weights file `mindrec train` writes, with the number of
+// ids it covers) hashes the id <-> raw id pairs below that count and the id type, not status
+// or clicks: a catalogue that gained items after the model was trained (mindrec-serve's
+// /rec/items) still pairs with it; one that maps any trained id to another raw id does not.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mindrec/export.hpp"
+
+namespace mindrec {
+
+enum class ItemStatus : uint8_t { active = 0, retired = 1 };
+
+class MINDREC_API Catalogue {
+ public:
+  static constexpr size_t kMaxRawIdBytes = 256;
+
+  /// An empty catalogue (no items; item_count() == 1); `numeric` raw ids are int64 numbers.
+  explicit Catalogue(bool numeric = false);
+
+  /// Reads a catalogue file. Throws IoError (cannot read) or FormatError naming the file, the
+  /// line and the field: a bad header, id or status, an invalid raw id, a duplicate id or raw id.
+  static Catalogue load(const std::string& path);
+  /// Writes the file atomically (a temporary name, then renamed).
+  void save(const std::string& path) const;
+
+  /// Adds an item with the next id (item_count()) and returns that id. Throws InvalidArgument
+  /// if the raw id is invalid or already known.
+  int64_t add(std::string_view raw, ItemStatus status = ItemStatus::active, int64_t clicks = 0);
+  /// Adds an item with a given id (>= 1, not yet used). Throws InvalidArgument as add().
+  void insert(int64_t id, std::string_view raw, ItemStatus status = ItemStatus::active, int64_t clicks = 0);
+
+  /// The dense id of a raw id, or 0 if unknown (numeric catalogues: 0 also for text that is no
+  /// int64). Never throws.
+  int64_t to_dense(std::string_view raw) const;
+  bool contains(std::string_view raw) const { return to_dense(raw) != 0; }
+  /// Whether `id` has a row.
+  bool has_id(int64_t id) const;
+  /// The raw id of a dense id; throws InvalidArgument if the id has no row. The view is valid
+  /// until the catalogue is changed or destroyed.
+  std::string_view to_raw(int64_t id) const;
+
+  ItemStatus status(int64_t id) const;
+  void set_status(int64_t id, ItemStatus status);
+  int64_t clicks(int64_t id) const;
+  void set_clicks(int64_t id, int64_t clicks);
+
+  /// Items (rows).
+  int64_t size() const { return items_; }
+  /// The largest id + 1: the model's item_count for this catalogue.
+  int64_t item_count() const { return int64_t(offsets_.size()) - 1; }
+  int64_t active_count() const;
+  bool numeric() const { return numeric_; }
+  /// The file it was loaded from or last saved to ("" if none).
+  const std::string& source() const { return source_; }
+
+  /// A 64-bit fingerprint of the id type and the (id, raw id) pairs with id < `below`
+  /// (default: every id). Never 0.
+  uint64_t fingerprint(int64_t below = -1) const;
+
+  /// Bytes held beyond the raw ids' own bytes (the per-item overhead the README quotes).
+  size_t overhead_bytes() const;
+
+  /// The form a raw id is stored and compared in: itself for string catalogues; for numeric
+  /// ones its decimal int64 text ("007" -> "7"). Throws InvalidArgument (prefixed with
+  /// `where`) naming what is wrong with an invalid raw id.
+  std::string canonical(std::string_view raw, const std::string& where = "") const;
+
+ private:
+  bool numeric_ = false;
+  int64_t items_ = 0;
+  std::string arena_;             // raw ids back to back
+  std::vector<uint64_t> offsets_; // [item_count + 1]: raw id of `id` is arena_[offsets_[id], offsets_[id+1])
+  std::vector<uint8_t> present_;  // [item_count]: bit 0 has a row, bit 1 retired
+  std::vector<int64_t> clicks_;   // [item_count]
+  std::vector<uint32_t> slots_;   // open addressing: id + 1, 0 = empty (power-of-two size)
+  mutable std::string source_;
+
+  int64_t find(std::string_view key) const;
+  void grow_to(int64_t item_count);
+  void rehash(size_t slots);
+  void place(int64_t id);
+  void check_id(int64_t id, const char* who) const;
+};
+
+}  // namespace mindrec
