@@ -4,6 +4,7 @@
 //   mindrec train --config C.yaml [--out DIR] [--resume CKPT] [--no-eval]
 //   mindrec eval  --config C.yaml --weights W.safetensors --data VALID [--topk 20,50] [--json F]
 //   mindrec prepare --input RAW --out DIR [--min-count 5] [--seed S] [--columns user=1,item=2,time=4]
+//                   [--catalogue PREV.csv] [--numeric-ids]
 //   mindrec import-paddlerec --params rec.pdparams --config PADDLEREC.yaml --out W.safetensors
 //   mindrec index --config C.yaml --weights W.safetensors --store SPEC --out ITEMS.idx
 //   mindrec recall --config C.yaml --weights W.safetensors --index ITEMS.idx --hist 43,23,65 ...
@@ -291,7 +292,11 @@ int run_prepare(const PrepareArgs& a) {
   std::printf("users split (seed %llu): %lld train, %lld valid, %lld test\n",
               static_cast<unsigned long long>(a.options.seed), static_cast<long long>(r.train_users),
               static_cast<long long>(r.valid_users), static_cast<long long>(r.test_users));
-  std::printf("wrote %s/{train,valid,test}/data.txt, item_map.csv, user_map.csv, dataset.json\n",
+  if (!a.options.catalogue.empty())
+    std::printf("catalogue from %s: %lld items kept their ids, %lld new (ids after the largest), %lld retired\n",
+                a.options.catalogue.c_str(), static_cast<long long>(r.kept), static_cast<long long>(r.added),
+                static_cast<long long>(r.retired));
+  std::printf("wrote %s/{train,valid,test}/data.txt, catalogue.csv, item_map.csv, user_map.csv, dataset.json\n",
               a.out.c_str());
   std::printf("set in your config:  hyper_parameters.item_count: %lld\n",
               static_cast<long long>(r.item_count));
@@ -490,6 +495,10 @@ int main(int argc, char** argv) {
   cp->add_option("--seed", prep.options.seed, "seed of the user shuffle before the 80/10/10 split");
   cp->add_option("--columns", prep.options.columns, "which fields are user, item and time: user=1,item=2,time=4 "
                                                     "(1-based) or the header's names (default: the 3 fields in that order)");
+  cp->add_option("--catalogue", prep.options.catalogue, "the previous catalogue.csv: known items keep their ids, new ones "
+                                                       "get the next, items without clicks today are retired")
+      ->check(CLI::ExistingFile);
+  cp->add_flag("--numeric-ids", prep.options.numeric_ids, "item ids are int64 numbers (\"007\" is 7); default: strings");
 
   ImportArgs imp;
   auto* cimp = app.add_subcommand("import-paddlerec", "convert a MIND checkpoint trained by PaddleRec into mindrec's weights");

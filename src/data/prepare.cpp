@@ -6,18 +6,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <unordered_map>
 #include <vector>
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/data.hpp"
 #include "detail/csv.hpp"
 #include "detail/file_util.hpp"
 #include "detail/random.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
+#include "mindrec/weights.hpp"
 
 namespace mindrec {
 namespace {
@@ -174,6 +177,15 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
   std::ifstream in(input);
   if (!in) throw IoError("cannot open '" + input + "': " + std::strerror(errno));
   PrepareReport rep;
+  // The previous catalogue first: a bad one fails before the log is read.
+  std::unique_ptr<Catalogue> prev;
+  if (!opt.catalogue.empty()) {
+    prev = std::make_unique<Catalogue>(Catalogue::load(opt.catalogue));
+    if (opt.numeric_ids && !prev->numeric())
+      throw InvalidArgument("prepare: numeric raw ids were asked for, but the previous catalogue '" + opt.catalogue +
+                            "' has string raw ids (its header says raw_id, not raw_id:int64)");
+  }
+  const Catalogue id_rules(prev ? prev->numeric() : opt.numeric_ids);  // checks and canonicalises raw item ids
   Interner users, items;
   std::vector<Click> clicks;
   std::string line;
@@ -219,7 +231,13 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
                         "(2024-01-01, 2024-01-01T10:00:00Z, 2024-01-01 10:00:00+02:00)");
     }
     seen_data = true;
-    clicks.push_back({users.id(user), items.id(item), t, number});
+    std::string item_id;
+    try {
+      item_id = id_rules.canonical(item, where + "item: ");
+    } catch (const InvalidArgument& e) {
+      throw FormatError(std::string(e.what()) + " (item ids become the catalogue's raw ids)");
+    }
+    clicks.push_back({users.id(user), items.id(item_id), t, number});
   }
   if (!pick.names.empty() && pick.index[0] < 0)
     throw FormatError(input + ": --columns names header fields, but the file has no header line");
@@ -247,10 +265,35 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
     if (kept_n[size_t(i)] > 0) item_order.push_back(i);
   std::stable_sort(item_order.begin(), item_order.end(),
                    [&](int32_t a, int32_t b) { return kept_n[size_t(a)] > kept_n[size_t(b)]; });
+  // Dense ids: the previous catalogue's where it knows the item, the next free ids (by falling
+  // popularity) for the others; its items without clicks today are retired, keeping their ids.
+  Catalogue cat = prev ? *prev : Catalogue(id_rules.numeric());
   std::vector<int64_t> new_item(items.size(), 0);
-  for (size_t r = 0; r < item_order.size(); ++r) new_item[size_t(item_order[r])] = int64_t(r) + 1;
+  if (prev)
+    for (int64_t id = 1; id < cat.item_count(); ++id)
+      if (cat.has_id(id)) cat.set_status(id, ItemStatus::retired), cat.set_clicks(id, 0);
+  for (const int32_t i : item_order) {
+    int64_t id = prev ? cat.to_dense(items.name(i)) : 0;
+    if (id != 0) {
+      cat.set_status(id, ItemStatus::active);
+      cat.set_clicks(id, kept_n[size_t(i)]);
+      ++rep.kept;
+    } else {
+      id = cat.add(items.name(i), ItemStatus::active, kept_n[size_t(i)]);
+      if (prev) ++rep.added;
+    }
+    new_item[size_t(i)] = id;
+  }
+  if (prev) {
+    rep.retired = prev->size() - rep.kept;
+    if (rep.kept == 0 && prev->size() > 0)
+      log(LogLevel::warn, "prepare: the previous catalogue '" + opt.catalogue + "' (" + std::to_string(prev->size()) +
+                              " items) shares no item id with '" + input + "' (" + std::to_string(item_order.size()) +
+                              " items kept): every item is new and every old one retired; is it the right catalogue "
+                              "(and the right --columns item=...)?");
+  }
   rep.items = static_cast<int64_t>(item_order.size());
-  rep.item_count = rep.items + 1;
+  rep.item_count = cat.item_count();
 
   // Users 0..U-1 in order of first appearance; each user's clicks sorted by time.
   std::vector<int64_t> new_user(users.size(), -1);
@@ -317,6 +360,7 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
   };
   write_eval_data((fs::path(out_dir) / "valid" / "data.txt").string(), eval_set(valid_u));
   write_eval_data((fs::path(out_dir) / "test" / "data.txt").string(), eval_set(test_u));
+  cat.save((fs::path(out_dir) / "catalogue.csv").string());
   write_file_atomic((fs::path(out_dir) / "item_map.csv").string(), [&](std::ostream& o) {
     o << "raw_id,id\n";
     for (int32_t i : item_order) o << detail::csv_field(items.name(i)) << ',' << new_item[size_t(i)] << '\n';
@@ -333,6 +377,12 @@ PrepareReport prepare_dataset(const std::string& input, const std::string& out_d
                                 {"clicks", rep.clicks_kept},
                                 {"items", rep.items},
                                 {"item_count", rep.item_count},
+                                {"catalogue", "catalogue.csv"},
+                                {"catalogue_fingerprint", fingerprint_hex(cat.fingerprint())},
+                                {"previous_catalogue", opt.catalogue},
+                                {"kept", rep.kept},
+                                {"new", rep.added},
+                                {"retired", rep.retired},
                                 {"users", rep.users},
                                 {"train_users", rep.train_users},
                                 {"valid_users", rep.valid_users},

@@ -10,6 +10,7 @@
 #include "mindrec/data.hpp"
 #include "detail/file_util.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/log.hpp"
 #include "mindrec/prepare.hpp"
 #include "test_util.hpp"
 
@@ -127,8 +128,8 @@ TEST_CASE("prepare: ISO-8601 times, RFC 4180 quoting, --columns by number or hea
     // and time with a space and no zone (UTC)
     mixed += c.user + "," + c.item + "," +
              (i % 3 == 0 ? std::to_string(1704067200 + c.t) : i % 3 == 1 ? iso(c.t, 1) : "2024-01-01 " + iso(c.t, 0).substr(11, 8)) + "\n";
-    // quoted ids with commas and quotes, a rating column: --columns user=1,item=2,time=4
-    quoted += "\"" + c.user + "\",\"" + c.item + ", \"\"red\"\"\", 5 ," + std::to_string(c.t) + "\n";
+    // quoted ids with quotes (and commas in user ids), a rating column: --columns user=1,item=2,time=4
+    quoted += "\"" + c.user + ", x\",\"" + c.item + " \"\"red\"\"\", 5 ," + std::to_string(c.t) + "\n";
     named += c.user + " " + c.item + " 4 " + std::to_string(1704067200 + c.t) + "\n";
   }
   named[8] = named[12] = named[18] = ' ';  // the header: "customer sku stars when"
@@ -148,7 +149,10 @@ TEST_CASE("prepare: ISO-8601 times, RFC 4180 quoting, --columns by number or hea
   same_split("quoted");
   // the raw ids come back quoted (RFC 4180), so the map reads back as it was written
   CHECK(read_file(tmp.file("quoted/item_map.csv")) ==
-        "raw_id,id\n\"a, \"\"red\"\"\",1\n\"b, \"\"red\"\"\",2\n\"d, \"\"red\"\"\",3\n");
+        "raw_id,id\n\"a \"\"red\"\"\",1\n\"b \"\"red\"\"\",2\n\"d \"\"red\"\"\",3\n");
+  // an item id with a comma cannot be a catalogue raw id: refused with its line
+  CHECK(test::error_of([&] { prepare_dataset(tmp.write("comma.csv", "u,\"i,1\",5\n"), tmp.file("comma"), o); })
+            .find("comma.csv:1: item: raw id 'i,1' holds a comma") != std::string::npos);
   PrepareOptions n = o;
   n.columns = "user=customer,item=sku,time=when";
   prepare_dataset(tmp.write("named.txt", named), tmp.file("named"), n);
@@ -167,4 +171,71 @@ TEST_CASE("prepare: ISO-8601 times, RFC 4180 quoting, --columns by number or hea
   CHECK(error("u,i,1\n", "user=1,item=2").find("'time=' is missing") != std::string::npos);
   CHECK(error("a,b,c\nu,i,1\n", "user=a,item=x,time=c").find("e.csv:1: --columns item=x: no such field") != std::string::npos);
   CHECK(error("u,i,1\n", "user=1,item=2,time=9").find("e.csv:1: has 3 fields, --columns needs 9") != std::string::npos);
+}
+
+TEST_CASE("prepare with the previous catalogue: kept ids, new ids after the largest, retired items keep theirs") {
+  test::TempDir tmp;
+  PrepareOptions o;
+  o.seed = 1;
+  prepare_dataset(tmp.write("day1.txt", kRaw), tmp.file("day1"), o);  // a=1 b=2 d=3 (c filtered out)
+  CHECK(read_file(tmp.file("day1/catalogue.csv")) == "id,raw_id,status,clicks\n1,a,active,4\n2,b,active,3\n3,d,active,3\n");
+  // Day 2: b is gone; e (10 clicks) and f (5) are new; a, d, f tie at 5 (first appearance: a, d, f).
+  std::string day2;
+  for (int u = 0; u < 5; ++u)
+    for (const char* it : {"e", "e", "a", "d", "f"}) day2 += "V" + std::to_string(u) + "," + it + "," + std::to_string(day2.size()) + "\n";
+  o.catalogue = tmp.file("day1/catalogue.csv");
+  const PrepareReport r2 = prepare_dataset(tmp.write("day2.txt", day2), tmp.file("day2"), o);
+  CHECK(r2.kept == 2);
+  CHECK(r2.added == 2);
+  CHECK(r2.retired == 1);
+  CHECK(r2.items == 4);
+  CHECK(r2.item_count == 6);
+  CHECK(read_file(tmp.file("day2/catalogue.csv")) ==
+        "id,raw_id,status,clicks\n1,a,active,5\n2,b,retired,0\n3,d,active,5\n4,e,active,10\n5,f,active,5\n");
+  const ClickLog train = read_train_data(tmp.file("day2/train"), 6);
+  for (const int64_t id : train.items) CHECK((id == 1 || id == 3 || id == 4 || id == 5));
+  CHECK(read_file(tmp.file("day2/dataset.json")).find("\"new\": 2") != std::string::npos);
+  // Day 3 = day 1's log again: b comes back with its id, e and f retire; nothing is renumbered.
+  o.catalogue = tmp.file("day2/catalogue.csv");
+  const PrepareReport r3 = prepare_dataset(tmp.file("day1.txt"), tmp.file("day3"), o);
+  CHECK(r3.kept == 3);
+  CHECK(r3.added == 0);
+  CHECK(r3.retired == 2);
+  CHECK(r3.item_count == 6);
+  CHECK(read_file(tmp.file("day3/catalogue.csv")) ==
+        "id,raw_id,status,clicks\n1,a,active,4\n2,b,active,3\n3,d,active,3\n4,e,retired,0\n5,f,retired,0\n");
+  // the same split as day 1 (ids a, b, d unchanged): the data files are identical
+  for (const char* f : {"/train/data.txt", "/valid/data.txt", "/test/data.txt"})
+    CHECK(read_file(tmp.file("day3") + f) == read_file(tmp.file("day1") + f));
+
+  // a previous catalogue that shares nothing with the log: a warning with the counts
+  std::string warned;
+  set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::warn) warned += std::string(m);
+  });
+  std::string other = day2;
+  for (auto& ch : other)
+    if (ch >= 'a' && ch <= 'f') ch = char(ch - 'a' + 'p');
+  o.catalogue = tmp.file("day1/catalogue.csv");
+  const PrepareReport r4 = prepare_dataset(tmp.write("other.txt", other), tmp.file("other"), o);
+  set_log_sink(nullptr);
+  set_log_level(LogLevel::warn);
+  CHECK(r4.kept == 0);
+  CHECK(r4.added == 4);
+  CHECK(r4.item_count == 8);  // never reuses 1..3
+  CHECK(warned.find("day1/catalogue.csv' (3 items) shares no item id with") != std::string::npos);
+  CHECK(warned.find("(4 items kept)") != std::string::npos);
+
+  // numeric ids: "007" and "7" are one item; asking for numbers with a string catalogue is refused
+  PrepareOptions n;
+  n.numeric_ids = true;
+  std::string nums;
+  for (int u = 0; u < 5; ++u)
+    for (const char* it : {"007", "7", "8", "08", "9"}) nums += "W" + std::to_string(u) + "," + it + "," + std::to_string(nums.size()) + "\n";
+  const PrepareReport rn = prepare_dataset(tmp.write("nums.txt", nums), tmp.file("nums"), n);
+  CHECK(rn.items == 3);
+  CHECK(read_file(tmp.file("nums/catalogue.csv")) == "id,raw_id:int64,status,clicks\n1,7,active,10\n2,8,active,10\n3,9,active,5\n");
+  n.catalogue = tmp.file("day1/catalogue.csv");
+  CHECK(test::error_of([&] { prepare_dataset(tmp.file("nums.txt"), tmp.file("nums2"), n); })
+            .find("the previous catalogue") != std::string::npos);
 }
