@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +36,8 @@
 #include "mindrec/export.hpp"
 
 namespace mindrec {
+
+struct MindWeights;
 
 enum class ItemStatus : uint8_t { active = 0, retired = 1 };
 
@@ -109,5 +112,26 @@ class MINDREC_API Catalogue {
   void place(int64_t id);
   void check_id(int64_t id, const char* who) const;
 };
+
+/// The catalogue file that goes with a weights file: `override_path` when given, else
+/// catalogue.csv in the weights' folder when it exists, else "".
+MINDREC_API std::string catalogue_path_for(const std::string& weights_path, const std::string& override_path = "");
+
+/// Checks that `catalogue` is the one the weights' item rows belong to: its fingerprint of the
+/// ids below the weights' item_count must be the one the weights record. A mismatch throws
+/// ConfigError naming both files and both fingerprints, unless `allow_mismatch` (a warning
+/// then); weights that record none pass with a warning. A catalogue with fewer ids than the
+/// weights' item_count is always refused (ConfigError): rows without a raw id.
+MINDREC_API void check_catalogue_pairing(const MindWeights& weights, const Catalogue& catalogue,
+                                         const std::string& weights_name, const std::string& catalogue_name,
+                                         bool allow_mismatch = false);
+
+/// What every tool does after loading weights: loads the catalogue at
+/// catalogue_path_for(weights_path, override_path) and checks it (check_catalogue_pairing).
+/// Null when there is none; weights that record a catalogue whose file is missing log a
+/// warning (dense ids only) unless `required`, which throws ConfigError saying what to pass.
+MINDREC_API std::shared_ptr<Catalogue> load_weights_catalogue(const std::string& weights_path, const MindWeights& weights,
+                                                              const std::string& override_path = "",
+                                                              bool allow_mismatch = false, bool required = false);
 
 }  // namespace mindrec

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/config.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/export.hpp"
@@ -96,12 +97,27 @@ struct MINDREC_API TrainStart {
   int threads = 1;                ///< resolve_threads(runner.threads)
 };
 
+struct MINDREC_API WarmStartReport {
+  int64_t copied = 0;       ///< item rows copied from the previous model (matched by raw id)
+  int64_t initialised = 0;  ///< item rows of items it did not know, initialised as init_weights does
+};
+
 struct MINDREC_API TrainRunOptions {
   std::string out_dir;  ///< "" = runner.model_save_path
   std::string resume;   ///< a checkpoint.safetensors to continue from ("" = start afresh)
+  /// The data's catalogue ("" = the catalogue.csv `mindrec prepare` wrote in the folder above
+  /// runner.train_data_dir, when it exists). It is copied beside the weights written and its
+  /// fingerprint recorded in them; its item_count must be hyper_parameters.item_count.
+  std::string catalogue;
+  /// Warm start: a previous model's weights (with its catalogue beside them, or
+  /// `init_from_catalogue`); see warm_start_weights. "" = init_weights.
+  std::string init_from;
+  std::string init_from_catalogue;
   bool evaluate = true; ///< evaluate each epoch on runner.test_data_dir (when set)
   std::string title;    ///< the title of metrics.svg ("" = "mindrec train: " + config.source)
   std::function<void(const TrainStart&)> on_start;
+  /// After a warm start's weights are made (init_from), before the first step.
+  std::function<void(const WarmStartReport&)> on_warm_start;
   /// After every step (see Trainer::train_epoch). May throw to stop the run: the files of the
   /// epochs done stay as they were written.
   std::function<void(const TrainProgress&)> on_progress;
@@ -109,9 +125,17 @@ struct MINDREC_API TrainRunOptions {
   std::function<void(const EpochRecord&)> on_epoch;
 };
 
+/// Weights for `config` that start from a previous model: init_weights(config, seed), then
+/// every tensor but item_emb copied from `previous`, and each item row copied from the row of
+/// the same raw id in `previous` (through both catalogues; never by position). Shapes other
+/// than item_count must match: ConfigError naming the field and `previous_name`.
+MINDREC_API MindWeights warm_start_weights(const ModelConfig& config, uint64_t seed, const MindWeights& previous,
+                                           const Catalogue& previous_catalogue, const Catalogue& catalogue,
+                                           const std::string& previous_name, WarmStartReport* report = nullptr);
+
 /// What `mindrec train` does: reads runner.train_data_dir (and runner.test_data_dir), trains
-/// runner.epochs epochs from init_weights(hyper_parameters, runner.seed) or from
-/// `options.resume` (stopping earlier after runner.patience evaluated epochs without a better
+/// runner.epochs epochs from init_weights(hyper_parameters, runner.seed), from
+/// `options.init_from` (warm_start_weights) or from `options.resume` (stopping earlier after runner.patience evaluated epochs without a better
 /// validation Recall@50, when set), and after each epoch writes, atomically, into the output folder:
 /// checkpoint.safetensors (Trainer::save_checkpoint), last.safetensors, best.safetensors (when
 /// evaluated and Recall@50 improved), metrics.csv and metrics.svg (a resumed run keeps the rows

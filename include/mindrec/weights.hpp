@@ -44,6 +44,11 @@ struct MINDREC_API MindWeights {
   /// above it were never trained, and `mindrec index` refuses to index them unless asked.
   /// Saved in the metadata ("mindrec.largest_trained_item").
   int64_t largest_trained_item = 0;
+  /// The fingerprint of the catalogue its item rows belong to (Catalogue::fingerprint of the
+  /// ids below item_count; 0 = none: dense ids only). `mindrec train` records it when the
+  /// data has a catalogue; tools that load the weights then find the catalogue beside them
+  /// (catalogue.hpp: load_weights_catalogue). Saved in the metadata ("mindrec.catalogue_fingerprint").
+  uint64_t catalogue_fingerprint = 0;
 
   /// Throws InvalidArgument if a vector's size does not match the config, a value is NaN or
   /// Inf, or a popular item is outside [1, item_count).
@@ -74,7 +79,7 @@ MINDREC_API void save_weights(const std::string& path, const MindWeights& weight
 MINDREC_API void save_weights(const std::string& path, const MindWeights& weights,
                               const std::vector<int64_t>& popular_items,
                               const std::map<std::string, double>& evaluation,
-                              int64_t largest_trained_item = 0);
+                              int64_t largest_trained_item = 0, uint64_t catalogue_fingerprint = 0);
 
 /// Item rows a training log never reached, when item_count is far above its largest id
 /// (`largest_trained_item`): item_count - 1 - largest when that exceeds max(10, largest / 10)

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <ostream>
 
@@ -11,6 +12,8 @@
 #include "detail/hash.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/file_io.hpp"
+#include "mindrec/log.hpp"
+#include "mindrec/weights.hpp"
 
 namespace mindrec {
 namespace {
@@ -298,6 +301,55 @@ void Catalogue::save(const std::string& path) const {
     }
   });
   source_ = path;
+}
+
+std::string catalogue_path_for(const std::string& weights_path, const std::string& override_path) {
+  if (!override_path.empty()) return override_path;
+  namespace fs = std::filesystem;
+  const fs::path beside = fs::path(weights_path).parent_path() / "catalogue.csv";
+  std::error_code ec;
+  return fs::is_regular_file(beside, ec) ? beside.string() : std::string();
+}
+
+void check_catalogue_pairing(const MindWeights& w, const Catalogue& c, const std::string& weights_name,
+                             const std::string& catalogue_name, bool allow_mismatch) {
+  const int64_t n = w.config.item_count;
+  if (c.item_count() < n)
+    throw ConfigError(catalogue_name + ": the catalogue's ids end at " + std::to_string(c.item_count() - 1) + " but " +
+                      weights_name + " has item_count " + std::to_string(n) +
+                      ": item rows without a raw id (the catalogue of other, smaller data?)");
+  if (w.catalogue_fingerprint == 0) {
+    log(LogLevel::warn, weights_name + " does not record a catalogue; using " + catalogue_name + " unchecked");
+    return;
+  }
+  const uint64_t have = c.fingerprint(n);
+  if (have == w.catalogue_fingerprint) return;
+  const std::string msg = catalogue_name + ": catalogue " + fingerprint_hex(have) + " is not the one " + weights_name +
+                          " was trained with (" + fingerprint_hex(w.catalogue_fingerprint) + ")";
+  if (allow_mismatch) {
+    log(LogLevel::warn, msg + " (allowed by request)");
+    return;
+  }
+  throw ConfigError(msg + ": its ids mean other items; use the catalogue.csv written beside those weights, or allow "
+                          "the mismatch explicitly (--allow-mismatched-index)");
+}
+
+std::shared_ptr<Catalogue> load_weights_catalogue(const std::string& weights_path, const MindWeights& w,
+                                                  const std::string& override_path, bool allow_mismatch, bool required) {
+  const std::string path = catalogue_path_for(weights_path, override_path);
+  if (path.empty()) {
+    const std::string beside = (std::filesystem::path(weights_path).parent_path() / "catalogue.csv").string();
+    if (required)
+      throw ConfigError(weights_path + ": no catalogue beside the weights (" + beside +
+                        "): raw item ids need one; pass --catalogue FILE");
+    if (w.catalogue_fingerprint != 0)
+      log(LogLevel::warn, weights_path + " was trained with catalogue " + fingerprint_hex(w.catalogue_fingerprint) +
+                              " but " + beside + " is missing: dense item ids only (pass --catalogue FILE for raw ids)");
+    return nullptr;
+  }
+  auto c = std::make_shared<Catalogue>(Catalogue::load(path));
+  check_catalogue_pairing(w, *c, weights_path, path, allow_mismatch);
+  return c;
 }
 
 }  // namespace mindrec

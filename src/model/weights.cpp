@@ -89,7 +89,10 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
 namespace detail {
 
 void notes_to_metadata(const std::vector<int64_t>& popular, const std::map<std::string, double>& evaluation,
-                       int64_t largest_trained_item, std::map<std::string, std::string>& metadata) {
+                       int64_t largest_trained_item, uint64_t catalogue_fingerprint,
+                       std::map<std::string, std::string>& metadata) {
+  metadata.erase(kCatalogueKey);
+  if (catalogue_fingerprint != 0) metadata[kCatalogueKey] = fingerprint_hex(catalogue_fingerprint);
   metadata.erase(kPopularKey);
   metadata.erase(kEvaluationKey);
   metadata.erase(kLargestTrainedKey);
@@ -109,7 +112,7 @@ std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
                 L = c.maxlen;
   metadata[kFormatKey] = kFormatValue;
   metadata[kConfigKey] = model_config_to_json(c);
-  notes_to_metadata(w.popular_items, w.evaluation, w.largest_trained_item, metadata);
+  notes_to_metadata(w.popular_items, w.evaluation, w.largest_trained_item, w.catalogue_fingerprint, metadata);
   std::map<std::string, TensorRef> t;
   t[tensor_names::item_emb] = {DType::F32, {N, D}, w.item_emb.data()};
   t[tensor_names::bilinear] = {DType::F32, {D, H}, w.bilinear.data()};
@@ -192,6 +195,12 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
     w.largest_trained_item = std::strtoll(l->second.c_str(), &end, 10);
     if (l->second.empty() || *end != '\0' || w.largest_trained_item < 0)
       throw FormatError(path + ": metadata '" + kLargestTrainedKey + "' is '" + l->second + "', not an item id");
+  }
+  if (const auto c = f.metadata().find(kCatalogueKey); c != f.metadata().end()) {
+    char* end = nullptr;
+    w.catalogue_fingerprint = std::strtoull(c->second.c_str(), &end, 16);
+    if (c->second.size() != 16 || *end != '\0' || w.catalogue_fingerprint == 0)
+      throw FormatError(path + ": metadata '" + kCatalogueKey + "' is '" + c->second + "', not 16 hex digits");
   }
   if (const auto e = f.metadata().find(kEvaluationKey); e != f.metadata().end()) {
     const auto j = nlohmann::json::parse(e->second, nullptr, false);
@@ -288,7 +297,8 @@ void save_weights(const std::string& path, const MindWeights& w) {
 }
 
 void save_weights(const std::string& path, const MindWeights& w, const std::vector<int64_t>& popular_items,
-                  const std::map<std::string, double>& evaluation, int64_t largest_trained_item) {
+                  const std::map<std::string, double>& evaluation, int64_t largest_trained_item,
+                  uint64_t catalogue_fingerprint) {
   for (size_t i = 0; i < popular_items.size(); ++i)
     if (popular_items[i] < 1 || popular_items[i] >= w.config.item_count)
       throw InvalidArgument("save_weights: popular_items[" + std::to_string(i) + "] = " +
@@ -296,7 +306,7 @@ void save_weights(const std::string& path, const MindWeights& w, const std::vect
                             std::to_string(w.config.item_count) + ")");
   std::map<std::string, std::string> metadata;
   const auto tensors = detail::weights_to_refs(w, metadata);
-  detail::notes_to_metadata(popular_items, evaluation, largest_trained_item, metadata);
+  detail::notes_to_metadata(popular_items, evaluation, largest_trained_item, catalogue_fingerprint, metadata);
   detail::write_safetensors(path, metadata, tensors);
 }
 

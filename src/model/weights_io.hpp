@@ -18,12 +18,13 @@ inline constexpr const char* kConfigKey = "mindrec.model_config";
 inline constexpr const char* kPopularKey = "mindrec.popular_items";
 inline constexpr const char* kEvaluationKey = "mindrec.evaluation";
 inline constexpr const char* kLargestTrainedKey = "mindrec.largest_trained_item";
+inline constexpr const char* kCatalogueKey = "mindrec.catalogue_fingerprint";
 inline constexpr const char* kFormatValue = "mindrec-mind-weights-v1";
 
-/// Writes the popular items and the evaluation into `metadata` (replacing any; nothing for
-/// an empty one).
+/// Writes the popular items, the evaluation, the largest trained id and the catalogue's
+/// fingerprint into `metadata` (replacing any; nothing for an empty one or 0).
 void notes_to_metadata(const std::vector<int64_t>& popular, const std::map<std::string, double>& evaluation,
-                       int64_t largest_trained_item, std::map<std::string, std::string>& metadata);
+                       int64_t largest_trained_item, uint64_t catalogue_fingerprint, std::map<std::string, std::string>& metadata);
 
 /// The weights' tensors (views of `w`) and their format tag and model config in `metadata`
 /// (validates first).

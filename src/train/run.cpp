@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
@@ -26,6 +27,45 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
   fs::create_directories(out, ec);
   if (ec) throw IoError(out + ": cannot create the output folder: " + ec.message());
 
+  // The data's catalogue: given, or the one mindrec prepare wrote above the training data.
+  std::shared_ptr<Catalogue> catalogue;
+  std::string catalogue_path = options.catalogue;
+  if (catalogue_path.empty()) {
+    fs::path dir = fs::path(cfg.runner.train_data_dir).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();  // "data/train/"
+    const fs::path beside = dir.parent_path() / "catalogue.csv";
+    if (fs::is_regular_file(beside, ec)) catalogue_path = beside.string();
+  }
+  if (!catalogue_path.empty()) {
+    catalogue = std::make_shared<Catalogue>(Catalogue::load(catalogue_path));
+    if (catalogue->item_count() != hp.item_count)
+      throw ConfigError(source + ": hyper_parameters.item_count is " + std::to_string(hp.item_count) + " but the catalogue " +
+                        catalogue_path + " has ids up to " + std::to_string(catalogue->item_count() - 1) +
+                        ": set item_count to " + std::to_string(catalogue->item_count()) +
+                        " (dataset.json's item_count, or item_count: auto)");
+  }
+  const uint64_t catalogue_fp = catalogue ? catalogue->fingerprint(hp.item_count) : 0;
+  // Warm start: the previous model and its catalogue, before any file is written.
+  std::unique_ptr<MindWeights> warm;
+  if (!options.init_from.empty() && options.resume.empty()) {
+    if (!catalogue)
+      throw ConfigError(source + ": a warm start (init_from " + options.init_from +
+                        ") matches item rows by raw id and needs the data's catalogue: none beside " +
+                        cfg.runner.train_data_dir + " (run mindrec prepare, or pass --catalogue)");
+    const MindWeights prev = load_weights(options.init_from);
+    const auto prev_cat = load_weights_catalogue(options.init_from, prev, options.init_from_catalogue, false, true);
+    WarmStartReport wr;
+    warm = std::make_unique<MindWeights>(warm_start_weights(hp, cfg.runner.seed, prev, *prev_cat, *catalogue,
+                                                            options.init_from, &wr));
+    mindrec::log(LogLevel::info, "warm start from " + options.init_from + ": " + std::to_string(wr.copied) +
+                                     " item rows copied by raw id, " + std::to_string(wr.initialised) + " new");
+    if (options.on_warm_start) options.on_warm_start(wr);
+  }
+  if (catalogue) {
+    const std::string copy = (fs::path(out) / "catalogue.csv").string();
+    if (!fs::exists(copy, ec) || !fs::equivalent(copy, catalogue_path, ec)) catalogue->save(copy);
+  }
+
   const ClickLog log = read_train_data(cfg.runner.train_data_dir, hp.item_count);
   std::unique_ptr<EvalSet> valid;
   if (options.evaluate && !cfg.runner.test_data_dir.empty())
@@ -38,7 +78,7 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
     trainer = Trainer::resume(options.resume, cfg, log);
     rows = train::read_csv(csv, trainer->epochs_done());
   } else {
-    trainer = std::make_unique<Trainer>(cfg, log, init_weights(hp, cfg.runner.seed));
+    trainer = std::make_unique<Trainer>(cfg, log, warm ? std::move(*warm) : init_weights(hp, cfg.runner.seed));
   }
   if (options.on_start) {
     TrainStart st;
@@ -112,13 +152,13 @@ std::vector<EpochRecord> run_training(const Config& cfg, const TrainRunOptions& 
                          {"popularity_recall@20", row.pop_recall20}, {"popularity_recall@50", row.pop_recall50},
                          {"eval_users", double(valid->num_users())}});
     }
-    save_weights(out + "/last.safetensors", trainer->weights(), popular, evaluation, largest);
+    save_weights(out + "/last.safetensors", trainer->weights(), popular, evaluation, largest, catalogue_fp);
     if (valid) {
       if (row.recall50 > best) {
         best = row.recall50;
         row.best = true;
         since_best = 0;
-        save_weights(out + "/best.safetensors", trainer->weights(), popular, evaluation, largest);
+        save_weights(out + "/best.safetensors", trainer->weights(), popular, evaluation, largest, catalogue_fp);
       } else {
         ++since_best;
       }

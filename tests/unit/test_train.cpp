@@ -13,7 +13,9 @@
 #include <map>
 #include <set>
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/data.hpp"
+#include "mindrec/file_io.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/eval.hpp"
 #include "mindrec/train.hpp"
@@ -477,4 +479,104 @@ TEST_CASE("metrics.csv: written and read back - files of the first version (no b
   REQUIRE(old.size() == 1);
   CHECK(old[0].hitrate50 == 0.6);
   CHECK(old[0].pop_recall50 == 0.0);
+}
+
+TEST_CASE("warm_start_weights: item rows matched by raw id, never by position; other tensors copied") {
+  ModelConfig pc;
+  pc.item_count = 4;
+  pc.embedding_dim = pc.hidden_size = 4;
+  pc.maxlen = 3;
+  pc.capsule.max_k = 2;
+  pc.neg_samples = 2;
+  const MindWeights prev = init_weights(pc, 1);
+  Catalogue prev_cat, cat;
+  for (const char* r : {"a", "b", "c"}) prev_cat.add(r);
+  for (const char* r : {"c", "x", "a", "y"}) cat.add(r);  // another numbering: c=1, a=3; b gone; x, y new
+  ModelConfig nc = pc;
+  nc.item_count = 5;
+  WarmStartReport rep;
+  const MindWeights w = warm_start_weights(nc, 9, prev, prev_cat, cat, "prev.safetensors", &rep);
+  const MindWeights fresh = init_weights(nc, 9);
+  CHECK(rep.copied == 2);
+  CHECK(rep.initialised == 2);
+  auto row = [](const MindWeights& m, int64_t id) {
+    return std::vector<float>(m.item_emb.begin() + id * 4, m.item_emb.begin() + id * 4 + 4);
+  };
+  CHECK(row(w, 1) == row(prev, 3));  // c
+  CHECK(row(w, 3) == row(prev, 1));  // a
+  CHECK(row(w, 2) == row(fresh, 2)); // x: as init_weights
+  CHECK(row(w, 4) == row(fresh, 4)); // y
+  CHECK(row(w, 0) == row(fresh, 0)); // padding
+  CHECK(std::vector<float>(w.bilinear.begin(), w.bilinear.end()) == std::vector<float>(prev.bilinear.begin(), prev.bilinear.end()));
+  CHECK(std::vector<float>(w.routing_logits.begin(), w.routing_logits.end()) ==
+        std::vector<float>(prev.routing_logits.begin(), prev.routing_logits.end()));
+  ModelConfig other = nc;
+  other.hidden_size = 8;
+  CHECK(test::error_of([&] { (void)warm_start_weights(other, 9, prev, prev_cat, cat, "prev.safetensors"); })
+            .find("cannot warm-start from prev.safetensors: hyper_parameters.hidden_size is 8 but 4 in the previous model") !=
+        std::string::npos);
+}
+
+TEST_CASE("run_training with a catalogue: copied beside the weights, fingerprint recorded and checked; warm start") {
+  test::TempDir tmp;
+  namespace fs = std::filesystem;
+  const ClickLog log = small_log();
+  fs::create_directories(tmp.file("data/train"));
+  write_train_data(tmp.file("data/train/data.txt"), log);
+  Catalogue cat;
+  for (int i = 1; i < 120; ++i) cat.add("SKU-" + std::to_string(1000 + i));
+  cat.save(tmp.file("data/catalogue.csv"));
+  Config cfg = small_training_config(false, 1);
+  cfg.runner.train_data_dir = tmp.file("data/train/");  // the trailing slash still finds data/catalogue.csv
+  cfg.runner.epochs = 1;
+  cfg.runner.batches_per_epoch = 2;
+  TrainRunOptions o;
+  o.out_dir = tmp.file("day1");
+  run_training(cfg, o);
+  const MindWeights w1 = load_weights(tmp.file("day1/last.safetensors"));
+  CHECK(w1.catalogue_fingerprint == cat.fingerprint());
+  CHECK(read_file(tmp.file("day1/catalogue.csv")) == read_file(tmp.file("data/catalogue.csv")));
+  const auto found = load_weights_catalogue(tmp.file("day1/last.safetensors"), w1);
+  REQUIRE(found);
+  CHECK(found->to_dense("SKU-1007") == 7);
+  // another catalogue (two raw ids swapped) is refused naming both files, unless allowed
+  Catalogue swapped;
+  for (int i = 1; i < 120; ++i) swapped.add("SKU-" + std::to_string(1000 + (i == 1 ? 2 : i == 2 ? 1 : i)));
+  swapped.save(tmp.file("swapped.csv"));
+  const std::string e = test::error_of([&] { (void)load_weights_catalogue(tmp.file("day1/last.safetensors"), w1, tmp.file("swapped.csv")); });
+  CHECK(e.find("swapped.csv: catalogue ") != std::string::npos);
+  CHECK(e.find("is not the one " + tmp.file("day1/last.safetensors") + " was trained with (" + fingerprint_hex(cat.fingerprint()) + ")") != std::string::npos);
+  CHECK(load_weights_catalogue(tmp.file("day1/last.safetensors"), w1, tmp.file("swapped.csv"), true) != nullptr);
+  // a catalogue smaller than item_count: rows without raw ids, always refused
+  Catalogue small;
+  for (int i = 1; i < 100; ++i) small.add("SKU-" + std::to_string(1000 + i));
+  small.save(tmp.file("small.csv"));
+  CHECK(test::error_of([&] { (void)load_weights_catalogue(tmp.file("day1/last.safetensors"), w1, tmp.file("small.csv"), true); })
+            .find("the catalogue's ids end at 99 but") != std::string::npos);
+  // training with a catalogue of another size: the config's item_count is named
+  small.save(tmp.file("data/catalogue.csv"));
+  o.out_dir = tmp.file("bad");
+  CHECK(test::error_of([&] { run_training(cfg, o); }).find("hyper_parameters.item_count is 120 but the catalogue") != std::string::npos);
+
+  // Day 2: the catalogue gains 10 items (ids 120..129, item_count 130); warm start from day 1.
+  Catalogue day2 = cat;
+  for (int i = 0; i < 10; ++i) day2.add("NEW-" + std::to_string(i));
+  day2.save(tmp.file("data/catalogue.csv"));
+  cfg.hyper_parameters.item_count = 130;
+  cfg.hyper_parameters.optimizer.learning_rate = 1e-30;  // the steps change nothing: what was copied shows
+  o.out_dir = tmp.file("day2");
+  o.init_from = tmp.file("day1/last.safetensors");
+  WarmStartReport seen;
+  o.on_warm_start = [&](const WarmStartReport& r) { seen = r; };
+  run_training(cfg, o);
+  CHECK(seen.copied == 119);
+  CHECK(seen.initialised == 10);
+  const MindWeights w2 = load_weights(tmp.file("day2/last.safetensors"));
+  CHECK(w2.catalogue_fingerprint == day2.fingerprint());
+  CHECK(std::equal(w1.item_emb.begin(), w1.item_emb.end(), w2.item_emb.begin()));
+  CHECK(std::equal(w1.bilinear.begin(), w1.bilinear.end(), w2.bilinear.begin()));
+  // without a catalogue beside the previous weights: refused (rows are never matched by position)
+  fs::remove(tmp.file("day1/catalogue.csv"));
+  o.out_dir = tmp.file("day2b");
+  CHECK(test::error_of([&] { run_training(cfg, o); }).find("no catalogue beside the weights") != std::string::npos);
 }
