@@ -276,4 +276,66 @@ std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std:
   return store;
 }
 
+int64_t upsert_item_vectors(const MindModel& model, VectorStore& store, const Catalogue& catalogue) {
+  const auto& c = model.config();
+  MINDREC_EXPECTS(store.dim() == c.embedding_dim,
+                  "upsert_item_vectors: the store's dimension differs from the model's embedding_dim");
+  std::vector<int64_t> ids;
+  const int64_t end = std::min(c.item_count, catalogue.item_count());
+  for (int64_t id = 1; id < end; ++id)
+    if (catalogue.has_id(id) && catalogue.status(id) == ItemStatus::active) ids.push_back(id);
+  const size_t D = size_t(c.embedding_dim);
+  std::vector<float> x(ids.size() * D);
+  for (size_t i = 0; i < ids.size(); ++i)
+    std::copy_n(model.weights().item_emb.data() + size_t(ids[i]) * D, D, x.data() + i * D);
+  store.upsert(int64_t(ids.size()), x.data(), ids.data());
+  store.set_source_fingerprint(model.item_fingerprint());
+  return int64_t(ids.size());
+}
+
+std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std::string& spec, const Catalogue& catalogue,
+                                              Metric metric) {
+  auto store = make_vector_store(spec, model.config().embedding_dim, metric);
+  upsert_item_vectors(model, *store, catalogue);
+  return store;
+}
+
+DenseHistories to_dense_histories(const Catalogue& catalogue, const std::vector<std::vector<std::string>>& histories,
+                                  int64_t item_count) {
+  DenseHistories h;
+  h.dense.resize(histories.size());
+  h.unknown.resize(histories.size());
+  for (size_t u = 0; u < histories.size(); ++u) {
+    h.dense[u].reserve(histories[u].size());
+    for (const std::string& raw : histories[u]) {
+      const int64_t id = catalogue.to_dense(raw);
+      if (id >= 1 && id < item_count) h.dense[u].push_back(id);
+      else h.unknown[u].push_back(raw);
+    }
+  }
+  return h;
+}
+
+RawRecallResult recall_raw_histories(const MindModel& model, const VectorStore& store, const Catalogue& catalogue,
+                                     const std::vector<std::vector<std::string>>& histories, const RecallOptions& options) {
+  DenseHistories h = to_dense_histories(catalogue, histories, model.config().item_count);
+  const RecallResult r = recall_histories(model, store, h.dense, options);
+  RawRecallResult out;
+  out.users = r.users;
+  out.topn = r.topn;
+  out.ids.resize(size_t(r.users));
+  out.scores.resize(size_t(r.users));
+  out.fallback = r.fallback;
+  out.unknown = std::move(h.unknown);
+  for (int64_t b = 0; b < r.users; ++b)
+    for (int j = 0; j < r.topn; ++j) {
+      const int64_t id = r.ids[size_t(b) * r.topn + j];
+      if (id < 0) break;
+      if (!catalogue.has_id(id) || catalogue.status(id) == ItemStatus::retired) continue;
+      out.ids[size_t(b)].emplace_back(catalogue.to_raw(id));
+      out.scores[size_t(b)].push_back(r.scores[size_t(b) * r.topn + j]);
+    }
+  return out;
+}
+
 }  // namespace mindrec

@@ -21,6 +21,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 #include "mindrec/file_io.hpp"
@@ -124,12 +125,12 @@ int run_infer(const InferArgs& a) {
 }
 
 struct TrainArgs {
-  std::string config, out, resume;
+  std::string config, out, resume, catalogue, init_from;
   bool no_eval = false;
 };
 
 struct EvalArgs {
-  std::string config, weights, data, json, store, index;
+  std::string config, weights, data, json, store, index, catalogue;
   std::vector<int> topk = {20, 50};
   bool compat = false, allow_mismatched_index = false, no_baseline = false;
   int threads = -1, rerank = 0;
@@ -188,6 +189,12 @@ int run_train(const TrainArgs& a) {
   mindrec::TrainRunOptions o;
   o.out_dir = a.out;
   o.resume = a.resume;
+  o.catalogue = a.catalogue;
+  o.init_from = a.init_from;
+  o.on_warm_start = [&](const mindrec::WarmStartReport& w) {
+    std::printf("warm start from %s: %lld item rows copied by raw id, %lld new items initialised\n", a.init_from.c_str(),
+                static_cast<long long>(w.copied), static_cast<long long>(w.initialised));
+  };
   o.evaluate = !a.no_eval;
   o.title = "mindrec train: " + a.config;
   o.on_start = [&](const mindrec::TrainStart& st) {
@@ -230,6 +237,8 @@ int run_eval(const EvalArgs& a) {
   const mindrec::Config cfg = mindrec::load_config(a.config);
   const auto& mc = cfg.hyper_parameters;
   mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
+  // the catalogue is checked against the weights (the data's ids are dense)
+  (void)mindrec::load_weights_catalogue(a.weights, model.weights(), a.catalogue, a.allow_mismatched_index);
   const mindrec::EvalSet set = mindrec::read_eval_data(a.data, mc.item_count);
   auto opts = eval_options(cfg, a.topk, a.compat, a.threads);
   auto store = open_store(model, a.index, a.store, a.allow_mismatched_index);
@@ -304,8 +313,8 @@ int run_prepare(const PrepareArgs& a) {
 }
 
 struct IndexArgs {
-  std::string config, weights, store, out;
-  bool allow_untrained = false;
+  std::string config, weights, store, out, catalogue;
+  bool allow_untrained = false, allow_mismatched = false;
 };
 
 int run_index(const IndexArgs& a) {
@@ -325,22 +334,40 @@ int run_index(const IndexArgs& a) {
                                         "and retrain, or pass --allow-untrained-items");
     mindrec::log(mindrec::LogLevel::warn, what + "; indexed anyway (--allow-untrained-items)");
   }
+  const auto catalogue = mindrec::load_weights_catalogue(a.weights, model.weights(), a.catalogue, a.allow_mismatched);
   const auto t0 = std::chrono::steady_clock::now();
-  auto store = mindrec::build_item_store(model, a.store);
+  // With a catalogue, its retired items stay out of the store: they are never recalled.
+  auto store = catalogue ? mindrec::build_item_store(model, a.store, *catalogue) : mindrec::build_item_store(model, a.store);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   store->save(a.out);
-  std::printf("indexed %lld item vectors (ids 1..%lld, dim %d) with '%s' in %.2f s -> %s\n",
-              static_cast<long long>(store->size()), static_cast<long long>(store->size()),
-              store->dim(), store->spec().c_str(), secs, a.out.c_str());
+  if (catalogue)
+    std::printf("indexed %lld item vectors (the active items of %s; %lld retired left out; dim %d) with '%s' in %.2f s -> %s\n",
+                static_cast<long long>(store->size()), catalogue->source().c_str(),
+                static_cast<long long>(catalogue->size() - catalogue->active_count()), store->dim(), store->spec().c_str(),
+                secs, a.out.c_str());
+  else
+    std::printf("indexed %lld item vectors (ids 1..%lld, dim %d) with '%s' in %.2f s -> %s\n",
+                static_cast<long long>(store->size()), static_cast<long long>(store->size()),
+                store->dim(), store->spec().c_str(), secs, a.out.c_str());
   return 0;
 }
 
 struct RecallArgs {
-  std::string config, weights, index, store;
+  std::string config, weights, index, store, catalogue;
   std::vector<std::string> hist;
   int topk = 50, rerank = 0;
-  bool json = false, exclude_history = false, allow_mismatched_index = false;
+  bool json = false, exclude_history = false, allow_mismatched_index = false, dense_ids = false;
 };
+
+// A JSON string (raw ids are UTF-8 without control characters; quotes and backslashes escaped).
+std::string json_string(std::string_view s) {
+  std::string q = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + "\"";
+}
 
 int run_recall(const RecallArgs& a) {
   const mindrec::Config cfg = mindrec::load_config(a.config);
@@ -348,21 +375,39 @@ int run_recall(const RecallArgs& a) {
   mindrec::MindModel model(mindrec::load_weights(a.weights, mc));
   if (a.index.empty() == a.store.empty())
     throw mindrec::InvalidArgument("recall: give --index FILE or --store SPEC (one of them)");
-  auto store = open_store(model, a.index, a.store, a.allow_mismatched_index);
-  // Each --hist is one user's clicks, oldest first: "43,23,65".
-  std::vector<std::vector<int64_t>> users;
+  // Raw ids in and out when the weights have a catalogue (beside them, or --catalogue).
+  const auto catalogue = a.dense_ids && a.catalogue.empty()
+                             ? nullptr
+                             : mindrec::load_weights_catalogue(a.weights, model.weights(), a.catalogue,
+                                                               a.allow_mismatched_index);
+  const bool raw = catalogue && !a.dense_ids;
+  std::unique_ptr<mindrec::VectorStore> store;
+  if (raw && a.index.empty() && !mindrec::is_remote_store(a.store))
+    store = mindrec::build_item_store(model, a.store, *catalogue);  // its active items only
+  else
+    store = open_store(model, a.index, a.store, a.allow_mismatched_index);
+  // Each --hist is one user's clicks, oldest first: "43,23,65" (raw ids: "B001,B002").
   // An empty --hist "" is a user with no clicks: the popular items, marked as the fallback.
+  std::vector<std::vector<int64_t>> users;
+  std::vector<std::vector<std::string>> raw_users;
   for (const auto& h : a.hist) {
     auto& items = users.emplace_back();
+    auto& raw_items = raw_users.emplace_back();
     std::stringstream ss(h);
     std::string tok;
     while (std::getline(ss, tok, ',')) {
+      if (raw) {
+        raw_items.push_back(tok);
+        continue;
+      }
       char* end = nullptr;
       const long long id = std::strtoll(tok.c_str(), &end, 10);
       const std::string where = "--hist '" + h + "' (user " + std::to_string(users.size() - 1) + "), position " +
                                 std::to_string(items.size()) + ": ";
       if (tok.empty() || *end != '\0')
-        throw mindrec::InvalidArgument(where + "'" + tok + "' is not an item id");
+        throw mindrec::InvalidArgument(where + "'" + tok + "' is not an item id" +
+                                       (catalogue ? "" : " (raw ids need the weights' catalogue: none beside " + a.weights +
+                                                             "; pass --catalogue FILE)"));
       if (id == 0) throw mindrec::InvalidArgument(where + "item id 0 is the padding id, not an item");
       if (id < 1 || id >= mc.item_count)
         throw mindrec::InvalidArgument(where + "item id " + tok + " is outside the model's [1, item_count=" +
@@ -376,19 +421,48 @@ int run_recall(const RecallArgs& a) {
   o.exclude_history = a.exclude_history;
   o.rerank = a.rerank;
   const auto t0 = std::chrono::steady_clock::now();
-  const mindrec::RecallResult r = mindrec::recall_histories(model, *store, users, o);
+  mindrec::RawRecallResult rr;
+  mindrec::RecallResult r;
+  if (raw) rr = mindrec::recall_raw_histories(model, *store, *catalogue, raw_users, o);
+  else r = mindrec::recall_histories(model, *store, users, o);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  const auto& ids = r.ids;
-  const auto& scores = r.scores;
-  if (a.json) {
+  if (raw) {
+    if (a.json) {
+      std::printf("{\"users\": [");
+      for (int64_t b = 0; b < B; ++b) {
+        auto list = [](const std::vector<std::string>& v) {
+          std::string t;
+          for (size_t j = 0; j < v.size(); ++j) t += (j ? ", " : "") + json_string(v[j]);
+          return t;
+        };
+        std::printf("%s{\"hist\": [%s], \"items\": [%s], \"scores\": [", b ? ", " : "", list(raw_users[b]).c_str(),
+                    list(rr.ids[b]).c_str());
+        for (size_t j = 0; j < rr.scores[b].size(); ++j) std::printf("%s%.6g", j ? ", " : "", double(rr.scores[b][j]));
+        std::printf("], \"unknown\": [%s], \"fallback\": %s}", list(rr.unknown[b]).c_str(),
+                    rr.fallback[size_t(b)] ? "\"popularity\"" : "null");
+      }
+      std::printf("], \"ms\": %.3f}\n", ms);
+    } else {
+      for (int64_t b = 0; b < B; ++b) {
+        std::string unknown;
+        for (const auto& u : rr.unknown[b]) unknown += (unknown.empty() ? "" : ",") + u;
+        std::printf("user %lld (hist %s)%s%s: ", static_cast<long long>(b), a.hist[b].c_str(),
+                    unknown.empty() ? "" : (" [unknown, skipped: " + unknown + "]").c_str(),
+                    rr.fallback[size_t(b)] ? " [fallback: no known clicks, the popular items]" : "");
+        for (size_t j = 0; j < rr.ids[b].size(); ++j) std::printf("%s%s", j ? "," : "", rr.ids[b][j].c_str());
+        std::printf("\n");
+      }
+    }
+  } else if (a.json) {
     std::printf("{\"users\": [");
     for (int64_t b = 0; b < B; ++b) {
       std::printf("%s{\"hist\": [", b ? ", " : "");
       for (size_t j = 0; j < users[b].size(); ++j) std::printf("%s%lld", j ? ", " : "", static_cast<long long>(users[b][j]));
       std::printf("], \"items\": [");
-      for (int j = 0; j < a.topk; ++j) std::printf("%s%lld", j ? ", " : "", static_cast<long long>(ids[b * a.topk + j]));
+      for (int j = 0; j < a.topk; ++j) std::printf("%s%lld", j ? ", " : "", static_cast<long long>(r.ids[b * a.topk + j]));
       std::printf("], \"scores\": [");
-      for (int j = 0; j < a.topk; ++j) std::printf("%s%.6g", j ? ", " : "", ids[b * a.topk + j] < 0 ? 0.0 : scores[b * a.topk + j]);
+      for (int j = 0; j < a.topk; ++j)
+        std::printf("%s%.6g", j ? ", " : "", r.ids[b * a.topk + j] < 0 ? 0.0 : r.scores[b * a.topk + j]);
       std::printf("], \"fallback\": %s}", r.fallback[size_t(b)] ? "true" : "false");
     }
     std::printf("], \"ms\": %.3f}\n", ms);
@@ -396,14 +470,15 @@ int run_recall(const RecallArgs& a) {
     for (int64_t b = 0; b < B; ++b) {
       std::printf("user %lld (hist %s)%s: ", static_cast<long long>(b), a.hist[b].c_str(),
                   r.fallback[size_t(b)] ? " [fallback: no clicks, the popular items]" : "");
-      for (int j = 0; j < a.topk && ids[b * a.topk + j] >= 0; ++j)
-        std::printf("%s%lld", j ? "," : "", static_cast<long long>(ids[b * a.topk + j]));
+      for (int j = 0; j < a.topk && r.ids[b * a.topk + j] >= 0; ++j)
+        std::printf("%s%lld", j ? "," : "", static_cast<long long>(r.ids[b * a.topk + j]));
       std::printf("\n");
     }
-    std::printf("recalled top-%d for %lld user(s) from '%s' (%lld items) in %.3f ms\n", a.topk,
-                static_cast<long long>(B), store->spec().c_str(),
-                static_cast<long long>(store->size()), ms);
   }
+  if (!a.json)
+    std::printf("recalled top-%d for %lld user(s) from '%s' (%lld items%s) in %.3f ms\n", a.topk,
+                static_cast<long long>(B), store->spec().c_str(), static_cast<long long>(store->size()),
+                raw ? (", raw ids of " + catalogue->source()).c_str() : "", ms);
   return 0;
 }
 
@@ -441,6 +516,10 @@ int main(int argc, char** argv) {
   ct->add_option("--out", train.out, "output folder (default runner.model_save_path)");
   ct->add_option("--resume", train.resume, "continue from this checkpoint.safetensors")->check(CLI::ExistingFile);
   ct->add_flag("--no-eval", train.no_eval, "skip the per-epoch evaluation on runner.test_data_dir");
+  ct->add_option("--catalogue", train.catalogue, "the data's catalogue (default: catalogue.csv in the folder above "
+                                                "runner.train_data_dir, as mindrec prepare writes it)")->check(CLI::ExistingFile);
+  ct->add_option("--init-from", train.init_from, "warm start from these weights (their catalogue beside them): item rows "
+                                                "copied by raw id, new items initialised")->check(CLI::ExistingFile)->excludes("--resume");
 
   EvalArgs ev;
   auto* ce = app.add_subcommand("eval", "Recall/NDCG/HitRate with exact retrieval over all items");
@@ -456,7 +535,8 @@ int main(int argc, char** argv) {
                                                       "weights (e.g. hnsw:M=32?ef=80), a milvus:// collection is attached "
                                                       "read-only, as it is (default: exact search)");
   ce->add_option("--index", ev.index, "retrieve through a store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(ev_store);
-  ce->add_flag("--allow-mismatched-index", ev.allow_mismatched_index, "use an --index built from other weights (refused otherwise)");
+  ce->add_flag("--allow-mismatched-index", ev.allow_mismatched_index, "use an --index or a catalogue made for other weights (refused otherwise)");
+  ce->add_option("--catalogue", ev.catalogue, "the weights' catalogue (default: catalogue.csv beside the weights)")->check(CLI::ExistingFile);
   ce->add_option("--rerank", ev.rerank, "fetch N x the list size per interest and score them exactly against the model's "
                                         "item vectors (stores with approximate scores: IVF-SQ8, PQ; 0 = off)")
       ->check(CLI::Range(0, 100));
@@ -469,6 +549,9 @@ int main(int argc, char** argv) {
                                       "faiss:<index_factory>[?nprobe=N|efSearch=N] | cuda:flat | faiss-gpu:<Flat|IVF<n>,Flat> | "
                                       "milvus://HOST:PORT/COLLECTION[?options] (writes the collection; saves a descriptor)")->required();
   ci2->add_option("--out", ix.out, "store file to write")->required();
+  ci2->add_option("--catalogue", ix.catalogue, "the weights' catalogue (default: catalogue.csv beside the weights; its "
+                                               "retired items are left out)")->check(CLI::ExistingFile);
+  ci2->add_flag("--allow-mismatched-index", ix.allow_mismatched, "use a catalogue made for other weights (refused otherwise)");
   ci2->add_flag("--allow-untrained-items", ix.allow_untrained, "index item vectors above the training data's largest "
                                                                  "id (refused otherwise: they were never trained)");
 
@@ -481,11 +564,15 @@ int main(int argc, char** argv) {
   cr->add_option("--index", rc.index, "store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(rc_store);
   cr->add_option("--rerank", rc.rerank, "fetch N x topk per interest and score them exactly against the model's item "
                                         "vectors (0 = off)")->check(CLI::Range(0, 100));
-  cr->add_option("--hist", rc.hist, "one user's item ids, oldest first, comma-separated (repeat per user)")->required()->take_all();
+  cr->add_option("--hist", rc.hist, "one user's item ids, oldest first, comma-separated (repeat per user): raw ids "
+                                    "when the weights have a catalogue, else dense ids")->required()->take_all();
   cr->add_option("--topk", rc.topk, "candidates per user")->check(mindrec::tools::positive(true, 100000));
   cr->add_flag("--json", rc.json, "print JSON");
-  cr->add_flag("--allow-mismatched-index", rc.allow_mismatched_index, "use an --index built from other weights (refused otherwise)");
+  cr->add_flag("--allow-mismatched-index", rc.allow_mismatched_index, "use an --index or a catalogue made for other weights (refused otherwise)");
   cr->add_flag("--exclude-history", rc.exclude_history, "never return the user's own clicks");
+  cr->add_option("--catalogue", rc.catalogue, "the weights' catalogue (default: catalogue.csv beside the weights): --hist "
+                                             "and the answer are its raw ids")->check(CLI::ExistingFile);
+  cr->add_flag("--dense-ids", rc.dense_ids, "--hist and the answer are dense ids even when the weights have a catalogue");
 
   PrepareArgs prep;
   auto* cp = app.add_subcommand("prepare", "ComiRec preparation of a raw click log (CSV with RFC 4180 quoting, or whitespace; epoch or ISO-8601 times)");

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/export.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/vector_store.hpp"
@@ -74,6 +75,38 @@ MINDREC_API RecallResult recall_histories(const MindModel& model, const VectorSt
                                           const std::vector<std::vector<int64_t>>& histories,
                                           const RecallOptions& options);
 
+/// Histories of raw ids translated through a catalogue (the edge's one lookup).
+struct MINDREC_API DenseHistories {
+  std::vector<std::vector<int64_t>> dense;        ///< per user: the known ids, in order
+  std::vector<std::vector<std::string>> unknown;  ///< per user: the raw ids skipped, in order
+};
+
+/// Translates each user's raw ids: an id the catalogue does not know, or whose dense id is no
+/// row of a model with `item_count` rows (an item added to the served catalogue after the
+/// model was trained), is skipped and listed in `unknown`. Never throws for an unknown id.
+MINDREC_API DenseHistories to_dense_histories(const Catalogue& catalogue,
+                                              const std::vector<std::vector<std::string>>& histories,
+                                              int64_t item_count);
+
+/// recall_histories' result in raw ids.
+struct MINDREC_API RawRecallResult {
+  int64_t users = 0;
+  int topn = 0;
+  std::vector<std::vector<std::string>> ids;     ///< per user: up to topn raw ids, best first
+  std::vector<std::vector<float>> scores;        ///< per user: their scores
+  std::vector<uint8_t> fallback;                 ///< 1: no known id in the history; the popular items
+  std::vector<std::vector<std::string>> unknown; ///< per user: the history's raw ids skipped
+};
+
+/// recall_histories for raw-id histories: unknown ids are skipped and listed; a history with
+/// no known id gets the popular items (fallback, never an error). Results are raw ids; ids the
+/// catalogue has no row for or marks retired are never returned (`mindrec index` with a
+/// catalogue leaves retired items out of the store, so nothing is lost there).
+MINDREC_API RawRecallResult recall_raw_histories(const MindModel& model, const VectorStore& store,
+                                                 const Catalogue& catalogue,
+                                                 const std::vector<std::vector<std::string>>& histories,
+                                                 const RecallOptions& options);
+
 /// Refuses (InvalidArgument naming `what`, the user and the position) what the interfaces do
 /// not take: a length outside [0, maxlen], a user without clicks unless `allow_empty`, an id 0
 /// (the padding id) or outside [1, item_count) within a user's length (`hist` [B, maxlen]).
@@ -98,6 +131,14 @@ MINDREC_API int64_t upsert_item_vectors(const MindModel& model, VectorStore& sto
 
 /// A store of every item vector of `model` (ids 1..N-1), built with `spec`.
 MINDREC_API std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std::string& spec,
+                                                          Metric metric = Metric::inner_product);
+
+/// upsert_item_vectors of the catalogue's active items only (ids with a row, not retired,
+/// below the model's item_count); returns how many.
+MINDREC_API int64_t upsert_item_vectors(const MindModel& model, VectorStore& store, const Catalogue& catalogue);
+/// A store of the catalogue's active items' vectors, built with `spec`.
+MINDREC_API std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std::string& spec,
+                                                          const Catalogue& catalogue,
                                                           Metric metric = Metric::inner_product);
 
 }  // namespace mindrec
