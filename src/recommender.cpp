@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/config.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
@@ -40,6 +41,8 @@ FileStamp FileStamp::of(const std::string& path) {
   return st;
 }
 
+std::string served_catalogue_path(const std::string& index_path) { return index_path + ".catalogue.csv"; }
+
 std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& src) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool remote = !src.store_spec.empty() && is_remote_store(src.store_spec);
@@ -54,6 +57,22 @@ std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& s
   const Config cfg = load_config(src.config);
   auto model = std::make_shared<const MindModel>(load_weights(src.weights, cfg.hyper_parameters), src.device,
                                                  src.model_options);
+  // The catalogue: named, or the served one saved beside the index when it belongs to these
+  // weights (a host's items added by raw id since), or the weights' own.
+  std::shared_ptr<Catalogue> catalogue;
+  const std::string served = src.index.empty() ? "" : served_catalogue_path(src.index);
+  if (src.catalogue.empty() && !served.empty() && FileStamp::of(served).exists) {
+    auto c = std::make_shared<Catalogue>(Catalogue::load(served));
+    const MindWeights& w = model->weights();
+    if (w.catalogue_fingerprint != 0 && c->item_count() >= w.config.item_count &&
+        c->fingerprint(w.config.item_count) == w.catalogue_fingerprint)
+      catalogue = std::move(c);
+    else
+      log(LogLevel::warn, served + ": the served catalogue saved beside the index belongs to other weights (an older "
+                                   "model's): using the catalogue of " + src.weights + " instead");
+  }
+  if (!catalogue)
+    catalogue = load_weights_catalogue(src.weights, model->weights(), src.catalogue, src.allow_mismatched_index);
   std::shared_ptr<VectorStore> store;
   std::string spec = src.store_spec;
   if (stamp.exists) {
@@ -79,7 +98,7 @@ std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& s
     if (spec.empty()) spec = "flat";
     log(LogLevel::info, "building the '" + spec + "' store from the item vectors of " + src.weights +
                             (src.index.empty() ? std::string() : " (for " + src.index + ")"));
-    store = build_item_store(*model, spec);
+    store = catalogue ? build_item_store(*model, spec, *catalogue) : build_item_store(*model, spec);
   }
   auto snap = std::const_pointer_cast<RecommenderSnapshot>(make_snapshot(std::move(model), std::move(store)));
   snap->config_path = src.config;
@@ -88,6 +107,8 @@ std::shared_ptr<const RecommenderSnapshot> load_snapshot(const SnapshotSource& s
   snap->index_created = !src.index.empty() && !stamp.exists;
   snap->index_stamp = stamp;
   snap->store_spec = spec;
+  snap->catalogue_path = catalogue ? catalogue->source() : "";
+  snap->catalogue = std::move(catalogue);
   snap->model->item_fingerprint();  // hashed now, not by the first request that shows it
   snap->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return snap;

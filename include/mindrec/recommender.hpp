@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 
+#include "mindrec/catalogue.hpp"
 #include "mindrec/device.hpp"
 #include "mindrec/export.hpp"
 #include "mindrec/model.hpp"
@@ -54,6 +55,12 @@ struct MINDREC_API RecommenderSnapshot {
   /// The store spec it was made with: the backend and its search parameters ("flat",
   /// "hnsw:M=32?ef=128"; the file's backend when loaded without one).
   std::string store_spec;
+  /// The raw ids of the items (null: dense ids only): the weights' catalogue, or the served
+  /// one saved beside the index (served_catalogue_path), a superset a host wrote after adding
+  /// items by raw id. Not thread-safe itself: a host that adds items guards it (mindrec-serve
+  /// with a reader-writer lock).
+  std::shared_ptr<Catalogue> catalogue;
+  std::string catalogue_path;  ///< the file it was loaded from ("" if none)
   double load_seconds = 0;     ///< how long load_snapshot took
   int64_t loaded_at_unix = 0;  ///< when it finished (seconds since 1970)
 };
@@ -64,7 +71,8 @@ struct MINDREC_API RecommenderSnapshot {
 ///   - `index` names a file that does not exist: IoError naming it, unless `create_index`:
 ///     then the store is built from the weights (with store_spec) and index_path names the
 ///     file, for the host to save it there;
-///   - `index` is empty: the store is built from the weights' item vectors (with store_spec),
+///   - `index` is empty: the store is built from the weights' item vectors (with store_spec;
+///     with a catalogue, its active items only),
 ///     except for a remote store (milvus://), which is attached as it is: a load never
 ///     writes into a store other services may be reading. create_index with a remote spec
 ///     is refused (ConfigError): index a new collection with mindrec index instead.
@@ -76,10 +84,18 @@ struct MINDREC_API SnapshotSource {
   /// Backend when building ("" = flat); when loading, "" takes the file's backend and a spec
   /// must name the file's backend (its search parameters are applied).
   std::string store_spec;
+  /// Where to read the catalogue ("" = served_catalogue_path(index) when that file exists,
+  /// else catalogue.csv beside the weights, else none). Checked against the weights
+  /// (check_catalogue_pairing; a mismatch is allowed by allow_mismatched_index, as the store's).
+  std::string catalogue;
   bool allow_mismatched_index = false;
   Device device = Device::cpu;
   ModelOptions model_options;
 };
+
+/// Where a host saves the catalogue of a store file it saves (the served catalogue, with the
+/// items it added by raw id): `index_path` + ".catalogue.csv".
+MINDREC_API std::string served_catalogue_path(const std::string& index_path);
 
 /// Loads a snapshot aside (nothing shared with any other): config, weights, model, store.
 /// Throws what those loads throw (IoError, FormatError, ConfigError for a mismatched index;

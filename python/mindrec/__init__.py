@@ -23,6 +23,8 @@ import numpy.typing as npt
 from . import _core
 from ._core import (
     CapsuleConfig,
+    Catalogue,
+    ItemStatus,
     ClickLog,
     Config,
     ConfigError,
@@ -55,7 +57,7 @@ from ._core import (
 __version__: str = _core.VERSION
 
 __all__ = [
-    "CapsuleConfig", "ClickLog", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
+    "CapsuleConfig", "Catalogue", "ItemStatus", "load_catalogue", "ClickLog", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
     "InvalidArgument", "IoError", "MindModel", "ModelConfig", "OptimizerConfig", "Readout",
     "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SoftmaxAxis",
     "Unsupported", "VectorStore", "Weights", "attach_vector_store", "build_item_store", "built_with_cuda",
@@ -198,6 +200,57 @@ def save_weights(path: PathLike, weights: Union[Weights, Mapping[str, npt.ArrayL
     _core.save_weights(_path(path), weights)
 
 
+# ---- the catalogue: raw item ids -------------------------------------------------------------
+
+def load_catalogue(path: PathLike) -> Catalogue:
+    """Reads a catalogue file (``catalogue.csv``: ``id,raw_id,status,clicks``, written by
+    :func:`prepare` and copied beside the weights by :func:`train`). ``Catalogue.to_dense(raw)``
+    (0 if unknown) and ``Catalogue.to_raw(id)`` translate one id; :func:`to_dense` and
+    :func:`to_raw` below translate lists; ``len(c)``, ``raw in c``."""
+    return Catalogue.load(_path(path))
+
+
+def _catalogue_to_dense(self: Catalogue, raw_ids: Union[str, int, Sequence[Union[str, int]]]) -> Any:
+    """The dense id of a raw id (0 if unknown), or an int64 array of them for a sequence.
+    Integers are read as their decimal text."""
+    if isinstance(raw_ids, (str, int, np.integer)):
+        return self._to_dense_one(str(raw_ids))
+    return self._to_dense_list([str(r) for r in raw_ids])
+
+
+def _catalogue_to_raw(self: Catalogue, ids: Union[int, npt.ArrayLike]) -> Any:
+    """The raw id of a dense id, or a list of them for an array (InvalidArgument for an id
+    without a row)."""
+    if isinstance(ids, (int, np.integer)):
+        return self._to_raw_one(int(ids))
+    return self._to_raw_list(_ints(ids, "ids", 1))
+
+
+Catalogue._to_dense_one = Catalogue.to_dense  # type: ignore[attr-defined]
+Catalogue._to_raw_one = Catalogue.to_raw  # type: ignore[attr-defined]
+Catalogue.to_dense = _catalogue_to_dense  # type: ignore[method-assign,assignment]
+Catalogue.to_raw = _catalogue_to_raw  # type: ignore[method-assign,assignment]
+Catalogue.__repr__ = lambda self: (  # type: ignore[method-assign,assignment]
+    f"Catalogue({len(self)} items, {self.active_count} active, item_count={self.item_count}"
+    f"{', numeric' if self.numeric else ''}{', from ' + repr(self.source) if self.source else ''})")
+
+
+def _raw_lists(histories: Any, name: str) -> List[List[str]]:
+    """Histories of raw ids as lists of str (integers read as their decimal text)."""
+    out: List[List[str]] = []
+    for b, h in enumerate(histories):
+        if isinstance(h, (str, bytes)) or not hasattr(h, "__iter__"):
+            raise InvalidArgument(f"{name}[{b}]: expected a list of raw item ids, got {type(h).__name__} {h!r}")
+        row = []
+        for pos, v in enumerate(h):
+            if isinstance(v, bool) or not isinstance(v, (str, int, np.integer)):
+                raise InvalidArgument(f"{name}[{b}][{pos}]: expected a raw item id (str or int), got "
+                                      f"{type(v).__name__} {v!r}")
+            row.append(str(v))
+        out.append(row)
+    return out
+
+
 # ---- the model ----------------------------------------------------------------------------
 
 class MindModel:
@@ -238,6 +291,7 @@ class MindModel:
     def extract_interests(self, hist: Histories, lengths: Optional[npt.ArrayLike] = None,
                           threads: int = 0,
                           out: Optional[Tuple[FloatArray, npt.NDArray[np.int32]]] = None,
+                          catalogue: Optional[Catalogue] = None,
                           ) -> Tuple[FloatArray, npt.NDArray[np.int32]]:
         """Each user's interest vectors.
 
@@ -249,7 +303,21 @@ class MindModel:
         int32)``; interests past a user's count are zero rows. Releases the GIL; an int64
         C-contiguous array is read in place. ``threads`` 0 = all cores. ``out``: a pair of
         preallocated arrays (float32 ``[B, K, H]``, int32 ``[B]``, C-contiguous) written in place
-        and returned, for loops that reuse their buffers."""
+        and returned, for loops that reuse their buffers.
+
+        With ``catalogue`` (the weights' :class:`Catalogue`), ``hist`` is a list of per-user
+        lists of raw item ids (str; integers read as their decimal text): a raw id it does not
+        know raises :class:`InvalidArgument` naming the user and position (recall_items skips
+        and lists them instead)."""
+        if catalogue is not None:
+            raws = _raw_lists(hist, "hist")
+            dense, unknown = _core._to_dense_histories(catalogue, raws, self.config.item_count)
+            for b, u in enumerate(unknown):
+                if u:
+                    pos = raws[b].index(u[0])
+                    raise InvalidArgument(f"extract_interests: hist[{b}][{pos}]: raw id {u[0]!r} is not in the "
+                                          f"catalogue (or is no row of this model)")
+            hist = dense
         if lengths is None and _is_ragged(hist):
             if out is not None:
                 raise InvalidArgument("extract_interests: out= needs histories as a [B, maxlen] array with lengths")
@@ -371,24 +439,31 @@ def attach_vector_store(spec: str, dim: int, metric: str = "ip") -> VectorStore:
     return VectorStore._wrap(_core.attach_vector_store(spec, dim, metric))
 
 
-def build_item_store(model: MindModel, spec: str = "flat", metric: str = "ip") -> VectorStore:
-    """A store of every item vector of ``model`` (ids 1..N-1), recording its fingerprint."""
-    return VectorStore._wrap(_core.build_item_store(model._m, spec, metric))
+def build_item_store(model: MindModel, spec: str = "flat", metric: str = "ip",
+                     catalogue: Optional[Catalogue] = None) -> VectorStore:
+    """A store of every item vector of ``model`` (ids 1..N-1), recording its fingerprint; with
+    ``catalogue``, of its active items only (retired items are never recalled)."""
+    return VectorStore._wrap(_core.build_item_store(model._m, spec, metric, catalogue))
 
 
 class RecallResult(tuple):  # type: ignore[type-arg]
     """What :func:`recall_items` returns: the pair ``(ids, scores)`` (so ``ids, scores =
     recall_items(...)`` works), plus ``fallback``, a bool array ``[B]``: True where the user had
     no clicks and got the model's popular items (the training log's most clicked, recorded in
-    the weights by ``mindrec train``; scores 0) instead of a recall."""
+    the weights by ``mindrec train``; scores 0) instead of a recall. With a catalogue
+    (``recall_items(..., catalogue=)``), ``ids`` is a list of per-user lists of raw ids (str),
+    ``scores`` a list of float32 arrays, ``fallback`` True where no id of the history was known,
+    and ``unknown`` the raw ids of each history the catalogue does not know (skipped)."""
 
-    ids: IdArray
-    scores: FloatArray
+    ids: Any
+    scores: Any
     fallback: npt.NDArray[np.bool_]
+    unknown: Optional[List[List[str]]]
 
-    def __new__(cls, ids: IdArray, scores: FloatArray, fallback: npt.NDArray[np.bool_]) -> "RecallResult":
+    def __new__(cls, ids: Any, scores: Any, fallback: npt.NDArray[np.bool_],
+                unknown: Optional[List[List[str]]] = None) -> "RecallResult":
         obj = super().__new__(cls, (ids, scores))
-        obj.ids, obj.scores, obj.fallback = ids, scores, fallback
+        obj.ids, obj.scores, obj.fallback, obj.unknown = ids, scores, fallback, unknown
         return obj
 
 
@@ -424,7 +499,8 @@ def _check_pairing(model: MindModel, store: VectorStore, allow_mismatch: bool) -
 def recall_items(model: MindModel, store: VectorStore, histories: Histories,
                  lengths: Optional[npt.ArrayLike] = None, topn: int = 50,
                  exclude_history: bool = False, rerank: int = 0,
-                 threads: int = 0, allow_mismatch: bool = False) -> RecallResult:
+                 threads: int = 0, allow_mismatch: bool = False,
+                 catalogue: Optional[Catalogue] = None) -> RecallResult:
     """Multi-interest candidate generation: each user's interests, each interest's nearest
     items in ``store``, merged as the spec says (by score, duplicates and id 0 dropped).
 
@@ -436,8 +512,20 @@ def recall_items(model: MindModel, store: VectorStore, histories: Histories,
     ``exclude_history`` drops every item of the user's history (a list: all of it, not only
     the last ``maxlen`` the model reads); a store filled from other weights raises
     :class:`ConfigError` unless ``allow_mismatch``. ``rerank`` > 0 re-scores ``rerank x topn``
-    candidates per interest exactly (for 8-bit stores)."""
+    candidates per interest exactly (for 8-bit stores).
+
+    With ``catalogue`` (the weights' :class:`Catalogue`: ``load_catalogue(".../catalogue.csv")``),
+    ``histories`` are lists of raw item ids and the result is in raw ids (see
+    :class:`RecallResult`): unknown raw ids are skipped and listed, a history with no known id
+    gets the popular items (``fallback``), retired items are never returned."""
     _check_pairing(model, store, allow_mismatch)
+    if catalogue is not None:
+        if lengths is not None:
+            raise InvalidArgument("recall_items: raw ids (catalogue=) come as lists of ids, not with lengths")
+        ids_r, scores_r, fb_r, unknown = _core._recall_raw(model._m, store._s, catalogue,
+                                                           _raw_lists(histories, "histories"), topn,
+                                                           exclude_history, rerank, threads)
+        return RecallResult(ids_r, scores_r, fb_r.astype(bool), unknown)
     if lengths is None and _is_ragged(histories):
         try:
             ids, scores, fb = _core._recall_lists(model._m, store._s, cast(Sequence[Sequence[int]], histories),
@@ -492,14 +580,20 @@ def evaluate_popularity(train: Union[ClickLog, PathLike], data: Union[EvalSet, P
 
 
 def prepare(input: PathLike, out_dir: PathLike, min_count: int = 5, seed: int = 2021,
-            columns: str = "") -> Dict[str, int]:
+            columns: str = "", catalogue: Optional[PathLike] = None, numeric_ids: bool = False) -> Dict[str, int]:
     """ComiRec's preparation of a raw click log (``mindrec prepare``): CSV (RFC 4180 quoting) or
     whitespace-separated, times in epoch seconds or ISO-8601; ``columns`` names the user, item
     and time fields (``"user=1,item=2,time=4"``, 1-based, or the header's names) when the lines
     are not just ``user,item,timestamp``. Filters, renumbers, splits users 80/10/10 and writes
-    train/, valid/, test/, the id maps and dataset.json into ``out_dir``. Returns the counts
-    (``item_count`` goes in the config)."""
-    result: Dict[str, int] = _core._prepare(_path(input), _path(out_dir), min_count, seed, columns)
+    train/, valid/, test/, catalogue.csv, the id maps and dataset.json into ``out_dir``. Returns
+    the counts (``item_count`` goes in the config).
+
+    ``catalogue``: the previous day's catalogue.csv: known items keep their ids, new ones get
+    the next ids (by popularity), items without clicks are retired (they keep their ids);
+    ``kept``, ``new`` and ``retired`` count them. ``numeric_ids``: raw item ids are int64
+    numbers ("007" is 7)."""
+    result: Dict[str, int] = _core._prepare(_path(input), _path(out_dir), min_count, seed, columns,
+                                            "" if catalogue is None else _path(catalogue), numeric_ids)
     return result
 
 
@@ -516,7 +610,8 @@ def train(config: Union[Config, PathLike], out_dir: Optional[PathLike] = None,
           resume: Optional[PathLike] = None,
           progress: Union[bool, Callable[[Dict[str, Any]], None]] = True,
           on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
-          evaluate: bool = True) -> List[Dict[str, Any]]:
+          evaluate: bool = True, init_from: Optional[PathLike] = None,
+          catalogue: Optional[PathLike] = None) -> List[Dict[str, Any]]:
     """Trains MIND as ``mindrec train`` does (same files, same numbers for the same seed and
     threads): checkpoint.safetensors, last.safetensors, best.safetensors (best validation
     Recall@50), metrics.csv and metrics.svg in ``out_dir`` (default runner.model_save_path).
@@ -526,7 +621,13 @@ def train(config: Union[Config, PathLike], out_dir: Optional[PathLike] = None,
     (epoch, batch, loss, samples_per_s, eta_s, run_eta_s: the rest of the run), False is silent. ``on_epoch`` receives each
     epoch's dict (epoch, loss, seconds, samples_per_s and, when evaluated, recall@20 ... hitrate@50
     and best). Returns every epoch's dict. Ctrl-C stops the run (KeyboardInterrupt) with the
-    finished epochs' files in place."""
+    finished epochs' files in place.
+
+    ``init_from``: warm start from a previous model's weights file (its catalogue.csv beside
+    it): item rows copied by raw id through both catalogues, new items initialised as a fresh
+    model's, every other tensor copied (shapes other than item_count must match).
+    ``catalogue``: the data's catalogue (default: the catalogue.csv :func:`prepare` wrote above
+    runner.train_data_dir); it is copied beside the weights and its fingerprint recorded."""
     cfg = config if isinstance(config, Config) else load_config(_path(config))
     if progress is True:
         on_progress: Optional[Callable[[Dict[str, Any]], None]] = _print_progress
@@ -536,6 +637,8 @@ def train(config: Union[Config, PathLike], out_dir: Optional[PathLike] = None,
         on_progress = progress
     rows: List[Dict[str, Any]] = _core._train(cfg, "" if out_dir is None else _path(out_dir),
                                               "" if resume is None else _path(resume), evaluate,
-                                              None, on_progress, on_epoch)
+                                              None, on_progress, on_epoch,
+                                              "" if init_from is None else _path(init_from),
+                                              "" if catalogue is None else _path(catalogue))
     return rows
 

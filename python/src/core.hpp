@@ -86,5 +86,6 @@ void bind_config(nb::module_& m);
 void bind_model(nb::module_& m);
 void bind_store(nb::module_& m);
 void bind_train(nb::module_& m);
+void bind_catalogue(nb::module_& m);
 
 }  // namespace mindrec::py

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core.hpp"
+#include "mindrec/catalogue.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/retriever.hpp"
 #include "mindrec/vector_store.hpp"
@@ -121,11 +122,12 @@ void bind_store(nb::module_& m) {
     nb::gil_scoped_release unlocked;
     return load_vector_store(path, spec);
   }, nb::arg("path"), nb::arg("spec") = "");
-  m.def("build_item_store", [](const MindModel& model, const std::string& spec, const std::string& metric) {
+  m.def("build_item_store", [](const MindModel& model, const std::string& spec, const std::string& metric,
+                               const Catalogue* catalogue) {
     const Metric mt = parse_metric(metric);
     nb::gil_scoped_release unlocked;
-    return build_item_store(model, spec, mt);
-  }, nb::arg("model"), nb::arg("spec"), nb::arg("metric") = "ip");
+    return catalogue ? build_item_store(model, spec, *catalogue, mt) : build_item_store(model, spec, mt);
+  }, nb::arg("model"), nb::arg("spec"), nb::arg("metric") = "ip", nb::arg("catalogue").none() = nullptr);
   m.def("upsert_item_vectors", [](const MindModel& model, VectorStore& store) {
     nb::gil_scoped_release unlocked;
     return upsert_item_vectors(model, store);

@@ -88,11 +88,13 @@ void bind_train(nb::module_& m) {
      nb::arg("batch_size"), nb::arg("threads"));
 
   m.def("_prepare", [](const std::string& input, const std::string& out_dir, int min_count, uint64_t seed,
-                       const std::string& columns) {
+                       const std::string& columns, const std::string& catalogue, bool numeric_ids) {
     PrepareOptions o;
     o.min_count = min_count;
     o.seed = seed;
     o.columns = columns;
+    o.catalogue = catalogue;
+    o.numeric_ids = numeric_ids;
     PrepareReport r;
     {
       nb::gil_scoped_release unlocked;
@@ -107,14 +109,21 @@ void bind_train(nb::module_& m) {
     d["train_users"] = r.train_users;
     d["valid_users"] = r.valid_users;
     d["test_users"] = r.test_users;
+    d["kept"] = r.kept;
+    d["new"] = r.added;
+    d["retired"] = r.retired;
     return nb::borrow<nb::typed<nb::dict, nb::str, int>>(d);
-  }, nb::arg("input"), nb::arg("out_dir"), nb::arg("min_count"), nb::arg("seed"), nb::arg("columns") = "");
+  }, nb::arg("input"), nb::arg("out_dir"), nb::arg("min_count"), nb::arg("seed"), nb::arg("columns") = "",
+     nb::arg("catalogue") = "", nb::arg("numeric_ids") = false);
 
   m.def("_train", [](const Config& config, const std::string& out_dir, const std::string& resume, bool evaluate,
-                     nb::object on_start, nb::object on_progress, nb::object on_epoch) {
+                     nb::object on_start, nb::object on_progress, nb::object on_epoch, const std::string& init_from,
+                     const std::string& catalogue) {
     TrainRunOptions o;
     o.out_dir = out_dir;
     o.resume = resume;
+    o.init_from = init_from;
+    o.catalogue = catalogue;
     o.evaluate = evaluate;
     if (!on_start.is_none())
       o.on_start = [&](const TrainStart& s) {
@@ -157,7 +166,7 @@ void bind_train(nb::module_& m) {
     for (const auto& r : rows) out.append(epoch_dict(r));
     return nb::borrow<nb::typed<nb::list, nb::typed<nb::dict, nb::str, nb::any>>>(out);
   }, nb::arg("config"), nb::arg("out_dir"), nb::arg("resume"), nb::arg("evaluate"), nb::arg("on_start").none(),
-     nb::arg("on_progress").none(), nb::arg("on_epoch").none());
+     nb::arg("on_progress").none(), nb::arg("on_epoch").none(), nb::arg("init_from") = "", nb::arg("catalogue") = "");
 }
 
 }  // namespace mindrec::py

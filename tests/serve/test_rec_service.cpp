@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "detail/fault.hpp"
+#include "mindrec/catalogue.hpp"
 #include "mindrec/recommender.hpp"
 #include "mindrec/version.hpp"
 #include "mindrec/retriever.hpp"
@@ -1208,4 +1209,122 @@ TEST_CASE("serve: every endpoint is in /openapi.json and /docs") {
     CHECK(doc["paths"].contains(path));
     CHECK(serve::RecService::docs_html().find(std::string("<code>") + path + "</code>") != std::string::npos);
   }
+}
+
+namespace {
+// The small model's raw ids: "SKU-<id>", and digits-only ids for multiples of 5 ("1065").
+std::string raw_of(int64_t id) { return id % 5 == 0 ? std::to_string(1000 + id) : "SKU-" + std::to_string(id); }
+std::vector<std::string> raws_of(const std::vector<int64_t>& ids) {
+  std::vector<std::string> r;
+  for (const int64_t id : ids) r.push_back(raw_of(id));
+  return r;
+}
+}  // namespace
+
+TEST_CASE("serve: raw ids with the model's catalogue - unknown ids listed - retired never returned - items by raw id") {
+  test::TempDir tmp;
+  tmp.write("c.yaml", kSmallConfig);
+  const MindWeights w = small_weights();
+  const MindModel model(w);
+  // Retire the two items the full store ranks first for the test history: they must vanish.
+  auto full = build_item_store(model, "flat");
+  const std::vector<int64_t> full_top = library_recall(model, *full, {43, 23, 65}, 10);
+  Catalogue cat;
+  for (int64_t id = 1; id < 300; ++id)
+    cat.add(raw_of(id), id == full_top[0] || id == full_top[1] ? ItemStatus::retired : ItemStatus::active);
+  cat.save(tmp.file("catalogue.csv"));
+  save_weights(tmp.file("w.safetensors"), w, {11, 3, 250}, {}, 0, cat.fingerprint(300));
+  serve::ServiceOptions o = file_options(tmp, "items.idx");
+  o.reload.create_index = true;
+  serve::RecService svc(load_snapshot(o.reload), o);
+  CHECK(svc.store().size() == 297);  // built from the weights: the active items only
+  CHECK(body_of(svc.handle("GET", "/healthz", ""))["catalogue"] == tmp.file("catalogue.csv"));
+  // the oracle: the library on a store without the retired items
+  auto active = build_item_store(model, "flat", cat);
+  const std::vector<int64_t> want = library_recall(model, *active, {43, 23, 65}, 10);
+  CHECK(want[0] == full_top[2]);
+
+  // The seed's dense call is unchanged.
+  auto r = svc.handle("POST", "/rec/recall", R"({"top_k": 10, "hist_item": [[43, 23, 65]]})");
+  REQUIRE(r.status == 200);
+  CHECK(body_of(r)["ids"][0].get<std::vector<int64_t>>() == want);
+  // Raw: strings, a number read as its decimal text, an unknown id skipped and listed; a
+  // history with no known id gets the popular items, flagged.
+  r = svc.handle("POST", "/rec/recall",
+                 R"({"ids": "raw", "top_k": 10, "hist_item": [["SKU-43", "SKU-23", 1065, "nope"], ["nope", "SKU-999"], []]})");
+  REQUIRE(r.status == 200);
+  json j = body_of(r);
+  CHECK(j["ids"][0].get<std::vector<std::string>>() == raws_of(want));
+  CHECK(j["ids"][1].get<std::vector<std::string>>() == raws_of({11, 3, 250}));
+  CHECK(j["ids"][2].get<std::vector<std::string>>() == raws_of({11, 3, 250}));
+  CHECK(j["unknown"] == json::parse(R"([["nope"], ["nope", "SKU-999"], []])"));
+  CHECK(j["fallback"] == json::parse(R"([null, "popularity", "popularity"])"));
+  for (const auto& id : j["ids"][0]) CHECK((id != raw_of(full_top[0]) && id != raw_of(full_top[1])));
+
+  // /rec/items by raw id: a new raw id gets the next dense id (300) and is recalled at once;
+  // it is no model row, so in a history it is unknown.
+  std::vector<float> v(8);
+  for (int c = 0; c < 8; ++c) v[size_t(c)] = 100 * w.item_emb[size_t(want[0]) * 8 + size_t(c)];
+  r = svc.handle("POST", "/rec/items", json{{"raw_ids", {"NEW-1"}}, {"vectors", {v}}}.dump());
+  REQUIRE(r.status == 200);
+  CHECK(body_of(r)["new_ids"] == 1);
+  CHECK(body_of(r)["count"] == 298);
+  CHECK(svc.snapshot()->catalogue->to_dense("NEW-1") == 300);
+  const std::string raw_body = R"({"ids": "raw", "top_k": 10, "hist_item": [["SKU-43", "SKU-23", "1065", "NEW-1"]]})";
+  j = body_of(svc.handle("POST", "/rec/recall", raw_body));
+  CHECK(j["ids"][0][0] == "NEW-1");
+  CHECK(j["unknown"][0] == json::array({"NEW-1"}));
+  // a known raw id keeps its id
+  r = svc.handle("POST", "/rec/items", json{{"raw_ids", {"SKU-43"}}, {"vectors", {v}}}.dump());
+  CHECK(body_of(r)["replaced"] == 1);
+  CHECK(body_of(r)["new_ids"] == 0);
+  // delete by raw id: unknown ids listed; the item is gone and retired; an upsert brings it back with its id
+  r = svc.handle("POST", "/rec/items/delete", R"({"raw_ids": ["NEW-1", "zzz"]})");
+  REQUIRE(r.status == 200);
+  CHECK(body_of(r)["removed"] == 1);
+  CHECK(body_of(r)["unknown"] == json::array({"zzz"}));
+  CHECK(body_of(svc.handle("POST", "/rec/recall", raw_body))["ids"][0][0] != "NEW-1");
+  r = svc.handle("POST", "/rec/items", json{{"raw_ids", {"NEW-1"}}, {"vectors", {v}}}.dump());
+  CHECK(body_of(r)["new_ids"] == 0);
+  CHECK(svc.snapshot()->catalogue->to_dense("NEW-1") == 300);
+  CHECK(svc.snapshot()->catalogue->status(300) == ItemStatus::active);
+
+  // Bad requests: 400 naming the field, nothing changed.
+  const int64_t before = svc.store().size();
+  check_error(svc.handle("POST", "/rec/items", json{{"raw_ids", {"a,b"}}, {"vectors", {v}}}.dump()), 400, "raw_ids[0]",
+              "holds a comma");
+  check_error(svc.handle("POST", "/rec/items", json{{"raw_ids", {"X", "X"}}, {"vectors", {v, v}}}.dump()), 400, "raw_ids",
+              "'X' appears twice");
+  check_error(svc.handle("POST", "/rec/items", json{{"raw_ids", {"Y"}}, {"ids", {5}}, {"vectors", {v}}}.dump()), 400, "ids",
+              "one of them");
+  check_error(svc.handle("POST", "/rec/recall", R"({"ids": "raw", "hist_item": [[["x"]]]})"), 400, "hist_item[0][0]",
+              "must be a raw item id");
+  check_error(svc.handle("POST", "/rec/recall", R"({"ids": "names", "hist_item": [[1]]})"), 400, "ids", "must be \"raw\" or \"dense\"");
+  CHECK(svc.store().size() == before);
+  CHECK(svc.snapshot()->catalogue->to_dense("Y") == 0);
+
+  // /rec/save writes the served catalogue beside the index; a new server (and a bare reload)
+  // loads it: NEW-1 keeps its id; its ids a client sees are the same.
+  REQUIRE(svc.handle("POST", "/rec/save", "").status == 200);
+  CHECK(Catalogue::load(served_catalogue_path(tmp.file("items.idx"))).to_dense("NEW-1") == 300);
+  const json answer = body_of(svc.handle("POST", "/rec/recall", raw_body));
+  o.reload.create_index = false;
+  serve::RecService again(load_snapshot(o.reload), o);
+  CHECK(again.snapshot()->catalogue_path == served_catalogue_path(tmp.file("items.idx")));
+  CHECK(body_of(again.handle("POST", "/rec/recall", raw_body)) == answer);
+  REQUIRE(again.handle("POST", "/admin/reload", "").status == 200);
+  CHECK(body_of(again.handle("POST", "/rec/recall", raw_body)) == answer);
+
+  // A served catalogue of other weights beside the index is not used (the weights' own is).
+  save_weights(tmp.file("w2.safetensors"), other_weights(), {11}, {}, 0, cat.fingerprint(300) ^ 1);
+  o.reload.weights = tmp.file("w2.safetensors");
+  o.reload.create_index = true;
+  o.reload.index = tmp.file("other.idx");
+  std::filesystem::copy_file(served_catalogue_path(tmp.file("items.idx")), served_catalogue_path(tmp.file("other.idx")));
+  CHECK(test::error_of([&] { (void)load_snapshot(o.reload); }).find("is not the one") != std::string::npos);
+
+  // Without a catalogue: raw ids are refused, naming the field.
+  auto plain = make_service();
+  check_error(plain.handle("POST", "/rec/recall", R"({"ids": "raw", "hist_item": [["a"]]})"), 400, "ids",
+              "raw ids need the model's catalogue");
 }

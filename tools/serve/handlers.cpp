@@ -1,5 +1,8 @@
 // RecService's recall and item endpoints (the seed's API and item updates).
+#include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <shared_mutex>
 #include <utility>
 #include <vector>
 
@@ -24,7 +27,16 @@ Reply RecService::recall(std::string_view body) const {
   const MindModel& model = *snap->model;
   const VectorStore& store = *snap->store;
   const json j = parse_object(body);
-  check_keys(j, {"top_k", "hist_item", "exclude_history", "rerank"});
+  check_keys(j, {"top_k", "hist_item", "exclude_history", "rerank", "ids"});
+  bool raw = false;  // "ids": "raw": hist_item holds raw ids and the answer too (the catalogue's)
+  if (j.contains("ids")) {
+    const std::string mode = as_string(j["ids"], "ids");
+    if (mode != "raw" && mode != "dense") bad("ids", "must be \"raw\" or \"dense\", got \"" + mode + "\"");
+    raw = mode == "raw";
+    if (raw && !snap->catalogue)
+      bad("ids", "raw ids need the model's catalogue: the served weights have none (train on data from mindrec "
+                 "prepare, or start with --catalogue)");
+  }
   int64_t top_k = 50;
   if (j.contains("top_k")) {
     top_k = as_int(j["top_k"], "top_k");
@@ -41,6 +53,7 @@ Reply RecService::recall(std::string_view body) const {
   const json& users = array_field(j, "hist_item", 1, size_t(options_.max_users));
   const int64_t item_count = model.config().item_count;
   std::vector<std::vector<int64_t>> hists(users.size());
+  std::vector<std::vector<std::string>> raw_hists(raw ? users.size() : 0);
   for (size_t u = 0; u < users.size(); ++u) {
     const std::string row = "hist_item[" + std::to_string(u) + "]";
     const json& h = users[u];
@@ -48,6 +61,12 @@ Reply RecService::recall(std::string_view body) const {
     if (h.size() > 100000) bad(row, "is longer than 100000 items");
     for (size_t l = 0; l < h.size(); ++l) {
       const std::string field = row + "[" + std::to_string(l) + "]";
+      if (raw) {  // strings; numbers are read as their decimal text
+        if (h[l].is_string()) raw_hists[u].push_back(h[l].get<std::string>());
+        else if (h[l].is_number_integer()) raw_hists[u].push_back(h[l].dump());
+        else bad(field, std::string("must be a raw item id (a string, or an integer), got ") + h[l].type_name());
+        continue;
+      }
       const int64_t id = as_int(h[l], field);
       if (id == 0) {
         metrics_->refused("padding");
@@ -74,6 +93,7 @@ Reply RecService::recall(std::string_view body) const {
   o.rerank = rerank;
   const auto later = rerank > 0 ? written_ids(*snap) : nullptr;
   o.store_scored = later.get();
+  if (raw) return recall_raw(*snap, raw_hists, o);
   const RecallResult r = slots_->run([&] { return recall_histories(model, store, hists, o); });
   json out_ids = json::array(), out_scores = json::array(), out_fallback = json::array();
   int64_t fallback = 0, short_lists = 0, empty_lists = 0;
@@ -98,6 +118,30 @@ Reply RecService::recall(std::string_view body) const {
              {"fallback", std::move(out_fallback)}});
 }
 
+Reply RecService::recall_raw(const RecommenderSnapshot& snap, const std::vector<std::vector<std::string>>& hists,
+                             const RecallOptions& o) const {
+  const RawRecallResult r = slots_->run([&] {
+    std::shared_lock<std::shared_mutex> l(catalogue_mutex());
+    return recall_raw_histories(*snap.model, *snap.store, *snap.catalogue, hists, o);
+  });
+  json out_ids = json::array(), out_scores = json::array(), out_fallback = json::array(), out_unknown = json::array();
+  int64_t fallback = 0, short_lists = 0, empty_lists = 0;
+  for (int64_t b = 0; b < r.users; ++b) {
+    fallback += r.fallback[size_t(b)] != 0;
+    short_lists += int64_t(r.ids[size_t(b)].size()) < o.topn;
+    empty_lists += r.ids[size_t(b)].empty();
+    out_ids.push_back(r.ids[size_t(b)]);
+    out_scores.push_back(r.scores[size_t(b)]);
+    out_unknown.push_back(r.unknown[size_t(b)]);
+    out_fallback.push_back(r.fallback[size_t(b)] ? json("popularity") : json(nullptr));
+  }
+  metrics_->recalled(r.users, fallback, short_lists, empty_lists);
+  // unknown[u]: the raw ids of user u's history the catalogue does not know (skipped);
+  // fallback[u]: "popularity" when none was known: the popular items (scores 0), else null.
+  return ok({{"top_k", o.topn}, {"ids", std::move(out_ids)}, {"scores", std::move(out_scores)},
+             {"unknown", std::move(out_unknown)}, {"fallback", std::move(out_fallback)}});
+}
+
 Reply RecService::count() const { return ok({{"count", loaded()->store->size()}}); }
 
 Reply RecService::drop() {
@@ -108,19 +152,54 @@ Reply RecService::drop() {
   return ok({{"dropped", n}, {"count", snap->store->size()}});
 }
 
+namespace {
+// "raw_ids": distinct raw item ids (strings; integers read as their decimal text), at most
+// max_items, each a valid raw id of `catalogue` (its canonical form is returned).
+std::vector<std::string> raw_id_list(const json& j, int64_t max_items, const Catalogue& catalogue) {
+  const json& a = array_field(j, "raw_ids", 1, size_t(max_items));
+  std::vector<std::string> out;
+  out.reserve(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string field = "raw_ids[" + std::to_string(i) + "]";
+    std::string raw;
+    if (a[i].is_string()) raw = a[i].get<std::string>();
+    else if (a[i].is_number_integer()) raw = a[i].dump();
+    else bad(field, std::string("must be a raw item id (a string, or an integer), got ") + a[i].type_name());
+    try {
+      out.push_back(catalogue.canonical(raw));
+    } catch (const InvalidArgument& e) {
+      bad(field, e.what());
+    }
+  }
+  std::vector<std::string> sorted = out;
+  std::sort(sorted.begin(), sorted.end());
+  if (const auto d = std::adjacent_find(sorted.begin(), sorted.end()); d != sorted.end())
+    bad("raw_ids", "raw id '" + *d + "' appears twice");
+  return out;
+}
+}  // namespace
+
 Reply RecService::put_items(std::string_view body) {
   check_writable();
   const auto snap = loaded();
   VectorStore& store = *snap->store;
   const json j = parse_object(body);
-  check_keys(j, {"ids", "vectors"});
-  const std::vector<int64_t> ids = id_list(j, options_.max_items, 1);
+  check_keys(j, {"ids", "raw_ids", "vectors"});
+  if (j.contains("ids") == j.contains("raw_ids")) bad("ids", "give \"ids\" (dense ids) or \"raw_ids\" (one of them)");
+  const bool raw = j.contains("raw_ids");
+  if (raw && !snap->catalogue)
+    bad("raw_ids", "raw ids need the model's catalogue: the served weights have none");
+  std::vector<int64_t> ids;
+  std::vector<std::string> raws;
+  if (raw) raws = raw_id_list(j, options_.max_items, *snap->catalogue);
+  else ids = id_list(j, options_.max_items, 1);
+  const size_t count = raw ? raws.size() : ids.size();
   const json& vecs = array_field(j, "vectors", 1, size_t(options_.max_items));
-  if (vecs.size() != ids.size())
-    bad("vectors", "holds " + std::to_string(vecs.size()) + " vectors for " + std::to_string(ids.size()) + " ids");
+  if (vecs.size() != count)
+    bad("vectors", "holds " + std::to_string(vecs.size()) + " vectors for " + std::to_string(count) + " ids");
   const int d = store.dim();
   std::vector<float> x;
-  x.reserve(ids.size() * size_t(d));
+  x.reserve(count * size_t(d));
   for (size_t i = 0; i < vecs.size(); ++i) {
     const std::string row = "vectors[" + std::to_string(i) + "]";
     if (!vecs[i].is_array() || vecs[i].size() != size_t(d))
@@ -134,20 +213,63 @@ Reply RecService::put_items(std::string_view body) {
       x.push_back(static_cast<float>(f));
     }
   }
-  const int64_t n = static_cast<int64_t>(ids.size());
-  const int64_t replaced = slots_->run([&] { return store.upsert(n, x.data(), ids.data()); });
+  const int64_t n = static_cast<int64_t>(count);
+  if (!raw) {
+    const int64_t replaced = slots_->run([&] { return store.upsert(n, x.data(), ids.data()); });
+    note_written(*snap, ids);
+    return ok({{"added", n - replaced}, {"replaced", replaced}, {"count", store.size()}});
+  }
+  // By raw id: a known item keeps its id (and is active again), a new one gets the next id and
+  // enters the served catalogue once its vector is in the store (a failed upsert adds nothing).
+  Catalogue& cat = *snap->catalogue;
+  int64_t replaced = 0, entered = 0;
+  {
+    std::unique_lock<std::shared_mutex> l(catalogue_mutex());
+    int64_t next = cat.item_count();
+    for (const auto& r : raws) {
+      const int64_t id = cat.to_dense(r);
+      ids.push_back(id != 0 ? id : next++);
+    }
+    replaced = slots_->run([&] { return store.upsert(n, x.data(), ids.data()); });
+    for (size_t i = 0; i < raws.size(); ++i) {
+      if (ids[i] >= cat.item_count()) {
+        cat.insert(ids[i], raws[i]);
+        ++entered;
+      } else if (cat.status(ids[i]) == ItemStatus::retired) {
+        cat.set_status(ids[i], ItemStatus::active);
+      }
+    }
+  }
   note_written(*snap, ids);
-  return ok({{"added", n - replaced}, {"replaced", replaced}, {"count", store.size()}});
+  return ok({{"added", n - replaced}, {"replaced", replaced}, {"new_ids", entered}, {"count", store.size()}});
 }
 
 Reply RecService::delete_items(std::string_view body) {
   check_writable();
   const auto snap = loaded();
   const json j = parse_object(body);
-  check_keys(j, {"ids"});
-  const std::vector<int64_t> ids = id_list(j, options_.max_items, 0);
-  const int64_t removed = snap->store->remove(static_cast<int64_t>(ids.size()), ids.data());
-  return ok({{"removed", removed}, {"count", snap->store->size()}});
+  check_keys(j, {"ids", "raw_ids"});
+  if (j.contains("ids") == j.contains("raw_ids")) bad("ids", "give \"ids\" (dense ids) or \"raw_ids\" (one of them)");
+  if (j.contains("ids")) {
+    const std::vector<int64_t> ids = id_list(j, options_.max_items, 0);
+    const int64_t removed = snap->store->remove(static_cast<int64_t>(ids.size()), ids.data());
+    return ok({{"removed", removed}, {"count", snap->store->size()}});
+  }
+  if (!snap->catalogue) bad("raw_ids", "raw ids need the model's catalogue: the served weights have none");
+  Catalogue& cat = *snap->catalogue;
+  const std::vector<std::string> raws = raw_id_list(j, options_.max_items, cat);
+  // Removed items are marked retired in the served catalogue (never returned; an upsert of the
+  // same raw id brings them back with their id); unknown raw ids are listed, not an error.
+  std::unique_lock<std::shared_mutex> l(catalogue_mutex());
+  std::vector<int64_t> ids;
+  json unknown = json::array();
+  for (const auto& r : raws) {
+    if (const int64_t id = cat.to_dense(r); id != 0) ids.push_back(id);
+    else unknown.push_back(r);
+  }
+  const int64_t removed = ids.empty() ? 0 : snap->store->remove(static_cast<int64_t>(ids.size()), ids.data());
+  for (const int64_t id : ids) cat.set_status(id, ItemStatus::retired);
+  return ok({{"removed", removed}, {"unknown", std::move(unknown)}, {"count", snap->store->size()}});
 }
 
 }  // namespace mindrec::serve

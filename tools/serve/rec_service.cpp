@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <shared_mutex>
 #include <utility>
 
 #include "compute_slots.hpp"
@@ -43,6 +44,7 @@ struct RecService::State {
   std::string last_reload_error;     // "" when the last reload succeeded (or none ran)
   const RecommenderSnapshot* written_of = nullptr;   // the snapshot `written` belongs to
   std::shared_ptr<const std::vector<int64_t>> written;  // ids written through /rec/items, sorted
+  mutable std::shared_mutex catalogue_m;  // see RecService::catalogue_mutex
   std::mutex one_reload;             // one reload at a time
   std::atomic<bool> reloading{false};
 
@@ -53,6 +55,8 @@ struct RecService::State {
 };
 
 int RecService::peak_computing() const { return slots_->peak(); }
+
+std::shared_mutex& RecService::catalogue_mutex() const { return state_->catalogue_m; }
 
 RecService::~RecService() = default;
 RecService::RecService(RecService&&) noexcept = default;
@@ -241,9 +245,13 @@ Reply RecService::reload(std::string_view body) {
   const bool bare = body.find_first_not_of(" \t\r\n") == std::string_view::npos;
   if (!bare) {
     const json j = parse_object(body);
-    check_keys(j, {"config", "weights", "index", "store", "allow_mismatched_index", "create_index"});
+    check_keys(j, {"config", "weights", "index", "store", "allow_mismatched_index", "create_index", "catalogue"});
     if (j.contains("config")) src.config = as_string(j["config"], "config");
-    if (j.contains("weights")) src.weights = as_string(j["weights"], "weights");
+    if (j.contains("weights")) {
+      src.weights = as_string(j["weights"], "weights");
+      src.catalogue.clear();  // new weights: their own catalogue (beside them), unless named
+    }
+    if (j.contains("catalogue")) src.catalogue = as_string(j["catalogue"], "catalogue");
     if (j.contains("index")) src.index = as_string(j["index"], "index");
     if (j.contains("store")) src.store_spec = as_string(j["store"], "store"), store_named = true;
     if (j.contains("allow_mismatched_index"))
@@ -304,6 +312,7 @@ Reply RecService::reload(std::string_view body) {
               {"index", next->index_path},
               {"index_created", next->index_created},
               {"store", next->store_spec},
+              {"catalogue", next->catalogue_path},
               {"count", next->store->size()},
               {"seconds", next->load_seconds}};
   if (!backend_note.empty()) out["note"] = backend_note;
@@ -336,6 +345,7 @@ Reply RecService::save(std::string_view body) {
                                 "overwriting it; POST /admin/reload serves it, or save a copy: {\"path\": \"...\"}");
   l.unlock();
   const uint64_t changes = snap->store->changes();
+  save_catalogue(*snap, path);
   snap->store->save(path);
   if (served_file && !explicit_path) {
     l.lock();
@@ -346,6 +356,14 @@ Reply RecService::save(std::string_view body) {
     }
   }
   return ok({{"saved", path}, {"count", snap->store->size()}});
+}
+
+// The served catalogue beside a store file saved (before the store: a catalogue that knows
+// more ids than its store is harmless, the other way round loses raw ids).
+void RecService::save_catalogue(const RecommenderSnapshot& snap, const std::string& index_path) const {
+  if (!snap.catalogue) return;
+  std::unique_lock<std::shared_mutex> l(catalogue_mutex());
+  snap.catalogue->save(served_catalogue_path(index_path));
 }
 
 std::string RecService::save_on_shutdown() {
@@ -364,6 +382,7 @@ std::string RecService::save_on_shutdown() {
   if (FileStamp::of(path) != recorded)
     return path + " changed on disk since the server loaded or saved it (a deploy?): not overwriting it; the store's "
                   "writes since are not saved";
+  save_catalogue(*snap, path);
   snap->store->save(path);
   l.lock();
   state_->stamp = FileStamp::of(path);
@@ -398,6 +417,7 @@ Reply RecService::health() const {
   j["generation"] = generation();
   j["weights"] = snap->weights_path;
   j["index"] = snap->index_path;
+  j["catalogue"] = snap->catalogue_path;
   j["model"] = {{"item_count", c.item_count}, {"interests", c.capsule.max_k}, {"maxlen", c.maxlen}};
   return ok(j);
 }

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,7 @@
 #include "mindrec/config.hpp"
 #include "mindrec/model.hpp"
 #include "mindrec/recommender.hpp"
+#include "mindrec/retriever.hpp"
 #include "mindrec/vector_store.hpp"
 
 namespace mindrec::serve {
@@ -137,6 +139,13 @@ class RecService {
   /// vectors are not the model's, so rerank leaves them the store's score.
   std::shared_ptr<const std::vector<int64_t>> written_ids(const RecommenderSnapshot& snap) const;
   void note_written(const RecommenderSnapshot& snap, const std::vector<int64_t>& ids);
+  /// /rec/recall with "ids": "raw" (handlers.cpp).
+  Reply recall_raw(const RecommenderSnapshot& snap, const std::vector<std::vector<std::string>>& hists,
+                   const RecallOptions& options) const;
+  /// Guards the served catalogues (snapshot->catalogue): shared by raw recalls, exclusive for
+  /// the raw item writes that add to one and for saving one.
+  std::shared_mutex& catalogue_mutex() const;
+  void save_catalogue(const RecommenderSnapshot& snap, const std::string& index_path) const;
   std::unique_ptr<ComputeSlots> slots_;
   std::unique_ptr<State> state_;
   std::unique_ptr<Metrics> metrics_;

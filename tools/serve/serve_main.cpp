@@ -48,7 +48,7 @@
 namespace {
 
 struct Args {
-  std::string config, weights, store, index, host = "127.0.0.1", token_file, access_log = "-";
+  std::string config, weights, store, index, catalogue, host = "127.0.0.1", token_file, access_log = "-";
   int port = 8000, threads = 0, max_users = 1024, max_top_k = 1000;
   int64_t max_projection_mb = 1024;
   double max_body_mb = 64, drain_seconds = 30;
@@ -186,6 +186,7 @@ int run(const Args& a) {
   opt.reload.create_index = a.create_index;
   opt.reload.store_spec = a.store;
   opt.reload.allow_mismatched_index = a.allow_mismatched_index;
+  opt.reload.catalogue = a.catalogue;
   opt.reload.model_options = model_options;
   opt.max_users = a.max_users;
   opt.max_top_k = a.max_top_k;
@@ -398,6 +399,9 @@ int main(int argc, char** argv) {
   app.add_option("--store", a.store, "vector store backend and search parameters, e.g. hnsw:M=32?ef=80, "
                                      "faiss:IVF4096,SQ8?nprobe=32, milvus://host:19530/items (default: the --index "
                                      "file's; flat when building)");
+  app.add_option("--catalogue", a.catalogue, "the weights' catalogue (default: the served one saved beside --index, "
+                                            "else catalogue.csv beside the weights): /rec/recall with \"ids\": \"raw\" "
+                                            "and /rec/items with \"raw_ids\" use it")->check(CLI::ExistingFile);
   app.add_option("--index", a.index, "store file: loaded at start (it must exist, unless --create-index), saved on "
                                      "shutdown when the store changed (never over a file a deploy replaced) and on POST /rec/save");
   app.add_flag("--create-index", a.create_index, "when the --index file does not exist, build the store from the weights "

@@ -1,0 +1,100 @@
+// The catalogue (raw item ids <-> dense ids) and raw-id recall: the Python edge translates
+// through the library's Catalogue, once, as the CLI and mindrec-serve do.
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+#include <vector>
+
+#include "core.hpp"
+#include "mindrec/catalogue.hpp"
+#include "mindrec/model.hpp"
+#include "mindrec/retriever.hpp"
+#include "mindrec/train.hpp"
+#include "mindrec/weights.hpp"
+
+namespace mindrec::py {
+
+void bind_catalogue(nb::module_& m) {
+  nb::class_<Catalogue>(m, "Catalogue",
+                        "A shop's raw item ids (SKUs, strings of up to 256 bytes, or int64 numbers) against mindrec's "
+                        "dense ids: the catalogue.csv that `mindrec prepare` writes and `mindrec train` copies "
+                        "beside its weights (include/mindrec/catalogue.hpp).")
+      .def(nb::init<bool>(), nb::arg("numeric") = false, "An empty catalogue; `numeric`: raw ids are int64 numbers.")
+      .def_static("load", [](const std::string& path) {
+        nb::gil_scoped_release unlocked;
+        return Catalogue::load(path);
+      }, nb::arg("path"), "Reads a catalogue file (FormatError naming the line and field of bad input).")
+      .def("save", [](const Catalogue& c, const std::string& path) {
+        nb::gil_scoped_release unlocked;
+        c.save(path);
+      }, nb::arg("path"), "Writes the file atomically.")
+      .def("add", &Catalogue::add, nb::arg("raw_id"), nb::arg("status") = ItemStatus::active, nb::arg("clicks") = 0,
+           "Adds an item with the next dense id and returns it.")
+      .def("to_dense", [](const Catalogue& c, const std::string& raw) { return c.to_dense(raw); }, nb::arg("raw_id"),
+           "The dense id of a raw id, 0 if unknown.")
+      .def("_to_dense_list", [](const Catalogue& c, const std::vector<std::string>& raws) {
+        std::vector<int64_t> ids(raws.size());
+        for (size_t i = 0; i < raws.size(); ++i) ids[i] = c.to_dense(raws[i]);
+        return to_numpy(std::move(ids), {raws.size()});
+      })
+      .def("to_raw", [](const Catalogue& c, int64_t id) { return std::string(c.to_raw(id)); }, nb::arg("id"),
+           "The raw id of a dense id (InvalidArgument if it has no row).")
+      .def("_to_raw_list", [](const Catalogue& c, const In<int64_t>& ids) {
+        std::vector<std::string> out;
+        out.reserve(ids.size());
+        for (size_t i = 0; i < ids.size(); ++i) out.emplace_back(c.to_raw(ids.data()[i]));
+        return out;
+      })
+      .def("status", [](const Catalogue& c, int64_t id) { return std::string(c.status(id) == ItemStatus::active ? "active" : "retired"); },
+           nb::arg("id"))
+      .def("clicks", &Catalogue::clicks, nb::arg("id"))
+      .def("has_id", &Catalogue::has_id, nb::arg("id"))
+      .def("__len__", &Catalogue::size)
+      .def("__contains__", [](const Catalogue& c, const std::string& raw) { return c.contains(raw); })
+      .def_prop_ro("item_count", &Catalogue::item_count, "The largest dense id + 1 (the model's item_count).")
+      .def_prop_ro("active_count", &Catalogue::active_count)
+      .def_prop_ro("numeric", &Catalogue::numeric)
+      .def_prop_ro("source", &Catalogue::source)
+      .def("fingerprint", &Catalogue::fingerprint, nb::arg("below") = -1);
+  nb::enum_<ItemStatus>(m, "ItemStatus").value("active", ItemStatus::active).value("retired", ItemStatus::retired);
+
+  m.def("load_weights_catalogue", [](const std::string& weights_path, const MindWeights& w, const std::string& path,
+                                     bool allow_mismatch, bool required) {
+    nb::gil_scoped_release unlocked;
+    return load_weights_catalogue(weights_path, w, path, allow_mismatch, required);
+  }, nb::arg("weights_path"), nb::arg("weights"), nb::arg("path"), nb::arg("allow_mismatch"), nb::arg("required"));
+
+  m.def("_to_dense_histories", [](const Catalogue& c, const std::vector<std::vector<std::string>>& h, int64_t item_count) {
+    DenseHistories d = to_dense_histories(c, h, item_count);
+    return std::make_tuple(std::move(d.dense), std::move(d.unknown));
+  });
+
+  m.def("_recall_raw", [](const MindModel& model, const VectorStore& store, const Catalogue& c,
+                          const std::vector<std::vector<std::string>>& histories, int topn, bool exclude_history,
+                          int rerank, int threads) {
+    RecallOptions o;
+    o.topn = topn;
+    o.exclude_history = exclude_history;
+    o.rerank = rerank;
+    o.threads = threads;
+    RawRecallResult r;
+    {
+      nb::gil_scoped_release unlocked;
+      r = recall_raw_histories(model, store, c, histories, o);
+    }
+    std::vector<nb::object> scores;
+    for (auto& s : r.scores) {
+      const size_t n = s.size();
+      scores.push_back(nb::cast(to_numpy(std::move(s), {n})));
+    }
+    const size_t B = size_t(r.users);
+    return std::make_tuple(std::move(r.ids), std::move(scores), to_numpy(std::move(r.fallback), {B}), std::move(r.unknown));
+  });
+
+}
+
+}  // namespace mindrec::py
