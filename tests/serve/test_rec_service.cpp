@@ -122,7 +122,7 @@ TEST_CASE("serve: insert_data - count - recall and drop answer like the library"
   check_error(svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[1]]})"), 503, "", "the store is empty");
 }
 
-TEST_CASE("serve: a user with no clicks gets the popular items, flagged - exclude_history drops a whole long history") {
+TEST_CASE("serve: a user with no clicks gets the popular items - flagged - exclude_history drops a whole long history") {
   auto svc = make_service();
   svc.handle("POST", "/rec/insert_data", "");
   auto r = svc.handle("POST", "/rec/recall", R"({"top_k": 3, "hist_item": [[], [43, 23, 65]]})");
@@ -1296,7 +1296,7 @@ TEST_CASE("serve: raw ids with the model's catalogue - unknown ids listed - reti
   check_error(svc.handle("POST", "/rec/items", json{{"raw_ids", {"X", "X"}}, {"vectors", {v, v}}}.dump()), 400, "raw_ids",
               "'X' appears twice");
   check_error(svc.handle("POST", "/rec/items", json{{"raw_ids", {"Y"}}, {"ids", {5}}, {"vectors", {v}}}.dump()), 400, "ids",
-              "one of them");
+              "is required, not both");
   check_error(svc.handle("POST", "/rec/recall", R"({"ids": "raw", "hist_item": [[["x"]]]})"), 400, "hist_item[0][0]",
               "must be a raw item id");
   check_error(svc.handle("POST", "/rec/recall", R"({"ids": "names", "hist_item": [[1]]})"), 400, "ids", "must be \"raw\" or \"dense\"");

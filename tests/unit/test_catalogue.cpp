@@ -12,7 +12,7 @@
 
 using namespace mindrec;
 
-TEST_CASE("catalogue: random raw ids map both ways exactly as a std::map does, and survive a save and load") {
+TEST_CASE("catalogue: random raw ids map both ways exactly as a std::map does - and survive a save and load") {
   test::TempDir tmp;
   detail::Rng rng(7);
   Catalogue c;
@@ -50,7 +50,7 @@ TEST_CASE("catalogue: random raw ids map both ways exactly as a std::map does, a
   CHECK(d.active_count() == c.active_count());
 }
 
-TEST_CASE("catalogue: the file as written by hand; gaps, numeric ids, extra columns") {
+TEST_CASE("catalogue: the file as written by hand - gaps - numeric ids - extra columns") {
   test::TempDir tmp;
   const Catalogue c = Catalogue::load(tmp.write("a.csv", "id,raw_id,status,clicks,title\r\n1,B001,active,5,Dune\n\n3,007,retired,0,x\n4,\" sp \",active,2,y\n"));
   CHECK(c.size() == 3);
@@ -78,7 +78,7 @@ TEST_CASE("catalogue: the file as written by hand; gaps, numeric ids, extra colu
   CHECK(n.fingerprint() != Catalogue::load(tmp.write("s.csv", "id,raw_id\n1,7\n2,-5\n3,9223372036854775807\n")).fingerprint());
 }
 
-TEST_CASE("catalogue: bad files are refused naming the file, the line and the field") {
+TEST_CASE("catalogue: bad files are refused naming the file - the line and the field") {
   test::TempDir tmp;
   auto error = [&](const std::string& text) {
     return test::error_of([&] { (void)Catalogue::load(tmp.write("bad.csv", text)); });
@@ -115,7 +115,7 @@ TEST_CASE("catalogue: bad files are refused naming the file, the line and the fi
   CHECK(c.fingerprint() == fp);
 }
 
-TEST_CASE("catalogue: the fingerprint covers the id <-> raw id pairs below a count, not status or clicks") {
+TEST_CASE("catalogue: the fingerprint covers the id <-> raw id pairs below a count - not status or clicks") {
   Catalogue a, b;
   for (const char* r : {"x", "y", "z"}) a.add(r), b.add(r);
   CHECK(a.fingerprint() == b.fingerprint());

@@ -93,7 +93,7 @@ TEST_CASE("prepare: the split is seeded and malformed lines are refused") {
   CHECK_THROWS_AS(prepare_dataset(tmp.file("missing"), tmp.file("d"), o), IoError);
 }
 
-TEST_CASE("prepare: ISO-8601 times, RFC 4180 quoting, --columns by number or header name - the same split as the plain log") {
+TEST_CASE("prepare: ISO-8601 times - RFC 4180 quoting - --columns by number or header name - the same split as the plain log") {
   // Oracle: the plain numeric log kRaw; each variant below writes the same clicks otherwise
   // (times as ISO-8601 instants 2024-01-01T00:00:00Z + t, 1704067200 + t in epoch seconds),
   // so its train/valid/test files must be byte for byte the plain log's.
@@ -173,7 +173,7 @@ TEST_CASE("prepare: ISO-8601 times, RFC 4180 quoting, --columns by number or hea
   CHECK(error("u,i,1\n", "user=1,item=2,time=9").find("e.csv:1: has 3 fields, --columns needs 9") != std::string::npos);
 }
 
-TEST_CASE("prepare with the previous catalogue: kept ids, new ids after the largest, retired items keep theirs") {
+TEST_CASE("prepare with the previous catalogue: kept ids - new ids after the largest - retired items keep theirs") {
   test::TempDir tmp;
   PrepareOptions o;
   o.seed = 1;

@@ -481,7 +481,7 @@ TEST_CASE("metrics.csv: written and read back - files of the first version (no b
   CHECK(old[0].pop_recall50 == 0.0);
 }
 
-TEST_CASE("warm_start_weights: item rows matched by raw id, never by position; other tensors copied") {
+TEST_CASE("warm_start_weights: item rows matched by raw id - never by position - other tensors copied") {
   ModelConfig pc;
   pc.item_count = 4;
   pc.embedding_dim = pc.hidden_size = 4;
@@ -517,7 +517,7 @@ TEST_CASE("warm_start_weights: item rows matched by raw id, never by position; o
         std::string::npos);
 }
 
-TEST_CASE("run_training with a catalogue: copied beside the weights, fingerprint recorded and checked; warm start") {
+TEST_CASE("run_training with a catalogue: copied beside the weights - fingerprint recorded and checked - warm start") {
   test::TempDir tmp;
   namespace fs = std::filesystem;
   const ClickLog log = small_log();

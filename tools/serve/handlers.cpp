@@ -185,7 +185,7 @@ Reply RecService::put_items(std::string_view body) {
   VectorStore& store = *snap->store;
   const json j = parse_object(body);
   check_keys(j, {"ids", "raw_ids", "vectors"});
-  if (j.contains("ids") == j.contains("raw_ids")) bad("ids", "give \"ids\" (dense ids) or \"raw_ids\" (one of them)");
+  if (j.contains("ids") == j.contains("raw_ids")) bad("ids", "one of \"ids\" (dense ids) or \"raw_ids\" is required, not both");
   const bool raw = j.contains("raw_ids");
   if (raw && !snap->catalogue)
     bad("raw_ids", "raw ids need the model's catalogue: the served weights have none");
@@ -249,7 +249,7 @@ Reply RecService::delete_items(std::string_view body) {
   const auto snap = loaded();
   const json j = parse_object(body);
   check_keys(j, {"ids", "raw_ids"});
-  if (j.contains("ids") == j.contains("raw_ids")) bad("ids", "give \"ids\" (dense ids) or \"raw_ids\" (one of them)");
+  if (j.contains("ids") == j.contains("raw_ids")) bad("ids", "one of \"ids\" (dense ids) or \"raw_ids\" is required, not both");
   if (j.contains("ids")) {
     const std::vector<int64_t> ids = id_list(j, options_.max_items, 0);
     const int64_t removed = snap->store->remove(static_cast<int64_t>(ids.size()), ids.data());
