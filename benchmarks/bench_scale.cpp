@@ -7,6 +7,8 @@
 //   bench_scale gen-clicks --lines N --users U --items I --out clicks.txt
 //   bench_scale load-clicks --data clicks.txt --items I [--train-batches B]
 //   bench_scale recall --config C.yaml --weights W --index F [--requests R]
+//   bench_scale catalogue --items N --out catalogue.csv  (raw ids of 10-16 bytes: write, load,
+//                          bytes per item beyond the raw ids, raw -> dense of 20-item histories)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "detail/random.hpp"
+#include "mindrec/catalogue.hpp"
 #include "mindrec/config.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/model.hpp"
@@ -187,6 +190,86 @@ int recall(const Args& a) {
   return 0;
 }
 
+// A catalogue of N raw ids of 10-16 bytes ("SKU" + base-36 digits, distinct by construction):
+// written, loaded (time, resident bytes per item beyond the raw ids' own bytes: by the process's
+// RSS and by the catalogue's own accounting), and the cost of translating 20-item histories.
+int catalogue(const Args& a) {
+  const int64_t n = a.num("items");
+  const std::string out = a.str("out");
+  mindrec::detail::Rng rng(7);
+  auto t0 = Clock::now();
+  int64_t raw_bytes = 0;
+  {
+    std::ofstream o(out, std::ios::binary);
+    o << "id,raw_id,status,clicks\n";
+    std::string line, raw;
+    for (int64_t id = 1; id <= n; ++id) {
+      raw = "SKU";
+      for (uint64_t v = uint64_t(id) * 2654435761ull % 4000000000000ull + 1000000000000ull; v; v /= 36)
+        raw += "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[v % 36];
+      raw.append(size_t(rng.below(6)), 'X');  // 11-16 bytes (3 + 8 digits + 0-5)
+      raw_bytes += int64_t(raw.size());
+      line = std::to_string(id) + "," + raw + ",active," + std::to_string(rng.below(1000)) + "\n";
+      o << line;
+    }
+  }
+  std::printf("wrote %lld raw ids (%.1f bytes each on average) in %.1f s\n", static_cast<long long>(n),
+              double(raw_bytes) / double(n), since(t0));
+  const double rss0 = status_kb("VmRSS");
+  t0 = Clock::now();
+  const mindrec::Catalogue c = mindrec::Catalogue::load(out);
+  const double load_s = since(t0);
+  const double rss1 = status_kb("VmRSS");
+  const double per_item_rss = ((rss1 - rss0) * 1024 - double(raw_bytes)) / double(n);
+  const double per_item_own = double(c.overhead_bytes()) / double(n);
+  double huge_kb = 0;
+  {
+    std::ifstream in("/proc/self/smaps_rollup");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("AnonHugePages:", 0) == 0) huge_kb = std::atof(line.c_str() + 14);
+  }
+  std::printf("catalogue load: %.2f s (%.1f M items/s); %.0f MB of the process on huge pages\n", load_s,
+              double(n) / load_s / 1e6, huge_kb / 1024);
+  std::printf("catalogue bytes/item beyond the raw ids: %.1f (process RSS), %.1f (own accounting) (target <= 48)\n",
+              per_item_rss, per_item_own);
+  // 20-item histories of raw ids, each history's ids back to back in one buffer as a request
+  // body holds them (views into it, as a parser makes them); 1M ids: far more than the caches
+  // hold, as in a service.
+  const int H = 20, R = 200000;
+  const int distinct = std::getenv("DISTINCT") ? std::atoi(std::getenv("DISTINCT")) : 50000;
+  std::string body;
+  std::vector<std::string_view> all(size_t(H) * distinct);
+  std::vector<size_t> at(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    at[i] = body.size();
+    body += c.to_raw(1 + int64_t(rng.below(uint64_t(n))));
+    body += ',';
+  }
+  for (size_t i = 0; i < all.size(); ++i)
+    all[i] = std::string_view(body.data() + at[i], (i + 1 < all.size() ? at[i + 1] : body.size()) - at[i] - 1);
+  std::vector<int64_t> dense(H);
+  int64_t check = 0, check1 = 0;
+  // as the edges translate a history (one batch), and id by id (for comparison)
+  t0 = Clock::now();
+  for (int r = 0; r < R; ++r) {
+    c.to_dense(all.data() + size_t((int64_t(r) * 7919) % distinct) * H, H, dense.data());
+    check += dense[size_t(r % H)];
+  }
+  const double us = since(t0) / R * 1e6;
+  t0 = Clock::now();
+  for (int r = 0; r < R; ++r) {
+    const std::string_view* row = all.data() + size_t((int64_t(r) * 7919) % distinct) * H;
+    for (int i = 0; i < H; ++i) dense[size_t(i)] = c.to_dense(row[i]);
+    check1 += dense[size_t(r % H)];
+  }
+  const double us1 = since(t0) / R * 1e6;
+  if (check != check1) throw std::runtime_error("batched and single lookups differ");
+  std::printf("raw -> dense of a 20-item history: %.3f us (target < 2); one id at a time: %.3f us [checksum %lld]\n", us,
+              us1, static_cast<long long>(check));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -201,6 +284,7 @@ int main(int argc, char** argv) {
     if (cmd == "gen-clicks") return gen_clicks(a);
     if (cmd == "load-clicks") return load_clicks(a);
     if (cmd == "recall") return recall(a);
+    if (cmd == "catalogue") return catalogue(a);
     std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
     return 2;
   } catch (const std::exception& e) {

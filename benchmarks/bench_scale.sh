@@ -5,6 +5,7 @@
 #   - mindrec-serve --index F --store flat          (peak and steady RSS, /proc/PID/status)
 #   - mindrec-serve --store flat --create-index + /rec/insert_data (the same, store built from the model)
 #   - single-user recall latency, flat store, 1 vs 2 scan threads (bench_scale recall)
+#   - a catalogue of raw ids (10-16 bytes) for every item: load time, bytes per item, lookups
 #   - the click log's load speed and resident bytes per click, then training on it
 # Every number is printed next to its target. The servers run with --max-projection-mb 0: at
 # 20M items the model never precomputes item_emb x S (5 GB > the 1 GiB default), and the small
@@ -106,6 +107,15 @@ serve_rss "--store flat --create-index + /rec/insert_data" --insert --store flat
 check "single-user recall, 2 threads / 1 thread" \
   "$(sed -n 's/^2 threads \/ 1 thread: \([0-9.]*\)x.*/\1/p' "$dir/recall.txt")" 0.6
 rm -f "$dir/w.safetensors" "$dir/items.idx"
+
+# --- catalogue: raw ids of 10-16 bytes for every item
+"$gen" catalogue --items "$items" --out "$dir/catalogue.csv" | tee "$dir/catalogue.out" | sed 's/^/  /'
+check "catalogue load seconds" "$(sed -n 's/^catalogue load: \([0-9.]*\) s.*/\1/p' "$dir/catalogue.out")" 10
+check "catalogue bytes/item beyond the raw ids (process RSS)" \
+  "$(sed -n 's/^catalogue bytes\/item beyond the raw ids: \([0-9.-]*\) (process RSS).*/\1/p' "$dir/catalogue.out")" 48
+check "raw -> dense of a 20-item history, us" \
+  "$(sed -n 's/^raw -> dense of a 20-item history: \([0-9.]*\) us.*/\1/p' "$dir/catalogue.out")" 2
+rm -f "$dir/catalogue.csv"
 
 # --- click log
 "$gen" gen-clicks --lines "$clicks" --users "$users" --items "$log_items" --out "$dir/clicks.txt" | sed 's/^/  /'

@@ -2,6 +2,7 @@
 #include "mindrec/retriever.hpp"
 
 #include <algorithm>
+#include <string_view>
 #include <vector>
 
 #include "detail/simd.hpp"
@@ -305,12 +306,16 @@ DenseHistories to_dense_histories(const Catalogue& catalogue, const std::vector<
   DenseHistories h;
   h.dense.resize(histories.size());
   h.unknown.resize(histories.size());
+  std::vector<std::string_view> views;
+  std::vector<int64_t> ids;
   for (size_t u = 0; u < histories.size(); ++u) {
-    h.dense[u].reserve(histories[u].size());
-    for (const std::string& raw : histories[u]) {
-      const int64_t id = catalogue.to_dense(raw);
-      if (id >= 1 && id < item_count) h.dense[u].push_back(id);
-      else h.unknown[u].push_back(raw);
+    views.assign(histories[u].begin(), histories[u].end());
+    ids.resize(views.size());
+    catalogue.to_dense(views.data(), views.size(), ids.data());  // one batch: reads overlapped
+    h.dense[u].reserve(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] >= 1 && ids[i] < item_count) h.dense[u].push_back(ids[i]);
+      else h.unknown[u].push_back(histories[u][i]);
     }
   }
   return h;

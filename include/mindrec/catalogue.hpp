@@ -47,6 +47,11 @@ class MINDREC_API Catalogue {
 
   /// An empty catalogue (no items; item_count() == 1); `numeric` raw ids are int64 numbers.
   explicit Catalogue(bool numeric = false);
+  ~Catalogue();
+  Catalogue(const Catalogue& other);
+  Catalogue& operator=(const Catalogue& other);
+  Catalogue(Catalogue&&) noexcept;
+  Catalogue& operator=(Catalogue&&) noexcept;
 
   /// Reads a catalogue file. Throws IoError (cannot read) or FormatError naming the file, the
   /// line and the field: a bad header, id or status, an invalid raw id, a duplicate id or raw id.
@@ -63,9 +68,15 @@ class MINDREC_API Catalogue {
   /// The dense id of a raw id, or 0 if unknown (numeric catalogues: 0 also for text that is no
   /// int64). Never throws.
   int64_t to_dense(std::string_view raw) const;
+  /// to_dense of `n` raw ids into `out` (0 for unknown ones), their memory reads overlapped:
+  /// what the edges use for a history (a 20-id history costs about one lookup's latency).
+  void to_dense(const std::string_view* raws, size_t n, int64_t* out) const;
   bool contains(std::string_view raw) const { return to_dense(raw) != 0; }
   /// Whether `id` has a row.
   bool has_id(int64_t id) const;
+  /// Room for `items` items without regrowing (a load reserves what the file holds).
+  void reserve(int64_t items);
+
   /// The raw id of a dense id; throws InvalidArgument if the id has no row. The view is valid
   /// until the catalogue is changed or destroyed.
   std::string_view to_raw(int64_t id) const;
@@ -76,13 +87,13 @@ class MINDREC_API Catalogue {
   void set_clicks(int64_t id, int64_t clicks);
 
   /// Items (rows).
-  int64_t size() const { return items_; }
+  int64_t size() const;
   /// The largest id + 1: the model's item_count for this catalogue.
-  int64_t item_count() const { return int64_t(offsets_.size()) - 1; }
+  int64_t item_count() const;
   int64_t active_count() const;
-  bool numeric() const { return numeric_; }
+  bool numeric() const;
   /// The file it was loaded from or last saved to ("" if none).
-  const std::string& source() const { return source_; }
+  const std::string& source() const;
 
   /// A 64-bit fingerprint of the id type and the (id, raw id) pairs with id < `below`
   /// (default: every id). Never 0.
@@ -97,16 +108,12 @@ class MINDREC_API Catalogue {
   std::string canonical(std::string_view raw, const std::string& where = "") const;
 
  private:
-  bool numeric_ = false;
-  int64_t items_ = 0;
-  std::string arena_;             // raw ids back to back
-  std::vector<uint64_t> offsets_; // [item_count + 1]: raw id of `id` is arena_[offsets_[id], offsets_[id+1])
-  std::vector<uint8_t> present_;  // [item_count]: bit 0 has a row, bit 1 retired
-  std::vector<int64_t> clicks_;   // [item_count]
-  std::vector<uint32_t> slots_;   // open addressing: id + 1, 0 = empty (power-of-two size)
-  mutable std::string source_;
+  struct Data;  // the raw ids' arena, offsets, status, clicks and hash slots (catalogue.cpp)
+  std::unique_ptr<Data> d_;
 
   int64_t find(std::string_view key) const;
+  int64_t find_from(std::string_view key, size_t slot) const;
+  void append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks);
   void grow_to(int64_t item_count);
   void rehash(size_t slots);
   void place(int64_t id);

@@ -19,6 +19,7 @@
 namespace mindrec::py {
 
 void bind_catalogue(nb::module_& m) {
+  nb::enum_<ItemStatus>(m, "ItemStatus").value("active", ItemStatus::active).value("retired", ItemStatus::retired);
   nb::class_<Catalogue>(m, "Catalogue",
                         "A shop's raw item ids (SKUs, strings of up to 256 bytes, or int64 numbers) against mindrec's "
                         "dense ids: the catalogue.csv that `mindrec prepare` writes and `mindrec train` copies "
@@ -60,7 +61,6 @@ void bind_catalogue(nb::module_& m) {
       .def_prop_ro("numeric", &Catalogue::numeric)
       .def_prop_ro("source", &Catalogue::source)
       .def("fingerprint", &Catalogue::fingerprint, nb::arg("below") = -1);
-  nb::enum_<ItemStatus>(m, "ItemStatus").value("active", ItemStatus::active).value("retired", ItemStatus::retired);
 
   m.def("load_weights_catalogue", [](const std::string& weights_path, const MindWeights& w, const std::string& path,
                                      bool allow_mismatch, bool required) {

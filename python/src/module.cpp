@@ -14,9 +14,9 @@ NB_MODULE(_core, m) {
   mindrec::py::bind_errors(m);
   mindrec::py::bind_config(m);
   mindrec::py::bind_model(m);
+  mindrec::py::bind_catalogue(m);
   mindrec::py::bind_store(m);
   mindrec::py::bind_train(m);
-  mindrec::py::bind_catalogue(m);
   m.def("built_with_cuda", &mindrec::built_with_cuda, "True if this build has mindrec's CUDA kernels.");
   m.def("cuda_device_count", &mindrec::cuda_device_count, "Usable CUDA devices (0 without CUDA, driver or GPU).");
   m.def("default_threads", &mindrec::default_threads, "Threads a `threads=0` argument means (OMP_NUM_THREADS, affinity, cgroup quota).");

@@ -3,6 +3,8 @@
 #include "mindrec/catalogue.hpp"
 
 #include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +12,7 @@
 
 #include "detail/csv.hpp"
 #include "detail/hash.hpp"
+#include "detail/huge_pages.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/file_io.hpp"
 #include "mindrec/log.hpp"
@@ -19,17 +22,22 @@ namespace mindrec {
 namespace {
 
 uint64_t hash_bytes(std::string_view s) {
-  // 64-bit multiply-xorshift over 8-byte words: short ids (10-16 bytes) cost two rounds.
-  uint64_t h = 0x9e3779b97f4a7c15ull ^ s.size();
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    h = (h ^ w) * 0xff51afd7ed558ccdull;
-    h ^= h >> 32;
+  // 64-bit multiply-xorshift over 8-byte words; the last word overlaps the one before when the
+  // length is not a multiple of 8 (no variable-length copy): ids of 10-16 bytes cost two rounds.
+  const size_t n = s.size();
+  const char* p = s.data();
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w = 0;
+  if (n >= 8) {
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      std::memcpy(&w, p + i, 8);
+      h = (h ^ w) * 0xff51afd7ed558ccdull;
+      h ^= h >> 32;
+    }
+    std::memcpy(&w, p + n - 8, 8);
+  } else {
+    for (size_t i = 0; i < n; ++i) w |= uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
   }
-  uint64_t w = 0;
-  std::memcpy(&w, s.data() + i, s.size() - i);
   h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
   h ^= h >> 29;
   h *= 0xff51afd7ed558ccdull;
@@ -68,14 +76,47 @@ std::string raw_id_problem(std::string_view s) {
 
 }  // namespace
 
-Catalogue::Catalogue(bool numeric) : numeric_(numeric), offsets_{0, 0}, present_{0}, clicks_{0} {
+// Huge pages for the arrays a lookup reads at random: on 4 KiB pages at 20M items nearly every
+// read is also a TLB miss.
+template <class T>
+using HugeVector = std::vector<T, detail::HugePageAllocator<T>>;
+
+struct Catalogue::Data {
+  bool numeric = false;
+  int64_t items = 0;
+  HugeVector<char> arena;        // raw ids back to back
+  HugeVector<uint64_t> offsets;  // [item_count + 1]: raw id of `id` is arena[offsets[id], offsets[id+1])
+  HugeVector<uint8_t> present;   // [item_count]: bit 0 has a row, bit 1 retired
+  HugeVector<int64_t> clicks;    // [item_count]
+  HugeVector<uint32_t> slots;    // open addressing: id + 1, 0 = empty (power-of-two size)
+  mutable std::string source;
+};
+
+Catalogue::~Catalogue() = default;
+Catalogue::Catalogue(Catalogue&&) noexcept = default;
+Catalogue& Catalogue::operator=(Catalogue&&) noexcept = default;
+Catalogue::Catalogue(const Catalogue& o) : d_(std::make_unique<Data>(*o.d_)) {}
+Catalogue& Catalogue::operator=(const Catalogue& o) {
+  if (this != &o) d_ = std::make_unique<Data>(*o.d_);
+  return *this;
+}
+int64_t Catalogue::size() const { return d_->items; }
+int64_t Catalogue::item_count() const { return int64_t(d_->offsets.size()) - 1; }
+bool Catalogue::numeric() const { return d_->numeric; }
+const std::string& Catalogue::source() const { return d_->source; }
+
+Catalogue::Catalogue(bool numeric) : d_(std::make_unique<Data>()) {
+  d_->numeric = numeric;
+  d_->offsets = {0, 0};
+  d_->present = {0};
+  d_->clicks = {0};
   rehash(16);
 }
 
 std::string Catalogue::canonical(std::string_view raw, const std::string& where) const {
   if (const std::string p = raw_id_problem(raw); !p.empty())
     throw InvalidArgument(where + "raw id '" + std::string(raw.substr(0, 300)) + "' " + p);
-  if (!numeric_) return std::string(raw);
+  if (!d_->numeric) return std::string(raw);
   size_t i = raw[0] == '-' ? 1 : 0;
   if (i == raw.size()) throw InvalidArgument(where + "raw id '" + std::string(raw) + "' is not an int64 number");
   unsigned long long v = 0;
@@ -93,56 +134,58 @@ std::string Catalogue::canonical(std::string_view raw, const std::string& where)
 void Catalogue::check_id(int64_t id, const char* who) const {
   if (!has_id(id))
     throw InvalidArgument(std::string("catalogue ") + who + ": item id " + std::to_string(id) + " is not in the catalogue" +
-                          (source_.empty() ? "" : " '" + source_ + "'") + " (ids 1.." + std::to_string(item_count() - 1) + ")");
+                          (d_->source.empty() ? "" : " '" + d_->source + "'") + " (ids 1.." + std::to_string(item_count() - 1) + ")");
 }
 
-bool Catalogue::has_id(int64_t id) const { return id >= 1 && id < item_count() && (present_[size_t(id)] & 1); }
+bool Catalogue::has_id(int64_t id) const { return id >= 1 && id < item_count() && (d_->present[size_t(id)] & 1); }
 
 std::string_view Catalogue::to_raw(int64_t id) const {
   check_id(id, "to_raw");
-  return std::string_view(arena_).substr(offsets_[size_t(id)], offsets_[size_t(id) + 1] - offsets_[size_t(id)]);
+  return std::string_view(d_->arena.data() + d_->offsets[size_t(id)], d_->offsets[size_t(id) + 1] - d_->offsets[size_t(id)]);
 }
 
 ItemStatus Catalogue::status(int64_t id) const {
   check_id(id, "status");
-  return (present_[size_t(id)] & 2) ? ItemStatus::retired : ItemStatus::active;
+  return (d_->present[size_t(id)] & 2) ? ItemStatus::retired : ItemStatus::active;
 }
 
 void Catalogue::set_status(int64_t id, ItemStatus s) {
   check_id(id, "set_status");
-  present_[size_t(id)] = uint8_t(1 | (s == ItemStatus::retired ? 2 : 0));
+  d_->present[size_t(id)] = uint8_t(1 | (s == ItemStatus::retired ? 2 : 0));
 }
 
 int64_t Catalogue::clicks(int64_t id) const {
   check_id(id, "clicks");
-  return clicks_[size_t(id)];
+  return d_->clicks[size_t(id)];
 }
 
 void Catalogue::set_clicks(int64_t id, int64_t c) {
   check_id(id, "set_clicks");
   MINDREC_EXPECTS(c >= 0, "catalogue set_clicks: clicks must be >= 0");
-  clicks_[size_t(id)] = c;
+  d_->clicks[size_t(id)] = c;
 }
 
 int64_t Catalogue::active_count() const {
   int64_t n = 0;
-  for (const uint8_t p : present_) n += p == 1;
+  for (const uint8_t p : d_->present) n += p == 1;
   return n;
 }
 
-int64_t Catalogue::find(std::string_view key) const {
-  const size_t mask = slots_.size() - 1;
-  for (size_t s = size_t(hash_bytes(key)) & mask;; s = (s + 1) & mask) {
-    const uint32_t v = slots_[s];
+int64_t Catalogue::find(std::string_view key) const { return find_from(key, size_t(hash_bytes(key)) & (d_->slots.size() - 1)); }
+
+int64_t Catalogue::find_from(std::string_view key, size_t start) const {
+  const size_t mask = d_->slots.size() - 1;
+  for (size_t s = start;; s = (s + 1) & mask) {
+    const uint32_t v = d_->slots[s];
     if (v == 0) return 0;
     const size_t id = v - 1;
-    if (offsets_[id + 1] - offsets_[id] == key.size() && std::memcmp(arena_.data() + offsets_[id], key.data(), key.size()) == 0)
+    if (d_->offsets[id + 1] - d_->offsets[id] == key.size() && std::memcmp(d_->arena.data() + d_->offsets[id], key.data(), key.size()) == 0)
       return int64_t(id);
   }
 }
 
 int64_t Catalogue::to_dense(std::string_view raw) const {
-  if (!numeric_) return raw.empty() || raw.size() > kMaxRawIdBytes ? 0 : find(raw);
+  if (!d_->numeric) return raw.empty() || raw.size() > kMaxRawIdBytes ? 0 : find(raw);
   try {
     return find(canonical(raw));
   } catch (const InvalidArgument&) {
@@ -150,24 +193,56 @@ int64_t Catalogue::to_dense(std::string_view raw) const {
   }
 }
 
+void Catalogue::to_dense(const std::string_view* raws, size_t n, int64_t* out) const {
+  // In groups, with the cache misses of each stage issued for the whole group before any is
+  // waited on: the slot, then the candidate's offsets, then its bytes; then the exact probes.
+  constexpr size_t G = 32;
+  const size_t mask = d_->slots.size() - 1;
+  std::string canon[G];
+  std::string_view key[G];
+  size_t slot[G];
+  for (size_t first = 0; first < n; first += G) {
+    const size_t m = std::min(G, n - first);
+    for (size_t i = 0; i < m; ++i) {
+      key[i] = raws[first + i];
+      if (d_->numeric) {
+        try {
+          canon[i] = canonical(key[i]);
+        } catch (const InvalidArgument&) {
+          canon[i].clear();
+        }
+        key[i] = canon[i];
+      }
+      slot[i] = size_t(hash_bytes(key[i])) & mask;
+      __builtin_prefetch(&d_->slots[slot[i]]);
+    }
+    for (size_t i = 0; i < m; ++i)
+      if (const uint32_t v = d_->slots[slot[i]]; v != 0) __builtin_prefetch(&d_->offsets[v - 1]);
+    for (size_t i = 0; i < m; ++i)
+      if (const uint32_t v = d_->slots[slot[i]]; v != 0) __builtin_prefetch(d_->arena.data() + d_->offsets[v - 1]);
+    for (size_t i = 0; i < m; ++i)
+      out[first + i] = key[i].empty() || key[i].size() > kMaxRawIdBytes ? 0 : find_from(key[i], slot[i]);
+  }
+}
+
 void Catalogue::place(int64_t id) {
-  const std::string_view key(arena_.data() + offsets_[size_t(id)], offsets_[size_t(id) + 1] - offsets_[size_t(id)]);
-  const size_t mask = slots_.size() - 1;
+  const std::string_view key(d_->arena.data() + d_->offsets[size_t(id)], d_->offsets[size_t(id) + 1] - d_->offsets[size_t(id)]);
+  const size_t mask = d_->slots.size() - 1;
   size_t s = size_t(hash_bytes(key)) & mask;
-  while (slots_[s] != 0) s = (s + 1) & mask;
-  slots_[s] = uint32_t(id + 1);
+  while (d_->slots[s] != 0) s = (s + 1) & mask;
+  d_->slots[s] = uint32_t(id + 1);
 }
 
 void Catalogue::rehash(size_t n) {
-  slots_.assign(n, 0);
+  d_->slots.assign(n, 0);
   for (int64_t id = 1; id < item_count(); ++id)
-    if (present_[size_t(id)] & 1) place(id);
+    if (d_->present[size_t(id)] & 1) place(id);
 }
 
 void Catalogue::grow_to(int64_t count) {
-  offsets_.resize(size_t(count) + 1, offsets_.back());
-  present_.resize(size_t(count), 0);
-  clicks_.resize(size_t(count), 0);
+  d_->offsets.resize(size_t(count) + 1, d_->offsets.back());
+  d_->present.resize(size_t(count), 0);
+  d_->clicks.resize(size_t(count), 0);
 }
 
 void Catalogue::insert(int64_t id, std::string_view raw, ItemStatus status, int64_t clicks) {
@@ -177,16 +252,21 @@ void Catalogue::insert(int64_t id, std::string_view raw, ItemStatus status, int6
   const std::string key = canonical(raw);
   if (const int64_t old = find(key); old != 0)
     throw InvalidArgument("catalogue: raw id '" + key + "' is already item " + std::to_string(old));
-  if (size_t(items_ + 1) * 2 > slots_.size()) {
+  append(id, key, status, clicks);
+}
+
+// A checked, canonical, new raw id with a new id above the largest.
+void Catalogue::append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks) {
+  if (size_t(d_->items + 1) * 2 > d_->slots.size()) {
     grow_to(id + 1);  // rehash walks the present rows only; the new one is placed below
-    rehash(slots_.size() * 2);
+    rehash(d_->slots.size() * 2);
   }
   grow_to(id + 1);
-  arena_.append(key);
-  offsets_[size_t(id) + 1] = arena_.size();
-  present_[size_t(id)] = uint8_t(1 | (status == ItemStatus::retired ? 2 : 0));
-  clicks_[size_t(id)] = clicks;
-  ++items_;
+  d_->arena.insert(d_->arena.end(), key.begin(), key.end());
+  d_->offsets[size_t(id) + 1] = d_->arena.size();
+  d_->present[size_t(id)] = uint8_t(1 | (status == ItemStatus::retired ? 2 : 0));
+  d_->clicks[size_t(id)] = clicks;
+  ++d_->items;
   place(id);
 }
 
@@ -199,22 +279,47 @@ int64_t Catalogue::add(std::string_view raw, ItemStatus status, int64_t clicks) 
 uint64_t Catalogue::fingerprint(int64_t below) const {
   const int64_t end = below < 0 ? item_count() : std::min(below, item_count());
   detail::WordHash h;
-  const char kind = numeric_ ? 'n' : 's';
+  const char kind = d_->numeric ? 'n' : 's';
   h.update(&kind, 1);
   for (int64_t id = 1; id < end; ++id) {
-    if (!(present_[size_t(id)] & 1)) continue;
-    const uint64_t len = offsets_[size_t(id) + 1] - offsets_[size_t(id)];
+    if (!(d_->present[size_t(id)] & 1)) continue;
+    const uint64_t len = d_->offsets[size_t(id) + 1] - d_->offsets[size_t(id)];
     const uint64_t head[2] = {uint64_t(id), len};
     h.update(head, sizeof head);
-    h.update(arena_.data() + offsets_[size_t(id)], len);
+    h.update(d_->arena.data() + d_->offsets[size_t(id)], len);
   }
   const uint64_t d = h.digest();
   return d == 0 ? 1 : d;
 }
 
 size_t Catalogue::overhead_bytes() const {
-  return offsets_.capacity() * sizeof(uint64_t) + present_.capacity() + clicks_.capacity() * sizeof(int64_t) +
-         slots_.capacity() * sizeof(uint32_t) + (arena_.capacity() - arena_.size());
+  return d_->offsets.capacity() * sizeof(uint64_t) + d_->present.capacity() + d_->clicks.capacity() * sizeof(int64_t) +
+         d_->slots.capacity() * sizeof(uint32_t) + (d_->arena.capacity() - d_->arena.size());
+}
+
+namespace {
+// Lines of a file (for reserving before a load): a memchr pass, from the page cache next time.
+int64_t count_lines(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return 0;
+  std::vector<char> buf(1 << 20);
+  int64_t n = 0;
+  for (size_t got; (got = std::fread(buf.data(), 1, buf.size(), f)) > 0;)
+    for (const char* p = buf.data(); (p = static_cast<const char*>(std::memchr(p, '\n', size_t(buf.data() + got - p))));
+         ++p)
+      ++n;
+  std::fclose(f);
+  return n + 1;
+}
+}  // namespace
+
+void Catalogue::reserve(int64_t items) {
+  d_->offsets.reserve(size_t(items) + 2);
+  d_->present.reserve(size_t(items) + 1);
+  d_->clicks.reserve(size_t(items) + 1);
+  size_t slots = d_->slots.size();
+  while (slots < size_t(items) * 2) slots *= 2;
+  if (slots != d_->slots.size()) rehash(slots);
 }
 
 Catalogue Catalogue::load(const std::string& path) {
@@ -223,84 +328,103 @@ Catalogue Catalogue::load(const std::string& path) {
   std::string line;
   int64_t number = 0;
   int col_status = -1, col_clicks = -1;
-  bool numeric = false, header = false;
+  bool header = false;
   Catalogue c;
+  std::vector<std::string> quoted;       // fields of a line with quotes (RFC 4180)
+  std::vector<std::string_view> f;       // the line's fields
   while (std::getline(in, line)) {
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(number) + ": ";
-    const std::vector<std::string> f = detail::split_csv_fields(line, where);
+    auto where = [&] { return path + ":" + std::to_string(number) + ": "; };
+    f.clear();
+    if (line.find('"') == std::string::npos) {  // as written: split on commas, no copies
+      const std::string_view v(line);
+      for (size_t i = 0;;) {
+        const size_t e = v.find(',', i);
+        std::string_view field = v.substr(i, e == std::string_view::npos ? std::string_view::npos : e - i);
+        while (!field.empty() && (field.front() == ' ' || field.front() == '\t')) field.remove_prefix(1);
+        while (!field.empty() && (field.back() == ' ' || field.back() == '\t')) field.remove_suffix(1);
+        f.push_back(field);
+        if (e == std::string_view::npos) break;
+        i = e + 1;
+      }
+    } else {
+      quoted = detail::split_csv_fields(line, where());
+      for (const auto& q : quoted) f.emplace_back(q);
+    }
     if (!header) {
       if (f.size() < 2 || f[0] != "id" || (f[1] != "raw_id" && f[1] != "raw_id:int64"))
-        throw FormatError(where + "not a catalogue: the header must begin 'id,raw_id' (or 'id,raw_id:int64'), got '" +
+        throw FormatError(where() + "not a catalogue: the header must begin 'id,raw_id' (or 'id,raw_id:int64'), got '" +
                           line.substr(0, 200) + "'");
-      numeric = f[1] == "raw_id:int64";
       for (size_t i = 2; i < f.size(); ++i) {
         if (f[i] == "status") col_status = int(i);
         if (f[i] == "clicks") col_clicks = int(i);
       }
-      c = Catalogue(numeric);
-      c.source_ = path;
+      c = Catalogue(f[1] == "raw_id:int64");
+      c.d_->source = path;
+      c.reserve(count_lines(path));
       header = true;
       continue;
     }
     const size_t need = size_t(std::max({1, col_status, col_clicks})) + 1;
     if (f.size() < need)
-      throw FormatError(where + "expected at least " + std::to_string(need) + " fields, got " + std::to_string(f.size()) +
+      throw FormatError(where() + "expected at least " + std::to_string(need) + " fields, got " + std::to_string(f.size()) +
                         " (a raw id cannot hold a comma)");
-    auto integer = [&](const std::string& s, const char* field) {
-      char* end = nullptr;
-      errno = 0;
-      const long long v = std::strtoll(s.c_str(), &end, 10);
-      if (s.empty() || *end != '\0' || errno == ERANGE || v < 0)
-        throw FormatError(where + "field " + field + ": '" + s.substr(0, 100) + "' is not a non-negative integer");
-      return int64_t(v);
+    auto integer = [&](std::string_view s, const char* field) {
+      int64_t v = -1;
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 0)
+        throw FormatError(where() + "field " + field + ": '" + std::string(s.substr(0, 100)) + "' is not a non-negative integer");
+      return v;
     };
     const int64_t id = integer(f[0], "id");
-    if (id < 1) throw FormatError(where + "field id: 0 is the padding id, not an item");
+    if (id < 1) throw FormatError(where() + "field id: 0 is the padding id, not an item");
     if (id < c.item_count())
-      throw FormatError(where + "field id: " + std::to_string(id) +
+      throw FormatError(where() + "field id: " + std::to_string(id) +
                         (c.has_id(id) ? " appears twice (a duplicate dense id)" : " is out of order (ids must increase)"));
+    if (id >= int64_t(UINT32_MAX) - 1) throw FormatError(where() + "field id: " + std::to_string(id) + " is too large");
     ItemStatus st = ItemStatus::active;
     if (col_status >= 0) {
-      const std::string& s = f[size_t(col_status)];
+      const std::string_view s = f[size_t(col_status)];
       if (s == "retired") st = ItemStatus::retired;
-      else if (s != "active") throw FormatError(where + "field status: '" + s.substr(0, 100) + "' is neither active nor retired");
+      else if (s != "active")
+        throw FormatError(where() + "field status: '" + std::string(s.substr(0, 100)) + "' is neither active nor retired");
     }
     const int64_t clicks = col_clicks >= 0 ? integer(f[size_t(col_clicks)], "clicks") : 0;
     std::string key;
     try {
-      key = c.canonical(f[1], where + "field raw_id: ");
+      key = c.canonical(f[1], where() + "field raw_id: ");
     } catch (const InvalidArgument& e) {
       throw FormatError(e.what());
     }
     if (const int64_t old = c.find(key); old != 0)
-      throw FormatError(where + "field raw_id: '" + key + "' appears twice (items " + std::to_string(old) + " and " +
+      throw FormatError(where() + "field raw_id: '" + key + "' appears twice (items " + std::to_string(old) + " and " +
                         std::to_string(id) + ")");
-    c.insert(id, key, st, clicks);
+    c.append(id, key, st, clicks);
   }
   if (in.bad()) throw IoError("cannot read catalogue '" + path + "'");
   if (!header) throw FormatError(path + ": empty: a catalogue needs the header 'id,raw_id,status,clicks'");
+  c.d_->arena.shrink_to_fit();
   return c;
 }
 
 void Catalogue::save(const std::string& path) const {
   write_file_atomic(path, [&](std::ostream& o) {
-    o << (numeric_ ? "id,raw_id:int64,status,clicks\n" : "id,raw_id,status,clicks\n");
+    o << (d_->numeric ? "id,raw_id:int64,status,clicks\n" : "id,raw_id,status,clicks\n");
     std::string line;
     for (int64_t id = 1; id < item_count(); ++id) {
-      if (!(present_[size_t(id)] & 1)) continue;
+      if (!(d_->present[size_t(id)] & 1)) continue;
       line = std::to_string(id);
       line += ',';
       line += detail::csv_field(std::string(to_raw(id)));
-      line += (present_[size_t(id)] & 2) ? ",retired," : ",active,";
-      line += std::to_string(clicks_[size_t(id)]);
+      line += (d_->present[size_t(id)] & 2) ? ",retired," : ",active,";
+      line += std::to_string(d_->clicks[size_t(id)]);
       line += '\n';
       o << line;
     }
   });
-  source_ = path;
+  d_->source = path;
 }
 
 std::string catalogue_path_for(const std::string& weights_path, const std::string& override_path) {

@@ -25,6 +25,11 @@ PY
 printf '\000{"top_k": 5, "hist_item": [[1, 2, 3], [4]], "exclude_history": true}' > $c/serve_json/recall.json
 printf '\001{"ids": [1, 2], "vectors": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [1, 1, 1, 1, 1, 1, 1, 1]]}' > $c/serve_json/items.json
 printf '\002{"ids": [1, 5]}' > $c/serve_json/delete.json
+printf '\000{"ids": "raw", "top_k": 5, "hist_item": [["B001", 7], []]}' > $c/serve_json/recall_raw.json
+printf '\001{"raw_ids": ["B001"], "vectors": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}' > $c/serve_json/items_raw.json
+mkdir -p $c/catalogue
+printf 'id,raw_id,status,clicks\n1,B00123XYZ,active,532\n3,"q ""x""",retired,0\n4, sp ,active,2\n' > $c/catalogue/seed.csv
+printf 'id,raw_id:int64\n1,007\n2,-5\n' > $c/catalogue/numeric.csv
 python3 - "$c/npy/seed.npy" <<'PY'
 import struct, sys
 header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
