@@ -112,11 +112,10 @@ class MINDREC_API Catalogue {
   std::unique_ptr<Data> d_;
 
   int64_t find(std::string_view key) const;
-  int64_t find_from(std::string_view key, size_t slot) const;
+  int64_t find_hashed(std::string_view key, uint64_t hash) const;
   void append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks);
   void grow_to(int64_t item_count);
   void rehash(size_t slots);
-  void place(int64_t id);
   void check_id(int64_t id, const char* who) const;
 };
 

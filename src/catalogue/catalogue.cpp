@@ -81,15 +81,39 @@ std::string raw_id_problem(std::string_view s) {
 template <class T>
 using HugeVector = std::vector<T, detail::HugePageAllocator<T>>;
 
+// Layout, for a lookup in two dependent memory reads (the slot, then the record):
+//   - arena: 8-byte words; item records at word positions, each [id: 4 bytes][length - 1:
+//     1 byte][raw id bytes], padded to a whole word;
+//   - slots: open addressing (linear probing, load <= 0.7), each (hash tag << 32) | (record
+//     position + 1), 0 = empty: a slot whose tag differs is skipped without reading a record;
+//   - pos [item_count]: each id's record position (kNone: no row), for to_raw.
 struct Catalogue::Data {
+  static constexpr uint32_t kNone = 0xffffffffu;
   bool numeric = false;
   int64_t items = 0;
-  HugeVector<char> arena;        // raw ids back to back
-  HugeVector<uint64_t> offsets;  // [item_count + 1]: raw id of `id` is arena[offsets[id], offsets[id+1])
-  HugeVector<uint8_t> present;   // [item_count]: bit 0 has a row, bit 1 retired
+  HugeVector<uint64_t> arena;
+  HugeVector<uint32_t> pos;      // [item_count]
+  HugeVector<uint8_t> retired;   // [item_count]
   HugeVector<int64_t> clicks;    // [item_count]
-  HugeVector<uint32_t> slots;    // open addressing: id + 1, 0 = empty (power-of-two size)
+  HugeVector<uint64_t> slots;    // power-of-two size
   mutable std::string source;
+
+  const char* record(uint32_t p) const { return reinterpret_cast<const char*>(arena.data() + p); }
+  std::string_view key_at(uint32_t p) const {
+    const char* r = record(p);
+    return std::string_view(r + 5, size_t(static_cast<unsigned char>(r[4])) + 1);
+  }
+  int64_t id_at(uint32_t p) const {
+    uint32_t id;
+    std::memcpy(&id, record(p), 4);
+    return id;
+  }
+  void place(uint32_t p, uint64_t h) {
+    const size_t mask = slots.size() - 1;
+    size_t s = size_t(h) & mask;
+    while (slots[s] != 0) s = (s + 1) & mask;
+    slots[s] = (h >> 32 << 32) | (uint64_t(p) + 1);
+  }
 };
 
 Catalogue::~Catalogue() = default;
@@ -101,14 +125,14 @@ Catalogue& Catalogue::operator=(const Catalogue& o) {
   return *this;
 }
 int64_t Catalogue::size() const { return d_->items; }
-int64_t Catalogue::item_count() const { return int64_t(d_->offsets.size()) - 1; }
+int64_t Catalogue::item_count() const { return int64_t(d_->pos.size()); }
 bool Catalogue::numeric() const { return d_->numeric; }
 const std::string& Catalogue::source() const { return d_->source; }
 
 Catalogue::Catalogue(bool numeric) : d_(std::make_unique<Data>()) {
   d_->numeric = numeric;
-  d_->offsets = {0, 0};
-  d_->present = {0};
+  d_->pos = {Data::kNone};
+  d_->retired = {0};
   d_->clicks = {0};
   rehash(16);
 }
@@ -137,21 +161,21 @@ void Catalogue::check_id(int64_t id, const char* who) const {
                           (d_->source.empty() ? "" : " '" + d_->source + "'") + " (ids 1.." + std::to_string(item_count() - 1) + ")");
 }
 
-bool Catalogue::has_id(int64_t id) const { return id >= 1 && id < item_count() && (d_->present[size_t(id)] & 1); }
+bool Catalogue::has_id(int64_t id) const { return id >= 1 && id < item_count() && d_->pos[size_t(id)] != Data::kNone; }
 
 std::string_view Catalogue::to_raw(int64_t id) const {
   check_id(id, "to_raw");
-  return std::string_view(d_->arena.data() + d_->offsets[size_t(id)], d_->offsets[size_t(id) + 1] - d_->offsets[size_t(id)]);
+  return d_->key_at(d_->pos[size_t(id)]);
 }
 
 ItemStatus Catalogue::status(int64_t id) const {
   check_id(id, "status");
-  return (d_->present[size_t(id)] & 2) ? ItemStatus::retired : ItemStatus::active;
+  return d_->retired[size_t(id)] ? ItemStatus::retired : ItemStatus::active;
 }
 
 void Catalogue::set_status(int64_t id, ItemStatus s) {
   check_id(id, "set_status");
-  d_->present[size_t(id)] = uint8_t(1 | (s == ItemStatus::retired ? 2 : 0));
+  d_->retired[size_t(id)] = s == ItemStatus::retired;
 }
 
 int64_t Catalogue::clicks(int64_t id) const {
@@ -167,20 +191,22 @@ void Catalogue::set_clicks(int64_t id, int64_t c) {
 
 int64_t Catalogue::active_count() const {
   int64_t n = 0;
-  for (const uint8_t p : d_->present) n += p == 1;
+  for (int64_t id = 1; id < item_count(); ++id) n += has_id(id) && !d_->retired[size_t(id)];
   return n;
 }
 
-int64_t Catalogue::find(std::string_view key) const { return find_from(key, size_t(hash_bytes(key)) & (d_->slots.size() - 1)); }
+int64_t Catalogue::find(std::string_view key) const { return find_hashed(key, hash_bytes(key)); }
 
-int64_t Catalogue::find_from(std::string_view key, size_t start) const {
+int64_t Catalogue::find_hashed(std::string_view key, uint64_t h) const {
   const size_t mask = d_->slots.size() - 1;
-  for (size_t s = start;; s = (s + 1) & mask) {
-    const uint32_t v = d_->slots[s];
+  const uint64_t tag = h >> 32;
+  for (size_t s = size_t(h) & mask;; s = (s + 1) & mask) {
+    const uint64_t v = d_->slots[s];
     if (v == 0) return 0;
-    const size_t id = v - 1;
-    if (d_->offsets[id + 1] - d_->offsets[id] == key.size() && std::memcmp(d_->arena.data() + d_->offsets[id], key.data(), key.size()) == 0)
-      return int64_t(id);
+    if (v >> 32 != tag) continue;
+    const uint32_t p = uint32_t(v) - 1;
+    const std::string_view k = d_->key_at(p);
+    if (k.size() == key.size() && std::memcmp(k.data(), key.data(), key.size()) == 0) return d_->id_at(p);
   }
 }
 
@@ -195,12 +221,12 @@ int64_t Catalogue::to_dense(std::string_view raw) const {
 
 void Catalogue::to_dense(const std::string_view* raws, size_t n, int64_t* out) const {
   // In groups, with the cache misses of each stage issued for the whole group before any is
-  // waited on: the slot, then the candidate's offsets, then its bytes; then the exact probes.
+  // waited on: the slots, then the records their tags point to; then the exact probes.
   constexpr size_t G = 32;
   const size_t mask = d_->slots.size() - 1;
   std::string canon[G];
   std::string_view key[G];
-  size_t slot[G];
+  uint64_t hash[G];
   for (size_t first = 0; first < n; first += G) {
     const size_t m = std::min(G, n - first);
     for (size_t i = 0; i < m; ++i) {
@@ -213,35 +239,36 @@ void Catalogue::to_dense(const std::string_view* raws, size_t n, int64_t* out) c
         }
         key[i] = canon[i];
       }
-      slot[i] = size_t(hash_bytes(key[i])) & mask;
-      __builtin_prefetch(&d_->slots[slot[i]]);
+      hash[i] = hash_bytes(key[i]);
+      __builtin_prefetch(&d_->slots[size_t(hash[i]) & mask]);
+    }
+    for (size_t i = 0; i < m; ++i) {
+      const uint64_t v = d_->slots[size_t(hash[i]) & mask];
+      if (v != 0 && v >> 32 == hash[i] >> 32) __builtin_prefetch(d_->record(uint32_t(v) - 1));
     }
     for (size_t i = 0; i < m; ++i)
-      if (const uint32_t v = d_->slots[slot[i]]; v != 0) __builtin_prefetch(&d_->offsets[v - 1]);
-    for (size_t i = 0; i < m; ++i)
-      if (const uint32_t v = d_->slots[slot[i]]; v != 0) __builtin_prefetch(d_->arena.data() + d_->offsets[v - 1]);
-    for (size_t i = 0; i < m; ++i)
-      out[first + i] = key[i].empty() || key[i].size() > kMaxRawIdBytes ? 0 : find_from(key[i], slot[i]);
+      out[first + i] = key[i].empty() || key[i].size() > kMaxRawIdBytes ? 0 : find_hashed(key[i], hash[i]);
   }
-}
-
-void Catalogue::place(int64_t id) {
-  const std::string_view key(d_->arena.data() + d_->offsets[size_t(id)], d_->offsets[size_t(id) + 1] - d_->offsets[size_t(id)]);
-  const size_t mask = d_->slots.size() - 1;
-  size_t s = size_t(hash_bytes(key)) & mask;
-  while (d_->slots[s] != 0) s = (s + 1) & mask;
-  d_->slots[s] = uint32_t(id + 1);
 }
 
 void Catalogue::rehash(size_t n) {
   d_->slots.assign(n, 0);
   for (int64_t id = 1; id < item_count(); ++id)
-    if (d_->present[size_t(id)] & 1) place(id);
+    if (has_id(id)) d_->place(d_->pos[size_t(id)], hash_bytes(d_->key_at(d_->pos[size_t(id)])));
+}
+
+void Catalogue::reserve(int64_t items) {
+  d_->pos.reserve(size_t(items) + 1);
+  d_->retired.reserve(size_t(items) + 1);
+  d_->clicks.reserve(size_t(items) + 1);
+  size_t slots = d_->slots.size();
+  while (double(items) > 0.7 * double(slots)) slots *= 2;
+  if (slots != d_->slots.size()) rehash(slots);
 }
 
 void Catalogue::grow_to(int64_t count) {
-  d_->offsets.resize(size_t(count) + 1, d_->offsets.back());
-  d_->present.resize(size_t(count), 0);
+  d_->pos.resize(size_t(count), Data::kNone);
+  d_->retired.resize(size_t(count), 0);
   d_->clicks.resize(size_t(count), 0);
 }
 
@@ -257,17 +284,23 @@ void Catalogue::insert(int64_t id, std::string_view raw, ItemStatus status, int6
 
 // A checked, canonical, new raw id with a new id above the largest.
 void Catalogue::append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks) {
-  if (size_t(d_->items + 1) * 2 > d_->slots.size()) {
-    grow_to(id + 1);  // rehash walks the present rows only; the new one is placed below
-    rehash(d_->slots.size() * 2);
-  }
+  const size_t words = (5 + key.size() + 7) / 8;
+  if (d_->arena.size() + words >= size_t(Data::kNone))
+    throw InvalidArgument("catalogue: more than 32 GB of raw ids");
+  if (double(d_->items + 1) > 0.7 * double(d_->slots.size())) rehash(d_->slots.size() * 2);
   grow_to(id + 1);
-  d_->arena.insert(d_->arena.end(), key.begin(), key.end());
-  d_->offsets[size_t(id) + 1] = d_->arena.size();
-  d_->present[size_t(id)] = uint8_t(1 | (status == ItemStatus::retired ? 2 : 0));
+  const uint32_t p = uint32_t(d_->arena.size());
+  d_->arena.resize(d_->arena.size() + words, 0);
+  char* r = reinterpret_cast<char*>(d_->arena.data() + p);
+  const uint32_t id32 = uint32_t(id);
+  std::memcpy(r, &id32, 4);
+  r[4] = static_cast<char>(key.size() - 1);
+  std::memcpy(r + 5, key.data(), key.size());
+  d_->pos[size_t(id)] = p;
+  d_->retired[size_t(id)] = status == ItemStatus::retired;
   d_->clicks[size_t(id)] = clicks;
   ++d_->items;
-  place(id);
+  d_->place(p, hash_bytes(key));
 }
 
 int64_t Catalogue::add(std::string_view raw, ItemStatus status, int64_t clicks) {
@@ -282,19 +315,22 @@ uint64_t Catalogue::fingerprint(int64_t below) const {
   const char kind = d_->numeric ? 'n' : 's';
   h.update(&kind, 1);
   for (int64_t id = 1; id < end; ++id) {
-    if (!(d_->present[size_t(id)] & 1)) continue;
-    const uint64_t len = d_->offsets[size_t(id) + 1] - d_->offsets[size_t(id)];
-    const uint64_t head[2] = {uint64_t(id), len};
+    if (!has_id(id)) continue;
+    const std::string_view k = d_->key_at(d_->pos[size_t(id)]);
+    const uint64_t head[2] = {uint64_t(id), uint64_t(k.size())};
     h.update(head, sizeof head);
-    h.update(d_->arena.data() + d_->offsets[size_t(id)], len);
+    h.update(k.data(), k.size());
   }
   const uint64_t d = h.digest();
   return d == 0 ? 1 : d;
 }
 
 size_t Catalogue::overhead_bytes() const {
-  return d_->offsets.capacity() * sizeof(uint64_t) + d_->present.capacity() + d_->clicks.capacity() * sizeof(int64_t) +
-         d_->slots.capacity() * sizeof(uint32_t) + (d_->arena.capacity() - d_->arena.size());
+  size_t raw = 0;
+  for (int64_t id = 1; id < item_count(); ++id)
+    if (has_id(id)) raw += d_->key_at(d_->pos[size_t(id)]).size();
+  return d_->pos.capacity() * sizeof(uint32_t) + d_->retired.capacity() + d_->clicks.capacity() * sizeof(int64_t) +
+         d_->slots.capacity() * sizeof(uint64_t) + d_->arena.capacity() * sizeof(uint64_t) - raw;
 }
 
 namespace {
@@ -313,18 +349,11 @@ int64_t count_lines(const std::string& path) {
 }
 }  // namespace
 
-void Catalogue::reserve(int64_t items) {
-  d_->offsets.reserve(size_t(items) + 2);
-  d_->present.reserve(size_t(items) + 1);
-  d_->clicks.reserve(size_t(items) + 1);
-  size_t slots = d_->slots.size();
-  while (slots < size_t(items) * 2) slots *= 2;
-  if (slots != d_->slots.size()) rehash(slots);
-}
-
 Catalogue Catalogue::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("cannot open catalogue '" + path + "': " + std::strerror(errno));
+  std::error_code ec;
+  const auto file_bytes = std::filesystem::file_size(path, ec);
   std::string line;
   int64_t number = 0;
   int col_status = -1, col_clicks = -1;
@@ -363,7 +392,9 @@ Catalogue Catalogue::load(const std::string& path) {
       }
       c = Catalogue(f[1] == "raw_id:int64");
       c.d_->source = path;
-      c.reserve(count_lines(path));
+      const int64_t lines = count_lines(path);
+      c.reserve(lines);
+      if (!ec) c.d_->arena.reserve(size_t(file_bytes) / 8 + size_t(lines));  // a line is longer than its record
       header = true;
       continue;
     }
@@ -373,8 +404,8 @@ Catalogue Catalogue::load(const std::string& path) {
                         " (a raw id cannot hold a comma)");
     auto integer = [&](std::string_view s, const char* field) {
       int64_t v = -1;
-      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 0)
+      const auto [end, err] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (s.empty() || err != std::errc() || end != s.data() + s.size() || v < 0)
         throw FormatError(where() + "field " + field + ": '" + std::string(s.substr(0, 100)) + "' is not a non-negative integer");
       return v;
     };
@@ -392,20 +423,26 @@ Catalogue Catalogue::load(const std::string& path) {
         throw FormatError(where() + "field status: '" + std::string(s.substr(0, 100)) + "' is neither active nor retired");
     }
     const int64_t clicks = col_clicks >= 0 ? integer(f[size_t(col_clicks)], "clicks") : 0;
-    std::string key;
-    try {
-      key = c.canonical(f[1], where() + "field raw_id: ");
-    } catch (const InvalidArgument& e) {
-      throw FormatError(e.what());
+    std::string canon;
+    std::string_view key = f[1];
+    if (const std::string problem = raw_id_problem(key); !problem.empty())
+      throw FormatError(where() + "field raw_id: raw id '" + std::string(key.substr(0, 300)) + "' " + problem);
+    if (c.d_->numeric) {
+      try {
+        canon = c.canonical(key, where() + "field raw_id: ");
+      } catch (const InvalidArgument& e) {
+        throw FormatError(e.what());
+      }
+      key = canon;
     }
     if (const int64_t old = c.find(key); old != 0)
-      throw FormatError(where() + "field raw_id: '" + key + "' appears twice (items " + std::to_string(old) + " and " +
-                        std::to_string(id) + ")");
+      throw FormatError(where() + "field raw_id: '" + std::string(key) + "' appears twice (items " + std::to_string(old) +
+                        " and " + std::to_string(id) + ")");
     c.append(id, key, st, clicks);
   }
   if (in.bad()) throw IoError("cannot read catalogue '" + path + "'");
   if (!header) throw FormatError(path + ": empty: a catalogue needs the header 'id,raw_id,status,clicks'");
-  c.d_->arena.shrink_to_fit();
+  if (c.d_->arena.capacity() > c.d_->arena.size() + c.d_->arena.size() / 8) c.d_->arena.shrink_to_fit();
   return c;
 }
 
@@ -414,11 +451,11 @@ void Catalogue::save(const std::string& path) const {
     o << (d_->numeric ? "id,raw_id:int64,status,clicks\n" : "id,raw_id,status,clicks\n");
     std::string line;
     for (int64_t id = 1; id < item_count(); ++id) {
-      if (!(d_->present[size_t(id)] & 1)) continue;
+      if (!has_id(id)) continue;
       line = std::to_string(id);
       line += ',';
       line += detail::csv_field(std::string(to_raw(id)));
-      line += (d_->present[size_t(id)] & 2) ? ",retired," : ",active,";
+      line += d_->retired[size_t(id)] ? ",retired," : ",active,";
       line += std::to_string(d_->clicks[size_t(id)]);
       line += '\n';
       o << line;
