@@ -204,35 +204,10 @@ def save_weights(path: PathLike, weights: Union[Weights, Mapping[str, npt.ArrayL
 
 def load_catalogue(path: PathLike) -> Catalogue:
     """Reads a catalogue file (``catalogue.csv``: ``id,raw_id,status,clicks``, written by
-    :func:`prepare` and copied beside the weights by :func:`train`). ``Catalogue.to_dense(raw)``
-    (0 if unknown) and ``Catalogue.to_raw(id)`` translate one id; :func:`to_dense` and
-    :func:`to_raw` below translate lists; ``len(c)``, ``raw in c``."""
+    :func:`prepare` and copied beside the weights by :func:`train`). ``Catalogue.to_dense`` takes
+    a raw id (0 if unknown) or a list of them (an int64 array); ``Catalogue.to_raw`` a dense id
+    or an array/list of them; ``len(c)``, ``raw in c``, ``c.status(id)``, ``c.item_count``."""
     return Catalogue.load(_path(path))
-
-
-def _catalogue_to_dense(self: Catalogue, raw_ids: Union[str, int, Sequence[Union[str, int]]]) -> Any:
-    """The dense id of a raw id (0 if unknown), or an int64 array of them for a sequence.
-    Integers are read as their decimal text."""
-    if isinstance(raw_ids, (str, int, np.integer)):
-        return self._to_dense_one(str(raw_ids))
-    return self._to_dense_list([str(r) for r in raw_ids])
-
-
-def _catalogue_to_raw(self: Catalogue, ids: Union[int, npt.ArrayLike]) -> Any:
-    """The raw id of a dense id, or a list of them for an array (InvalidArgument for an id
-    without a row)."""
-    if isinstance(ids, (int, np.integer)):
-        return self._to_raw_one(int(ids))
-    return self._to_raw_list(_ints(ids, "ids", 1))
-
-
-Catalogue._to_dense_one = Catalogue.to_dense  # type: ignore[attr-defined]
-Catalogue._to_raw_one = Catalogue.to_raw  # type: ignore[attr-defined]
-Catalogue.to_dense = _catalogue_to_dense  # type: ignore[method-assign,assignment]
-Catalogue.to_raw = _catalogue_to_raw  # type: ignore[method-assign,assignment]
-Catalogue.__repr__ = lambda self: (  # type: ignore[method-assign,assignment]
-    f"Catalogue({len(self)} items, {self.active_count} active, item_count={self.item_count}"
-    f"{', numeric' if self.numeric else ''}{', from ' + repr(self.source) if self.source else ''})")
 
 
 def _raw_lists(histories: Any, name: str) -> List[List[str]]:

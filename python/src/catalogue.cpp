@@ -37,18 +37,32 @@ void bind_catalogue(nb::module_& m) {
            "Adds an item with the next dense id and returns it.")
       .def("to_dense", [](const Catalogue& c, const std::string& raw) { return c.to_dense(raw); }, nb::arg("raw_id"),
            "The dense id of a raw id, 0 if unknown.")
-      .def("_to_dense_list", [](const Catalogue& c, const std::vector<std::string>& raws) {
+      .def("to_dense", [](const Catalogue& c, int64_t raw) { return c.to_dense(std::to_string(raw)); }, nb::arg("raw_id"),
+           "The dense id of a raw id given as an integer (its decimal text), 0 if unknown.")
+      .def("to_dense", [](const Catalogue& c, const std::vector<std::string>& raws) {
+        std::vector<std::string_view> views(raws.begin(), raws.end());
         std::vector<int64_t> ids(raws.size());
-        for (size_t i = 0; i < raws.size(); ++i) ids[i] = c.to_dense(raws[i]);
+        c.to_dense(views.data(), views.size(), ids.data());
         return to_numpy(std::move(ids), {raws.size()});
-      })
+      }, nb::arg("raw_ids"), "The dense ids of a list of raw ids (int64 array, 0 for unknown ones).")
       .def("to_raw", [](const Catalogue& c, int64_t id) { return std::string(c.to_raw(id)); }, nb::arg("id"),
            "The raw id of a dense id (InvalidArgument if it has no row).")
-      .def("_to_raw_list", [](const Catalogue& c, const In<int64_t>& ids) {
+      .def("to_raw", [](const Catalogue& c, const In<int64_t>& ids) {
         std::vector<std::string> out;
         out.reserve(ids.size());
         for (size_t i = 0; i < ids.size(); ++i) out.emplace_back(c.to_raw(ids.data()[i]));
         return out;
+      }, nb::arg("ids"), "The raw ids of an int64 array of dense ids.")
+      .def("to_raw", [](const Catalogue& c, const std::vector<int64_t>& ids) {
+        std::vector<std::string> out;
+        out.reserve(ids.size());
+        for (const int64_t id : ids) out.emplace_back(c.to_raw(id));
+        return out;
+      }, nb::arg("ids"), "The raw ids of a list of dense ids.")
+      .def("__repr__", [](const Catalogue& c) {
+        return "Catalogue(" + std::to_string(c.size()) + " items, " + std::to_string(c.active_count()) +
+               " active, item_count=" + std::to_string(c.item_count()) + (c.numeric() ? ", numeric" : "") +
+               (c.source().empty() ? "" : ", from '" + c.source() + "'") + ")";
       })
       .def("status", [](const Catalogue& c, int64_t id) { return std::string(c.status(id) == ItemStatus::active ? "active" : "retired"); },
            nb::arg("id"))
