@@ -10,7 +10,8 @@
 //     1,B00123XYZ,active,532
 //     2,0441172717,retired,0
 //
-//   - id: the dense id, 1..N-1, each once (gaps allowed: an id without a row is no item).
+//   - id: the dense id, 1..N-1, increasing, each once (gaps allowed: an id without a row is no
+//     item; the largest id at most 2 x rows + 1,048,576, as every id up to it costs memory).
 //   - raw_id: 1-256 bytes of UTF-8, each raw id once; no comma (the CLI separates ids with
 //     commas), no control character (newline, tab, ...). Written quoted (RFC 4180) when it
 //     holds a quote or begins or ends with a space. A header `raw_id:int64` makes the raw

@@ -272,7 +272,17 @@ void Catalogue::grow_to(int64_t count) {
   d_->clicks.resize(size_t(count), 0);
 }
 
+namespace {
+// Ids may leave gaps (rows removed by hand), but every id up to the largest costs memory: the
+// largest may exceed the rows so far by at most this much.
+int64_t largest_allowed(int64_t items) { return 2 * items + (int64_t(1) << 20); }
+}  // namespace
+
 void Catalogue::insert(int64_t id, std::string_view raw, ItemStatus status, int64_t clicks) {
+  if (id >= 1 && id >= item_count() && id > largest_allowed(d_->items))
+    throw InvalidArgument("catalogue: item id " + std::to_string(id) + " would leave a gap of " +
+                          std::to_string(id - item_count()) + " ids after " + std::to_string(d_->items) +
+                          " items (at most 2 x items + 1,048,576: dense ids are nearly contiguous)");
   if (id < item_count() || id >= int64_t(UINT32_MAX) - 1)
     throw InvalidArgument("catalogue: item id " + std::to_string(id) + (id < item_count() ? " is already used or below the largest id " + std::to_string(item_count() - 1) + " (ids only grow)" : " is too large"));
   MINDREC_EXPECTS(clicks >= 0, "catalogue: clicks must be >= 0");
@@ -414,7 +424,10 @@ Catalogue Catalogue::load(const std::string& path) {
     if (id < c.item_count())
       throw FormatError(where() + "field id: " + std::to_string(id) +
                         (c.has_id(id) ? " appears twice (a duplicate dense id)" : " is out of order (ids must increase)"));
-    if (id >= int64_t(UINT32_MAX) - 1) throw FormatError(where() + "field id: " + std::to_string(id) + " is too large");
+    if (id > largest_allowed(c.d_->items))
+      throw FormatError(where() + "field id: " + std::to_string(id) + " would leave a gap of " +
+                        std::to_string(id - c.item_count()) + " ids after " + std::to_string(c.d_->items) +
+                        " items (at most 2 x items + 1,048,576: dense ids are nearly contiguous)");
     ItemStatus st = ItemStatus::active;
     if (col_status >= 0) {
       const std::string_view s = f[size_t(col_status)];

@@ -27,6 +27,8 @@ std::vector<std::string> split_csv_fields(const std::string& line, const std::st
     std::string field;
     if (i < line.size() && line[i] == '"') {
       for (++i;; ++i) {
+        if (i >= line.size())  // a quote inside an unquoted field can pair up with this one
+          throw FormatError(where + "a quoted field is not closed on its line: '" + line + "'");
         if (line[i] == '"') {
           if (i + 1 < line.size() && line[i + 1] == '"') field += '"', ++i;
           else break;

@@ -168,6 +168,8 @@ TEST_CASE("prepare: ISO-8601 times - RFC 4180 quoting - --columns by number or h
   CHECK(error("u,i,r,1\n").find("--columns user=1,item=2,time=4") != std::string::npos);
   CHECK(error("u,i,1\nu,i,2024-13-01\n").find("e.csv:2: timestamp '2024-13-01' is neither a number") != std::string::npos);
   CHECK(error("u,i,1\nu,\"i,2\n").find("e.csv:2: a quoted field is not closed") != std::string::npos);
+  // a quote inside an unquoted field pairs up with an opening one (found by fuzz_catalogue)
+  CHECK(error("u,i,1\nu\"x,\"q \"\"y,3\n").find("e.csv:2: a quoted field is not closed") != std::string::npos);
   CHECK(error("u,i,1\n", "user=1,item=2").find("'time=' is missing") != std::string::npos);
   CHECK(error("a,b,c\nu,i,1\n", "user=a,item=x,time=c").find("e.csv:1: --columns item=x: no such field") != std::string::npos);
   CHECK(error("u,i,1\n", "user=1,item=2,time=9").find("e.csv:1: has 3 fields, --columns needs 9") != std::string::npos);
