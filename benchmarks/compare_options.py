@@ -14,12 +14,15 @@ one that wins on every data set."""
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import mindrec
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from dev_logs import development_logs  # noqa: E402
 OPTIONS = {
     "default": "",
     "pow2": "  pow_p: 2.0\n",
@@ -39,12 +42,7 @@ def main() -> None:
     ap.add_argument("--options", default="default,pow2,pow3,hard_readout,behaviors")
     ap.add_argument("--out", default="output/compare-options")
     args = ap.parse_args()
-    data = dict(d.split("=", 1) for d in args.data)
-    if not data:
-        data["amazon-beauty"] = str(ROOT / "data" / "amazon-beauty" / "clicks.csv")
-        yelp = ROOT.parent / "shared" / "data" / "yelp" / "clicks.csv"
-        if yelp.exists():
-            data["yelp"] = str(yelp)
+    data = development_logs(ROOT, args.data)
     seeds = [int(s) for s in args.seeds.split(",")]
     options = args.options.split(",")
     out = Path(args.out)

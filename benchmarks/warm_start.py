@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from dev_logs import development_logs  # noqa: E402
 
 
 def run(cmd, log):
@@ -126,12 +128,7 @@ def main():
     ap.add_argument("--seed", type=int, default=2021)
     ap.add_argument("--out", default=str(ROOT / "output" / "warm-start"))
     args = ap.parse_args()
-    data = dict(d.split("=", 1) for d in args.data)
-    if not data:
-        data["amazon-beauty"] = str(ROOT / "data" / "amazon-beauty" / "clicks.csv")
-        yelp = ROOT.parent / "shared" / "data" / "yelp" / "clicks.csv"
-        if yelp.exists():
-            data["yelp"] = str(yelp)
+    data = development_logs(ROOT, args.data)
     M = args.mindrec
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -86,29 +86,6 @@ void bind_catalogue(nb::module_& m) {
     DenseHistories d = to_dense_histories(c, h, item_count);
     return std::make_tuple(std::move(d.dense), std::move(d.unknown));
   });
-
-  m.def("_recall_raw", [](const MindModel& model, const VectorStore& store, const Catalogue& c,
-                          const std::vector<std::vector<std::string>>& histories, int topn, bool exclude_history,
-                          int rerank, int threads) {
-    RecallOptions o;
-    o.topn = topn;
-    o.exclude_history = exclude_history;
-    o.rerank = rerank;
-    o.threads = threads;
-    RawRecallResult r;
-    {
-      nb::gil_scoped_release unlocked;
-      r = recall_raw_histories(model, store, c, histories, o);
-    }
-    std::vector<nb::object> scores;
-    for (auto& s : r.scores) {
-      const size_t n = s.size();
-      scores.push_back(nb::cast(to_numpy(std::move(s), {n})));
-    }
-    const size_t B = size_t(r.users);
-    return std::make_tuple(std::move(r.ids), std::move(scores), to_numpy(std::move(r.fallback), {B}), std::move(r.unknown));
-  });
-
 }
 
 }  // namespace mindrec::py

@@ -170,6 +170,23 @@ void bind_store(nb::module_& m) {
                            to_numpy(std::move(r.fallback), {B}));
   }, nb::arg("model"), nb::arg("store"), nb::arg("histories"), nb::arg("topn"), nb::arg("exclude_history"),
      nb::arg("rerank"), nb::arg("threads"));
+  m.def("_recall_raw", [](const MindModel& model, const VectorStore& store, const Catalogue& c,
+                          const std::vector<std::vector<std::string>>& histories, int topn, bool exclude_history,
+                          int rerank, int threads) {
+    RawRecallResult r;
+    {
+      nb::gil_scoped_release unlocked;
+      r = recall_raw_histories(model, store, c, histories, recall_options(topn, exclude_history, rerank, threads));
+    }
+    std::vector<nb::object> scores;
+    for (auto& s : r.scores) {
+      const size_t n = s.size();
+      scores.push_back(nb::cast(to_numpy(std::move(s), {n})));
+    }
+    const size_t B = size_t(r.users);
+    return std::make_tuple(std::move(r.ids), std::move(scores), to_numpy(std::move(r.fallback), {B}), std::move(r.unknown));
+  }, nb::arg("model"), nb::arg("store"), nb::arg("catalogue"), nb::arg("histories"), nb::arg("topn"),
+     nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"));
 }
 
 }  // namespace mindrec::py

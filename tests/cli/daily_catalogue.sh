@@ -6,14 +6,8 @@
 # line by line), and the reloaded server answers only active items of day 2's catalogue.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-block=$(awk '/^## A catalogue that changes daily/{f=1} f&&/^```sh/{g=1;next} g&&/^```/{exit} g' README.md)
-[ -n "$block" ] || { echo "README: no 'A catalogue that changes daily' block"; exit 1; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-block=${block//daily/daily-ci}
-block=${block//8000/$port}
-rm -rf daily-ci
-trap 'rm -rf daily-ci' EXIT
-out=$(bash -c "set -e; $block" 2>&1) || { echo "$out"; echo "README block failed"; exit 1; }
+. tests/cli/readme_block.sh
+readme_block "A catalogue that changes daily" daily
 echo "$out" | tail -6
 before=$(echo "$out" | grep '^{"fallback"' | sed -n 1p)
 after=$(echo "$out" | grep '^{"fallback"' | sed -n 2p)
