@@ -406,8 +406,9 @@ int run_recall(const RecallArgs& a) {
                                 std::to_string(items.size()) + ": ";
       if (tok.empty() || *end != '\0')
         throw mindrec::InvalidArgument(where + "'" + tok + "' is not an item id" +
-                                       (catalogue ? "" : " (raw ids need the weights' catalogue: none beside " + a.weights +
-                                                             "; pass --catalogue FILE)"));
+                                       (a.dense_ids ? std::string(" (--dense-ids takes dense ids; without it, raw ids)")
+                                                    : " (raw ids need the weights' catalogue: none beside " + a.weights +
+                                                          "; pass --catalogue FILE)"));
       if (id == 0) throw mindrec::InvalidArgument(where + "item id 0 is the padding id, not an item");
       if (id < 1 || id >= mc.item_count)
         throw mindrec::InvalidArgument(where + "item id " + tok + " is outside the model's [1, item_count=" +

@@ -449,6 +449,9 @@ def _id_lists_error(histories: Any, name: str) -> InvalidArgument:
         if np.isscalar(h) or not hasattr(h, "__len__"):
             return InvalidArgument(f"{name}[{b}]: expected a list of item ids, got {type(h).__name__} {h!r}")
         for pos, v in enumerate(h):
+            if isinstance(v, str):
+                return InvalidArgument(f"{name}[{b}][{pos}]: {v!r} is a raw item id: pass catalogue= (the "
+                                       f"weights' Catalogue, mindrec.load_catalogue) to use raw ids")
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 return InvalidArgument(f"{name}[{b}][{pos}]: expected an integer item id, got "
                                        f"{type(v).__name__} {v!r}")

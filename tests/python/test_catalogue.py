@@ -55,6 +55,8 @@ def test_recall_and_interests_in_raw_ids(day):
     assert got.ids[1] == got.ids[2] == cat.to_raw(want.ids[1])  # the popular items
     ids, scores = got  # still a pair
     assert ids is got.ids
+    with pytest.raises(mindrec.InvalidArgument, match=r"histories\[0\]\[0\]: '301' is a raw item id: pass catalogue="):
+        mindrec.recall_items(model, store, [["301"]])
     # interests from raw ids equal those of the dense ids; an unknown raw id is named
     a, ca = model.extract_interests([["301", "775", "279"]], catalogue=cat)
     b, cb = model.extract_interests([list(cat.to_dense(["301", "775", "279"]))])
