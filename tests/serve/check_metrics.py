@@ -22,7 +22,8 @@ def main(path):
             "mindrec_model_loaded_timestamp_seconds": "gauge", "mindrec_snapshot_generation": "gauge",
             "mindrec_reloads": "counter", "mindrec_recall_users": "counter", "mindrec_refused_ids": "counter",
             "mindrec_recall_batch_users": "histogram", "mindrec_model_evaluation": "gauge",
-            "mindrec_build_info": "gauge", "process_open_fds": "gauge"}
+            "mindrec_build_info": "gauge", "process_open_fds": "gauge",
+            "mindrec_recall_unknown_raw_ids": "counter"}
     for name, kind in need.items():
         assert name in families, f"missing family {name}"
         assert families[name].type == kind, f"{name} is {families[name].type}, expected {kind}"

@@ -1260,6 +1260,7 @@ TEST_CASE("serve: raw ids with the model's catalogue - unknown ids listed - reti
   CHECK(j["unknown"] == json::parse(R"([["nope"], ["nope", "SKU-999"], []])"));
   CHECK(j["fallback"] == json::parse(R"([null, "popularity", "popularity"])"));
   for (const auto& id : j["ids"][0]) CHECK((id != raw_of(full_top[0]) && id != raw_of(full_top[1])));
+  CHECK(svc.handle("GET", "/metrics", "").body.find("\nmindrec_recall_unknown_raw_ids_total 3\n") != std::string::npos);
 
   // /rec/items by raw id: a new raw id gets the next dense id (300) and is recalled at once;
   // it is no model row, so in a history it is unknown.

@@ -125,8 +125,9 @@ Reply RecService::recall_raw(const RecommenderSnapshot& snap, const std::vector<
     return recall_raw_histories(*snap.model, *snap.store, *snap.catalogue, hists, o);
   });
   json out_ids = json::array(), out_scores = json::array(), out_fallback = json::array(), out_unknown = json::array();
-  int64_t fallback = 0, short_lists = 0, empty_lists = 0;
+  int64_t fallback = 0, short_lists = 0, empty_lists = 0, unknown = 0;
   for (int64_t b = 0; b < r.users; ++b) {
+    unknown += int64_t(r.unknown[size_t(b)].size());
     fallback += r.fallback[size_t(b)] != 0;
     short_lists += int64_t(r.ids[size_t(b)].size()) < o.topn;
     empty_lists += r.ids[size_t(b)].empty();
@@ -136,6 +137,7 @@ Reply RecService::recall_raw(const RecommenderSnapshot& snap, const std::vector<
     out_fallback.push_back(r.fallback[size_t(b)] ? json("popularity") : json(nullptr));
   }
   metrics_->recalled(r.users, fallback, short_lists, empty_lists);
+  metrics_->unknown_raw_ids(unknown);
   // unknown[u]: the raw ids of user u's history the catalogue does not know (skipped);
   // fallback[u]: "popularity" when none was known: the popular items (scores 0), else null.
   return ok({{"top_k", o.topn}, {"ids", std::move(out_ids)}, {"scores", std::move(out_scores)},

@@ -64,6 +64,11 @@ void Metrics::refused(const char* reason) {
   ++(std::string(reason) == "padding" ? refused_padding_ : refused_range_);
 }
 
+void Metrics::unknown_raw_ids(int64_t n) {
+  std::lock_guard<std::mutex> lock(m_);
+  unknown_raw_ids_ += uint64_t(n);
+}
+
 namespace {
 // The process's own numbers, from /proc (Linux; absent elsewhere): resident memory, CPU time,
 // open file descriptors.
@@ -166,6 +171,9 @@ std::string Metrics::render(const RecommenderSnapshot* snap, uint64_t generation
   head("mindrec_refused_ids_total", "counter", "History ids refused (400), by reason: padding (id 0) or out_of_range.");
   o += "mindrec_refused_ids_total{reason=\"padding\"} " + std::to_string(refused_padding_) + "\n";
   o += "mindrec_refused_ids_total{reason=\"out_of_range\"} " + std::to_string(refused_range_) + "\n";
+  head("mindrec_recall_unknown_raw_ids_total", "counter",
+       "Raw ids in \"ids\": \"raw\" histories the served catalogue does not know (skipped; a rising rate: the catalogue lags the shop's).");
+  o += "mindrec_recall_unknown_raw_ids_total " + std::to_string(unknown_raw_ids_) + "\n";
   head("mindrec_recall_batch_users", "histogram", "Users per /rec/recall request.");
   for (int b = 0; b < 11; ++b)
     o += "mindrec_recall_batch_users_bucket{le=\"" + std::to_string(1 << b) + "\"} " + std::to_string(batch_buckets_[b]) + "\n";

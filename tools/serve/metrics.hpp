@@ -24,6 +24,8 @@ class Metrics {
   void recalled(int64_t users, int64_t fallback, int64_t short_lists, int64_t empty_lists);
   /// A history id refused: reason "padding" (id 0) or "out_of_range".
   void refused(const char* reason);
+  /// Raw ids of "ids": "raw" histories that the served catalogue does not know (skipped).
+  void unknown_raw_ids(int64_t n);
   /// The exposition text. `snap` is null while the first model loads; `store_size` is -1
   /// when the store could not say (unreachable).
   std::string render(const RecommenderSnapshot* snap, uint64_t generation, int64_t store_size, bool ready) const;
@@ -39,7 +41,7 @@ class Metrics {
   std::map<std::string, Endpoint> endpoints_;
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   uint64_t recall_users_ = 0, fallback_users_ = 0, short_lists_ = 0, empty_lists_ = 0;
-  uint64_t refused_padding_ = 0, refused_range_ = 0;
+  uint64_t refused_padding_ = 0, refused_range_ = 0, unknown_raw_ids_ = 0;
   uint64_t batch_buckets_[11] = {};  // users per request: <= 1, 2, 4, ..., 1024
   uint64_t batches_ = 0, batch_users_sum_ = 0;
 };
