@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <set>
+#include <string>
 #include <vector>
 
 int main(int argc, char** argv) {
@@ -59,6 +60,17 @@ int main(int argc, char** argv) {
       std::printf("consumer: MISMATCH against brute force\n");
       return 1;
     }
+    // Raw item ids through a catalogue (every item "SKU-<id>"): the same answer, in raw ids.
+    mindrec::Catalogue cat;
+    for (int64_t i = 1; i < c.item_count; ++i) cat.add("SKU-" + std::to_string(i));
+    const mindrec::RawRecallResult raw =
+        mindrec::recall_raw_histories(model, *store, cat, {{"SKU-43", "SKU-23", "SKU-65", "SKU-7", "SKU-512", "NEW"}}, opt);
+    if (raw.ids[0].size() != size_t(N) || raw.unknown[0] != std::vector<std::string>{"NEW"}) return 1;
+    for (int j = 0; j < N; ++j)
+      if (raw.ids[0][size_t(j)] != "SKU-" + std::to_string(want[size_t(j)])) {
+        std::printf("consumer: raw-id MISMATCH at %d\n", j);
+        return 1;
+      }
     // A mindrec error is a typed exception the host can catch.
     try {
       mindrec::load_weights("/nonexistent.safetensors");
