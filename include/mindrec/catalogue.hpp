@@ -114,7 +114,7 @@ class MINDREC_API Catalogue {
 
   int64_t find(std::string_view key) const;
   int64_t find_hashed(std::string_view key, uint64_t hash) const;
-  void append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks);
+  void append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks, uint64_t hash);
   void grow_to(int64_t item_count);
   void rehash(size_t slots);
   void check_id(int64_t id, const char* who) const;

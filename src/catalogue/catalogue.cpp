@@ -289,11 +289,11 @@ void Catalogue::insert(int64_t id, std::string_view raw, ItemStatus status, int6
   const std::string key = canonical(raw);
   if (const int64_t old = find(key); old != 0)
     throw InvalidArgument("catalogue: raw id '" + key + "' is already item " + std::to_string(old));
-  append(id, key, status, clicks);
+  append(id, key, status, clicks, hash_bytes(key));
 }
 
 // A checked, canonical, new raw id with a new id above the largest.
-void Catalogue::append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks) {
+void Catalogue::append(int64_t id, std::string_view key, ItemStatus status, int64_t clicks, uint64_t hash) {
   const size_t words = (5 + key.size() + 7) / 8;
   if (d_->arena.size() + words >= size_t(Data::kNone))
     throw InvalidArgument("catalogue: more than 32 GB of raw ids");
@@ -310,7 +310,7 @@ void Catalogue::append(int64_t id, std::string_view key, ItemStatus status, int6
   d_->retired[size_t(id)] = status == ItemStatus::retired;
   d_->clicks[size_t(id)] = clicks;
   ++d_->items;
-  d_->place(p, hash_bytes(key));
+  d_->place(p, hash);
 }
 
 int64_t Catalogue::add(std::string_view raw, ItemStatus status, int64_t clicks) {
@@ -371,6 +371,36 @@ Catalogue Catalogue::load(const std::string& path) {
   Catalogue c;
   std::vector<std::string> quoted;       // fields of a line with quotes (RFC 4180)
   std::vector<std::string_view> f;       // the line's fields
+  int64_t last_id = 0, rows = 0;
+  // Rows are parsed and checked line by line, then entered in batches: the slots a batch's raw
+  // ids hash to are prefetched together, so their cache misses overlap.
+  struct Pending {
+    int64_t id = 0, clicks = 0, line = 0;
+    ItemStatus status = ItemStatus::active;
+    std::string key;
+    uint64_t hash = 0;
+  };
+  constexpr size_t kBatch = 64;
+  std::vector<Pending> pending(kBatch);
+  size_t npending = 0;
+  auto seen_id = [&](int64_t id) {
+    if (c.has_id(id)) return true;
+    for (size_t i = 0; i < npending; ++i)
+      if (pending[i].id == id) return true;
+    return false;
+  };
+  auto flush = [&] {
+    const size_t mask = c.d_->slots.size() - 1;
+    for (size_t i = 0; i < npending; ++i) __builtin_prefetch(&c.d_->slots[size_t(pending[i].hash) & mask]);
+    for (size_t i = 0; i < npending; ++i) {
+      const Pending& p = pending[i];
+      if (const int64_t old = c.find_hashed(p.key, p.hash); old != 0)
+        throw FormatError(path + ":" + std::to_string(p.line) + ": field raw_id: '" + p.key + "' appears twice (items " +
+                          std::to_string(old) + " and " + std::to_string(p.id) + ")");
+      c.append(p.id, p.key, p.status, p.clicks, p.hash);
+    }
+    npending = 0;
+  };
   while (std::getline(in, line)) {
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -421,12 +451,12 @@ Catalogue Catalogue::load(const std::string& path) {
     };
     const int64_t id = integer(f[0], "id");
     if (id < 1) throw FormatError(where() + "field id: 0 is the padding id, not an item");
-    if (id < c.item_count())
+    if (id <= last_id)
       throw FormatError(where() + "field id: " + std::to_string(id) +
-                        (c.has_id(id) ? " appears twice (a duplicate dense id)" : " is out of order (ids must increase)"));
-    if (id > largest_allowed(c.d_->items))
+                        (id == last_id || seen_id(id) ? " appears twice (a duplicate dense id)" : " is out of order (ids must increase)"));
+    if (id > largest_allowed(rows))
       throw FormatError(where() + "field id: " + std::to_string(id) + " would leave a gap of " +
-                        std::to_string(id - c.item_count()) + " ids after " + std::to_string(c.d_->items) +
+                        std::to_string(id - last_id - 1) + " ids after " + std::to_string(rows) +
                         " items (at most 2 x items + 1,048,576: dense ids are nearly contiguous)");
     ItemStatus st = ItemStatus::active;
     if (col_status >= 0) {
@@ -436,23 +466,25 @@ Catalogue Catalogue::load(const std::string& path) {
         throw FormatError(where() + "field status: '" + std::string(s.substr(0, 100)) + "' is neither active nor retired");
     }
     const int64_t clicks = col_clicks >= 0 ? integer(f[size_t(col_clicks)], "clicks") : 0;
-    std::string canon;
+    Pending& p = pending[npending++];
     std::string_view key = f[1];
     if (const std::string problem = raw_id_problem(key); !problem.empty())
       throw FormatError(where() + "field raw_id: raw id '" + std::string(key.substr(0, 300)) + "' " + problem);
     if (c.d_->numeric) {
       try {
-        canon = c.canonical(key, where() + "field raw_id: ");
+        p.key = c.canonical(key, where() + "field raw_id: ");
       } catch (const InvalidArgument& e) {
         throw FormatError(e.what());
       }
-      key = canon;
+    } else {
+      p.key.assign(key.data(), key.size());
     }
-    if (const int64_t old = c.find(key); old != 0)
-      throw FormatError(where() + "field raw_id: '" + std::string(key) + "' appears twice (items " + std::to_string(old) +
-                        " and " + std::to_string(id) + ")");
-    c.append(id, key, st, clicks);
+    p.id = id, p.status = st, p.clicks = clicks, p.line = number, p.hash = hash_bytes(p.key);
+    last_id = id;
+    ++rows;
+    if (npending == kBatch) flush();
   }
+  flush();
   if (in.bad()) throw IoError("cannot read catalogue '" + path + "'");
   if (!header) throw FormatError(path + ": empty: a catalogue needs the header 'id,raw_id,status,clicks'");
   if (c.d_->arena.capacity() > c.d_->arena.size() + c.d_->arena.size() / 8) c.d_->arena.shrink_to_fit();
