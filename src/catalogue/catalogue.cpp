@@ -242,10 +242,15 @@ void Catalogue::to_dense(const std::string_view* raws, size_t n, int64_t* out) c
       hash[i] = hash_bytes(key[i]);
       __builtin_prefetch(&d_->slots[size_t(hash[i]) & mask]);
     }
-    for (size_t i = 0; i < m; ++i) {
-      const uint64_t v = d_->slots[size_t(hash[i]) & mask];
-      if (v != 0 && v >> 32 == hash[i] >> 32) __builtin_prefetch(d_->record(uint32_t(v) - 1));
-    }
+    for (size_t i = 0; i < m; ++i)  // the first slot of the probe whose tag matches (linear probing at
+      for (size_t s = size_t(hash[i]) & mask, t = 0; t < 8; ++t, s = (s + 1) & mask) {  // load 0.7: often not the first)
+        const uint64_t v = d_->slots[s];
+        if (v == 0) break;
+        if (v >> 32 == hash[i] >> 32) {
+          __builtin_prefetch(d_->record(uint32_t(v) - 1));
+          break;
+        }
+      }
     for (size_t i = 0; i < m; ++i)
       out[first + i] = key[i].empty() || key[i].size() > kMaxRawIdBytes ? 0 : find_hashed(key[i], hash[i]);
   }
