@@ -221,7 +221,8 @@ int64_t Catalogue::to_dense(std::string_view raw) const {
 
 void Catalogue::to_dense(const std::string_view* raws, size_t n, int64_t* out) const {
   // In groups, with the cache misses of each stage issued for the whole group before any is
-  // waited on: the slots, then the records their tags point to; then the exact probes.
+  // waited on: the slots, then the records their tags point to; then the exact probes (which
+  // then read only cached lines).
   constexpr size_t G = 32;
   const size_t mask = d_->slots.size() - 1;
   std::string canon[G];
@@ -242,8 +243,10 @@ void Catalogue::to_dense(const std::string_view* raws, size_t n, int64_t* out) c
       hash[i] = hash_bytes(key[i]);
       __builtin_prefetch(&d_->slots[size_t(hash[i]) & mask]);
     }
-    for (size_t i = 0; i < m; ++i)  // the first slot of the probe whose tag matches (linear probing at
-      for (size_t s = size_t(hash[i]) & mask, t = 0; t < 8; ++t, s = (s + 1) & mask) {  // load 0.7: often not the first)
+    // The record of the first slot along each probe whose tag matches: at load 0.7 a key is
+    // often not in its first slot, and its record would then be a miss of its own.
+    for (size_t i = 0; i < m; ++i)
+      for (size_t s = size_t(hash[i]) & mask, t = 0; t < 8; ++t, s = (s + 1) & mask) {
         const uint64_t v = d_->slots[s];
         if (v == 0) break;
         if (v >> 32 == hash[i] >> 32) {
