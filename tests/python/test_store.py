@@ -200,7 +200,8 @@ def test_recall_rules_agree_with_the_cli_and_the_server(tmp_path, small_paths, c
                                                            "--store", "flat", "--hist", "5,0", expect_fail=True)
     with pytest.raises(mindrec.InvalidArgument, match=r"histories\[1\]\[2\]: expected an integer item id, got float 4.5"):
         mindrec.recall_items(model, store, [[5], [7, 8, 4.5]])
-    with pytest.raises(mindrec.InvalidArgument, match=r"hist\[0\]\[0\]: expected an integer item id, got str '43'"):
+    # a string where an id is expected: a raw id, which needs the weights' catalogue
+    with pytest.raises(mindrec.InvalidArgument, match=r"hist\[0\]\[0\]: '43' is a raw item id: pass catalogue="):
         model.extract_interests([["43"]])
     with pytest.raises(mindrec.InvalidArgument, match="has no clicks"):
         model.extract_interests([[5], []])
