@@ -1329,3 +1329,35 @@ TEST_CASE("serve: raw ids with the model's catalogue - unknown ids listed - reti
   check_error(plain.handle("POST", "/rec/recall", R"({"ids": "raw", "hist_item": [["a"]]})"), 400, "ids",
               "raw ids need the model's catalogue");
 }
+
+TEST_CASE("serve: raw recalls and raw item writes at once never wait on each other forever (one compute slot)") {
+  // A write used to take the catalogue's lock and then wait for a compute slot, while a raw
+  // recall holds a slot and waits for the lock: with one slot, a deadlock.
+  const MindWeights w = small_weights();
+  auto model = std::make_shared<const MindModel>(w);
+  auto snap = std::const_pointer_cast<RecommenderSnapshot>(make_snapshot(model, build_item_store(*model, "flat")));
+  auto cat = std::make_shared<Catalogue>();
+  for (int64_t id = 1; id < 300; ++id) cat->add(raw_of(id));
+  snap->catalogue = cat;
+  serve::ServiceOptions o;
+  o.compute_slots = 1;
+  serve::RecService svc(snap, o);
+  std::vector<float> v(8, 0.5f);
+  auto writer = std::async(std::launch::async, [&] {
+    int ok = 0;
+    for (int i = 0; i < 300; ++i)
+      ok += svc.handle("POST", "/rec/items", json{{"raw_ids", {"W-" + std::to_string(i % 7)}}, {"vectors", {v}}}.dump()).status == 200;
+    return ok;
+  });
+  auto reader = std::async(std::launch::async, [&] {
+    int ok = 0;
+    for (int i = 0; i < 300; ++i)
+      ok += svc.handle("POST", "/rec/recall", R"({"ids": "raw", "top_k": 5, "hist_item": [["SKU-43", "SKU-23"]]})").status == 200;
+    return ok;
+  });
+  REQUIRE(writer.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  REQUIRE(reader.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  CHECK(writer.get() == 300);
+  CHECK(reader.get() == 300);
+  CHECK(svc.snapshot()->catalogue->size() == 299 + 7);
+}

@@ -225,14 +225,17 @@ Reply RecService::put_items(std::string_view body) {
   // enters the served catalogue once its vector is in the store (a failed upsert adds nothing).
   Catalogue& cat = *snap->catalogue;
   int64_t replaced = 0, entered = 0;
-  {
+  // The compute slot first, then the catalogue's lock (the order raw recalls take them in:
+  // holding the lock while waiting for a slot could wait forever on recalls that hold every
+  // slot and wait for the lock).
+  slots_->run([&] {
     std::unique_lock<std::shared_mutex> l(catalogue_mutex());
     int64_t next = cat.item_count();
     for (const auto& r : raws) {
       const int64_t id = cat.to_dense(r);
       ids.push_back(id != 0 ? id : next++);
     }
-    replaced = slots_->run([&] { return store.upsert(n, x.data(), ids.data()); });
+    replaced = store.upsert(n, x.data(), ids.data());
     for (size_t i = 0; i < raws.size(); ++i) {
       if (ids[i] >= cat.item_count()) {
         cat.insert(ids[i], raws[i]);
@@ -241,7 +244,8 @@ Reply RecService::put_items(std::string_view body) {
         cat.set_status(ids[i], ItemStatus::active);
       }
     }
-  }
+    return 0;
+  });
   note_written(*snap, ids);
   return ok({{"added", n - replaced}, {"replaced", replaced}, {"new_ids", entered}, {"count", store.size()}});
 }
