@@ -58,9 +58,14 @@ class CudaFlatStore final : public FlatStore {
     std::lock_guard<std::mutex> lock(gpu_mutex_);
     return stale_ ? nullptr : gpu_;
   }
-  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
+  // Filters and exclusions: not on the device (no GPU here to verify a device filter on).
+  bool supports_filter_impl() const override { return false; }
+  double exact_filter_fraction_impl() const override { return 0; }
+  std::vector<std::string> search_param_names_impl() const override { return {}; }
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores,
+                   const SearchContext& ctx) const override {
     const auto g = device();
-    if (!g || k > cuda::FlatIndexCuda::kMaxK) return FlatStore::search_impl(nq, q, k, ids, scores);
+    if (!g || k > cuda::FlatIndexCuda::kMaxK) return FlatStore::search_impl(nq, q, k, ids, scores, ctx);
     g->search(nq, q, k, ids, scores);
   }
   bool search_merged_impl(int64_t users, int K, const int32_t* counts, const float* queries, int fetch,

@@ -99,11 +99,20 @@ void recall_core(const MindModel& model, const VectorStore& store, const int64_t
     if (drop) return std::binary_search((*drop)[size_t(b)].begin(), (*drop)[size_t(b)].end(), id);
     return std::find(hist + b * L, hist + b * L + lengths[b], id) != hist + b * L + lengths[b];
   };
+  // The popular items a filter allows (users without clicks get those).
+  std::vector<uint8_t> popular_ok;
+  if (!opt.filter.empty() && users.size() < size_t(batch)) {
+    const auto& pop = model.weights().popular_items;
+    popular_ok = store.filter_allows(opt.filter, int64_t(pop.size()), pop.data());
+  }
   for (int64_t b = 0; b < batch; ++b) {
     if (lengths[b] > 0) continue;
     int n = 0;
-    for (const int64_t id : model.weights().popular_items) {
+    const auto& pop = model.weights().popular_items;
+    for (size_t p = 0; p < pop.size(); ++p) {
       if (n == topn) break;
+      const int64_t id = pop[p];
+      if (!popular_ok.empty() && !popular_ok[p]) continue;
       if (!excluded(b, id)) ids[b * topn + n] = id, scores[b * topn + n] = 0.0f, ++n;
     }
     for (; n < topn; ++n) ids[b * topn + n] = -1, scores[b * topn + n] = pad;
@@ -127,9 +136,25 @@ void recall_core(const MindModel& model, const VectorStore& store, const int64_t
   std::vector<float> interests(size_t(U) * K * H);
   std::vector<int32_t> counts(static_cast<size_t>(U));
   model.extract_interests(h, len, U, interests.data(), counts.data(), opt.threads);
-  // Each interest fetches enough to leave topn after the user's excluded ids.
+  // A store that filters leaves the user's history out inside its search (and applies the
+  // filter there); one that does not fetches enough to leave topn after the excluded ids.
+  const bool inside = store.supports_filter();
+  SearchOptions so;
+  so.filter = opt.filter;
+  so.params = opt.search_params;
+  std::vector<std::vector<int64_t>> user_drop;
+  if (opt.exclude_history && inside) {
+    user_drop.resize(size_t(U));
+    for (int64_t u = 0; u < U; ++u) {
+      const int64_t b = users[size_t(u)];
+      if (drop) user_drop[size_t(u)] = (*drop)[size_t(b)];
+      else user_drop[size_t(u)].assign(hist + b * L, hist + b * L + lengths[b]);
+    }
+    so.exclude = &user_drop;
+    so.queries_per_exclude = K;
+  }
   int64_t extra = 0;
-  if (opt.exclude_history) {
+  if (opt.exclude_history && !inside) {
     if (drop)
       for (const int64_t b : users) extra = std::max<int64_t>(extra, int64_t((*drop)[size_t(b)].size()));
     else
@@ -142,11 +167,11 @@ void recall_core(const MindModel& model, const VectorStore& store, const int64_t
   std::vector<float> out_sc(all ? 0 : size_t(U) * topn);
   int64_t* rid = all ? ids : out_ids.data();
   float* rsc = all ? scores : out_sc.data();
-  if (!(!opt.exclude_history && opt.rerank == 0 &&
+  if (!(!opt.exclude_history && opt.rerank == 0 && so.empty() &&
         store.search_merged(U, K, counts.data(), interests.data(), topn, topn, rid, rsc))) {
     std::vector<int64_t> fid(size_t(U) * K * fetch);
     std::vector<float> fsc(size_t(U) * K * fetch);
-    store.search(U * K, interests.data(), fetch, fid.data(), fsc.data());
+    store.search(U * K, interests.data(), fetch, fid.data(), fsc.data(), so);
     const bool l2 = store.metric() == Metric::l2;
     if (opt.rerank > 0) {
       // Exact scores from the model's item vectors; items it has none for (or whose stored

@@ -27,8 +27,16 @@ struct MINDREC_API RecallOptions {
   int topn = 50;
   /// Leave out the items of the user's own history: recall_histories every id of each list
   /// (the model still reads only the last maxlen), recall_items the ids of the packed rows.
-  /// Each interest fetches as many more candidates as the longest list has distinct ids.
+  /// Inside the store's search (SearchOptions::exclude) where the store filters; a store
+  /// that does not (cuda:flat, faiss-gpu:) fetches as many more candidates per interest as
+  /// the longest list has distinct ids instead.
   bool exclude_history = false;
+  /// A filter expression over the store's attributes (attributes.hpp): only items it allows
+  /// are recalled, chosen inside the store's search; users without clicks get the allowed
+  /// popular items. "" = every item.
+  std::string filter;
+  /// Search parameters for these calls only (SearchOptions::params: "ef", "nprobe").
+  std::vector<std::pair<std::string, double>> search_params;
   /// Threads of the interest extraction (0 = all cores); the store's scan has its own.
   int threads = 0;
   /// Re-ranking for a store with approximate scores (e.g. faiss:IVF4096,SQ8): each interest

@@ -83,12 +83,14 @@
 // (upserting the same batch again repairs it).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "mindrec/attributes.hpp"
 #include "mindrec/export.hpp"
 
 namespace mindrec {
@@ -96,6 +98,7 @@ namespace mindrec {
 namespace store {
 class PayloadSink;
 class PayloadSource;
+class AttributeTable;
 }  // namespace store
 
 enum class Metric { inner_product, l2 };
@@ -105,6 +108,55 @@ MINDREC_API const char* to_string(Metric m);
 /// The score that pads a search result past the stored vectors: -inf for inner product
 /// (higher is better), +inf for squared L2 distance (lower is better).
 MINDREC_API float padding_score(Metric m);
+
+/// What one search call asks of a backend beyond its queries: which ids it may return (a
+/// filter's allowed set and per-query exclusions, applied inside the search) and the call's
+/// search parameters. Made by VectorStore::search; a backend reads it.
+class MINDREC_API SearchContext {
+ public:
+  /// True if some ids may not be returned (a filter or exclusions).
+  bool filtered() const { return bits_ != nullptr || exclude_ != nullptr || none_ || !filter_.empty(); }
+  /// True if the filter allows `id` (exclusions aside).
+  bool filter_allows(int64_t id) const {
+    if (none_) return false;
+    if (!bits_) return id >= 0;
+    return id >= 0 && (id < nbits_ ? ((bits_[size_t(id) >> 6] >> (id & 63)) & 1) != 0 : beyond_);
+  }
+  /// True if query `q` may return `id`.
+  bool allows(int64_t q, int64_t id) const {
+    if (!filter_allows(id)) return false;
+    if (!exclude_) return true;
+    const std::vector<int64_t>& e = (*exclude_)[size_t(q / group_)];
+    return !std::binary_search(e.begin(), e.end(), id);
+  }
+  /// True if some query has exclusions (they differ per query group).
+  bool has_exclusions() const { return exclude_ != nullptr; }
+  /// True if query `q` has exclusions.
+  bool excludes(int64_t q) const { return exclude_ && !(*exclude_)[size_t(q / group_)].empty(); }
+  /// The filter expression as given ("" if none): what a remote backend forwards.
+  const std::string& filter() const { return filter_; }
+  /// The exclusions of query q (sorted), empty if none.
+  const std::vector<int64_t>& excluded(int64_t q) const;
+  /// The call's parameter `name`, or `fallback` if it was not given.
+  double param(const std::string& name, double fallback) const {
+    for (const auto& [n, v] : params_)
+      if (n == name) return v;
+    return fallback;
+  }
+  const std::vector<std::pair<std::string, double>>& params() const { return params_; }
+  /// Allowed ids the filter counted among ids with attribute rows (-1: no filter).
+  int64_t allowed_count() const { return bits_ ? count_ : -1; }
+
+ private:
+  friend class VectorStore;
+  const uint64_t* bits_ = nullptr;
+  int64_t nbits_ = 0, count_ = 0;
+  bool beyond_ = false, none_ = false;
+  const std::vector<std::vector<int64_t>>* exclude_ = nullptr;
+  int64_t group_ = 1;
+  std::string filter_;
+  std::vector<std::pair<std::string, double>> params_;
+};
 
 class MINDREC_API VectorStore {
  public:
@@ -123,6 +175,32 @@ class MINDREC_API VectorStore {
   int64_t remove(int64_t n, const int64_t* ids);
   /// ids [nq, k] and scores [nq, k] for nq queries [nq, dim].
   void search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const;
+  /// The same with per-call options: a filter over the attributes and exclusions, applied
+  /// inside the search (fewer allowed items than k: the rest padded), and search parameters
+  /// for this call. A filter on a store that cannot apply one (cuda:flat, faiss-gpu:) is
+  /// Unsupported; a malformed one InvalidArgument naming the position and token.
+  void search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
+              const SearchOptions& options) const;
+
+  /// Declares attribute columns (attributes.hpp); a name already declared with the same type
+  /// is kept. Persisted by save, read back by load.
+  void declare_attributes(const std::vector<AttributeSpec>& columns);
+  /// The declared columns, in declaration order.
+  std::vector<AttributeSpec> attributes() const;
+  /// Sets attribute values of ids (stored or not: a row per id below 2^32) without touching
+  /// vectors: validated whole first (unknown column, wrong type or size, repeated id), then
+  /// applied under one write lock; visible to the next search. A failed call changes nothing.
+  void set_attributes(int64_t n, const int64_t* ids, const AttributeBatch& values);
+  /// Adds or replaces vectors and sets their attributes in one write (no search sees one
+  /// without the other). Returns how many ids were replaced.
+  int64_t upsert(int64_t n, const float* vectors, const int64_t* ids, const AttributeBatch& values);
+  /// For each of the n ids, 1 if `filter` allows it (ids need not be stored).
+  std::vector<uint8_t> filter_allows(const std::string& filter, int64_t n, const int64_t* ids) const;
+  /// True if searches apply filters and exclusions (every backend but cuda:flat and
+  /// faiss-gpu:, which refuse them with Unsupported).
+  bool supports_filter() const { return supports_filter_impl(); }
+  /// Bytes the attribute columns hold.
+  size_t attribute_bytes() const;
   /// Fused multi-interest recall, where the backend has one (`cuda:flat`): queries
   /// [users, K, dim] with counts[u] live interests each; every interest's `fetch` best, merged
   /// per user as the spec says (pool, sort by score, smaller id first on ties, drop ids <= 0 and
@@ -175,6 +253,12 @@ class MINDREC_API VectorStore {
                            const std::vector<int64_t>& stored);
 
  private:
+  /// The stored-id bitmap with room for ids (made aside: may throw), for mark_stored.
+  std::vector<uint64_t> grown_stored_bits(int64_t n, const int64_t* ids) const;
+  /// Marks ids stored (set) or not, in `bits` (grown_stored_bits's, swapped in) or in place.
+  void mark_stored(int64_t n, const int64_t* ids, bool on, std::vector<uint64_t>* grown);
+  void search_allowed_exactly(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
+                              const SearchContext& ctx, const std::vector<uint64_t>& bits) const;
   void check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
                    bool refuse_stored) const;
   // Write virtuals (see exclusive()); each either applies whole or changes nothing.
@@ -186,8 +270,28 @@ class MINDREC_API VectorStore {
   virtual void after_write_impl() {}
   /// Writes the stored vector of `id` (which is stored) to `out` [dim].
   virtual void reconstruct_impl(int64_t id, float* out) const = 0;
+  /// Searches; `ctx` says which ids each query may return (inside the search: a backend
+  /// that cannot apply a filter throws Unsupported when ctx.filtered()) and the call's
+  /// parameters (a backend reads those it takes; search_param_names_impl lists them).
   virtual void search_impl(int64_t nq, const float* queries, int k, int64_t* ids,
-                           float* scores) const = 0;
+                           float* scores, const SearchContext& ctx) const = 0;
+  /// False for a backend that cannot apply filters or exclusions: a search given one is then
+  /// Unsupported (VectorStore::search says so before the backend is called).
+  virtual bool supports_filter_impl() const { return true; }
+  /// True for a backend whose filters are evaluated where its data lives (milvus://: the
+  /// collection's scalar fields): the base then passes the filter text alone (no allowed set)
+  /// and refuses local attributes with Unsupported.
+  virtual bool remote_filter_impl() const { return false; }
+  /// Appends every stored id to `out` and returns true (read after a load, to rebuild the
+  /// stored-id bitmap the filter planner counts with); false if the backend cannot list them
+  /// (the planner then leaves every filter to the backend).
+  virtual bool list_ids_impl(std::vector<int64_t>& /*out*/) const { return false; }
+  /// The parameter names a search call may give this backend.
+  virtual std::vector<std::string> search_param_names_impl() const { return {}; }
+  /// The fraction of the store below which a filter's allowed set is searched exactly
+  /// (contains_impl + reconstruct_impl over the allowed ids, scored exactly) instead of by
+  /// the backend's own filtered search; 0 never (remote and device backends).
+  virtual double exact_filter_fraction_impl() const { return 0.02; }
   virtual bool search_merged_impl(int64_t /*users*/, int /*K*/, const int32_t* /*counts*/,
                                   const float* /*queries*/, int /*fetch*/, int /*topn*/,
                                   int64_t* /*ids*/, float* /*scores*/) const {
@@ -216,9 +320,14 @@ class MINDREC_API VectorStore {
   struct Lock;  // a writer-preferring shared mutex (src/detail/rw_lock.hpp)
   std::string backend_;
   uint64_t fingerprint_ = 0;  // guarded by the writers' lock (read under the shared one)
+  // A bit per stored id below 2^32 (the filter planner's count of allowed stored items);
+  // `ids_complete_` false once an id at or above 2^32 is stored or a load could not list them.
+  std::vector<uint64_t> stored_bits_;  // same guard as fingerprint_
+  bool ids_complete_ = true;
   int dim_;
   Metric metric_;
   std::unique_ptr<Lock> lock_;
+  std::unique_ptr<store::AttributeTable> attrs_;  // guarded like the vectors
 };
 
 /// Makes an empty store from a backend string (see the top of this file). Throws

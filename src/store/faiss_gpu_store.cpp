@@ -149,7 +149,11 @@ class FaissGpuStore final : public VectorStore {
     return removed;
   }
 
-  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
+  // Filters and exclusions: not on the device (no GPU here to verify Faiss GPU's selectors on).
+  bool supports_filter_impl() const override { return false; }
+  double exact_filter_fraction_impl() const override { return 0; }
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores,
+                   const SearchContext&) const override {
     std::lock_guard<std::mutex> lock(search_mutex_);  // one GPU stream per resources object
     guarded("search", [&] {
       index_->search(nq, q, k, scores, ids);

@@ -123,6 +123,21 @@ class FrameReader final : public faiss::IOReader {
   uint64_t left_;
 };
 
+// A search's filter and exclusions as a Faiss selector (IDSelector), on top of the removed
+// vectors' selector; `positions` maps a non-IVF index's positions to ids.
+struct AllowSelector final : faiss::IDSelector {
+  AllowSelector(const SearchContext& c, int64_t qi, const faiss::IDSelector* l, const IdMap* p)
+      : ctx(c), q(qi), live(l), positions(p) {}
+  bool is_member(faiss::Index::idx_t i) const override {
+    if (live && !live->is_member(i)) return false;
+    return ctx.allows(q, positions ? positions->id_at(i) : int64_t(i));
+  }
+  const SearchContext& ctx;
+  int64_t q;
+  const faiss::IDSelector* live;
+  const IdMap* positions;
+};
+
 class FaissStore final : public VectorStore {
  public:
   FaissStore(const std::string& backend, std::string factory, int dim, Metric metric)
@@ -510,7 +525,7 @@ class FaissStore final : public VectorStore {
   // rotation) the queries are transformed first, as Faiss's own search does. Returns false
   // where it does not apply.
   bool search_ivf_fast(int64_t nq, const float* q, int k, float* scores, int64_t* ids,
-                       const faiss::SearchParametersIVF& pi) const {
+                       const faiss::SearchParametersIVF& pi, const SearchContext& ctx, int64_t q0 = 0) const {
     const faiss::IndexIVF* v = ivf();
     if (!v || !v->is_trained) return false;
     const faiss::IndexIVFPQFastScan* pq4 = own_pq4_scan(v);
@@ -528,22 +543,49 @@ class FaissStore final : public VectorStore {
     std::vector<float> coarse(size_t(nq) * nprobe);
     if (!coarse_assign(*v, nq, q, nprobe, assign.data(), coarse.data())) return false;
     if (typeid(*v) == typeid(faiss::IndexIVFFlat)) {
-      scan_ivf_flat(*v, nq, q, k, nprobe, assign.data(), scores, ids);
+      scan_ivf_flat(*v, nq, q, k, nprobe, assign.data(), scores, ids, ctx, q0);
       return true;
     }
     if (const auto* sq = dynamic_cast<const faiss::IndexIVFScalarQuantizer*>(v);
         sq && ip && sq->sq.qtype == faiss::ScalarQuantizer::QT_8bit && sq->code_size == size_t(d)) {
-      scan_ivf_sq8(*sq, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
+      scan_ivf_sq8(*sq, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids, ctx, q0);
       return true;
     }
     if (pq4) {
-      scan_ivf_pq4(*pq4, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids);
+      scan_ivf_pq4(*pq4, nq, q, k, nprobe, assign.data(), coarse.data(), scores, ids, ctx, q0);
       return true;
     }
     faiss::SearchParametersIVF p = pi;
     p.nprobe = size_t(nprobe);
-    v->search_preassigned(nq, q, k, assign.data(), coarse.data(), scores, ids, false, &p);
+    if (!ctx.has_exclusions()) {
+      // One selector for the batch (a filter without exclusions; or none).
+      AllowSelector allow(ctx, q0, pi.sel, nullptr);
+      if (ctx.filtered()) p.sel = &allow;
+      v->search_preassigned(nq, q, k, assign.data(), coarse.data(), scores, ids, false, &p);
+      return true;
+    }
+    for (int64_t i = 0; i < nq; ++i) {  // exclusions differ per query: a selector each
+      AllowSelector allow(ctx, q0 + i, pi.sel, nullptr);
+      p.sel = &allow;
+      v->search_preassigned(1, q + i * d, k, assign.data() + i * nprobe, coarse.data() + i * nprobe, scores + i * k,
+                            ids + i * k, false, &p);
+    }
     return true;
+  }
+
+  // IVF with a filter: a query whose probed lists held fewer than k allowed vectors probes
+  // again with four times the lists (up to all of them), until k are found or none is left.
+  void probe_further(int64_t nq, const float* q, int k, float* scores, int64_t* ids,
+                     const faiss::SearchParametersIVF& pi, const SearchContext& ctx) const {
+    const faiss::IndexIVF* v = ivf();
+    const int64_t nlist = int64_t(v->nlist);
+    for (int64_t i = 0; i < nq; ++i) {
+      faiss::SearchParametersIVF p = pi;
+      while (ids[i * k + k - 1] < 0 && int64_t(p.nprobe) < nlist) {
+        p.nprobe = size_t(std::min<int64_t>(nlist, int64_t(p.nprobe) * 4));
+        search_ivf_fast(1, q + i * dim(), k, scores + i * k, ids + i * k, p, ctx, i);
+      }
+    }
   }
 
   // Calls fn(j, n, codes, ids) for each non-empty probed list assign[j], j < nprobe.
@@ -563,7 +605,8 @@ class FaissStore final : public VectorStore {
   // block, scored against the query by one Eigen GEMV, and the shared k-selection keeps the
   // best (rank = inner product or -squared distance; ties to the smaller id).
   void scan_ivf_flat(const faiss::IndexIVF& v, int64_t nq, const float* q, int k, int64_t nprobe,
-                     const int64_t* assign, float* scores, int64_t* ids) const {
+                     const int64_t* assign, float* scores, int64_t* ids, const SearchContext& ctx, int64_t q0) const {
+    const bool filtered = ctx.filtered();
     const int d = v.d;
     const bool ip = v.metric_type == faiss::METRIC_INNER_PRODUCT;
     const faiss::InvertedLists* lists = v.invlists;
@@ -576,7 +619,12 @@ class FaissStore final : public VectorStore {
         const detail::MapConstMat<float> X(reinterpret_cast<const float*>(codes), int64_t(n), d);
         if (ip) sc.noalias() = X * qi.transpose();
         else sc = -(X.rowwise() - qi).rowwise().squaredNorm();
-        for (size_t r = 0; r < n; ++r) best.push(sc[int64_t(r)], lid[r]);
+        if (!filtered) {
+          for (size_t r = 0; r < n; ++r) best.push(sc[int64_t(r)], lid[r]);
+        } else {  // the filter inside the scan: a vector that could enter is asked first
+          for (size_t r = 0; r < n; ++r)
+            if ((!best.full() || sc[int64_t(r)] >= best.worst()) && ctx.allows(q0 + i, lid[r])) best.push(sc[int64_t(r)], lid[r]);
+        }
       });
       best.write(ids + i * k, scores + i * k, 0.f, !ip);
     }
@@ -589,7 +637,9 @@ class FaissStore final : public VectorStore {
   // one constant per query and list plus one u8 dot product per vector. The scores are those of
   // the decoded vectors, as Faiss' own scan gives (re-rank exactly with RecallOptions::rerank).
   void scan_ivf_sq8(const faiss::IndexIVFScalarQuantizer& v, int64_t nq, const float* q, int k, int64_t nprobe,
-                    const int64_t* assign, const float* coarse, float* scores, int64_t* ids) const {
+                    const int64_t* assign, const float* coarse, float* scores, int64_t* ids, const SearchContext& ctx,
+                    int64_t q0) const {
+    const bool filtered = ctx.filtered();
     const int d = v.d;
     const float* vmin = v.sq.trained.data();
     const float* vdiff = v.sq.trained.data() + d;
@@ -607,7 +657,10 @@ class FaissStore final : public VectorStore {
       TopK best(k);
       for_each_list(lists, assign + i * nprobe, nprobe, [&](int64_t j, size_t n, const uint8_t* code, const int64_t* lid) {
         const float c0 = base + (v.by_residual ? coarse[i * nprobe + j] : 0.f);
-        for (size_t r = 0; r < n; ++r) best.push(c0 + dot_u8(qs.data(), code + r * size_t(d), size_t(d)), lid[r]);
+        for (size_t r = 0; r < n; ++r) {
+          const float sc = c0 + dot_u8(qs.data(), code + r * size_t(d), size_t(d));
+          if (!filtered || ((!best.full() || sc >= best.worst()) && ctx.allows(q0 + i, lid[r]))) best.push(sc, lid[r]);
+        }
       });
       best.write(ids + i * k, scores + i * k, 0.f, false);
     }
@@ -634,7 +687,9 @@ class FaissStore final : public VectorStore {
   // top-k of the decoded vectors' inner products, the scores Faiss's IndexIVFPQ would give;
   // RecallOptions::rerank makes them exact.
   void scan_ivf_pq4(const faiss::IndexIVFPQFastScan& v, int64_t nq, const float* q, int k, int64_t nprobe,
-                    const int64_t* assign, const float* coarse, float* scores, int64_t* ids) const {
+                    const int64_t* assign, const float* coarse, float* scores, int64_t* ids, const SearchContext& ctx,
+                    int64_t q0) const {
+    const bool filtered = ctx.filtered();
     const size_t M = v.M, M2 = v.M2, dsub = v.pq.dsub;
     const float* cent = v.pq.centroids.data();  // [M][16][dsub]
     const faiss::InvertedLists* lists = v.invlists;
@@ -690,7 +745,7 @@ class FaissStore final : public VectorStore {
               s0 += t[(code[at] >> shift) & 15u];
               s1 += t[16 + ((code[at + 16] >> shift) & 15u)];
             }
-            best.push(c0 + (s0 + s1), lid[b0 + r]);
+            if (!filtered || ctx.allows(q0 + i, lid[b0 + r])) best.push(c0 + (s0 + s1), lid[b0 + r]);
           }
         }
       });
@@ -698,7 +753,23 @@ class FaissStore final : public VectorStore {
     }
   }
 
-  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override {
+  // Fast-scan lists under Faiss's own search (L2, faiss_scan=1) take no selector in 1.7.3.
+  bool supports_filter_impl() const override {
+    const faiss::IndexIVF* v = ivf();
+    return !(v && dynamic_cast<const faiss::IndexIVFFastScan*>(v) && (faiss_scan_ || !own_pq4_scan(v)));
+  }
+  // Faiss's HNSW with a selector keeps only efSearch candidates, allowed or not: below a
+  // tenth of the store the exact path is both faster and exact.
+  double exact_filter_fraction_impl() const override { return hnsw() ? 0.1 : 0.02; }
+
+  std::vector<std::string> search_param_names_impl() const override {
+    if (ivf()) return {"nprobe"};
+    if (hnsw()) return {"ef", "efSearch"};
+    return {};
+  }
+
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores,
+                   const SearchContext& ctx) const override {
     guarded("search", [&] {
       std::unique_ptr<faiss::IDSelectorBitmap> bitmap;
       std::unique_ptr<faiss::IDSelectorNot> live;
@@ -711,36 +782,77 @@ class FaissStore final : public VectorStore {
       faiss::SearchParameters pf;
       faiss::SearchParameters* params = &pf;
       if (auto* v = ivf()) {
-        pi.nprobe = nprobe_ > 0 ? size_t(nprobe_) : v->nprobe;
+        pi.nprobe = size_t(detail::integer_param("faiss:" + factory_, "nprobe",
+                                                 ctx.param("nprobe", double(nprobe_ > 0 ? size_t(nprobe_) : v->nprobe)), 1, 1 << 24));
         params = &pi;
       } else if (hnsw()) {
-        ph.efSearch = ef_search_ > 0 ? ef_search_ : hnsw()->hnsw.efSearch;
+        ph.efSearch = int(detail::integer_param("faiss:" + factory_, "ef",
+                                                ctx.param("ef", ctx.param("efSearch", double(ef_search_ > 0 ? ef_search_ : hnsw()->hnsw.efSearch))),
+                                                1, 1 << 20));
+        if (ph.efSearch != hnsw()->hnsw.efSearch)
+          throw Unsupported("faiss:" + factory_ + ": a per-call ef (Faiss 1.7.3's HNSW reads efSearch from the index, "
+                            "not from the call); set it on the spec (?efSearch=" + std::to_string(ph.efSearch) + ")");
         params = &ph;
       }
       params->sel = live.get();
-      if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi)) return 0;
+      if (ivf() && ctx.allowed_count() >= 0 && size_impl() > 0) {
+        // A filter passing a fraction s of the items: the k best allowed lie further out, in
+        // more lists; nprobe / sqrt(s) lists are probed (then more while too few pass).
+        const double s = std::max(1e-4, std::min(1.0, double(ctx.allowed_count()) / double(size_impl())));
+        pi.nprobe = size_t(std::min<double>(double(ivf()->nlist), std::ceil(double(pi.nprobe) / std::sqrt(s))));
+      }
+      if (!faiss_scan_ && search_ivf_fast(nq, q, k, scores, ids, pi, ctx)) {
+        if (ctx.filtered()) probe_further(nq, q, k, scores, ids, pi, ctx);
+        return 0;
+      }
       if (dynamic_cast<const faiss::IndexIVFFastScan*>(ivf())) {
         // Fast-scan lists mindrec does not scan itself (L2, other code sizes) or the faiss_scan
         // baseline: they have no list scanner in Faiss 1.7.3 (its preassigned search through
         // the base class crashed on them) and their search throws on per-call parameters, so
         // Faiss's own search, nprobe set on the index by set_param and on load; IVF removals
         // are physical, so no selector is needed.
+        if (ctx.filtered())
+          throw Unsupported("faiss:" + factory_ + ": Faiss 1.7.3's fast-scan search takes no filter (mindrec's own "
+                            "scan does: inner product, 4-bit codes, faiss_scan=0)");
+        if (pi.nprobe != ivf()->nprobe)
+          throw Unsupported("faiss:" + factory_ + ": Faiss 1.7.3's fast-scan search takes no per-call nprobe");
         index_->search(nq, q, k, scores, ids);
         return 0;
       }
+      // Faiss's own search with a selector (IDSelector): the filter and exclusions inside it.
+      // Non-IVF indexes number their vectors by position (map_ gives the id); IVF by id.
+      const IdMap* positions = ivf() ? nullptr : &map_;
+      const int qd = dim() + (mips_ ? 1 : 0);
+      std::vector<float> qa;
+      const float* qq = q;
+      if (mips_) {  // MIPS reduction: queries get a 0 coordinate
+        const int d = dim();
+        qa.assign(size_t(nq) * (d + 1), 0.f);
+        for (int64_t i = 0; i < nq; ++i) std::copy(q + i * d, q + (i + 1) * d, qa.begin() + i * (d + 1));
+        qq = qa.data();
+      }
+      if (!ctx.filtered()) {
+        index_->search(nq, qq, k, scores, ids, params);
+      } else if (!ctx.has_exclusions()) {
+        AllowSelector allow(ctx, 0, live.get(), positions);
+        params->sel = &allow;
+        index_->search(nq, qq, k, scores, ids, params);
+      } else {
+        for (int64_t i = 0; i < nq; ++i) {
+          AllowSelector allow(ctx, i, live.get(), positions);
+          params->sel = &allow;
+          index_->search(1, qq + i * qd, k, scores + i * k, ids + i * k, params);
+        }
+      }
       if (!mips_) {
-        index_->search(nq, q, k, scores, ids, params);
         if (!ivf())
           for (int64_t i = 0; i < nq * k; ++i)
             if (ids[i] >= 0) ids[i] = map_.id_at(ids[i]);
         return 0;
       }
-      // MIPS reduction: queries get a 0 coordinate; the returned L2 distances are turned back
-      // into exact inner products with the stored vectors, and each row re-sorted by them.
+      // The returned L2 distances are turned back into exact inner products with the stored
+      // vectors, and each row re-sorted by them.
       const int d = dim();
-      std::vector<float> qa(size_t(nq) * (d + 1), 0.f);
-      for (int64_t i = 0; i < nq; ++i) std::copy(q + i * d, q + (i + 1) * d, qa.begin() + i * (d + 1));
-      index_->search(nq, qa.data(), k, scores, ids, params);
       std::vector<float> v(size_t(d) + 1);
       TopK best(k);
       for (int64_t i = 0; i < nq; ++i) {
@@ -760,6 +872,15 @@ class FaissStore final : public VectorStore {
 
   int64_t size_impl() const override {
     return ivf() ? static_cast<int64_t>(index_->ntotal) : map_.live();
+  }
+  bool list_ids_impl(std::vector<int64_t>& out) const override {
+    if (auto* v = ivf()) {
+      for (const auto& [id, at] : v->direct_map.hashtable) out.push_back(int64_t(id));
+    } else {
+      for (int64_t id : map_.ids())
+        if (id >= 0 && map_.contains(id)) out.push_back(id);
+    }
+    return true;
   }
   bool contains_impl(int64_t id) const override {
     if (auto* v = ivf()) return v->direct_map.hashtable.count(id) != 0;  // set in make_index()

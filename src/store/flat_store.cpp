@@ -10,6 +10,7 @@
 #include "mindrec/topk.hpp"
 #include "store/backends.hpp"
 #include "store/store_io.hpp"
+#include "store/topk_select.hpp"
 
 namespace mindrec::store {
 
@@ -117,11 +118,21 @@ int64_t FlatStore::remove_impl(int64_t n, const int64_t* ids) {
   return removed;
 }
 
-void FlatStore::search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const {
+void FlatStore::search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores,
+                            const SearchContext& ctx) const {
   const bool l2 = metric() == Metric::l2;
+  const int threads = int(detail::integer_param("flat store", "threads", ctx.param("threads", threads_), 0, 4096));
   // L2 ranks by q.x - |x|^2/2 (= -(|q-x|^2 - |q|^2)/2), then converts to distances.
-  exact_topk(data_.data(), map_.rows(), dim(), q, nq, k, ids, scores, threads_,
-             l2 ? half_norm_.data() : nullptr);
+  if (ctx.filtered()) {
+    // Inside the scan: a row enters a query's top-k only if its id is allowed (asked only of
+    // rows whose score reaches the bar), so the result is the exact top-k among allowed items.
+    exact_topk_filtered(data_.data(), map_.rows(), dim(), q, nq, k, ids, scores, threads,
+                        l2 ? half_norm_.data() : nullptr,
+                        [&](int64_t qi, int64_t row) { return ctx.allows(qi, map_.id_at(row)); });
+  } else {
+    exact_topk(data_.data(), map_.rows(), dim(), q, nq, k, ids, scores, threads,
+               l2 ? half_norm_.data() : nullptr);
+  }
   for (int64_t i = 0; i < nq; ++i) {
     const double qn = l2 ? detail::squared_norm(q + i * dim(), dim()) : 0.0;
     for (int j = 0; j < k; ++j) {

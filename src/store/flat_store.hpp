@@ -24,8 +24,16 @@ class FlatStore : public VectorStore {
   void upsert_impl(int64_t n, const float* x, const int64_t* ids,
                    const std::vector<int64_t>& stored) override;
   void reconstruct_impl(int64_t id, float* out) const override;
-  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores) const override;
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores,
+                   const SearchContext& ctx) const override;
+  std::vector<std::string> search_param_names_impl() const override { return {"threads"}; }
+  /// Its own scan is exact with a filter; the id-by-id path wins only for small sets.
+  double exact_filter_fraction_impl() const override { return 0.05; }
   int64_t size_impl() const override { return map_.rows(); }
+  bool list_ids_impl(std::vector<int64_t>& out) const override {
+    out.insert(out.end(), map_.ids().begin(), map_.ids().end());
+    return true;
+  }
   bool contains_impl(int64_t id) const override { return map_.contains(id); }
   void clear_impl() override;
   void set_param_impl(const std::string& name, double value) override;

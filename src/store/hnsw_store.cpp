@@ -38,6 +38,7 @@
 
 #include "detail/fault.hpp"
 #include "detail/parallel.hpp"
+#include "detail/params.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
 #include "store/backends.hpp"
@@ -326,12 +327,24 @@ class HnswStore final : public VectorStore {
     std::copy(v.begin(), v.end(), out);
   }
   bool contains_impl(int64_t id) const override { return live(id); }
+  bool list_ids_impl(std::vector<int64_t>& out) const override {
+    if (graph_)
+      for (const auto& [label, internal] : graph_->label_lookup_)
+        if (live(int64_t(label))) out.push_back(int64_t(label));
+    return true;
+  }
   int64_t size_impl() const override {
     return graph_ ? int64_t(graph_->cur_element_count - graph_->num_deleted_ - graph_->hidden_count) : 0;
   }
 
-  void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
+  std::vector<std::string> search_param_names_impl() const override { return {"ef"}; }
+
+  void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
+                   const SearchContext& ctx) const override {
     const bool ip = metric() == Metric::inner_product;
+    const size_t ef = size_t(detail::integer_param("vector store '" + backend() + "'", "ef", ctx.param("ef", double(ef_)), 1, 100000));
+    if (ctx.filtered() && !codes_walk_)
+      throw Unsupported("vector store '" + backend() + "': walk=0 (hnswlib's own search, a benchmark baseline) takes no filter");
     const float pad = padding_score(metric());
     const bool any = size_impl() > 0;
     auto one = [&](int64_t i) {
@@ -345,7 +358,8 @@ class HnswStore final : public VectorStore {
         if (codes_walk_) {
           thread_local Walk::Scratch scratch;
           Walk w(*graph_, ip, size_t(dim()), scratch);
-          w.start(q, std::max(graph_->ef_, size_t(k)));
+          if (ctx.filtered()) w.set_filter(&ctx, i);
+          w.start(q, std::max(ef, size_t(k)));
           while (w.gather()) w.score();
           w.finish(size_t(k), got);
         } else {  // walk=0: hnswlib's own search on the float vectors (the baseline of benchmarks/hnsw_ab.sh)

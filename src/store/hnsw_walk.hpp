@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "mindrec/vector_store.hpp"
 #include "store/hnsw_graph.hpp"
 #include "store/visited_set.hpp"
 
@@ -50,6 +51,13 @@ class Walk {
     visited_.reset(g.cur_element_count);
   }
 
+  // Only elements `ctx` allows query `qi` are admitted to the beam (the others still route
+  // the walk, as removed ones do): call before start().
+  void set_filter(const SearchContext* ctx, int64_t qi) {
+    filter_ = ctx;
+    qi_ = qi;
+  }
+
   // The descent through the upper levels and the beam's first element.
   void start(const float* q, size_t ef) {
     q_ = q;
@@ -71,8 +79,8 @@ class Walk {
         }
       }
     }
-    deletions_ = g_.num_deleted_ > 0 || g_.hidden_count > 0;
-    if (!deletions_ || !g_.excluded(cur)) push_top(cur_d, cur);
+    deletions_ = g_.num_deleted_ > 0 || g_.hidden_count > 0 || filter_ != nullptr;
+    if (admit(cur)) push_top(cur_d, cur);
     push_cand(cur_d, cur);
     mark(cur);
   }
@@ -108,7 +116,7 @@ class Walk {
       if (top_.size() < ef_ || dj < bound()) {
         push_cand(dj, id);
         prefetch_links(cand_.front().second);
-        if (!deletions_ || !g_.excluded(id)) {
+        if (admit(id)) {
           push_top(dj, id);
           if (top_.size() > ef_) std::pop_heap(top_.begin(), top_.end(), by_first), top_.pop_back();
         }
@@ -150,6 +158,12 @@ class Walk {
     const char* p = reinterpret_cast<const char*>(g_.get_linklist0(id));
     for (size_t b = 0; b < g_.size_links_level0_; b += 64) __builtin_prefetch(p + b, 0, 3);
   }
+  // Returned if found: not removed or hidden, and allowed by the filter.
+  bool admit(tableint id) const {
+    if (!deletions_) return true;
+    if (g_.excluded(id)) return false;
+    return !filter_ || filter_->allows(qi_, int64_t(g_.getExternalLabel(id)));
+  }
   bool seen(tableint id) const { return visited_.test(id); }
   void mark(tableint id) { visited_.set(id); }
   float bound() const { return top_.empty() ? std::numeric_limits<float>::max() : top_.front().first; }
@@ -170,7 +184,9 @@ class Walk {
   const float* q_ = nullptr;
   size_t ef_ = 0, m_ = 0;
   float sum_q_ = 0, norm_q_ = 0;
-  bool deletions_ = false;
+  bool deletions_ = false;  // some elements are not admitted (removed, hidden, filtered)
+  const SearchContext* filter_ = nullptr;
+  int64_t qi_ = 0;
   std::vector<Pair>& top_;
   std::vector<Pair>& cand_;
   std::vector<tableint>& fresh_;

@@ -32,6 +32,7 @@
 #include "mindrec/log.hpp"
 #include "mindrec/weights.hpp"
 #include "store/backends.hpp"
+#include "store/attributes.hpp"
 #include "store/milvus/client.hpp"
 #include "store/store_io.hpp"
 
@@ -466,14 +467,29 @@ class MilvusStore final : public VectorStore {
     return c_->count(s_.collection, info_.pk_field + " >= 0 or " + info_.pk_field + " < 0");
   }
 
-  void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const override {
+  // Filters go to the server: the expression is Milvus' own syntax, `id` renamed to the key
+  // field; exclusions become "key not in [...]". Attributes are the collection's scalar fields.
+  bool remote_filter_impl() const override { return true; }
+  double exact_filter_fraction_impl() const override { return 0; }
+  std::vector<std::string> search_param_names_impl() const override { return {"fetch"}; }
+
+  void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
+                   const SearchContext& ctx) const override {
+    const int fetch = int(detail::integer_param(what(), "fetch", ctx.param("fetch", double(s_.fetch)), 1, kMaxLimit));
+    std::string filter = ctx.filter().empty() ? "" : "(" + rename_filter_field(ctx.filter(), "id", key_) + ")";
     if (k > kMaxLimit)
       throw Unsupported(what() + ": k = " + std::to_string(k) + " but Milvus returns at most " +
                         std::to_string(kMaxLimit) + " hits per query");
-    const int limit = std::min(kMaxLimit, std::max(k, s_.fetch));
+    const int limit = std::min(kMaxLimit, std::max(k, fetch));
     const bool ip = metric() == Metric::inner_product;
     auto one = [&](int64_t i) {
-      auto hits = c_->search(s_.collection, queries + size_t(i) * dim(), dim(), limit, key_);
+      std::string expr = filter;
+      if (ctx.excludes(i)) {
+        std::string list;
+        for (int64_t id : ctx.excluded(i)) list += (list.empty() ? "" : ",") + std::to_string(id);
+        expr += (expr.empty() ? "" : " and ") + key_ + " not in [" + list + "]";
+      }
+      auto hits = c_->search(s_.collection, queries + size_t(i) * dim(), dim(), limit, key_, expr);
       // Exact order: best score first, the smaller id on ties; one hit per item (an item
       // being replaced may show its old and new rows for an instant).
       std::sort(hits.begin(), hits.end(), [&](const milvus::Hit& a, const milvus::Hit& b) {

@@ -16,8 +16,8 @@ namespace mindrec::store {
 namespace {
 constexpr char kMagic[8] = {'M', 'R', 'V', 'S', 'T', 'O', 'R', 'E'};
 // 2: faiss payload ends with the MIPS bound; 3: detail::WordHash instead of byte-wise FNV-1a;
-// 4: the source weights' item fingerprint.
-constexpr uint32_t kVersion = 4, kOldestVersion = 2;
+// 4: the source weights' item fingerprint; 5: the attribute section after the payload.
+constexpr uint32_t kVersion = 5, kOldestVersion = 2;
 template <class T>
 void write_pod(std::ostream& out, T v) {
   out.write(reinterpret_cast<const char*>(&v), sizeof v);
@@ -103,9 +103,11 @@ void PayloadSource::finish(uint64_t expected) const {
 }
 
 void write_store(std::ostream& out, const StoreHeader& h,
-                 const std::function<void(PayloadSink&)>& write_payload) {
-  CountingHashSink sizing;
+                 const std::function<void(PayloadSink&)>& write_payload,
+                 const std::function<void(PayloadSink&)>& write_attributes) {
+  CountingHashSink sizing, attr_sizing;
   write_payload(sizing);
+  if (write_attributes) write_attributes(attr_sizing);
   out.write(kMagic, 8);
   write_pod<uint32_t>(out, kVersion);
   write_pod<uint32_t>(out, static_cast<uint32_t>(h.backend.size()));
@@ -116,10 +118,13 @@ void write_store(std::ostream& out, const StoreHeader& h,
   write_pod<uint64_t>(out, h.fingerprint);
   write_pod<uint64_t>(out, sizing.size);
   write_pod<uint64_t>(out, sizing.hash.digest());
+  write_pod<uint64_t>(out, attr_sizing.size);
+  write_pod<uint64_t>(out, attr_sizing.hash.digest());
   detail::fault_point("store.save.write");  // a long write starts; searches go on
   StreamSink sink(out);
   write_payload(sink);
-  if (sink.size != sizing.size)
+  if (write_attributes) write_attributes(sink);
+  if (sink.size != sizing.size + attr_sizing.size)
     throw Error("vector store: the payload changed while it was written");
 }
 
@@ -149,6 +154,10 @@ StoreHeader read_store_header(std::istream& in, const std::string& path) {
   h.fingerprint = h.version >= 4 ? get(uint64_t{0}) : 0;
   h.payload_size = get(uint64_t{0});
   h.checksum = get(uint64_t{0});
+  if (h.version >= 5) {
+    h.attributes_size = get(uint64_t{0});
+    h.attributes_checksum = get(uint64_t{0});
+  }
   if (h.dim < 1 || h.count < 0) fail("bad dimension or count");
   return h;
 }

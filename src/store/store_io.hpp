@@ -2,9 +2,12 @@
 //
 // File: "MRVSTORE" | u32 version | u32 backend length | backend | u32 dim | u32 metric |
 //       i64 count | u64 source fingerprint (version >= 4) | u64 payload length |
-//       u64 checksum of the payload | payload.
-// Everything little-endian. Version 4 (written now) records the item fingerprint of the
-// weights the vectors came from (0: unknown); versions 2 and 3 (still read) have none.
+//       u64 checksum of the payload | u64 attributes length | u64 attributes checksum
+//       (version >= 5) | payload | attributes.
+// Everything little-endian. Version 5 (written now) adds the attribute section (the item
+// attributes filters read; AttributeTable::write; length 0 when none); version 4 (still read)
+// records the item fingerprint of the weights the vectors came from (0: unknown); versions 2
+// and 3 (still read) have none. Files older than 5 load with no attributes.
 // Versions >= 3 checksum with detail::WordHash, version 2 with FNV-1a 64 over bytes, ten times
 // slower (1.2 s per GB here).
 //
@@ -39,6 +42,8 @@ struct StoreHeader {
   uint32_t version = 0;       ///< set by read_store_header
   uint64_t payload_size = 0;  ///< set by read_store_header
   uint64_t checksum = 0;      ///< set by read_store_header
+  uint64_t attributes_size = 0;      ///< set by read_store_header (version >= 5)
+  uint64_t attributes_checksum = 0;  ///< set by read_store_header (version >= 5)
 };
 
 /// FNV-1a 64 over bytes (version 2's checksum), continuing from `h`.
@@ -116,10 +121,11 @@ class MemoryStream : public std::istream {
   } buf_;
 };
 
-/// Writes header and payload; `write_payload` is called twice (once to size and checksum the
+/// Writes header, payload and attributes (if `write_attributes`); each writer is called twice (once to size and checksum the
 /// payload, once to write it), so it must write the same bytes both times.
 void write_store(std::ostream& out, const StoreHeader& h,
-                 const std::function<void(PayloadSink&)>& write_payload);
+                 const std::function<void(PayloadSink&)>& write_payload,
+                 const std::function<void(PayloadSink&)>& write_attributes = nullptr);
 
 /// Reads the `size` payload bytes from `in` in blocks, hashing them with the checksum of
 /// file `version`, and throws FormatError naming `what` unless the digest is `expected`:

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 #include <limits>
+#include <functional>
 #include <vector>
 
 #include <omp.h>
@@ -21,10 +22,16 @@ namespace {
 // a score at or above its worst kept one can enter, so runs of 16 are screened by their
 // maximum first (a reduction the compiler vectorises); a run that cannot enter is skipped
 // whole. Exactly the pairs pushed one by one would select (ties at the bar are pushed).
-inline void push_scores(store::TopK& h, const float* row, const float* bias, int64_t b0, int64_t bn) {
+// `ok(row)` decides whether a row may enter (a filter): asked only of rows whose score could.
+struct AcceptAll {
+  bool operator()(int64_t) const { return true; }
+};
+template <class Ok>
+inline void push_scores(store::TopK& h, const float* row, const float* bias, int64_t b0, int64_t bn, const Ok& ok) {
   auto score = [&](int64_t j) { return bias ? row[j] + bias[j] : row[j]; };
   int64_t j = 0;
-  for (; j < bn && !h.full(); ++j) h.push(score(j), b0 + j);
+  for (; j < bn && !h.full(); ++j)
+    if (ok(b0 + j)) h.push(score(j), b0 + j);
   constexpr int64_t kRun = 16;
   for (; j + kRun <= bn; j += kRun) {
     float m = score(j);
@@ -33,14 +40,21 @@ inline void push_scores(store::TopK& h, const float* row, const float* bias, int
       m = v > m ? v : m;
     }
     if (m < h.worst()) continue;
-    for (int64_t t = 0; t < kRun; ++t) h.push(score(j + t), b0 + j + t);
+    for (int64_t t = 0; t < kRun; ++t) {
+      const float v = score(j + t);
+      if (v >= h.worst() && ok(b0 + j + t)) h.push(v, b0 + j + t);
+    }
   }
-  for (; j < bn; ++j) h.push(score(j), b0 + j);
+  for (; j < bn; ++j) {
+    const float v = score(j);
+    if (v >= h.worst() && ok(b0 + j)) h.push(v, b0 + j);
+  }
 }
-}  // namespace
 
-void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
-                int64_t* ids, float* scores, int threads, const float* bias) {
+// Accept(q) gives the row predicate of query q.
+template <class Accept>
+void exact_topk_t(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
+                  int64_t* ids, float* scores, int threads, const float* bias, const Accept& accept) {
   MINDREC_EXPECTS(nb >= 0 && nq >= 0 && d >= 1 && k >= 1, "exact_topk: bad sizes");
   for (int64_t i = 0; i < nq * d; ++i)  // NaN would reach the k-selection's comparisons
     if (!std::isfinite(queries[i]))
@@ -67,8 +81,9 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
       }
       for (int64_t i = 0; i < qn; ++i) {
         const float* row = block.data() + i * bn;
-        if (bias) push_scores(best[i], row, bias + b0, b0, bn);
-        else push_scores(best[i], row, nullptr, b0, bn);
+        const auto ok = accept(q0 + i);
+        if (bias) push_scores(best[i], row, bias + b0, b0, bn, ok);
+        else push_scores(best[i], row, nullptr, b0, bn, ok);
       }
     }
   };
@@ -115,5 +130,24 @@ void exact_topk(const float* base, int64_t nb, int d, const float* queries, int6
     into.write(ids + i * k, scores + i * k, pad);
   }
 }
+}  // namespace
+
+void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
+                int64_t* ids, float* scores, int threads, const float* bias) {
+  exact_topk_t(base, nb, d, queries, nq, k, ids, scores, threads, bias, [](int64_t) { return AcceptAll{}; });
+}
+
+namespace store {
+void exact_topk_filtered(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
+                         int64_t* ids, float* scores, int threads, const float* bias,
+                         const std::function<bool(int64_t, int64_t)>& accept) {
+  struct Ok {
+    const std::function<bool(int64_t, int64_t)>* f;
+    int64_t q;
+    bool operator()(int64_t row) const { return (*f)(q, row); }
+  };
+  exact_topk_t(base, nb, d, queries, nq, k, ids, scores, threads, bias, [&](int64_t q) { return Ok{&accept, q}; });
+}
+}  // namespace store
 
 }  // namespace mindrec

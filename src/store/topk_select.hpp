@@ -5,10 +5,18 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
 namespace mindrec::store {
+
+/// exact_topk (mindrec/topk.hpp) where row r may enter query q's result only if
+/// accept(q, r): asked only of rows whose score could enter, so a filter costs what passes
+/// the bar (padding past the accepted rows: -1 / -inf).
+void exact_topk_filtered(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
+                         int64_t* ids, float* scores, int threads, const float* bias,
+                         const std::function<bool(int64_t, int64_t)>& accept);
 
 /// True if (sa, ia) ranks before (sb, ib).
 inline bool ranks_before(float sa, int64_t ia, float sb, int64_t ib) {

@@ -17,7 +17,11 @@
 #include "detail/rw_lock.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
+#include "mindrec/topk.hpp"
+#include "store/attributes.hpp"
 #include "store/store_io.hpp"
+#include "store/topk_select.hpp"
+#include "detail/vector_math.hpp"
 
 namespace mindrec {
 
@@ -93,7 +97,8 @@ float padding_score(Metric m) {
 }
 
 VectorStore::VectorStore(std::string backend, int dim, Metric metric)
-    : backend_(std::move(backend)), dim_(dim), metric_(metric), lock_(std::make_unique<Lock>()) {
+    : backend_(std::move(backend)), dim_(dim), metric_(metric), lock_(std::make_unique<Lock>()),
+      attrs_(std::make_unique<store::AttributeTable>()) {
   MINDREC_EXPECTS(dim >= 1, "VectorStore: dim must be >= 1");
 }
 VectorStore::~VectorStore() = default;
@@ -126,7 +131,9 @@ void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
   MINDREC_EXPECTS(vectors && ids, "VectorStore::add: null vectors or ids");
   std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("add", n, vectors, ids, true);
+  auto bits = grown_stored_bits(n, ids);
   add_impl(n, vectors, ids);
+  mark_stored(n, ids, true, &bits);
   ++lock_->changes;
   after_write_impl();
 }
@@ -139,7 +146,9 @@ int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids)
   check_batch("upsert", n, vectors, ids, false);
   std::vector<int64_t> stored;
   stored_ids_impl(n, ids, stored);
+  auto bits = grown_stored_bits(n, ids);
   upsert_impl(n, vectors, ids, stored);
+  mark_stored(n, ids, true, &bits);
   ++lock_->changes;
   after_write_impl();
   return static_cast<int64_t>(stored.size());
@@ -151,6 +160,7 @@ int64_t VectorStore::remove(int64_t n, const int64_t* ids) {
   MINDREC_EXPECTS(ids, "VectorStore::remove: null ids");
   std::lock_guard<std::mutex> writing(lock_->writers);
   const int64_t removed = remove_impl(n, ids);
+  if (removed > 0) mark_stored(n, ids, false, nullptr);
   if (removed > 0) ++lock_->changes;
   after_write_impl();
   return removed;
@@ -166,16 +176,247 @@ void check_queries(const char* who, int64_t nq, int dim, const float* q) {
 }  // namespace
 
 void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores) const {
+  search(nq, queries, k, ids, scores, SearchOptions{});
+}
+
+const std::vector<int64_t>& SearchContext::excluded(int64_t q) const {
+  static const std::vector<int64_t> none;
+  return exclude_ ? (*exclude_)[size_t(q / group_)] : none;
+}
+
+void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
+                         const SearchOptions& options) const {
   MINDREC_EXPECTS(nq >= 0, "VectorStore::search: nq must be >= 0");
   MINDREC_EXPECTS(k >= 1, "VectorStore::search: k must be >= 1");
   if (nq == 0) return;
   MINDREC_EXPECTS(queries && ids && scores, "VectorStore::search: null pointer");
   check_queries("VectorStore::search", nq, dim_, queries);
+  SearchContext ctx;
+  if ((!options.filter.empty() || options.exclude) && !supports_filter_impl())
+    throw Unsupported("vector store '" + backend_ + "': filters and exclusions are not supported on this backend (use flat, hnsw: or faiss:)");
+  if (!options.params.empty()) {
+    const std::vector<std::string> names = search_param_names_impl();
+    for (const auto& [name, value] : options.params) {
+      if (std::find(names.begin(), names.end(), name) == names.end()) {
+        std::string have;
+        for (const auto& n : names) have += (have.empty() ? "" : ", ") + n;
+        throw InvalidArgument("vector store '" + backend_ + "': '" + name + "' is not a per-call search parameter here (" +
+                              (have.empty() ? std::string("it takes none") : "it takes " + have) +
+                              "; modes are set on the store's spec)");
+      }
+      if (!std::isfinite(value)) throw InvalidArgument("vector store '" + backend_ + "': " + name + " is not finite");
+    }
+    ctx.params_ = options.params;
+  }
+  std::vector<std::vector<int64_t>> exclude;
+  if (options.exclude) {
+    MINDREC_EXPECTS(options.queries_per_exclude >= 1, "VectorStore::search: queries_per_exclude must be >= 1");
+    const int64_t groups = (nq + options.queries_per_exclude - 1) / options.queries_per_exclude;
+    if (int64_t(options.exclude->size()) < groups)
+      throw InvalidArgument("VectorStore::search: " + std::to_string(options.exclude->size()) + " exclusion lists for " +
+                            std::to_string(groups) + " query groups");
+    exclude.assign(options.exclude->begin(), options.exclude->begin() + groups);
+    bool any = false;
+    for (auto& e : exclude) {
+      std::sort(e.begin(), e.end());
+      e.erase(std::unique(e.begin(), e.end()), e.end());
+      any = any || !e.empty();
+    }
+    if (any) {
+      ctx.exclude_ = &exclude;
+      ctx.group_ = options.queries_per_exclude;
+    }
+  }
   std::shared_lock lock(lock_->rw);
-  search_impl(nq, queries, k, ids, scores);
+  store::Allowed allowed;
+  if (!options.filter.empty() && remote_filter_impl()) {
+    ctx.filter_ = options.filter;  // the server evaluates it
+  } else if (!options.filter.empty()) {
+    const store::FilterPlan plan = store::FilterPlan::parse(options.filter, attrs_->specs());
+    allowed = plan.evaluate(*attrs_);
+    ctx.filter_ = options.filter;
+    ctx.bits_ = allowed.bits.data();
+    ctx.nbits_ = allowed.nbits;
+    ctx.beyond_ = allowed.beyond;
+    ctx.count_ = allowed.count;
+    ctx.none_ = allowed.count == 0 && !allowed.beyond;
+    if (allowed.bits.empty()) {  // no rows: every id answers `beyond`
+      static const uint64_t zero = 0;
+      ctx.bits_ = &zero;
+    }
+  }
   const float pad = padding_score(metric_);
+  if (ctx.none_) {
+    for (int64_t i = 0; i < nq * k; ++i) ids[i] = -1, scores[i] = pad;
+    return;
+  }
+  // The planner. With the stored-id bitmap complete, the allowed stored items are counted
+  // exactly (a word-wise AND): a set small against the store is scored exactly, id by id,
+  // which costs what it holds; a larger one goes to the backend's own filtered search, told
+  // the count (IVF probes more lists for a selective filter).
+  std::vector<uint64_t> allowed_stored;
+  if (ctx.bits_ && ids_complete_) {
+    allowed_stored.resize(stored_bits_.size());
+    int64_t count = 0;
+    for (size_t w = 0; w < stored_bits_.size(); ++w) {
+      const uint64_t a = w < allowed.bits.size() ? allowed.bits[w] : (allowed.beyond ? ~uint64_t(0) : 0);
+      allowed_stored[w] = a & stored_bits_[w];
+      count += __builtin_popcountll(allowed_stored[w]);
+    }
+    ctx.count_ = count;
+    if (count == 0) {
+      for (int64_t i = 0; i < nq * k; ++i) ids[i] = -1, scores[i] = pad;
+      return;
+    }
+  }
+  const double fraction = exact_filter_fraction_impl();
+  if (!allowed_stored.empty() && fraction > 0 && double(ctx.count_) <= fraction * double(size_impl())) {
+    search_allowed_exactly(nq, queries, k, ids, scores, ctx, allowed_stored);
+  } else {
+    search_impl(nq, queries, k, ids, scores, ctx);
+  }
   for (int64_t i = 0; i < nq * k; ++i)
     if (ids[i] < 0) ids[i] = -1, scores[i] = pad;
+}
+
+void VectorStore::search_allowed_exactly(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
+                                         const SearchContext& ctx, const std::vector<uint64_t>& bits) const {
+  // The allowed ids that are stored, their vectors gathered (as the backend stores them:
+  // decoded codes for quantised stores), then one exact top-k per query over them.
+  std::vector<int64_t> cand;
+  for (size_t w = 0; w < bits.size(); ++w)
+    for (uint64_t b = bits[w]; b; b &= b - 1) {
+      const int64_t id = int64_t(w * 64 + size_t(__builtin_ctzll(b)));
+      if (contains_impl(id)) cand.push_back(id);
+    }
+  const size_t d = size_t(dim_);
+  std::vector<float> vecs(cand.size() * d);
+  for (size_t i = 0; i < cand.size(); ++i) reconstruct_impl(cand[i], vecs.data() + i * d);
+  const bool l2 = metric_ == Metric::l2;
+  std::vector<float> bias;
+  if (l2) {
+    bias.resize(cand.size());
+    for (size_t i = 0; i < cand.size(); ++i) bias[i] = float(-0.5 * detail::squared_norm(vecs.data() + i * d, int(d)));
+  }
+  // Exclusions: fetch k plus the query's excluded count (exact), then drop them.
+  int extra = 0;
+  for (int64_t q = 0; q < nq; ++q) extra = std::max(extra, int(ctx.excluded(q).size()));
+  const int kk = int(std::min<int64_t>(int64_t(k) + extra, std::max<int64_t>(1, int64_t(cand.size()))));
+  std::vector<int64_t> rid(size_t(nq) * kk);
+  std::vector<float> rsc(size_t(nq) * kk);
+  exact_topk(vecs.data(), int64_t(cand.size()), int(d), queries, nq, kk, rid.data(), rsc.data(), 1,
+             l2 ? bias.data() : nullptr);
+  for (int64_t q = 0; q < nq; ++q) {
+    const double qn = l2 ? detail::squared_norm(queries + q * dim_, dim_) : 0.0;
+    int j = 0;
+    for (int t = 0; t < kk && j < k; ++t) {
+      const int64_t r = rid[size_t(q * kk + t)];
+      if (r < 0) break;
+      const int64_t id = cand[size_t(r)];
+      if (!ctx.allows(q, id)) continue;
+      ids[q * k + j] = id;
+      const float s = rsc[size_t(q * kk + t)];
+      scores[q * k + j] = l2 ? float(std::max(0.0, qn - 2.0 * s)) : s;
+      ++j;
+    }
+    for (; j < k; ++j) ids[q * k + j] = -1;
+  }
+}
+
+std::vector<uint64_t> VectorStore::grown_stored_bits(int64_t n, const int64_t* ids) const {
+  constexpr int64_t kCap = int64_t(1) << 32;
+  int64_t top = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < kCap) top = std::max(top, ids[i] + 1);
+  const size_t words = size_t((top + 63) / 64);
+  std::vector<uint64_t> out;
+  if (words > stored_bits_.size()) {  // a copy with room, made while searches go on
+    out.reserve(std::max(words, stored_bits_.size() + stored_bits_.size() / 2));
+    out.assign(stored_bits_.begin(), stored_bits_.end());
+    out.resize(words, 0);
+  }
+  return out;
+}
+
+void VectorStore::mark_stored(int64_t n, const int64_t* ids, bool on, std::vector<uint64_t>* grown) {
+  exclusive([&] {  // cannot throw: the room was made by grown_stored_bits
+    if (grown && !grown->empty()) stored_bits_.swap(*grown);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = ids[i];
+      if (id < 0) continue;
+      if (size_t(id >> 6) >= stored_bits_.size()) {
+        if (on) ids_complete_ = false;  // at or above 2^32: the planner stops counting
+        continue;
+      }
+      const uint64_t bit = uint64_t(1) << (id & 63);
+      if (on) stored_bits_[size_t(id >> 6)] |= bit;
+      else stored_bits_[size_t(id >> 6)] &= ~bit;
+    }
+  });
+}
+
+void VectorStore::declare_attributes(const std::vector<AttributeSpec>& columns) {
+  if (remote_filter_impl())
+    throw Unsupported("vector store '" + backend_ + "': attributes live in the collection's scalar fields (filters are passed to the server)");
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  auto staged = attrs_->prepare_declare(columns);
+  exclusive([&] { attrs_->commit(*staged); });
+  ++lock_->changes;
+}
+
+std::vector<AttributeSpec> VectorStore::attributes() const {
+  std::shared_lock lock(lock_->rw);
+  return attrs_->specs();
+}
+
+void VectorStore::set_attributes(int64_t n, const int64_t* ids, const AttributeBatch& values) {
+  if (remote_filter_impl())
+    throw Unsupported("vector store '" + backend_ + "': attributes live in the collection's scalar fields (filters are passed to the server)");
+  MINDREC_EXPECTS(n >= 0, "VectorStore::set_attributes: n must be >= 0");
+  if (n == 0) return;
+  MINDREC_EXPECTS(ids, "VectorStore::set_attributes: null ids");
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  auto staged = attrs_->prepare_set(n, ids, values);  // validated and allocated aside
+  exclusive([&] { attrs_->commit(*staged); });
+  ++lock_->changes;
+}
+
+int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids, const AttributeBatch& values) {
+  if (remote_filter_impl())
+    throw Unsupported("vector store '" + backend_ + "': attributes live in the collection's scalar fields (filters are passed to the server)");
+  MINDREC_EXPECTS(n >= 0, "VectorStore::upsert: n must be >= 0");
+  if (n == 0) return 0;
+  MINDREC_EXPECTS(vectors && ids, "VectorStore::upsert: null vectors or ids");
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  check_batch("upsert", n, vectors, ids, false);
+  auto staged = attrs_->prepare_set(n, ids, values);  // refused before any vector changes
+  std::vector<int64_t> stored;
+  stored_ids_impl(n, ids, stored);
+  auto bits = grown_stored_bits(n, ids);
+  // One exclusive section: the vectors' change and the attributes' (which cannot throw).
+  exclusive([&] {
+    upsert_impl(n, vectors, ids, stored);
+    attrs_->commit(*staged);
+    mark_stored(n, ids, true, &bits);
+  });
+  ++lock_->changes;
+  after_write_impl();
+  return static_cast<int64_t>(stored.size());
+}
+
+std::vector<uint8_t> VectorStore::filter_allows(const std::string& filter, int64_t n, const int64_t* ids) const {
+  std::vector<uint8_t> out(size_t(std::max<int64_t>(n, 0)), 1);
+  if (filter.empty() || n <= 0) return out;
+  std::shared_lock lock(lock_->rw);
+  const store::FilterPlan plan = store::FilterPlan::parse(filter, attrs_->specs());
+  const store::Allowed a = plan.evaluate(*attrs_);
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = a.test(ids[i]) ? 1 : 0;
+  return out;
+}
+
+size_t VectorStore::attribute_bytes() const {
+  std::shared_lock lock(lock_->rw);
+  return attrs_->bytes();
 }
 
 bool VectorStore::search_merged(int64_t users, int K, const int32_t* counts, const float* queries, int fetch,
@@ -211,6 +452,8 @@ void VectorStore::clear() {
   exclusive([&] {
     clear_impl();
     fingerprint_ = 0;
+    stored_bits_.clear();
+    ids_complete_ = true;
   });
   ++lock_->changes;
   after_write_impl();
@@ -231,7 +474,10 @@ void VectorStore::save(const std::string& path) const {
   const auto writer = payload_writer_impl();
   const store::StoreHeader h{backend_, dim_, metric_, size_impl(), fingerprint_};
   // Streamed from the store's own memory: no second copy of it.
-  write_file_atomic(path, [&](std::ostream& out) { store::write_store(out, h, writer); });
+  const store::AttributeTable& attrs = *attrs_;
+  std::function<void(store::PayloadSink&)> attr_writer;
+  if (!attrs.empty()) attr_writer = [&attrs](store::PayloadSink& out) { attrs.write(out); };
+  write_file_atomic(path, [&](std::ostream& out) { store::write_store(out, h, writer, attr_writer); });
 }
 
 void VectorStore::load(const std::string& path) {
@@ -247,9 +493,10 @@ void VectorStore::load(const std::string& path) {
   in.seekg(0, std::ios::end);
   const auto end = in.tellg();
   in.seekg(at);
-  if (at < 0 || end < at || uint64_t(end - at) != h.payload_size)
+  if (h.attributes_size > ~uint64_t(0) - h.payload_size || at < 0 || end < at ||
+      uint64_t(end - at) != h.payload_size + h.attributes_size)
     throw FormatError(path + ": not a valid mindrec vector store: payload is " + std::to_string(int64_t(end - at)) +
-                      " bytes, the header says " + std::to_string(h.payload_size) + " (truncated?)");
+                      " bytes, the header says " + std::to_string(h.payload_size + h.attributes_size) + " (truncated?)");
   // Read, checked and built aside (searches go on meanwhile); swapped in under the lock.
   const std::string what = path + ": " + backend_ + " store payload";
   std::function<void()> commit;
@@ -268,14 +515,48 @@ void VectorStore::load(const std::string& path) {
     commit = read_payload_impl(src, h.count);
     src.finish(h.checksum);
   }
+  // The attribute section (version >= 5; an older file or none: no attributes).
+  auto attrs = std::make_shared<store::AttributeTable>();
+  if (h.attributes_size > 0) {
+    in.clear();
+    in.seekg(at + std::streamoff(h.payload_size));
+    store::PayloadSource asrc(in, h.attributes_size, h.version, path + ": attributes");
+    *attrs = store::AttributeTable::read(asrc);
+    asrc.finish(h.attributes_checksum);
+  }
   std::lock_guard<std::mutex> writing(lock_->writers);
   exclusive([&] {
     std::lock_guard<std::mutex> l(lock_->params);  // a payload may carry search parameters
     commit();
+    ids_complete_ = false;  // the planner waits for the new contents' stored-id bitmap (below)
+    *attrs_ = std::move(*attrs);
     fingerprint_ = h.fingerprint;
     lock_->params_valid = false;
   });
   ++lock_->changes;
+  // The new contents listed (searches go on, every filter left to the backend meanwhile), their
+  // bitmap swapped in. A failure here costs the planner, not the load.
+  try {
+    std::vector<int64_t> listed;
+    if (list_ids_impl(listed)) {
+      int64_t top = 0;
+      for (int64_t id : listed)
+        if (id < (int64_t(1) << 32)) top = std::max(top, id + 1);
+      std::vector<uint64_t> bits(size_t((top + 63) / 64), 0);
+      bool complete = true;
+      for (int64_t id : listed) {
+        if (size_t(id >> 6) >= bits.size()) complete = false;
+        else bits[size_t(id >> 6)] |= uint64_t(1) << (id & 63);
+      }
+      exclusive([&] {
+        stored_bits_.swap(bits);
+        ids_complete_ = complete;
+      });
+    }
+  } catch (const std::exception& e) {
+    log(LogLevel::warn, backend_ + ": the loaded store's ids could not be listed (" + e.what() +
+                            "): filters go to the backend's own search");
+  }
   after_write_impl();
 }
 

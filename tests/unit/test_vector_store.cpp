@@ -192,7 +192,7 @@ TEST_CASE("vector store files: corrupt - truncated and mismatched files are refu
   CHECK(other->size() == 50);
 }
 
-TEST_CASE("store files of versions 2 and 3 (no source fingerprint) still load - version 4 keeps the fingerprint") {
+TEST_CASE("store files of versions 2 to 4 (no attributes - 2 and 3 without source fingerprint) still load - version 5 keeps the fingerprint") {
   test::TempDir tmp;
   const int d = 4;
   const auto x = random_vectors(20, d, 9);
@@ -215,6 +215,7 @@ TEST_CASE("store files of versions 2 and 3 (no source fingerprint) still load - 
     pod(uint32_t{d});
     pod(uint32_t{0});
     pod(int64_t{20});
+    if (version >= 4) pod(uint64_t{0x77});
     pod(uint64_t(payload.size()));
     uint64_t sum = 1469598103934665603ull;
     if (version == 2) {
@@ -232,13 +233,14 @@ TEST_CASE("store files of versions 2 and 3 (no source fingerprint) still load - 
   std::vector<int64_t> b(20);
   std::vector<float> sb(20);
   fresh->search(1, x.data() + 3 * d, 20, b.data(), sb.data());
-  for (uint32_t version : {2u, 3u}) {
+  for (uint32_t version : {2u, 3u, 4u}) {
     CAPTURE(version);
     const std::string file = file_of(version);
     std::ofstream(tmp.file("old.idx"), std::ios::binary) << file;
     auto loaded = load_vector_store(tmp.file("old.idx"));
     REQUIRE(loaded->size() == 20);
-    CHECK(loaded->source_fingerprint() == 0);
+    CHECK(loaded->source_fingerprint() == (version >= 4 ? 0x77u : 0u));
+    CHECK(loaded->attributes().empty());
     std::vector<int64_t> a(20);
     std::vector<float> sa(20);
     loaded->search(1, x.data() + 3 * d, 20, a.data(), sa.data());
@@ -250,13 +252,13 @@ TEST_CASE("store files of versions 2 and 3 (no source fingerprint) still load - 
     std::ofstream(tmp.file("bad.idx"), std::ios::binary) << bad;
     CHECK(test::error_of([&] { load_vector_store(tmp.file("bad.idx")); }).find("checksum mismatch") != std::string::npos);
   }
-  // Saving writes version 4 with the source fingerprint, and loading reads it back.
+  // Saving writes version 5 with the source fingerprint, and loading reads it back.
   fresh->set_source_fingerprint(0x1234abcd5678ef01ull);
   fresh->save(tmp.file("v4.idx"));
   const std::string v4 = read_file(tmp.file("v4.idx"));
   uint32_t version = 0;
   std::memcpy(&version, v4.data() + 8, 4);
-  CHECK(version == 4);
+  CHECK(version == 5);
   CHECK(load_vector_store(tmp.file("v4.idx"))->source_fingerprint() == 0x1234abcd5678ef01ull);
   std::ofstream(tmp.file("long.idx"), std::ios::binary) << v4 + "x";
   CHECK(test::error_of([&] { load_vector_store(tmp.file("long.idx")); }).find("the header says") != std::string::npos);

@@ -93,8 +93,9 @@ class Client {
   /// The `limit` nearest rows of one query vector [dim], best first, with each row's
   /// `key_field`. Idempotent; safe to call from several threads at once (one connection of
   /// the pool each).
+  /// `filter`: a boolean expression over the collection's fields ("" none).
   virtual std::vector<Hit> search(const std::string& collection, const float* query, int dim,
-                                  int limit, const std::string& key_field) = 0;
+                                  int limit, const std::string& key_field, const std::string& filter = "") = 0;
 };
 
 /// The REST v1 client (rest_v1.cpp).

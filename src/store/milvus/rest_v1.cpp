@@ -195,11 +195,12 @@ class RestV1 final : public Client {
   }
 
   std::vector<Hit> search(const std::string& collection, const float* query, int dim, int limit,
-                          const std::string& key_field) override {
+                          const std::string& key_field, const std::string& filter) override {
     std::string body;
     body.reserve(size_t(dim) * 12 + 128);
     body = "{" + db() + "\"collectionName\":" + quoted(collection) + ",\"limit\":" + std::to_string(limit) +
-           ",\"outputFields\":[" + quoted(key_field) + "],\"vector\":[";
+           ",\"outputFields\":[" + quoted(key_field) + "]," + (filter.empty() ? "" : "\"filter\":" + quoted(filter) + ",") +
+           "\"vector\":[";
     for (int j = 0; j < dim; ++j) {
       if (j) body += ',';
       append_float(body, query[j]);
