@@ -63,11 +63,21 @@ std::string EvalReport::to_json() const {
       j["ratio_hitrate@" + n] = ratio(metrics[i].hitrate, popularity[i].hitrate);
     }
   }
+  if (!filter.empty()) {
+    j["filter"] = filter;
+    j["targets_total"] = targets_total;
+    j["targets_allowed"] = targets_allowed;
+    j["users_without_allowed_targets"] = users_without_allowed;
+  }
   return j.dump(2);
 }
 
 std::string EvalReport::table() const {
   std::string s = "users: " + std::to_string(users) + "\n";
+  if (!filter.empty())
+    s += "filter: " + filter + " (only allowed targets counted: " + std::to_string(targets_allowed) + " of " +
+         std::to_string(targets_total) + " eval items; " + std::to_string(users_without_allowed) +
+         " users without one not evaluated)\n";
   char line[160];
   if (popularity.empty()) {
     std::snprintf(line, sizeof line, "%6s %10s %10s %10s\n", "N", "Recall", "NDCG", "HitRate");
@@ -128,6 +138,35 @@ void finish(EvalReport& rep, int64_t U, const EvalOptions& opt,
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The set with only the eval items `opt.filter` allows, users left without one dropped; the
+// counts into `rep`.
+EvalSet filtered_set(const EvalSet& set, const EvalOptions& opt, EvalReport& rep) {
+  if (!opt.store)
+    throw InvalidArgument("evaluate: a filter ('" + opt.filter + "') needs a store holding the items' attributes (--index)");
+  const std::vector<uint8_t> ok = opt.store->filter_allows(opt.filter, int64_t(set.eval_items.size()), set.eval_items.data());
+  EvalSet out;
+  out.hist_offsets.push_back(0);
+  out.eval_offsets.push_back(0);
+  rep.filter = opt.filter;
+  rep.targets_total = int64_t(set.eval_items.size());
+  for (int64_t u = 0; u < set.num_users(); ++u) {
+    const size_t before = out.eval_items.size();
+    for (int64_t i = set.eval_offsets[size_t(u)]; i < set.eval_offsets[size_t(u) + 1]; ++i)
+      if (ok[size_t(i)]) out.eval_items.push_back(set.eval_items[size_t(i)]);
+    if (out.eval_items.size() == before) {
+      ++rep.users_without_allowed;
+      continue;
+    }
+    out.user_ids.push_back(set.user_ids[size_t(u)]);
+    out.target_items.push_back(set.target_items[size_t(u)]);
+    out.hist_items.insert(out.hist_items.end(), set.hist(u), set.hist(u) + set.hist_length(u));
+    out.hist_offsets.push_back(int64_t(out.hist_items.size()));
+    out.eval_offsets.push_back(int64_t(out.eval_items.size()));
+  }
+  rep.targets_allowed = int64_t(out.eval_items.size());
+  return out;
+}
+
 void add(Metrics& sum, const Metrics& m) {
   sum.recall += m.recall;
   sum.ndcg += m.ndcg;
@@ -149,14 +188,24 @@ std::vector<int64_t> most_popular(const ClickLog& log, size_t n) {
   return top;
 }
 
-EvalReport evaluate_popularity(const ClickLog& train, const EvalSet& set, const EvalOptions& opt) {
+EvalReport evaluate_popularity(const ClickLog& train, const EvalSet& all, const EvalOptions& opt) {
   check_options("evaluate_popularity", opt);
   const auto t0 = std::chrono::steady_clock::now();
   const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
-  const std::vector<int64_t> top = most_popular(train, size_t(maxn));
+  EvalReport rep;
+  EvalSet filtered;
+  const EvalSet& set = opt.filter.empty() ? all : (filtered = filtered_set(all, opt, rep));
+  std::vector<int64_t> top;
+  if (opt.filter.empty()) {
+    top = most_popular(train, size_t(maxn));
+  } else {  // the allowed items among the popular ones, most clicked first
+    const std::vector<int64_t> ranked = most_popular(train, ~size_t(0));
+    const std::vector<uint8_t> ok = opt.store->filter_allows(opt.filter, int64_t(ranked.size()), ranked.data());
+    for (size_t i = 0; i < ranked.size() && top.size() < size_t(maxn); ++i)
+      if (ok[i]) top.push_back(ranked[i]);
+  }
   const size_t keep = top.size();
   const int64_t U = users_counted(set, opt);
-  EvalReport rep;
   rep.topk = opt.topk;
   rep.metrics.assign(opt.topk.size(), Metrics{});
   for (int64_t u = 0; u < U; ++u)
@@ -167,14 +216,18 @@ EvalReport evaluate_popularity(const ClickLog& train, const EvalSet& set, const 
   return rep;
 }
 
-EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOptions& opt) {
+EvalReport evaluate(const MindModel& model, const EvalSet& all, const EvalOptions& opt) {
   check_options("evaluate", opt);
   const auto t0 = std::chrono::steady_clock::now();
   const auto& c = model.config();
   const int K = c.capsule.max_k, H = c.hidden_size, L = c.maxlen;
   const int maxn = *std::max_element(opt.topk.begin(), opt.topk.end());
-  const int64_t U = users_counted(set, opt);
   EvalReport rep;
+  EvalSet filtered;
+  const EvalSet& set = opt.filter.empty() ? all : (filtered = filtered_set(all, opt, rep));
+  const int64_t U = users_counted(set, opt);
+  SearchOptions so;
+  so.filter = opt.filter;
   rep.topk = opt.topk;
   rep.metrics.assign(opt.topk.size(), Metrics{});
   const int64_t B = opt.batch_size;
@@ -197,7 +250,7 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
       const int fetch = maxn * opt.rerank;
       std::vector<int64_t> fid(size_t(n) * K * fetch);
       std::vector<float> fsc(size_t(n) * K * fetch);
-      opt.store->search(n * K, interests.data(), fetch, fid.data(), fsc.data());
+      opt.store->search(n * K, interests.data(), fetch, fid.data(), fsc.data(), so);
       const auto& kern = detail::simd();
       std::vector<std::pair<float, int64_t>> cand;
       for (int64_t q = 0; q < n * K; ++q) {
@@ -222,7 +275,7 @@ EvalReport evaluate(const MindModel& model, const EvalSet& set, const EvalOption
     } else if (opt.store) {
       MINDREC_EXPECTS(opt.store->dim() == c.embedding_dim && opt.store->metric() == Metric::inner_product,
                       "evaluate: the store must hold inner-product vectors of the model's dimension");
-      opt.store->search(n * K, interests.data(), maxn, ids.data(), scores.data());
+      opt.store->search(n * K, interests.data(), maxn, ids.data(), scores.data(), so);
     } else {
       exact_topk(emb, c.item_count, c.embedding_dim, interests.data(), n * K, maxn, ids.data(),
                  scores.data(), opt.threads);

@@ -134,6 +134,7 @@ struct EvalArgs {
   std::vector<int> topk = {20, 50};
   bool compat = false, allow_mismatched_index = false, no_baseline = false;
   int threads = -1, rerank = 0;
+  std::string filter;
 };
 
 // The store `eval` and `recall` retrieve through: --index FILE (loaded, paired with the
@@ -244,6 +245,7 @@ int run_eval(const EvalArgs& a) {
   auto store = open_store(model, a.index, a.store, a.allow_mismatched_index);
   opts.store = store.get();
   opts.rerank = a.rerank;
+  opts.filter = a.filter;
   // The popularity baseline from the config's training data, on the same users and cut-offs.
   std::unique_ptr<mindrec::ClickLog> train;
   if (!a.no_baseline && !cfg.runner.train_data_dir.empty()) {
@@ -313,7 +315,7 @@ int run_prepare(const PrepareArgs& a) {
 }
 
 struct IndexArgs {
-  std::string config, weights, store, out, catalogue;
+  std::string config, weights, store, out, catalogue, attributes;
   bool allow_untrained = false, allow_mismatched = false;
 };
 
@@ -339,6 +341,18 @@ int run_index(const IndexArgs& a) {
   // With a catalogue, its retired items stay out of the store: they are never recalled.
   auto store = catalogue ? mindrec::build_item_store(model, a.store, *catalogue) : mindrec::build_item_store(model, a.store);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!a.attributes.empty()) {
+    // Item attributes for filters, keyed by dense id, or by raw id through the catalogue.
+    const mindrec::AttributeFile f = mindrec::read_attributes_csv(a.attributes, catalogue.get());
+    store->declare_attributes(f.columns);
+    store->set_attributes(int64_t(f.ids.size()), f.ids.data(), f.values);
+    std::string cols;
+    for (const auto& c : f.columns) cols += (cols.empty() ? "" : ", ") + c.name + ":" + mindrec::to_string(c.type);
+    std::printf("attributes of %lld items from %s (%s)%s\n", static_cast<long long>(f.ids.size()), a.attributes.c_str(),
+                cols.c_str(),
+                f.unknown_raw_ids ? (", " + std::to_string(f.unknown_raw_ids) + " rows of raw ids the catalogue does not hold skipped").c_str()
+                                  : "");
+  }
   store->save(a.out);
   if (catalogue)
     std::printf("indexed %lld item vectors (the active items of %s; %lld retired left out; dim %d) with '%s' in %.2f s -> %s\n",
@@ -357,6 +371,7 @@ struct RecallArgs {
   std::vector<std::string> hist;
   int topk = 50, rerank = 0;
   bool json = false, exclude_history = false, allow_mismatched_index = false, dense_ids = false;
+  std::string filter;
 };
 
 // A JSON string (raw ids are UTF-8 without control characters; quotes and backslashes escaped).
@@ -421,6 +436,7 @@ int run_recall(const RecallArgs& a) {
   o.topn = a.topk;
   o.exclude_history = a.exclude_history;
   o.rerank = a.rerank;
+  o.filter = a.filter;
   const auto t0 = std::chrono::steady_clock::now();
   mindrec::RawRecallResult rr;
   mindrec::RecallResult r;
@@ -538,6 +554,8 @@ int main(int argc, char** argv) {
   ce->add_option("--index", ev.index, "retrieve through a store saved by 'mindrec index'")->check(CLI::ExistingFile)->excludes(ev_store);
   ce->add_flag("--allow-mismatched-index", ev.allow_mismatched_index, "use an --index or a catalogue made for other weights (refused otherwise)");
   ce->add_option("--catalogue", ev.catalogue, "the weights' catalogue (default: catalogue.csv beside the weights)")->check(CLI::ExistingFile);
+  ce->add_option("--filter", ev.filter, "retrieve only items this expression over the --index's attributes allows, and "
+                                        "count only allowed targets (users without one are not evaluated; the report says so)");
   ce->add_option("--rerank", ev.rerank, "fetch N x the list size per interest and score them exactly against the model's "
                                         "item vectors (stores with approximate scores: IVF-SQ8, PQ; 0 = off)")
       ->check(CLI::Range(0, 100));
@@ -552,6 +570,9 @@ int main(int argc, char** argv) {
   ci2->add_option("--out", ix.out, "store file to write")->required();
   ci2->add_option("--catalogue", ix.catalogue, "the weights' catalogue (default: catalogue.csv beside the weights; its "
                                                "retired items are left out)")->check(CLI::ExistingFile);
+  ci2->add_option("--attributes", ix.attributes, "item attributes for filters: a CSV with a header id,name[:type],... "
+                                                "(dense ids) or raw_id,name[:type],... (through the catalogue); types int64, "
+                                                "float64, bool, string (default: inferred)")->check(CLI::ExistingFile);
   ci2->add_flag("--allow-mismatched-index", ix.allow_mismatched, "use a catalogue made for other weights (refused otherwise)");
   ci2->add_flag("--allow-untrained-items", ix.allow_untrained, "index item vectors above the training data's largest "
                                                                  "id (refused otherwise: they were never trained)");
@@ -573,6 +594,8 @@ int main(int argc, char** argv) {
   cr->add_flag("--exclude-history", rc.exclude_history, "never return the user's own clicks");
   cr->add_option("--catalogue", rc.catalogue, "the weights' catalogue (default: catalogue.csv beside the weights): --hist "
                                              "and the answer are its raw ids")->check(CLI::ExistingFile);
+  cr->add_option("--filter", rc.filter, "only items this expression over the store's attributes allows, e.g. "
+                                        "'category in [\"shoes\"] and price < 50 and in_stock' (Milvus syntax; README, Filters)");
   cr->add_flag("--dense-ids", rc.dense_ids, "--hist and the answer are dense ids even when the weights have a catalogue");
 
   PrepareArgs prep;

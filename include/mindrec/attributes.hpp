@@ -68,6 +68,25 @@ struct AttributeBatch {
   AttributeBatch& add(const std::string& name, std::vector<std::string> values);
 };
 
+class Catalogue;
+
+/// What an attribute file holds (read_attributes_csv).
+struct AttributeFile {
+  std::vector<AttributeSpec> columns;
+  std::vector<int64_t> ids;   ///< dense item ids, one per row kept
+  AttributeBatch values;      ///< one column per `columns`, one value per id
+  int64_t unknown_raw_ids = 0;  ///< rows skipped: raw ids the catalogue does not hold
+};
+
+/// Reads an attribute CSV (RFC 4180 quoting): a header `id,name[:type],...` (dense item ids)
+/// or `raw_id,name[:type],...` (raw ids, mapped through `catalogue`, which is then required;
+/// rows of raw ids it does not hold are skipped and counted), then one row per item. A type
+/// is int64, float64, bool or string; a column without one takes the narrowest that holds
+/// every value (integers, then numbers, then true/false, else strings). Bool values: true,
+/// false, 1, 0 (any case). Bad input is FormatError naming file, line and field: a value of
+/// the wrong type, an id repeated or outside [0, 2^32), a row of the wrong width.
+MINDREC_API AttributeFile read_attributes_csv(const std::string& path, const Catalogue* catalogue = nullptr);
+
 /// Checks that `filter` parses against the columns `attributes` (the `id` field always
 /// exists); InvalidArgument naming the position and the token otherwise. An empty filter is
 /// valid (every item).

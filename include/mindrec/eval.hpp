@@ -43,6 +43,12 @@ struct MINDREC_API EvalOptions {
   /// Also evaluate the popularity baseline (evaluate_popularity) from this training log on the
   /// same users and cut-offs: EvalReport::popularity. Not owned; null = no baseline.
   const ClickLog* popularity_from = nullptr;
+  /// A filter expression over the store's attributes (attributes.hpp; needs `store`): the
+  /// retrieval returns only items it allows (inside the store's search), and only allowed
+  /// targets are counted: disallowed eval items leave the ground truth, users left without one
+  /// are not evaluated (EvalReport says how many). The popularity baseline recommends the
+  /// allowed popular items. "" = every item.
+  std::string filter;
 };
 
 struct MINDREC_API EvalReport {
@@ -53,6 +59,10 @@ struct MINDREC_API EvalReport {
   /// EvalOptions::popularity_from).
   std::vector<Metrics> popularity;
   double seconds = 0;
+  /// With EvalOptions::filter: the filter, the eval items before and after it, and the users
+  /// left without an allowed target (not evaluated).
+  std::string filter;
+  int64_t targets_total = 0, targets_allowed = 0, users_without_allowed = 0;
 
   /// {"users": n, "recall@20": x, "ndcg@20": y, "hitrate@20": z, ...}; with the baseline also
   /// "popularity_recall@20", ... and the model's ratios "ratio_recall@20", ... (null where the

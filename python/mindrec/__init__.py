@@ -379,10 +379,65 @@ class VectorStore:
         """Removes the given ids (unknown ones are ignored); returns how many were removed."""
         return self._s.remove(_ints(ids, "ids", 1))
 
-    def search(self, queries: npt.ArrayLike, k: int) -> Tuple[IdArray, FloatArray]:
+    def search(self, queries: npt.ArrayLike, k: int, filter: str = "",
+               params: Optional[Dict[str, float]] = None) -> Tuple[IdArray, FloatArray]:
         """The ``k`` best items of each query ``[nq, dim]``: ``(ids [nq, k] int64, scores [nq, k]
-        float32)``, best first, padded with id -1 (score -inf for "ip", +inf for "l2")."""
-        return self._s.search(_floats(queries, "queries", 2), k)
+        float32)``, best first, padded with id -1 (score -inf for "ip", +inf for "l2").
+
+        ``filter``: a Milvus-style boolean expression over the store's attributes
+        (``'category in ["shoes", "bags"] and price < 50 and in_stock'``), applied inside the
+        search (``flat``: the exact top-k among allowed items). ``params``: search parameters for
+        this call only (``{"ef": 256}``, ``{"nprobe": 32}``)."""
+        return self._s.search(_floats(queries, "queries", 2), k, filter, dict(params or {}))
+
+    @property
+    def attributes(self) -> List[Tuple[str, str]]:
+        """The declared attribute columns: ``[(name, type)]``, type one of ``int64``,
+        ``float64``, ``bool``, ``string``."""
+        return list(self._s.attributes())
+
+    @property
+    def supports_filter(self) -> bool:
+        """False for ``cuda:flat`` and ``faiss-gpu:``, which refuse filters."""
+        return bool(self._s.supports_filter)
+
+    def declare_attributes(self, columns: Union[Dict[str, str], Sequence[Tuple[str, str]]]) -> None:
+        """Declares attribute columns: ``{"price": "float64", "category": "string",
+        "in_stock": "bool", "year": "int64"}``. A name already declared with the same type is
+        kept."""
+        items = list(columns.items()) if isinstance(columns, dict) else [tuple(c) for c in columns]
+        self._s.declare_attributes([(str(n), str(t)) for n, t in items])
+
+    def set_attributes(self, ids: npt.ArrayLike, values: Dict[str, Any],
+                       vectors: Optional[npt.ArrayLike] = None) -> int:
+        """Sets attribute values of ``ids`` without touching vectors: ``values`` maps a declared
+        column to one value per id (arrays or lists). With ``vectors`` ``[n, dim]`` the vectors
+        are upserted in the same write; returns how many ids were replaced (0 without)."""
+        i = _ints(ids, "ids", 1)
+        types = dict(self._s.attributes())
+        ints: Dict[str, Any] = {}
+        floats: Dict[str, Any] = {}
+        bools: Dict[str, Any] = {}
+        strings: Dict[str, List[str]] = {}
+        for name, v in values.items():
+            t = types.get(name)
+            if t is None:
+                raise InvalidArgument(f"set_attributes: no attribute {name!r} (declared: "
+                                      f"{', '.join(types) or 'none'})")
+            if t == "int64":
+                ints[name] = np.ascontiguousarray(np.asarray(v), dtype=np.int64)
+            elif t == "float64":
+                floats[name] = np.ascontiguousarray(np.asarray(v), dtype=np.float64)
+            elif t == "bool":
+                bools[name] = np.ascontiguousarray(np.asarray(v), dtype=bool).view(np.uint8)
+            else:
+                strings[name] = [str(x) for x in v]
+        vec = None if vectors is None else _floats(vectors, "vectors", 2)
+        return int(self._s.set_attributes(i, ints, floats, bools, strings, vec))
+
+    def filter_allows(self, filter: str, ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """For each id, whether ``filter`` allows it (ids need not be stored)."""
+        return self._s.filter_allows(filter, _ints(ids, "ids", 1)).astype(bool)
 
     def clear(self) -> None:
         self._s.clear()
@@ -478,7 +533,8 @@ def recall_items(model: MindModel, store: VectorStore, histories: Histories,
                  lengths: Optional[npt.ArrayLike] = None, topn: int = 50,
                  exclude_history: bool = False, rerank: int = 0,
                  threads: int = 0, allow_mismatch: bool = False,
-                 catalogue: Optional[Catalogue] = None) -> RecallResult:
+                 catalogue: Optional[Catalogue] = None, filter: str = "",
+                 params: Optional[Dict[str, float]] = None) -> RecallResult:
     """Multi-interest candidate generation: each user's interests, each interest's nearest
     items in ``store``, merged as the spec says (by score, duplicates and id 0 dropped).
 
@@ -495,25 +551,31 @@ def recall_items(model: MindModel, store: VectorStore, histories: Histories,
     With ``catalogue`` (the weights' :class:`Catalogue`: ``load_catalogue(".../catalogue.csv")``),
     ``histories`` are lists of raw item ids and the result is in raw ids (see
     :class:`RecallResult`): unknown raw ids are skipped and listed, a history with no known id
-    gets the popular items (``fallback``), retired items are never returned."""
+    gets the popular items (``fallback``), retired items are never returned.
+
+    ``filter`` (see :meth:`VectorStore.search`) keeps only the items it allows, inside the
+    store's search, ``exclude_history`` likewise; users without clicks get the allowed popular
+    items. ``params``: search parameters for this call (``{"ef": 256}``)."""
     _check_pairing(model, store, allow_mismatch)
+    p = dict(params or {})
     if catalogue is not None:
         if lengths is not None:
             raise InvalidArgument("recall_items: raw ids (catalogue=) come as lists of ids, not with lengths")
         ids_r, scores_r, fb_r, unknown = _core._recall_raw(model._m, store._s, catalogue,
                                                            _raw_lists(histories, "histories"), topn,
-                                                           exclude_history, rerank, threads)
+                                                           exclude_history, rerank, threads, filter, p)
         return RecallResult(ids_r, scores_r, fb_r.astype(bool), unknown)
     if lengths is None and _is_ragged(histories):
         try:
             ids, scores, fb = _core._recall_lists(model._m, store._s, cast(Sequence[Sequence[int]], histories),
-                                                  topn, exclude_history, rerank, threads)
+                                                  topn, exclude_history, rerank, threads, filter, p)
         except TypeError:
             raise _id_lists_error(histories, "histories") from None
     else:
         h = _ints(histories, "histories", 2)
         lens = _lengths_of(h) if lengths is None else _ints(lengths, "lengths", 1, _INT32)
-        ids, scores, fb = _core._recall(model._m, store._s, h, lens, topn, exclude_history, rerank, threads)
+        ids, scores, fb = _core._recall(model._m, store._s, h, lens, topn, exclude_history, rerank, threads,
+                                        filter, p)
     return RecallResult(ids, scores, fb.astype(bool))
 
 

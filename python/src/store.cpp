@@ -1,6 +1,8 @@
 // VectorStore (vector_store.hpp) and multi-interest recall (retriever.hpp). Every call that
 // searches or writes releases the GIL; the store's own locking makes concurrent searches from
 // Python threads safe (one writer at a time).
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/string.h>
@@ -39,12 +41,19 @@ int64_t ids_for(const char* what, const In<int64_t>& ids, int64_t n) {
   return static_cast<int64_t>(ids.shape(0));
 }
 
-RecallOptions recall_options(int topn, bool exclude_history, int rerank, int threads) {
+using Params = std::map<std::string, double>;
+
+std::vector<std::pair<std::string, double>> param_list(const Params& p) { return {p.begin(), p.end()}; }
+
+RecallOptions recall_options(int topn, bool exclude_history, int rerank, int threads, const std::string& filter,
+                             const Params& params) {
   RecallOptions o;
   o.topn = topn;
   o.exclude_history = exclude_history;
   o.rerank = rerank;
   o.threads = threads;
+  o.filter = filter;
+  o.search_params = param_list(params);
   return o;
 }
 
@@ -78,17 +87,70 @@ void bind_store(nb::module_& m) {
         nb::gil_scoped_release unlocked;
         return s.remove(n, ids.data());
       }, nb::arg("ids"))
-      .def("search", [](const VectorStore& s, const In<float>& q, int k) {
+      .def("search", [](const VectorStore& s, const In<float>& q, int k, const std::string& filter,
+                        const Params& params) {
         const int64_t nq = rows("queries", q, s.dim());
         if (k < 1) throw InvalidArgument("search: k must be >= 1, got " + std::to_string(k));
         Buffer<int64_t> ids(size_t(nq) * size_t(k));
         Buffer<float> scores(size_t(nq) * size_t(k));
+        SearchOptions o;
+        o.filter = filter;
+        o.params = param_list(params);
         {
           nb::gil_scoped_release unlocked;
-          s.search(nq, q.data(), k, ids.data(), scores.data());
+          s.search(nq, q.data(), k, ids.data(), scores.data(), o);
         }
         return std::make_pair(ids.release({size_t(nq), size_t(k)}), scores.release({size_t(nq), size_t(k)}));
-      }, nb::arg("queries"), nb::arg("k"))
+      }, nb::arg("queries"), nb::arg("k"), nb::arg("filter") = "", nb::arg("params") = Params{})
+      .def("declare_attributes", [](VectorStore& s, const std::vector<std::pair<std::string, std::string>>& cols) {
+        std::vector<AttributeSpec> specs;
+        for (const auto& [name, type] : cols) specs.push_back({name, parse_attribute_type(type)});
+        nb::gil_scoped_release unlocked;
+        s.declare_attributes(specs);
+      }, nb::arg("columns"))
+      .def("attributes", [](const VectorStore& s) {
+        std::vector<std::pair<std::string, std::string>> out;
+        std::vector<AttributeSpec> specs;
+        {
+          nb::gil_scoped_release unlocked;
+          specs = s.attributes();
+        }
+        for (const auto& a : specs) out.emplace_back(a.name, to_string(a.type));
+        return out;
+      })
+      .def("set_attributes", [](VectorStore& s, const In<int64_t>& ids, const std::map<std::string, In<int64_t>>& ints,
+                                const std::map<std::string, In<double>>& floats, const std::map<std::string, In<uint8_t>>& bools,
+                                const std::map<std::string, std::vector<std::string>>& strings,
+                                const std::optional<In<float>>& vectors) {
+        const int64_t n = ids_for("ids", ids, -1);
+        AttributeBatch b;
+        auto col = [&](const std::string& name, const auto& a) {
+          if (a.ndim() != 1 || int64_t(a.shape(0)) != n)
+            throw InvalidArgument("set_attributes: attribute '" + name + "': expected " + std::to_string(n) + " values (one per id)");
+        };
+        for (const auto& [name, a] : ints) col(name, a), b.add(name, std::vector<int64_t>(a.data(), a.data() + n));
+        for (const auto& [name, a] : floats) col(name, a), b.add(name, std::vector<double>(a.data(), a.data() + n));
+        for (const auto& [name, a] : bools) col(name, a), b.add_bool(name, std::vector<uint8_t>(a.data(), a.data() + n));
+        for (const auto& [name, v] : strings) b.add(name, v);
+        if (vectors) rows("vectors", *vectors, s.dim());
+        if (vectors && int64_t(vectors->shape(0)) != n) throw InvalidArgument("upsert: " + std::to_string(n) + " ids for " +
+                                                                     std::to_string(vectors->shape(0)) + " vectors");
+        nb::gil_scoped_release unlocked;
+        if (vectors) return s.upsert(n, vectors->data(), ids.data(), b);
+        s.set_attributes(n, ids.data(), b);
+        return int64_t(0);
+      }, nb::arg("ids"), nb::arg("ints"), nb::arg("floats"), nb::arg("bools"), nb::arg("strings"),
+         nb::arg("vectors").none() = nb::none())
+      .def("filter_allows", [](const VectorStore& s, const std::string& filter, const In<int64_t>& ids) {
+        const int64_t n = ids_for("ids", ids, -1);
+        std::vector<uint8_t> ok;
+        {
+          nb::gil_scoped_release unlocked;
+          ok = s.filter_allows(filter, n, ids.data());
+        }
+        return to_numpy(std::move(ok), {size_t(n)});
+      }, nb::arg("filter"), nb::arg("ids"))
+      .def_prop_ro("supports_filter", &VectorStore::supports_filter)
       .def("clear", [](VectorStore& s) {
         nb::gil_scoped_release unlocked;
         s.clear();
@@ -136,7 +198,8 @@ void bind_store(nb::module_& m) {
         nb::arg("allow_mismatch") = false, nb::call_guard<nb::gil_scoped_release>());
 
   m.def("_recall", [](const MindModel& model, const VectorStore& store, const In<int64_t>& hist,
-                      const In<int32_t>& lengths, int topn, bool exclude_history, int rerank, int threads) {
+                      const In<int32_t>& lengths, int topn, bool exclude_history, int rerank, int threads,
+                      const std::string& filter, const Params& params) {
     const int L = model.config().maxlen;
     if (hist.ndim() != 2 || hist.shape(1) != size_t(L))
       throw InvalidArgument("histories: expected a [B, maxlen=" + std::to_string(L) +
@@ -152,31 +215,32 @@ void bind_store(nb::module_& m) {
     {
       nb::gil_scoped_release unlocked;
       recall_items(model, store, hist.data(), lengths.data(), int64_t(B),
-                   recall_options(topn, exclude_history, rerank, threads), ids.data(), scores.data(), fallback.data());
+                   recall_options(topn, exclude_history, rerank, threads, filter, params), ids.data(), scores.data(), fallback.data());
     }
     return std::make_tuple(ids.release({B, size_t(topn)}), scores.release({B, size_t(topn)}), fallback.release({B}));
   }, nb::arg("model"), nb::arg("store"), nb::arg("hist"), nb::arg("lengths"), nb::arg("topn"),
-     nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"));
+     nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"), nb::arg("filter") = "",
+     nb::arg("params") = Params{});
   m.def("_recall_lists", [](const MindModel& model, const VectorStore& store,
                             const std::vector<std::vector<int64_t>>& histories, int topn, bool exclude_history,
-                            int rerank, int threads) {
+                            int rerank, int threads, const std::string& filter, const Params& params) {
     RecallResult r;
     {
       nb::gil_scoped_release unlocked;
-      r = recall_histories(model, store, histories, recall_options(topn, exclude_history, rerank, threads));
+      r = recall_histories(model, store, histories, recall_options(topn, exclude_history, rerank, threads, filter, params));
     }
     const size_t B = size_t(r.users), N = size_t(r.topn);
     return std::make_tuple(to_numpy(std::move(r.ids), {B, N}), to_numpy(std::move(r.scores), {B, N}),
                            to_numpy(std::move(r.fallback), {B}));
   }, nb::arg("model"), nb::arg("store"), nb::arg("histories"), nb::arg("topn"), nb::arg("exclude_history"),
-     nb::arg("rerank"), nb::arg("threads"));
+     nb::arg("rerank"), nb::arg("threads"), nb::arg("filter") = "", nb::arg("params") = Params{});
   m.def("_recall_raw", [](const MindModel& model, const VectorStore& store, const Catalogue& c,
                           const std::vector<std::vector<std::string>>& histories, int topn, bool exclude_history,
-                          int rerank, int threads) {
+                          int rerank, int threads, const std::string& filter, const Params& params) {
     RawRecallResult r;
     {
       nb::gil_scoped_release unlocked;
-      r = recall_raw_histories(model, store, c, histories, recall_options(topn, exclude_history, rerank, threads));
+      r = recall_raw_histories(model, store, c, histories, recall_options(topn, exclude_history, rerank, threads, filter, params));
     }
     std::vector<nb::object> scores;
     for (auto& s : r.scores) {
@@ -186,7 +250,8 @@ void bind_store(nb::module_& m) {
     const size_t B = size_t(r.users);
     return std::make_tuple(std::move(r.ids), std::move(scores), to_numpy(std::move(r.fallback), {B}), std::move(r.unknown));
   }, nb::arg("model"), nb::arg("store"), nb::arg("catalogue"), nb::arg("histories"), nb::arg("topn"),
-     nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"));
+     nb::arg("exclude_history"), nb::arg("rerank"), nb::arg("threads"), nb::arg("filter") = "",
+     nb::arg("params") = Params{});
 }
 
 }  // namespace mindrec::py

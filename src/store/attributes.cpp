@@ -10,11 +10,18 @@
 #include <limits>
 #include <unordered_set>
 
+#include "detail/csv.hpp"
 #include "detail/fault.hpp"
+#include "mindrec/catalogue.hpp"
+#include <fstream>
 #include "mindrec/error.hpp"
 #include "store/store_io.hpp"
 
 namespace mindrec {
+
+namespace {
+constexpr int64_t kMaxAttributeIdPublic = int64_t(1) << 32;
+}
 
 const char* to_string(AttributeType t) {
   switch (t) {
@@ -75,6 +82,151 @@ AttributeBatch& AttributeBatch::add(const std::string& name, std::vector<std::st
   c.strings = std::move(values);
   columns.push_back(std::move(c));
   return *this;
+}
+
+namespace {
+bool parse_int(const std::string& v, int64_t& out) {
+  if (v.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (errno == ERANGE || *end != '\0') return false;
+  out = x;
+  return true;
+}
+bool parse_real(const std::string& v, double& out) {
+  if (v.empty()) return false;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (*end != '\0' || std::isnan(x)) return false;
+  out = x;
+  return true;
+}
+bool parse_bool(const std::string& v, uint8_t& out) {
+  std::string l = v;
+  for (char& c : l) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (l == "true" || l == "1") return out = 1, true;
+  if (l == "false" || l == "0") return out = 0, true;
+  return false;
+}
+}  // namespace
+
+AttributeFile read_attributes_csv(const std::string& path, const Catalogue* catalogue) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot open attribute file '" + path + "'");
+  std::string line;
+  int64_t line_no = 0;
+  std::vector<std::string> head;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    head = detail::split_csv_fields(line, path + ":" + std::to_string(line_no) + ": ");
+    break;
+  }
+  if (head.empty()) throw FormatError(path + ": empty (expected a header: id,name[:type],... or raw_id,name[:type],...)");
+  const bool raw = head[0] == "raw_id";
+  if (!raw && head[0] != "id")
+    throw FormatError(path + ":" + std::to_string(line_no) + ": the first column is '" + head[0] + "', expected 'id' or 'raw_id'");
+  if (raw && !catalogue)
+    throw FormatError(path + ": keyed by raw_id, which needs the weights' catalogue (catalogue.csv beside the weights, or --catalogue)");
+  AttributeFile f;
+  std::vector<int> typed;  // 1 if the header gave a type
+  for (size_t c = 1; c < head.size(); ++c) {
+    AttributeSpec a;
+    const size_t colon = head[c].find(':');
+    a.name = head[c].substr(0, colon);
+    try {
+      if (colon != std::string::npos) a.type = parse_attribute_type(head[c].substr(colon + 1));
+      store::AttributeTable().prepare_declare({a});  // the name's rules
+    } catch (const InvalidArgument& e) {
+      throw FormatError(path + ":" + std::to_string(line_no) + ": column " + std::to_string(c + 1) + ": " + e.what());
+    }
+    typed.push_back(colon != std::string::npos);
+    f.columns.push_back(a);
+  }
+  const int64_t header_line = line_no;
+  std::vector<std::vector<std::string>> cells(f.columns.size());
+  std::vector<int64_t> lines;
+  std::unordered_set<int64_t> seen;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_no) + ": ";
+    std::vector<std::string> row = detail::split_csv_fields(line, where);
+    if (row.size() != head.size())
+      throw FormatError(where + std::to_string(row.size()) + " fields, the header has " + std::to_string(head.size()));
+    int64_t id = 0;
+    if (raw) {
+      id = catalogue->to_dense(row[0]);
+      if (id == 0) {
+        ++f.unknown_raw_ids;
+        continue;
+      }
+    } else if (!parse_int(row[0], id) || id < 0 || id >= kMaxAttributeIdPublic) {
+      throw FormatError(where + "field 'id': '" + row[0] + "' is not an item id in [0, 2^32)");
+    }
+    if (!seen.insert(id).second)
+      throw FormatError(where + "field '" + head[0] + "': item " + row[0] + " appears twice");
+    f.ids.push_back(id);
+    lines.push_back(line_no);
+    for (size_t c = 0; c < f.columns.size(); ++c) cells[c].push_back(std::move(row[c + 1]));
+  }
+  (void)header_line;
+  for (size_t c = 0; c < f.columns.size(); ++c) {
+    AttributeSpec& a = f.columns[c];
+    const auto& v = cells[c];
+    if (!typed[c]) {  // the narrowest type that holds every value
+      bool ints = true, reals = true, bools = true;
+      int64_t i;
+      double d;
+      uint8_t b;
+      for (const auto& x : v) {
+        ints = ints && parse_int(x, i);
+        reals = reals && parse_real(x, d);
+        std::string l = x;
+        for (char& ch : l) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+        bools = bools && (l == "true" || l == "false");
+      }
+      a.type = v.empty() ? AttributeType::string : ints ? AttributeType::int64 : reals ? AttributeType::float64
+             : bools ? AttributeType::boolean : AttributeType::string;
+    }
+    AttributeBatch::Column col;
+    col.name = a.name;
+    col.type = a.type;
+    for (size_t r = 0; r < v.size(); ++r) {
+      auto bad = [&](const char* want) {
+        throw FormatError(path + ":" + std::to_string(lines[r]) + ": field '" + a.name + "': '" + v[r] + "' is not " + want);
+      };
+      switch (a.type) {
+        case AttributeType::int64: {
+          int64_t x;
+          if (!parse_int(v[r], x)) bad("an int64");
+          col.ints.push_back(x);
+          break;
+        }
+        case AttributeType::float64: {
+          double x;
+          if (!parse_real(v[r], x)) bad("a number");
+          col.floats.push_back(x);
+          break;
+        }
+        case AttributeType::boolean: {
+          uint8_t x;
+          if (!parse_bool(v[r], x)) bad("a bool (true, false, 1, 0)");
+          col.bools.push_back(x);
+          break;
+        }
+        case AttributeType::string:
+          if (v[r].size() > 65535) bad("a string of at most 65535 bytes");
+          col.strings.push_back(v[r]);
+          break;
+      }
+    }
+    f.values.columns.push_back(std::move(col));
+  }
+  return f;
 }
 
 void check_filter(const std::string& filter, const std::vector<AttributeSpec>& attributes) {
