@@ -30,6 +30,8 @@ printf '\001{"raw_ids": ["B001"], "vectors": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7
 mkdir -p $c/catalogue
 printf 'id,raw_id,status,clicks\n1,B00123XYZ,active,532\n3,"q ""x""",retired,0\n4, sp ,active,2\n' > $c/catalogue/seed.csv
 printf 'id,raw_id:int64\n1,007\n2,-5\n' > $c/catalogue/numeric.csv
+mkdir -p $c/filter
+printf '%s' 'category in ["shoes", "bags"] and price < 50 and in_stock' > $c/filter/example.txt
 python3 - "$c/npy/seed.npy" <<'PY'
 import struct, sys
 header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"

@@ -1361,3 +1361,65 @@ TEST_CASE("serve: raw recalls and raw item writes at once never wait on each oth
   CHECK(reader.get() == 300);
   CHECK(svc.snapshot()->catalogue->size() == 299 + 7);
 }
+
+TEST_CASE("serve: filter and params on /rec/recall - attributes through /rec/items - flips visible to the next recall") {
+  MindWeights w = small_weights();
+  w.popular_items = {11, 3, 17, 250, 42};
+  auto store = make_vector_store("flat", 8);
+  store->declare_attributes({{"shelf", AttributeType::int64}, {"in_stock", AttributeType::boolean}});
+  serve::RecService svc(MindModel(w), std::move(store), {});
+  svc.handle("POST", "/rec/insert_data", "");
+  // Attributes alone: shelf = id % 5, in stock when id % 3 != 0 (no vector touched).
+  json ids = json::array(), shelf = json::array(), stock = json::array();
+  for (int64_t id = 1; id < 300; ++id) ids.push_back(id), shelf.push_back(id % 5), stock.push_back(id % 3 != 0);
+  auto r = svc.handle("POST", "/rec/items", json{{"ids", ids}, {"attributes", {{"shelf", shelf}, {"in_stock", stock}}}}.dump());
+  CHECK(body_of(r) == json{{"attributes_set", 299}, {"count", 299}});
+  // The library's answer with the same filter on a store holding the same attributes.
+  auto oracle = build_item_store(svc.model(), "flat");
+  oracle->declare_attributes({{"shelf", AttributeType::int64}, {"in_stock", AttributeType::boolean}});
+  std::vector<int64_t> all_ids;
+  std::vector<int64_t> shelves;
+  std::vector<uint8_t> stocks;
+  for (int64_t id = 1; id < 300; ++id) all_ids.push_back(id), shelves.push_back(id % 5), stocks.push_back(id % 3 != 0);
+  AttributeBatch b;
+  b.add("shelf", shelves).add_bool("in_stock", stocks);
+  oracle->set_attributes(int64_t(all_ids.size()), all_ids.data(), b);
+  const std::string filter = "shelf == 2 and in_stock";
+  r = svc.handle("POST", "/rec/recall",
+                 json{{"top_k", 10}, {"hist_item", {{43, 23, 65}, json::array()}}, {"exclude_history", true}, {"filter", filter}}.dump());
+  REQUIRE(r.status == 200);
+  const auto got = body_of(r)["ids"][0].get<std::vector<int64_t>>();
+  REQUIRE(got.size() == 10);
+  for (int64_t id : got) CHECK((id % 5 == 2 && id % 3 != 0));
+  RecallOptions o;
+  o.topn = 10;
+  o.exclude_history = true;
+  o.filter = filter;
+  CHECK(got == recall_histories(svc.model(), *oracle, {{43, 23, 65}}, o).ids);
+  // The no-click user gets the allowed popular items only: of 11, 3, 17, 250, 42 just 17
+  // (42 is on shelf 2 but out of stock).
+  CHECK(body_of(r)["ids"][1] == json{17});
+  // The first item goes out of stock: the next recall skips it.
+  r = svc.handle("POST", "/rec/items", json{{"ids", {got[0]}}, {"attributes", {{"in_stock", {false}}}}}.dump());
+  CHECK(r.status == 200);
+  r = svc.handle("POST", "/rec/recall", json{{"top_k", 10}, {"hist_item", {{43, 23, 65}}}, {"exclude_history", true}, {"filter", filter}}.dump());
+  const auto after = body_of(r)["ids"][0].get<std::vector<int64_t>>();
+  CHECK(std::count(after.begin(), after.end(), got[0]) == 0);
+  CHECK(after[0] == got[1]);
+  // Mistakes: 400 naming the field (the filter's position and token), nothing changed.
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]], "filter": "shelf < "})"), 400, "filter",
+              "position 8: 'shelf' is int64: expected a number, got 'end of expression'");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]], "filter": "colour == 'red'"})"), 400, "filter",
+              "unknown field 'colour'");
+  check_error(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]], "params": {"ef": "x"}})"), 400, "params.ef", "must be a number");
+  r = svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]], "params": {"ef": 64}})");
+  CHECK(r.status == 400);  // flat takes threads only
+  CHECK(r.body.find("not a per-call search parameter here (it takes threads") != std::string::npos);
+  CHECK(svc.handle("POST", "/rec/recall", R"({"hist_item": [[1]], "params": {"threads": 1}})").status == 200);
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [1], "attributes": {"colour": ["red"]}})"), 400, "attributes.colour",
+              "is not an attribute of the store (declared: shelf, in_stock)");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [1, 2], "attributes": {"shelf": [1]}})"), 400, "attributes.shelf",
+              "must be an array of 2 values");
+  check_error(svc.handle("POST", "/rec/items", R"({"ids": [1], "attributes": {"in_stock": [3]}})"), 400, "attributes.in_stock[0]", "");
+  CHECK(oracle->filter_allows("in_stock", 1, std::vector<int64_t>{1}.data())[0] == 1);
+}

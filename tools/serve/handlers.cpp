@@ -15,6 +15,45 @@
 
 namespace mindrec::serve {
 
+namespace {
+// "attributes": {"name": [one value per id], ...} for declared columns: numbers for int64
+// (integers) and float64, true/false for bool, strings for string.
+AttributeBatch attribute_batch(const json& a, const std::vector<AttributeSpec>& declared, size_t count) {
+  if (!a.is_object()) bad("attributes", std::string("must be an object of columns, e.g. {\"in_stock\": [true]}, got ") + a.type_name());
+  AttributeBatch b;
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    const std::string field = "attributes." + it.key();
+    const AttributeSpec* spec = nullptr;
+    for (const auto& d : declared)
+      if (d.name == it.key()) spec = &d;
+    if (!spec) {
+      std::string have;
+      for (const auto& d : declared) have += (have.empty() ? "" : ", ") + d.name;
+      bad(field, "is not an attribute of the store (declared: " + (have.empty() ? std::string("none; mindrec index --attributes") : have) + ")");
+    }
+    const json& v = it.value();
+    if (!v.is_array() || v.size() != count) bad(field, "must be an array of " + std::to_string(count) + " values (one per id)");
+    AttributeBatch::Column c;
+    c.name = spec->name;
+    c.type = spec->type;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string at = field + "[" + std::to_string(i) + "]";
+      switch (spec->type) {
+        case AttributeType::int64: c.ints.push_back(as_int(v[i], at)); break;
+        case AttributeType::float64:
+          if (!v[i].is_number() || !std::isfinite(v[i].get<double>())) bad(at, "must be a finite number");
+          c.floats.push_back(v[i].get<double>());
+          break;
+        case AttributeType::boolean: c.bools.push_back(as_bool(v[i], at) ? 1 : 0); break;
+        case AttributeType::string: c.strings.push_back(as_string(v[i], at)); break;
+      }
+    }
+    b.columns.push_back(std::move(c));
+  }
+  return b;
+}
+}  // namespace
+
 Reply RecService::insert_data() {
   check_writable();
   const auto snap = loaded();
@@ -27,7 +66,27 @@ Reply RecService::recall(std::string_view body) const {
   const MindModel& model = *snap->model;
   const VectorStore& store = *snap->store;
   const json j = parse_object(body);
-  check_keys(j, {"top_k", "hist_item", "exclude_history", "rerank", "ids"});
+  check_keys(j, {"top_k", "hist_item", "exclude_history", "rerank", "ids", "filter", "params"});
+  // "filter": an expression over the store's attributes (README "Filters"); "params": search
+  // parameters for this request ({"ef": 256}, {"nprobe": 32}).
+  std::string filter;
+  if (j.contains("filter")) {
+    filter = as_string(j["filter"], "filter");
+    try {
+      check_filter(filter, store.attributes());
+    } catch (const InvalidArgument& e) {
+      bad("filter", e.what());
+    }
+  }
+  std::vector<std::pair<std::string, double>> params;
+  if (j.contains("params")) {
+    const json& p = j["params"];
+    if (!p.is_object()) bad("params", std::string("must be an object of numbers, e.g. {\"ef\": 256}, got ") + p.type_name());
+    for (auto it = p.begin(); it != p.end(); ++it) {
+      if (!it.value().is_number()) bad("params." + it.key(), "must be a number");
+      params.emplace_back(it.key(), it.value().get<double>());
+    }
+  }
   bool raw = false;  // "ids": "raw": hist_item holds raw ids and the answer too (the catalogue's)
   if (j.contains("ids")) {
     const std::string mode = as_string(j["ids"], "ids");
@@ -91,6 +150,8 @@ Reply RecService::recall(std::string_view body) const {
   o.exclude_history = exclude;
   o.threads = 1;  // one compute thread per request (see ComputeSlots)
   o.rerank = rerank;
+  o.filter = filter;
+  o.search_params = params;
   const auto later = rerank > 0 ? written_ids(*snap) : nullptr;
   o.store_scored = later.get();
   if (raw) return recall_raw(*snap, raw_hists, o);
@@ -186,8 +247,9 @@ Reply RecService::put_items(std::string_view body) {
   const auto snap = loaded();
   VectorStore& store = *snap->store;
   const json j = parse_object(body);
-  check_keys(j, {"ids", "raw_ids", "vectors"});
+  check_keys(j, {"ids", "raw_ids", "vectors", "attributes"});
   if (j.contains("ids") == j.contains("raw_ids")) bad("ids", "one of \"ids\" (dense ids) or \"raw_ids\" is required, not both");
+  if (!j.contains("vectors") && !j.contains("attributes")) bad("vectors", "one of \"vectors\" or \"attributes\" (or both) is required");
   const bool raw = j.contains("raw_ids");
   if (raw && !snap->catalogue)
     bad("raw_ids", "raw ids need the model's catalogue: the served weights have none");
@@ -196,6 +258,26 @@ Reply RecService::put_items(std::string_view body) {
   if (raw) raws = raw_id_list(j, options_.max_items, *snap->catalogue);
   else ids = id_list(j, options_.max_items, 1);
   const size_t count = raw ? raws.size() : ids.size();
+  const bool with_attributes = j.contains("attributes");
+  const AttributeBatch attrs = with_attributes ? attribute_batch(j["attributes"], store.attributes(), count) : AttributeBatch{};
+  if (!j.contains("vectors")) {
+    // Attributes alone (an in-stock flag flipping): no vector touched, no compute slot needed.
+    if (raw) {
+      std::shared_lock<std::shared_mutex> l(catalogue_mutex());
+      json unknown = json::array();
+      std::vector<int64_t> known;
+      for (size_t i = 0; i < raws.size(); ++i) {
+        const int64_t id = snap->catalogue->to_dense(raws[i]);
+        if (id == 0) unknown.push_back(raws[i]);
+        else known.push_back(id);
+      }
+      if (!unknown.empty()) bad("raw_ids", "unknown raw ids (give their vectors to add them): " + to_text(unknown));
+      store.set_attributes(int64_t(known.size()), known.data(), attrs);
+      return ok({{"attributes_set", known.size()}, {"count", store.size()}});
+    }
+    store.set_attributes(int64_t(ids.size()), ids.data(), attrs);
+    return ok({{"attributes_set", ids.size()}, {"count", store.size()}});
+  }
   const json& vecs = array_field(j, "vectors", 1, size_t(options_.max_items));
   if (vecs.size() != count)
     bad("vectors", "holds " + std::to_string(vecs.size()) + " vectors for " + std::to_string(count) + " ids");
@@ -217,7 +299,9 @@ Reply RecService::put_items(std::string_view body) {
   }
   const int64_t n = static_cast<int64_t>(count);
   if (!raw) {
-    const int64_t replaced = slots_->run([&] { return store.upsert(n, x.data(), ids.data()); });
+    const int64_t replaced = slots_->run([&] {
+      return with_attributes ? store.upsert(n, x.data(), ids.data(), attrs) : store.upsert(n, x.data(), ids.data());
+    });
     note_written(*snap, ids);
     return ok({{"added", n - replaced}, {"replaced", replaced}, {"count", store.size()}});
   }
@@ -235,7 +319,7 @@ Reply RecService::put_items(std::string_view body) {
       const int64_t id = cat.to_dense(r);
       ids.push_back(id != 0 ? id : next++);
     }
-    replaced = store.upsert(n, x.data(), ids.data());
+    replaced = with_attributes ? store.upsert(n, x.data(), ids.data(), attrs) : store.upsert(n, x.data(), ids.data());
     for (size_t i = 0; i < raws.size(); ++i) {
       if (ids[i] >= cat.item_count()) {
         cat.insert(ids[i], raws[i]);
