@@ -42,7 +42,18 @@
 //                               refusals, IoError for a server unreachable or silent past timeout.
 //                               Needs MINDREC_WITH_MILVUS (default ON; else Unsupported).
 // Search parameters of `flat`: threads (scan threads, 0 = the thread policy's), e.g.
-// "flat?threads=2". Integer parameters (threads, nprobe, ef, efSearch, fetch, ...) must be whole
+// "flat?threads=2". Per call (SearchOptions::params): flat threads, hnsw ef, Faiss IVF nprobe,
+// Faiss HNSW ef (or efSearch; it must equal the index's in Faiss 1.7.3), milvus fetch, and on
+// every store that filters exact_below (the planner's threshold, below); mode switches (walk,
+// faiss_scan) only on the spec. set_search_param changes the store's defaults for every caller.
+// Filters (attributes.hpp; README "Filters"): a store holds attribute columns per item id and a
+// search takes a filter expression, applied inside the search: flat exactly; hnsw's walk routes
+// through disallowed nodes and returns allowed ones; mindrec's IVF scans skip disallowed
+// vectors and probe nprobe / sqrt(selectivity) lists, then more while fewer than k pass; other
+// Faiss indexes through an IDSelector; milvus:// forwards the expression (`id` renamed to its key
+// field); cuda:flat and faiss-gpu: refuse (Unsupported). The allowed stored items are counted
+// exactly (a bitmap of stored ids ANDed with the filter's): below a per-backend fraction of the
+// store (hnsw 12%, Faiss HNSW 10%, flat 5%, IVF 2%) they are scored exactly instead. Integer parameters (threads, nprobe, ef, efSearch, fetch, ...) must be whole
 // numbers in range (InvalidArgument naming the store and the parameter otherwise).
 // Threads: every backend's own parallel work (Faiss's OpenMP regions included) uses
 // mindrec's thread policy, default_threads() (config.hpp: OMP_NUM_THREADS, else the CPUs this
@@ -257,8 +268,13 @@ class MINDREC_API VectorStore {
   std::vector<uint64_t> grown_stored_bits(int64_t n, const int64_t* ids) const;
   /// Marks ids stored (set) or not, in `bits` (grown_stored_bits's, swapped in) or in place.
   void mark_stored(int64_t n, const int64_t* ids, bool on, std::vector<uint64_t>* grown);
+  /// A filter evaluated against the current contents: its allowed set, the count of allowed
+  /// stored items and, when the planner scores them exactly, their ids and vectors. Kept in a
+  /// small cache (8 entries, each up to 64 MiB) while the store does not change.
+  struct FilterEntry;
+  std::shared_ptr<const FilterEntry> filter_entry(const std::string& text, double fraction) const;
   void search_allowed_exactly(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
-                              const SearchContext& ctx, const std::vector<uint64_t>& bits) const;
+                              const SearchContext& ctx, const FilterEntry& e) const;
   void check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
                    bool refuse_stored) const;
   // Write virtuals (see exclusive()); each either applies whole or changes nothing.
@@ -286,6 +302,10 @@ class MINDREC_API VectorStore {
   /// stored-id bitmap the filter planner counts with); false if the backend cannot list them
   /// (the planner then leaves every filter to the backend).
   virtual bool list_ids_impl(std::vector<int64_t>& /*out*/) const { return false; }
+  /// Appends to `found` those of `ids` that are stored and visible to searches, and their
+  /// vectors (as reconstruct_impl gives them) to `out` [found, dim]: the planner's exact path.
+  /// The default asks contains_impl and reconstruct_impl for each.
+  virtual void gather_impl(const std::vector<int64_t>& ids, std::vector<int64_t>& found, std::vector<float>& out) const;
   /// The parameter names a search call may give this backend.
   virtual std::vector<std::string> search_param_names_impl() const { return {}; }
   /// The fraction of the store below which a filter's allowed set is searched exactly

@@ -181,7 +181,6 @@ AttributeFile read_attributes_csv(const std::string& path, const Catalogue* cata
       bool ints = true, reals = true, bools = true;
       int64_t i;
       double d;
-      uint8_t b;
       for (const auto& x : v) {
         ints = ints && parse_int(x, i);
         reals = reals && parse_real(x, d);

@@ -910,11 +910,11 @@ class FaissStore final : public VectorStore {
       ivf()->nprobe = size_t(nprobe_);  // fast-scan reads the index's
     } else if (name == "faiss_scan" && ivf()) {
       faiss_scan_ = detail::integer_param(who, name, value, 0, 1, " (1: Faiss's own list scan)") == 1;
-    } else if (name == "efSearch" && hnsw()) {
+    } else if ((name == "efSearch" || name == "ef") && hnsw()) {  // ef: the name hnsw: uses too
       hnsw()->hnsw.efSearch = ef_search_ = int(detail::integer_param(who, name, value, 1, 100000));
     } else {
       throw InvalidArgument(who + ": unknown search parameter '" + name +
-                            "' (IVF indexes take nprobe and faiss_scan=0|1, HNSW indexes efSearch)");
+                            "' (IVF indexes take nprobe and faiss_scan=0|1, HNSW indexes ef (or efSearch))");
     }
   }
 

@@ -327,6 +327,23 @@ class HnswStore final : public VectorStore {
     std::copy(v.begin(), v.end(), out);
   }
   bool contains_impl(int64_t id) const override { return live(id); }
+  // The planner's exact path: one lookup per id, the vector copied from the element (no
+  // per-label lock or allocation, as getDataByLabel takes); hidden elements are not visible.
+  void gather_impl(const std::vector<int64_t>& ids, std::vector<int64_t>& found, std::vector<float>& out) const override {
+    if (!graph_) return;
+    const Graph& g = *graph_;
+    const size_t d = size_t(dim());
+    for (const int64_t id : ids) {
+      const auto it = g.label_lookup_.find(hnswlib::labeltype(id));
+      if (it == g.label_lookup_.end() || g.excluded(it->second)) continue;
+      found.push_back(id);
+      const float* v = g.vector(it->second);
+      out.insert(out.end(), v, v + d);
+    }
+  }
+  // Filtered walks cost about ef / selectivity expansions: below an eighth of the store the
+  // allowed items scored exactly cost less (measured on the diffuse 367,983-item set, RESULTS).
+  double exact_filter_fraction_impl() const override { return 0.12; }
   bool list_ids_impl(std::vector<int64_t>& out) const override {
     if (graph_)
       for (const auto& [label, internal] : graph_->label_lookup_)

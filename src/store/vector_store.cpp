@@ -25,6 +25,20 @@
 
 namespace mindrec {
 
+struct VectorStore::FilterEntry {
+  std::string text;
+  uint64_t version = 0;
+  bool ids_complete = false;
+  double fraction = 0;  // the planner's threshold it was made with
+  store::Allowed allowed;
+  uint64_t zero = 0;      // the bitmap of a table without rows (every id answers `beyond`)
+  int64_t count = 0;      // allowed stored items when `counted`, else allowed ids below nbits
+  bool counted = false;
+  bool exact = false;     // the planner scores cand exactly
+  std::vector<int64_t> cand;
+  std::vector<float> vecs, bias;
+};
+
 struct VectorStore::Lock {
   detail::WriterPreferringMutex rw;  // searches shared, a write's change exclusive
   std::mutex writers;                // one write (or save) at a time
@@ -35,6 +49,9 @@ struct VectorStore::Lock {
   std::mutex params;
   std::string params_text;
   bool params_valid = false;
+  // Filters evaluated lately (most recent first), reused while `changes` is the same.
+  std::mutex cache_mutex;
+  std::vector<std::shared_ptr<const FilterEntry>> cache;
 };
 
 std::string VectorStore::spec() const {
@@ -82,6 +99,16 @@ void VectorStore::upsert_impl(int64_t n, const float* vectors, const int64_t* id
       throw;
     }
   });
+}
+
+void VectorStore::gather_impl(const std::vector<int64_t>& ids, std::vector<int64_t>& found, std::vector<float>& out) const {
+  const size_t d = size_t(dim_);
+  for (const int64_t id : ids) {
+    if (!contains_impl(id)) continue;
+    found.push_back(id);
+    out.resize(out.size() + d);
+    reconstruct_impl(id, out.data() + out.size() - d);
+  }
 }
 
 void VectorStore::stored_ids_impl(int64_t n, const int64_t* ids, std::vector<int64_t>& out) const {
@@ -192,21 +219,33 @@ void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, 
   MINDREC_EXPECTS(queries && ids && scores, "VectorStore::search: null pointer");
   check_queries("VectorStore::search", nq, dim_, queries);
   SearchContext ctx;
+  // "exact_below" (every backend that filters): the planner's threshold for this call, the
+  // fraction of the store below which a filter's allowed items are scored exactly.
+  double exact_below = -1;
+  std::vector<std::pair<std::string, double>> params;
+  for (const auto& [name, value] : options.params) {
+    if (name != "exact_below") {
+      params.emplace_back(name, value);
+      continue;
+    }
+    if (!(value >= 0 && value <= 1))
+      throw InvalidArgument("vector store '" + backend_ + "': exact_below must be a fraction in [0, 1]");
+    exact_below = value;
+  }
   if ((!options.filter.empty() || options.exclude) && !supports_filter_impl())
     throw Unsupported("vector store '" + backend_ + "': filters and exclusions are not supported on this backend (use flat, hnsw: or faiss:)");
-  if (!options.params.empty()) {
+  if (!params.empty()) {
     const std::vector<std::string> names = search_param_names_impl();
-    for (const auto& [name, value] : options.params) {
+    for (const auto& [name, value] : params) {
       if (std::find(names.begin(), names.end(), name) == names.end()) {
         std::string have;
-        for (const auto& n : names) have += (have.empty() ? "" : ", ") + n;
+        for (const auto& n : names) have += n + ", ";
         throw InvalidArgument("vector store '" + backend_ + "': '" + name + "' is not a per-call search parameter here (" +
-                              (have.empty() ? std::string("it takes none") : "it takes " + have) +
-                              "; modes are set on the store's spec)");
+                              "it takes " + have + "exact_below; modes are set on the store's spec)");
       }
       if (!std::isfinite(value)) throw InvalidArgument("vector store '" + backend_ + "': " + name + " is not finite");
     }
-    ctx.params_ = options.params;
+    ctx.params_ = params;
   }
   std::vector<std::vector<int64_t>> exclude;
   if (options.exclude) {
@@ -228,84 +267,106 @@ void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, 
     }
   }
   std::shared_lock lock(lock_->rw);
-  store::Allowed allowed;
+  const float pad = padding_score(metric_);
+  std::shared_ptr<const FilterEntry> plan;
   if (!options.filter.empty() && remote_filter_impl()) {
     ctx.filter_ = options.filter;  // the server evaluates it
   } else if (!options.filter.empty()) {
-    const store::FilterPlan plan = store::FilterPlan::parse(options.filter, attrs_->specs());
-    allowed = plan.evaluate(*attrs_);
+    plan = filter_entry(options.filter, exact_below >= 0 ? exact_below : exact_filter_fraction_impl());
     ctx.filter_ = options.filter;
-    ctx.bits_ = allowed.bits.data();
-    ctx.nbits_ = allowed.nbits;
-    ctx.beyond_ = allowed.beyond;
-    ctx.count_ = allowed.count;
-    ctx.none_ = allowed.count == 0 && !allowed.beyond;
-    if (allowed.bits.empty()) {  // no rows: every id answers `beyond`
-      static const uint64_t zero = 0;
-      ctx.bits_ = &zero;
-    }
+    ctx.bits_ = plan->allowed.bits.empty() ? &plan->zero : plan->allowed.bits.data();
+    ctx.nbits_ = plan->allowed.nbits;
+    ctx.beyond_ = plan->allowed.beyond;
+    ctx.count_ = plan->count;
+    ctx.none_ = plan->count == 0 && (plan->counted || !plan->allowed.beyond);
   }
-  const float pad = padding_score(metric_);
   if (ctx.none_) {
     for (int64_t i = 0; i < nq * k; ++i) ids[i] = -1, scores[i] = pad;
     return;
   }
-  // The planner. With the stored-id bitmap complete, the allowed stored items are counted
-  // exactly (a word-wise AND): a set small against the store is scored exactly, id by id,
-  // which costs what it holds; a larger one goes to the backend's own filtered search, told
-  // the count (IVF probes more lists for a selective filter).
-  std::vector<uint64_t> allowed_stored;
-  if (ctx.bits_ && ids_complete_) {
-    allowed_stored.resize(stored_bits_.size());
-    int64_t count = 0;
-    for (size_t w = 0; w < stored_bits_.size(); ++w) {
-      const uint64_t a = w < allowed.bits.size() ? allowed.bits[w] : (allowed.beyond ? ~uint64_t(0) : 0);
-      allowed_stored[w] = a & stored_bits_[w];
-      count += __builtin_popcountll(allowed_stored[w]);
-    }
-    ctx.count_ = count;
-    if (count == 0) {
-      for (int64_t i = 0; i < nq * k; ++i) ids[i] = -1, scores[i] = pad;
-      return;
-    }
-  }
-  const double fraction = exact_filter_fraction_impl();
-  if (!allowed_stored.empty() && fraction > 0 && double(ctx.count_) <= fraction * double(size_impl())) {
-    search_allowed_exactly(nq, queries, k, ids, scores, ctx, allowed_stored);
-  } else {
-    search_impl(nq, queries, k, ids, scores, ctx);
-  }
+  if (plan && plan->exact) search_allowed_exactly(nq, queries, k, ids, scores, ctx, *plan);
+  else search_impl(nq, queries, k, ids, scores, ctx);
   for (int64_t i = 0; i < nq * k; ++i)
     if (ids[i] < 0) ids[i] = -1, scores[i] = pad;
 }
 
-void VectorStore::search_allowed_exactly(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
-                                         const SearchContext& ctx, const std::vector<uint64_t>& bits) const {
-  // The allowed ids that are stored, their vectors gathered (as the backend stores them:
-  // decoded codes for quantised stores), then one exact top-k per query over them.
-  std::vector<int64_t> cand;
-  for (size_t w = 0; w < bits.size(); ++w)
-    for (uint64_t b = bits[w]; b; b &= b - 1) {
-      const int64_t id = int64_t(w * 64 + size_t(__builtin_ctzll(b)));
-      if (contains_impl(id)) cand.push_back(id);
+std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const std::string& text, double fraction) const {
+  // Under the shared lock: the contents cannot change while this runs. An entry is reused while
+  // the store has not changed (the write counter, and the stored-id bitmap's state after a load).
+  const uint64_t version = lock_->changes.load();
+  {
+    std::lock_guard<std::mutex> l(lock_->cache_mutex);
+    for (size_t i = 0; i < lock_->cache.size(); ++i) {
+      const auto& e = lock_->cache[i];
+      if (e->text == text && e->version == version && e->ids_complete == ids_complete_ && e->fraction == fraction) {
+        auto hit = e;
+        std::rotate(lock_->cache.begin(), lock_->cache.begin() + ptrdiff_t(i), lock_->cache.begin() + ptrdiff_t(i) + 1);
+        return hit;
+      }
     }
-  const size_t d = size_t(dim_);
-  std::vector<float> vecs(cand.size() * d);
-  for (size_t i = 0; i < cand.size(); ++i) reconstruct_impl(cand[i], vecs.data() + i * d);
-  const bool l2 = metric_ == Metric::l2;
-  std::vector<float> bias;
-  if (l2) {
-    bias.resize(cand.size());
-    for (size_t i = 0; i < cand.size(); ++i) bias[i] = float(-0.5 * detail::squared_norm(vecs.data() + i * d, int(d)));
   }
+  auto e = std::make_shared<FilterEntry>();
+  e->text = text;
+  e->version = version;
+  e->ids_complete = ids_complete_;
+  e->fraction = fraction;
+  e->allowed = store::FilterPlan::parse(text, attrs_->specs()).evaluate(*attrs_);
+  e->count = e->allowed.count;
+  // The planner. With the stored-id bitmap complete, the allowed stored items are counted
+  // exactly (a word-wise AND): a set small against the store is scored exactly, id by id,
+  // which costs what it holds (its vectors gathered once per entry, up to 16 MiB); a larger
+  // one goes to the backend's own filtered search, told the count (IVF probes more lists for a
+  // selective filter).
+  std::vector<uint64_t> allowed_stored;
+  if (ids_complete_) {
+    allowed_stored.resize(stored_bits_.size());
+    int64_t count = 0;
+    const auto& bits = e->allowed.bits;
+    for (size_t w = 0; w < stored_bits_.size(); ++w) {
+      const uint64_t a = w < bits.size() ? bits[w] : (e->allowed.beyond ? ~uint64_t(0) : 0);
+      allowed_stored[w] = a & stored_bits_[w];
+      count += __builtin_popcountll(allowed_stored[w]);
+    }
+    e->count = count;
+    e->counted = true;
+  }
+  e->exact = e->counted && e->count > 0 && fraction > 0 && double(e->count) <= fraction * double(size_impl());
+  if (e->exact) {
+    std::vector<int64_t> want;
+    want.reserve(size_t(e->count));
+    for (size_t w = 0; w < allowed_stored.size(); ++w)
+      for (uint64_t b = allowed_stored[w]; b; b &= b - 1) want.push_back(int64_t(w * 64 + size_t(__builtin_ctzll(b))));
+    const size_t d = size_t(dim_);
+    e->vecs.reserve(want.size() * d);
+    gather_impl(want, e->cand, e->vecs);
+    if (metric_ == Metric::l2) {
+      e->bias.resize(e->cand.size());
+      for (size_t i = 0; i < e->cand.size(); ++i) e->bias[i] = float(-0.5 * detail::squared_norm(e->vecs.data() + i * d, int(d)));
+    }
+  }
+  const size_t bytes = e->allowed.bits.size() * 8 + e->vecs.size() * 4 + e->cand.size() * 8;
+  if (bytes <= (size_t(64) << 20)) {
+    std::lock_guard<std::mutex> l(lock_->cache_mutex);
+    lock_->cache.insert(lock_->cache.begin(), e);
+    if (lock_->cache.size() > 8) lock_->cache.pop_back();
+  }
+  return e;
+}
+
+void VectorStore::search_allowed_exactly(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
+                                         const SearchContext& ctx, const FilterEntry& e) const {
+  // One exact top-k per query over the allowed stored items' vectors (as the backend stores
+  // them: decoded codes for quantised stores), gathered when the entry was made.
+  const bool l2 = metric_ == Metric::l2;
+  const auto& cand = e.cand;
   // Exclusions: fetch k plus the query's excluded count (exact), then drop them.
   int extra = 0;
   for (int64_t q = 0; q < nq; ++q) extra = std::max(extra, int(ctx.excluded(q).size()));
   const int kk = int(std::min<int64_t>(int64_t(k) + extra, std::max<int64_t>(1, int64_t(cand.size()))));
   std::vector<int64_t> rid(size_t(nq) * kk);
   std::vector<float> rsc(size_t(nq) * kk);
-  exact_topk(vecs.data(), int64_t(cand.size()), int(d), queries, nq, kk, rid.data(), rsc.data(), 1,
-             l2 ? bias.data() : nullptr);
+  exact_topk(e.vecs.data(), int64_t(cand.size()), dim_, queries, nq, kk, rid.data(), rsc.data(), 1,
+             l2 ? e.bias.data() : nullptr);
   for (int64_t q = 0; q < nq; ++q) {
     const double qn = l2 ? detail::squared_norm(queries + q * dim_, dim_) : 0.0;
     int j = 0;
