@@ -29,12 +29,9 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-venv=${ANN_PEERS_VENV:-$HOME/.cache/mindrec-ci/ann-peers-venv}
-if ! "$venv/bin/python" -c "import faiss, hnswlib, usearch, numpy" 2>/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check numpy faiss-cpu hnswlib==0.8.0 usearch
-fi
+# shellcheck source=benchmarks/lib.sh
+. benchmarks/lib.sh
+venv=$(peers_venv)
 nlist=4096
 [ "$items" -lt 200000 ] && nlist=256   # ~sqrt(n) lists for the small version
 if [ -n "$quick" ]; then

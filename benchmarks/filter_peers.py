@@ -34,19 +34,8 @@ EF_GRID = [64, 128, 256]
 NPROBE_GRID = [16, 32, 64, 128]
 
 
-def merge(ids, scores, count, n=50):
-    ids, scores = ids[:count].ravel(), scores[:count].ravel()
-    order = np.lexsort((ids, -scores))
-    out, seen = [], set()
-    for i in order:
-        x = int(ids[i])
-        if x <= 0 or x in seen:
-            continue
-        seen.add(x)
-        out.append(x)
-        if len(out) == n:
-            break
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ann_peers import merge  # noqa: E402  (the spec's merge, one copy for both harnesses)
 
 
 def truth(items, interests, counts, allowed_ids, users):
@@ -213,6 +202,8 @@ def main():
         print(f"selectivity {label(sel)}: {len(allowed)} allowed items", flush=True)
     print("| system, setting | recall@50 | p50 ms | p99 ms |\n|---|---:|---:|---:|")
     for name in args.systems.split(","):
+        if name == "usearch":
+            continue  # reported below
         {"mindrec": run_mindrec, "faiss": run_faiss, "hnswlib": run_hnswlib}[name](items, bucket, interests, counts,
                                                                                  truths, users, args)
     if "usearch" in args.systems:

@@ -1,5 +1,17 @@
 # Shared by the benchmark scripts (sourced): waiting for a mindrec-serve started in the
-# background.
+# background; the peers' venv.
+
+# peers_venv: prints the venv of the ANN peers (faiss-cpu, hnswlib, usearch; ANN_PEERS_VENV or
+# cached per machine), made first if it is missing or broken.
+peers_venv() {
+  local venv=${ANN_PEERS_VENV:-$HOME/.cache/mindrec-ci/ann-peers-venv}
+  if ! "$venv/bin/python" -c "import faiss, hnswlib, usearch, numpy" 2>/dev/null; then
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check numpy faiss-cpu hnswlib==0.8.0 usearch >&2
+  fi
+  echo "$venv"
+}
 
 # serve_url LOG PID [SECONDS]: prints http://127.0.0.1:PORT once the server that writes LOG
 # (its stdout and stderr) listens and has loaded its model (/healthz no longer "loading");

@@ -11,6 +11,8 @@
 //                                       last with --no-skip) runs it while searches are going on.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+
+#include <algorithm>
 #include <httplib.h>
 #include <unistd.h>
 
@@ -115,6 +117,38 @@ TEST_CASE("milvus: a collection whose primary key is the item id (made with pymi
   std::ifstream f(tmp.file("pk.idx"));
   const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   CHECK(text.find("\"layout\": \"primary_key\"") != std::string::npos);
+}
+
+TEST_CASE("milvus: a filter on the item id goes to the server - brute force among the allowed items - exclusions too") {
+  Collections made;
+  const int d = 8, n = 300, k = 10;
+  auto s = make_vector_store(url_of(made("filter")), d);
+  const auto x = test::random_vectors(n, d, 41);
+  std::vector<int64_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
+  s->add(n, x.data(), ids.data());
+  const auto q = test::random_vectors(3, d, 42);
+  const std::vector<std::vector<int64_t>> hist = {{101, 102}, {}, {150}};
+  SearchOptions o;
+  o.filter = "id >= 100 and id < 200 or id in [7, 8]";
+  o.exclude = &hist;
+  std::vector<int64_t> got(3 * k);
+  std::vector<float> sc(3 * k);
+  s->search(3, q.data(), k, got.data(), sc.data(), o);
+  for (int i = 0; i < 3; ++i) {
+    std::vector<float> ax;
+    std::vector<int64_t> aid;
+    for (int r = 0; r < n; ++r) {
+      const int64_t id = r + 1;
+      const bool allowed = (id >= 100 && id < 200) || id == 7 || id == 8;
+      if (!allowed || std::count(hist[size_t(i)].begin(), hist[size_t(i)].end(), id)) continue;
+      aid.push_back(id);
+      ax.insert(ax.end(), x.begin() + size_t(r) * d, x.begin() + size_t(r + 1) * d);
+    }
+    const auto want = test::brute(ax, aid, q.data() + size_t(i) * d, d, k, Metric::inner_product);
+    for (int j = 0; j < k; ++j) CHECK(got[size_t(i) * k + j] == want[size_t(j)].first);
+  }
+  CHECK_THROWS_AS(s->declare_attributes({{"in_stock", AttributeType::boolean}}), Unsupported);
 }
 
 TEST_CASE("milvus: the store file is a descriptor - no vectors - and loads back onto the collection") {

@@ -35,6 +35,8 @@ class FakeMilvus {
  public:
   std::atomic<int> searches{0}, inserts{0};
   std::string mode = "ok";  // set before requests are made
+  std::mutex body_mutex;
+  std::string last_search;  // the body of the latest search request
 
   FakeMilvus() {
     svr_.Get("/v1/vector/collections/describe", [&](const httplib::Request& req, httplib::Response& res) {
@@ -48,8 +50,12 @@ class FakeMilvus {
         "indexes":[{"fieldName":"vector","indexName":"vector_idx","metricType":"IP"}],
         "load":"LoadStateLoaded","shardsNum":1}})J", "application/json");
     });
-    svr_.Post("/v1/vector/search", [&](const httplib::Request&, httplib::Response& res) {
+    svr_.Post("/v1/vector/search", [&](const httplib::Request& req, httplib::Response& res) {
       ++searches;
+      {
+        std::lock_guard<std::mutex> l(body_mutex);
+        last_search = req.body;
+      }
       answer(res, R"({"code":200,"data":[{"distance":0.9,"id":"11","item_id":5},{"distance":0.9,"id":"12","item_id":3},
         {"distance":0.8,"id":"13","item_id":5},{"distance":0.7,"id":"14","item_id":"7"}]})");
     });
@@ -137,6 +143,37 @@ TEST_CASE("milvus store over a fake server: hits sorted exactly - ties by smalle
   CHECK(fake.searches - before == 8);
   for (int i = 0; i < 8; ++i) CHECK(many[size_t(i) * 2] == 3);
   CHECK_THROWS_AS(s->search(1, kQuery, 16385, ids, sc), Unsupported);
+}
+
+TEST_CASE("milvus store over a fake server: a filter goes to the server - id renamed to the key field - exclusions appended - fetch per call") {
+  FakeMilvus fake;
+  auto s = make_vector_store(fake.url("fetch=64"), 4);
+  int64_t ids[3];
+  float sc[3];
+  const std::vector<std::vector<int64_t>> hist = {{7, 12}};
+  SearchOptions o;
+  o.filter = "id in [3, 5] and in_stock and category == \"id\"";
+  o.exclude = &hist;
+  o.params = {{"fetch", 10}};
+  s->search(1, kQuery, 3, ids, sc, o);
+  nlohmann::json body;
+  {
+    std::lock_guard<std::mutex> l(fake.body_mutex);
+    body = nlohmann::json::parse(fake.last_search);
+  }
+  // The layout of this collection keys items by the dynamic field item_id; the string "id" is
+  // a literal, not the field, and stays.
+  CHECK(body["filter"] == "(item_id in [3, 5] and in_stock and category == \"id\") and item_id not in [7,12]");
+  CHECK(body["limit"] == 10);
+  // Without a filter no "filter" key is sent; attributes live in the collection.
+  s->search(1, kQuery, 3, ids, sc);
+  {
+    std::lock_guard<std::mutex> l(fake.body_mutex);
+    CHECK(nlohmann::json::parse(fake.last_search).count("filter") == 0);
+  }
+  CHECK_THROWS_AS(s->declare_attributes({{"in_stock", AttributeType::boolean}}), Unsupported);
+  o.params = {{"ef", 10}};
+  CHECK_THROWS_AS(s->search(1, kQuery, 3, ids, sc, o), InvalidArgument);
 }
 
 TEST_CASE("milvus store over a fake server: the server's errors are typed - naming the operation and its message") {
