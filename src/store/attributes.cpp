@@ -19,10 +19,6 @@
 
 namespace mindrec {
 
-namespace {
-constexpr int64_t kMaxAttributeIdPublic = int64_t(1) << 32;
-}
-
 const char* to_string(AttributeType t) {
   switch (t) {
     case AttributeType::int64: return "int64";
@@ -85,6 +81,7 @@ AttributeBatch& AttributeBatch::add(const std::string& name, std::vector<std::st
 }
 
 namespace {
+constexpr int64_t kMaxAttributeId = int64_t(1) << 32;  // ids below 2^32 (attributes and their file)
 bool parse_int(const std::string& v, int64_t& out) {
   if (v.empty()) return false;
   errno = 0;
@@ -145,7 +142,6 @@ AttributeFile read_attributes_csv(const std::string& path, const Catalogue* cata
     typed.push_back(colon != std::string::npos);
     f.columns.push_back(a);
   }
-  const int64_t header_line = line_no;
   std::vector<std::vector<std::string>> cells(f.columns.size());
   std::vector<int64_t> lines;
   std::unordered_set<int64_t> seen;
@@ -164,7 +160,7 @@ AttributeFile read_attributes_csv(const std::string& path, const Catalogue* cata
         ++f.unknown_raw_ids;
         continue;
       }
-    } else if (!parse_int(row[0], id) || id < 0 || id >= kMaxAttributeIdPublic) {
+    } else if (!parse_int(row[0], id) || id < 0 || id >= kMaxAttributeId) {
       throw FormatError(where + "field 'id': '" + row[0] + "' is not an item id in [0, 2^32)");
     }
     if (!seen.insert(id).second)
@@ -173,7 +169,6 @@ AttributeFile read_attributes_csv(const std::string& path, const Catalogue* cata
     lines.push_back(line_no);
     for (size_t c = 0; c < f.columns.size(); ++c) cells[c].push_back(std::move(row[c + 1]));
   }
-  (void)header_line;
   for (size_t c = 0; c < f.columns.size(); ++c) {
     AttributeSpec& a = f.columns[c];
     const auto& v = cells[c];
@@ -236,7 +231,7 @@ namespace store {
 
 namespace {
 
-constexpr int64_t kMaxAttributeId = int64_t(1) << 32;  // ids below 2^32
+using mindrec::kMaxAttributeId;
 constexpr int64_t kIdLiteralFloor = int64_t(1) << 26;  // id literals below max(2^26, rows)
 
 std::string lower(std::string s) {
