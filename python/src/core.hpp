@@ -6,9 +6,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
+#include "mindrec/detail/huge_pages.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -44,34 +42,31 @@ Out<T> to_numpy(std::vector<T, Alloc>&& v, std::initializer_list<size_t> shape) 
   return Out<T>(owned->data(), shape, owner);
 }
 
-/// An uninitialised 64-byte aligned output buffer of n values (the computation writes every
-/// element: no zero-filling pass), handed to NumPy without a copy by release().
+/// An uninitialised output buffer of n values (the computation writes every element: no
+/// zero-filling pass), handed to NumPy without a copy by release(). The library's allocator
+/// (mindrec/detail/huge_pages.hpp): 64-byte aligned, and from 2 MiB on aligned to and advised
+/// for transparent huge pages (fewer TLB misses while the computation writes it).
 template <class T>
 class Buffer {
  public:
-  explicit Buffer(size_t n) {
-    const size_t bytes = std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64);
-    p_ = static_cast<T*>(std::aligned_alloc(64, bytes));
-    if (!p_) throw std::bad_alloc();
-#ifdef __linux__
-    // Large outputs on transparent huge pages, as NumPy does for its own arrays of 4 MiB and
-    // more: fewer TLB misses while the computation writes them (advice only; errors ignored).
-    if (bytes >= (size_t(1) << 22)) ::madvise(p_, bytes, MADV_HUGEPAGE);
-#endif
+  explicit Buffer(size_t n) : n_(std::max<size_t>(n, 1)) { p_ = Alloc().allocate(n_); }
+  ~Buffer() {
+    if (p_) Alloc().deallocate(p_, n_);
   }
-  ~Buffer() { std::free(p_); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   T* data() { return p_; }
   /// The NumPy array of `shape` that owns the buffer from now on.
   Out<T> release(std::initializer_list<size_t> shape) {
-    nb::capsule owner(p_, [](void* q) noexcept { std::free(q); });
+    nb::capsule owner(p_, [](void* q) noexcept { Alloc().deallocate(static_cast<T*>(q), 0); });
     T* q = p_;
     p_ = nullptr;
     return Out<T>(q, shape, owner);
   }
 
  private:
+  using Alloc = mindrec::detail::HugePageAllocator<T>;
+  size_t n_;
   T* p_ = nullptr;
 };
 

@@ -12,7 +12,7 @@
 
 #include "detail/csv.hpp"
 #include "detail/hash.hpp"
-#include "detail/huge_pages.hpp"
+#include "mindrec/detail/huge_pages.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/file_io.hpp"
 #include "mindrec/log.hpp"

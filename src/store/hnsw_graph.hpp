@@ -41,7 +41,7 @@
 #include <vector>
 
 #include "detail/fault.hpp"
-#include "detail/huge_pages.hpp"
+#include "mindrec/detail/huge_pages.hpp"
 #include "detail/parallel.hpp"
 #include "detail/simd.hpp"
 #include "mindrec/error.hpp"

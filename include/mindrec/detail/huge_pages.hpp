@@ -1,5 +1,7 @@
-// Private: memory that searches read at random (an hnsw graph's level-0 block, its codes) on
-// transparent huge pages: on 4 KiB pages nearly every element read is also a TLB miss. The
+// Installed for mindrec's own Python package (python/src/core.hpp), not part of the API: one
+// allocator for the library and the package. Memory read at random (an hnsw graph's level-0
+// block, its codes) or written in large arrays (the package's outputs) on transparent huge
+// pages: on 4 KiB pages nearly every element read is also a TLB miss. The
 // advice is given before the memory is first written, so its pages are faulted in huge
 // (honoured where THP is "always" or "madvise"; harmless elsewhere). MINDREC_HUGE_PAGES=0 in
 // the environment turns it off.
