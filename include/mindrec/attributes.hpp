@@ -50,8 +50,8 @@ struct AttributeSpec {
 
 /// Values for some columns of n items: one entry per column, each with n values (in the
 /// vector of its type; the others stay empty).
-struct AttributeBatch {
-  struct Column {
+struct MINDREC_API AttributeBatch {
+  struct MINDREC_API Column {
     std::string name;
     AttributeType type = AttributeType::int64;
     std::vector<int64_t> ints;        // int64

@@ -103,12 +103,11 @@
 
 #include "mindrec/attributes.hpp"
 #include "mindrec/export.hpp"
+#include "mindrec/store_stream.hpp"
 
 namespace mindrec {
 
 namespace store {
-class PayloadSink;
-class PayloadSource;
 class AttributeTable;
 }  // namespace store
 
@@ -250,6 +249,9 @@ class MINDREC_API VectorStore {
   std::string spec() const;
 
  protected:
+  /// A backend of one's own subclasses VectorStore and implements the `_impl` virtuals below
+  /// with the public headers only (this one and store_stream.hpp; an example checked against
+  /// brute force: tests/package/custom_store.cpp). `backend` names it in errors and store files.
   VectorStore(std::string backend, int dim, Metric metric);
   /// For backends: runs `fn` under the exclusive lock (searches wait). The write virtuals
   /// below run holding only the writers' lock (no other write, searches going on): they
@@ -325,10 +327,10 @@ class MINDREC_API VectorStore {
   virtual void clear_impl() = 0;
   /// What writes the payload (called twice by save: to size and checksum it, then to write
   /// it; both calls must write the same bytes). Runs under the shared lock.
-  virtual std::function<void(store::PayloadSink&)> payload_writer_impl() const = 0;
+  virtual std::function<void(StoreWriter&)> payload_writer_impl() const = 0;
   /// Reads and validates a payload of `count` vectors into new memory, without touching the
   /// store; returns what swaps it in (must not throw). Runs without the lock.
-  virtual std::function<void()> read_payload_impl(store::PayloadSource& in, int64_t count) = 0;
+  virtual std::function<void()> read_payload_impl(StoreReader& in, int64_t count) = 0;
   /// True if the payload must be read whole and its checksum verified before
   /// read_payload_impl parses it (a dependency's parser that must never see damaged bytes).
   virtual bool verify_payload_first_impl() const { return false; }

@@ -487,7 +487,7 @@ void AttributeTable::clear() noexcept {
 
 // Payload: u64 columns, u64 rows, then per column: name (u8 frame), u8 type frame, values
 // (frame of rows), and for strings the dictionary: u64 frame of lengths, u8 frame of bytes.
-void AttributeTable::write(PayloadSink& out) const {
+void AttributeTable::write(StoreWriter& out) const {
   const uint64_t head[2] = {cols_.size(), uint64_t(rows_)};
   put(out, head, 2);
   for (const auto& c : cols_) {
@@ -511,7 +511,7 @@ void AttributeTable::write(PayloadSink& out) const {
   }
 }
 
-AttributeTable AttributeTable::read(PayloadSource& in) {
+AttributeTable AttributeTable::read(StoreReader& in) {
   const std::string what = in.what() + " (attributes)";
   uint64_t head[2];
   in.get(head, 2);

@@ -9,11 +9,9 @@
 #include <vector>
 
 #include "mindrec/attributes.hpp"
+#include "mindrec/store_stream.hpp"
 
 namespace mindrec::store {
-
-class PayloadSink;
-class PayloadSource;
 
 /// Columns indexed by item id: rows() ids have a row (the largest id given a value, plus 1).
 /// Reads (filters) run under the store's shared lock; a write validates and allocates aside
@@ -49,9 +47,9 @@ class AttributeTable {
   void commit(Staged& s) noexcept;
   void clear() noexcept;
 
-  void write(PayloadSink& out) const;
+  void write(StoreWriter& out) const;
   /// Reads what write() wrote, validated (FormatError naming `what`), into a new table.
-  static AttributeTable read(PayloadSource& in);
+  static AttributeTable read(StoreReader& in);
 
  private:
   std::vector<Column> cols_;

@@ -189,7 +189,7 @@ class FaissGpuStore final : public VectorStore {
     });
   }
 
-  std::function<void(PayloadSink&)> payload_writer_impl() const override {
+  std::function<void(StoreWriter&)> payload_writer_impl() const override {
     // Faiss serialises into its own buffer (once; save calls the writer twice).
     auto index_bytes = std::make_shared<std::vector<uint8_t>>(guarded("write_index", [&] {
       std::unique_ptr<faiss::Index> cpu(faiss::gpu::index_gpu_to_cpu(index_.get()));
@@ -197,7 +197,7 @@ class FaissGpuStore final : public VectorStore {
       faiss::write_index(cpu.get(), &w);
       return std::move(w.data);
     }));
-    return [this, index_bytes](PayloadSink& out) {
+    return [this, index_bytes](StoreWriter& out) {
       put(out, index_bytes->data(), index_bytes->size());
       put(out, map_.ids().data(), map_.ids().size());
       put(out, host_.data(), host_.size());
@@ -208,7 +208,7 @@ class FaissGpuStore final : public VectorStore {
 
   bool verify_payload_first_impl() const override { return true; }  // read_index trusts its input
 
-  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
+  std::function<void()> read_payload_impl(StoreReader& in, int64_t count) override {
     faiss::VectorIOReader r;
     r.data = in.get_vector<uint8_t>();
     std::vector<int64_t> id_of = in.get_vector<int64_t>();

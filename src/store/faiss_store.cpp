@@ -95,7 +95,7 @@ std::unique_ptr<faiss::Index> copy_index(const faiss::Index& src) {
 // than the frame that holds the index.
 class SinkWriter final : public faiss::IOWriter {
  public:
-  explicit SinkWriter(PayloadSink* out) : out_(out) {}
+  explicit SinkWriter(StoreWriter* out) : out_(out) {}
   size_t operator()(const void* ptr, size_t size, size_t nitems) override {
     if (out_) out_->write(ptr, size * nitems);
     bytes += uint64_t(size) * nitems;
@@ -104,12 +104,12 @@ class SinkWriter final : public faiss::IOWriter {
   uint64_t bytes = 0;  // written so far (a null sink only counts)
 
  private:
-  PayloadSink* out_;
+  StoreWriter* out_;
 };
 
 class FrameReader final : public faiss::IOReader {
  public:
-  FrameReader(PayloadSource& in, uint64_t bytes) : in_(in), left_(bytes) {}
+  FrameReader(StoreReader& in, uint64_t bytes) : in_(in), left_(bytes) {}
   size_t operator()(void* ptr, size_t size, size_t nitems) override {
     if (size == 0 || nitems == 0) return 0;
     const uint64_t items = std::min<uint64_t>(nitems, left_ / size);
@@ -120,7 +120,7 @@ class FrameReader final : public faiss::IOReader {
   uint64_t left() const { return left_; }
 
  private:
-  PayloadSource& in_;
+  StoreReader& in_;
   uint64_t left_;
 };
 
@@ -672,13 +672,13 @@ class FaissStore final : public VectorStore {
   // The payload: the Faiss index in a put() frame of bytes (write_index streamed into the
   // file: its size is counted by one serialisation first), the id map, the removed bitmap,
   // the search parameters and the MIPS bound.
-  std::function<void(PayloadSink&)> payload_writer_impl() const override {
+  std::function<void(StoreWriter&)> payload_writer_impl() const override {
     const uint64_t index_bytes = guarded("write_index", [&] {
       SinkWriter count(nullptr);
       faiss::write_index(index_.get(), &count);
       return count.bytes;
     });
-    return [this, index_bytes](PayloadSink& out) {
+    return [this, index_bytes](StoreWriter& out) {
       out.write(&index_bytes, 8);
       SinkWriter w(&out);
       guarded("write_index", [&] {
@@ -699,7 +699,7 @@ class FaissStore final : public VectorStore {
   // it states: faiss: store files are trusted input (README).
   bool verify_payload_first_impl() const override { return true; }
 
-  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
+  std::function<void()> read_payload_impl(StoreReader& in, int64_t count) override {
     FrameReader r(in, in.begin_frame(1));
     // Held through a shared pointer only because std::function needs a copyable closure.
     auto staged = std::make_shared<std::unique_ptr<faiss::Index>>();

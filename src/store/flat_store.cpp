@@ -156,14 +156,14 @@ void FlatStore::set_param_impl(const std::string& name, double value) {
   threads_ = int(detail::integer_param("flat store", name, value, 0, 4096, " (0 = the thread policy's)"));
 }
 
-std::function<void(PayloadSink&)> FlatStore::payload_writer_impl() const {
-  return [this](PayloadSink& out) {
+std::function<void(StoreWriter&)> FlatStore::payload_writer_impl() const {
+  return [this](StoreWriter& out) {
     put(out, map_.ids().data(), map_.ids().size());
     put(out, data_.data(), data_.size());
   };
 }
 
-std::function<void()> FlatStore::read_payload_impl(PayloadSource& in, int64_t count) {
+std::function<void()> FlatStore::read_payload_impl(StoreReader& in, int64_t count) {
   const int d = dim();
   // Each vector takes an id and dim floats: a count the payload cannot hold is refused before
   // anything is allocated for it.

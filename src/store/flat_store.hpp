@@ -37,8 +37,8 @@ class FlatStore : public VectorStore {
   bool contains_impl(int64_t id) const override { return map_.contains(id); }
   void clear_impl() override;
   void set_param_impl(const std::string& name, double value) override;
-  std::function<void(PayloadSink&)> payload_writer_impl() const override;
-  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override;
+  std::function<void(StoreWriter&)> payload_writer_impl() const override;
+  std::function<void()> read_payload_impl(StoreReader& in, int64_t count) override;
 
   /// Larger copies of data_ and half_norm_ when `more` rows would not fit, made while
   /// searches go on (the caller holds the writers' lock); empty when they fit.

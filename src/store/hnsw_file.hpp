@@ -27,7 +27,7 @@ struct GraphFile {
 
 
 /// Writes `graph` (null: an empty store of these parameters) and the search's ef.
-inline void write_graph(PayloadSink& out, const Graph* graph, const Params& p, size_t ef) {
+inline void write_graph(StoreWriter& out, const Graph* graph, const Params& p, size_t ef) {
   if (!graph) {  // empty: no graph was ever made
     const uint64_t head[4] = {p.M, p.ef_construction, ef, 0};
     const int64_t where[2] = {-1, -1};
@@ -50,7 +50,7 @@ inline void write_graph(PayloadSink& out, const Graph* graph, const Params& p, s
 
 /// Reads and checks a graph of `count` live elements written by write_graph, with its codes
 /// made (FormatError naming in.what() otherwise).
-inline GraphFile read_graph(PayloadSource& in, int64_t count, const Params& p, Space& space, int dim,
+inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Space& space, int dim,
                             const std::string& backend) {
   const std::string& what = in.what();
   uint64_t head[4];

@@ -417,14 +417,14 @@ class HnswStore final : public VectorStore {
   }
 
   // ---- the store file (hnsw_file.hpp) ----
-  std::function<void(PayloadSink&)> payload_writer_impl() const override {
-    return [this](PayloadSink& out) { hnsw::write_graph(out, graph_.get(), p_, ef_); };
+  std::function<void(StoreWriter&)> payload_writer_impl() const override {
+    return [this](StoreWriter& out) { hnsw::write_graph(out, graph_.get(), p_, ef_); };
   }
 
   // Streamed: the reader checks every size, link, level, id and vector before the graph is
   // used, so the payload is parsed as it is read (and its checksum verified at the end)
   // instead of being read whole first: a load holds the new graph, not a copy of the file.
-  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
+  std::function<void()> read_payload_impl(StoreReader& in, int64_t count) override {
     auto made = std::make_shared<hnsw::GraphFile>(hnsw::read_graph(in, count, p_, space_, dim(), backend()));
     return [this, made] {
       graph_.swap(made->graph);

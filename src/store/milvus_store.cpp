@@ -512,17 +512,17 @@ class MilvusStore final : public VectorStore {
   }
 
   // ---- the store file: a descriptor, never the vectors ----
-  std::function<void(PayloadSink&)> payload_writer_impl() const override {
+  std::function<void(StoreWriter&)> payload_writer_impl() const override {
     nlohmann::json d = {{"format", "mindrec milvus descriptor"}, {"version", 1}, {"url", backend()},
                         {"host", s_.ep.host}, {"port", s_.ep.port}, {"db", s_.ep.db}, {"collection", s_.collection},
                         {"dim", dim()}, {"metric", to_string(metric())}, {"layout", by_pk() ? "primary_key" : "item_id"},
                         {"key_field", key_}, {"fetch", s_.fetch},
                         {"fingerprint", fingerprint_hex(source_fingerprint())}};
     auto text = std::make_shared<std::string>(d.dump(2) + "\n");
-    return [text](PayloadSink& out) { out.write(text->data(), text->size()); };
+    return [text](StoreWriter& out) { out.write(text->data(), text->size()); };
   }
 
-  std::function<void()> read_payload_impl(PayloadSource& in, int64_t count) override {
+  std::function<void()> read_payload_impl(StoreReader& in, int64_t count) override {
     const std::string text = in.read_rest();
     const auto d = nlohmann::json::parse(text, nullptr, false);
     if (!d.is_object() || d.value("format", "") != "mindrec milvus descriptor")

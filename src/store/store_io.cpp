@@ -23,7 +23,7 @@ void write_pod(std::ostream& out, T v) {
   out.write(reinterpret_cast<const char*>(&v), sizeof v);
 }
 
-class CountingHashSink final : public PayloadSink {
+class CountingHashSink final : public StoreWriter {
  public:
   void write(const void* data, size_t n) override {
     hash.update(data, n);
@@ -33,7 +33,7 @@ class CountingHashSink final : public PayloadSink {
   uint64_t size = 0;
 };
 
-class StreamSink final : public PayloadSink {
+class StreamSink final : public StoreWriter {
  public:
   explicit StreamSink(std::ostream& out) : out_(out) {}
   void write(const void* data, size_t n) override {
@@ -53,10 +53,10 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
-PayloadSource::PayloadSource(std::istream& in, uint64_t size, uint32_t version, std::string what)
+FileSource::FileSource(std::istream& in, uint64_t size, uint32_t version, std::string what)
     : in_(in), remaining_(size), version_(version), what_(std::move(what)) {}
 
-void PayloadSource::read(void* dst, size_t n) {
+void FileSource::read(void* dst, size_t n) {
   detail::fault_point("store.load.read");
   if (n > remaining_) throw FormatError(what_ + ": truncated");
   if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
@@ -66,22 +66,8 @@ void PayloadSource::read(void* dst, size_t n) {
   else if (version_ == 2) fnv_ = fnv1a64(dst, n, fnv_);
 }
 
-uint64_t PayloadSource::frame_length() {
-  uint64_t len = 0;
-  if (remaining_ < 8) throw FormatError(what_ + ": truncated");
-  read(&len, 8);
-  last_len_ = len;
-  return len;
-}
-
-uint64_t PayloadSource::begin_frame(size_t elem_size) {
-  const uint64_t len = frame_length();
-  if (remaining_ / std::max<size_t>(elem_size, 1) < len) throw FormatError(what_ + ": truncated");
-  return len;
-}
-
 void verify_payload(std::istream& in, uint64_t size, uint32_t version, uint64_t expected, const std::string& what) {
-  PayloadSource src(in, size, version, what);
+  FileSource src(in, size, version, what);
   std::vector<char> block(size_t(1) << 20);
   while (src.remaining() > 0) {
     const size_t n = size_t(std::min<uint64_t>(src.remaining(), block.size()));
@@ -90,21 +76,15 @@ void verify_payload(std::istream& in, uint64_t size, uint32_t version, uint64_t 
   src.finish(expected);
 }
 
-std::string PayloadSource::read_rest() {
-  std::string s(static_cast<size_t>(remaining_), '\0');
-  if (!s.empty()) read(s.data(), s.size());
-  return s;
-}
-
-void PayloadSource::finish(uint64_t expected) const {
+void FileSource::finish(uint64_t expected) const {
   if (remaining_ != 0) throw FormatError(what_ + ": trailing bytes");
   if (version_ != 0 && (version_ >= 3 ? hash_.digest() : fnv_) != expected)
     throw FormatError(what_ + ": checksum mismatch (corrupted)");
 }
 
 void write_store(std::ostream& out, const StoreHeader& h,
-                 const std::function<void(PayloadSink&)>& write_payload,
-                 const std::function<void(PayloadSink&)>& write_attributes) {
+                 const std::function<void(StoreWriter&)>& write_payload,
+                 const std::function<void(StoreWriter&)>& write_attributes) {
   CountingHashSink sizing, attr_sizing;
   write_payload(sizing);
   if (write_attributes) write_attributes(attr_sizing);
@@ -175,3 +155,30 @@ StoreHeader read_store_header(const std::string& path) {
 }
 
 }  // namespace mindrec::store
+
+namespace mindrec {
+
+StoreWriter::~StoreWriter() = default;
+StoreReader::~StoreReader() = default;
+
+uint64_t StoreReader::frame_length() {
+  uint64_t len = 0;
+  if (remaining() < 8) throw FormatError(what() + ": truncated");
+  read(&len, 8);
+  last_len_ = len;
+  return len;
+}
+
+uint64_t StoreReader::begin_frame(size_t elem_size) {
+  const uint64_t len = frame_length();
+  if (remaining() / std::max<size_t>(elem_size, 1) < len) throw FormatError(what() + ": truncated");
+  return len;
+}
+
+std::string StoreReader::read_rest() {
+  std::string s(static_cast<size_t>(remaining()), '\0');
+  if (!s.empty()) read(s.data(), s.size());
+  return s;
+}
+
+}  // namespace mindrec

@@ -29,6 +29,7 @@
 
 #include "detail/hash.hpp"
 #include "mindrec/error.hpp"
+#include "mindrec/store_stream.hpp"
 #include "mindrec/vector_store.hpp"
 
 namespace mindrec::store {
@@ -49,65 +50,33 @@ struct StoreHeader {
 /// FNV-1a 64 over bytes (version 2's checksum), continuing from `h`.
 uint64_t fnv1a64(const void* data, size_t n, uint64_t h = 1469598103934665603ull);
 
-/// Where a backend writes its payload.
-class PayloadSink {
- public:
-  virtual ~PayloadSink() = default;
-  virtual void write(const void* data, size_t n) = 0;
-};
-
+/// A put() frame (StoreWriter::put).
 template <class T>
-void put(PayloadSink& out, const T* v, size_t n) {
-  const uint64_t len = n;
-  out.write(&len, 8);
-  if (n) out.write(v, n * sizeof(T));
+void put(StoreWriter& out, const T* v, size_t n) {
+  out.put(v, n);
 }
 
-/// Where a backend reads its payload from: the bytes the header announced, no more (reading
-/// past them is FormatError naming `what`), hashed as they are read with the checksum of the
-/// file's `version` (0: bytes already verified, not hashed again).
-class PayloadSource {
+/// The payload (or attribute) section of a store file being loaded: the bytes the header
+/// announced, no more (reading past them is FormatError naming `what`), hashed as they are
+/// read with the checksum of the file's `version` (0: bytes already verified, not hashed
+/// again).
+class FileSource final : public StoreReader {
  public:
-  PayloadSource(std::istream& in, uint64_t size, uint32_t version, std::string what);
-  const std::string& what() const { return what_; }
-  uint64_t remaining() const { return remaining_; }
-  void read(void* dst, size_t n);
-  /// Reads a put() frame of exactly n values.
-  template <class T>
-  void get(T* v, size_t n) {
-    if (frame_length() != n)
-      throw FormatError(what_ + ": holds " + std::to_string(last_len_) + " values where " +
-                        std::to_string(n) + " were expected");
-    if (n) read(v, n * sizeof(T));
-  }
-  /// Reads a put() frame of any length (refused before allocating if the payload cannot
-  /// hold it).
-  template <class T>
-  std::vector<T> get_vector() {
-    const uint64_t len = frame_length();
-    if (remaining_ / sizeof(T) < len) throw FormatError(what_ + ": truncated");
-    std::vector<T> out(static_cast<size_t>(len));
-    if (len) read(out.data(), out.size() * sizeof(T));
-    return out;
-  }
-  /// Reads a put() frame's element count (its elements follow; read them with read()),
-  /// refused if the payload cannot hold that many bytes of `elem_size`.
-  uint64_t begin_frame(size_t elem_size);
-  /// Everything not read yet.
-  std::string read_rest();
+  FileSource(std::istream& in, uint64_t size, uint32_t version, std::string what);
+  void read(void* dst, size_t n) override;
+  uint64_t remaining() const override { return remaining_; }
+  const std::string& what() const override { return what_; }
   /// Throws FormatError unless every byte was read and the checksum matches `expected`
   /// (the file's length was checked against the header before reading).
   void finish(uint64_t expected) const;
 
  private:
-  uint64_t frame_length();
   std::istream& in_;
   uint64_t remaining_;
   uint32_t version_;
   std::string what_;
   detail::WordHash hash_;
   uint64_t fnv_ = 1469598103934665603ull;
-  uint64_t last_len_ = 0;
 };
 
 /// An istream over bytes in memory (no copy).
@@ -124,8 +93,8 @@ class MemoryStream : public std::istream {
 /// Writes header, payload and attributes (if `write_attributes`); each writer is called twice (once to size and checksum the
 /// payload, once to write it), so it must write the same bytes both times.
 void write_store(std::ostream& out, const StoreHeader& h,
-                 const std::function<void(PayloadSink&)>& write_payload,
-                 const std::function<void(PayloadSink&)>& write_attributes = nullptr);
+                 const std::function<void(StoreWriter&)>& write_payload,
+                 const std::function<void(StoreWriter&)>& write_attributes = nullptr);
 
 /// Reads the `size` payload bytes from `in` in blocks, hashing them with the checksum of
 /// file `version`, and throws FormatError naming `what` unless the digest is `expected`:

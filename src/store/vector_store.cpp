@@ -536,8 +536,8 @@ void VectorStore::save(const std::string& path) const {
   const store::StoreHeader h{backend_, dim_, metric_, size_impl(), fingerprint_};
   // Streamed from the store's own memory: no second copy of it.
   const store::AttributeTable& attrs = *attrs_;
-  std::function<void(store::PayloadSink&)> attr_writer;
-  if (!attrs.empty()) attr_writer = [&attrs](store::PayloadSink& out) { attrs.write(out); };
+  std::function<void(StoreWriter&)> attr_writer;
+  if (!attrs.empty()) attr_writer = [&attrs](StoreWriter& out) { attrs.write(out); };
   write_file_atomic(path, [&](std::ostream& out) { store::write_store(out, h, writer, attr_writer); });
 }
 
@@ -568,11 +568,11 @@ void VectorStore::load(const std::string& path) {
     store::verify_payload(in, h.payload_size, h.version, h.checksum, what);
     in.clear();
     in.seekg(at);
-    store::PayloadSource src(in, h.payload_size, 0, what);  // verified: not hashed again
+    store::FileSource src(in, h.payload_size, 0, what);  // verified: not hashed again
     commit = read_payload_impl(src, h.count);
     src.finish(0);  // every byte read (no checksum: verified above)
   } else {
-    store::PayloadSource src(in, h.payload_size, h.version, what);
+    store::FileSource src(in, h.payload_size, h.version, what);
     commit = read_payload_impl(src, h.count);
     src.finish(h.checksum);
   }
@@ -581,7 +581,7 @@ void VectorStore::load(const std::string& path) {
   if (h.attributes_size > 0) {
     in.clear();
     in.seekg(at + std::streamoff(h.payload_size));
-    store::PayloadSource asrc(in, h.attributes_size, h.version, path + ": attributes");
+    store::FileSource asrc(in, h.attributes_size, h.version, path + ": attributes");
     *attrs = store::AttributeTable::read(asrc);
     asrc.finish(h.attributes_checksum);
   }
