@@ -60,7 +60,7 @@ class CudaFlatStore final : public FlatStore {
   }
   // Filters and exclusions: not on the device (no GPU here to verify a device filter on).
   bool supports_filter_impl() const override { return false; }
-  double exact_filter_fraction_impl() const override { return 0; }
+  double exact_filter_fraction_impl(const SearchContext&) const override { return 0; }
   std::vector<std::string> search_param_names_impl() const override { return {}; }
   void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores,
                    const SearchContext& ctx) const override {

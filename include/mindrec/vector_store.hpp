@@ -311,9 +311,9 @@ class MINDREC_API VectorStore {
   /// The parameter names a search call may give this backend.
   virtual std::vector<std::string> search_param_names_impl() const { return {}; }
   /// The fraction of the store below which a filter's allowed set is searched exactly
-  /// (contains_impl + reconstruct_impl over the allowed ids, scored exactly) instead of by
-  /// the backend's own filtered search; 0 never (remote and device backends).
-  virtual double exact_filter_fraction_impl() const { return 0.02; }
+  /// (gather_impl over the allowed ids, scored exactly) instead of by the backend's own
+  /// filtered search, for a call with `ctx`'s parameters; 0 never (remote and device backends).
+  virtual double exact_filter_fraction_impl(const SearchContext& /*ctx*/) const { return 0.02; }
   virtual bool search_merged_impl(int64_t /*users*/, int /*K*/, const int32_t* /*counts*/,
                                   const float* /*queries*/, int /*fetch*/, int /*topn*/,
                                   int64_t* /*ids*/, float* /*scores*/) const {

@@ -151,7 +151,7 @@ class FaissGpuStore final : public VectorStore {
 
   // Filters and exclusions: not on the device (no GPU here to verify Faiss GPU's selectors on).
   bool supports_filter_impl() const override { return false; }
-  double exact_filter_fraction_impl() const override { return 0; }
+  double exact_filter_fraction_impl(const SearchContext&) const override { return 0; }
   void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores,
                    const SearchContext&) const override {
     std::lock_guard<std::mutex> lock(search_mutex_);  // one GPU stream per resources object

@@ -28,7 +28,7 @@ class FlatStore : public VectorStore {
                    const SearchContext& ctx) const override;
   std::vector<std::string> search_param_names_impl() const override { return {"threads"}; }
   /// Its own scan is exact with a filter; the id-by-id path wins only for small sets.
-  double exact_filter_fraction_impl() const override { return 0.05; }
+  double exact_filter_fraction_impl(const SearchContext&) const override { return 0.05; }
   int64_t size_impl() const override { return map_.rows(); }
   bool list_ids_impl(std::vector<int64_t>& out) const override {
     out.insert(out.end(), map_.ids().begin(), map_.ids().end());

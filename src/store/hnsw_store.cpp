@@ -343,7 +343,7 @@ class HnswStore final : public VectorStore {
   }
   // Filtered walks cost about ef / selectivity expansions: below an eighth of the store the
   // allowed items scored exactly cost less (measured on the diffuse 367,983-item set, RESULTS).
-  double exact_filter_fraction_impl() const override { return 0.12; }
+  double exact_filter_fraction_impl(const SearchContext&) const override { return 0.12; }
   bool list_ids_impl(std::vector<int64_t>& out) const override {
     if (graph_)
       for (const auto& [label, internal] : graph_->label_lookup_)

@@ -470,7 +470,7 @@ class MilvusStore final : public VectorStore {
   // Filters go to the server: the expression is Milvus' own syntax, `id` renamed to the key
   // field; exclusions become "key not in [...]". Attributes are the collection's scalar fields.
   bool remote_filter_impl() const override { return true; }
-  double exact_filter_fraction_impl() const override { return 0; }
+  double exact_filter_fraction_impl(const SearchContext&) const override { return 0; }
   std::vector<std::string> search_param_names_impl() const override { return {"fetch"}; }
 
   void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,

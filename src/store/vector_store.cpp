@@ -25,6 +25,12 @@
 
 namespace mindrec {
 
+namespace {
+// The filter plan cache's budget per entry (its allowed bitmap and, on the exact path, the
+// gathered vectors); 8 entries at most.
+constexpr size_t kPlanCacheBytes = size_t(64) << 20;
+}  // namespace
+
 struct VectorStore::FilterEntry {
   std::string text;
   uint64_t version = 0;
@@ -272,7 +278,7 @@ void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, 
   if (!options.filter.empty() && remote_filter_impl()) {
     ctx.filter_ = options.filter;  // the server evaluates it
   } else if (!options.filter.empty()) {
-    plan = filter_entry(options.filter, exact_below >= 0 ? exact_below : exact_filter_fraction_impl());
+    plan = filter_entry(options.filter, exact_below >= 0 ? exact_below : exact_filter_fraction_impl(ctx));
     ctx.filter_ = options.filter;
     ctx.bits_ = plan->allowed.bits.empty() ? &plan->zero : plan->allowed.bits.data();
     ctx.nbits_ = plan->allowed.nbits;
@@ -330,7 +336,14 @@ std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const 
     e->count = count;
     e->counted = true;
   }
-  e->exact = e->counted && e->count > 0 && fraction > 0 && double(e->count) <= fraction * double(size_impl());
+  // The exact path costs a gather of the allowed vectors, paid once while the entry is cached:
+  // a set whose vectors would not fit the cache (64 MiB: 260k vectors at dim 64, e.g. 12% of
+  // a 2M-item store) would be gathered again by every call, so it goes to the backend's
+  // filtered search however small its fraction.
+  const size_t per_item = size_t(dim_) * sizeof(float) + sizeof(int64_t) + (metric_ == Metric::l2 ? sizeof(float) : 0);
+  const size_t bitmap_bytes = e->allowed.bits.size() * 8;
+  const bool fits = bitmap_bytes < kPlanCacheBytes && size_t(e->count) <= (kPlanCacheBytes - bitmap_bytes) / per_item;
+  e->exact = e->counted && e->count > 0 && fraction > 0 && double(e->count) <= fraction * double(size_impl()) && fits;
   if (e->exact) {
     std::vector<int64_t> want;
     want.reserve(size_t(e->count));
@@ -345,7 +358,7 @@ std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const 
     }
   }
   const size_t bytes = e->allowed.bits.size() * 8 + e->vecs.size() * 4 + e->cand.size() * 8;
-  if (bytes <= (size_t(64) << 20)) {
+  if (bytes <= kPlanCacheBytes) {
     std::lock_guard<std::mutex> l(lock_->cache_mutex);
     lock_->cache.insert(lock_->cache.begin(), e);
     if (lock_->cache.size() > 8) lock_->cache.pop_back();

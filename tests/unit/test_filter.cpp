@@ -427,3 +427,145 @@ TEST_CASE("attributes cost at most 16 bytes per item per numeric column (8 by co
   CHECK(s->attribute_bytes() <= size_t(16 * 2 * (n + 1)));
   CHECK(s->attribute_bytes() >= size_t(8 * 2 * (n + 1)));
 }
+
+namespace {
+// An exact store whose reads are counted: which path the planner took is seen from the calls
+// (search_impl: the backend's filtered search; gather_impl: the planner's exact path).
+class CountingStore final : public VectorStore {
+ public:
+  explicit CountingStore(int dim) : VectorStore("test:counting", dim, Metric::inner_product) {}
+  mutable int searches = 0, gathers = 0;
+
+ private:
+  std::vector<float> x_;
+  std::vector<int64_t> ids_;
+  void add_impl(int64_t n, const float* x, const int64_t* ids) override {
+    exclusive([&] {
+      x_.insert(x_.end(), x, x + n * dim());
+      ids_.insert(ids_.end(), ids, ids + n);
+    });
+  }
+  int64_t remove_impl(int64_t, const int64_t*) override { throw Unsupported("test:counting removes nothing"); }
+  void clear_impl() override { x_.clear(), ids_.clear(); }
+  size_t row(int64_t id) const { return size_t(std::find(ids_.begin(), ids_.end(), id) - ids_.begin()); }
+  void reconstruct_impl(int64_t id, float* out) const override {
+    std::copy_n(x_.begin() + ptrdiff_t(row(id)) * dim(), dim(), out);
+  }
+  void gather_impl(const std::vector<int64_t>& want, std::vector<int64_t>& found, std::vector<float>& out) const override {
+    ++gathers;
+    for (const int64_t id : want) {
+      if (!contains_impl(id)) continue;
+      found.push_back(id);
+      out.resize(out.size() + size_t(dim()));
+      reconstruct_impl(id, out.data() + out.size() - size_t(dim()));
+    }
+  }
+  bool list_ids_impl(std::vector<int64_t>& out) const override {
+    out.insert(out.end(), ids_.begin(), ids_.end());
+    return true;
+  }
+  int64_t size_impl() const override { return int64_t(ids_.size()); }
+  bool contains_impl(int64_t id) const override { return row(id) < ids_.size(); }
+  void search_impl(int64_t nq, const float* q, int k, int64_t* ids, float* scores, const SearchContext& ctx) const override {
+    ++searches;
+    for (int64_t i = 0; i < nq; ++i) {
+      std::vector<std::pair<float, int64_t>> all;
+      for (size_t r = 0; r < ids_.size(); ++r) {
+        if (ctx.filtered() && !ctx.allows(i, ids_[r])) continue;
+        float s = 0;
+        for (int j = 0; j < dim(); ++j) s += q[i * dim() + j] * x_[r * size_t(dim()) + size_t(j)];
+        all.emplace_back(-s, ids_[r]);
+      }
+      std::sort(all.begin(), all.end());
+      for (int j = 0; j < k; ++j) {
+        ids[i * k + j] = j < int(all.size()) ? all[size_t(j)].second : -1;
+        scores[i * k + j] = j < int(all.size()) ? -all[size_t(j)].first : padding_score(metric());
+      }
+    }
+  }
+  void set_param_impl(const std::string& name, double) override { throw InvalidArgument("no parameter " + name); }
+  std::function<void(StoreWriter&)> payload_writer_impl() const override { throw Unsupported("test:counting is not saved"); }
+  std::function<void()> read_payload_impl(StoreReader&, int64_t) override { throw Unsupported("test:counting is not loaded"); }
+};
+}  // namespace
+
+TEST_CASE("the planner's exact path only for allowed sets whose vectors fit its 64 MiB cache - larger ones go to the backend") {
+  // dim 4096: 16 KiB + 8 bytes per gathered item, so 64 MiB holds 4,093 of them (less the
+  // bitmap's bytes). 4,200 items; exact_below 1 makes every filter small enough by fraction.
+  const int dim = 4096, n = 4200;
+  CountingStore s(dim);
+  std::vector<float> x(size_t(n) * dim);
+  detail::Rng rng(3);
+  for (float& v : x) v = float(rng.uniform()) - 0.5f;
+  std::vector<int64_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
+  s.add(n, x.data(), ids.data());
+  s.declare_attributes({{"rank", AttributeType::int64}});
+  std::vector<int64_t> rank(ids);
+  s.set_attributes(n, ids.data(), AttributeBatch().add("rank", rank));
+  const std::vector<float> q(x.begin() + 7 * dim, x.begin() + 8 * dim);  // item 8's vector
+  auto top = [&](const std::string& filter) {
+    SearchOptions o;
+    o.filter = filter;
+    o.params = {{"exact_below", 1.0}};
+    std::vector<int64_t> got(5);
+    std::vector<float> sc(5);
+    s.search(1, q.data(), 5, got.data(), sc.data(), o);
+    return got;
+  };
+  // 4,000 allowed (62.5 MiB of vectors): gathered once, scored exactly, the backend not asked.
+  auto got = top("rank <= 4000");
+  CHECK(s.gathers == 1);
+  CHECK(s.searches == 0);
+  CHECK(got[0] == 8);
+  // 4,150 allowed (64.9 MiB): the backend's own filtered search, no gather.
+  got = top("rank <= 4150");
+  CHECK(s.gathers == 1);
+  CHECK(s.searches == 1);
+  CHECK(got[0] == 8);
+  // The cached small set is reused (no second gather).
+  top("rank <= 4000");
+  CHECK(s.gathers == 1);
+  CHECK(s.searches == 1);
+}
+
+TEST_CASE("IVF: the planner scores a filter exactly while that costs about what the filtered list scan does - s^1.5 <= 3 nprobe / nlist") {
+  // faiss:IVF64,Flat, diffuse data (the lists hold no structure to exploit), 30% allowed:
+  // nprobe 8 gives the threshold (24/64)^(2/3) = 0.52, so the exact path: every query equals
+  // brute force among the allowed items; nprobe 1 gives 0.13, so the filtered scan of
+  // ceil(1 / sqrt(0.3)) = 2 lists, which misses some (shown, so that the first half can fail).
+  const int d = 16, n = 6400, k = 10, nq = 30;
+  const auto x = test::random_vectors(n, d, 21);
+  const auto q = test::random_vectors(nq, d, 22);
+  std::vector<int64_t> ids(n), bucket(n);
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = i, bucket[size_t(i)] = i % 10;
+  auto s = make_vector_store("faiss:IVF64,Flat", d);
+  s->add(n, x.data(), ids.data());
+  s->declare_attributes({{"bucket", AttributeType::int64}});
+  s->set_attributes(n, ids.data(), AttributeBatch().add("bucket", bucket));
+  std::vector<int64_t> want(size_t(nq) * k);
+  for (int i = 0; i < nq; ++i) {
+    std::vector<std::pair<float, int64_t>> all;
+    for (int r = 0; r < n; ++r) {
+      if (r % 10 >= 3) continue;
+      float sc = 0;
+      for (int j = 0; j < d; ++j) sc += q[size_t(i) * d + j] * x[size_t(r) * d + j];
+      all.emplace_back(-sc, r);
+    }
+    std::sort(all.begin(), all.end());
+    for (int j = 0; j < k; ++j) want[size_t(i * k + j)] = all[size_t(j)].second;
+  }
+  auto matches = [&](double nprobe) {
+    SearchOptions o;
+    o.filter = "bucket < 3";
+    o.params = {{"nprobe", nprobe}};
+    std::vector<int64_t> got(size_t(nq) * k);
+    std::vector<float> sc(size_t(nq) * k);
+    s->search(nq, q.data(), k, got.data(), sc.data(), o);
+    int same = 0;
+    for (int i = 0; i < nq; ++i) same += std::equal(got.begin() + i * k, got.begin() + (i + 1) * k, want.begin() + i * k);
+    return same;
+  };
+  CHECK(matches(8) == nq);
+  CHECK(matches(1) < nq);
+}
