@@ -30,7 +30,6 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQFastScan.h>
 #include <faiss/IndexPreTransform.h>
-#include <faiss/IndexScalarQuantizer.h>
 #include <faiss/clone_index.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
@@ -40,7 +39,6 @@
 #include <faiss/index_io.h>
 
 #include <algorithm>
-#include <cfloat>
 #include <cmath>
 #include <memory>
 #include <new>
@@ -51,9 +49,7 @@
 #include "detail/fault.hpp"
 #include "detail/parallel.hpp"
 #include "detail/params.hpp"
-#include "detail/simd.hpp"
 #include "detail/vector_math.hpp"
-#include "mindrec/detail/eigen.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"
 #include "store/backends.hpp"
