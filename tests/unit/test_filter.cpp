@@ -529,6 +529,7 @@ TEST_CASE("the planner's exact path only for allowed sets whose vectors fit its 
   CHECK(s.searches == 1);
 }
 
+#if MINDREC_HAS_FAISS
 TEST_CASE("IVF: the planner scores a filter exactly while that costs about what the filtered list scan does - s^1.5 <= 3 nprobe / nlist") {
   // faiss:IVF64,Flat, diffuse data (the lists hold no structure to exploit), 30% allowed:
   // nprobe 8 gives the threshold (24/64)^(2/3) = 0.52, so the exact path: every query equals
@@ -569,3 +570,4 @@ TEST_CASE("IVF: the planner scores a filter exactly while that costs about what 
   CHECK(matches(8) == nq);
   CHECK(matches(1) < nq);
 }
+#endif  // MINDREC_HAS_FAISS
