@@ -1,46 +1,9 @@
 // VectorStore: the in-process vector index that candidate generation searches (item vectors
-// with int64 ids), behind one interface with several backends chosen by a string:
-//   "flat"                      built-in exact search (blocked GEMM + partial selection)
-//   "cuda:flat"                 exact search on CUDA device 0 (cuBLAS + device top-k and merge);
-//                               needs MINDREC_WITH_CUDA (else Unsupported) and a device (CudaError)
-//   "faiss-gpu:Flat", "faiss-gpu:IVF<n>,Flat[?nprobe=..]"   Faiss GPU indexes; need a GPU-enabled
-//                               Faiss (scripts/build-faiss-gpu.sh) and a device
-//   "faiss:<index_factory>"     Faiss CPU, e.g. faiss:Flat, faiss:IVF4096,Flat, faiss:HNSW32,
-//                               faiss:IVF1024,PQ16; search parameters after '?':
-//                               faiss:HNSW32?efSearch=128, faiss:IVF4096,Flat?nprobe=64;
-//                               IVF-Flat and IVF-SQ8 (inner product) lists are scanned by
-//                               mindrec's own vectorised code (faiss_scan=1: Faiss's scan);
-//                               SQ8 scores are the 8-bit codes' (RecallOptions::rerank makes
-//                               the result exact); IVF-PQ fast-scan lists (IVF4096,PQ32x4fs: 4
-//                               bits a code, 16 B of codes per item at dim 64) under inner product,
-//                               by mindrec's 4-bit kernel (AVX-512BW/AVX2 at run time): the
-//                               exact top-k of the decoded vectors' scores; under L2 Faiss's
-//                               own (Debian's generic build: emulated SIMD, slow). Removal from
-//                               fast-scan lists is mindrec's (Faiss 1.7.3 has none), bbs=32
-//                               only; needs MINDREC_WITH_FAISS (default ON)
-//   "hnsw[:M=32,ef_construction=200][?ef=128]"   an HNSW graph (hnswlib) on the raw metric
-//                               (inner product is not reduced to L2), exact scores, SIMD
-//                               distances chosen at run time; ef = candidates kept while
-//                               searching (recall vs time). The search walks the graph on an
-//                               8-bit code of each vector (72 B per item at dim 64, beside the
-//                               graph) and scores its ef candidates exactly; walk=0 uses
-//                               hnswlib's own search on the floats (slower, the benchmark's
-//                               baseline); needs MINDREC_WITH_HNSW (default ON)
-//   "milvus://HOST:PORT/COLLECTION[?options]"   a Milvus server (REST API v1, Milvus 2.3+):
-//                               for a catalogue larger than one machine or shared live by several
-//                               services. The collection is created when missing (create=0: must
-//                               exist). Options: fetch=N hits asked per query vector (default 256,
-//                               <= 16384; the server's HNSW searches with ef = N, so N decides
-//                               recall), token=USER:PASSWORD (or MINDREC_MILVUS_TOKEN, sent only to
-//                               loopback hosts and those in MINDREC_MILVUS_TOKEN_HOSTS; never saved),
-//                               db=NAME, timeout=S per request (10), retries=N for idempotent calls
-//                               (2), connections=N concurrent requests (8), wait=S read-your-writes
-//                               bound (10; 0 = return at once, bounded-stale ~0.2 s), batch=N rows
-//                               per write request (5000). save() writes a descriptor (URL,
-//                               collection, dim, metric, fingerprint), never the vectors. Errors:
-//                               RemoteError (RemoteAuthError, RemoteNotFound) for the server's
-//                               refusals, IoError for a server unreachable or silent past timeout.
-//                               Needs MINDREC_WITH_MILVUS (default ON; else Unsupported).
+// with int64 ids), behind one interface with several backends chosen by a string,
+// "backend[:build parameters][?options]": flat, cuda:flat, faiss:<index_factory>,
+// faiss-gpu:<factory>, hnsw[:M=..,ef_construction=..], milvus://HOST:PORT/COLLECTION. Each
+// backend's parameters, options and requirements: docs/stores.md; which to pick: README
+// "Choosing a store". This header is the contract every backend keeps.
 // Search parameters of `flat`: threads (scan threads, 0 = the thread policy's), e.g.
 // "flat?threads=2". Per call (SearchOptions::params): flat threads, hnsw ef, Faiss IVF nprobe,
 // Faiss HNSW ef (or efSearch; it must equal the index's in Faiss 1.7.3), milvus fetch, and on
@@ -53,8 +16,10 @@
 // Faiss indexes through an IDSelector; milvus:// forwards the expression (`id` renamed to its key
 // field); cuda:flat and faiss-gpu: refuse (Unsupported). The allowed stored items are counted
 // exactly (a bitmap of stored ids ANDed with the filter's): below a per-backend fraction of the
-// store (hnsw 12%, Faiss HNSW 10%, flat 5%, IVF 2%) they are scored exactly instead. Integer parameters (threads, nprobe, ef, efSearch, fetch, ...) must be whole
-// numbers in range (InvalidArgument naming the store and the parameter otherwise).
+// store (hnsw 12%, Faiss HNSW 10%, flat 5%, IVF s^1.5 <= 3 nprobe / nlist, at least 2%), and
+// while their vectors fit the plan cache (64 MiB), they are scored exactly instead. Integer
+// parameters (threads, nprobe, ef, efSearch, fetch, ...) must be whole numbers in range
+// (InvalidArgument naming the store and the parameter otherwise).
 // Threads: every backend's own parallel work (Faiss's OpenMP regions included) uses
 // mindrec's thread policy, default_threads() (config.hpp: OMP_NUM_THREADS, else the CPUs this
 // process may use, within the cgroup CPU quota).
