@@ -13,8 +13,9 @@
 // search takes a filter expression, applied inside the search: flat exactly; hnsw's walk routes
 // through disallowed nodes and returns allowed ones; mindrec's IVF scans skip disallowed
 // vectors and probe nprobe / sqrt(selectivity) lists, then more while fewer than k pass; other
-// Faiss indexes through an IDSelector; milvus:// forwards the expression (`id` renamed to its key
-// field); cuda:flat and faiss-gpu: refuse (Unsupported). The allowed stored items are counted
+// Faiss indexes through an IDSelector; milvus:// keeps the attributes in its rows (dynamic
+// fields) and translates the expression into Milvus' (README "Filters"); cuda:flat and
+// faiss-gpu: refuse (Unsupported). The allowed stored items are counted
 // exactly (a bitmap of stored ids ANDed with the filter's): below a per-backend fraction of the
 // store (hnsw 12%, Faiss HNSW 10%, flat 5%, IVF s^1.5 <= 3 nprobe / nlist, at least 2%), and
 // while their vectors fit the plan cache (64 MiB), they are scored exactly instead. Integer
@@ -121,6 +122,9 @@ class MINDREC_API SearchContext {
   const std::vector<std::pair<std::string, double>>& params() const { return params_; }
   /// Allowed ids the filter counted among ids with attribute rows (-1: no filter).
   int64_t allowed_count() const { return bits_ ? count_ : -1; }
+  /// The store's declared attribute columns, given to a backend that evaluates filters where
+  /// its data lives (remote_filter_impl): the filter was checked against them.
+  const std::vector<AttributeSpec>& attribute_columns() const { return columns_; }
 
  private:
   friend class VectorStore;
@@ -131,6 +135,7 @@ class MINDREC_API SearchContext {
   int64_t group_ = 1;
   std::string filter_;
   std::vector<std::pair<std::string, double>> params_;
+  std::vector<AttributeSpec> columns_;
 };
 
 class MINDREC_API VectorStore {
@@ -165,6 +170,8 @@ class MINDREC_API VectorStore {
   /// Sets attribute values of ids (stored or not: a row per id below 2^32) without touching
   /// vectors: validated whole first (unknown column, wrong type or size, repeated id), then
   /// applied under one write lock; visible to the next search. A failed call changes nothing.
+  /// milvus:// keeps them in the items' rows: ids without a row are skipped (a warning), and
+  /// a failed call is compensated like its other writes.
   void set_attributes(int64_t n, const int64_t* ids, const AttributeBatch& values);
   /// Adds or replaces vectors and sets their attributes in one write (no search sees one
   /// without the other). Returns how many ids were replaced.
@@ -244,6 +251,8 @@ class MINDREC_API VectorStore {
                               const SearchContext& ctx, const FilterEntry& e) const;
   void check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
                    bool refuse_stored) const;
+  /// An upsert on a backend with remote attributes (holding the writers' lock, batch checked).
+  int64_t remote_upsert(int64_t n, const float* vectors, const int64_t* ids, const AttributeBatch& values);
   // Write virtuals (see exclusive()); each either applies whole or changes nothing.
   virtual void add_impl(int64_t n, const float* vectors, const int64_t* ids) = 0;
   virtual int64_t remove_impl(int64_t n, const int64_t* ids) = 0;
@@ -261,10 +270,25 @@ class MINDREC_API VectorStore {
   /// False for a backend that cannot apply filters or exclusions: a search given one is then
   /// Unsupported (VectorStore::search says so before the backend is called).
   virtual bool supports_filter_impl() const { return true; }
-  /// True for a backend whose filters are evaluated where its data lives (milvus://: the
-  /// collection's scalar fields): the base then passes the filter text alone (no allowed set)
-  /// and refuses local attributes with Unsupported.
+  /// True for a backend whose attributes live and whose filters are evaluated where its data
+  /// lives (milvus://: the collection's fields): the base keeps only the declared columns,
+  /// checks filters against them and passes the filter text (no allowed set, ctx's
+  /// attribute_columns()); attribute values go through the three virtuals below.
   virtual bool remote_filter_impl() const { return false; }
+  /// Remote attributes: refuses (Unsupported naming it) a column the backend cannot hold;
+  /// `columns` is every column declared so far, the new ones included.
+  virtual void check_attributes_impl(const std::vector<AttributeSpec>& /*columns*/) const {}
+  /// Remote attributes: writes `values` (checked against `columns`) for the ids, with new
+  /// vectors (an upsert; `stored` of the ids are in the store; an empty `values` keeps each
+  /// stored item's attributes) or without (vectors null: set_attributes, vectors kept). As
+  /// the backend's other writes: whole, or compensated. The default is Unsupported.
+  virtual void write_attributes_impl(int64_t n, const float* vectors, const int64_t* ids,
+                                     const std::vector<int64_t>& stored, const AttributeBatch& values,
+                                     const std::vector<AttributeSpec>& columns);
+  /// Remote attributes: out[i] = 1 if `filter` (checked against `columns`) allows ids[i].
+  /// The default is Unsupported.
+  virtual void remote_filter_allows_impl(const std::string& filter, const std::vector<AttributeSpec>& columns,
+                                         int64_t n, const int64_t* ids, uint8_t* out) const;
   /// Appends every stored id to `out` and returns true (read after a load, to rebuild the
   /// stored-id bitmap the filter planner counts with); false if the backend cannot list them
   /// (the planner then leaves every filter to the backend).

@@ -359,15 +359,10 @@ std::shared_ptr<AttributeTable::Staged> AttributeTable::prepare_declare(const st
   return s;
 }
 
-std::shared_ptr<AttributeTable::Staged> AttributeTable::prepare_set(int64_t n, const int64_t* ids,
-                                                                    const AttributeBatch& batch) const {
-  auto s = std::make_shared<Staged>();
-  int64_t max_id = -1;
-  for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] < 0 || ids[i] >= kMaxAttributeId)
-      throw InvalidArgument("set_attributes: id " + std::to_string(ids[i]) + " is outside [0, 2^32)");
-    max_id = std::max(max_id, ids[i]);
-  }
+void check_attribute_batch(int64_t n, const int64_t* ids, const AttributeBatch& batch,
+                           const std::vector<AttributeSpec>& columns) {
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < 0) throw InvalidArgument("set_attributes: id " + std::to_string(ids[i]) + " is negative");
   {
     std::vector<int64_t> sorted(ids, ids + n);
     std::sort(sorted.begin(), sorted.end());
@@ -377,45 +372,56 @@ std::shared_ptr<AttributeTable::Staged> AttributeTable::prepare_set(int64_t n, c
   }
   std::unordered_set<std::string> seen;
   for (const auto& bc : batch.columns) {
-    size_t at = cols_.size();
-    for (size_t c = 0; c < cols_.size(); ++c)
-      if (cols_[c].spec.name == bc.name) at = c;
-    if (at == cols_.size()) {
+    const auto col = std::find_if(columns.begin(), columns.end(), [&](const AttributeSpec& c) { return c.name == bc.name; });
+    if (col == columns.end()) {
       std::string have;
-      for (const auto& c : cols_) have += (have.empty() ? "" : ", ") + c.spec.name;
+      for (const auto& c : columns) have += (have.empty() ? "" : ", ") + c.name;
       throw InvalidArgument("set_attributes: no attribute '" + bc.name + "' (declared: " +
                             (have.empty() ? std::string("none") : have) + ")");
     }
     if (!seen.insert(bc.name).second) throw InvalidArgument("set_attributes: attribute '" + bc.name + "' given twice");
-    const Column& col = cols_[at];
-    if (bc.type != col.spec.type)
-      throw InvalidArgument("set_attributes: attribute '" + bc.name + "' is " + to_string(col.spec.type) + ", the batch gives " +
+    if (bc.type != col->type)
+      throw InvalidArgument("set_attributes: attribute '" + bc.name + "' is " + to_string(col->type) + ", the batch gives " +
                             to_string(bc.type) + " values");
     if (bc.size() != n)
       throw InvalidArgument("set_attributes: attribute '" + bc.name + "' has " + std::to_string(bc.size()) + " values for " +
                             std::to_string(n) + " ids");
+    for (double v : bc.floats)
+      if (std::isnan(v)) throw InvalidArgument("set_attributes: attribute '" + bc.name + "' holds NaN");
+    for (uint8_t v : bc.bools)
+      if (v > 1) throw InvalidArgument("set_attributes: attribute '" + bc.name + "' holds a bool other than 0 or 1");
+    for (const auto& v : bc.strings)
+      if (v.size() > 65535)
+        throw InvalidArgument("set_attributes: attribute '" + bc.name + "': a string of " + std::to_string(v.size()) +
+                              " bytes (at most 65535)");
+  }
+}
+
+std::shared_ptr<AttributeTable::Staged> AttributeTable::prepare_set(int64_t n, const int64_t* ids,
+                                                                    const AttributeBatch& batch) const {
+  int64_t max_id = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= kMaxAttributeId)
+      throw InvalidArgument("set_attributes: id " + std::to_string(ids[i]) + " is outside [0, 2^32)");
+    max_id = std::max(max_id, ids[i]);
+  }
+  check_attribute_batch(n, ids, batch, specs());
+  auto s = std::make_shared<Staged>();
+  for (const auto& bc : batch.columns) {
+    size_t at = 0;
+    while (cols_[at].spec.name != bc.name) ++at;  // declared: checked above
+    const Column& col = cols_[at];
     Staged::Write w;
     w.col = at;
     switch (bc.type) {
       case AttributeType::int64: w.ints = bc.ints; break;
-      case AttributeType::float64:
-        for (double v : bc.floats)
-          if (std::isnan(v)) throw InvalidArgument("set_attributes: attribute '" + bc.name + "' holds NaN");
-        w.floats = bc.floats;
-        break;
-      case AttributeType::boolean:
-        for (uint8_t v : bc.bools)
-          if (v > 1) throw InvalidArgument("set_attributes: attribute '" + bc.name + "' holds a bool other than 0 or 1");
-        w.bools = bc.bools;
-        break;
+      case AttributeType::float64: w.floats = bc.floats; break;
+      case AttributeType::boolean: w.bools = bc.bools; break;
       case AttributeType::string: {
         w.codes.resize(size_t(n));
         const std::unordered_map<std::string, uint32_t>* index = &col.index;
         for (int64_t i = 0; i < n; ++i) {
           const std::string& v = bc.strings[size_t(i)];
-          if (v.size() > 65535)
-            throw InvalidArgument("set_attributes: attribute '" + bc.name + "': a string of " + std::to_string(v.size()) +
-                                  " bytes (at most 65535)");
           auto it = index->find(v);
           if (it == index->end()) {
             if (!w.new_dict) {  // the first new value: the dictionary is copied aside
@@ -1048,21 +1054,10 @@ void node_bits(const FilterPlan::Node& n, const AttributeTable& t, int64_t nbits
 
 }  // namespace
 
-std::string rename_filter_field(const std::string& text, const std::string& from, const std::string& to) {
-  const std::vector<Token> toks = tokenize(text);  // malformed text: InvalidArgument here
-  std::string out;
-  size_t at = 0;
-  for (const Token& t : toks)
-    if (t.kind == Tok::ident && t.text == from) {
-      out += text.substr(at, t.pos - at) + to;
-      at = t.pos + from.size();
-    }
-  return out + text.substr(at);
-}
-
 FilterPlan FilterPlan::parse(const std::string& text, const std::vector<AttributeSpec>& columns) {
   if (text.size() > (64u << 20)) throw InvalidArgument("filter: longer than 64 MiB");
   FilterPlan p;
+  p.cols_ = columns;
   Parser parser(text, columns);
   p.root_ = parser.parse(p.max_id_literal_);
   return p;
@@ -1084,6 +1079,104 @@ Allowed FilterPlan::evaluate(const AttributeTable& t) const {
 }
 
 bool FilterPlan::test(const AttributeTable& t, int64_t id) const { return node_test(*root_, t, id); }
+
+namespace {
+
+// A literal as Milvus reads it: integers as they are, floats always with a '.' or an exponent
+// (so that a float64 column's JSON doubles compare as numbers of their own type), strings
+// double-quoted with '"', '\\' and control characters escaped.
+std::string milvus_float(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  std::string s = buf;
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string milvus_string(const std::string& v) {
+  std::string out = "\"";
+  for (const char c : v) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+const char* milvus_op(Op op) {
+  switch (op) {
+    case Op::eq: return " == ";
+    case Op::ne: return " != ";
+    case Op::lt: return " < ";
+    case Op::le: return " <= ";
+    case Op::gt: return " > ";
+    case Op::ge: return " >= ";
+    case Op::in: return " in ";
+    case Op::not_in: return " not in ";
+  }
+  return " == ";
+}
+
+// The leaf's literals in Milvus syntax: one, or a list for in / not in.
+std::string milvus_literals(const FilterPlan::Node& n) {
+  std::vector<std::string> lits;
+  const bool floats = n.as_double || (n.col >= 0 && n.type == AttributeType::float64);
+  if (n.col < 0 || n.type == AttributeType::int64) {
+    if (floats) for (double v : n.floats) lits.push_back(milvus_float(v));
+    else for (int64_t v : n.ints) lits.push_back(std::to_string(v));
+  } else if (n.type == AttributeType::float64) {
+    for (double v : n.floats) lits.push_back(milvus_float(v));
+  } else if (n.type == AttributeType::boolean) {
+    for (uint8_t v : n.bools) lits.push_back(v ? "true" : "false");
+  } else {
+    for (const auto& v : n.strings) lits.push_back(milvus_string(v));
+  }
+  if (n.op != Op::in && n.op != Op::not_in) return lits.at(0);
+  std::string out = "[";
+  for (size_t i = 0; i < lits.size(); ++i) out += (i ? ", " : "") + lits[i];
+  return out + "]";
+}
+
+// True if the column's default value (0, 0.0, false, "") passes the leaf.
+bool default_passes(const FilterPlan::Node& n) {
+  switch (n.type) {
+    case AttributeType::int64: return n.as_double ? make_match(n.op, n.floats)(0.0) : make_match(n.op, n.ints)(int64_t(0));
+    case AttributeType::float64: return make_match(n.op, n.floats)(0.0);
+    case AttributeType::boolean: return make_match(n.op, n.bools)(uint8_t(0));
+    case AttributeType::string: return make_match(n.op, n.strings)(std::string());
+  }
+  return false;
+}
+
+std::string node_milvus(const FilterPlan::Node& n, const std::vector<AttributeSpec>& cols, const std::string& id_field,
+                        const std::function<bool(const std::string&)>& may_be_missing) {
+  using K = FilterPlan::Node::Kind;
+  switch (n.kind) {
+    case K::and_: return "(" + node_milvus(*n.a, cols, id_field, may_be_missing) + " and " + node_milvus(*n.b, cols, id_field, may_be_missing) + ")";
+    case K::or_: return "(" + node_milvus(*n.a, cols, id_field, may_be_missing) + " or " + node_milvus(*n.b, cols, id_field, may_be_missing) + ")";
+    case K::not_: return "not (" + node_milvus(*n.a, cols, id_field, may_be_missing) + ")";
+    case K::leaf: break;
+  }
+  const std::string field = n.col < 0 ? id_field : cols.at(size_t(n.col)).name;
+  const std::string leaf = "(" + field + milvus_op(n.op) + milvus_literals(n) + ")";
+  if (n.col < 0 || !may_be_missing(field)) return leaf;
+  return default_passes(n) ? "((not exists " + field + ") or " + leaf + ")" : "((exists " + field + ") and " + leaf + ")";
+}
+
+}  // namespace
+
+std::string FilterPlan::to_milvus(const std::string& id_field,
+                                  const std::function<bool(const std::string&)>& may_be_missing) const {
+  return node_milvus(*root_, cols_, id_field, may_be_missing);
+}
 
 }  // namespace store
 }  // namespace mindrec

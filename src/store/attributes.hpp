@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -68,9 +69,11 @@ struct Allowed {
   }
 };
 
-/// `text` with every field named `from` renamed `to` (strings and other tokens untouched):
-/// a filter's `id` as a remote collection's key field.
-std::string rename_filter_field(const std::string& text, const std::string& from, const std::string& to);
+/// Checks a batch of attribute values against the declared `columns` (InvalidArgument naming
+/// the problem): ids not negative nor repeated, every column declared once with its type and
+/// n values, no NaN, bools 0 or 1, strings of at most 65535 bytes.
+void check_attribute_batch(int64_t n, const int64_t* ids, const AttributeBatch& batch,
+                           const std::vector<AttributeSpec>& columns);
 
 /// A parsed filter checked against a table's columns.
 class FilterPlan {
@@ -82,9 +85,18 @@ class FilterPlan {
   Allowed evaluate(const AttributeTable& t) const;
   /// True if the row of `id` in `t` passes (one id; the interpreter of the plan).
   bool test(const AttributeTable& t, int64_t id) const;
+  /// The filter in Milvus 2.3's expression syntax: `id` as `id_field`, keywords lower case,
+  /// every leaf parenthesised, a bool column alone as `f == true`, floats with a decimal
+  /// point (a float64 column's JSON value is a double). A column for which `may_be_missing`
+  /// is true (a dynamic field: a row written before it was declared lacks it) reads as its
+  /// default where absent, as in a local store: its leaf becomes `((not exists f) or (L))`
+  /// when the default passes L, else `((exists f) and (L))` (Milvus' own reading of an absent
+  /// key differs by operator: == false, != true).
+  std::string to_milvus(const std::string& id_field, const std::function<bool(const std::string&)>& may_be_missing) const;
   struct Node;
 
  private:
+  std::vector<AttributeSpec> cols_;
   std::shared_ptr<const Node> root_;
   int64_t max_id_literal_ = -1;
 };

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "detail/hash.hpp"
@@ -228,8 +229,29 @@ class MilvusStore final : public VectorStore {
 
   bool by_pk() const { return !info_.auto_id; }
 
-  milvus::Rows rows(int64_t n, const float* v, const int64_t* ids) const {
-    return milvus::Rows{n, dim(), v, ids, info_.vector_field, key_};
+  milvus::Rows rows(int64_t n, const float* v, const int64_t* ids, const milvus::Fields* fields = nullptr) const {
+    return milvus::Rows{n, dim(), v, ids, info_.vector_field, key_, fields};
+  }
+
+  // The stored rows of these item ids, whole: vectors and the attribute columns they hold.
+  milvus::RowsRead read_rows(const std::vector<int64_t>& ids, const std::vector<AttributeSpec>& columns) const {
+    milvus::RowsRead out;
+    for (size_t at = 0; at < ids.size(); at += kKeysPerQuery) {
+      const size_t m = std::min<size_t>(kKeysPerQuery, ids.size() - at);
+      c_->query_rows(s_.collection, in_list(key_, ids.data() + at, m), key_, info_.pk_field, info_.vector_field, dim(),
+                     columns, kMaxLimit, out);
+    }
+    return out;
+  }
+
+  bool schema_field(const std::string& name) const {
+    return std::find(info_.scalar_fields.begin(), info_.scalar_fields.end(), name) != info_.scalar_fields.end();
+  }
+
+  // A filter (checked against the declared columns) in Milvus' syntax: `id` as the key field,
+  // dynamic fields absent from a row read as the column's default (attributes.hpp).
+  std::string translate(const std::string& filter, const std::vector<AttributeSpec>& columns) const {
+    return FilterPlan::parse(filter, columns).to_milvus(key_, [this](const std::string& f) { return !schema_field(f); });
   }
 
   // The stored rows of these item ids: (item id, primary key) pairs, one per row.
@@ -360,22 +382,37 @@ class MilvusStore final : public VectorStore {
     check_writable();
     std::vector<int64_t> was(stored);
     std::sort(was.begin(), was.end());
+    replace(n, vectors, ids, was, nullptr, nullptr);
+  }
+
+  // Writes the rows of ids (`was`, sorted: those stored), each with its scalar fields when
+  // `fields` [n] is given. `old`: the stored rows of `was` when the caller read them already
+  // (with their fields, which a failed write puts back).
+  void replace(int64_t n, const float* vectors, const int64_t* ids, const std::vector<int64_t>& was,
+               const milvus::Fields* fields, const milvus::RowsRead* old_rows_read) {
     if (by_pk()) {
       // Upsert by primary key; a failed batch (whose answer may be lost: it is counted as
       // sent) puts back what the batches sent changed.
       std::vector<int64_t> old_ids;
       std::vector<float> old;
-      for (size_t at = 0; at < was.size(); at += kKeysPerQuery) {
-        const size_t m = std::min<size_t>(kKeysPerQuery, was.size() - at);
-        c_->query_vectors(s_.collection, in_list(key_, was.data() + at, m), key_, info_.vector_field, dim(),
-                          kMaxLimit, old_ids, old);
+      const milvus::Fields* old_fields = nullptr;
+      if (old_rows_read) {
+        old_ids = old_rows_read->keys;
+        old = old_rows_read->vectors;
+        old_fields = old_rows_read->fields.data();
+      } else {
+        for (size_t at = 0; at < was.size(); at += kKeysPerQuery) {
+          const size_t m = std::min<size_t>(kKeysPerQuery, was.size() - at);
+          c_->query_vectors(s_.collection, in_list(key_, was.data() + at, m), key_, info_.vector_field, dim(),
+                            kMaxLimit, old_ids, old);
+        }
       }
       int64_t sent = 0;
       try {
         for (int64_t at = 0; at < n; at += s_.batch) {
           const int64_t m = std::min(s_.batch, n - at);
           sent = at + m;
-          c_->upsert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at));
+          c_->upsert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at, fields ? fields + at : nullptr));
         }
       } catch (...) {
         compensate("upsert", "up to " + std::to_string(sent) + " of its items may hold their new vectors (each one row)", [&] {
@@ -383,7 +420,8 @@ class MilvusStore final : public VectorStore {
           for (int64_t i = 0; i < sent; ++i)
             if (!std::binary_search(was.begin(), was.end(), ids[i])) added.push_back(ids[i]);
           if (!added.empty()) delete_pks(added);
-          if (!old_ids.empty()) c_->upsert(s_.collection, rows(int64_t(old_ids.size()), old.data(), old_ids.data()));
+          if (!old_ids.empty())
+            c_->upsert(s_.collection, rows(int64_t(old_ids.size()), old.data(), old_ids.data(), old_fields));
         });
         throw;
       }
@@ -393,7 +431,9 @@ class MilvusStore final : public VectorStore {
     // Auto-id rows, a chunk of items at a time: the new rows in, then the old ones out (a
     // search may see both for an instant: results are de-duplicated by item id).
     std::map<int64_t, std::vector<int64_t>> old_rows;  // item -> its primary keys now
-    if (!was.empty())
+    if (old_rows_read)
+      for (size_t r = 0; r < old_rows_read->keys.size(); ++r) old_rows[old_rows_read->keys[r]].push_back(old_rows_read->pks[r]);
+    else if (!was.empty())
       for (const auto& [item, pk] : rows_of(int64_t(was.size()), was.data())) old_rows[item].push_back(pk);
     std::vector<int64_t> fresh, gone;
     const int64_t chunk = std::min<int64_t>(s_.batch, kMaxLimit);
@@ -406,7 +446,7 @@ class MilvusStore final : public VectorStore {
       const std::string stand = "items before the " + std::to_string(at + 1) + "th hold their new vectors, the others their old ones";
       std::vector<int64_t> got;
       try {
-        got = c_->insert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at));
+        got = c_->insert(s_.collection, rows(m, vectors + size_t(at) * dim(), ids + at, fields ? fields + at : nullptr));
       } catch (...) {
         compensate("upsert", stand + "; items from the " + std::to_string(at + 1) + "th may show two rows (upsert again)",
                    [&] { delete_keys(m, ids + at, old_pks); });
@@ -467,16 +507,104 @@ class MilvusStore final : public VectorStore {
     return c_->count(s_.collection, info_.pk_field + " >= 0 or " + info_.pk_field + " < 0");
   }
 
-  // Filters go to the server: the expression is Milvus' own syntax, `id` renamed to the key
-  // field; exclusions become "key not in [...]". Attributes are the collection's scalar fields.
+  // Filters go to the server, translated (translate()); exclusions become "key not in [...]".
+  // Attributes are the collection's fields: a declared column is a field of the schema or a
+  // dynamic field of each row.
   bool remote_filter_impl() const override { return true; }
+
+  void check_attributes_impl(const std::vector<AttributeSpec>& columns) const override {
+    for (const auto& c : columns) {
+      if (c.name == key_ || c.name == info_.pk_field || c.name == info_.vector_field)
+        throw InvalidArgument(what() + ": attribute '" + c.name + "' would overwrite the collection's " +
+                              (c.name == info_.vector_field ? "vector" : "key") + " field");
+      if (!schema_field(c.name) && !info_.dynamic_fields)
+        throw Unsupported(what() + ": the collection has no field '" + c.name +
+                          "' and no dynamic fields: add the field to its schema (pymilvus) or use a collection with dynamic fields");
+    }
+  }
+
+  void remote_filter_allows_impl(const std::string& filter, const std::vector<AttributeSpec>& columns, int64_t n,
+                                 const int64_t* ids, uint8_t* out) const override {
+    const std::string f = translate(filter, columns);
+    std::vector<int64_t> sorted;
+    for (int64_t i = 0; i < n; ++i)
+      if (ids[i] >= 0) sorted.push_back(ids[i]);
+    std::sort(sorted.begin(), sorted.end());
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    std::unordered_set<int64_t> allowed;
+    for (size_t at = 0; at < sorted.size(); at += kKeysPerQuery) {
+      const size_t m = std::min<size_t>(kKeysPerQuery, sorted.size() - at);
+      for (int64_t k : c_->query_keys(s_.collection, f + " and (" + in_list(key_, sorted.data() + at, m) + ")", {key_}, kMaxLimit))
+        allowed.insert(k);
+    }
+    // An id without a row has no fields for the server to test: not allowed.
+    for (int64_t i = 0; i < n; ++i) out[i] = allowed.count(ids[i]) ? 1 : 0;
+  }
+
+  // Attribute values, written with the item's row (Milvus 2.3 writes rows whole): each stored
+  // item's row is read back (vector and attributes), the values merged in and the row written
+  // again the way upserts write (replace()). With vectors: an upsert carrying the attributes.
+  void write_attributes_impl(int64_t n, const float* vectors, const int64_t* ids, const std::vector<int64_t>& stored,
+                             const AttributeBatch& values, const std::vector<AttributeSpec>& columns) override {
+    check_writable();
+    for (const auto& c : values.columns) {
+      const bool dynamic = !schema_field(c.name);
+      for (double v : c.floats)
+        if (!std::isfinite(v)) throw InvalidArgument(what() + ": attribute '" + c.name + "' holds an infinite value (JSON has none)");
+      for (int64_t v : c.ints)
+        if (dynamic && (v > (int64_t(1) << 53) || v < -(int64_t(1) << 53)))
+          throw InvalidArgument(what() + ": attribute '" + c.name + "' holds " + std::to_string(v) +
+                                ": Milvus reads a dynamic field's integers back as doubles (exact within +-2^53)");
+    }
+    std::vector<int64_t> want = vectors ? stored : std::vector<int64_t>(ids, ids + n);
+    std::sort(want.begin(), want.end());
+    want.erase(std::unique(want.begin(), want.end()), want.end());
+    const milvus::RowsRead old = read_rows(want, columns);
+    std::unordered_map<int64_t, size_t> row_of;
+    for (size_t r = 0; r < old.keys.size(); ++r) row_of.emplace(old.keys[r], r);
+    std::vector<int64_t> wids, was;
+    std::vector<float> wv;
+    std::vector<milvus::Fields> wf;
+    int64_t skipped = 0, first_skipped = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto it = row_of.find(ids[i]);
+      if (!vectors && it == row_of.end()) {
+        if (skipped++ == 0) first_skipped = ids[i];
+        continue;
+      }
+      wids.push_back(ids[i]);
+      const float* v = vectors ? vectors + size_t(i) * dim() : old.vectors.data() + it->second * size_t(dim());
+      wv.insert(wv.end(), v, v + dim());
+      milvus::Fields f = it == row_of.end() ? milvus::Fields{} : old.fields[it->second];
+      if (it != row_of.end()) was.push_back(ids[i]);
+      for (const auto& c : values.columns) {
+        milvus::Scalar x;
+        x.type = c.type;
+        if (c.type == AttributeType::int64) x.i = c.ints[size_t(i)];
+        else if (c.type == AttributeType::float64) x.f = c.floats[size_t(i)];
+        else if (c.type == AttributeType::boolean) x.i = c.bools[size_t(i)];
+        else x.s = c.strings[size_t(i)];
+        const auto at = std::find_if(f.begin(), f.end(), [&](const auto& p) { return p.first == c.name; });
+        if (at != f.end()) at->second = std::move(x);
+        else f.emplace_back(c.name, std::move(x));
+      }
+      wf.push_back(std::move(f));
+    }
+    if (skipped > 0)
+      log(LogLevel::warn, what() + ": attributes of " + std::to_string(skipped) + " ids without a row (id " +
+                              std::to_string(first_skipped) + " first) not kept: a Milvus row holds an item's attributes "
+                              "with its vector (upsert the vector with them)");
+    if (wids.empty()) return;
+    std::sort(was.begin(), was.end());
+    replace(int64_t(wids.size()), wv.data(), wids.data(), was, wf.data(), &old);
+  }
   double exact_filter_fraction_impl(const SearchContext&) const override { return 0; }
   std::vector<std::string> search_param_names_impl() const override { return {"fetch"}; }
 
   void search_impl(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
                    const SearchContext& ctx) const override {
     const int fetch = int(detail::integer_param(what(), "fetch", ctx.param("fetch", double(s_.fetch)), 1, kMaxLimit));
-    std::string filter = ctx.filter().empty() ? "" : "(" + rename_filter_field(ctx.filter(), "id", key_) + ")";
+    const std::string filter = ctx.filter().empty() ? "" : translate(ctx.filter(), ctx.attribute_columns());
     if (k > kMaxLimit)
       throw Unsupported(what() + ": k = " + std::to_string(k) + " but Milvus returns at most " +
                         std::to_string(kMaxLimit) + " hits per query");

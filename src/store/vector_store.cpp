@@ -177,6 +177,8 @@ int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids)
   MINDREC_EXPECTS(vectors && ids, "VectorStore::upsert: null vectors or ids");
   std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("upsert", n, vectors, ids, false);
+  // A remote backend's rows are written whole: an item's attributes go along with its vector.
+  if (remote_filter_impl() && !attrs_->empty()) return remote_upsert(n, vectors, ids, AttributeBatch{});
   std::vector<int64_t> stored;
   stored_ids_impl(n, ids, stored);
   auto bits = grown_stored_bits(n, ids);
@@ -276,6 +278,8 @@ void VectorStore::search(int64_t nq, const float* queries, int k, int64_t* ids, 
   const float pad = padding_score(metric_);
   std::shared_ptr<const FilterEntry> plan;
   if (!options.filter.empty() && remote_filter_impl()) {
+    ctx.columns_ = attrs_->specs();
+    store::FilterPlan::parse(options.filter, ctx.columns_);  // malformed: InvalidArgument before any request
     ctx.filter_ = options.filter;  // the server evaluates it
   } else if (!options.filter.empty()) {
     plan = filter_entry(options.filter, exact_below >= 0 ? exact_below : exact_filter_fraction_impl(ctx));
@@ -429,11 +433,27 @@ void VectorStore::mark_stored(int64_t n, const int64_t* ids, bool on, std::vecto
   });
 }
 
+void VectorStore::write_attributes_impl(int64_t, const float*, const int64_t*, const std::vector<int64_t>&,
+                                        const AttributeBatch&, const std::vector<AttributeSpec>&) {
+  throw Unsupported("vector store '" + backend_ + "': this backend keeps no attributes of its own");
+}
+
+void VectorStore::remote_filter_allows_impl(const std::string&, const std::vector<AttributeSpec>&, int64_t,
+                                            const int64_t*, uint8_t*) const {
+  throw Unsupported("vector store '" + backend_ + "': this backend evaluates no filters of its own");
+}
+
 void VectorStore::declare_attributes(const std::vector<AttributeSpec>& columns) {
-  if (remote_filter_impl())
-    throw Unsupported("vector store '" + backend_ + "': attributes live in the collection's scalar fields (filters are passed to the server)");
   std::lock_guard<std::mutex> writing(lock_->writers);
   auto staged = attrs_->prepare_declare(columns);
+  if (remote_filter_impl()) {
+    // Only the declaration is kept here (the values live where the backend's data does),
+    // once the backend has said it can hold every column.
+    std::vector<AttributeSpec> all = attrs_->specs();
+    for (const auto& c : columns)
+      if (std::find(all.begin(), all.end(), c) == all.end()) all.push_back(c);
+    check_attributes_impl(all);
+  }
   exclusive([&] { attrs_->commit(*staged); });
   ++lock_->changes;
 }
@@ -444,25 +464,29 @@ std::vector<AttributeSpec> VectorStore::attributes() const {
 }
 
 void VectorStore::set_attributes(int64_t n, const int64_t* ids, const AttributeBatch& values) {
-  if (remote_filter_impl())
-    throw Unsupported("vector store '" + backend_ + "': attributes live in the collection's scalar fields (filters are passed to the server)");
   MINDREC_EXPECTS(n >= 0, "VectorStore::set_attributes: n must be >= 0");
   if (n == 0) return;
   MINDREC_EXPECTS(ids, "VectorStore::set_attributes: null ids");
   std::lock_guard<std::mutex> writing(lock_->writers);
+  if (remote_filter_impl()) {
+    const std::vector<AttributeSpec> columns = attrs_->specs();  // the writers' lock: no declare meanwhile
+    store::check_attribute_batch(n, ids, values, columns);
+    write_attributes_impl(n, nullptr, ids, {}, values, columns);
+    ++lock_->changes;
+    return;
+  }
   auto staged = attrs_->prepare_set(n, ids, values);  // validated and allocated aside
   exclusive([&] { attrs_->commit(*staged); });
   ++lock_->changes;
 }
 
 int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids, const AttributeBatch& values) {
-  if (remote_filter_impl())
-    throw Unsupported("vector store '" + backend_ + "': attributes live in the collection's scalar fields (filters are passed to the server)");
   MINDREC_EXPECTS(n >= 0, "VectorStore::upsert: n must be >= 0");
   if (n == 0) return 0;
   MINDREC_EXPECTS(vectors && ids, "VectorStore::upsert: null vectors or ids");
   std::lock_guard<std::mutex> writing(lock_->writers);
   check_batch("upsert", n, vectors, ids, false);
+  if (remote_filter_impl()) return remote_upsert(n, vectors, ids, values);
   auto staged = attrs_->prepare_set(n, ids, values);  // refused before any vector changes
   std::vector<int64_t> stored;
   stored_ids_impl(n, ids, stored);
@@ -478,10 +502,30 @@ int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids,
   return static_cast<int64_t>(stored.size());
 }
 
+int64_t VectorStore::remote_upsert(int64_t n, const float* vectors, const int64_t* ids, const AttributeBatch& values) {
+  // Under the writers' lock, the batch checked.
+  const std::vector<AttributeSpec> columns = attrs_->specs();
+  store::check_attribute_batch(n, ids, values, columns);
+  std::vector<int64_t> stored;
+  stored_ids_impl(n, ids, stored);
+  auto bits = grown_stored_bits(n, ids);
+  write_attributes_impl(n, vectors, ids, stored, values, columns);
+  mark_stored(n, ids, true, &bits);
+  ++lock_->changes;
+  after_write_impl();
+  return static_cast<int64_t>(stored.size());
+}
+
 std::vector<uint8_t> VectorStore::filter_allows(const std::string& filter, int64_t n, const int64_t* ids) const {
   std::vector<uint8_t> out(size_t(std::max<int64_t>(n, 0)), 1);
   if (filter.empty() || n <= 0) return out;
   std::shared_lock lock(lock_->rw);
+  if (remote_filter_impl()) {
+    const std::vector<AttributeSpec> columns = attrs_->specs();
+    store::FilterPlan::parse(filter, columns);  // malformed: InvalidArgument before any request
+    remote_filter_allows_impl(filter, columns, n, ids, out.data());
+    return out;
+  }
   const store::FilterPlan plan = store::FilterPlan::parse(filter, attrs_->specs());
   const store::Allowed a = plan.evaluate(*attrs_);
   for (int64_t i = 0; i < n; ++i) out[size_t(i)] = a.test(ids[i]) ? 1 : 0;

@@ -155,6 +155,10 @@ TEST_CASE("milvus store over a fake server: a filter goes to the server - id ren
   o.filter = "id in [3, 5] and in_stock and category == \"id\"";
   o.exclude = &hist;
   o.params = {{"fetch", 10}};
+  // Fields are checked against the declared columns before any request.
+  CHECK(test::error_of([&] { s->search(1, kQuery, 3, ids, sc, o); }).find("unknown field 'in_stock'") != std::string::npos);
+  CHECK(fake.searches == 0);
+  s->declare_attributes({{"in_stock", AttributeType::boolean}, {"category", AttributeType::string}, {"price", AttributeType::float64}});
   s->search(1, kQuery, 3, ids, sc, o);
   nlohmann::json body;
   {
@@ -162,8 +166,11 @@ TEST_CASE("milvus store over a fake server: a filter goes to the server - id ren
     body = nlohmann::json::parse(fake.last_search);
   }
   // The layout of this collection keys items by the dynamic field item_id; the string "id" is
-  // a literal, not the field, and stays.
-  CHECK(body["filter"] == "(item_id in [3, 5] and in_stock and category == \"id\") and item_id not in [7,12]");
+  // a literal, not the field, and stays. Attributes are dynamic fields: a row without one
+  // reads as the column's default (false, ""), which these leaves refuse: "exists" and.
+  CHECK(body["filter"] ==
+        "(((item_id in [3, 5]) and ((exists in_stock) and (in_stock == true))) and "
+        "((exists category) and (category == \"id\"))) and item_id not in [7,12]");
   CHECK(body["limit"] == 10);
   // Without a filter no "filter" key is sent; attributes live in the collection.
   s->search(1, kQuery, 3, ids, sc);
@@ -171,7 +178,19 @@ TEST_CASE("milvus store over a fake server: a filter goes to the server - id ren
     std::lock_guard<std::mutex> l(fake.body_mutex);
     CHECK(nlohmann::json::parse(fake.last_search).count("filter") == 0);
   }
-  CHECK_THROWS_AS(s->declare_attributes({{"in_stock", AttributeType::boolean}}), Unsupported);
+  // Leaves the default passes (price 0.0 < 50, in_stock false != true) admit rows without the
+  // field; keywords and literals in Milvus' forms (lower case, 50.0 for a float column,
+  // strings double-quoted and escaped, a bool column alone as == true).
+  o.exclude = nullptr;
+  o.filter = "NOT in_stock OR price < 50 && category in ['a\"b', \"c\\\\d\"] or id > 2.5";
+  s->search(1, kQuery, 3, ids, sc, o);
+  {
+    std::lock_guard<std::mutex> l(fake.body_mutex);
+    body = nlohmann::json::parse(fake.last_search);
+  }
+  CHECK(body["filter"] ==
+        "((not (((exists in_stock) and (in_stock == true))) or (((not exists price) or (price < 50.0)) and "
+        "((exists category) and (category in [\"a\\\"b\", \"c\\\\d\"])))) or (item_id > 2.5))");
   o.params = {{"ef", 10}};
   CHECK_THROWS_AS(s->search(1, kQuery, 3, ids, sc, o), InvalidArgument);
 }
@@ -251,6 +270,7 @@ class FakeCollection {
   struct Row {
     int64_t pk, item;
     float v0, v1;
+    nlohmann::json extra = nlohmann::json::object();  // the row's other (dynamic) fields
   };
   explicit FakeCollection(bool auto_id) : auto_id_(auto_id) {
     svr_.Get("/v1/vector/collections/describe", [&](const httplib::Request& req, httplib::Response& res) {
@@ -312,6 +332,13 @@ class FakeCollection {
     std::lock_guard<std::mutex> l(m_);
     return auth_;
   }
+  // item -> its rows: (v0, the row's other fields)
+  std::map<int64_t, std::vector<std::pair<float, nlohmann::json>>> rows_by_item() {
+    std::lock_guard<std::mutex> l(m_);
+    std::map<int64_t, std::vector<std::pair<float, nlohmann::json>>> out;
+    for (const Row& r : rows_) out[r.item].emplace_back(r.v0, r.extra);
+    return out;
+  }
 
  private:
   using json = nlohmann::json;
@@ -372,7 +399,9 @@ class FakeCollection {
         const int64_t item = auto_id_ ? d["item_id"].get<int64_t>() : d["id"].get<int64_t>();
         if (!auto_id_) rows_.erase(std::remove_if(rows_.begin(), rows_.end(), [&](const Row& r) { return r.pk == item; }), rows_.end());
         const int64_t pk = auto_id_ ? next_pk_++ : item;
-        rows_.push_back({pk, item, d["vector"][0].get<float>(), d["vector"][1].get<float>()});
+        json extra = d;
+        for (const char* k : {"vector", "item_id", "id"}) extra.erase(k);
+        rows_.push_back({pk, item, d["vector"][0].get<float>(), d["vector"][1].get<float>(), extra});
         data["insertIds"].push_back(pk);
       }
     } else if (path == "/v1/vector/delete") {
@@ -400,6 +429,7 @@ class FakeCollection {
             if (f == "id") row["id"] = r.pk;
             else if (f == "item_id") row["item_id"] = r.item;
             else if (f == "vector") row["vector"] = {r.v0, r.v1};
+            else if (r.extra.contains(f)) row[f] = r.extra[f];
           }
           data.push_back(row);
         }
@@ -615,6 +645,136 @@ TEST_CASE("milvus://: attached read-only - a store refuses every write and creat
   CHECK(got == 5);
   CHECK_THROWS_AS(attach_vector_store("milvus://127.0.0.1:" + c.url().substr(c.url().rfind(':') + 1, 5) + "/other", 2), RemoteNotFound);
   CHECK_THROWS_AS(attach_vector_store("flat", 2), InvalidArgument);
+}
+
+TEST_CASE("milvus attributes over a fake server: set_attributes rewrites each item's row with its vector - values merged - a vector upsert keeps them") {
+  using json = nlohmann::json;
+  std::vector<std::string> warnings;
+  set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::warn) warnings.emplace_back(m);
+  });
+  for (const bool auto_id : {true, false}) {
+    CAPTURE(auto_id);
+    test::TempDir tmp;
+    FakeCollection c(auto_id);
+    c.fill(10);
+    auto s = make_vector_store(c.url("wait=0"), 2);
+    s->declare_attributes({{"in_stock", AttributeType::boolean}, {"price", AttributeType::float64},
+                           {"cat", AttributeType::string}, {"n", AttributeType::int64}});
+    CHECK(c.writes() == 0);  // a declaration writes nothing: rows without a field read as its default
+    const std::vector<int64_t> ids = {2, 3, 11};
+    AttributeBatch b;
+    b.add_bool("in_stock", {1, 0, 1}).add("price", std::vector<double>{5.0, 60.0, 1.0});
+    warnings.clear();
+    s->set_attributes(3, ids.data(), b);
+    auto rows = c.rows_by_item();
+    REQUIRE(rows.at(2).size() == 1);
+    CHECK(rows.at(2)[0].first == 2.f);  // the vector written back as it was
+    CHECK(rows.at(2)[0].second == json{{"in_stock", true}, {"price", 5.0}});
+    CHECK(rows.at(3)[0].second == json{{"in_stock", false}, {"price", 60.0}});
+    CHECK(rows.at(4)[0].second == json::object());
+    CHECK(rows.count(11) == 0);  // no row to hold them: not kept, and said so
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find("attributes of 1 ids without a row (id 11 first) not kept") != std::string::npos);
+    // A batch of other columns keeps the ones it does not name.
+    const int64_t two = 2;
+    AttributeBatch b2;
+    b2.add("cat", std::vector<std::string>{"x\"y"}).add("n", std::vector<int64_t>{-7});
+    s->set_attributes(1, &two, b2);
+    const json full = {{"in_stock", true}, {"price", 5.0}, {"cat", "x\"y"}, {"n", -7}};
+    rows = c.rows_by_item();
+    REQUIRE(rows.at(2).size() == 1);
+    CHECK(rows.at(2)[0].second == full);
+    // A vector upsert rewrites the row whole: the attributes go along.
+    const float v[2] = {20, 1};
+    CHECK(s->upsert(1, v, &two) == 1);
+    rows = c.rows_by_item();
+    REQUIRE(rows.at(2).size() == 1);
+    CHECK(rows.at(2)[0].first == 20.f);
+    CHECK(rows.at(2)[0].second == full);
+    // An upsert with values: a new item with its attributes, a stored one merged.
+    const std::vector<int64_t> up = {12, 3};
+    const std::vector<float> uv = {12, 0, 3, 0};
+    AttributeBatch b3;
+    b3.add("n", std::vector<int64_t>{4, 5});
+    CHECK(s->upsert(2, uv.data(), up.data(), b3) == 1);
+    rows = c.rows_by_item();
+    CHECK(rows.at(12)[0].second == json{{"n", 4}});
+    CHECK(rows.at(3)[0].second == json{{"in_stock", false}, {"price", 60.0}, {"n", 5}});
+    // Refused before any request: values Milvus cannot hold exactly, an unknown column, the
+    // collection's own fields as attributes.
+    const int writes = c.writes();
+    AttributeBatch big;
+    big.add("n", std::vector<int64_t>{int64_t(1) << 60});
+    CHECK(test::error_of([&] { s->set_attributes(1, &two, big); }).find("exact within +-2^53") != std::string::npos);
+    AttributeBatch inf;
+    inf.add("price", std::vector<double>{HUGE_VAL});
+    CHECK_THROWS_AS(s->set_attributes(1, &two, inf), InvalidArgument);
+    AttributeBatch unknown;
+    unknown.add("colour", std::vector<int64_t>{1});
+    CHECK_THROWS_AS(s->set_attributes(1, &two, unknown), InvalidArgument);
+    CHECK_THROWS_AS(s->declare_attributes({{"vector", AttributeType::int64}}), InvalidArgument);
+    if (auto_id) CHECK_THROWS_AS(s->declare_attributes({{"item_id", AttributeType::int64}}), InvalidArgument);
+    CHECK(c.writes() == writes);
+    CHECK(s->attributes().size() == 4);
+    // The declaration is kept in the store file (the values stay in the collection).
+    s->save(tmp.file("d.idx"));
+    CHECK(load_vector_store(tmp.file("d.idx"))->attributes() == s->attributes());
+  }
+  set_log_sink(nullptr);
+}
+
+TEST_CASE("milvus attributes: any one request of a set_attributes failing - refused or applied with its answer lost - leaves every item one row with its vector and old or new values") {
+  using json = nlohmann::json;
+  set_log_sink([](LogLevel, std::string_view) {});
+  const int64_t n = 30;
+  std::vector<int64_t> ids;
+  for (int64_t i = 1; i <= n; ++i) ids.push_back(i);
+  AttributeBatch b;
+  b.add_bool("in_stock", std::vector<uint8_t>(size_t(n), 1));
+  const std::vector<AttributeSpec> cols = {{"in_stock", AttributeType::boolean}};
+  for (const bool auto_id : {true, false}) {
+    CAPTURE(auto_id);
+    int clean = 0;
+    {
+      FakeCollection c(auto_id);
+      c.fill(n);
+      auto s = make_vector_store(c.url("batch=8&retries=0&wait=0"), 2);
+      s->declare_attributes(cols);
+      const int before = c.requests();
+      s->set_attributes(n, ids.data(), b);
+      clean = c.requests() - before;
+      const auto rows = c.rows_by_item();
+      for (int64_t i = 1; i <= n; ++i) REQUIRE(rows.at(i) == std::vector<std::pair<float, json>>{{float(i), {{"in_stock", true}}}});
+    }
+    CHECK(clean >= (auto_id ? 9 : 5));  // a read, then 4 chunks (auto id: insert and delete each)
+    for (const char* mode : {"refuse", "lost"}) {
+      for (int k = 1; k <= clean; ++k) {
+        CAPTURE(mode);
+        CAPTURE(k);
+        FakeCollection c(auto_id);
+        c.fill(n);
+        auto s = make_vector_store(c.url("batch=8&retries=0&wait=0"), 2);
+        s->declare_attributes(cols);
+        c.fail(c.requests() + k, mode);
+        try {
+          s->set_attributes(n, ids.data(), b);
+        } catch (const Error&) {
+        }
+        const auto rows = c.rows_by_item();
+        int64_t bad = 0, fresh = 0;
+        for (int64_t i = 1; i <= n; ++i) {
+          const auto& r = rows.at(i);
+          if (r.size() != 1 || r[0].first != float(i)) ++bad;
+          else if (r[0].second == json{{"in_stock", true}}) ++fresh;
+          else if (r[0].second != json::object()) ++bad;
+        }
+        CHECK(bad == 0);
+        if (!auto_id) CHECK((fresh == 0 || fresh == n));  // by primary key: undone whole
+      }
+    }
+  }
+  set_log_sink(nullptr);
 }
 
 #endif

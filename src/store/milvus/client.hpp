@@ -39,7 +39,19 @@ struct CollectionInfo {
   std::string vector_field;  // the FloatVector field
   bool dynamic_fields = false;
   bool loaded = false;
+  std::vector<std::string> scalar_fields;  // the schema's other fields (not the key, not the vector)
 };
+
+/// A scalar value of a row's field (an attribute): int64 (bool as 0/1 in `i`), float64 or
+/// string, as its AttributeType says.
+struct Scalar {
+  AttributeType type = AttributeType::int64;
+  int64_t i = 0;
+  double f = 0;
+  std::string s;
+};
+/// A row's scalar fields by name (those it holds: a row may lack a dynamic field).
+using Fields = std::vector<std::pair<std::string, Scalar>>;
 
 /// Rows to write: n vectors [n, dim] and each row's int64 key in field `key_field` (the
 /// primary key when the collection has no auto id, else a dynamic field).
@@ -49,6 +61,15 @@ struct Rows {
   const float* vectors = nullptr;
   const int64_t* keys = nullptr;
   std::string vector_field, key_field;
+  const Fields* fields = nullptr;  // null, or each row's scalar fields [n]
+};
+
+/// Rows read back whole (query_rows): per row its key, its primary key, its vector [dim] and
+/// the scalar fields asked for that it holds.
+struct RowsRead {
+  std::vector<int64_t> keys, pks;
+  std::vector<float> vectors;
+  std::vector<Fields> fields;
 };
 
 struct Hit {
@@ -88,6 +109,12 @@ class Client {
   virtual void query_vectors(const std::string& collection, const std::string& filter,
                              const std::string& key_field, const std::string& vector_field, int dim,
                              int limit, std::vector<int64_t>& keys, std::vector<float>& vectors) = 0;
+  /// The rows matching `filter` (at most `limit`), whole: key, primary key, vector and those
+  /// of `columns` each row holds (a value of another type than declared is FormatError naming
+  /// the field). Appended to `out`. Idempotent.
+  virtual void query_rows(const std::string& collection, const std::string& filter, const std::string& key_field,
+                          const std::string& pk_field, const std::string& vector_field, int dim,
+                          const std::vector<AttributeSpec>& columns, int limit, RowsRead& out) = 0;
   /// count(*) of the rows matching `filter`. Idempotent.
   virtual int64_t count(const std::string& collection, const std::string& filter) = 0;
   /// The `limit` nearest rows of one query vector [dim], best first, with each row's

@@ -32,6 +32,16 @@ void append_int(std::string& out, int64_t v) {
   out.append(buf, r.ptr);
 }
 
+// A float64 attribute: the shortest form that reads back the same, always a JSON double
+// (5.0, not 5: Milvus compares a JSON integer and a float literal differently).
+void append_double(std::string& out, double v) {
+  char buf[40];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  const std::string_view t(buf, size_t(r.ptr - buf));
+  out += t;
+  if (t.find_first_of(".eE") == std::string_view::npos) out += ".0";
+}
+
 // A JSON string literal (collection and field names come from the user's URL).
 std::string quoted(const std::string& s) { return json(s).dump(); }
 
@@ -85,7 +95,9 @@ class RestV1 final : public Client {
           info.pk_field = f.at("name").get<std::string>();
           info.auto_id = f.value("autoId", false);
           if (type != "Int64") throw FormatError(what + ": the primary key '" + info.pk_field + "' is " + type + ", not Int64");
-        } else if (type.rfind("FloatVector(", 0) == 0) {
+        } else if (type.rfind("FloatVector(", 0) != 0) {
+          info.scalar_fields.push_back(f.at("name").get<std::string>());
+        } else {
           info.vector_field = f.at("name").get<std::string>();
           const std::string d = type.substr(12, type.size() - 13);  // FloatVector(64)
           const auto r = std::from_chars(d.data(), d.data() + d.size(), info.dim);
@@ -184,6 +196,48 @@ class RestV1 final : public Client {
     }
   }
 
+  void query_rows(const std::string& collection, const std::string& filter, const std::string& key_field,
+                  const std::string& pk_field, const std::string& vector_field, int dim,
+                  const std::vector<AttributeSpec>& columns, int limit, RowsRead& out) override {
+    std::vector<std::string> fields = {key_field, vector_field};
+    if (pk_field != key_field) fields.push_back(pk_field);
+    for (const auto& c : columns) fields.push_back(c.name);
+    const json data = call("query", collection, true, "/v1/vector/query", query_body(collection, filter, fields, limit), true);
+    const std::string what = where_ + " query '" + collection + "'";
+    try {
+      for (const auto& row : data) {
+        const auto& v = row.at(vector_field);
+        if (!v.is_array() || int(v.size()) != dim)
+          throw FormatError(what + ": a vector of " + std::to_string(v.size()) + " numbers, expected " + std::to_string(dim));
+        Fields f;
+        for (const auto& c : columns) {
+          const auto it = row.find(c.name);
+          if (it == row.end() || it->is_null()) continue;  // a row written before the column was declared
+          Scalar x;
+          x.type = c.type;
+          const bool ok = c.type == AttributeType::int64     ? it->is_number_integer()
+                          : c.type == AttributeType::float64 ? it->is_number()
+                          : c.type == AttributeType::boolean ? it->is_boolean()
+                                                             : it->is_string();
+          if (!ok)
+            throw FormatError(what + ": field '" + c.name + "' holds " + it->dump().substr(0, 40) + ", not a " + to_string(c.type) +
+                              " (written by another client?)");
+          if (c.type == AttributeType::int64) x.i = it->get<int64_t>();
+          else if (c.type == AttributeType::float64) x.f = it->get<double>();
+          else if (c.type == AttributeType::boolean) x.i = it->get<bool>() ? 1 : 0;
+          else x.s = it->get<std::string>();
+          f.emplace_back(c.name, std::move(x));
+        }
+        out.keys.push_back(as_int64(row.at(key_field), what));
+        out.pks.push_back(as_int64(row.at(pk_field), what));
+        for (const auto& x : v) out.vectors.push_back(x.get<float>());
+        out.fields.push_back(std::move(f));
+      }
+    } catch (const json::exception& e) {
+      throw FormatError(what + ": unexpected answer: " + e.what());
+    }
+  }
+
   int64_t count(const std::string& collection, const std::string& filter) override {
     const json data = call("count", collection, true, "/v1/vector/query",
                            query_body(collection, filter, {"count(*)"}, 0), true);
@@ -236,6 +290,16 @@ class RestV1 final : public Client {
       }
       body += kf;
       append_int(body, r.keys[i]);
+      if (r.fields)
+        for (const auto& [name, v] : r.fields[i]) {
+          body += ',' + quoted(name) + ':';
+          switch (v.type) {
+            case AttributeType::int64: append_int(body, v.i); break;
+            case AttributeType::float64: append_double(body, v.f); break;
+            case AttributeType::boolean: body += v.i ? "true" : "false"; break;
+            case AttributeType::string: body += quoted(v.s); break;
+          }
+        }
       body += '}';
     }
     body += "]}";
