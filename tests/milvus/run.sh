@@ -95,6 +95,15 @@ case "$out" in *"indexed 367982 item vectors"*) ;; *) echo "FAIL: mindrec index 
 hist=(--hist 43,23,65 --hist 675,3456 --hist 1,2,3,4,5 --topk 50 --json)
 "$cli" recall --config "$config" --weights "$weights" --index "$work/flat.idx" "${hist[@]}" >"$work/recall-flat.json"
 "$cli" recall --config "$config" --weights "$weights" --index "$work/milvus.idx" "${hist[@]}" >"$work/recall-milvus.json"
+# A filter through the CLI: translated for the server, every answer allowed.
+"$cli" recall --config "$config" --weights "$weights" --index "$work/milvus.idx" "${hist[@]}" \
+  --filter 'id < 20000 AND NOT id in [1, 2]' >"$work/recall-milvus-filter.json"
+python3 -c '
+import json, sys
+users = json.load(open(sys.argv[1]))["users"]
+items = [i for u in users for i in u["items"]]
+assert len(items) == 150 and all(i < 20000 and i not in (1, 2) for i in items), "recall --filter on milvus:// returned a disallowed item"
+print("recall --filter on milvus://: all", len(items), "answers allowed")' "$work/recall-milvus-filter.json"
 "$cli" eval --config "$config" --weights "$weights" --data data/amazonbook-sample/valid --topk 50 \
   --json "$work/eval-flat.json" >/dev/null
 # eval --store attaches the live collection read-only: nothing is created or written.
