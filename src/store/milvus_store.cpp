@@ -392,21 +392,12 @@ class MilvusStore final : public VectorStore {
                const milvus::Fields* fields, const milvus::RowsRead* old_rows_read) {
     if (by_pk()) {
       // Upsert by primary key; a failed batch (whose answer may be lost: it is counted as
-      // sent) puts back what the batches sent changed.
-      std::vector<int64_t> old_ids;
-      std::vector<float> old;
-      const milvus::Fields* old_fields = nullptr;
-      if (old_rows_read) {
-        old_ids = old_rows_read->keys;
-        old = old_rows_read->vectors;
-        old_fields = old_rows_read->fields.data();
-      } else {
-        for (size_t at = 0; at < was.size(); at += kKeysPerQuery) {
-          const size_t m = std::min<size_t>(kKeysPerQuery, was.size() - at);
-          c_->query_vectors(s_.collection, in_list(key_, was.data() + at, m), key_, info_.vector_field, dim(),
-                            kMaxLimit, old_ids, old);
-        }
-      }
+      // sent) puts back what the batches sent changed: the stored rows, with their fields.
+      const milvus::RowsRead read_here = old_rows_read ? milvus::RowsRead{} : read_rows(was, {});
+      const milvus::RowsRead& back = old_rows_read ? *old_rows_read : read_here;
+      const std::vector<int64_t>& old_ids = back.keys;
+      const std::vector<float>& old = back.vectors;
+      const milvus::Fields* old_fields = back.fields.data();
       int64_t sent = 0;
       try {
         for (int64_t at = 0; at < n; at += s_.batch) {
@@ -494,11 +485,9 @@ class MilvusStore final : public VectorStore {
 
   // ---- reads ----
   void reconstruct_impl(int64_t id, float* out) const override {
-    std::vector<int64_t> keys;
-    std::vector<float> v;
-    c_->query_vectors(s_.collection, in_list(key_, &id, 1), key_, info_.vector_field, dim(), 1, keys, v);
-    if (keys.empty()) throw InvalidArgument(what() + ": id " + std::to_string(id) + " is not stored");
-    std::copy(v.begin(), v.begin() + dim(), out);
+    const milvus::RowsRead r = read_rows({id}, {});
+    if (r.keys.empty()) throw InvalidArgument(what() + ": id " + std::to_string(id) + " is not stored");
+    std::copy(r.vectors.begin(), r.vectors.begin() + dim(), out);
   }
 
   bool contains_impl(int64_t id) const override { return !rows_of(1, &id).empty(); }

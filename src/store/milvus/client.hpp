@@ -104,11 +104,6 @@ class Client {
   /// most `limit` rows (the server caps it at 16384). Idempotent.
   virtual std::vector<int64_t> query_keys(const std::string& collection, const std::string& filter,
                                           const std::vector<std::string>& fields, int limit) = 0;
-  /// The rows matching `filter` (at most `limit`): each one's `key_field` into `keys` and its
-  /// vector [dim] appended to `vectors`. Idempotent.
-  virtual void query_vectors(const std::string& collection, const std::string& filter,
-                             const std::string& key_field, const std::string& vector_field, int dim,
-                             int limit, std::vector<int64_t>& keys, std::vector<float>& vectors) = 0;
   /// The rows matching `filter` (at most `limit`), whole: key, primary key, vector and those
   /// of `columns` each row holds (a value of another type than declared is FormatError naming
   /// the field). Appended to `out`. Idempotent.

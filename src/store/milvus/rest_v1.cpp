@@ -177,25 +177,6 @@ class RestV1 final : public Client {
     return out;
   }
 
-  void query_vectors(const std::string& collection, const std::string& filter, const std::string& key_field,
-                     const std::string& vector_field, int dim, int limit, std::vector<int64_t>& keys,
-                     std::vector<float>& vectors) override {
-    const json data = call("query", collection, true, "/v1/vector/query",
-                           query_body(collection, filter, {key_field, vector_field}, limit), true);
-    const std::string what = where_ + " query '" + collection + "'";
-    try {
-      for (const auto& row : data) {
-        const auto& v = row.at(vector_field);
-        if (!v.is_array() || int(v.size()) != dim)
-          throw FormatError(what + ": a vector of " + std::to_string(v.size()) + " numbers, expected " + std::to_string(dim));
-        keys.push_back(as_int64(row.at(key_field), what));
-        for (const auto& x : v) vectors.push_back(x.get<float>());
-      }
-    } catch (const json::exception& e) {
-      throw FormatError(what + ": unexpected answer: " + e.what());
-    }
-  }
-
   void query_rows(const std::string& collection, const std::string& filter, const std::string& key_field,
                   const std::string& pk_field, const std::string& vector_field, int dim,
                   const std::vector<AttributeSpec>& columns, int limit, RowsRead& out) override {
