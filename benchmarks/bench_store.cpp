@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   bool search_only = false, unfused = false;
   int rerank = 0;
   std::string export_dir, index_cache, memory_spec, save_to, load_from;
-  std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?efSearch=64,faiss:HNSW32?efSearch=256";
+  std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?ef=64,faiss:HNSW32?ef=256";
   for (int i = 1; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--search-only")) {
       search_only = true;
@@ -256,11 +256,13 @@ int main(int argc, char** argv) {
       std::string cached;
       if (!index_cache.empty()) {
         cached = index_cache + "/";
-        for (char ch : base + "-" + std::to_string(items) + "-" + std::to_string(noise)) cached += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+        // Named by the contents (modes such as walk=0 search the same graph).
+        for (char ch : mindrec::store::contents_of(base) + "-" + std::to_string(items) + "-" + std::to_string(noise))
+          cached += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
         cached += ".idx";
       }
       if (!cached.empty() && std::ifstream(cached).good()) {
-        store = mindrec::load_vector_store(cached);
+        store = mindrec::load_vector_store(cached, base);
         std::printf("(%s: loaded from %s; 'build s' is the load)\n", base.c_str(), cached.c_str());
       } else {
         store = mindrec::build_item_store(model, base);

@@ -35,8 +35,6 @@ case "$compare" in
     echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)" ;;
   *) echo "--compare walk|huge_pages is required" >&2; exit 2 ;;
 esac
-sep='?'
-case "$spec" in *'?'*) sep='&' ;; esac
 if [ -z "$cache" ]; then
   cache=$(mktemp -d)
   trap 'rm -rf "$cache"' EXIT
@@ -44,7 +42,12 @@ fi
 run() {  # run SIDE(0 baseline | 1 default): prints the row
   local env=() s=$spec
   if [ "$1" = 0 ]; then
-    if [ "$compare" = walk ]; then s="$spec${sep}walk=0"; else env=(MINDREC_HUGE_PAGES=0); fi
+    # walk=0 is a build parameter (hnsw:...,walk=0), before the search parameters.
+    if [ "$compare" = walk ]; then
+      local head=${spec%%\?*} tail=""
+      [ "$head" != "$spec" ] && tail="?${spec#*\?}"
+      if [ "$head" = hnsw ]; then s="hnsw:walk=0$tail"; else s="$head,walk=0$tail"; fi
+    else env=(MINDREC_HUGE_PAGES=0); fi
   fi
   env "${env[@]}" "$build/benchmarks/bench_store" --items "$items" --users "$users" --noise 1.5 --search-only \
     --index-cache "$cache" --backends "$s" | grep -F "| $s |"

@@ -565,7 +565,7 @@ int main(int argc, char** argv) {
   ci2->add_option("--config", ix.config, "YAML config")->required()->check(CLI::ExistingFile);
   ci2->add_option("--weights", ix.weights, "weights file (.safetensors)")->required()->check(CLI::ExistingFile);
   ci2->add_option("--store", ix.store, "backend and search parameters: flat | hnsw[:M=32,ef_construction=200][?ef=128] | "
-                                      "faiss:<index_factory>[?nprobe=N|efSearch=N] | cuda:flat | faiss-gpu:<Flat|IVF<n>,Flat> | "
+                                      "faiss:<index_factory>[?nprobe=N|ef=N] | cuda:flat | faiss-gpu:<Flat|IVF<n>,Flat> | "
                                       "milvus://HOST:PORT/COLLECTION[?options] (writes the collection; saves a descriptor)")->required();
   ci2->add_option("--out", ix.out, "store file to write")->required();
   ci2->add_option("--catalogue", ix.catalogue, "the weights' catalogue (default: catalogue.csv beside the weights; its "

@@ -4,14 +4,16 @@
 // faiss-gpu:<factory>, hnsw[:M=..,ef_construction=..], milvus://HOST:PORT/COLLECTION. Each
 // backend's parameters, options and requirements: docs/stores.md; which to pick: README
 // "Choosing a store". This header is the contract every backend keeps.
-// Search parameters of `flat`: threads (scan threads, 0 = the thread policy's), e.g.
-// "flat?threads=2". Per call (SearchOptions::params): flat threads, hnsw ef, Faiss IVF nprobe,
-// Faiss HNSW ef (or efSearch; it must equal the index's in Faiss 1.7.3), milvus fetch, and on
-// every store that filters exact_below (the planner's threshold, below); mode switches (walk,
-// faiss_scan) only on the spec. set_search_param changes the store's defaults for every caller.
+// Search parameters, one name per knob on every store: flat threads (scan threads, 0 = the
+// thread policy's, e.g. "flat?threads=2"), ef for hnsw and Faiss HNSW (Faiss 1.7.3's must equal
+// the index's), Faiss IVF nprobe, milvus fetch, and on every store that filters exact_below (the
+// planner's threshold, below); per call in SearchOptions::params. Modes are build parameters,
+// fixed when the store is made (hnsw:M=32,walk=0; faiss:IVF4096,Flat,faiss_scan=1), never
+// search parameters. set_search_param changes the store's defaults for every caller.
 // Filters (attributes.hpp; README "Filters"): a store holds attribute columns per item id and a
 // search takes a filter expression, applied inside the search: flat exactly; hnsw's walk routes
-// through disallowed nodes and returns allowed ones; mindrec's IVF scans skip disallowed
+// through disallowed nodes and returns allowed ones (a filter allowing 20% or more: the allowed
+// items of an unfiltered beam of max(ef, k + 3 sqrt(k)) / share, the filtered walk if too few); mindrec's IVF scans skip disallowed
 // vectors and probe nprobe / sqrt(selectivity) lists, then more while fewer than k pass; other
 // Faiss indexes through an IDSelector; milvus:// keeps the attributes in its rows (dynamic
 // fields) and translates the expression into Milvus' (README "Filters"); cuda:flat and
@@ -202,7 +204,8 @@ class MINDREC_API VectorStore {
   /// Replaces the contents with a saved store. Refuses (FormatError) a truncated or corrupt
   /// file and one saved by another backend, dimension or metric; the store is then unchanged.
   void load(const std::string& path);
-  /// Sets a search-time parameter ("nprobe", "efSearch"); InvalidArgument if unknown here.
+  /// Sets a search-time parameter ("nprobe", "ef"); InvalidArgument if unknown here, or a
+  /// mode (walk, faiss_scan: build parameters of the spec).
   void set_search_param(const std::string& name, double value);
 
   /// The item fingerprint (MindModel::item_fingerprint) of the weights whose item vectors
@@ -361,7 +364,7 @@ MINDREC_API std::unique_ptr<VectorStore> attach_vector_store(const std::string& 
 MINDREC_API std::string stored_backend(const std::string& path);
 
 /// Reads the backend, dimension and metric from a saved store's header and loads it. With a
-/// non-empty `spec` (e.g. "faiss:HNSW32?efSearch=256"), refuses (InvalidArgument) a file of
+/// non-empty `spec` (e.g. "faiss:HNSW32?ef=256"), refuses (InvalidArgument) a file of
 /// another backend and applies the spec's search parameters.
 MINDREC_API std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const std::string& spec = "");
 

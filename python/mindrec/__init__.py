@@ -452,7 +452,7 @@ class VectorStore:
         self._s.load(_path(path))
 
     def set_search_param(self, name: str, value: float) -> None:
-        """A search-time parameter (``nprobe``, ``efSearch``, ``ef``, ...)."""
+        """A search-time parameter (``nprobe``, ``ef``, ``threads``, ``fetch``)."""
         self._s.set_search_param(name, value)
 
 

@@ -32,6 +32,17 @@ StoreSpec parse_store_spec(const std::string& spec) {
   return out;
 }
 
+std::string contents_of(const std::string& backend) {
+  if (backend.rfind("milvus://", 0) == 0) return backend;
+  const size_t colon = backend.find(':');
+  if (colon == std::string::npos) return backend;
+  std::string kept;
+  std::stringstream parts(backend.substr(colon + 1));
+  for (std::string part; std::getline(parts, part, ',');)
+    if (part.rfind("walk=", 0) != 0 && part.rfind("faiss_scan=", 0) != 0) kept += (kept.empty() ? "" : ",") + part;
+  return kept.empty() ? backend.substr(0, colon) : backend.substr(0, colon + 1) + kept;
+}
+
 }  // namespace store
 
 std::unique_ptr<VectorStore> make_vector_store(const std::string& spec, int dim, Metric metric) {
@@ -86,7 +97,7 @@ std::unique_ptr<VectorStore> load_vector_store(const std::string& path, const st
     return made;
   }
   const store::StoreSpec s = spec.empty() ? store::StoreSpec{h.backend, {}} : store::parse_store_spec(spec);
-  if (s.base != h.backend)
+  if (store::contents_of(s.base) != store::contents_of(h.backend))
     throw InvalidArgument(path + ": holds a '" + h.backend + "' store, not the requested '" +
                           s.base + "'");
   auto made = make_vector_store(s.base, h.dim, h.metric);

@@ -39,6 +39,7 @@
 #include <faiss/index_io.h>
 
 #include <algorithm>
+#include <sstream>
 #include <cmath>
 #include <memory>
 #include <new>
@@ -137,9 +138,11 @@ struct AllowSelector final : faiss::IDSelector {
 
 class FaissStore final : public VectorStore {
  public:
-  FaissStore(const std::string& backend, std::string factory, int dim, Metric metric)
-      : VectorStore(backend, dim, metric), factory_(std::move(factory)) {
+  FaissStore(const std::string& backend, std::string factory, bool faiss_scan, int dim, Metric metric)
+      : VectorStore(backend, dim, metric), factory_(std::move(factory)), faiss_scan_(faiss_scan) {
     index_ = make_index();
+    if (faiss_scan_ && !ivf())
+      throw InvalidArgument("faiss:" + factory_ + ": faiss_scan=1 (Faiss's own list scan) applies to IVF indexes only");
     if (faiss::IndexIVF* v = ivf()) {
       // mindrec writes the lists itself (ivf_lists.hpp); only a pre-transform may wrap them
       // (its count is kept with the lists'). A refinement (",RFlat") or an id map would hold
@@ -523,7 +526,7 @@ class FaissStore final : public VectorStore {
 
   std::vector<std::string> search_param_names_impl() const override {
     if (ivf()) return {"nprobe"};
-    if (hnsw()) return {"ef", "efSearch"};
+    if (hnsw()) return {"ef"};
     return {};
   }
 
@@ -546,11 +549,11 @@ class FaissStore final : public VectorStore {
         params = &pi;
       } else if (hnsw()) {
         ph.efSearch = int(detail::integer_param("faiss:" + factory_, "ef",
-                                                ctx.param("ef", ctx.param("efSearch", double(ef_search_ > 0 ? ef_search_ : hnsw()->hnsw.efSearch))),
+                                                ctx.param("ef", double(ef_search_ > 0 ? ef_search_ : hnsw()->hnsw.efSearch)),
                                                 1, 1 << 20));
         if (ph.efSearch != hnsw()->hnsw.efSearch)
           throw Unsupported("faiss:" + factory_ + ": a per-call ef (Faiss 1.7.3's HNSW reads efSearch from the index, "
-                            "not from the call); set it on the spec (?efSearch=" + std::to_string(ph.efSearch) + ")");
+                            "not from the call); set it on the spec (?ef=" + std::to_string(ph.efSearch) + ")");
         params = &ph;
       }
       params->sel = live.get();
@@ -657,8 +660,8 @@ class FaissStore final : public VectorStore {
   }
 
   std::string search_params_impl() const override {
-    if (const auto* v = ivf()) return "nprobe=" + std::to_string(v->nprobe) + (faiss_scan_ ? "&faiss_scan=1" : "");
-    if (const auto* h = hnsw()) return "efSearch=" + std::to_string(ef_search_ > 0 ? ef_search_ : h->hnsw.efSearch);
+    if (const auto* v = ivf()) return "nprobe=" + std::to_string(v->nprobe);
+    if (const auto* h = hnsw()) return "ef=" + std::to_string(ef_search_ > 0 ? ef_search_ : h->hnsw.efSearch);
     return {};
   }
 
@@ -667,13 +670,15 @@ class FaissStore final : public VectorStore {
     if (name == "nprobe" && ivf()) {
       nprobe_ = int(detail::integer_param(who, name, value, 1, 1 << 24));
       ivf()->nprobe = size_t(nprobe_);  // fast-scan reads the index's
-    } else if (name == "faiss_scan" && ivf()) {
-      faiss_scan_ = detail::integer_param(who, name, value, 0, 1, " (1: Faiss's own list scan)") == 1;
-    } else if ((name == "efSearch" || name == "ef") && hnsw()) {  // ef: the name hnsw: uses too
+    } else if (name == "ef" && hnsw()) {  // the name every store uses for a graph's search breadth
       hnsw()->hnsw.efSearch = ef_search_ = int(detail::integer_param(who, name, value, 1, 100000));
+    } else if (name == "efSearch" || name == "faiss_scan") {
+      throw InvalidArgument(who + ": '" + name + "' is " +
+                            (name == "efSearch" ? std::string("named ef on every store (faiss:HNSW32?ef=128)")
+                                                : std::string("a mode, fixed when the store is made: give it among the "
+                                                              "build parameters (faiss:IVF4096,PQ32x4fs,faiss_scan=1)")));
     } else {
-      throw InvalidArgument(who + ": unknown search parameter '" + name +
-                            "' (IVF indexes take nprobe and faiss_scan=0|1, HNSW indexes ef (or efSearch))");
+      throw InvalidArgument(who + ": unknown search parameter '" + name + "' (IVF indexes take nprobe, HNSW indexes ef)");
     }
   }
 
@@ -768,7 +773,7 @@ class FaissStore final : public VectorStore {
   ivf::CentroidBlocks coarse_blocks() const { return {&coarse_t_, coarse_t_of_}; }
   std::vector<float> coarse_t_;                 // block_centroids() of index_ ...
   const faiss::Index* coarse_t_of_ = nullptr;   // ... for this quantizer (null: none)
-  bool faiss_scan_ = false;  // IVF: Faiss's own list scan (a baseline) instead of mindrec's
+  bool faiss_scan_ = false;  // IVF: Faiss's own list scan (a baseline) instead of mindrec's (build option)
   bool mips_ = false;        // HNSW (flat storage) under inner product: reduced to L2
   float aug_norm_sq_ = 0.f;  // the reduction's bound M on |x|^2
 };
@@ -777,9 +782,23 @@ class FaissStore final : public VectorStore {
 
 std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, Metric metric) {
   // `base` = "faiss:<factory>" (search parameters were split off by make_vector_store).
-  const std::string factory = base.substr(6);
+  // Build options follow the factory's components as name=value (Faiss's components hold no
+  // '='): faiss_scan=1, Faiss's own IVF list scan instead of mindrec's (a benchmark baseline).
+  std::string factory;
+  bool faiss_scan = false;
+  std::stringstream parts(base.substr(6));
+  for (std::string part; std::getline(parts, part, ',');) {
+    if (part.find('=') == std::string::npos) {
+      factory += (factory.empty() ? "" : ",") + part;
+      continue;
+    }
+    if (part == "faiss_scan=1" || part == "faiss_scan=0") faiss_scan = part.back() == '1';
+    else
+      throw InvalidArgument("vector store '" + base + "': unknown build option '" + part +
+                            "' (after the factory's components: faiss_scan=0|1)");
+  }
   if (factory.empty()) throw InvalidArgument("vector store '" + base + "': empty Faiss factory string");
-  return std::make_unique<FaissStore>(base, factory, dim, metric);
+  return std::make_unique<FaissStore>(base, factory, faiss_scan, dim, metric);
 }
 
 }  // namespace mindrec::store

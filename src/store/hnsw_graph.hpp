@@ -266,6 +266,7 @@ class Space final : public hnswlib::SpaceInterface<float> {
 struct Params {
   size_t M = 32;
   size_t ef_construction = 200;
+  bool codes_walk = true;  // walk=0: hnswlib's own search on the floats (a benchmark baseline)
 };
 
 
@@ -331,12 +332,13 @@ inline Params parse_params(const std::string& base) {
     const double x = std::strtod(v.c_str(), &end);
     const std::string k = kv.substr(0, eq);
     if (v.empty() || *end != '\0' || x != std::floor(x))
-      throw InvalidArgument("vector store '" + base + "': expected hnsw:M=<int>,ef_construction=<int>, got '" + kv + "'");
+      throw InvalidArgument("vector store '" + base + "': expected hnsw:M=<int>,ef_construction=<int>,walk=0|1, got '" + kv + "'");
     if (k == "M" && x >= 2 && x <= 512) p.M = size_t(x);
     else if (k == "ef_construction" && x >= 1 && x <= 100000) p.ef_construction = size_t(x);
+    else if (k == "walk" && (x == 0 || x == 1)) p.codes_walk = x == 1;
     else
       throw InvalidArgument("vector store '" + base + "': unknown or out-of-range '" + kv +
-                            "' (M in [2, 512], ef_construction in [1, 100000])");
+                            "' (M in [2, 512], ef_construction in [1, 100000], walk 0 or 1)");
   }
   return p;
 }

@@ -61,7 +61,8 @@ constexpr hnswlib::labeltype kHiddenBit = hnswlib::labeltype(1) << 63;
 class HnswStore final : public VectorStore {
  public:
   HnswStore(const std::string& base, int dim, Metric metric)
-      : VectorStore(base, dim, metric), p_(hnsw::parse_params(base)), space_(size_t(dim), metric) {}
+      : VectorStore(base, dim, metric), p_(hnsw::parse_params(base)), space_(size_t(dim), metric),
+        codes_walk_(p_.codes_walk) {}
   // The graph is made by the first add (or a load): an empty store allocates nothing.
 
  private:
@@ -341,6 +342,9 @@ class HnswStore final : public VectorStore {
       out.insert(out.end(), v, v + d);
     }
   }
+  // At or above this share of the store a filter is applied to an unfiltered walk's beam of
+  // max(ef, k + 3 sqrt(k)) / share (search_impl).
+  static constexpr double kOverFetchShare = 0.2;
   // Filtered walks cost about ef / selectivity expansions: below an eighth of the store the
   // allowed items scored exactly cost less (measured on the diffuse 367,983-item set, RESULTS).
   double exact_filter_fraction_impl(const SearchContext&) const override { return 0.12; }
@@ -363,7 +367,20 @@ class HnswStore final : public VectorStore {
     if (ctx.filtered() && !codes_walk_)
       throw Unsupported("vector store '" + backend() + "': walk=0 (hnswlib's own search, a benchmark baseline) takes no filter");
     const float pad = padding_score(metric());
-    const bool any = size_impl() > 0;
+    const int64_t stored = size_impl();
+    const bool any = stored > 0;
+    // A filter that allows a large share s of the store (counted exactly by the planner): an
+    // unfiltered walk with a beam of max(ef, k + 3 sqrt(k)) / s holds about ef allowed items, as
+    // the filtered walk's beam does, and k of them but for a chance below 1e-3 (binomial), at
+    // the cost of an unfiltered search of that breadth, where the filtered walk scores 2-3x the
+    // nodes (RESULTS). Its allowed items, best first, are the answer; fewer than k: that query
+    // takes the filtered walk.
+    const int64_t allowed = ctx.allowed_count();
+    const double share = allowed >= 0 && any ? double(allowed) / double(stored) : 0;
+    const size_t fetch =
+        share >= kOverFetchShare
+            ? size_t(std::ceil(std::max(double(ef), k + 3 * std::sqrt(double(k))) / share))
+            : 0;
     auto one = [&](int64_t i) {
       int64_t* oi = ids + i * k;
       float* os = scores + i * k;
@@ -374,11 +391,25 @@ class HnswStore final : public VectorStore {
         const float* q = queries + size_t(i) * dim();
         if (codes_walk_) {
           thread_local Walk::Scratch scratch;
-          Walk w(*graph_, ip, size_t(dim()), scratch);
-          if (ctx.filtered()) w.set_filter(&ctx, i);
-          w.start(q, std::max(ef, size_t(k)));
-          while (w.gather()) w.score();
-          w.finish(size_t(k), got);
+          bool done = false;
+          if (fetch > 0) {
+            Walk w(*graph_, ip, size_t(dim()), scratch);
+            w.start(q, fetch);
+            while (w.gather()) w.score();
+            w.finish(fetch, got);
+            size_t kept = 0;
+            for (const auto& hit : got)
+              if (kept < size_t(k) && ctx.allows(i, hit.second)) got[kept++] = hit;
+            got.resize(kept);
+            done = kept == size_t(k);
+          }
+          if (!done) {
+            Walk w(*graph_, ip, size_t(dim()), scratch);
+            if (ctx.filtered()) w.set_filter(&ctx, i);
+            w.start(q, std::max(ef, size_t(k)));
+            while (w.gather()) w.score();
+            w.finish(size_t(k), got);
+          }
         } else {  // walk=0: hnswlib's own search on the float vectors (the baseline of benchmarks/hnsw_ab.sh)
           // It skips removed elements, not hidden ones (a batch being inserted): those are
           // asked for on top and dropped.
@@ -399,21 +430,20 @@ class HnswStore final : public VectorStore {
   }
 
   std::string search_params_impl() const override {
-    return "ef=" + std::to_string(ef_) + (codes_walk_ ? "" : "&walk=0");
+    return "ef=" + std::to_string(ef_);
   }
 
   void set_param_impl(const std::string& name, double value) override {
-    if (name == "walk" && (value == 0 || value == 1)) {
-      codes_walk_ = value == 1;
-      return;
-    }
+    if (name == "walk")
+      throw InvalidArgument("vector store '" + backend() + "': walk is a mode, fixed when the store is made: "
+                            "give it with the build parameters (hnsw:M=32,walk=0), not as a search parameter");
     if (name == "ef" && value >= 1 && value <= 100000 && value == std::floor(value)) {
       ef_ = size_t(value);
       if (graph_) graph_->setEf(ef_);
       return;
     }
     throw InvalidArgument("vector store '" + backend() + "': unknown or out-of-range search parameter " + name +
-                          "=" + std::to_string(value) + " (ef: an integer in [1, 100000]; walk: 1 on the 8-bit codes, 0 hnswlib's own on the floats)");
+                          "=" + std::to_string(value) + " (ef: an integer in [1, 100000])");
   }
 
   // ---- the store file (hnsw_file.hpp) ----
@@ -435,7 +465,7 @@ class HnswStore final : public VectorStore {
   hnsw::Params p_;
   hnsw::Space space_;
   size_t ef_ = 128;
-  bool codes_walk_ = true;
+  const bool codes_walk_;  // the walk on 8-bit codes; walk=0: hnswlib's own search on the floats
   std::unique_ptr<Graph> graph_;
 };
 

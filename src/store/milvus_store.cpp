@@ -672,10 +672,12 @@ class MilvusStore final : public VectorStore {
 
   void set_param_impl(const std::string& name, double value) override {
     if (name == "fetch") s_.fetch = int(detail::integer_param(what(), name, value, 1, kMaxLimit)), s_.fetch_set = true;
-    else if (name == "wait" && value >= 0 && value <= 3600) s_.wait_s = value;
+    else if (name == "wait")
+      throw InvalidArgument(what() + ": wait is how long a write waits to be visible, an option of the URL (?wait=S), "
+                                     "not a search parameter");
     else
       throw InvalidArgument(what() + ": unknown or out-of-range search parameter " + name + "=" + std::to_string(value) +
-                            " (fetch in [1, 16384], wait >= 0)");
+                            " (fetch in [1, 16384])");
   }
 
   MilvusSpec s_;

@@ -13,12 +13,14 @@
 #include <vector>
 
 #include "detail/fault.hpp"
+#include "mindrec/detail/huge_pages.hpp"
 #include "detail/file_util.hpp"
 #include "detail/rw_lock.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/topk.hpp"
 #include "store/attributes.hpp"
+#include "store/backends.hpp"
 #include "store/store_io.hpp"
 #include "store/topk_select.hpp"
 #include "detail/vector_math.hpp"
@@ -42,7 +44,9 @@ struct VectorStore::FilterEntry {
   bool counted = false;
   bool exact = false;     // the planner scores cand exactly
   std::vector<int64_t> cand;
-  std::vector<float> vecs, bias;
+  // The gathered vectors, scanned by every call: on huge pages (a 10% set at 368k items is 9 MiB).
+  std::vector<float, detail::HugePageAllocator<float>> vecs;
+  std::vector<float> bias;
 };
 
 struct VectorStore::Lock {
@@ -354,8 +358,12 @@ std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const 
     for (size_t w = 0; w < allowed_stored.size(); ++w)
       for (uint64_t b = allowed_stored[w]; b; b &= b - 1) want.push_back(int64_t(w * 64 + size_t(__builtin_ctzll(b))));
     const size_t d = size_t(dim_);
-    e->vecs.reserve(want.size() * d);
-    gather_impl(want, e->cand, e->vecs);
+    {
+      std::vector<float> gathered;
+      gathered.reserve(want.size() * d);
+      gather_impl(want, e->cand, gathered);
+      e->vecs.assign(gathered.begin(), gathered.end());
+    }
     if (metric_ == Metric::l2) {
       e->bias.resize(e->cand.size());
       for (size_t i = 0; i < e->cand.size(); ++i) e->bias[i] = float(-0.5 * detail::squared_norm(e->vecs.data() + i * d, int(d)));
@@ -601,7 +609,7 @@ void VectorStore::save(const std::string& path) const {
 void VectorStore::load(const std::string& path) {
   std::ifstream in = store::open_store_file(path);
   const store::StoreHeader h = store::read_store_header(in, path);
-  if (h.backend != backend_ || h.dim != dim_ || h.metric != metric_)
+  if (store::contents_of(h.backend) != store::contents_of(backend_) || h.dim != dim_ || h.metric != metric_)
     throw FormatError(path + ": holds a '" + h.backend + "' store of dim " + std::to_string(h.dim) +
                       " (" + to_string(h.metric) + "), this store is '" + backend_ + "' of dim " +
                       std::to_string(dim_) + " (" + to_string(metric_) + ")");

@@ -276,7 +276,7 @@ TEST_CASE("evaluate through a store: flat matches the exact path when row 0 play
   o.store = flat.get();
   const EvalReport via_flat = evaluate(m, set, o);
 #if MINDREC_HAS_FAISS
-  auto hnsw = build_item_store(m, "faiss:HNSW16?efSearch=200");
+  auto hnsw = build_item_store(m, "faiss:HNSW16?ef=200");
   o.store = hnsw.get();
   const EvalReport via_hnsw = evaluate(m, set, o);
 #endif

@@ -114,7 +114,7 @@ std::vector<Case> cases() {
   c.push_back({"faiss:IVF8,PQ8x4fs?nprobe=8", {{"faiss.add.index", 1}, {"faiss.ivf.lists", 1}, {"faiss.ivf.map", 20}},
                {{"faiss.add.index", 1}, {"faiss.ivf.lists", 1}, {"faiss.ivf.map", 7}}, false, true});
   // efSearch above the count: the graph search visits everything, results are exact.
-  c.push_back({"faiss:HNSW16?efSearch=3000", {{"faiss.add.index", 1}, {"faiss.add.map", 20}},
+  c.push_back({"faiss:HNSW16?ef=3000", {{"faiss.add.index", 1}, {"faiss.add.map", 20}},
                {{"faiss.add.index", 1}, {"faiss.add.map", 7}}, true});
 #endif
 #if MINDREC_HAS_HNSW
@@ -566,7 +566,7 @@ TEST_CASE("writes never hold searches: every kind of write on a store where it t
     writes.push_back({spec + " upsert of every item", filled(spec, big), [&](VectorStore& s) { s.upsert(big, y.data(), ids.data()); }});
     writes.push_back({spec + " remove of half", filled(spec, huge), [&](VectorStore& s) { s.remove(huge / 2, ids.data()); }});
   }
-  const std::string fh = "faiss:HNSW16,Flat?efSearch=32";
+  const std::string fh = "faiss:HNSW16,Flat?ef=32";
   writes.push_back({fh + " (MIPS) upsert of every item", filled(fh, graph),
                     [&](VectorStore& s) { s.upsert(graph, y.data(), ids.data()); }});
   writes.push_back({fh + " (MIPS) a longer vector re-augments everything", filled(fh, graph), [&](VectorStore& s) {

@@ -47,7 +47,7 @@ const Backend kBackends[] = {{"flat", true},
 #if MINDREC_HAS_FAISS
                              {"faiss:Flat", true},
                              {"faiss:IVF8,Flat?nprobe=8", true},  // all lists probed: exact
-                             {"faiss:HNSW16?efSearch=400", false},
+                             {"faiss:HNSW16?ef=400", false},
                              // 4 bits a dimension: recall@10 0.83-0.89 against the raw vectors here (the
                              // scan's exactness on the decoded vectors has its own test below);
                              // inner product takes mindrec's 4-bit scan, L2 Faiss's own
@@ -61,7 +61,7 @@ const Backend kBackends[] = {{"flat", true},
 #endif
 #if MINDREC_HAS_HNSW
                              {"hnsw:M=16,ef_construction=100?ef=400", true},  // ef >= the count: exhaustive
-                             {"hnsw:M=16,ef_construction=100?ef=400&walk=0", true},  // hnswlib's own search
+                             {"hnsw:M=16,ef_construction=100,walk=0?ef=400", true},  // hnswlib's own search
 #endif
 };
 
@@ -102,7 +102,7 @@ TEST_CASE("HNSW under inner product: the MIPS reduction's bound grows with longe
   // 650 vectors), and efSearch must take effect (efSearch=1 finds fewer).
   test::TempDir tmp;
   const int d = 16;
-  auto s = make_vector_store("faiss:HNSW16?efSearch=400", d);
+  auto s = make_vector_store("faiss:HNSW16?ef=400", d);
   std::vector<float> x = random_vectors(600, d, 21);
   std::vector<int64_t> ids(600);
   for (int64_t i = 0; i < 600; ++i) ids[i] = i + 1;
@@ -134,7 +134,7 @@ TEST_CASE("HNSW under inner product: the MIPS reduction's bound grows with longe
   }
   CHECK(double(found) / (nq * k) >= 0.95);
   {
-    auto narrow = make_vector_store("faiss:HNSW16?efSearch=1", d);
+    auto narrow = make_vector_store("faiss:HNSW16?ef=1", d);
     narrow->add(int64_t(ids.size()), x.data(), ids.data());
     std::vector<int64_t> g1(nq * k);
     std::vector<float> s1(nq * k);
@@ -331,7 +331,7 @@ TEST_CASE("vector store factory refuses unknown backends and parameters") {
 #else
   CHECK_THROWS_AS(make_vector_store("faiss:NoSuchIndex", 8), InvalidArgument);
   CHECK_THROWS_AS(make_vector_store("faiss:HNSW16?nprobe=4", 8), InvalidArgument);
-  CHECK_THROWS_AS(make_vector_store("faiss:HNSW16?efSearch=x", 8), InvalidArgument);
+  CHECK_THROWS_AS(make_vector_store("faiss:HNSW16?ef=x", 8), InvalidArgument);
   auto ivf = make_vector_store("faiss:IVF16,Flat", 8);
   const auto x = random_vectors(10, 8, 1);
   std::vector<int64_t> ids = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
@@ -343,11 +343,11 @@ TEST_CASE("vector store factory refuses unknown backends and parameters") {
   std::vector<std::string> bad_params = {"flat?threads=1e10", "flat?threads=1.5", "flat?threads=-1", "flat?threads=nan"};
 #if MINDREC_HAS_FAISS
   for (const char* s : {"faiss:IVF8,Flat?nprobe=1e12", "faiss:IVF8,Flat?nprobe=2.5", "faiss:IVF8,Flat?nprobe=0",
-                        "faiss:IVF8,Flat?faiss_scan=0.5", "faiss:HNSW16?efSearch=inf", "faiss:HNSW16?efSearch=nan"})
+                        "faiss:HNSW16?ef=inf", "faiss:HNSW16?ef=nan"})
     bad_params.push_back(s);
 #endif
 #if MINDREC_HAS_HNSW
-  for (const char* s : {"hnsw?ef=1e12", "hnsw?ef=2.5", "hnsw?walk=0.5", "hnsw?ef=nan"}) bad_params.push_back(s);
+  for (const char* s : {"hnsw?ef=1e12", "hnsw?ef=2.5", "hnsw?ef=nan"}) bad_params.push_back(s);
 #endif
 #if MINDREC_HAS_MILVUS
   for (const char* s : {"milvus://h:1/items?fetch=12.5", "milvus://h:1/items?retries=1e3", "milvus://h:1/items?batch=nan",
@@ -540,8 +540,10 @@ TEST_CASE("IVF-SQ8 under inner product - mindrec's vectorised list scan gives Fa
   std::vector<int64_t> mine(nq * k), faiss_ids(nq * k);
   std::vector<float> ms(nq * k), fs(nq * k);
   s->search(nq, q.data(), k, mine.data(), ms.data());
-  s->set_search_param("faiss_scan", 1);  // the reference: Faiss 1.7.3's own scan
-  s->search(nq, q.data(), k, faiss_ids.data(), fs.data());
+  // The reference: Faiss 1.7.3's own scan, on the same lists (Faiss's k-means is seeded).
+  auto theirs = make_vector_store("faiss:IVF16,SQ8,faiss_scan=1?nprobe=5", d);
+  theirs->add(n, x.data(), ids.data());
+  theirs->search(nq, q.data(), k, faiss_ids.data(), fs.data());
   for (int i = 0; i < nq * k; ++i) {
     CHECK(ms[size_t(i)] == doctest::Approx(fs[size_t(i)]).epsilon(1e-4).scale(1e-3));
     const bool tie = (i % k > 0 && std::abs(fs[size_t(i)] - fs[size_t(i - 1)]) < 1e-3f) ||
@@ -549,7 +551,6 @@ TEST_CASE("IVF-SQ8 under inner product - mindrec's vectorised list scan gives Fa
     if (!tie) CHECK(mine[size_t(i)] == faiss_ids[size_t(i)]);
   }
   // All lists probed: 8-bit codes keep the top 10 of brute force (recall >= 0.9).
-  s->set_search_param("faiss_scan", 0);
   s->set_search_param("nprobe", 16);
   check_against_brute(*s, x, ids, false);
 }
@@ -666,12 +667,15 @@ TEST_CASE("faiss: mindrec's 4-bit scan of IVF-PQ fast-scan lists returns the top
   auto loaded = load_vector_store(tmp.file("pq4.idx"));
   check(*loaded, 4);
   // Faiss's own fast-scan search (rounded tables, emulated SIMD) on the same lists finds
-  // nearly the same vectors: the baseline the scan replaces.
-  s->set_search_param("faiss_scan", 1);
+  // nearly the same vectors: the baseline the scan replaces (a mode of the spec: the same
+  // data gives the same lists).
+  auto faiss_own = make_vector_store("faiss:IVF16,PQ16x4fs,faiss_scan=1?nprobe=4", d);
+  faiss_own->add(n, x.data(), ids.data());
+  CHECK(faiss_own->remove(int64_t(rm.size()), rm.data()) == int64_t(rm.size()));
   std::vector<int64_t> mine(size_t(nq) * k), theirs(size_t(nq) * k);
   std::vector<float> ms(size_t(nq) * k), ts(size_t(nq) * k);
   loaded->search(nq, q.data(), k, mine.data(), ms.data());
-  s->search(nq, q.data(), k, theirs.data(), ts.data());
+  faiss_own->search(nq, q.data(), k, theirs.data(), ts.data());
   int common = 0;
   for (int u = 0; u < nq; ++u) {
     const std::set<int64_t> a(mine.begin() + u * k, mine.begin() + (u + 1) * k);
@@ -900,8 +904,7 @@ TEST_CASE("hnsw: the walk on 8-bit codes finds what hnswlib's walk on the floats
     std::vector<float> q = random_vectors(nq, d, 43);
     for (int i = 0; i < nq; ++i)
       for (int j = 0; j < d; ++j) q[size_t(i) * d + j] = 0.3f * q[size_t(i) * d + j] + moved[size_t(i * 9) * d + j];
-    auto recall = [&](const VectorStore& st, int walk) {
-      const_cast<VectorStore&>(st).set_search_param("walk", walk);
+    auto recall = [&](const VectorStore& st) {
       std::vector<int64_t> got(size_t(nq) * k);
       std::vector<float> sc(size_t(nq) * k);
       st.search(nq, q.data(), k, got.data(), sc.data());
@@ -919,14 +922,16 @@ TEST_CASE("hnsw: the walk on 8-bit codes finds what hnswlib's walk on the floats
         }
       return double(count_found(live_x, live_ids, q, got, nq, d, k, metric)) / (nq * k);
     };
-    const double codes = recall(*s, 1), floats = recall(*s, 0);
+    s->save(tmp.file("walk.idx"));
+    // walk=0, a mode of the spec, on the same graph (the file loads under it).
+    auto on_floats = load_vector_store(tmp.file("walk.idx"), "hnsw:M=12,ef_construction=60,walk=0?ef=24");
+    const double codes = recall(*s), floats = recall(*on_floats);
     CAPTURE(codes);
     CAPTURE(floats);
     CHECK(codes >= 0.85);
     CHECK(codes >= floats - 0.02);
-    s->save(tmp.file("walk.idx"));
     auto loaded = load_vector_store(tmp.file("walk.idx"), "hnsw:M=12,ef_construction=60?ef=24");
-    CHECK(recall(*loaded, 1) == doctest::Approx(codes));
+    CHECK(recall(*loaded) == doctest::Approx(codes));
   }
 }
 #endif
@@ -974,7 +979,29 @@ TEST_CASE("spec(): the backend with the search parameters in effect, defaults in
   CHECK(h->spec() == "hnsw:M=8?ef=128");  // the default, not only what was given
   h->set_search_param("ef", 40);
   CHECK(h->spec() == "hnsw:M=8?ef=40");
-  CHECK(make_vector_store("hnsw?ef=77&walk=0", 4)->spec() == "hnsw?ef=77&walk=0");
+  CHECK(make_vector_store("hnsw:walk=0?ef=77", 4)->spec() == "hnsw:walk=0?ef=77");
+  // Modes are fixed when the store is made: not search parameters (issue 27).
+  CHECK(test::error_of([] { make_vector_store("hnsw?walk=0", 4); }).find("hnsw:M=32,walk=0") != std::string::npos);
+  CHECK_THROWS_AS(make_vector_store("hnsw:walk=0.5", 4), InvalidArgument);
+  {
+    // A mode is how the contents are searched, not what they are: a file saved without one
+    // loads under it (the same graph), a file of other contents does not.
+    test::TempDir tmp;
+    const auto x = random_vectors(300, 4, 8);
+    std::vector<int64_t> ids(300);
+    for (int i = 0; i < 300; ++i) ids[size_t(i)] = i + 1;
+    auto g = make_vector_store("hnsw:M=8?ef=400", 4);
+    g->add(300, x.data(), ids.data());
+    g->save(tmp.file("g.idx"));
+    auto floats = load_vector_store(tmp.file("g.idx"), "hnsw:M=8,walk=0?ef=400");
+    CHECK(floats->spec() == "hnsw:M=8,walk=0?ef=400");
+    std::vector<int64_t> a(10), b(10);
+    std::vector<float> as(10), bs(10);
+    g->search(1, x.data(), 10, a.data(), as.data());
+    floats->search(1, x.data(), 10, b.data(), bs.data());
+    CHECK(a == b);  // ef >= the count: both exhaustive over the same graph
+    CHECK_THROWS_AS(load_vector_store(tmp.file("g.idx"), "hnsw:M=16,walk=0"), InvalidArgument);
+  }
 #endif
 #if MINDREC_HAS_FAISS
   const auto x = random_vectors(200, 4, 3);
@@ -990,6 +1017,12 @@ TEST_CASE("spec(): the backend with the search parameters in effect, defaults in
   CHECK(load_vector_store(tmp.file("f.idx"))->spec() == "faiss:IVF4,Flat?nprobe=3");  // the file carries it
   auto g = make_vector_store("faiss:HNSW8", 4);
   g->add(200, x.data(), ids.data());
-  CHECK(g->spec() == "faiss:HNSW8?efSearch=16");  // Faiss's default efSearch
+  CHECK(g->spec() == "faiss:HNSW8?ef=16");  // Faiss's default efSearch, under the one name
+  // One name per knob, and modes on the spec's build part.
+  CHECK(test::error_of([] { make_vector_store("faiss:HNSW8?efSearch=16", 4); }).find("named ef on every store") != std::string::npos);
+  CHECK(test::error_of([] { make_vector_store("faiss:IVF4,Flat?faiss_scan=1", 4); }).find("faiss_scan=1)") != std::string::npos);
+  CHECK(make_vector_store("faiss:IVF4,Flat,faiss_scan=1", 4)->spec() == "faiss:IVF4,Flat,faiss_scan=1?nprobe=1");
+  CHECK_THROWS_AS(make_vector_store("faiss:HNSW8,faiss_scan=1", 4), InvalidArgument);  // IVF only
+  CHECK_THROWS_AS(make_vector_store("faiss:IVF4,Flat,faiss_scan=2", 4), InvalidArgument);
 #endif
 }
