@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <thread>
 #include <map>
@@ -490,6 +491,17 @@ void check_one_row_each(FakeCollection& c, int64_t n, int64_t extra) {
   CHECK(bad == 0);   // none with two rows or a foreign vector
 }
 
+// Runs one(mode, k) for each request k of a write that made `requests` requests, failing it
+// both ways: "refuse" (an error answer, nothing applied) and "lost" (applied, answer lost).
+void each_failure(int requests, const std::function<void(const char*, int)>& one) {
+  for (const char* mode : {"refuse", "lost"})
+    for (int k = 1; k <= requests; ++k) {
+      CAPTURE(mode);
+      CAPTURE(k);
+      one(mode, k);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("milvus compensations: any one request of a 17000-item replacement failing - refused or applied with its answer lost - leaves every item one row, old or new") {
@@ -514,27 +526,23 @@ TEST_CASE("milvus compensations: any one request of a 17000-item replacement fai
       for (int64_t i = 1; i <= n + extra; ++i) REQUIRE(rows.at(i) == std::vector<float>{float(i) + 0.5f});
     }
     CHECK(clean >= 8);
-    for (const char* mode : {"refuse", "lost"}) {
-      for (int k = 1; k <= clean; ++k) {
-        CAPTURE(mode);
-        CAPTURE(k);
-        FakeCollection c(auto_id);
-        c.fill(n);
-        auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0"), 2);
-        c.fail(c.requests() + k, mode);
-        try {
-          s->upsert(int64_t(u.ids.size()), u.v.data(), u.ids.data());
-        } catch (const Error&) {
-        }
-        check_one_row_each(c, n, extra);
-        if (!auto_id) {  // a failed upsert by primary key is undone whole (if the query before it ran)
-          const auto rows = c.by_item();
-          bool all_old = true, all_new = true;
-          for (int64_t i = 1; i <= n; ++i) all_old &= rows.at(i)[0] == float(i), all_new &= rows.at(i)[0] == float(i) + 0.5f;
-          CHECK((all_old || all_new));
-        }
+    each_failure(clean, [&](const char* mode, int k) {
+      FakeCollection c(auto_id);
+      c.fill(n);
+      auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0"), 2);
+      c.fail(c.requests() + k, mode);
+      try {
+        s->upsert(int64_t(u.ids.size()), u.v.data(), u.ids.data());
+      } catch (const Error&) {
       }
-    }
+      check_one_row_each(c, n, extra);
+      if (!auto_id) {  // a failed upsert by primary key is undone whole (if the query before it ran)
+        const auto rows = c.by_item();
+        bool all_old = true, all_new = true;
+        for (int64_t i = 1; i <= n; ++i) all_old &= rows.at(i)[0] == float(i), all_new &= rows.at(i)[0] == float(i) + 0.5f;
+        CHECK((all_old || all_new));
+      }
+    });
   }
 }
 
@@ -585,18 +593,14 @@ TEST_CASE("milvus compensations: a failed add - any one request refused or appli
       clean = c.requests() - before;
       CHECK(c.by_item().size() == 3010);
     }
-    for (const char* mode : {"refuse", "lost"}) {
-      for (int k = 1; k <= clean; ++k) {
-        CAPTURE(mode);
-        CAPTURE(k);
-        FakeCollection c(auto_id);
-        c.fill(10);
-        auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
-        c.fail(c.requests() + k, mode);
-        CHECK_THROWS_AS(s->add(3000, v.data(), ids.data()), Error);
-        CHECK(c.by_item().size() == 10);  // only the 10 items from before
-      }
-    }
+    each_failure(clean, [&](const char* mode, int k) {
+      FakeCollection c(auto_id);
+      c.fill(10);
+      auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
+      c.fail(c.requests() + k, mode);
+      CHECK_THROWS_AS(s->add(3000, v.data(), ids.data()), Error);
+      CHECK(c.by_item().size() == 10);  // only the 10 items from before
+    });
   }
 }
 
@@ -748,31 +752,27 @@ TEST_CASE("milvus attributes: any one request of a set_attributes failing - refu
       for (int64_t i = 1; i <= n; ++i) REQUIRE(rows.at(i) == std::vector<std::pair<float, json>>{{float(i), {{"in_stock", true}}}});
     }
     CHECK(clean >= (auto_id ? 9 : 5));  // a read, then 4 chunks (auto id: insert and delete each)
-    for (const char* mode : {"refuse", "lost"}) {
-      for (int k = 1; k <= clean; ++k) {
-        CAPTURE(mode);
-        CAPTURE(k);
-        FakeCollection c(auto_id);
-        c.fill(n);
-        auto s = make_vector_store(c.url("batch=8&retries=0&wait=0"), 2);
-        s->declare_attributes(cols);
-        c.fail(c.requests() + k, mode);
-        try {
-          s->set_attributes(n, ids.data(), b);
-        } catch (const Error&) {
-        }
-        const auto rows = c.rows_by_item();
-        int64_t bad = 0, fresh = 0;
-        for (int64_t i = 1; i <= n; ++i) {
-          const auto& r = rows.at(i);
-          if (r.size() != 1 || r[0].first != float(i)) ++bad;
-          else if (r[0].second == json{{"in_stock", true}}) ++fresh;
-          else if (r[0].second != json::object()) ++bad;
-        }
-        CHECK(bad == 0);
-        if (!auto_id) CHECK((fresh == 0 || fresh == n));  // by primary key: undone whole
+    each_failure(clean, [&](const char* mode, int k) {
+      FakeCollection c(auto_id);
+      c.fill(n);
+      auto s = make_vector_store(c.url("batch=8&retries=0&wait=0"), 2);
+      s->declare_attributes(cols);
+      c.fail(c.requests() + k, mode);
+      try {
+        s->set_attributes(n, ids.data(), b);
+      } catch (const Error&) {
       }
-    }
+      const auto rows = c.rows_by_item();
+      int64_t bad = 0, fresh = 0;
+      for (int64_t i = 1; i <= n; ++i) {
+        const auto& r = rows.at(i);
+        if (r.size() != 1 || r[0].first != float(i)) ++bad;
+        else if (r[0].second == json{{"in_stock", true}}) ++fresh;
+        else if (r[0].second != json::object()) ++bad;
+      }
+      CHECK(bad == 0);
+      if (!auto_id) CHECK((fresh == 0 || fresh == n));  // by primary key: undone whole
+    });
   }
   set_log_sink(nullptr);
 }
