@@ -72,6 +72,20 @@ void block16_dot_scalar(const float* ct, size_t nblocks, size_t d, const float* 
     }
 }
 
+void block16_dot_u8_scalar(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  const size_t stride = nblocks * 16;
+  for (size_t b = 0; b < nblocks; ++b)
+    for (size_t i = 0; i < nq; ++i) {
+      float acc[16] = {};
+      for (size_t j = 0; j < d; ++j) {
+        const float qj = q[i * d + j];
+        const uint8_t* c = ct + (b * d + j) * 16;
+        for (size_t l = 0; l < 16; ++l) acc[l] += qj * float(c[l]);
+      }
+      for (size_t l = 0; l < 16; ++l) out[i * stride + b * 16 + l] = acc[l];
+    }
+}
+
 #if MINDREC_X86
 // ---- SSE2 (every x86-64) ----
 float hsum128(__m128 v) {
@@ -248,6 +262,44 @@ void block16_dot_avx2(const float* ct, size_t nblocks, size_t d, const float* q,
   block16_drive(kBlock16Avx2, 4, ct, nblocks, d, q, nq, out);
 }
 
+// The same over uint8 codes: a dimension's 16 bytes widened to two 8-lane float registers
+// once, then multiplied by each query's coordinate.
+using Block16U8Part = void (*)(const uint8_t* cb, size_t d, const float* q, float* out, size_t stride);
+void block16_u8_drive(const Block16U8Part* part, size_t width, const uint8_t* ct, size_t nblocks, size_t d,
+                      const float* q, size_t nq, float* out) {
+  const size_t stride = nblocks * 16;
+  for (size_t b = 0; b < nblocks; ++b)
+    for (size_t i0 = 0; i0 < nq; i0 += width) {
+      const size_t m = nq - i0 < width ? nq - i0 : width;
+      part[m - 1](ct + b * d * 16, d, q + i0 * d, out + i0 * stride + b * 16, stride);
+    }
+}
+template <int M>
+__attribute__((target("avx2,fma"))) void block16_u8_avx2_m(const uint8_t* cb, size_t d, const float* q, float* out,
+                                                            size_t stride) {
+  __m256 lo[M], hi[M];
+  for (int i = 0; i < M; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
+  for (size_t j = 0; j < d; ++j) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cb + j * 16));
+    const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x));
+    const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(x, 8)));
+    for (int i = 0; i < M; ++i) {
+      const __m256 qj = _mm256_broadcast_ss(q + size_t(i) * d + j);
+      lo[i] = _mm256_fmadd_ps(c0, qj, lo[i]);
+      hi[i] = _mm256_fmadd_ps(c1, qj, hi[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    _mm256_storeu_ps(out + size_t(i) * stride, lo[i]);
+    _mm256_storeu_ps(out + size_t(i) * stride + 8, hi[i]);
+  }
+}
+const Block16U8Part kBlock16U8Avx2[] = {block16_u8_avx2_m<1>, block16_u8_avx2_m<2>, block16_u8_avx2_m<3>,
+                                        block16_u8_avx2_m<4>};
+void block16_dot_u8_avx2(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  block16_u8_drive(kBlock16U8Avx2, 4, ct, nblocks, d, q, nq, out);
+}
+
 // ---- AVX-512F: masked tails, so no scalar remainder ----
 // GCC 12's _mm512_reduce_add_ps reads an "undefined" vector on purpose: -Wuninitialized
 // reports that header code, not this file's.
@@ -312,6 +364,24 @@ const Block16Part kBlock16Avx512[] = {block16_avx512_m<1>, block16_avx512_m<2>, 
 void block16_dot_avx512(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
   block16_drive(kBlock16Avx512, 8, ct, nblocks, d, q, nq, out);
 }
+template <int M>
+__attribute__((target("avx512f"))) void block16_u8_avx512_m(const uint8_t* cb, size_t d, const float* q, float* out,
+                                                             size_t stride) {
+  __m512 acc[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
+  for (size_t j = 0; j < d; ++j) {
+    const __m512 c =
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cb + j * 16))));
+    for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(c, _mm512_set1_ps(q[size_t(i) * d + j]), acc[i]);
+  }
+  for (int i = 0; i < M; ++i) _mm512_storeu_ps(out + size_t(i) * stride, acc[i]);
+}
+const Block16U8Part kBlock16U8Avx512[] = {block16_u8_avx512_m<1>, block16_u8_avx512_m<2>, block16_u8_avx512_m<3>,
+                                          block16_u8_avx512_m<4>, block16_u8_avx512_m<5>, block16_u8_avx512_m<6>,
+                                          block16_u8_avx512_m<7>, block16_u8_avx512_m<8>};
+void block16_dot_u8_avx512(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  block16_u8_drive(kBlock16U8Avx512, 8, ct, nblocks, d, q, nq, out);
+}
 __attribute__((target("avx512f,avx512bw,avx2,fma"))) __m256i add_halves_avx512(__m512i x) {
   return _mm256_add_epi16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
 }
@@ -340,11 +410,15 @@ __attribute__((target("avx512f,avx512bw,avx2,fma"))) uint32_t pq4_block_avx512(c
 #pragma GCC diagnostic pop
 #endif
 
-const SimdKernels kScalar{dot_scalar, l2_scalar, dot_u8_scalar, pq4_block_scalar, block16_dot_scalar, "scalar"};
+const SimdKernels kScalar{dot_scalar, l2_scalar, dot_u8_scalar, pq4_block_scalar,
+                          block16_dot_scalar, block16_dot_u8_scalar, "scalar"};
 #if MINDREC_X86
-const SimdKernels kSse2{dot_sse2, l2_sse2, dot_u8_sse2, pq4_block_scalar, block16_dot_scalar, "sse2"};
-const SimdKernels kAvx2{dot_avx2, l2_avx2, dot_u8_avx2, pq4_block_avx2, block16_dot_avx2, "avx2"};
-const SimdKernels kAvx512{dot_avx512, l2_avx512, dot_u8_avx512, pq4_block_avx512, block16_dot_avx512, "avx512"};
+const SimdKernels kSse2{dot_sse2, l2_sse2, dot_u8_sse2, pq4_block_scalar,
+                        block16_dot_scalar, block16_dot_u8_scalar, "sse2"};
+const SimdKernels kAvx2{dot_avx2, l2_avx2, dot_u8_avx2, pq4_block_avx2,
+                        block16_dot_avx2, block16_dot_u8_avx2, "avx2"};
+const SimdKernels kAvx512{dot_avx512, l2_avx512, dot_u8_avx512, pq4_block_avx512,
+                          block16_dot_avx512, block16_dot_u8_avx512, "avx512"};
 #endif
 
 bool cpu_has(const char* level) {

@@ -44,6 +44,10 @@ inline void pq4_code_position(size_t v, size_t m, size_t* byte, unsigned* shift)
 /// queries against every centroid: no packing per call (Eigen's GEMM packs the centroids each
 /// time, most of that step's cost).
 using Block16DotFn = void (*)(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out);
+/// The same over uint8 codes in the same layout (ct[(b * d + j) * 16 + l]): the filter
+/// planner's exact path scores the allowed items' SQ8 codes this way (the caller folds the
+/// per-dimension scale into q and the offsets into a constant), every query of a call per load.
+using Block16DotU8Fn = void (*)(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out);
 
 struct SimdKernels {
   DotFn dot;
@@ -51,6 +55,7 @@ struct SimdKernels {
   DotU8Fn dot_u8;
   Pq4BlockFn pq4_block;
   Block16DotFn block16_dot;
+  Block16DotU8Fn block16_dot_u8;
   const char* level;  // "avx512", "avx2", "sse2" or "scalar"
 };
 

@@ -16,6 +16,7 @@
 #include "mindrec/detail/huge_pages.hpp"
 #include "detail/file_util.hpp"
 #include "detail/rw_lock.hpp"
+#include "detail/simd.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/topk.hpp"
@@ -31,6 +32,10 @@ namespace {
 // The filter plan cache's budget per entry (its allowed bitmap and, on the exact path, the
 // gathered vectors); 8 entries at most.
 constexpr size_t kPlanCacheBytes = size_t(64) << 20;
+// The exact path scores SQ8 codes first for a set of at least this many rows and calls of at
+// most kCodedExactQueries queries (a larger batch amortises the float scan's reads instead).
+constexpr size_t kCodedExactRows = 1024;
+constexpr int64_t kCodedExactQueries = 64;
 }  // namespace
 
 struct VectorStore::FilterEntry {
@@ -47,6 +52,13 @@ struct VectorStore::FilterEntry {
   // The gathered vectors, scanned by every call: on huge pages (a 10% set at 368k items is 9 MiB).
   std::vector<float, detail::HugePageAllocator<float>> vecs;
   std::vector<float> bias;
+  // A large set's vectors also as SQ8 codes of their own range (lo + step * code per
+  // dimension), 16 to a block, dimension-major (simd.hpp's block16_dot_u8): a call scores the
+  // codes (a quarter of the bytes) and re-scores exactly the rows whose approximate score can
+  // still reach the k-th best, which keeps the result exact (coded_topk).
+  std::vector<uint8_t, detail::HugePageAllocator<uint8_t>> codes;
+  std::vector<float> lo, step;
+  double bias_max = 0;  // the largest |bias|
 };
 
 struct VectorStore::Lock {
@@ -348,7 +360,8 @@ std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const 
   // a set whose vectors would not fit the cache (64 MiB: 260k vectors at dim 64, e.g. 12% of
   // a 2M-item store) would be gathered again by every call, so it goes to the backend's
   // filtered search however small its fraction.
-  const size_t per_item = size_t(dim_) * sizeof(float) + sizeof(int64_t) + (metric_ == Metric::l2 ? sizeof(float) : 0);
+  const size_t per_item =
+      size_t(dim_) * (sizeof(float) + 1) + sizeof(int64_t) + (metric_ == Metric::l2 ? sizeof(float) : 0);
   const size_t bitmap_bytes = e->allowed.bits.size() * 8;
   const bool fits = bitmap_bytes < kPlanCacheBytes && size_t(e->count) <= (kPlanCacheBytes - bitmap_bytes) / per_item;
   e->exact = e->counted && e->count > 0 && fraction > 0 && double(e->count) <= fraction * double(size_impl()) && fits;
@@ -368,14 +381,40 @@ std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const 
       e->bias.resize(e->cand.size());
       for (size_t i = 0; i < e->cand.size(); ++i) e->bias[i] = float(-0.5 * detail::squared_norm(e->vecs.data() + i * d, int(d)));
     }
+    if (e->cand.size() >= kCodedExactRows) encode_exact_set(*e, d);
   }
-  const size_t bytes = e->allowed.bits.size() * 8 + e->vecs.size() * 4 + e->cand.size() * 8;
+  const size_t bytes = e->allowed.bits.size() * 8 + e->vecs.size() * 4 + e->codes.size() + e->cand.size() * 8;
   if (bytes <= kPlanCacheBytes) {
     std::lock_guard<std::mutex> l(lock_->cache_mutex);
     lock_->cache.insert(lock_->cache.begin(), e);
     if (lock_->cache.size() > 8) lock_->cache.pop_back();
   }
   return e;
+}
+
+void VectorStore::encode_exact_set(FilterEntry& e, size_t d) {
+  // SQ8 codes of the gathered rows [n, d] over their own per-dimension range, rounded to the
+  // nearest step: each coordinate is lo + step * code within step / 2.
+  const size_t n = e.cand.size(), blocks = (n + 15) / 16;
+  const float* x = e.vecs.data();
+  e.lo.assign(d, std::numeric_limits<float>::infinity());
+  std::vector<float> hi(d, -std::numeric_limits<float>::infinity());
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < d; ++j) {
+      e.lo[j] = std::min(e.lo[j], x[i * d + j]);
+      hi[j] = std::max(hi[j], x[i * d + j]);
+    }
+  e.step.resize(d);
+  for (size_t j = 0; j < d; ++j) e.step[j] = (hi[j] - e.lo[j]) / 255.0f;
+  e.bias_max = 0;
+  for (const float b : e.bias) e.bias_max = std::max(e.bias_max, std::fabs(double(b)));
+  e.codes.assign(blocks * 16 * d, 0);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < d; ++j) {
+      const float s = e.step[j];
+      const float c = s > 0 ? std::nearbyint((x[i * d + j] - e.lo[j]) / s) : 0.0f;
+      e.codes[((i / 16) * d + j) * 16 + i % 16] = uint8_t(std::clamp(c, 0.0f, 255.0f));
+    }
 }
 
 void VectorStore::search_allowed_exactly(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
@@ -390,8 +429,11 @@ void VectorStore::search_allowed_exactly(int64_t nq, const float* queries, int k
   const int kk = int(std::min<int64_t>(int64_t(k) + extra, std::max<int64_t>(1, int64_t(cand.size()))));
   std::vector<int64_t> rid(size_t(nq) * kk);
   std::vector<float> rsc(size_t(nq) * kk);
-  exact_topk(e.vecs.data(), int64_t(cand.size()), dim_, queries, nq, kk, rid.data(), rsc.data(), 1,
-             l2 ? e.bias.data() : nullptr);
+  if (!e.codes.empty() && nq <= kCodedExactQueries)
+    coded_topk(nq, queries, kk, rid.data(), rsc.data(), e);
+  else
+    exact_topk(e.vecs.data(), int64_t(cand.size()), dim_, queries, nq, kk, rid.data(), rsc.data(), 1,
+               l2 ? e.bias.data() : nullptr);
   for (int64_t q = 0; q < nq; ++q) {
     const double qn = l2 ? detail::squared_norm(queries + q * dim_, dim_) : 0.0;
     int j = 0;
@@ -406,6 +448,65 @@ void VectorStore::search_allowed_exactly(int64_t nq, const float* queries, int k
       ++j;
     }
     for (; j < k; ++j) ids[q * k + j] = -1;
+  }
+}
+
+void VectorStore::coded_topk(int64_t nq, const float* queries, int kk, int64_t* rid, float* rsc,
+                             const FilterEntry& e) const {
+  // Row r's exact score q.x (+ bias) is within err of its approximate one q.(lo + step * code)
+  // (+ bias), err = sum_j |q_j| step_j / 2 plus both sums' float rounding (bounded
+  // generously). The kk best approximate scores put the kk-th best exact score at or above
+  // T - err (T the kk-th best approximate score), so every row of the exact top-kk has an
+  // approximate score >= T - 2 err: those rows, scored exactly, give the exact scan's top-kk
+  // (the same tie rule).
+  for (int64_t i = 0; i < nq * dim_; ++i)  // NaN would reach the k-selection's comparisons
+    if (!std::isfinite(queries[i]))
+      throw InvalidArgument("exact_topk: query " + std::to_string(i / dim_) + " holds NaN or Inf");
+  const size_t d = size_t(dim_), n = e.cand.size(), blocks = (n + 15) / 16, stride = blocks * 16;
+  const bool l2 = metric_ == Metric::l2;
+  const auto& k = detail::simd();
+  constexpr int64_t kGroup = 8;  // queries per pass over the codes
+  thread_local std::vector<float> approx, qs;
+  store::TopK best(kk), exact(kk);
+  const float pad = -std::numeric_limits<float>::infinity();
+  for (int64_t q0 = 0; q0 < nq; q0 += kGroup) {
+    const int64_t m = std::min(kGroup, nq - q0);
+    qs.resize(size_t(m) * d);
+    approx.resize(size_t(m) * stride);
+    double base[kGroup], err[kGroup];
+    for (int64_t i = 0; i < m; ++i) {
+      const float* q = queries + (q0 + i) * dim_;
+      double c = 0, er = 0, mag = 0;
+      for (size_t j = 0; j < d; ++j) {
+        qs[size_t(i) * d + j] = q[j] * e.step[j];
+        c += double(q[j]) * e.lo[j];
+        er += std::fabs(double(q[j])) * e.step[j];
+        mag += std::fabs(double(q[j])) * (std::fabs(double(e.lo[j])) + 255.0 * e.step[j]);
+      }
+      base[i] = c;
+      // Rounding: each d-term float sum within d 2^-23 mag (generous); adding the constant and
+      // the bias rounds once more, within 2^-23 of their size.
+      err[i] = 0.5 * er + 1.2e-7 * (2.0 * double(d) * mag + 2.0 * (std::fabs(c) + e.bias_max)) + 1e-30;
+    }
+    k.block16_dot_u8(e.codes.data(), blocks, d, qs.data(), size_t(m), approx.data());
+    for (int64_t i = 0; i < m; ++i) {
+      float* a = approx.data() + size_t(i) * stride;
+      const float c = float(base[i]);
+      for (size_t r = 0; r < n; ++r) a[r] += l2 ? c + e.bias[r] : c;
+      best.reset(kk);
+      for (size_t r = 0; r < n; ++r)
+        if (!best.full() || a[r] >= best.worst()) best.push(a[r], int64_t(r));
+      const double bar = best.full() ? double(best.worst()) - 2.0 * err[i] : -1e300;
+      exact.reset(kk);
+      const float* q = queries + (q0 + i) * dim_;
+      for (size_t r = 0; r < n; ++r) {
+        if (double(a[r]) < bar) continue;
+        float s = k.dot(q, e.vecs.data() + r * d, d);
+        if (l2) s += e.bias[r];
+        exact.push(s, int64_t(r));
+      }
+      exact.write(rid + (q0 + i) * kk, rsc + (q0 + i) * kk, pad);
+    }
   }
 }
 

@@ -490,8 +490,9 @@ class CountingStore final : public VectorStore {
 }  // namespace
 
 TEST_CASE("the planner's exact path only for allowed sets whose vectors fit its 64 MiB cache - larger ones go to the backend") {
-  // dim 4096: 16 KiB + 8 bytes per gathered item, so 64 MiB holds 4,093 of them (less the
-  // bitmap's bytes). 4,200 items; exact_below 1 makes every filter small enough by fraction.
+  // dim 4096: 16 KiB of floats, 4 KiB of SQ8 codes and 8 bytes per gathered item, so 64 MiB
+  // holds 3,275 of them (less the bitmap's bytes). 4,200 items; exact_below 1 makes every
+  // filter small enough by fraction.
   const int dim = 4096, n = 4200;
   CountingStore s(dim);
   std::vector<float> x(size_t(n) * dim);
@@ -513,20 +514,95 @@ TEST_CASE("the planner's exact path only for allowed sets whose vectors fit its 
     s.search(1, q.data(), 5, got.data(), sc.data(), o);
     return got;
   };
-  // 4,000 allowed (62.5 MiB of vectors): gathered once, scored exactly, the backend not asked.
-  auto got = top("rank <= 4000");
+  // 3,200 allowed (62.5 MiB): gathered once, scored exactly, the backend not asked.
+  auto got = top("rank <= 3200");
   CHECK(s.gathers == 1);
   CHECK(s.searches == 0);
   CHECK(got[0] == 8);
-  // 4,150 allowed (64.9 MiB): the backend's own filtered search, no gather.
-  got = top("rank <= 4150");
+  // 3,300 allowed (64.5 MiB): the backend's own filtered search, no gather.
+  got = top("rank <= 3300");
   CHECK(s.gathers == 1);
   CHECK(s.searches == 1);
   CHECK(got[0] == 8);
   // The cached small set is reused (no second gather).
-  top("rank <= 4000");
+  top("rank <= 3200");
   CHECK(s.gathers == 1);
   CHECK(s.searches == 1);
+}
+
+TEST_CASE("the exact path over SQ8 codes - near-duplicates below one code step and a large offset - equals brute force among the allowed items") {
+  // flat's planner scores a filter allowing <= 5% exactly; a set of >= 1,024 rows is scored on
+  // its SQ8 codes first and the rows that can still reach the k-th best re-scored exactly.
+  // Groups of 8 near-duplicates differ by up to 0.021 in one coordinate (the codes' step is
+  // about 0.03 here: their codes mostly tie, their exact scores do not), so only the error
+  // bound's re-scoring ranks them; a batch of 65 queries takes the float scan instead (the same
+  // answer). Oracle: brute force in double; each answer's true score must equal the oracle's at
+  // its rank within float rounding (2^-23 d sum |q x|), which a wrong member of a group misses.
+  // (Mutation-checked: re-scoring only rows at or above the k-th approximate score fails.)
+  const int d = 16, n = 40000, k = 10;
+  const auto base = test::random_vectors(n / 8, d, 21);
+  std::vector<float> x(size_t(n) * d);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j)
+      x[size_t(i) * d + j] = base[size_t(i / 8) * d + j] + (j == i % d ? 3e-3f * float(i % 8) : 0.f);
+  std::vector<int64_t> ids(n), bucket(n);
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = i + 1, bucket[size_t(i)] = (i / 8) % 25;  // 1 in 25 groups: 4%
+  // The queries: near allowed items, so that the top-k is made of near-duplicate groups.
+  std::vector<float> q(size_t(65) * d);
+  const auto noise = test::random_vectors(65, d, 22);
+  for (int i = 0; i < 65; ++i)
+    for (int j = 0; j < d; ++j) q[size_t(i) * d + j] = base[size_t(25 * (i + 3)) * d + j] + 0.1f * noise[size_t(i) * d + j];
+  for (const float offset : {0.f, 10.f}) {
+    std::vector<float> xo(x);
+    for (int i = 0; i < n; ++i) xo[size_t(i) * d] += offset;  // dimension 0 shifted: a large constant in q.x
+    for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+      const std::string metric_name = to_string(metric);
+      CAPTURE(metric_name);
+      CAPTURE(offset);
+      auto s = make_vector_store("flat", d, metric);
+      s->add(n, xo.data(), ids.data());
+      s->declare_attributes({{"bucket", AttributeType::int64}});
+      s->set_attributes(n, ids.data(), AttributeBatch().add("bucket", bucket));
+      std::vector<float> ax;
+      std::vector<int64_t> aid;
+      for (int i = 0; i < n; ++i)
+        if (bucket[size_t(i)] == 0) {
+          aid.push_back(ids[size_t(i)]);
+          ax.insert(ax.end(), xo.begin() + size_t(i) * d, xo.begin() + size_t(i + 1) * d);
+        }
+      REQUIRE(aid.size() == 1600);
+      SearchOptions o;
+      o.filter = "bucket == 0";
+      for (const int batch : {12, 65}) {
+        CAPTURE(batch);
+        std::vector<int64_t> got(size_t(batch) * k);
+        std::vector<float> sc(size_t(batch) * k);
+        s->search(batch, q.data(), k, got.data(), sc.data(), o);
+        int wrong = 0;
+        for (int i = 0; i < batch; ++i) {
+          const float* qi = q.data() + size_t(i) * d;
+          const auto want = test::brute(ax, aid, qi, d, k, metric);
+          std::set<int64_t> seen;
+          for (int j = 0; j < k; ++j) {
+            const int64_t g = got[size_t(i) * k + j];
+            REQUIRE(g >= 1);
+            REQUIRE(bucket[size_t(g - 1)] == 0);
+            CHECK(seen.insert(g).second);
+            double truth = 0, mag = 0;
+            for (int t = 0; t < d; ++t) {
+              const double a = qi[t], b = xo[size_t(g - 1) * d + size_t(t)];
+              truth += metric == Metric::inner_product ? a * b : (a - b) * (a - b);
+              mag += std::fabs(a * b) + (metric == Metric::l2 ? a * a + b * b : 0.0);
+            }
+            const double tol = 2.0 * d * 1.2e-7 * mag;
+            wrong += std::fabs(truth - double(want[size_t(j)].second)) > tol;
+            CHECK(double(sc[size_t(i) * k + j]) == doctest::Approx(truth).epsilon(1e-5));
+          }
+        }
+        CHECK(wrong == 0);
+      }
+    }
+  }
 }
 
 #if MINDREC_HAS_FAISS
