@@ -17,10 +17,15 @@ both), issue 27.
   faiss-cpu    IDSelectorBitmap (built once per selectivity, outside the timed span) in
                SearchParametersIVF / SearchParametersHNSW
   hnswlib      knn_query(filter=callable): a Python predicate per candidate (its API)
-  usearch      its Python API (2.x) has no predicate: not measured (the predicate is C++ only)
+  usearch      its predicate is C++ only (index_dense_gt::filtered_search; its Python package
+               has none): benchmarks/peers/usearch_filter.cpp, built against the headers of the
+               installed version's sdist as its setup.py builds (benchmarks/lib.sh), called through
+               ctypes with a bitmap over the keys; its unfiltered rows beside the Python
+               package's own unfiltered search show what the wrapper costs
   grid         ef / efSearch 64, 128, 256; nprobe 16..128, the same for every system
 
-  python filter_peers.py DIR [--users 500] [--systems mindrec,faiss,hnswlib] [--quick] [--nlist 4096]
+  python filter_peers.py DIR [--users 500] [--systems mindrec,faiss,hnswlib,usearch] [--quick] [--nlist 4096]
+                         [--usearch-lib PATH]   (usearch: the wrapper's shared library)
 """
 import argparse
 import os
@@ -185,11 +190,69 @@ def run_hnswlib(items, bucket, interests, counts, truths, users, args):
             measure(f"hnswlib M=32 {label(sel)} ef={v}", one, interests, counts, truths[sel], users)
 
 
+def run_usearch(items, bucket, interests, counts, truths, users, args):
+    import ctypes
+    from usearch.index import Index
+    n, d = items.shape
+    if not args.usearch_lib:
+        print("usearch: not measured (no --usearch-lib: benchmarks/filter_peers.sh builds it)")
+        return
+    lib = ctypes.CDLL(args.usearch_lib)  # after `import usearch`: NumKong's symbols are loaded
+    lib.ufx_new.restype = ctypes.c_void_p
+    lib.ufx_new.argtypes = [ctypes.c_int] * 4
+    lib.ufx_free.argtypes = [ctypes.c_void_p]
+    lib.ufx_add.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    lib.ufx_set_ef.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.ufx_search.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p,
+                               ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    keys = np.arange(1, n + 1, dtype=np.uint64)
+    # The Python package's own index, unfiltered (what the wrapper's unfiltered rows compare to).
+    t0 = time.perf_counter()
+    py = Index(ndim=d, metric="ip", dtype="f32", connectivity=32, expansion_add=200)
+    py.add(keys, items, threads=os.cpu_count())
+    print(f"usearch (Python package) M=32: build {time.perf_counter() - t0:.1f} s", flush=True)
+    for v in ([128] if args.quick else EF_GRID):
+        py.expansion_search = v
+
+        def one_py(q, u):
+            m = py.search(q, 50, threads=1)
+            return m.keys.astype(np.int64), 1.0 - m.distances
+
+        measure(f"usearch (Python package) M=32 none ef={v}", one_py, interests, counts, truths[None], users)
+    del py
+    t0 = time.perf_counter()
+    h = lib.ufx_new(d, 32, 200, 64)
+    if not h or lib.ufx_add(h, n, items.ctypes.data, keys.ctypes.data, os.cpu_count()) != 0:
+        raise RuntimeError("usearch wrapper: the index could not be built")
+    print(f"usearch (C++ predicate) M=32: build {time.perf_counter() - t0:.1f} s", flush=True)
+    try:
+        for sel in SELECTIVITIES:
+            bits = None
+            if sel is not None:
+                mask = np.zeros(n + 1, dtype=bool)
+                mask[1:] = bucket < int(sel * 10000)
+                bits = np.packbits(mask.astype(np.uint8), bitorder="little")
+            for v in ([128] if args.quick else EF_GRID):
+                lib.ufx_set_ef(h, v)
+
+                def one(q, u, bits=bits):
+                    out_i = np.empty((len(q), 50), dtype=np.int64)
+                    out_s = np.empty((len(q), 50), dtype=np.float32)
+                    lib.ufx_search(h, q.ctypes.data, len(q), 50, None if bits is None else bits.ctypes.data,
+                                   0 if bits is None else n + 1, out_i.ctypes.data, out_s.ctypes.data)
+                    return out_i, out_s
+
+                measure(f"usearch (C++ predicate) M=32 {label(sel)} ef={v}", one, interests, counts, truths[sel], users)
+    finally:
+        lib.ufx_free(h)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
     ap.add_argument("--users", type=int, default=500)
-    ap.add_argument("--systems", default="mindrec,faiss,hnswlib")
+    ap.add_argument("--systems", default="mindrec,faiss,hnswlib,usearch")
+    ap.add_argument("--usearch-lib", default="")
     ap.add_argument("--nlist", type=int, default=4096)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--uncached", action="store_true")
@@ -207,13 +270,9 @@ def main():
         truths[sel] = truth(items, interests, counts, allowed, users)
         print(f"selectivity {label(sel)}: {len(allowed)} allowed items", flush=True)
     print("| system, setting | recall@50 | p50 ms | p99 ms |\n|---|---:|---:|---:|")
+    runs = {"mindrec": run_mindrec, "faiss": run_faiss, "hnswlib": run_hnswlib, "usearch": run_usearch}
     for name in args.systems.split(","):
-        if name == "usearch":
-            continue  # reported below
-        {"mindrec": run_mindrec, "faiss": run_faiss, "hnswlib": run_hnswlib}[name](items, bucket, interests, counts,
-                                                                                 truths, users, args)
-    if "usearch" in args.systems:
-        print("usearch: not measured (its Python API has no filter predicate)")
+        runs[name](items, bucket, interests, counts, truths, users, args)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ done
 # shellcheck source=benchmarks/lib.sh
 . benchmarks/lib.sh
 venv=$(peers_venv)
+ulib=$(usearch_filter_lib "$venv")
 nlist=4096
 [ "$items" -lt 200000 ] && nlist=256
 work=$(mktemp -d)
@@ -35,7 +36,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 "$build/benchmarks/bench_store" --items "$items" --users "$users" --noise 1.5 --search-only --export "$work" \
   --backends flat > /dev/null
 PYTHONPATH="$work/pkg" "$venv/bin/python" benchmarks/filter_peers.py "$work" --users "$users" --nlist "$nlist" \
-  --systems mindrec,faiss,hnswlib,usearch $quick $uncached | tee "$work/rows.txt"
+  --systems mindrec,faiss,hnswlib,usearch --usearch-lib "$ulib" $quick $uncached | tee "$work/rows.txt"
 python3 - "$work/rows.txt" <<'PY'
 import re, sys
 best = {}  # (selectivity, family) -> (p99, p50, recall, name)
@@ -45,7 +46,7 @@ for line in open(sys.argv[1]):
         continue
     w = c[0].split()
     sel = next(x for x in w if x == "none" or x.endswith("%"))
-    fam = " ".join(w[:2]) if w[0] in ("mindrec", "faiss-cpu") else w[0]
+    fam = " ".join(w[:2]) if w[0] in ("mindrec", "faiss-cpu") else " ".join(w[:3]) if w[0] == "usearch" else w[0]
     fam = re.sub(r"\?.*", "", fam)
     cand = (float(c[3]), float(c[2]), float(c[1]), c[0])
     if float(c[1]) >= 0.95 and ((sel, fam) not in best or cand < best[(sel, fam)]):

@@ -13,6 +13,37 @@ peers_venv() {
   echo "$venv"
 }
 
+# usearch_filter_lib VENV: prints the shared library of benchmarks/peers/usearch_filter.cpp (usearch's
+# C++ filtered search for filter_peers.py), built once per machine and usearch version against
+# the headers of the sdist of the version installed in VENV (cached beside the peers' venv).
+usearch_filter_lib() {
+  local venv=$1 ver cache src lib
+  ver=$("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('usearch'))")
+  cache=${USEARCH_FILTER_CACHE:-$HOME/.cache/mindrec-ci/usearch-filter}
+  lib="$cache/usearch_filter-$ver-$(sha256sum benchmarks/peers/usearch_filter.cpp | cut -c1-12).so"
+  if [ ! -f "$lib" ]; then
+    mkdir -p "$cache"
+    src="$cache/usearch-$ver"
+    if [ ! -f "$src/include/usearch/index_dense.hpp" ]; then
+      # The sdist alone (its metadata step needs setuptools, wheel, pybind11 and numpy).
+      "$venv/bin/pip" install -q --disable-pip-version-check setuptools wheel pybind11 >&2
+      "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary usearch --no-build-isolation \
+        "usearch==$ver" -d "$cache" >&2
+      tar xzf "$cache/usearch-$ver.tar.gz" -C "$cache"
+    fi
+    # Compiled as the package's setup.py compiles its module: NumKong's kernels (dynamic dispatch,
+    # resolved at run time from the numkong package that `import usearch` loads globally), -O3
+    # -ffast-math, and the NK_TARGET_* settings setup.py passes.
+    local defs
+    defs=$(grep -o '("NK_[A-Z0-9_]*", "0")' "$src/setup.py" | sed 's/("\(NK_[A-Z0-9_]*\)", "0")/-D\1=0/')
+    # shellcheck disable=SC2086
+    g++ -std=c++17 -O3 -ffast-math -march=native -shared -fPIC -DUSEARCH_USE_NUMKONG=1 -DNK_DYNAMIC_DISPATCH=1 $defs \
+      -I "$src/include" -I "$src/numkong/include" benchmarks/peers/usearch_filter.cpp -o "$lib.tmp" -lpthread &&
+      mv "$lib.tmp" "$lib"
+  fi
+  echo "$lib"
+}
+
 # serve_url LOG PID [SECONDS]: prints http://127.0.0.1:PORT once the server that writes LOG
 # (its stdout and stderr) listens and has loaded its model (/healthz no longer "loading");
 # prints the log and returns 1 if it exits or takes longer than SECONDS (default 900).
