@@ -253,7 +253,7 @@ class MINDREC_API VectorStore {
   void search_allowed_exactly(int64_t nq, const float* queries, int k, int64_t* ids, float* scores,
                               const SearchContext& ctx, const FilterEntry& e) const;
   void coded_topk(int64_t nq, const float* queries, int kk, int64_t* rid, float* rsc, const FilterEntry& e) const;
-  static void encode_exact_set(FilterEntry& e, size_t d);
+  static void encode_exact_set(const FilterEntry& e, size_t d);
   void check_batch(const char* op, int64_t n, const float* vectors, const int64_t* ids,
                    bool refuse_stored) const;
   /// An upsert on a backend with remote attributes (holding the writers' lock, batch checked).

@@ -55,10 +55,13 @@ struct VectorStore::FilterEntry {
   // A large set's vectors also as SQ8 codes of their own range (lo + step * code per
   // dimension), 16 to a block, dimension-major (simd.hpp's block16_dot_u8): a call scores the
   // codes (a quarter of the bytes) and re-scores exactly the rows whose approximate score can
-  // still reach the k-th best, which keeps the result exact (coded_topk).
-  std::vector<uint8_t, detail::HugePageAllocator<uint8_t>> codes;
-  std::vector<float> lo, step;
-  double bias_max = 0;  // the largest |bias|
+  // still reach the k-th best, which keeps the result exact (coded_topk). Made by the entry's
+  // second search (an entry used once, e.g. after every write, never pays for them), once.
+  mutable std::atomic<int> uses{0};
+  mutable std::once_flag coded;
+  mutable std::vector<uint8_t, detail::HugePageAllocator<uint8_t>> codes;
+  mutable std::vector<float> lo, step;
+  mutable double bias_max = 0;  // the largest |bias|
 };
 
 struct VectorStore::Lock {
@@ -381,9 +384,10 @@ std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const 
       e->bias.resize(e->cand.size());
       for (size_t i = 0; i < e->cand.size(); ++i) e->bias[i] = float(-0.5 * detail::squared_norm(e->vecs.data() + i * d, int(d)));
     }
-    if (e->cand.size() >= kCodedExactRows) encode_exact_set(*e, d);
   }
-  const size_t bytes = e->allowed.bits.size() * 8 + e->vecs.size() * 4 + e->codes.size() + e->cand.size() * 8;
+  // (The codes, d bytes per gathered row, are counted before they exist.)
+  const size_t bytes =
+      e->allowed.bits.size() * 8 + e->vecs.size() * 4 + e->cand.size() * (8 + size_t(dim_));
   if (bytes <= kPlanCacheBytes) {
     std::lock_guard<std::mutex> l(lock_->cache_mutex);
     lock_->cache.insert(lock_->cache.begin(), e);
@@ -392,7 +396,7 @@ std::shared_ptr<const VectorStore::FilterEntry> VectorStore::filter_entry(const 
   return e;
 }
 
-void VectorStore::encode_exact_set(FilterEntry& e, size_t d) {
+void VectorStore::encode_exact_set(const FilterEntry& e, size_t d) {
   // SQ8 codes of the gathered rows [n, d] over their own per-dimension range, rounded to the
   // nearest step: each coordinate is lo + step * code within step / 2.
   const size_t n = e.cand.size(), blocks = (n + 15) / 16;
@@ -408,11 +412,15 @@ void VectorStore::encode_exact_set(FilterEntry& e, size_t d) {
   for (size_t j = 0; j < d; ++j) e.step[j] = (hi[j] - e.lo[j]) / 255.0f;
   e.bias_max = 0;
   for (const float b : e.bias) e.bias_max = std::max(e.bias_max, std::fabs(double(b)));
+  std::vector<float> inv(d);
+  for (size_t j = 0; j < d; ++j) inv[j] = e.step[j] > 0 ? 1.0f / e.step[j] : 0.0f;
   e.codes.assign(blocks * 16 * d, 0);
   for (size_t i = 0; i < n; ++i)
     for (size_t j = 0; j < d; ++j) {
-      const float s = e.step[j];
-      const float c = s > 0 ? std::nearbyint((x[i * d + j] - e.lo[j]) / s) : 0.0f;
+      // Rounded to the nearest code; x * (1 / step) may round differently from x / step, but
+      // the code is then still within step / 2 + a float rounding, which coded_topk's bound
+      // covers (its 2^-23 terms).
+      const float c = std::nearbyint((x[i * d + j] - e.lo[j]) * inv[j]);
       e.codes[((i / 16) * d + j) * 16 + i % 16] = uint8_t(std::clamp(c, 0.0f, 255.0f));
     }
 }
@@ -429,9 +437,10 @@ void VectorStore::search_allowed_exactly(int64_t nq, const float* queries, int k
   const int kk = int(std::min<int64_t>(int64_t(k) + extra, std::max<int64_t>(1, int64_t(cand.size()))));
   std::vector<int64_t> rid(size_t(nq) * kk);
   std::vector<float> rsc(size_t(nq) * kk);
-  if (!e.codes.empty() && nq <= kCodedExactQueries)
+  if (cand.size() >= kCodedExactRows && nq <= kCodedExactQueries && e.uses.fetch_add(1) >= 1) {
+    std::call_once(e.coded, [&] { encode_exact_set(e, size_t(dim_)); });
     coded_topk(nq, queries, kk, rid.data(), rsc.data(), e);
-  else
+  } else
     exact_topk(e.vecs.data(), int64_t(cand.size()), dim_, queries, nq, kk, rid.data(), rsc.data(), 1,
                l2 ? e.bias.data() : nullptr);
   for (int64_t q = 0; q < nq; ++q) {

@@ -531,11 +531,12 @@ TEST_CASE("the planner's exact path only for allowed sets whose vectors fit its 
 }
 
 TEST_CASE("the exact path over SQ8 codes - near-duplicates below one code step and a large offset - equals brute force among the allowed items") {
-  // flat's planner scores a filter allowing <= 5% exactly; a set of >= 1,024 rows is scored on
-  // its SQ8 codes first and the rows that can still reach the k-th best re-scored exactly.
+  // flat's planner scores a filter allowing <= 5% exactly; from its cache entry's second search
+  // on, a set of >= 1,024 rows is scored on its SQ8 codes first and the rows that can still
+  // reach the k-th best re-scored exactly (the first search scans the floats).
   // Groups of 8 near-duplicates differ by up to 0.021 in one coordinate (the codes' step is
   // about 0.03 here: their codes mostly tie, their exact scores do not), so only the error
-  // bound's re-scoring ranks them; a batch of 65 queries takes the float scan instead (the same
+  // bound's re-scoring ranks them; a batch of 65 queries takes the float scan (the same
   // answer). Oracle: brute force in double; each answer's true score must equal the oracle's at
   // its rank within float rounding (2^-23 d sum |q x|), which a wrong member of a group misses.
   // (Mutation-checked: re-scoring only rows at or above the k-th approximate score fails.)
@@ -573,8 +574,11 @@ TEST_CASE("the exact path over SQ8 codes - near-duplicates below one code step a
       REQUIRE(aid.size() == 1600);
       SearchOptions o;
       o.filter = "bucket == 0";
-      for (const int batch : {12, 65}) {
+      int call = 0;
+      for (const int batch : {12, 12, 65}) {  // the floats, the codes, the floats (a large batch)
         CAPTURE(batch);
+        ++call;
+        CAPTURE(call);
         std::vector<int64_t> got(size_t(batch) * k);
         std::vector<float> sc(size_t(batch) * k);
         s->search(batch, q.data(), k, got.data(), sc.data(), o);
