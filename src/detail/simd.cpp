@@ -58,32 +58,26 @@ uint32_t pq4_block_scalar(const uint8_t* block, const uint8_t* lut, size_t npair
   return mask;
 }
 
-void block16_dot_scalar(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+// Float vectors or uint8 codes (the caller folds scale and offset into q and a constant).
+template <class T>
+void block16_scalar(const T* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
   const size_t stride = nblocks * 16;
   for (size_t b = 0; b < nblocks; ++b)
     for (size_t i = 0; i < nq; ++i) {
       float acc[16] = {};
       for (size_t j = 0; j < d; ++j) {
         const float qj = q[i * d + j];
-        const float* c = ct + (b * d + j) * 16;
-        for (size_t l = 0; l < 16; ++l) acc[l] += qj * c[l];
-      }
-      for (size_t l = 0; l < 16; ++l) out[i * stride + b * 16 + l] = acc[l];
-    }
-}
-
-void block16_dot_u8_scalar(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
-  const size_t stride = nblocks * 16;
-  for (size_t b = 0; b < nblocks; ++b)
-    for (size_t i = 0; i < nq; ++i) {
-      float acc[16] = {};
-      for (size_t j = 0; j < d; ++j) {
-        const float qj = q[i * d + j];
-        const uint8_t* c = ct + (b * d + j) * 16;
+        const T* c = ct + (b * d + j) * 16;
         for (size_t l = 0; l < 16; ++l) acc[l] += qj * float(c[l]);
       }
       for (size_t l = 0; l < 16; ++l) out[i * stride + b * 16 + l] = acc[l];
     }
+}
+void block16_dot_scalar(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  block16_scalar(ct, nblocks, d, q, nq, out);
+}
+void block16_dot_u8_scalar(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
+  block16_scalar(ct, nblocks, d, q, nq, out);
 }
 
 #if MINDREC_X86
@@ -222,11 +216,13 @@ __attribute__((target("avx2,fma"))) uint32_t pq4_block_avx2(const uint8_t* block
   return pq4_finish_avx2(lo, lo_odd, hi, hi_odd, threshold, sums);
 }
 
-// The coarse scores' loop over blocks and query groups: part[m - 1] scores m <= width queries
+// The block scores' loop over blocks and query groups: part[m - 1] scores m <= width queries
 // against one block (the ISA kernels below, the query count a template parameter so that
-// their accumulators stay in registers).
-using Block16Part = void (*)(const float* cb, size_t d, const float* q, float* out, size_t stride);
-void block16_drive(const Block16Part* part, size_t width, const float* ct, size_t nblocks, size_t d, const float* q,
+// their accumulators stay in registers). T: float vectors or uint8 codes.
+template <class T>
+using Block16Part = void (*)(const T* cb, size_t d, const float* q, float* out, size_t stride);
+template <class T>
+void block16_drive(const Block16Part<T>* part, size_t width, const T* ct, size_t nblocks, size_t d, const float* q,
                    size_t nq, float* out) {
   const size_t stride = nblocks * 16;
   for (size_t b = 0; b < nblocks; ++b)
@@ -236,16 +232,26 @@ void block16_drive(const Block16Part* part, size_t width, const float* ct, size_
     }
 }
 
-// Coarse scores, AVX2: a block's 16 vectors are two 8-lane registers per dimension, each
+// One dimension's 16 values as two 8-lane float registers (codes widened once per load).
+__attribute__((target("avx2,fma"))) inline void load16_avx2(const float* c, __m256* lo, __m256* hi) {
+  *lo = _mm256_loadu_ps(c), *hi = _mm256_loadu_ps(c + 8);
+}
+__attribute__((target("avx2,fma"))) inline void load16_avx2(const uint8_t* c, __m256* lo, __m256* hi) {
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+  *lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x));
+  *hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(x, 8)));
+}
+// Block scores, AVX2: a block's 16 vectors are two 8-lane registers per dimension, each
 // query's coordinate broadcast; up to four queries at a time (eight accumulators; the count a
 // template parameter, so they stay in registers).
-template <int M>
-__attribute__((target("avx2,fma"))) void block16_avx2_m(const float* cb, size_t d, const float* q, float* out,
+template <class T, int M>
+__attribute__((target("avx2,fma"))) void block16_avx2_m(const T* cb, size_t d, const float* q, float* out,
                                                          size_t stride) {
   __m256 lo[M], hi[M];
   for (int i = 0; i < M; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
   for (size_t j = 0; j < d; ++j) {
-    const __m256 c0 = _mm256_loadu_ps(cb + j * 16), c1 = _mm256_loadu_ps(cb + j * 16 + 8);
+    __m256 c0, c1;
+    load16_avx2(cb + j * 16, &c0, &c1);
     for (int i = 0; i < M; ++i) {
       const __m256 qj = _mm256_broadcast_ss(q + size_t(i) * d + j);
       lo[i] = _mm256_fmadd_ps(c0, qj, lo[i]);
@@ -257,47 +263,14 @@ __attribute__((target("avx2,fma"))) void block16_avx2_m(const float* cb, size_t 
     _mm256_storeu_ps(out + size_t(i) * stride + 8, hi[i]);
   }
 }
-const Block16Part kBlock16Avx2[] = {block16_avx2_m<1>, block16_avx2_m<2>, block16_avx2_m<3>, block16_avx2_m<4>};
+template <class T>
+const Block16Part<T> kBlock16Avx2[] = {block16_avx2_m<T, 1>, block16_avx2_m<T, 2>, block16_avx2_m<T, 3>,
+                                       block16_avx2_m<T, 4>};
 void block16_dot_avx2(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
-  block16_drive(kBlock16Avx2, 4, ct, nblocks, d, q, nq, out);
+  block16_drive(kBlock16Avx2<float>, 4, ct, nblocks, d, q, nq, out);
 }
-
-// The same over uint8 codes: a dimension's 16 bytes widened to two 8-lane float registers
-// once, then multiplied by each query's coordinate.
-using Block16U8Part = void (*)(const uint8_t* cb, size_t d, const float* q, float* out, size_t stride);
-void block16_u8_drive(const Block16U8Part* part, size_t width, const uint8_t* ct, size_t nblocks, size_t d,
-                      const float* q, size_t nq, float* out) {
-  const size_t stride = nblocks * 16;
-  for (size_t b = 0; b < nblocks; ++b)
-    for (size_t i0 = 0; i0 < nq; i0 += width) {
-      const size_t m = nq - i0 < width ? nq - i0 : width;
-      part[m - 1](ct + b * d * 16, d, q + i0 * d, out + i0 * stride + b * 16, stride);
-    }
-}
-template <int M>
-__attribute__((target("avx2,fma"))) void block16_u8_avx2_m(const uint8_t* cb, size_t d, const float* q, float* out,
-                                                            size_t stride) {
-  __m256 lo[M], hi[M];
-  for (int i = 0; i < M; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
-  for (size_t j = 0; j < d; ++j) {
-    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cb + j * 16));
-    const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x));
-    const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(x, 8)));
-    for (int i = 0; i < M; ++i) {
-      const __m256 qj = _mm256_broadcast_ss(q + size_t(i) * d + j);
-      lo[i] = _mm256_fmadd_ps(c0, qj, lo[i]);
-      hi[i] = _mm256_fmadd_ps(c1, qj, hi[i]);
-    }
-  }
-  for (int i = 0; i < M; ++i) {
-    _mm256_storeu_ps(out + size_t(i) * stride, lo[i]);
-    _mm256_storeu_ps(out + size_t(i) * stride + 8, hi[i]);
-  }
-}
-const Block16U8Part kBlock16U8Avx2[] = {block16_u8_avx2_m<1>, block16_u8_avx2_m<2>, block16_u8_avx2_m<3>,
-                                        block16_u8_avx2_m<4>};
 void block16_dot_u8_avx2(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
-  block16_u8_drive(kBlock16U8Avx2, 4, ct, nblocks, d, q, nq, out);
+  block16_drive(kBlock16Avx2<uint8_t>, 4, ct, nblocks, d, q, nq, out);
 }
 
 // ---- AVX-512F: masked tails, so no scalar remainder ----
@@ -346,41 +319,32 @@ __attribute__((target("avx512f"))) float dot_u8_avx512(const float* q, const uin
   for (; i < n; ++i) s += q[i] * float(c[i]);
   return s;
 }
-// Coarse scores, AVX-512: a block's 16 vectors are one register per dimension, each query's
+// Block scores, AVX-512: a block's 16 vectors are one register per dimension, each query's
 // coordinate broadcast; up to eight queries at a time.
-template <int M>
-__attribute__((target("avx512f"))) void block16_avx512_m(const float* cb, size_t d, const float* q, float* out,
+__attribute__((target("avx512f"))) inline __m512 load16_avx512(const float* c) { return _mm512_loadu_ps(c); }
+__attribute__((target("avx512f"))) inline __m512 load16_avx512(const uint8_t* c) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))));
+}
+template <class T, int M>
+__attribute__((target("avx512f"))) void block16_avx512_m(const T* cb, size_t d, const float* q, float* out,
                                                           size_t stride) {
   __m512 acc[M];
   for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
   for (size_t j = 0; j < d; ++j) {
-    const __m512 c = _mm512_loadu_ps(cb + j * 16);
+    const __m512 c = load16_avx512(cb + j * 16);
     for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(c, _mm512_set1_ps(q[size_t(i) * d + j]), acc[i]);
   }
   for (int i = 0; i < M; ++i) _mm512_storeu_ps(out + size_t(i) * stride, acc[i]);
 }
-const Block16Part kBlock16Avx512[] = {block16_avx512_m<1>, block16_avx512_m<2>, block16_avx512_m<3>, block16_avx512_m<4>,
-                                       block16_avx512_m<5>, block16_avx512_m<6>, block16_avx512_m<7>, block16_avx512_m<8>};
+template <class T>
+const Block16Part<T> kBlock16Avx512[] = {block16_avx512_m<T, 1>, block16_avx512_m<T, 2>, block16_avx512_m<T, 3>,
+                                         block16_avx512_m<T, 4>, block16_avx512_m<T, 5>, block16_avx512_m<T, 6>,
+                                         block16_avx512_m<T, 7>, block16_avx512_m<T, 8>};
 void block16_dot_avx512(const float* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
-  block16_drive(kBlock16Avx512, 8, ct, nblocks, d, q, nq, out);
+  block16_drive(kBlock16Avx512<float>, 8, ct, nblocks, d, q, nq, out);
 }
-template <int M>
-__attribute__((target("avx512f"))) void block16_u8_avx512_m(const uint8_t* cb, size_t d, const float* q, float* out,
-                                                             size_t stride) {
-  __m512 acc[M];
-  for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps();
-  for (size_t j = 0; j < d; ++j) {
-    const __m512 c =
-        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cb + j * 16))));
-    for (int i = 0; i < M; ++i) acc[i] = _mm512_fmadd_ps(c, _mm512_set1_ps(q[size_t(i) * d + j]), acc[i]);
-  }
-  for (int i = 0; i < M; ++i) _mm512_storeu_ps(out + size_t(i) * stride, acc[i]);
-}
-const Block16U8Part kBlock16U8Avx512[] = {block16_u8_avx512_m<1>, block16_u8_avx512_m<2>, block16_u8_avx512_m<3>,
-                                          block16_u8_avx512_m<4>, block16_u8_avx512_m<5>, block16_u8_avx512_m<6>,
-                                          block16_u8_avx512_m<7>, block16_u8_avx512_m<8>};
 void block16_dot_u8_avx512(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
-  block16_u8_drive(kBlock16U8Avx512, 8, ct, nblocks, d, q, nq, out);
+  block16_drive(kBlock16Avx512<uint8_t>, 8, ct, nblocks, d, q, nq, out);
 }
 __attribute__((target("avx512f,avx512bw,avx2,fma"))) __m256i add_halves_avx512(__m512i x) {
   return _mm256_add_epi16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));

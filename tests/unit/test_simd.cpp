@@ -103,64 +103,50 @@ TEST_CASE("SIMD 4-bit PQ block scan - every level - sums the tables over codes p
   CHECK(levels >= 12);
 }
 
-TEST_CASE("SIMD block-of-16 inner products (the IVF coarse assignment) - every level - agree with a double loop") {
-  // Vectors stored 16 to a block, dimension-major; every query count from 1 to 11 (the
-  // kernels take 4 or 8 at a time) and dimensions 1, 7, 64.
-  for (const size_t d : {size_t(1), size_t(7), size_t(64)}) {
-    const size_t nblocks = 3, nv = nblocks * 16;
-    const auto v = test::random_vectors(int64_t(nv), int(d), 5);  // [vector][dim]
-    std::vector<float> ct(nv * d);
-    for (size_t r = 0; r < nv; ++r)
-      for (size_t j = 0; j < d; ++j) ct[((r / 16) * d + j) * 16 + r % 16] = v[r * d + j];
-    for (size_t nq = 1; nq <= 11; ++nq) {
-      const auto q = test::random_vectors(int64_t(nq), int(d), 6);
-      for (const char* level : {"avx512", "avx2", "sse2", "scalar"}) {
-        const detail::SimdKernels* k = detail::simd_level(level);
-        if (!k) continue;
-        CAPTURE(std::string(level));
-        CAPTURE(d);
-        CAPTURE(nq);
-        std::vector<float> out(nq * nv, -1.f);
-        k->block16_dot(ct.data(), nblocks, d, q.data(), nq, out.data());
-        for (size_t i = 0; i < nq; ++i)
-          for (size_t r = 0; r < nv; ++r) {
-            double want = 0;
-            for (size_t j = 0; j < d; ++j) want += double(q[i * d + j]) * v[r * d + j];
-            CHECK(out[i * nv + r] == doctest::Approx(want).epsilon(1e-5).scale(1));
-          }
-      }
+namespace {
+// Vectors v [48, d] (float or uint8) stored 16 to a block, dimension-major, scored by
+// `kernel(level)` for every query count from 1 to 11 (the kernels take 4 or 8 at a time)
+// against a double loop at every level this CPU has.
+template <class T, class Kernel>
+void check_block16(const std::vector<T>& v, size_t d, double scale, const Kernel& kernel) {
+  const size_t nblocks = 3, nv = nblocks * 16;
+  std::vector<T> ct(nv * d);
+  for (size_t r = 0; r < nv; ++r)
+    for (size_t j = 0; j < d; ++j) ct[((r / 16) * d + j) * 16 + r % 16] = v[r * d + j];
+  for (size_t nq = 1; nq <= 11; ++nq) {
+    const auto q = test::random_vectors(int64_t(nq), int(d), 6);
+    for (const char* level : {"avx512", "avx2", "sse2", "scalar"}) {
+      const detail::SimdKernels* k = detail::simd_level(level);
+      if (!k) continue;
+      CAPTURE(std::string(level));
+      CAPTURE(d);
+      CAPTURE(nq);
+      std::vector<float> out(nq * nv, -1.f);
+      kernel(*k)(ct.data(), nblocks, d, q.data(), nq, out.data());
+      for (size_t i = 0; i < nq; ++i)
+        for (size_t r = 0; r < nv; ++r) {
+          double want = 0;
+          for (size_t j = 0; j < d; ++j) want += double(q[i * d + j]) * double(v[r * d + j]);
+          CHECK(out[i * nv + r] == doctest::Approx(want).epsilon(1e-5).scale(scale));
+        }
     }
   }
 }
+}  // namespace
+
+TEST_CASE("SIMD block-of-16 inner products (the IVF coarse assignment) - every level - agree with a double loop") {
+  for (const size_t d : {size_t(1), size_t(7), size_t(64)})
+    check_block16(test::random_vectors(48, int(d), 5), d, 1.0,
+                  [](const detail::SimdKernels& k) { return k.block16_dot; });
+}
 
 TEST_CASE("SIMD block-of-16 inner products over uint8 codes (the planner's exact path) - every level - agree with a double loop") {
-  // Codes stored 16 to a block, dimension-major; codes 0 and 255 included (the widening must
-  // not sign-extend); every query count from 1 to 11 and dimensions 1, 7, 64.
+  // Codes 0 and 255 included (the widening must not sign-extend).
   for (const size_t d : {size_t(1), size_t(7), size_t(64)}) {
-    const size_t nblocks = 3, nv = nblocks * 16;
-    std::vector<uint8_t> c(nv * d), ct(nv * d);
+    std::vector<uint8_t> c(48 * d);
     std::mt19937 rng(11);
-    for (size_t r = 0; r < nv; ++r)
+    for (size_t r = 0; r < 48; ++r)
       for (size_t j = 0; j < d; ++j) c[r * d + j] = r == 0 ? 255 : r == 1 ? 0 : uint8_t(rng() & 0xFF);
-    for (size_t r = 0; r < nv; ++r)
-      for (size_t j = 0; j < d; ++j) ct[((r / 16) * d + j) * 16 + r % 16] = c[r * d + j];
-    for (size_t nq = 1; nq <= 11; ++nq) {
-      const auto q = test::random_vectors(int64_t(nq), int(d), 6);
-      for (const char* level : {"avx512", "avx2", "sse2", "scalar"}) {
-        const detail::SimdKernels* k = detail::simd_level(level);
-        if (!k) continue;
-        CAPTURE(std::string(level));
-        CAPTURE(d);
-        CAPTURE(nq);
-        std::vector<float> out(nq * nv, -1.f);
-        k->block16_dot_u8(ct.data(), nblocks, d, q.data(), nq, out.data());
-        for (size_t i = 0; i < nq; ++i)
-          for (size_t r = 0; r < nv; ++r) {
-            double want = 0;
-            for (size_t j = 0; j < d; ++j) want += double(q[i * d + j]) * c[r * d + j];
-            CHECK(out[i * nv + r] == doctest::Approx(want).epsilon(1e-5).scale(255));
-          }
-      }
-    }
+    check_block16(c, d, 255.0, [](const detail::SimdKernels& k) { return k.block16_dot_u8; });
   }
 }
