@@ -467,10 +467,7 @@ void VectorStore::coded_topk(int64_t nq, const float* queries, int kk, int64_t* 
   // generously). The kk best approximate scores put the kk-th best exact score at or above
   // T - err (T the kk-th best approximate score), so every row of the exact top-kk has an
   // approximate score >= T - 2 err: those rows, scored exactly, give the exact scan's top-kk
-  // (the same tie rule).
-  for (int64_t i = 0; i < nq * dim_; ++i)  // NaN would reach the k-selection's comparisons
-    if (!std::isfinite(queries[i]))
-      throw InvalidArgument("exact_topk: query " + std::to_string(i / dim_) + " holds NaN or Inf");
+  // (the same tie rule). The queries are finite: search() checked them (check_queries).
   const size_t d = size_t(dim_), n = e.cand.size(), blocks = (n + 15) / 16, stride = blocks * 16;
   const bool l2 = metric_ == Metric::l2;
   const auto& k = detail::simd();
