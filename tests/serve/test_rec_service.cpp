@@ -1209,6 +1209,32 @@ TEST_CASE("serve: every endpoint is in /openapi.json and /docs") {
     CHECK(doc["paths"].contains(path));
     CHECK(serve::RecService::docs_html().find(std::string("<code>") + path + "</code>") != std::string::npos);
   }
+  // Every response example of the document is on the page, "example" and each of "examples"
+  // (the page once read a missing "example" through a const operator[]: undefined behaviour
+  // that crashed the server now and then on GET /docs).
+  const std::string& html = serve::RecService::docs_html();
+  int examples = 0;
+  for (const auto& [path, methods] : doc["paths"].items())
+    for (const auto& [method, op] : methods.items()) {
+      if (!op.contains("responses")) continue;
+      for (const auto& [code, r] : op["responses"].items()) {
+        if (!r.contains("content") || !r["content"].contains("application/json")) continue;
+        const json& media = r["content"]["application/json"];
+        std::vector<json> shown;
+        if (media.contains("example")) shown.push_back(media["example"]);
+        if (media.contains("examples"))
+          for (const auto& [name, e] : media["examples"].items()) shown.push_back(e["value"]);
+        for (const json& e : shown) {
+          CAPTURE(path);
+          CAPTURE(code);
+          std::string escaped;
+          for (char c : e.dump()) escaped += c == '"' ? std::string("&quot;") : std::string(1, c);
+          CHECK(html.find("<pre>" + escaped + "</pre>") != std::string::npos);
+          ++examples;
+        }
+      }
+    }
+  CHECK(examples >= 10);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cctype>
+#include <initializer_list>
 #include <string>
 
 #include "mindrec/version.hpp"
@@ -26,6 +27,31 @@ std::string html_escape(const std::string& s) {
     }
   }
   return o;
+}
+
+// j[k0][k1]... or nullptr where a key is missing (operator[] on a const json with a missing
+// key is undefined behaviour: it crashed /docs now and then).
+const nlohmann::json* find_path(const nlohmann::json& j, std::initializer_list<const char*> keys) {
+  const nlohmann::json* at = &j;
+  for (const char* k : keys) {
+    if (!at->is_object()) return nullptr;
+    const auto it = at->find(k);
+    if (it == at->end()) return nullptr;
+    at = &*it;
+  }
+  return at;
+}
+
+// A media type's examples as <pre> blocks: "example", or every "examples" entry's "value".
+std::string examples_html(const nlohmann::json* media) {
+  std::string h;
+  if (media == nullptr) return h;
+  if (const auto* e = find_path(*media, {"example"})) h += "<pre>" + html_escape(e->dump()) + "</pre>\n";
+  if (const auto* es = find_path(*media, {"examples"}); es != nullptr && es->is_object())
+    for (auto e = es->begin(); e != es->end(); ++e)
+      if (const auto* v = find_path(e.value(), {"value"}))
+        h += "<p>" + html_escape(e.key()) + ":</p><pre>" + html_escape(v->dump()) + "</pre>\n";
+  return h;
 }
 }  // namespace
 
@@ -58,17 +84,14 @@ const std::string& RecService::docs_html() {
         h += "<h2><span class=\"m\">" + method + "</span> <code>" + html_escape(p.key()) + "</code></h2>\n<p>" +
              html_escape(op.value("summary", "")) + "</p>\n";
         if (op.contains("description")) h += "<p>" + html_escape(op["description"].get<std::string>()) + "</p>\n";
-        if (op.contains("requestBody")) {
-          const nlohmann::json& c = op["requestBody"]["content"]["application/json"];
-          if (c.contains("example"))
-            h += "<p>Request:</p><pre>curl -s -X " + method + " localhost:8000" + html_escape(p.key()) +
-                 " -H 'Content-Type: application/json' -d '" + html_escape(c["example"].dump()) + "'</pre>\n";
-        }
-        for (auto r = op["responses"].begin(); r != op["responses"].end(); ++r) {
-          h += "<p>" + html_escape(r.key()) + ": " + html_escape(r.value().value("description", "")) + "</p>\n";
-          if (r.value().contains("content"))
-            h += "<pre>" + html_escape(r.value()["content"]["application/json"]["example"].dump()) + "</pre>\n";
-        }
+        if (const auto* c = find_path(op, {"requestBody", "content", "application/json", "example"}))
+          h += "<p>Request:</p><pre>curl -s -X " + method + " localhost:8000" + html_escape(p.key()) +
+               " -H 'Content-Type: application/json' -d '" + html_escape(c->dump()) + "'</pre>\n";
+        if (const auto* rs = find_path(op, {"responses"}); rs != nullptr && rs->is_object())
+          for (auto r = rs->begin(); r != rs->end(); ++r) {
+            h += "<p>" + html_escape(r.key()) + ": " + html_escape(r.value().value("description", "")) + "</p>\n";
+            h += examples_html(find_path(r.value(), {"content", "application/json"}));
+          }
       }
     }
     h += "</body></html>\n";
