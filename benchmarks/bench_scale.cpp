@@ -3,12 +3,20 @@
 // few training batches, and single-user recall latency with the flat store at 1 and 2 scan
 // threads. Memory is read from /proc/self/status (VmRSS now, VmHWM peak).
 //
-//   bench_scale gen-weights --items N [--dim 64] --out W.safetensors --config-out C.yaml
+//   bench_scale gen-weights --items N [--dim 64] [--noise S] --out W.safetensors --config-out C.yaml
+//                          (--noise: clustered item vectors, synthetic_items.hpp; 1.5 = the
+//                          diffuse set of ann_target.sh; without it the weights are init_weights')
+//   bench_scale load --index F [--repeat 3]  (store load: GB/s of the file, from the page cache
+//                          and after evicting the file from it with posix_fadvise DONTNEED)
 //   bench_scale gen-clicks --lines N --users U --items I --out clicks.txt
 //   bench_scale load-clicks --data clicks.txt --items I [--train-batches B]
 //   bench_scale recall --config C.yaml --weights W --index F [--requests R]
 //   bench_scale catalogue --items N --out catalogue.csv  (raw ids of 10-16 bytes: write, load,
 //                          bytes per item beyond the raw ids, raw -> dense of 20-item histories)
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +37,7 @@
 #include "mindrec/train.hpp"
 #include "mindrec/vector_store.hpp"
 #include "mindrec/weights.hpp"
+#include "synthetic_items.hpp"
 
 namespace {
 
@@ -77,14 +86,24 @@ mindrec::Config scale_config(int64_t items, int dim) {
 int gen_weights(const Args& a) {
   const int64_t items = a.num("items");
   const int dim = int(a.num("dim", "64"));
-  const mindrec::Config c = scale_config(items, dim);
+  mindrec::Config c = scale_config(items, dim);
+  const bool clustered = a.kv.count("noise") > 0;
+  if (clustered) c.hyper_parameters.capsule.relu_layer = false;
   const auto t0 = Clock::now();
-  mindrec::save_weights(a.str("out"), mindrec::init_weights(c.hyper_parameters, 1));
+  {
+    mindrec::MindWeights w = mindrec::init_weights(c.hyper_parameters, 1);
+    if (clustered) {
+      mindrec::detail::Rng rng(42);
+      mindrec::bench::make_clustered_items(w, c.hyper_parameters, std::stof(a.str("noise")), rng);
+    }
+    mindrec::save_weights(a.str("out"), w);
+  }
   std::ofstream(a.str("config-out")) << "# written by bench_scale gen-weights\n"
                                      << "runner:\n  train_batch_size: 128\n  seed: 2021\n"
                                      << "hyper_parameters:\n  item_count: " << items
                                      << "\n  embedding_dim: " << dim << "\n  hidden_size: " << dim
-                                     << "\n  neg_samples: 128\n";
+                                     << "\n  neg_samples: 128\n"
+                                     << (clustered ? "  capsule:\n    relu_layer: false\n" : "");
   std::printf("wrote %lld x %d weights in %.1f s\n", static_cast<long long>(items), dim, since(t0));
   return 0;
 }
@@ -147,6 +166,42 @@ int load_clicks(const Args& a) {
     std::printf("training on it: %lld batches of 128 in %.1f s (%.0f samples/s), mean loss %.4f\n",
                 static_cast<long long>(batches), since(t1), s.samples_per_s, s.loss);
   }
+  return 0;
+}
+
+// Loads a store file `repeat` times from the page cache and `repeat` times after evicting it
+// (posix_fadvise DONTNEED: the next read goes to the disk, no root needed); prints GB/s of the
+// file's bytes, the best of each. Last line: load_gb_per_s_cached=A load_gb_per_s_evicted=B.
+int load(const Args& a) {
+  const std::string path = a.str("index");
+  const int repeat = int(a.num("repeat", "3"));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
+  const double gb = double(st.st_size) / 1e9;
+  auto evict = [&] {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw std::runtime_error("cannot open " + path);
+    ::fdatasync(fd);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  };
+  double best[2] = {1e30, 1e30};
+  int64_t n = 0;
+  std::string backend;
+  for (int evicted : {0, 1})
+    for (int r = 0; r < repeat + (evicted ? 0 : 1); ++r) {  // the first cached load warms the cache
+      if (evicted) evict();
+      const auto t0 = Clock::now();
+      auto store = mindrec::load_vector_store(path);
+      const double s = since(t0);
+      n = store->size();
+      backend = store->backend();
+      if (evicted || r > 0) best[evicted] = std::min(best[evicted], s);
+    }
+  std::printf("load %s (%lld vectors, %.2f GB): %.3f s from the page cache (%.2f GB/s), %.3f s evicted (%.2f GB/s); "
+              "best of %d\n",
+              backend.c_str(), static_cast<long long>(n), gb, best[0], gb / best[0], best[1], gb / best[1], repeat);
+  std::printf("load_gb_per_s_cached=%.3f load_gb_per_s_evicted=%.3f\n", gb / best[0], gb / best[1]);
   return 0;
 }
 
@@ -290,7 +345,7 @@ int catalogue(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_scale gen-weights|gen-clicks|load-clicks|recall --key value ...\n");
+    std::fprintf(stderr, "usage: bench_scale gen-weights|gen-clicks|load-clicks|recall|load|catalogue --key value ...\n");
     return 2;
   }
   try {
@@ -300,6 +355,7 @@ int main(int argc, char** argv) {
     if (cmd == "gen-clicks") return gen_clicks(a);
     if (cmd == "load-clicks") return load_clicks(a);
     if (cmd == "recall") return recall(a);
+    if (cmd == "load") return load(a);
     if (cmd == "catalogue") return catalogue(a);
     std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
     return 2;

@@ -42,6 +42,7 @@
 #include "mindrec/npy.hpp"
 #include "mindrec/retriever.hpp"
 #include "store/backends.hpp"
+#include "synthetic_items.hpp"
 
 namespace {
 
@@ -124,25 +125,12 @@ int main(int argc, char** argv) {
   mindrec::ModelConfig c;
   c.item_count = items;
   c.neg_samples = 10;
-  // Interests that point at the clusters a user clicked, as a trained MIND's do: bilinear map
-  // = identity and no ReLU layer, so interest k is the squashed routing-weighted sum of the
-  // user's item embeddings. (With random weights the interests are random directions, whose
-  // exact top-50 are the extreme items of the whole catalogue: a case no ANN index, and no
-  // trained model, presents.)
+  // Interests that point at the clusters a user clicked (synthetic_items.hpp).
   c.capsule.relu_layer = false;
   mindrec::MindWeights w = mindrec::init_weights(c, 1);
   mindrec::detail::Rng rng(42);
-  const int D = c.embedding_dim, L = c.maxlen, clusters = 2000;
-  std::vector<float> centre(size_t(clusters) * D);
-  for (auto& x : centre) x = float(rng.normal());
-  std::vector<int> cluster_of(items);
-  for (int64_t i = 1; i < items; ++i) {
-    cluster_of[i] = int(rng.below(clusters));
-    for (int d = 0; d < D; ++d)
-      w.item_emb[size_t(i) * D + d] = 0.1f * (centre[size_t(cluster_of[i]) * D + d] + noise * float(rng.normal()));
-  }
-  for (int i = 0; i < D; ++i)
-    for (int j = 0; j < c.hidden_size; ++j) w.bilinear[size_t(i) * c.hidden_size + j] = i == j ? 1.f : 0.f;
+  const int D = c.embedding_dim, L = c.maxlen, clusters = mindrec::bench::kClusters;
+  const std::vector<int> cluster_of = mindrec::bench::make_clustered_items(w, c, noise, rng);
   // --memory SPEC: the store's resident size when built from the item vectors in this process
   // (measured as RSS after - before: the id maps and every structure included) and the peak
   // during the build; --save FILE keeps it for a --load run.
