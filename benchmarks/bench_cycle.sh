@@ -63,7 +63,6 @@ fi
 gen=$build/benchmarks/bench_scale
 mindrec=$build/tools/mindrec
 table=$((items * 64 * 4))
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 rows=()
 slug() { tr -c 'A-Za-z0-9=._\n-' '_' <<<"$1"; }
 out_of() { echo "$dir/$(slug "$1").out"; }  # the output file of a timed step

@@ -182,8 +182,9 @@ int load(const Args& a) {
     const int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0) throw std::runtime_error("cannot open " + path);
     ::fdatasync(fd);
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    const int err = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     ::close(fd);
+    if (err != 0) throw std::runtime_error("posix_fadvise(DONTNEED) on " + path + " failed: the evicted loads would be cached ones");
   };
   double best[2] = {1e30, 1e30};
   int64_t n = 0;

@@ -52,7 +52,6 @@ fi
 gen=$build/benchmarks/bench_scale
 table=$((items * 64 * 4))  # bytes of one float table [items, 64]
 fail=0
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 check() {  # check NAME VALUE TARGET: prints and remembers a miss (VALUE <= TARGET wanted)
   local ok
   ok=$(awk -v v="$2" -v t="$3" 'BEGIN { print (v <= t) ? "met" : "MISSED" }')

@@ -63,3 +63,6 @@ serve_url() {
   echo "mindrec-serve did not load its model in $limit s" >&2
   return 1
 }
+
+# ratio A B: A / B with two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }

@@ -1209,32 +1209,46 @@ TEST_CASE("serve: every endpoint is in /openapi.json and /docs") {
     CHECK(doc["paths"].contains(path));
     CHECK(serve::RecService::docs_html().find(std::string("<code>") + path + "</code>") != std::string::npos);
   }
-  // Every response example of the document is on the page, "example" and each of "examples"
-  // (the page once read a missing "example" through a const operator[]: undefined behaviour
-  // that crashed the server now and then on GET /docs).
+  // Every example of the document, request and response, "example" and each of "examples",
+  // is on the page (the page once read a missing "example" through a const operator[]:
+  // undefined behaviour that crashed the server now and then on GET /docs; and it skipped
+  // "examples").
   const std::string& html = serve::RecService::docs_html();
-  int examples = 0;
+  auto escaped = [](const json& e) {
+    std::string out;
+    for (char c : e.dump())
+      out += c == '"' ? "&quot;" : c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : std::string(1, c);
+    return out;
+  };
+  auto examples_in = [](const json& media) {
+    std::vector<json> shown;
+    if (media.contains("example")) shown.push_back(media["example"]);
+    if (media.contains("examples"))
+      for (const auto& [name, e] : media["examples"].items()) shown.push_back(e["value"]);
+    return shown;
+  };
+  int requests = 0, responses = 0;
   for (const auto& [path, methods] : doc["paths"].items())
     for (const auto& [method, op] : methods.items()) {
+      CAPTURE(path);
+      if (op.contains("requestBody") && op["requestBody"]["content"].contains("application/json"))
+        for (const json& e : examples_in(op["requestBody"]["content"]["application/json"])) {
+          CHECK(html.find("localhost:8000" + path + " -H 'Content-Type: application/json' -d '" + escaped(e) + "'</pre>") !=
+                std::string::npos);
+          ++requests;
+        }
       if (!op.contains("responses")) continue;
       for (const auto& [code, r] : op["responses"].items()) {
         if (!r.contains("content") || !r["content"].contains("application/json")) continue;
-        const json& media = r["content"]["application/json"];
-        std::vector<json> shown;
-        if (media.contains("example")) shown.push_back(media["example"]);
-        if (media.contains("examples"))
-          for (const auto& [name, e] : media["examples"].items()) shown.push_back(e["value"]);
-        for (const json& e : shown) {
-          CAPTURE(path);
-          CAPTURE(code);
-          std::string escaped;
-          for (char c : e.dump()) escaped += c == '"' ? std::string("&quot;") : std::string(1, c);
-          CHECK(html.find("<pre>" + escaped + "</pre>") != std::string::npos);
-          ++examples;
+        CAPTURE(code);
+        for (const json& e : examples_in(r["content"]["application/json"])) {
+          CHECK(html.find("<pre>" + escaped(e) + "</pre>") != std::string::npos);
+          ++responses;
         }
       }
     }
-  CHECK(examples >= 10);
+  CHECK(requests >= 7);  // two of /rec/recall, two of /rec/items, one each of three others
+  CHECK(responses >= 10);
 }
 
 namespace {

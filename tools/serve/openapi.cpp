@@ -6,6 +6,8 @@
 #include <cctype>
 #include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "mindrec/version.hpp"
 #include "rec_service.hpp"
@@ -42,16 +44,19 @@ const nlohmann::json* find_path(const nlohmann::json& j, std::initializer_list<c
   return at;
 }
 
-// A media type's examples as <pre> blocks: "example", or every "examples" entry's "value".
-std::string examples_html(const nlohmann::json* media) {
-  std::string h;
-  if (media == nullptr) return h;
-  if (const auto* e = find_path(*media, {"example"})) h += "<pre>" + html_escape(e->dump()) + "</pre>\n";
+// A media type's examples: "example" (named ""), then every "examples" entry's "value".
+std::vector<std::pair<std::string, const nlohmann::json*>> examples_of(const nlohmann::json* media) {
+  std::vector<std::pair<std::string, const nlohmann::json*>> out;
+  if (media == nullptr) return out;
+  if (const auto* e = find_path(*media, {"example"})) out.emplace_back("", e);
   if (const auto* es = find_path(*media, {"examples"}); es != nullptr && es->is_object())
     for (auto e = es->begin(); e != es->end(); ++e)
-      if (const auto* v = find_path(e.value(), {"value"}))
-        h += "<p>" + html_escape(e.key()) + ":</p><pre>" + html_escape(v->dump()) + "</pre>\n";
-  return h;
+      if (const auto* v = find_path(e.value(), {"value"})) out.emplace_back(e.key(), v);
+  return out;
+}
+// "<p>LABEL (name):</p>" before an example, or "<p>LABEL:</p>" for an unnamed one.
+std::string example_label(const std::string& label, const std::string& name) {
+  return "<p>" + label + (name.empty() ? "" : " (" + html_escape(name) + ")") + ":</p>";
 }
 }  // namespace
 
@@ -84,13 +89,15 @@ const std::string& RecService::docs_html() {
         h += "<h2><span class=\"m\">" + method + "</span> <code>" + html_escape(p.key()) + "</code></h2>\n<p>" +
              html_escape(op.value("summary", "")) + "</p>\n";
         if (op.contains("description")) h += "<p>" + html_escape(op["description"].get<std::string>()) + "</p>\n";
-        if (const auto* c = find_path(op, {"requestBody", "content", "application/json", "example"}))
-          h += "<p>Request:</p><pre>curl -s -X " + method + " localhost:8000" + html_escape(p.key()) +
-               " -H 'Content-Type: application/json' -d '" + html_escape(c->dump()) + "'</pre>\n";
+        for (const auto& [name, e] : examples_of(find_path(op, {"requestBody", "content", "application/json"})))
+          h += example_label("Request", name) + "<pre>curl -s -X " + method + " localhost:8000" + html_escape(p.key()) +
+               " -H 'Content-Type: application/json' -d '" + html_escape(e->dump()) + "'</pre>\n";
         if (const auto* rs = find_path(op, {"responses"}); rs != nullptr && rs->is_object())
           for (auto r = rs->begin(); r != rs->end(); ++r) {
             h += "<p>" + html_escape(r.key()) + ": " + html_escape(r.value().value("description", "")) + "</p>\n";
-            h += examples_html(find_path(r.value(), {"content", "application/json"}));
+            for (const auto& [name, e] : examples_of(find_path(r.value(), {"content", "application/json"})))
+              h += (name.empty() ? std::string() : example_label("Example", name)) + "<pre>" + html_escape(e->dump()) +
+                   "</pre>\n";
           }
       }
     }
