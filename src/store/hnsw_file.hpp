@@ -136,7 +136,7 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
   g->maxlevel_ = int(top);
   g->enterpoint_node_ = tableint(entry);
   g->setEf(size_t(ef));
-  encode(*g, size_t(dim), 0);
+  encode(*g, 0);
   return {std::move(g), size_t(ef)};
 }
 

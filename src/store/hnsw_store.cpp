@@ -85,16 +85,17 @@ class HnswStore final : public VectorStore {
   void insert_aside(Graph& g, int64_t n, const float* vectors, const int64_t* ids) const {
     const size_t before = g.cur_element_count, need = before + size_t(n);
     if (need > g.max_elements_) {
-      g.resizeIndex(need);
+      g.resize(need);
       g.advise_huge_pages();
     }
+    g.size_codes(need);
     std::vector<int> levels(static_cast<size_t>(n));
     for (int& l : levels) l = g.draw_level();
+    const bool ip = metric() == Metric::inner_product;
     detail::parallel_for(n, n >= 256 ? 0 : 1, 64, [&](int64_t i) {
       detail::fault_point("hnsw.add.point");
-      g.insert(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]), levels[size_t(i)], nullptr);
+      g.insert(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]), levels[size_t(i)], nullptr, ip);
     });
-    hnsw::encode(g, size_t(dim()), before);
   }
 
   // A new graph of the live elements whose ids are not in `replaced` (sorted) and of the
@@ -131,7 +132,7 @@ class HnswStore final : public VectorStore {
   // ---- a batch into the graph, in place, in chunks ----
   // Room for n more elements: hnswlib's per-element arrays and the codes, grown by half when
   // they are short. What can be built aside is (the copies of the levels, the codes and their
-  // norms, the new lock and visited-list arrays); the exclusive section swaps them in and
+  // norms, the new visited-list pool); the exclusive section swaps them in and
   // remaps the level-0 block and the upper-level pointers (realloc: a remap of the pages for
   // blocks this large, no copy).
   void make_room(size_t n) {
@@ -142,7 +143,6 @@ class HnswStore final : public VectorStore {
       detail::fault_point("hnsw.grow");
       std::vector<int> levels(cap, 0);
       std::copy(g.element_levels_.begin(), g.element_levels_.begin() + ptrdiff_t(g.cur_element_count), levels.begin());
-      std::vector<std::mutex> locks(cap);
       auto pool = std::make_unique<hnswlib::VisitedListPool>(1, int(cap));
       exclusive([&] {
         char* level0 = static_cast<char*>(std::realloc(g.data_level0_memory_, cap * g.size_data_per_element_));
@@ -152,7 +152,6 @@ class HnswStore final : public VectorStore {
         if (!upper) throw std::bad_alloc();  // the level-0 block stays larger: harmless
         g.linkLists_ = upper;
         g.element_levels_.swap(levels);
-        g.link_list_locks_.swap(locks);
         hnswlib::VisitedListPool* old = g.visited_list_pool_;
         g.visited_list_pool_ = pool.release();
         pool.reset(old);  // freed below, outside the lock
@@ -203,6 +202,7 @@ class HnswStore final : public VectorStore {
       return hnswlib::labeltype(ids[i]) | (replaces ? kHiddenBit : 0);
     };
     const int threads = resolve_threads(0);
+    const bool ip = metric() == Metric::inner_product;
     int64_t chunk = std::max(4, threads * 4);
     std::exception_ptr failed;
     std::vector<int> levels;
@@ -215,20 +215,21 @@ class HnswStore final : public VectorStore {
       exclusive([&] {
         const size_t before = g.cur_element_count;
         try {
+          g.size_codes(before + size_t(m));  // the room was made above: nothing allocates
           detail::parallel_for(m, threads, 1, [&](int64_t i) {
             detail::fault_point("hnsw.add.point");
-            g.insert(vectors + size_t(done + i) * dim(), label_of(done + i), levels[size_t(i)], &undo);
+            g.insert(vectors + size_t(done + i) * dim(), label_of(done + i), levels[size_t(i)], &undo, ip);
           });
         } catch (...) {
           failed = std::current_exception();
         }
-        // Every element this chunk made is hidden, whole or not, and gets its code (the room
-        // was made above: nothing here allocates).
+        // Every element this chunk made (each has its code: insert() makes it first) is
+        // hidden, whole or not; the codes' size follows the elements.
         for (size_t e = before; e < g.cur_element_count; ++e) {
           g.set_hidden(tableint(e), true);
           hidden.push_back(tableint(e));
         }
-        hnsw::encode(g, size_t(dim()), before);
+        g.size_codes(g.cur_element_count);
       });
       done += m;
       // Chunks of about 4 ms: searches wait at most that long for the batch.

@@ -62,8 +62,7 @@ class Walk {
   void start(const float* q, size_t ef) {
     q_ = q;
     ef_ = ef;
-    sum_q_ = norm_q_ = 0;
-    for (size_t j = 0; j < d_; ++j) sum_q_ += q[j], norm_q_ += q[j] * q[j];
+    cq_ = Graph::CodeQuery(q, d_, ip_);
     tableint cur = g_.enterpoint_node_;
     float cur_d = walk(cur);
     for (int level = g_.maxlevel_; level > 0; --level) {
@@ -140,14 +139,7 @@ class Walk {
 
  private:
   using Pair = std::pair<float, tableint>;
-  // On the code x^ = lo + step * c: q.x^ = lo * sum(q) + step * q.c; |q - x^|^2 = |q|^2 - 2 q.x^ + |x^|^2.
-  float walk(tableint id) const {
-    const uint8_t* code = g_.code(id);
-    float lo_step[2];
-    std::memcpy(lo_step, code, sizeof lo_step);
-    const float qx = lo_step[0] * sum_q_ + lo_step[1] * kern_.dot_u8(q_, code + Graph::kCodeHead, d_);
-    return ip_ ? -qx : norm_q_ - 2 * qx + g_.code_norms[id];
-  }
+  float walk(tableint id) const { return g_.code_distance(kern_, cq_, id); }
   float exact(tableint id) const { return ip_ ? -kern_.dot(q_, g_.vector(id), d_) : kern_.l2sq(q_, g_.vector(id), d_); }
   void prefetch_code(tableint id) const {  // every line the code touches (two at dim 64)
     const char* p = reinterpret_cast<const char*>(g_.code(id));
@@ -183,7 +175,7 @@ class Walk {
   const size_t d_;
   const float* q_ = nullptr;
   size_t ef_ = 0, m_ = 0;
-  float sum_q_ = 0, norm_q_ = 0;
+  Graph::CodeQuery cq_;
   bool deletions_ = false;  // some elements are not admitted (removed, hidden, filtered)
   const SearchContext* filter_ = nullptr;
   int64_t qi_ = 0;
