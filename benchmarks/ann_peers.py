@@ -78,6 +78,7 @@ def evaluate(name, search, interests, counts, exact, batch_search):
     lat.sort()
     p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(f"| {name} | {recall:.3f} | {users / batch_s:.0f} | {p50:.3f} | {p99:.3f} |", flush=True)
+    return recall, p50, p99
 
 
 def run_mindrec(items, interests, counts, exact, quick, nlist, specs):

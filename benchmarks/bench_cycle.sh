@@ -30,7 +30,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 items=20000000 clicks=100000000 users=0 books_clicks=5000000 dense_batches=100 nlist=0 dir="" build=build
-hnsw="hnsw:M=32,ef_construction=200?ef=80"
+hnsw="hnsw:M=32,ef_construction=64?ef=128"
 while [ $# -gt 0 ]; do
   case "$1" in
     --items) items=$2; shift 2 ;;
