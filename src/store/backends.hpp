@@ -19,7 +19,7 @@ struct StoreSpec {
 };
 /// Throws InvalidArgument for a malformed parameter list.
 StoreSpec parse_store_spec(const std::string& spec);
-/// The backend without its modes (walk=, faiss_scan=: how the contents are searched, not what
+/// The backend without its modes (walk=, faiss_scan=, faiss_build=: how the contents are searched or made, not what
 /// they are): a store file saved under one mode loads under another ("hnsw:M=32,walk=0" reads
 /// a "hnsw:M=32" file: the same graph).
 std::string contents_of(const std::string& backend);

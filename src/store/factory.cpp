@@ -39,7 +39,8 @@ std::string contents_of(const std::string& backend) {
   std::string kept;
   std::stringstream parts(backend.substr(colon + 1));
   for (std::string part; std::getline(parts, part, ',');)
-    if (part.rfind("walk=", 0) != 0 && part.rfind("faiss_scan=", 0) != 0) kept += (kept.empty() ? "" : ",") + part;
+    if (part.rfind("walk=", 0) != 0 && part.rfind("faiss_scan=", 0) != 0 && part.rfind("faiss_build=", 0) != 0)
+      kept += (kept.empty() ? "" : ",") + part;
   return kept.empty() ? backend.substr(0, colon) : backend.substr(0, colon + 1) + kept;
 }
 

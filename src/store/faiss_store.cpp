@@ -56,6 +56,7 @@
 #include "store/backends.hpp"
 #include "store/faiss_guard.hpp"
 #include "store/id_map.hpp"
+#include "store/ivf_build.hpp"
 #include "store/ivf_lists.hpp"
 #include "store/ivf_search.hpp"
 #include "store/store_io.hpp"
@@ -138,8 +139,8 @@ struct AllowSelector final : faiss::IDSelector {
 
 class FaissStore final : public VectorStore {
  public:
-  FaissStore(const std::string& backend, std::string factory, bool faiss_scan, int dim, Metric metric)
-      : VectorStore(backend, dim, metric), factory_(std::move(factory)), faiss_scan_(faiss_scan) {
+  FaissStore(const std::string& backend, std::string factory, bool faiss_scan, bool faiss_build, int dim, Metric metric)
+      : VectorStore(backend, dim, metric), factory_(std::move(factory)), faiss_scan_(faiss_scan), faiss_build_(faiss_build) {
     index_ = make_index();
     if (faiss_scan_ && !ivf())
       throw InvalidArgument("faiss:" + factory_ + ": faiss_scan=1 (Faiss's own list scan) applies to IVF indexes only");
@@ -200,6 +201,78 @@ class FaissStore final : public VectorStore {
     return faiss_guarded("faiss (" + factory_ + ")", what, std::forward<Fn>(fn));
   }
 
+  // The first batch into a new IVF index with a flat coarse quantizer (ivf_build.hpp): the
+  // coarse centroids trained on a sample and every vector assigned by mindrec; the encoder (SQ ranges, PQ codebooks on residuals) trained by Faiss on a
+  // sample of kEncoderSample vectors (the quantizer complete, IndexIVF::train skips its
+  // k-means); the codes made in parallel; the lists written as every later batch's are.
+  static constexpr int64_t kEncoderSample = 65536;
+  static void fill_first(faiss::IndexIVF& v, int64_t n, const float* x, const int64_t* ids) {
+    const bool ip = v.metric_type == faiss::METRIC_INNER_PRODUCT;
+    const std::vector<float> centroids = ivf::train_coarse(n, x, int(v.d), int64_t(v.nlist), ip, 1234);
+    v.quantizer->add(faiss::Index::idx_t(v.nlist), centroids.data());
+    const int64_t ns = std::min(n, kEncoderSample);
+    const std::vector<float> sample = ivf::sample_rows(n, x, int(v.d), ns, 4321);
+    v.train(ns, sample.data());
+    const size_t cs = v.code_size;
+    if (auto* arrays = dynamic_cast<faiss::ArrayInvertedLists*>(v.invlists)) {
+      // Chunk by chunk (no copy of the whole batch's codes beside the lists): assigned and
+      // encoded in parallel, grouped by list, each list's entries appended by one thread.
+      constexpr int64_t kChunk = 262144;
+      std::vector<int64_t> lists, order, first(v.nlist + 1);
+      std::vector<uint8_t> codes;
+      std::vector<faiss::Index::idx_t> sorted_ids;
+      std::vector<uint8_t> sorted_codes;
+      for (int64_t from = 0; from < n; from += kChunk) {
+        const int64_t m = std::min(kChunk, n - from);
+        lists.resize(size_t(m));
+        ivf::nearest(m, x + from * v.d, int(v.d), int64_t(v.nlist), centroids.data(), ip, 0, lists.data());
+        codes.resize(size_t(m) * cs);
+        encode_parallel(v, m, x + from * v.d, lists.data(), codes.data());
+        std::fill(first.begin(), first.end(), 0);
+        for (const int64_t l : lists) ++first[size_t(l) + 1];
+        for (size_t l = 0; l < v.nlist; ++l) first[l + 1] += first[l];
+        order.assign(first.begin(), first.end() - 1);
+        sorted_ids.resize(size_t(m));
+        sorted_codes.resize(size_t(m) * cs);
+        for (int64_t i = 0; i < m; ++i) {
+          const int64_t at = order[size_t(lists[size_t(i)])]++;
+          sorted_ids[size_t(at)] = ids[from + i];
+          std::memcpy(&sorted_codes[size_t(at) * cs], &codes[size_t(i) * cs], cs);
+        }
+        detail::parallel_for(int64_t(v.nlist), 0, 16, [&](int64_t l) {
+          const int64_t b0 = first[size_t(l)], cnt = first[size_t(l) + 1] - b0;
+          if (cnt > 0) arrays->add_entries(size_t(l), size_t(cnt), &sorted_ids[size_t(b0)], &sorted_codes[size_t(b0) * cs]);
+        });
+      }
+      v.ntotal = n;
+      auto& where = v.direct_map.hashtable;
+      where.reserve(size_t(n));
+      for (size_t l = 0; l < v.nlist; ++l) {
+        const size_t len = arrays->ids[l].size();
+        for (size_t w = 0; w < len; ++w) where[arrays->ids[l][w]] = faiss::Index::idx_t(faiss::lo_build(l, w));
+      }
+      return;
+    }
+    // Fast-scan lists (codes packed in blocks of 32, 16 bytes an item at PQ32x4): the whole
+    // batch's codes, written by the list edit every later batch goes through.
+    std::vector<int64_t> lists(static_cast<size_t>(n));
+    ivf::nearest(n, x, int(v.d), int64_t(v.nlist), centroids.data(), ip, 0, lists.data());
+    std::vector<uint8_t> codes(size_t(n) * cs);
+    encode_parallel(v, n, x, lists.data(), codes.data());
+    ivf::ListEdit edit(v, 0, nullptr, n, lists.data(), codes.data(), ids);
+    edit.enter_new_ids(v);
+    edit.apply(v);
+    edit.finish(v);
+  }
+  // IndexIVF::encode_vectors in chunks on all cores (Faiss's own parallel regions do not nest).
+  static void encode_parallel(const faiss::IndexIVF& v, int64_t n, const float* x, const int64_t* lists, uint8_t* codes) {
+    constexpr int64_t kChunk = 16384;
+    detail::parallel_for((n + kChunk - 1) / kChunk, 0, 1, [&](int64_t c) {
+      const int64_t from = c * kChunk, m = std::min(kChunk, n - from);
+      v.encode_vectors(m, x + from * v.d, lists + from, codes + size_t(from) * v.code_size);
+    });
+  }
+
   // ---- IVF writes (see the top of this file) ----
   // Removes the stored ids among gone[0..n_gone) and adds (x, ids) in one exclusive section.
   // Returns how many stored ids were removed.
@@ -213,8 +286,13 @@ class FaissStore final : public VectorStore {
                                 "which needs at least nlist=" + std::to_string(v->nlist) + " vectors; got " +
                                 std::to_string(n));
         auto made = make_index();
-        made->train(n, x);
-        made->add_with_ids(n, x, ids);
+        auto* mv = dynamic_cast<faiss::IndexIVF*>(made.get());
+        if (!faiss_build_ && mv && dynamic_cast<const faiss::IndexFlat*>(mv->quantizer) && ivf::why_not_editable(*mv).empty()) {
+          fill_first(*mv, n, x, ids);
+        } else {  // faiss_build=1 (the baseline), behind a pre-transform, another coarse quantizer: Faiss's own
+          made->train(n, x);
+          made->add_with_ids(n, x, ids);
+        }
         detail::fault_point("faiss.add.index");
         std::vector<float> blocks = ivf::block_centroids(*made);
         exclusive([&] {
@@ -672,7 +750,7 @@ class FaissStore final : public VectorStore {
       ivf()->nprobe = size_t(nprobe_);  // fast-scan reads the index's
     } else if (name == "ef" && hnsw()) {  // the name every store uses for a graph's search breadth
       hnsw()->hnsw.efSearch = ef_search_ = int(detail::integer_param(who, name, value, 1, 100000));
-    } else if (name == "efSearch" || name == "faiss_scan") {
+    } else if (name == "efSearch" || name == "faiss_scan" || name == "faiss_build") {
       throw InvalidArgument(who + ": '" + name + "' is " +
                             (name == "efSearch" ? std::string("named ef on every store (faiss:HNSW32?ef=128)")
                                                 : std::string("a mode, fixed when the store is made: give it among the "
@@ -774,6 +852,7 @@ class FaissStore final : public VectorStore {
   std::vector<float> coarse_t_;                 // block_centroids() of index_ ...
   const faiss::Index* coarse_t_of_ = nullptr;   // ... for this quantizer (null: none)
   bool faiss_scan_ = false;  // IVF: Faiss's own list scan (a baseline) instead of mindrec's (build option)
+  bool faiss_build_ = false;  // IVF: Faiss's own train and add for the first batch (a baseline; build option)
   bool mips_ = false;        // HNSW (flat storage) under inner product: reduced to L2
   float aug_norm_sq_ = 0.f;  // the reduction's bound M on |x|^2
 };
@@ -783,9 +862,11 @@ class FaissStore final : public VectorStore {
 std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, Metric metric) {
   // `base` = "faiss:<factory>" (search parameters were split off by make_vector_store).
   // Build options follow the factory's components as name=value (Faiss's components hold no
-  // '='): faiss_scan=1, Faiss's own IVF list scan instead of mindrec's (a benchmark baseline).
+  // '='): faiss_scan=1, Faiss's own IVF list scan instead of mindrec's; faiss_build=1, Faiss's
+  // own k-means and add_with_ids for an IVF's first batch instead of mindrec's (ivf_build.hpp)
+  // (benchmark baselines).
   std::string factory;
-  bool faiss_scan = false;
+  bool faiss_scan = false, faiss_build = false;
   std::stringstream parts(base.substr(6));
   for (std::string part; std::getline(parts, part, ',');) {
     if (part.find('=') == std::string::npos) {
@@ -793,12 +874,13 @@ std::unique_ptr<VectorStore> make_faiss_store(const std::string& base, int dim, 
       continue;
     }
     if (part == "faiss_scan=1" || part == "faiss_scan=0") faiss_scan = part.back() == '1';
+    else if (part == "faiss_build=1" || part == "faiss_build=0") faiss_build = part.back() == '1';
     else
       throw InvalidArgument("vector store '" + base + "': unknown build option '" + part +
-                            "' (after the factory's components: faiss_scan=0|1)");
+                            "' (after the factory's components: faiss_scan=0|1, faiss_build=0|1)");
   }
   if (factory.empty()) throw InvalidArgument("vector store '" + base + "': empty Faiss factory string");
-  return std::make_unique<FaissStore>(base, factory, faiss_scan, dim, metric);
+  return std::make_unique<FaissStore>(base, factory, faiss_scan, faiss_build, dim, metric);
 }
 
 }  // namespace mindrec::store

@@ -571,7 +571,7 @@ TEST_CASE("faiss: IVF-PQ fast-scan lists under L2 take Faiss's own search - the 
   std::unique_ptr<faiss::Index> ref(faiss::index_factory(d, "IVF16,PQ8x4fs", faiss::METRIC_L2));
   ref->train(n, x.data());
   ref->add_with_ids(n, x.data(), ids.data());
-  auto s = make_vector_store("faiss:IVF16,PQ8x4fs?nprobe=4", d, Metric::l2);
+  auto s = make_vector_store("faiss:IVF16,PQ8x4fs,faiss_build=1?nprobe=4", d, Metric::l2);  // (Faiss's first fill, as the reference's)
   s->add(n, x.data(), ids.data());
   std::vector<int64_t> got(size_t(nq) * k), want(size_t(nq) * k);
   std::vector<float> sc(size_t(nq) * k), wsc(size_t(nq) * k);
@@ -606,10 +606,10 @@ TEST_CASE("faiss: mindrec's 4-bit scan of IVF-PQ fast-scan lists returns the top
   std::vector<int64_t> ids(n);
   for (int i = 0; i < n; ++i) ids[size_t(i)] = 11 + 5 * i;
   const auto q = random_vectors(nq, d, 72);
-  auto s = make_vector_store("faiss:IVF16,PQ16x4fs?nprobe=4", d);
+  auto s = make_vector_store("faiss:IVF16,PQ16x4fs,faiss_build=1?nprobe=4", d);  // (Faiss's first fill, as the reference's)
   s->add(n, x.data(), ids.data());
-  // The store trains its coarse quantizer and PQ on this batch as Faiss does, and Faiss's
-  // k-means is seeded, so the index built by Faiss alone has the same lists and codes (were
+  // The store trains its coarse quantizer and PQ on this batch as Faiss does (faiss_build=1),
+  // and Faiss's k-means is seeded, so the index built by Faiss alone has the same lists and codes (were
   // it not so, the store would return ids outside the lists or scores other than these).
   std::unique_ptr<faiss::Index> ref(faiss::index_factory(d, "IVF16,PQ16x4fs", faiss::METRIC_INNER_PRODUCT));
   faiss::ivflib::extract_index_ivf(ref.get())->set_direct_map_type(faiss::DirectMap::Hashtable);
@@ -669,7 +669,7 @@ TEST_CASE("faiss: mindrec's 4-bit scan of IVF-PQ fast-scan lists returns the top
   // Faiss's own fast-scan search (rounded tables, emulated SIMD) on the same lists finds
   // nearly the same vectors: the baseline the scan replaces (a mode of the spec: the same
   // data gives the same lists).
-  auto faiss_own = make_vector_store("faiss:IVF16,PQ16x4fs,faiss_scan=1?nprobe=4", d);
+  auto faiss_own = make_vector_store("faiss:IVF16,PQ16x4fs,faiss_scan=1,faiss_build=1?nprobe=4", d);
   faiss_own->add(n, x.data(), ids.data());
   CHECK(faiss_own->remove(int64_t(rm.size()), rm.data()) == int64_t(rm.size()));
   std::vector<int64_t> mine(size_t(nq) * k), theirs(size_t(nq) * k);
@@ -711,7 +711,9 @@ TEST_CASE("faiss IVF writes made aside (add - remove - upsert - remove all) hold
     CAPTURE(int(c.metric));
     const int d = c.d, k = 15, nq = 20, n0 = 3000;
     const int nlist = 16;
-    auto s = make_vector_store("faiss:" + factory + "?nprobe=" + std::to_string(nlist), d, c.metric);
+    // faiss_build=1: the first batch trained and added by Faiss itself, as the oracle's was
+    // (mindrec's own first fill is checked in test_ivf_build.cpp).
+    auto s = make_vector_store("faiss:" + factory + ",faiss_build=1?nprobe=" + std::to_string(nlist), d, c.metric);
     const auto x0 = random_vectors(n0, d, 81);
     std::map<int64_t, std::vector<float>> live;  // id -> vector, what the store holds
     std::vector<int64_t> ids0(n0);
@@ -807,7 +809,7 @@ TEST_CASE("faiss: IVF-PQ fast-scan under L2 after removals - Faiss's own search 
   const auto x = random_vectors(n, d, 91);
   std::vector<int64_t> ids(n);
   for (int i = 0; i < n; ++i) ids[size_t(i)] = 3 + i;
-  auto s = make_vector_store("faiss:IVF16,PQ8x4fs?nprobe=5", d, Metric::l2);
+  auto s = make_vector_store("faiss:IVF16,PQ8x4fs,faiss_build=1?nprobe=5", d, Metric::l2);  // (Faiss's first fill, as the reference's)
   s->add(n, x.data(), ids.data());
   std::vector<int64_t> rm, kept_ids;
   std::vector<float> kept;
