@@ -112,6 +112,21 @@ def run_mindrec(items, interests, counts, exact, quick, nlist, specs):
         del st
 
 
+def faiss_searches(faiss, index):
+    """A faiss-cpu index's two timed calls: one user on one thread, and a batch on all cores."""
+    def one(q):
+        faiss.omp_set_num_threads(1)
+        s, i = index.search(q, 50)
+        return i, s
+
+    def batch(q):
+        faiss.omp_set_num_threads(os.cpu_count())
+        s, i = index.search(q, 50)
+        return i, s
+
+    return one, batch
+
+
 def run_faiss(items, interests, counts, exact, quick, nlist):
     import faiss
     # Older wheels load one of swigfaiss_avx512_spr / _avx512 / _avx2; newer ones (1.12+) are one
@@ -139,16 +154,7 @@ def run_faiss(items, interests, counts, exact, quick, nlist):
             else:
                 inner.hnsw.efSearch = v
 
-            def one(q, index=index):
-                faiss.omp_set_num_threads(1)
-                s, i = index.search(q, 50)
-                return i, s
-
-            def batch(q, index=index):
-                faiss.omp_set_num_threads(os.cpu_count())
-                s, i = index.search(q, 50)
-                return i, s
-
+            one, batch = faiss_searches(faiss, index)
             evaluate(f"faiss-cpu {factory} {param}={v}", one, interests, counts, exact, batch)
         del index
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ann_peers import evaluate, rss_mib  # noqa: E402  (one harness for every benchmark of stores)
+from ann_peers import evaluate, faiss_searches, rss_mib  # noqa: E402  (one harness for every benchmark of stores)
 
 EF_GRID = [64, 80, 100, 128, 160, 200]
 EF_QUICK = [64, 128]
@@ -65,16 +65,7 @@ def run_faiss(items, grid, a, rows, M, efc):
     for ef in grid:
         inner.hnsw.efSearch = ef
 
-        def one(q, index=index):
-            faiss.omp_set_num_threads(1)
-            s, i = index.search(q, 50)
-            return i, s
-
-        def batch(q, index=index):
-            faiss.omp_set_num_threads(os.cpu_count())
-            s, i = index.search(q, 50)
-            return i, s
-
+        one, batch = faiss_searches(faiss, index)
         record(rows, f"{name} ef={ef}", one, a, batch)
     del index
 
