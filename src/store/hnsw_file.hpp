@@ -96,6 +96,10 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
       if (!std::isfinite(v[j])) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");
     if (!links_ok(g->get_linklist0(tableint(i)), g->maxM0_))
       throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
+    // The header's fourth byte is the element's insertion lock (Graph::ListLock), 0 in every
+    // file mindrec writes: whatever a file holds there, the lock starts free (a set byte would
+    // make the next insertion linking to the element wait forever).
+    reinterpret_cast<uint8_t*>(g->get_linklist0(tableint(i)))[3] = 0;
     uint32_t bytes = 0;
     in.read(&bytes, 4);
     if (bytes % g->size_links_per_element_ != 0 || bytes / g->size_links_per_element_ > 64 || bytes > in.remaining())
