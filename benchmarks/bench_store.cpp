@@ -5,10 +5,13 @@
 // one thread, p50 and p99.
 //   bench_store [--items N] [--users U] [--noise S] [--backends flat,faiss:Flat,...]
 //               [--search-only [--unfused]] [--export DIR] [--rerank R] [--index-cache DIR]
+//               [--truth-cache DIR]
 //   bench_store [--items N] [--noise S] --memory SPEC [--save FILE]    (one store's memory)
 //   bench_store --load FILE                                            (in a fresh process)
 // --index-cache DIR: a store built for a backend is saved there (named by backend, items and
 // noise) and loaded instead of built by later runs (for sweeping search parameters).
+// --truth-cache DIR: the exact top-50 of every user saved there (named by items, users and
+// noise; raw int64) and read by later runs instead of computed.
 // --rerank R: each interest fetches R x 50 candidates, scored again exactly against the item
 // vectors before the merge (RecallOptions::rerank; for 8-bit stores such as IVF4096,SQ8).
 // --search-only times what an ANN library is compared on: the user's K interest searches and
@@ -35,6 +38,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "detail/random.hpp"
@@ -81,7 +85,7 @@ int main(int argc, char** argv) {
   float noise = 0.6f;
   bool search_only = false, unfused = false;
   int rerank = 0;
-  std::string export_dir, index_cache, memory_spec, save_to, load_from;
+  std::string export_dir, index_cache, truth_cache, memory_spec, save_to, load_from;
   std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?ef=64,faiss:HNSW32?ef=256";
   for (int i = 1; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--search-only")) {
@@ -102,6 +106,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--backends")) backends = argv[i + 1];
     else if (!std::strcmp(argv[i], "--noise")) noise = std::strtof(argv[i + 1], nullptr);
     else if (!std::strcmp(argv[i], "--index-cache")) index_cache = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--truth-cache")) truth_cache = argv[i + 1];
     else if (!std::strcmp(argv[i], "--memory")) memory_spec = argv[i + 1];
     else if (!std::strcmp(argv[i], "--save")) save_to = argv[i + 1];
     else if (!std::strcmp(argv[i], "--load")) load_from = argv[i + 1];
@@ -151,7 +156,7 @@ int main(int argc, char** argv) {
     if (!save_to.empty()) st->save(save_to);
     return 0;
   }
-  mindrec::MindModel model(w);
+  mindrec::MindModel model(std::move(w));  // not copied: at 20M items a table is 5 GB
   // Users: 2-4 clusters each, 20 clicks.
   std::vector<std::vector<int64_t>> by_cluster(clusters);
   for (int64_t i = 1; i < items; ++i) by_cluster[size_t(cluster_of[i])].push_back(i);
@@ -174,9 +179,28 @@ int main(int argc, char** argv) {
   std::printf("items %lld x %d (noise %.2f), users %lld, merged top-%d, %d threads for batches\n",
               static_cast<long long>(items), D, double(noise), static_cast<long long>(users), N,
               omp_get_max_threads());
-  {
+  // The exact top-50s: from --truth-cache when it holds them for this data, else by the flat
+  // store (at 20M items about 5e12 products and a second copy of the vectors), then saved there.
+  const std::string truth = truth_cache.empty() ? std::string()
+                                                : truth_cache + "/exact-" + std::to_string(items) + "-" +
+                                                      std::to_string(users) + "-" + std::to_string(noise) + ".i64";
+  if (std::ifstream f(truth, std::ios::binary); !truth.empty() && f.good()) {
+    f.read(reinterpret_cast<char*>(exact.data()), std::streamsize(exact.size() * sizeof(int64_t)));
+    if (!f || f.peek() != std::char_traits<char>::eof()) {
+      std::fprintf(stderr, "%s: not %lld users x %d int64 ids\n", truth.c_str(), static_cast<long long>(users), N);
+      return 1;
+    }
+    std::printf("(exact top-%d of every user read from %s)\n", N, truth.c_str());
+  } else {
     auto oracle = mindrec::build_item_store(model, "flat");
     mindrec::recall_items(model, *oracle, hist.data(), lens.data(), users, opt, exact.data(), sc.data());
+    if (!truth.empty()) {  // raw int64 [users, 50], written aside and renamed
+      {
+        std::ofstream o(truth + ".tmp", std::ios::binary);
+        o.write(reinterpret_cast<const char*>(exact.data()), std::streamsize(exact.size() * sizeof(int64_t)));
+      }
+      std::rename((truth + ".tmp").c_str(), truth.c_str());
+    }
   }
   // Every user's interests, computed once (the --search-only protocol and the export).
   const int K = c.capsule.max_k;
