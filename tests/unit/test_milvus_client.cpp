@@ -491,6 +491,10 @@ void check_one_row_each(FakeCollection& c, int64_t n, int64_t extra) {
   CHECK(bad == 0);   // none with two rows or a foreign vector
 }
 
+// The compensation tests' stores wait up to 120 s for an answer (timeout=120): they inject
+// refusals and lost answers themselves, and the default 10 s was once reached by the fake
+// server's answer to a 5,000-item upsert under AddressSanitizer on a loaded 2-core machine.
+
 // Runs one(mode, k) for each request k of a write that made `requests` requests, failing it
 // both ways: "refuse" (an error answer, nothing applied) and "lost" (applied, answer lost).
 void each_failure(int requests, const std::function<void(const char*, int)>& one) {
@@ -518,7 +522,7 @@ TEST_CASE("milvus compensations: any one request of a 17000-item replacement fai
     {
       FakeCollection c(auto_id);
       c.fill(n);
-      auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0"), 2);
+      auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0&timeout=120"), 2);
       const int before = c.requests();
       CHECK(s->upsert(int64_t(u.ids.size()), u.v.data(), u.ids.data()) == n);
       clean = c.requests() - before;
@@ -529,7 +533,7 @@ TEST_CASE("milvus compensations: any one request of a 17000-item replacement fai
     each_failure(clean, [&](const char* mode, int k) {
       FakeCollection c(auto_id);
       c.fill(n);
-      auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0"), 2);
+      auto s = make_vector_store(c.url("batch=5000&retries=0&wait=0&timeout=120"), 2);
       c.fail(c.requests() + k, mode);
       try {
         s->upsert(int64_t(u.ids.size()), u.v.data(), u.ids.data());
@@ -557,7 +561,7 @@ TEST_CASE("milvus compensations: a compensating request that fails too never los
     CAPTURE(k);
     FakeCollection c(true);
     c.fill(n);
-    auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
+    auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0&timeout=120"), 2);
     const int at = c.requests() + k;
     c.fail(at, "lost");
     c.fail_also(at + 1);  // the next request (a compensation, when there is one) fails too
@@ -587,7 +591,7 @@ TEST_CASE("milvus compensations: a failed add - any one request refused or appli
     {
       FakeCollection c(auto_id);
       c.fill(10);
-      auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
+      auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0&timeout=120"), 2);
       const int before = c.requests();
       s->add(3000, v.data(), ids.data());
       clean = c.requests() - before;
@@ -596,7 +600,7 @@ TEST_CASE("milvus compensations: a failed add - any one request refused or appli
     each_failure(clean, [&](const char* mode, int k) {
       FakeCollection c(auto_id);
       c.fill(10);
-      auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0"), 2);
+      auto s = make_vector_store(c.url("batch=1000&retries=0&wait=0&timeout=120"), 2);
       c.fail(c.requests() + k, mode);
       CHECK_THROWS_AS(s->add(3000, v.data(), ids.data()), Error);
       CHECK(c.by_item().size() == 10);  // only the 10 items from before
@@ -743,7 +747,7 @@ TEST_CASE("milvus attributes: any one request of a set_attributes failing - refu
     {
       FakeCollection c(auto_id);
       c.fill(n);
-      auto s = make_vector_store(c.url("batch=8&retries=0&wait=0"), 2);
+      auto s = make_vector_store(c.url("batch=8&retries=0&wait=0&timeout=120"), 2);
       s->declare_attributes(cols);
       const int before = c.requests();
       s->set_attributes(n, ids.data(), b);
@@ -755,7 +759,7 @@ TEST_CASE("milvus attributes: any one request of a set_attributes failing - refu
     each_failure(clean, [&](const char* mode, int k) {
       FakeCollection c(auto_id);
       c.fill(n);
-      auto s = make_vector_store(c.url("batch=8&retries=0&wait=0"), 2);
+      auto s = make_vector_store(c.url("batch=8&retries=0&wait=0&timeout=120"), 2);
       s->declare_attributes(cols);
       c.fail(c.requests() + k, mode);
       try {
