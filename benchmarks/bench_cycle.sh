@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$users" = 0 ] && users=$((clicks / 20))
 [ "$books_clicks" -gt "$clicks" ] && books_clicks=$clicks
-# Lists: the power of two nearest 4 sqrt(items) (65,536 at 20M, 1,024 at 100k).
+# Lists: the power of two nearest 4 sqrt(items) (16,384 at 20M, 1,024 at 100k).
 if [ "$nlist" = 0 ]; then
   nlist=$(awk -v n="$items" 'BEGIN { l = 4 * sqrt(n); p = 1; while (p * 2 <= l * 1.41) p *= 2; print p }')
 fi
