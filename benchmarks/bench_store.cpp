@@ -195,11 +195,13 @@ int main(int argc, char** argv) {
     auto oracle = mindrec::build_item_store(model, "flat");
     mindrec::recall_items(model, *oracle, hist.data(), lens.data(), users, opt, exact.data(), sc.data());
     if (!truth.empty()) {  // raw int64 [users, 50], written aside and renamed
-      {
-        std::ofstream o(truth + ".tmp", std::ios::binary);
-        o.write(reinterpret_cast<const char*>(exact.data()), std::streamsize(exact.size() * sizeof(int64_t)));
+      std::ofstream o(truth + ".tmp", std::ios::binary);
+      o.write(reinterpret_cast<const char*>(exact.data()), std::streamsize(exact.size() * sizeof(int64_t)));
+      o.close();
+      if (!o || std::rename((truth + ".tmp").c_str(), truth.c_str()) != 0) {  // never a short file in its place
+        std::remove((truth + ".tmp").c_str());
+        std::fprintf(stderr, "%s: could not be written (not cached)\n", truth.c_str());
       }
-      std::rename((truth + ".tmp").c_str(), truth.c_str());
     }
   }
   // Every user's interests, computed once (the --search-only protocol and the export).
