@@ -31,6 +31,9 @@ OPTIONS = {
     "behaviors": "  capsule: {softmax_axis: behaviors}\n",
     "dynamic_k": "  capsule: {dynamic_k: true}\n",
     "no_relu": "  capsule: {relu_layer: false}\n",
+    # the optimiser: lazy Adam (rows a batch touches only) against dense, alone and with pow2
+    "lazy": "  optimizer: {lazy: true}\n",
+    "pow2_lazy": "  pow_p: 2.0\n  optimizer: {lazy: true}\n",
 }
 
 
