@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Bulk recall on Ray against one process (issue 30): users/s of the nightly job, every user's
+top-50 from a store, for one process calling mindrec.recall_items in batches and for
+mindrec.ray.recall with 1 and 2 workers, each reading the same Parquet histories and writing
+Parquet (same files, same batch size, model and store loaded inside the timed span; the local
+Ray cluster is started before it, as a real cluster is up before the night's job).
+
+    python benchmarks/bench_ray.py [--users 1000000] [--items 367983] [--stores flat,ivf,hnsw]
+        [--batch-size 1024] [--files 16] [--build DIR] [--dir D] [--quick]
+
+Model: bench_scale gen-weights (the ann_target data: clustered, diffuse item vectors, noise 1.5)
+of --items x 64 (the Books shape); users: histories of 5-30 ids drawn uniformly, written as
+--files Parquet files (Ray distributes a dataset by blocks: one per file here). Stores: flat,
+faiss:IVF<4 sqrt(N)>,Flat?nprobe=64, hnsw:M=32,ef_construction=64?ef=80, saved files loaded
+by every worker.
+
+Runs, per store, in turn: one process on 1 thread, the Ray job with 1 worker of 1 CPU, one
+process on 2 threads, the Ray job with 2 workers of 1 CPU. Targets: Ray >= 0.90x the process at
+equal cores; 2 workers >= 1.7x 1 worker. Last line per store:
+  store=S single_1=A ray_1=B single_2=C ray_2=D ray_vs_single_1=B/A ray_vs_single_2=D/C scaling=D/B
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import mindrec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_users(path: Path, users: int, item_count: int, files: int, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    per = (users + files - 1) // files
+    for f in range(files):
+        lo, hi = f * per, min(users, (f + 1) * per)
+        if lo >= hi:
+            break
+        lens = rng.integers(5, 31, size=hi - lo)
+        offsets = np.zeros(hi - lo + 1, np.int32)
+        np.cumsum(lens, out=offsets[1:])
+        ids = rng.integers(1, item_count, size=int(offsets[-1]))
+        hist = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids, pa.int64()))
+        pq.write_table(pa.table({"user": pa.array(np.arange(lo, hi, dtype=np.int64)), "hist": hist}),
+                       path / f"part-{f:04d}.parquet")
+
+
+def single_process(weights: str, index: str, users: Path, out: Path, threads: int, batch: int, topn: int) -> float:
+    """One process: read the files, recall_items per batch, write Parquet. Returns seconds."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    model = mindrec.MindModel(weights)
+    store = mindrec.load_vector_store(index)
+    for i, f in enumerate(sorted(users.glob("*.parquet"))):
+        writer = None
+        for rb in pq.ParquetFile(f).iter_batches(batch_size=batch):
+            hist = rb.column(1).to_pylist()
+            r = mindrec.recall_items(model, store, hist, topn=topn, threads=threads)
+            ids, sc = np.asarray(r.ids), np.asarray(r.scores)
+            keep = ids >= 0
+            counts = keep.sum(axis=1)
+            offsets = np.zeros(len(counts) + 1, np.int32)
+            np.cumsum(counts, out=offsets[1:])
+            t = pa.table({"user": rb.column(0),
+                          "candidates": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[keep])),
+                          "scores": pa.ListArray.from_arrays(pa.array(offsets), pa.array(sc[keep]))})
+            if writer is None:
+                writer = pq.ParquetWriter(out / f"part-{i:04d}.parquet", t.schema)
+            writer.write_table(t)
+        if writer is not None:
+            writer.close()
+    return time.perf_counter() - t0
+
+
+def single_run(weights: str, index: str, users: Path, out: Path, threads: int, batch: int, topn: int) -> float:
+    """single_process in a process of its own with OMP_NUM_THREADS = threads (as Ray gives its
+    workers: OpenMP inside Faiss uses no more cores than the run is given)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    r = subprocess.run([sys.executable, __file__, "--single-process", weights, index, str(users), str(out),
+                        str(threads), str(batch), str(topn)], env=env, check=True, capture_output=True, text=True)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def cpu_seconds() -> dict:
+    """CPU seconds used so far by every process on the machine, by its name (Ray's processes
+    name themselves ray::MapWorker(...), raylet, gcs_server, ...): where a run's time went."""
+    out: dict = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        name = os.path.basename(cmd[0].decode(errors="replace")) if cmd and cmd[0] else "?"
+        if name.startswith("python") and len(cmd) > 1:
+            name = "python " + os.path.basename(cmd[1].decode(errors="replace"))
+        name = name.split(".submit")[0][:40]
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    t = os.times()  # the single-process runs, once they have exited
+    out["single process"] = t.children_user + t.children_system
+    return out
+
+
+def cpu_delta(before: dict, after: dict, wall: float) -> str:
+    """The processes that used the most CPU between two cpu_seconds() readings, in cores."""
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    top = sorted(((v, k) for k, v in d.items() if v > 0.005 * wall), reverse=True)[:6]
+    return ", ".join(f"{k} {v / wall:.2f}" for v, k in top)
+
+
+def ray_job(weights: str, index: str, users: Path, out: Path, workers: int, batch: int, topn: int) -> float:
+    import mindrec.ray as mray
+
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    ds = mray.read_histories(str(users))  # reads and writes reserve no CPU: the workers hold them
+    mray.recall(ds, weights, index=index, topn=topn, batch_size=batch, workers=workers, cpus_per_worker=1,
+                dense_ids=True).write_parquet(str(out), ray_remote_args={"num_cpus": 0}, concurrency=2)
+    return time.perf_counter() - t0
+
+
+def check_same(a: Path, b: Path) -> str:
+    """The two outputs hold the same users and candidates (else AssertionError); returns how
+    the scores compare (the flat store's scan is a GEMM over the batch's queries, whose rounding
+    depends on how many are in it: its scores can differ by an ulp between batchings)."""
+    ta = pq.read_table(a).sort_by("user")
+    tb = pq.read_table(b).sort_by("user")
+    assert ta.num_rows == tb.num_rows, (ta.num_rows, tb.num_rows)
+    for c in ("user", "candidates"):
+        assert ta.column(c).combine_chunks().equals(tb.column(c).combine_chunks()), f"column {c} differs"
+    sa, sb = ta.column("scores").to_pylist(), tb.column("scores").to_pylist()
+    differ = [float(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).max())
+              for x, y in zip(sa, sb) if x != y]
+    if not differ:
+        return "ids and scores identical"
+    return f"ids identical; scores differ for {len(differ)} of {len(sa)} users, by at most {max(differ):.3g}"
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--single-process":
+        w, i, u, o, th, b, n = sys.argv[2:9]
+        print(single_process(w, i, Path(u), Path(o), int(th), int(b), int(n)))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--items", type=int, default=367_983)
+    ap.add_argument("--stores", default="flat,ivf,hnsw")
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--files", type=int, default=16)
+    ap.add_argument("--topn", type=int, default=50)
+    ap.add_argument("--build", default=str(ROOT / "build"))
+    ap.add_argument("--dir", help="work folder (default: a temporary one, removed)")
+    ap.add_argument("--quick", action="store_true", help="CI size: 20,000 items, 4,000 users")
+    args = ap.parse_args()
+    if args.quick:
+        args.items, args.users, args.files = 20_000, 4_000, 4
+    try:
+        import ray
+    except ImportError:
+        print("bench_ray: Ray is not installed (pip install \".[ray]\"): skipped", file=sys.stderr)
+        sys.exit(77)
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mindrec-ray."))
+    work.mkdir(parents=True, exist_ok=True)
+    gen = Path(args.build) / "benchmarks" / "bench_scale"
+    weights = work / f"w-{args.items}.safetensors"
+    if not weights.exists():
+        subprocess.run([str(gen), "gen-weights", "--items", str(args.items), "--noise", "1.5", "--out", str(weights),
+                        "--config-out", str(work / "c.yaml")], check=True, stdout=subprocess.DEVNULL)
+    users = work / f"users-{args.users}-{args.files}"
+    if not users.exists():
+        make_users(users, args.users, args.items, args.files)
+    nlist = 1 << int(round(np.log2(4 * np.sqrt(args.items))))
+    specs = {"flat": "flat", "ivf": f"faiss:IVF{nlist},Flat?nprobe=64", "hnsw": "hnsw:M=32,ef_construction=64?ef=80"}
+    model = mindrec.MindModel(str(weights))
+    print(f"bench_ray: {args.users} users (5-30 clicks each, {args.files} Parquet files), {args.items} items x 64, "
+          f"top {args.topn}, batches of {args.batch_size}, {os.cpu_count()} cores; mindrec {mindrec.__version__}, "
+          f"ray {ray.__version__}")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    lines = []
+    for name in args.stores.split(","):
+        index = work / f"{name}-{args.items}.idx"
+        if not index.exists():
+            mindrec.build_item_store(model, specs[name]).save(index)
+        t = {}
+        cpu = {}
+
+        def timed(key, fn, *a):
+            c0 = cpu_seconds()
+            t[key] = fn(*a)
+            cpu[key] = cpu_delta(c0, cpu_seconds(), t[key])
+
+        timed("single_1", single_run, str(weights), str(index), users, work / "out-single", 1, args.batch_size,
+              args.topn)
+        timed("ray_1", ray_job, str(weights), str(index), users, work / "out-ray", 1, args.batch_size, args.topn)
+        same_1 = check_same(work / "out-single", work / "out-ray")
+        timed("single_2", single_run, str(weights), str(index), users, work / "out-single", 2, args.batch_size,
+              args.topn)
+        timed("ray_2", ray_job, str(weights), str(index), users, work / "out-ray", 2, args.batch_size, args.topn)
+        same_2 = check_same(work / "out-single", work / "out-ray")
+        print(f"  {name}: Ray against the process, 1 core: {same_1}; 2 cores: {same_2}")
+        rate = {k: args.users / v for k, v in t.items()}
+        for k in ("single_1", "ray_1", "single_2", "ray_2"):
+            print(f"  {name:5s} {k:9s} {t[k]:8.1f} s  {rate[k]:9.0f} users/s   cores busy: {cpu[k]}")
+        lines.append(f"store={name} single_1={rate['single_1']:.0f} ray_1={rate['ray_1']:.0f} "
+                     f"single_2={rate['single_2']:.0f} ray_2={rate['ray_2']:.0f} "
+                     f"ray_vs_single_1={rate['ray_1'] / rate['single_1']:.3f} "
+                     f"ray_vs_single_2={rate['ray_2'] / rate['single_2']:.3f} "
+                     f"scaling={rate['ray_2'] / rate['ray_1']:.3f}")
+        print(f"  {name}: Ray/process {rate['ray_1'] / rate['single_1']:.2f}x (1 core, target >= 0.90), "
+              f"{rate['ray_2'] / rate['single_2']:.2f}x (2 cores); 2 workers / 1: "
+              f"{rate['ray_2'] / rate['ray_1']:.2f}x (target >= 1.7)", flush=True)
+    ray.shutdown()
+    if not args.dir:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
