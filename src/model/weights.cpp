@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "detail/huge_vector.hpp"
 #include "detail/random.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/safetensors.hpp"
@@ -68,7 +69,7 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
             L = config.maxlen;
   auto xavier = [&](AlignedVector<float>& v, size_t n, double fan_in, double fan_out) {
     const double a = std::sqrt(6.0 / (fan_in + fan_out));
-    v.resize(n);
+    detail::assign_on_huge_pages(v, n, 0.0f);  // the item table: gathered at random rows
     for (auto& x : v) x = static_cast<float>((2.0 * rng.uniform() - 1.0) * a);
   };
   auto normal = [&](AlignedVector<float>& v, size_t n, double std) {
@@ -229,7 +230,8 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
     }
     int64_t numel = 1;
     for (const int64_t d : shape) numel *= d;
-    AlignedVector<float> v(static_cast<size_t>(numel));
+    AlignedVector<float> v;
+    detail::assign_on_huge_pages(v, static_cast<size_t>(numel), 0.0f);  // see huge_vector.hpp
     f.read(name, v.data());
     return v;
   };

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "mindrec/config.hpp"
+#include "detail/huge_vector.hpp"
 #include "mindrec/error.hpp"
 
 namespace mindrec {
@@ -40,17 +41,18 @@ void adam_update(float* __restrict w, float* __restrict m, float* __restrict v,
 
 AdamOptimizer::AdamOptimizer(const MindWeights& w, double learning_rate, bool lazy_rows)
     : lr(learning_rate), lazy(lazy_rows) {
-  m_emb.assign(w.item_emb.size(), 0.f);
-  v_emb.assign(w.item_emb.size(), 0.f);
+  // Read and written at random rows, as the item table: on huge pages (detail/huge_vector.hpp).
+  detail::assign_on_huge_pages(m_emb, w.item_emb.size(), 0.f);
+  detail::assign_on_huge_pages(v_emb, w.item_emb.size(), 0.f);
   m_bil.assign(w.bilinear.size(), 0.f);
   v_bil.assign(w.bilinear.size(), 0.f);
   m_rw.assign(w.relu_weight.size(), 0.f);
   v_rw.assign(w.relu_weight.size(), 0.f);
   m_rb.assign(w.relu_bias.size(), 0.f);
   v_rb.assign(w.relu_bias.size(), 0.f);
-  row_step_.assign(size_t(w.config.item_count), 0);
-  moving_.assign(size_t(w.config.item_count), 0);
-  marks_.assign(size_t(w.config.item_count), 0);
+  detail::assign_on_huge_pages(row_step_, size_t(w.config.item_count), int64_t(0));
+  detail::assign_on_huge_pages(moving_, size_t(w.config.item_count), uint8_t(0));
+  detail::assign_on_huge_pages(marks_, size_t(w.config.item_count), uint8_t(0));
   dim_ = w.config.embedding_dim;
 }
 

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "detail/huge_vector.hpp"
 #include "mindrec/aligned.hpp"
 #include "train/backward.hpp"
 #include "mindrec/cpu/interests.hpp"
@@ -40,7 +41,7 @@ template <class S>
 class BatchGradient {
  public:
   BatchGradient(const ModelView<S>& m, int threads) : threads_(std::max(1, threads)) {
-    slot_of.assign(static_cast<size_t>(m.item_count), -1);
+    detail::assign_on_huge_pages(slot_of, static_cast<size_t>(m.item_count), int32_t(-1));
   }
 
   S loss = 0;
@@ -50,7 +51,9 @@ class BatchGradient {
   std::vector<int32_t> slot_of;        ///< [N] slot of an item id, -1 if untouched
 
   /// Mean cross-entropy over the batch; fills dense, rows, row_grads and slot_of.
-  S compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p, Readout readout);
+  /// `hard_negative_beta` > 0: REMI's re-weighted negatives (LossConfig::hard_negative_beta).
+  S compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p, Readout readout,
+            double hard_negative_beta = 0.0);
 
  private:
   int slot(int64_t id) {
@@ -60,6 +63,47 @@ class BatchGradient {
       rows.push_back(id);
     }
     return s;
+  }
+
+  /// REMI's loss for sample b (its corrected negative logits in logits_.row(b), accidental
+  /// hits at -1e30; the target's `lt`): with a_j over the M negatives that are not the
+  /// target, N_g = M sum_j exp((1+beta) a_j) / sum_j exp(beta a_j) and loss = log(exp(lt) +
+  /// N_g) - lt. Leaves d loss / d logit (over B) in logit_t_[b] and logits_.row(b):
+  /// d/d a_j = (N_g / T) ((1+beta) p_j - beta r_j), p = softmax((1+beta) a), r =
+  /// softmax(beta a), T = exp(lt) + N_g. Returns the sample's loss.
+  S hard_negatives(int64_t b, S lt, const int64_t* negatives, int nn, int64_t t, S beta) {
+    const S Bs = S(logits_.rows());
+    S mx = -std::numeric_limits<S>::infinity();
+    int M = 0;
+    for (int j = 0; j < nn; ++j)
+      if (negatives[j] != t) mx = std::max(mx, logits_(b, j)), ++M;
+    if (M == 0) {  // the only negative is the target itself: nothing to contrast, loss 0
+      logit_t_[b] = 0;
+      logits_.row(b).setZero();
+      return 0;
+    }
+    S s1 = 0, s2 = 0;
+    for (int j = 0; j < nn; ++j)
+      if (negatives[j] != t) {
+        const S d = logits_(b, j) - mx;
+        s1 += std::exp((S(1) + beta) * d);
+        s2 += std::exp(beta * d);
+      }
+    const S log_ng = std::log(S(M)) + mx + std::log(s1) - std::log(s2);
+    const S hi = std::max(lt, log_ng);
+    const S log_t = hi + std::log(std::exp(lt - hi) + std::exp(log_ng - hi));
+    logit_t_[b] = (std::exp(lt - log_t) - S(1)) / Bs;
+    const S share = std::exp(log_ng - log_t) / Bs;
+    for (int j = 0; j < nn; ++j) {
+      S& x = logits_(b, j);
+      if (negatives[j] == t) {
+        x = 0;
+        continue;
+      }
+      const S d = x - mx;
+      x = share * ((S(1) + beta) * std::exp((S(1) + beta) * d) / s1 - beta * std::exp(beta * d) / s2);
+    }
+    return log_t - lt;
   }
 
   int threads_;
@@ -77,7 +121,7 @@ class BatchGradient {
 
 template <class S>
 S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p,
-                            Readout readout) {
+                            Readout readout, double hard_negative_beta) {
   using namespace mindrec::detail;
   const int D = m.dim, H = m.hidden, K = m.max_k, L = m.maxlen;
   const int64_t B = in.batch;
@@ -125,6 +169,7 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
   logits_.resize(B, nn);
   logits_.noalias() = users_ * eneg_.transpose();
   S total = 0;
+  const S beta = static_cast<S>(hard_negative_beta);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t t = in.targets[b];
     S lt = users_.row(b).dot(MapConstRow<S>(m.item_emb + t * D, D)) - in.log_q_targets[b];
@@ -133,6 +178,10 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
       S& x = logits_(b, j);
       x = in.negatives[j] == t ? S(-1e30) : x - in.log_q_negatives[j];  // accidental hit
       mx = std::max(mx, x);
+    }
+    if (beta > S(0)) {
+      total += hard_negatives(b, lt, in.negatives, nn, t, beta);
+      continue;
     }
     S sum = std::exp(lt - mx);
     for (int j = 0; j < nn; ++j) sum += std::exp(logits_(b, j) - mx);
