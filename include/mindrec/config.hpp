@@ -37,6 +37,21 @@ struct MINDREC_API OptimizerConfig {
   bool lazy = false;  ///< update moments only for rows touched by the batch
 };
 
+/// `hyper_parameters.loss`: the training loss beyond PaddleRec's sampled softmax (issue 29).
+/// Training only: neither changes the model function, inference, the store or serving.
+struct MINDREC_API LossConfig {
+  /// REMI's interest-aware hard negatives (Xie et al., RecSys 2023): each sample's negatives
+  /// are re-weighted by w_j = M softmax(beta a)_j over its M negatives' corrected logits a_j,
+  /// the partition term becoming sum_j w_j exp(a_j) (gradients flow through the weights, as
+  /// REMI's). 0 (default) = the plain sampled softmax.
+  double hard_negative_beta = 0.0;
+  /// The batch's targets join the sampled negatives (mixed negative sampling): an item's log-q
+  /// correction is then that of the union, 1 - (1 - q_sampled)(1 - q_batch), q_batch being
+  /// the chance that one of the batch's B targets is the item (its share of the training
+  /// clicks). A sample's own target is masked as an accidental hit.
+  bool in_batch_negatives = false;
+};
+
 /// `hyper_parameters`: everything that defines the model function and its training.
 struct MINDREC_API ModelConfig {
   int64_t item_count = 367983;  ///< N; ids 1..N-1, 0 = padding
@@ -48,6 +63,7 @@ struct MINDREC_API ModelConfig {
   Readout readout = Readout::soft;
   OptimizerConfig optimizer;
   CapsuleConfig capsule;
+  LossConfig loss;
 
   /// Throws ConfigError naming the key path of the first invalid field.
   void validate() const;

@@ -34,6 +34,7 @@ from ._core import (
     FormatError,
     InvalidArgument,
     IoError,
+    LossConfig,
     ModelConfig,
     OptimizerConfig,
     Readout,
@@ -58,7 +59,7 @@ __version__: str = _core.VERSION
 
 __all__ = [
     "CapsuleConfig", "Catalogue", "ItemStatus", "load_catalogue", "ClickLog", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
-    "InvalidArgument", "IoError", "MindModel", "ModelConfig", "OptimizerConfig", "Readout",
+    "InvalidArgument", "IoError", "LossConfig", "MindModel", "ModelConfig", "OptimizerConfig", "Readout",
     "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SoftmaxAxis",
     "Unsupported", "VectorStore", "Weights", "attach_vector_store", "build_item_store", "built_with_cuda",
     "cuda_device_count", "default_threads", "evaluate", "init_weights", "load_config",

@@ -28,6 +28,10 @@ void bind_config(nb::module_& m) {
       .def_rw("class_name", &OptimizerConfig::class_name)
       .def_rw("learning_rate", &OptimizerConfig::learning_rate)
       .def_rw("lazy", &OptimizerConfig::lazy);
+  nb::class_<LossConfig>(m, "LossConfig", "hyper_parameters.loss (training only)")
+      .def(nb::init<>())
+      .def_rw("hard_negative_beta", &LossConfig::hard_negative_beta)
+      .def_rw("in_batch_negatives", &LossConfig::in_batch_negatives);
   nb::class_<ModelConfig>(m, "ModelConfig", "hyper_parameters: what defines the model function and its training.")
       .def(nb::init<>())
       .def_rw("item_count", &ModelConfig::item_count)
@@ -39,6 +43,7 @@ void bind_config(nb::module_& m) {
       .def_rw("readout", &ModelConfig::readout)
       .def_rw("optimizer", &ModelConfig::optimizer)
       .def_rw("capsule", &ModelConfig::capsule)
+      .def_rw("loss", &ModelConfig::loss)
       .def("validate", &ModelConfig::validate, "Raises ConfigError naming the key path of the first invalid field.")
       .def("to_json", [](const ModelConfig& c) { return model_config_to_json(c); },
            "Compact JSON of the model-defining fields (as stored in a weights file).")

@@ -50,6 +50,8 @@ void ModelConfig::validate() const {
     invalid(hp + "capsule.iters", "must be in [1, 100]");
   if (capsule.max_k < 1 || capsule.max_k > 64) invalid(hp + "capsule.max_k", "must be in [1, 64]");
   if (!(capsule.init_std > 0.0)) invalid(hp + "capsule.init_std", "must be > 0");
+  if (!(loss.hard_negative_beta >= 0.0 && loss.hard_negative_beta <= 100.0))
+    invalid(hp + "loss.hard_negative_beta", "must be in [0, 100] (0 = off)");
 }
 
 void RunnerConfig::validate() const {
@@ -87,7 +89,10 @@ std::string model_config_to_json(const ModelConfig& m) {
         {"init_std", m.capsule.init_std},
         {"softmax_axis", to_string(m.capsule.softmax_axis)},
         {"relu_layer", m.capsule.relu_layer},
-        {"dynamic_k", m.capsule.dynamic_k}}}};
+        {"dynamic_k", m.capsule.dynamic_k}}},
+      {"loss",
+       {{"hard_negative_beta", m.loss.hard_negative_beta},
+        {"in_batch_negatives", m.loss.in_batch_negatives}}}};
   return j.dump();
 }
 
@@ -115,6 +120,11 @@ ModelConfig model_config_from_json(const std::string& text, const std::string& s
     else throw FormatError("softmax_axis '" + axis + "'");
     m.capsule.relu_layer = c.at("relu_layer").get<bool>();
     m.capsule.dynamic_k = c.at("dynamic_k").get<bool>();
+    if (j.contains("loss")) {  // absent in files written before issue 29: the defaults
+      const auto& l = j.at("loss");
+      m.loss.hard_negative_beta = l.at("hard_negative_beta").get<double>();
+      m.loss.in_batch_negatives = l.at("in_batch_negatives").get<bool>();
+    }
     m.validate();
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(source + ": bad model config in __metadata__: " + e.what());

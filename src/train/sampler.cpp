@@ -46,7 +46,7 @@ double LogUniformSampler::log_q(int64_t id, int num_neg) const {
 
 // ---- batches
 BatchSampler::BatchSampler(const ClickLog& log, int64_t item_count, int maxlen, int batch_size,
-                           int num_neg)
+                           int num_neg, bool in_batch_negatives)
     : log_(log), maxlen_(maxlen), batch_size_(batch_size), num_neg_(num_neg), neg_(item_count) {
   for (int64_t u = 0; u < log.num_users(); ++u)
     if (log.length(u) > 4) eligible_.push_back(u);
@@ -60,6 +60,21 @@ BatchSampler::BatchSampler(const ClickLog& log, int64_t item_count, int maxlen, 
                             " >= item_count " + std::to_string(item_count));
   marks_.assign(size_t(item_count), 0);
   user_marks_.assign(eligible_.size(), 0);
+  if (in_batch_negatives) {
+    target_freq_.assign(size_t(item_count), 0.0);
+    const double per_user = 1.0 / double(eligible_.size());
+    for (int64_t u : eligible_) {
+      const int64_t m = log.length(u);
+      const int64_t* x = log.begin(u);
+      for (int64_t k = 4; k < m; ++k) target_freq_[size_t(x[k])] += per_user / double(m - 4);
+    }
+  }
+}
+
+double BatchSampler::log_q_mixed(int64_t id) const {
+  const double log_not_sampled = -2.0 * num_neg_ * std::log1p(neg_.probability(id));
+  const double log_not_target = double(batch_size_) * std::log1p(-std::min(1.0, target_freq_[size_t(id)]));
+  return std::log(-std::expm1(log_not_sampled + log_not_target));
 }
 
 void BatchSampler::next(detail::Rng& rng, TrainingBatch& b) {
@@ -93,9 +108,24 @@ void BatchSampler::next(detail::Rng& rng, TrainingBatch& b) {
   }
   b.negatives.resize(num_neg_);
   neg_.draw_distinct(rng, num_neg_, b.negatives.data(), marks_);
-  b.log_q_negatives.resize(num_neg_);
-  for (int j = 0; j < num_neg_; ++j)
-    b.log_q_negatives[j] = static_cast<float>(neg_.log_q(b.negatives[j], num_neg_));
+  if (target_freq_.empty()) {
+    b.log_q_negatives.resize(num_neg_);
+    for (int j = 0; j < num_neg_; ++j)
+      b.log_q_negatives[j] = static_cast<float>(neg_.log_q(b.negatives[j], num_neg_));
+    return;
+  }
+  // Mixed negatives: the batch's targets not already drawn join the set, in batch order.
+  for (int64_t id : b.negatives) marks_[size_t(id)] = 1;
+  for (int i = 0; i < B; ++i)
+    if (!marks_[size_t(b.targets[i])]) {
+      marks_[size_t(b.targets[i])] = 1;
+      b.negatives.push_back(b.targets[i]);
+    }
+  for (int64_t id : b.negatives) marks_[size_t(id)] = 0;
+  b.log_q_negatives.resize(b.negatives.size());
+  for (size_t j = 0; j < b.negatives.size(); ++j)
+    b.log_q_negatives[j] = static_cast<float>(log_q_mixed(b.negatives[j]));
+  for (int i = 0; i < B; ++i) b.log_q_targets[i] = static_cast<float>(log_q_mixed(b.targets[i]));
 }
 
 }  // namespace mindrec

@@ -44,13 +44,25 @@ struct TrainingBatch {
 
 /// Draws training batches (spec): batch_size distinct users uniformly among those with more
 /// than 4 items, for each a target position k uniform in [4, m-1], the last <= L items before
-/// it as history; plus one set of distinct log-uniform negatives.
+/// it as history; plus one set of distinct log-uniform negatives. With `in_batch_negatives`
+/// (LossConfig) the batch's targets join the negatives (distinct, after the sampled ones) and
+/// every log-q, targets' included, is that of the union (log_q_mixed).
 class BatchSampler {
  public:
   /// Throws InvalidArgument if fewer than batch_size users have more than 4 items.
-  BatchSampler(const ClickLog& log, int64_t item_count, int maxlen, int batch_size, int num_neg);
+  BatchSampler(const ClickLog& log, int64_t item_count, int maxlen, int batch_size, int num_neg,
+               bool in_batch_negatives = false);
   void next(detail::Rng& rng, TrainingBatch& batch);
   int64_t eligible_users() const { return static_cast<int64_t>(eligible_.size()); }
+  /// The chance that one sample's target is `id`: (1/E) sum over eligible users u of the
+  /// share of u's target positions [4, m-1] holding `id` (in-batch negatives only; else 0).
+  double target_probability(int64_t id) const {
+    return target_freq_.empty() ? 0.0 : target_freq_[size_t(id)];
+  }
+  /// log q of `id` under mixed negatives: the chance it is among the sampled negatives or the
+  /// batch's targets, log(1 - (1 + p)^(-2 num_neg) (1 - f)^B) with p the log-uniform
+  /// probability and f = target_probability (LogUniformSampler::log_q's form for the first).
+  double log_q_mixed(int64_t id) const;
 
  private:
   const ClickLog& log_;
@@ -60,6 +72,7 @@ class BatchSampler {
   std::vector<uint8_t> marks_;       // [N] scratch for draw_distinct
   std::vector<uint8_t> user_marks_;  // [eligible] scratch for Floyd's subset sampling
   std::vector<int64_t> chosen_;
+  std::vector<double> target_freq_;  // [N] with in-batch negatives, else empty
 };
 
 }  // namespace mindrec

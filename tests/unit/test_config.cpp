@@ -36,6 +36,8 @@ TEST_CASE("defaults are the spec's Amazon Books recipe") {
   CHECK(m.capsule.softmax_axis == SoftmaxAxis::interests);
   CHECK(m.capsule.relu_layer);
   CHECK_FALSE(m.capsule.dynamic_k);
+  CHECK(m.loss.hard_negative_beta == 0.0);
+  CHECK_FALSE(m.loss.in_batch_negatives);
   CHECK(c.runner.train_batch_size == 128);
   CHECK(c.runner.batches_per_epoch == 1000);
 }
@@ -109,11 +111,20 @@ TEST_CASE("unknown keys and wrong types are refused with the key path") {
         "c.yaml: key 'hyper_parameters.capsule': expected a mapping");
   CHECK(config_error("hyper_parameters: {capsule: {softmax_axis: rows}}")
             .find("expected one of interests, behaviors, hybrid") != std::string::npos);
+  CHECK(config_error("hyper_parameters: {loss: {beta: 1}}") ==
+        "c.yaml: unknown key 'hyper_parameters.loss.beta'");
+  CHECK(config_error("hyper_parameters: {loss: {in_batch_negatives: 2}}") ==
+        "c.yaml: key 'hyper_parameters.loss.in_batch_negatives': expected true or false, got '2'");
   CHECK(config_error("just text") == "c.yaml: top level: expected a mapping");
   CHECK(config_error("runner: {epochs: [1").find("c.yaml: invalid YAML at line 1") == 0);
 }
 
 TEST_CASE("invalid values are refused with the key path") {
+  CHECK(config_error("hyper_parameters: {loss: {hard_negative_beta: -1}}").find("key 'hyper_parameters.loss.hard_negative_beta'") !=
+        std::string::npos);
+  const Config remi = parse_config("hyper_parameters: {loss: {hard_negative_beta: 0.5, in_batch_negatives: true}}\n", "/base", "c.yaml");
+  CHECK(remi.hyper_parameters.loss.hard_negative_beta == 0.5);
+  CHECK(remi.hyper_parameters.loss.in_batch_negatives);
   CHECK(config_error("hyper_parameters: {pow_p: 1.5}").find("key 'hyper_parameters.pow_p'") !=
         std::string::npos);
   CHECK(config_error("hyper_parameters: {hidden_size: 32}")
@@ -143,7 +154,22 @@ TEST_CASE("the model config's JSON round-trips and mismatches are named") {
   m.capsule.dynamic_k = true;
   m.readout = Readout::hard;
   m.pow_p = 2;
+  m.loss.hard_negative_beta = 0.75;
+  m.loss.in_batch_negatives = true;
   const ModelConfig back = model_config_from_json(model_config_to_json(m), "w");
+  CHECK(back.loss.hard_negative_beta == 0.75);
+  CHECK(back.loss.in_batch_negatives);
+  {  // a file written before the loss options: the defaults
+    std::string j = model_config_to_json(m);
+    const size_t at = j.find("\"loss\":{"), end = j.find("},", at);
+    REQUIRE(at != std::string::npos);
+    REQUIRE(end != std::string::npos);
+    j.erase(at, end + 2 - at);
+    REQUIRE(j.find("loss") == std::string::npos);
+    const ModelConfig old = model_config_from_json(j, "w");
+    CHECK(old.loss.hard_negative_beta == 0.0);
+    CHECK_FALSE(old.loss.in_batch_negatives);
+  }
   CHECK(back.item_count == 1000);
   CHECK(back.capsule.softmax_axis == SoftmaxAxis::hybrid);
   CHECK(back.capsule.dynamic_k);

@@ -81,14 +81,15 @@ struct Problem {
   }
 };
 
-void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout readout) {
+void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout readout,
+                     double beta = 0.0) {
   Problem p(axis, relu, dynk, 17);
   cpu::BatchGradient<double> g(p.view, 2);
-  const double loss = g.compute(p.view, p.input(), pow_p, readout);
+  const double loss = g.compute(p.view, p.input(), pow_p, readout, beta);
   CHECK(std::isfinite(loss));
   auto loss_at = [&]() {
     cpu::BatchGradient<double> g2(p.view, 1);
-    return g2.compute(p.view, p.input(), pow_p, readout);
+    return g2.compute(p.view, p.input(), pow_p, readout, beta);
   };
   const double h = 1e-6;
   auto fd = [&](double& x) {
@@ -155,6 +156,52 @@ TEST_CASE("gradients match finite differences: hybrid - dynamic K") {
 }
 TEST_CASE("gradients match finite differences: hard read-out") {
   check_gradients(SoftmaxAxis::interests, true, false, 1, Readout::hard);
+}
+
+TEST_CASE("gradients match finite differences: REMI hard negatives beta = 0.5") {
+  check_gradients(SoftmaxAxis::interests, true, false, 1, Readout::soft, 0.5);
+}
+TEST_CASE("gradients match finite differences: REMI hard negatives beta = 3 with pow_p = 2") {
+  check_gradients(SoftmaxAxis::interests, true, false, 2, Readout::soft, 3.0);
+}
+
+// The REMI loss by its definition (Xie et al. 2023, and REMI's code): per sample, over the M
+// negatives that are not the target, w_j = M exp(beta a_j) / sum_k exp(beta a_k) and
+// loss = -log(exp(a_t) / (exp(a_t) + sum_j w_j exp(a_j))), a = corrected logits.
+TEST_CASE("REMI hard negatives: the loss by its definition and beta = 0 as the plain loss") {
+  Problem p(SoftmaxAxis::interests, true, false, 5);
+  std::vector<double> work(cpu::workspace_size(p.view)), out(p.K * p.D), user(p.D), c(p.K), a(p.K);
+  auto by_hand = [&](double beta) {
+    double total = 0;
+    for (int b = 0; b < p.B; ++b) {
+      const int kk = cpu::extract_user(p.view, p.hist.data() + b * p.L, p.lens[b], out.data(), work.data());
+      const double* q = p.emb.data() + p.targets[b] * p.D;
+      cpu::attention_forward(out.data(), kk, p.D, q, 2, Readout::soft, user.data(), c.data(), a.data());
+      auto dot = [&](int64_t id) {
+        double s = 0;
+        for (int d = 0; d < p.D; ++d) s += user[d] * p.emb[id * p.D + d];
+        return s;
+      };
+      const double at = dot(p.targets[b]) - p.lq_t[b];
+      std::vector<double> an;
+      for (int j = 0; j < p.NN; ++j)
+        if (p.negs[j] != p.targets[b]) an.push_back(dot(p.negs[j]) - p.lq_neg[j]);
+      double wsum = 0;
+      for (double x : an) wsum += std::exp(beta * x);
+      double ng = 0;
+      for (double x : an) ng += double(an.size()) * std::exp(beta * x) / wsum * std::exp(x);
+      total += -std::log(std::exp(at) / (std::exp(at) + ng));
+    }
+    return total / p.B;
+  };
+  for (double beta : {0.0, 0.25, 1.0, 4.0}) {
+    cpu::BatchGradient<double> g(p.view, 2);
+    CHECK(g.compute(p.view, p.input(), 2, Readout::soft, beta) == doctest::Approx(by_hand(beta)).epsilon(1e-11));
+  }
+  // beta -> 0: the weights are all 1 and the loss is the plain sampled softmax's.
+  cpu::BatchGradient<double> g0(p.view, 1), g1(p.view, 1);
+  CHECK(g0.compute(p.view, p.input(), 2, Readout::soft, 1e-9) ==
+        doctest::Approx(g1.compute(p.view, p.input(), 2, Readout::soft)).epsilon(1e-9));
 }
 
 TEST_CASE("the loss is the mean cross-entropy with log-q correction and hit masking") {

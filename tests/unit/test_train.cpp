@@ -123,6 +123,55 @@ TEST_CASE("training samples follow the spec") {
   CHECK_THROWS_AS(BatchSampler(log, 100, 6, 10, 10), InvalidArgument);  // only 9 eligible
 }
 
+TEST_CASE("in-batch negatives: the union of sampled negatives and targets with mixed log-q") {
+  // Users with known item lists; the target frequency worked by hand: user u (m items) puts
+  // 1/(m-4) of its draws on each of positions 4..m-1.
+  ClickLog log;
+  log.offsets = {0};
+  const std::vector<std::vector<int64_t>> users = {
+      {1, 2, 3, 4, 5, 6},          // positions 4, 5: items 5, 6 (1/2 each)
+      {7, 8, 9, 10, 5},            // position 4: item 5
+      {11, 12, 13, 14, 15, 5, 5},  // positions 4..6: 15, 5, 5 (1/3 each)
+      {16, 17, 18, 19, 20}};       // position 4: item 20
+  for (size_t u = 0; u < users.size(); ++u) {
+    log.user_ids.push_back(int64_t(u));
+    log.items.insert(log.items.end(), users[u].begin(), users[u].end());
+    log.offsets.push_back(static_cast<int64_t>(log.items.size()));
+  }
+  const int B = 3, NN = 5;
+  BatchSampler plain(log, 40, 4, B, NN), mixed(log, 40, 4, B, NN, true);
+  CHECK(plain.target_probability(5) == 0.0);
+  CHECK(mixed.target_probability(5) == doctest::Approx((0.5 + 1.0 + 2.0 / 3.0) / 4.0).epsilon(1e-12));
+  CHECK(mixed.target_probability(6) == doctest::Approx(0.5 / 4.0).epsilon(1e-12));
+  CHECK(mixed.target_probability(15) == doctest::Approx(1.0 / 12.0).epsilon(1e-12));
+  CHECK(mixed.target_probability(20) == doctest::Approx(0.25).epsilon(1e-12));
+  CHECK(mixed.target_probability(1) == 0.0);
+  // log q of the union: 1 - (1 + p)^(-2 NN) (1 - f)^B.
+  LogUniformSampler lu(40);
+  const double p5 = lu.probability(5), f5 = mixed.target_probability(5);
+  CHECK(mixed.log_q_mixed(5) ==
+        doctest::Approx(std::log(1 - std::pow(1 + p5, -2.0 * NN) * std::pow(1 - f5, B))).epsilon(1e-12));
+  CHECK(mixed.log_q_mixed(3) == doctest::Approx(lu.log_q(3, NN)).epsilon(1e-12));  // never a target
+  // Same seed: the sampled part is the plain sampler's; then the batch's targets not in it.
+  detail::Rng r1(9), r2(9);
+  TrainingBatch a, b;
+  for (int it = 0; it < 50; ++it) {
+    plain.next(r1, a);
+    mixed.next(r2, b);
+    REQUIRE(a.targets == b.targets);
+    REQUIRE(b.negatives.size() >= size_t(NN));
+    CHECK(std::equal(a.negatives.begin(), a.negatives.end(), b.negatives.begin()));
+    std::set<int64_t> want(a.negatives.begin(), a.negatives.end());
+    want.insert(a.targets.begin(), a.targets.end());
+    CHECK(std::set<int64_t>(b.negatives.begin(), b.negatives.end()) == want);
+    CHECK(b.negatives.size() == want.size());  // distinct
+    REQUIRE(b.log_q_negatives.size() == b.negatives.size());
+    for (size_t j = 0; j < b.negatives.size(); ++j)
+      CHECK(b.log_q_negatives[j] == doctest::Approx(mixed.log_q_mixed(b.negatives[j])));
+    for (int i = 0; i < B; ++i) CHECK(b.log_q_targets[i] == doctest::Approx(mixed.log_q_mixed(b.targets[i])));
+  }
+}
+
 TEST_CASE("Adam converges to the optimum of a quadratic") {
   // f(w) = Σ (w_i - c_i)^2 / 2, gradient w - c, optimum w = c.
   std::vector<float> w(16, 0.f), m(16, 0.f), v(16, 0.f), g(16), c(16);
