@@ -36,8 +36,11 @@ usearch_filter_lib() {
     # -ffast-math, and the NK_TARGET_* settings setup.py passes.
     local defs
     defs=$(grep -o '("NK_[A-Z0-9_]*", "0")' "$src/setup.py" | sed 's/("\(NK_[A-Z0-9_]*\)", "0")/-D\1=0/')
+    # NK_NATIVE_BF16=0: on a CPU with AVX512-BF16 -march=native would make NumKong typedef
+    # GCC 13's __bf16, which Debian 12's g++ 12 lacks (setup.py's generic build never sees the
+    # macro and gets the same integer stand-in).
     # shellcheck disable=SC2086
-    g++ -std=c++17 -O3 -ffast-math -march=native -shared -fPIC -DUSEARCH_USE_NUMKONG=1 -DNK_DYNAMIC_DISPATCH=1 $defs \
+    g++ -std=c++17 -O3 -ffast-math -march=native -shared -fPIC -DUSEARCH_USE_NUMKONG=1 -DNK_DYNAMIC_DISPATCH=1 -DNK_NATIVE_BF16=0 $defs \
       -I "$src/include" -I "$src/numkong/include" benchmarks/peers/usearch_filter.cpp -o "$lib.tmp" -lpthread &&
       mv "$lib.tmp" "$lib"
   fi
