@@ -7,8 +7,9 @@ validation users (exact retrieval, the popularity baseline beside), averaged ove
         [--seeds 2021,7] [--options default,pow2,...] [--out DIR]
 
 Defaults: the bundled Amazon Beauty log and, when present, ../shared/data/yelp/clicks.csv;
-3,000 batches of 128; seeds 2021 and 7. Prints one markdown row per data set and option, then
-each option's relative change in Recall@50 over `default` per data set. Options are config
+3,000 batches of 128; seeds 2021 and 7. Prints one markdown row per data set and option (the
+means, and Recall@50 / HitRate@50 of each seed), then each option's relative change in
+Recall@50 over --baseline (default: `default`) per data set and seed. Options are config
 keys only (the PaddleRec-compatible defaults are `default`); configs/recommended.yaml holds the
 one that wins on every data set."""
 import argparse
@@ -34,7 +35,21 @@ OPTIONS = {
     # the optimiser: lazy Adam (rows a batch touches only) against dense, alone and with pow2
     "lazy": "  optimizer: {lazy: true}\n",
     "pow2_lazy": "  pow_p: 2.0\n  optimizer: {lazy: true}\n",
+    # issue 29: the loss (REMI's hard negatives, in-batch negatives), beside today's recommended pow2
+    "pow2_beta0.5": "  pow_p: 2.0\n  loss: {hard_negative_beta: 0.5}\n",
+    "pow2_beta1": "  pow_p: 2.0\n  loss: {hard_negative_beta: 1.0}\n",
+    "pow2_beta2": "  pow_p: 2.0\n  loss: {hard_negative_beta: 2.0}\n",
+    "pow2_inbatch": "  pow_p: 2.0\n  loss: {in_batch_negatives: true}\n",
+    "pow2_inbatch_beta1": "  pow_p: 2.0\n  loss: {hard_negative_beta: 1.0, in_batch_negatives: true}\n",
 }
+# Options that change the runner too (the batch size; the learning rate scaled with its square
+# root): the runner lines they add.
+RUNNER = {
+    "pow2_batch512": "  train_batch_size: 512\n",
+    "pow2_batch1024": "  train_batch_size: 1024\n",
+}
+OPTIONS["pow2_batch512"] = "  pow_p: 2.0\n  optimizer: {learning_rate: 0.002}\n"
+OPTIONS["pow2_batch1024"] = "  pow_p: 2.0\n  optimizer: {learning_rate: 0.00283}\n"
 
 
 def main() -> None:
@@ -44,6 +59,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="2021,7")
     ap.add_argument("--options", default="default,pow2,pow3,hard_readout,behaviors")
     ap.add_argument("--out", default="output/compare-options")
+    ap.add_argument("--baseline", default="default", help="the option the relative changes are against")
     args = ap.parse_args()
     data = development_logs(ROOT, args.data)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -51,11 +67,11 @@ def main() -> None:
     out = Path(args.out)
     per_epoch = 250
     results = {}
-    print(f"{args.batches} batches of 128 per run (epochs of {per_epoch}), seeds {seeds}; validation users; "
+    print(f"{args.batches} batches (of 128 unless the option sets the size) per run (epochs of {per_epoch}), seeds {seeds}; validation users; "
           f"mindrec {mindrec.__version__}, {mindrec.default_threads()} thread(s)")
     print("| data | option | Recall@20 | NDCG@20 | HitRate@20 | Recall@50 | NDCG@50 | HitRate@50 | "
-          "popularity Recall@50 | batches | seconds |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "popularity Recall@50 | Recall@50 / HitRate@50 per seed | batches | seconds |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for name, clicks in data.items():
         prepared = out / name / "data"
         report = mindrec.prepare(clicks, prepared)
@@ -68,7 +84,7 @@ runner:
   epochs: {max(1, args.batches // per_epoch)}
   batches_per_epoch: {per_epoch}
   seed: {seed}
-hyper_parameters:
+{RUNNER.get(opt, "")}hyper_parameters:
   item_count: {report['item_count']}
 {OPTIONS[opt]}""")
                 run_dir = out / name / f"{opt}-{seed}"
@@ -81,19 +97,25 @@ hyper_parameters:
             mean = {k: sum(r[0][k] for r in runs) / len(runs) for k in runs[0][0] if runs[0][0][k] is not None}
             secs = sum(r[1] for r in runs) / len(runs)
             results[(name, opt)] = mean
+            results[(name, opt, "seeds")] = [r[0] for r in runs]
+            per_seed = ", ".join(f"{100 * r[0]['recall@50']:.2f}% / {100 * r[0]['hitrate@50']:.2f}%" for r in runs)
             print(f"| {name} | {opt} | " + " | ".join(f"{100 * mean[k]:.2f}%" for k in (
                 "recall@20", "ndcg@20", "hitrate@20", "recall@50", "ndcg@50", "hitrate@50", "popularity_recall@50"))
-                + f" | {args.batches} | {secs:.1f} |", flush=True)
+                + f" | {per_seed} | {args.batches} | {secs:.1f} |", flush=True)
     print()
+    base_opt = args.baseline if args.baseline in options else options[0]
     for opt in options:
-        if opt == "default":
+        if opt == base_opt:
             continue
         changes = []
         for name in data:
-            base, got = results[(name, "default")]["recall@50"], results[(name, opt)]["recall@50"]
-            changes.append(f"{name} {100 * (got / base - 1):+.1f}%")
-        print(f"{opt}: Recall@50 against default: " + ", ".join(changes))
-    json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, open(out / "results.json", "w"), indent=1)
+            base, got = results[(name, base_opt)], results[(name, opt)]
+            seeds_b, seeds_g = results[(name, base_opt, "seeds")], results[(name, opt, "seeds")]
+            each = "/".join(f"{100 * (g['recall@50'] / b['recall@50'] - 1):+.1f}%" for b, g in zip(seeds_b, seeds_g))
+            changes.append(f"{name} {100 * (got['recall@50'] / base['recall@50'] - 1):+.1f}% (seeds {each}; "
+                           f"HitRate@50 {100 * (got['hitrate@50'] / base['hitrate@50'] - 1):+.1f}%)")
+        print(f"{opt}: Recall@50 against {base_opt}: " + ", ".join(changes))
+    json.dump({"/".join(k): v for k, v in results.items()}, open(out / "results.json", "w"), indent=1)
 
 
 if __name__ == "__main__":
