@@ -29,6 +29,11 @@ struct MINDREC_API CapsuleConfig {
   SoftmaxAxis softmax_axis = SoftmaxAxis::interests;
   bool relu_layer = true;  ///< u_k = ReLU(v_k W + b) after squash
   bool dynamic_k = false;  ///< K'_u = max(1, min(K, floor(log2 n)))
+  /// ComiRec-DR's routing (Cen et al., KDD 2020): interest k reads its own transform of the
+  /// behaviours, û_{k,l} = e_l S_k (capsule.bilinear is then [D, K H], S_k its k-th block of H
+  /// columns), instead of MIND's shared û_l = e_l S. With init_std 0 (ComiRec-DR's
+  /// zero-initialised routing logits) the interests differ only through their transforms.
+  bool per_interest_transform = false;
 };
 
 struct MINDREC_API OptimizerConfig {
@@ -67,6 +72,8 @@ struct MINDREC_API ModelConfig {
 
   /// Throws ConfigError naming the key path of the first invalid field.
   void validate() const;
+  /// Columns of capsule.bilinear: H, or K H with capsule.per_interest_transform.
+  int bilinear_columns() const { return capsule.per_interest_transform ? capsule.max_k * hidden_size : hidden_size; }
 };
 
 /// `runner`: data locations and the training/inference loop.

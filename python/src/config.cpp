@@ -22,7 +22,8 @@ void bind_config(nb::module_& m) {
       .def_rw("init_std", &CapsuleConfig::init_std)
       .def_rw("softmax_axis", &CapsuleConfig::softmax_axis)
       .def_rw("relu_layer", &CapsuleConfig::relu_layer)
-      .def_rw("dynamic_k", &CapsuleConfig::dynamic_k);
+      .def_rw("dynamic_k", &CapsuleConfig::dynamic_k)
+      .def_rw("per_interest_transform", &CapsuleConfig::per_interest_transform);
   nb::class_<OptimizerConfig>(m, "OptimizerConfig", "hyper_parameters.optimizer")
       .def(nb::init<>())
       .def_rw("class_name", &OptimizerConfig::class_name)

@@ -69,8 +69,9 @@ void bind_model(nb::module_& m) {
       }, "[N, D] item vectors (row 0: padding).")
       .def_prop_ro("bilinear", [](Self s) {
         const auto& c = s.p->config;
-        return view(s.p->bilinear.data(), {size_t(c.embedding_dim), size_t(c.hidden_size)}, s.h);
-      }, "[D, H] shared bilinear map S.")
+        return view(s.p->bilinear.data(), {size_t(c.embedding_dim), size_t(c.bilinear_columns())}, s.h);
+      }, "[D, H] shared bilinear map S ([D, K H], one block of H columns per interest, with "
+         "capsule.per_interest_transform).")
       .def_prop_ro("routing_logits", [](Self s) {
         const auto& c = s.p->config;
         return view(s.p->routing_logits.data(), {1, size_t(c.capsule.max_k), size_t(c.maxlen)}, s.h);

@@ -49,7 +49,10 @@ void ModelConfig::validate() const {
   if (capsule.iters < 1 || capsule.iters > 100)
     invalid(hp + "capsule.iters", "must be in [1, 100]");
   if (capsule.max_k < 1 || capsule.max_k > 64) invalid(hp + "capsule.max_k", "must be in [1, 64]");
-  if (!(capsule.init_std > 0.0)) invalid(hp + "capsule.init_std", "must be > 0");
+  if (!(capsule.init_std >= 0.0)) invalid(hp + "capsule.init_std", "must be >= 0");
+  if (capsule.init_std == 0.0 && !capsule.per_interest_transform && capsule.max_k > 1)
+    invalid(hp + "capsule.init_std",
+            "0 (zero routing logits) makes every interest the same unless capsule.per_interest_transform is true");
   if (!(loss.hard_negative_beta >= 0.0 && loss.hard_negative_beta <= 100.0))
     invalid(hp + "loss.hard_negative_beta", "must be in [0, 100] (0 = off)");
 }
@@ -89,7 +92,8 @@ std::string model_config_to_json(const ModelConfig& m) {
         {"init_std", m.capsule.init_std},
         {"softmax_axis", to_string(m.capsule.softmax_axis)},
         {"relu_layer", m.capsule.relu_layer},
-        {"dynamic_k", m.capsule.dynamic_k}}},
+        {"dynamic_k", m.capsule.dynamic_k},
+        {"per_interest_transform", m.capsule.per_interest_transform}}},
       {"loss",
        {{"hard_negative_beta", m.loss.hard_negative_beta},
         {"in_batch_negatives", m.loss.in_batch_negatives}}}};
@@ -120,6 +124,7 @@ ModelConfig model_config_from_json(const std::string& text, const std::string& s
     else throw FormatError("softmax_axis '" + axis + "'");
     m.capsule.relu_layer = c.at("relu_layer").get<bool>();
     m.capsule.dynamic_k = c.at("dynamic_k").get<bool>();
+    m.capsule.per_interest_transform = c.value("per_interest_transform", false);  // absent before issue 29
     if (j.contains("loss")) {  // absent in files written before issue 29: the defaults
       const auto& l = j.at("loss");
       m.loss.hard_negative_beta = l.at("hard_negative_beta").get<double>();
@@ -150,6 +155,7 @@ void check_same_model(const ModelConfig& a, const ModelConfig& b,
   cmp("capsule.softmax_axis", to_string(a.capsule.softmax_axis), to_string(b.capsule.softmax_axis));
   cmp("capsule.relu_layer", s(a.capsule.relu_layer), s(b.capsule.relu_layer));
   cmp("capsule.dynamic_k", s(a.capsule.dynamic_k), s(b.capsule.dynamic_k));
+  cmp("capsule.per_interest_transform", s(a.capsule.per_interest_transform), s(b.capsule.per_interest_transform));
   if (!diff.empty())
     throw ConfigError("the config does not match the model in '" + weights_source +
                       "' (config vs weights): " + diff);

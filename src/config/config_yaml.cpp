@@ -124,6 +124,7 @@ void parse_capsule(const YAML::Node& n, const std::string& path, const Reader& r
     else if (k == "softmax_axis") c.softmax_axis = parse_axis(r.scalar(v, p), r, p);
     else if (k == "relu_layer") c.relu_layer = r.boolean(v, p);
     else if (k == "dynamic_k") c.dynamic_k = r.boolean(v, p);
+    else if (k == "per_interest_transform") c.per_interest_transform = r.boolean(v, p);
     else r.unknown(p);
   });
 }

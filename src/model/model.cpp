@@ -17,7 +17,7 @@ struct MindModel::Impl {
   MindWeights w;
   Device device = Device::cpu;
   cpu::ModelView<float> view;
-  AlignedVector<float> projected;  // item_emb · S [N, H]: û of every item, computed once
+  AlignedVector<float> projected;  // item_emb · S [N, H] ([N, K H] per interest): û of every item, computed once
   std::unique_ptr<model::DeviceModel> gpu;  // Device::cuda: device copy of the weights
   std::unique_ptr<std::once_flag> fingerprint_once = std::make_unique<std::once_flag>();
   uint64_t fingerprint = 0;
@@ -27,6 +27,9 @@ MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& opt
     : impl_(std::make_unique<Impl>()) {
   if (device == Device::cuda && !built_with_cuda())  // before any work on the weights
     throw Unsupported("MindModel: the CUDA device is not available in this build (MINDREC_WITH_CUDA=OFF)");
+  if (device == Device::cuda && weights.config.capsule.per_interest_transform)
+    throw Unsupported("MindModel on CUDA: capsule.per_interest_transform (ComiRec-DR routing) is not implemented "
+                      "on the GPU; use Device::cpu");
   weights.validate();
   impl_->w = std::move(weights);
   impl_->device = device;
@@ -38,14 +41,15 @@ MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& opt
   // (two thirds of its FLOPs), at the price of N x H floats, as much as the embedding table.
   // Past options.max_projection_bytes the CPU model runs the per-user GEMM instead (same
   // function); the CUDA model uploads the projection and keeps no host copy.
+  const int uh = v.u_cols();
   const bool precompute = device == Device::cuda ||
-      double(c.item_count) * c.hidden_size * sizeof(float) <= double(options.max_projection_bytes);
+      double(c.item_count) * uh * sizeof(float) <= double(options.max_projection_bytes);
   if (precompute) {
-    impl_->projected.resize(size_t(c.item_count) * c.hidden_size);
-    detail::MapMat<float>(impl_->projected.data(), c.item_count, c.hidden_size).noalias() =
+    impl_->projected.resize(size_t(c.item_count) * uh);
+    detail::MapMat<float>(impl_->projected.data(), c.item_count, uh).noalias() =
         detail::MapConstMat<float>(v.item_emb, c.item_count, c.embedding_dim) *
-        detail::MapConstMat<float>(v.bilinear, c.embedding_dim, c.hidden_size);
-    for (int h = 0; h < c.hidden_size; ++h) impl_->projected[h] = 0.0f;  // padding row
+        detail::MapConstMat<float>(v.bilinear, c.embedding_dim, uh);
+    for (int h = 0; h < uh; ++h) impl_->projected[h] = 0.0f;  // padding row
   }
   if (device == Device::cuda) {
     impl_->gpu = model::make_cuda_model(impl_->w, impl_->projected.data());
@@ -98,7 +102,7 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
   const size_t ws = cpu::workspace_size(v);
   const float* proj = impl_->projected.empty() ? nullptr : impl_->projected.data();
   const float* rows = proj ? proj : v.item_emb;  // what the next user's lookups read
-  const int row_len = proj ? v.hidden : v.dim;
+  const int row_len = proj ? v.u_cols() : v.dim;
   const int nthreads = static_cast<int>(std::min<int64_t>(resolve_threads(threads), batch));
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {

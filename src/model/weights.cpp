@@ -41,13 +41,14 @@ void MindWeights::validate() const {
   const size_t N = config.item_count, D = config.embedding_dim, H = config.hidden_size,
                K = config.capsule.max_k, L = config.maxlen;
   expect_size(item_emb, N * D, tensor_names::item_emb);
-  expect_size(bilinear, D * H, tensor_names::bilinear);
+  const size_t HB = size_t(config.bilinear_columns());
+  expect_size(bilinear, D * HB, tensor_names::bilinear);
   expect_size(routing_logits, K * L, tensor_names::routing_logits);
   expect_size(relu_weight, config.capsule.relu_layer ? H * H : 0, tensor_names::relu_weight);
   expect_size(relu_bias, config.capsule.relu_layer ? H : 0, tensor_names::relu_bias);
   // NaN or Inf would reach the search comparators (undefined behaviour in a sort).
   const std::pair<const AlignedVector<float>*, std::pair<const char*, size_t>> tensors[] = {
-      {&item_emb, {tensor_names::item_emb, D}}, {&bilinear, {tensor_names::bilinear, H}},
+      {&item_emb, {tensor_names::item_emb, D}}, {&bilinear, {tensor_names::bilinear, HB}},
       {&routing_logits, {tensor_names::routing_logits, L}}, {&relu_weight, {tensor_names::relu_weight, H}},
       {&relu_bias, {tensor_names::relu_bias, H}}};
   for (const auto& [t, info] : tensors)
@@ -78,7 +79,7 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
   };
   xavier(w.item_emb, size_t(N) * D, double(N), double(D));
   std::fill(w.item_emb.begin(), w.item_emb.begin() + D, 0.0f);  // padding row
-  normal(w.bilinear, size_t(D) * H, 1.0);
+  normal(w.bilinear, size_t(D) * config.bilinear_columns(), 1.0);
   normal(w.routing_logits, size_t(K) * L, config.capsule.init_std);
   if (config.capsule.relu_layer) {
     xavier(w.relu_weight, size_t(H) * H, double(H), double(H));
@@ -116,7 +117,7 @@ std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
   notes_to_metadata(w.popular_items, w.evaluation, w.largest_trained_item, w.catalogue_fingerprint, metadata);
   std::map<std::string, TensorRef> t;
   t[tensor_names::item_emb] = {DType::F32, {N, D}, w.item_emb.data()};
-  t[tensor_names::bilinear] = {DType::F32, {D, H}, w.bilinear.data()};
+  t[tensor_names::bilinear] = {DType::F32, {D, int64_t(c.bilinear_columns())}, w.bilinear.data()};
   t[tensor_names::routing_logits] = {DType::F32, {1, K, L}, w.routing_logits.data()};
   if (c.capsule.relu_layer) {
     t[tensor_names::relu_weight] = {DType::F32, {H, H}, w.relu_weight.data()};
@@ -236,7 +237,7 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
     return v;
   };
   w.item_emb = take(tensor_names::item_emb, {N, D});
-  w.bilinear = take(tensor_names::bilinear, {D, H});
+  w.bilinear = take(tensor_names::bilinear, {D, int64_t(c.bilinear_columns())});
   w.routing_logits = take(tensor_names::routing_logits, {1, K, L});
   if (c.capsule.relu_layer) {
     w.relu_weight = take(tensor_names::relu_weight, {H, H});
@@ -287,6 +288,7 @@ cpu::ModelView<float> model_view(const MindWeights& w) {
   v.axis = c.capsule.softmax_axis;
   v.relu_layer = c.capsule.relu_layer;
   v.dynamic_k = c.capsule.dynamic_k;
+  v.per_interest = c.capsule.per_interest_transform;
   return v;
 }
 

@@ -60,11 +60,11 @@ void attention_backward(const S* interests, int kk, int hidden, const S* q, int 
 /// Dense accumulators for one thread's share of a batch.
 template <class S>
 struct DenseGrads {
-  detail::MatR<S> bilinear;  ///< [D, H]
+  detail::MatR<S> bilinear;  ///< [D, H] ([D, K H] with per_interest)
   detail::MatR<S> relu_weight;  ///< [H, H] (0x0 without relu_layer)
   detail::RowVec<S> relu_bias;  ///< [H]
   void reset(const ModelView<S>& m) {
-    bilinear.setZero(m.dim, m.hidden);
+    bilinear.setZero(m.dim, m.u_cols());
     if (m.relu_layer) {
       relu_weight.setZero(m.hidden, m.hidden);
       relu_bias.setZero(m.hidden);
@@ -76,17 +76,18 @@ struct DenseGrads {
 /// û = E S, for a user whose forward pass left its intermediates in `work` (extract_user).
 /// `dout` [kk, H] is d(loss)/d(interests). Adds to `g` and calls add_row(position l,
 /// const S* grad[D]) for each of the n history positions whose id is not 0. `scratch` needs
-/// 3·K·H + L·H + L·D scalars.
+/// backward_scratch_size() scalars. With per_interest, dû [n, K H] holds in block k the
+/// gradient through interest k only (z_k = Σ_l w[k,l] û_k[l]); blocks past kk stay zero.
 template <class S, class AddRow>
 void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk, const S* dout,
                       S* work, S* scratch, DenseGrads<S>& g, AddRow&& add_row) {
   using namespace mindrec::detail;
-  const int D = m.dim, H = m.hidden, K = m.max_k;
+  const int D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
   const UserBuffers<S> buf(m, work);
   MapMat<S> dP(scratch, kk, H), dV(scratch + size_t(K) * H, kk, H),
       dZ(scratch + size_t(2) * K * H, kk, H);
   S* du_buf = scratch + size_t(3) * K * H;
-  S* de_buf = du_buf + size_t(m.maxlen) * H;
+  S* de_buf = du_buf + size_t(m.maxlen) * UH;
   MapConstMat<S> V(buf.V, kk, H), W(buf.W, kk, n), E(buf.E, n, D);
   MapConstMat<S> dO(dout, kk, H);
   if (m.relu_layer) {
@@ -100,10 +101,16 @@ void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
   }
   for (int k = 0; k < kk; ++k) squash_backward(buf.Z + size_t(k) * H, dV.data() + size_t(k) * H,
                                                dZ.data() + size_t(k) * H, H);
-  MapMat<S> dU(du_buf, n, H), dE(de_buf, n, D);
-  dU.noalias() = W.transpose() * dZ;
+  MapMat<S> dU(du_buf, n, UH), dE(de_buf, n, D);
+  if (m.per_interest) {
+    dU.setZero();
+    for (int k = 0; k < kk; ++k)  // dû_k[l] = w[k,l] dz_k
+      dU.middleCols(size_t(k) * H, H).noalias() = W.row(k).transpose() * dZ.row(k);
+  } else {
+    dU.noalias() = W.transpose() * dZ;
+  }
   g.bilinear.noalias() += E.transpose() * dU;
-  dE.noalias() = dU * MapConstMat<S>(m.bilinear, D, H).transpose();
+  dE.noalias() = dU * MapConstMat<S>(m.bilinear, D, UH).transpose();
   for (int l = 0; l < n; ++l)
     if (hist[l] != 0) add_row(l, de_buf + size_t(l) * D);
 }
@@ -111,7 +118,7 @@ void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
 /// Scalars of scratch capsule_backward() needs.
 template <class S>
 size_t backward_scratch_size(const ModelView<S>& m) {
-  return size_t(3) * m.max_k * m.hidden + size_t(m.maxlen) * (m.hidden + m.dim);
+  return size_t(3) * m.max_k * m.hidden + size_t(m.maxlen) * (m.u_cols() + m.dim);
 }
 
 }  // namespace mindrec::cpu

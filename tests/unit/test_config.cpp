@@ -122,6 +122,11 @@ TEST_CASE("unknown keys and wrong types are refused with the key path") {
 TEST_CASE("invalid values are refused with the key path") {
   CHECK(config_error("hyper_parameters: {loss: {hard_negative_beta: -1}}").find("key 'hyper_parameters.loss.hard_negative_beta'") !=
         std::string::npos);
+  CHECK(config_error("hyper_parameters: {capsule: {init_std: 0}}").find("unless capsule.per_interest_transform") !=
+        std::string::npos);
+  const Config dr = parse_config("hyper_parameters: {capsule: {per_interest_transform: true, init_std: 0}}\n", "/base", "c.yaml");
+  CHECK(dr.hyper_parameters.capsule.per_interest_transform);
+  CHECK(dr.hyper_parameters.bilinear_columns() == 4 * 64);
   const Config remi = parse_config("hyper_parameters: {loss: {hard_negative_beta: 0.5, in_batch_negatives: true}}\n", "/base", "c.yaml");
   CHECK(remi.hyper_parameters.loss.hard_negative_beta == 0.5);
   CHECK(remi.hyper_parameters.loss.in_batch_negatives);
@@ -154,9 +159,11 @@ TEST_CASE("the model config's JSON round-trips and mismatches are named") {
   m.capsule.dynamic_k = true;
   m.readout = Readout::hard;
   m.pow_p = 2;
+  m.capsule.per_interest_transform = true;
   m.loss.hard_negative_beta = 0.75;
   m.loss.in_batch_negatives = true;
   const ModelConfig back = model_config_from_json(model_config_to_json(m), "w");
+  CHECK(back.capsule.per_interest_transform);
   CHECK(back.loss.hard_negative_beta == 0.75);
   CHECK(back.loss.in_batch_negatives);
   {  // a file written before the loss options: the defaults
@@ -166,9 +173,13 @@ TEST_CASE("the model config's JSON round-trips and mismatches are named") {
     REQUIRE(end != std::string::npos);
     j.erase(at, end + 2 - at);
     REQUIRE(j.find("loss") == std::string::npos);
+    const std::string key = ",\"per_interest_transform\":true";
+    REQUIRE(j.find(key) != std::string::npos);
+    j.erase(j.find(key), key.size());
     const ModelConfig old = model_config_from_json(j, "w");
     CHECK(old.loss.hard_negative_beta == 0.0);
     CHECK_FALSE(old.loss.in_batch_negatives);
+    CHECK_FALSE(old.capsule.per_interest_transform);
   }
   CHECK(back.item_count == 1000);
   CHECK(back.capsule.softmax_axis == SoftmaxAxis::hybrid);

@@ -23,16 +23,17 @@ struct Problem {
   std::vector<double> lq_neg, lq_t;
   cpu::ModelView<double> view;
 
-  Problem(SoftmaxAxis axis, bool relu, bool dynk, uint32_t seed) {
+  Problem(SoftmaxAxis axis, bool relu, bool dynk, uint32_t seed, bool per_interest = false,
+          bool zero_logits = false) {
     std::mt19937 gen(seed);
     std::uniform_real_distribution<double> u(-1, 1);
     emb.resize(N * D);
     for (auto& x : emb) x = u(gen);
     for (int d = 0; d < D; ++d) emb[d] = 0;
-    bil.resize(D * D);
+    bil.resize(D * D * (per_interest ? K : 1));
     for (auto& x : bil) x = 0.8 * u(gen);
     rl.resize(K * L);
-    for (auto& x : rl) x = u(gen);
+    for (auto& x : rl) x = zero_logits ? 0.0 : u(gen);
     if (relu) {
       rw.resize(D * D);
       for (auto& x : rw) x = u(gen);
@@ -65,6 +66,7 @@ struct Problem {
     view.axis = axis;
     view.relu_layer = relu;
     view.dynamic_k = dynk;
+    view.per_interest = per_interest;
   }
 
   cpu::BatchInput<double> input() const {
@@ -82,8 +84,8 @@ struct Problem {
 };
 
 void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout readout,
-                     double beta = 0.0) {
-  Problem p(axis, relu, dynk, 17);
+                     double beta = 0.0, bool per_interest = false, bool zero_logits = false) {
+  Problem p(axis, relu, dynk, 17, per_interest, zero_logits);
   cpu::BatchGradient<double> g(p.view, 2);
   const double loss = g.compute(p.view, p.input(), pow_p, readout, beta);
   CHECK(std::isfinite(loss));
@@ -115,7 +117,7 @@ void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout 
       }
     }
   CHECK(g.slot_of[0] < 0);  // the padding row never gets a gradient
-  for (int i = 0; i < p.D * p.D; ++i) {
+  for (int i = 0; i < int(p.bil.size()); ++i) {
     const double want = fd(p.bil[i]);
     if (!close(g.dense.bilinear.data()[i], want)) {
       ++bad;
@@ -156,6 +158,16 @@ TEST_CASE("gradients match finite differences: hybrid - dynamic K") {
 }
 TEST_CASE("gradients match finite differences: hard read-out") {
   check_gradients(SoftmaxAxis::interests, true, false, 1, Readout::hard);
+}
+
+TEST_CASE("gradients match finite differences: ComiRec-DR per-interest transforms") {
+  check_gradients(SoftmaxAxis::interests, true, false, 1, Readout::soft, 0.0, true);
+}
+TEST_CASE("gradients match finite differences: ComiRec-DR zero routing logits - no ReLU - dynamic K - pow_p = 2") {
+  check_gradients(SoftmaxAxis::interests, false, true, 2, Readout::soft, 0.0, true, true);
+}
+TEST_CASE("gradients match finite differences: ComiRec-DR with behaviours softmax and hard read-out") {
+  check_gradients(SoftmaxAxis::behaviors, true, false, 1, Readout::hard, 0.0, true);
 }
 
 TEST_CASE("gradients match finite differences: REMI hard negatives beta = 0.5") {
@@ -227,4 +239,64 @@ TEST_CASE("the loss is the mean cross-entropy with log-q correction and hit mask
     total += std::log(z) - lt;
   }
   CHECK(loss == doctest::Approx(total / p.B).epsilon(1e-12));
+}
+
+// ComiRec-DR's forward written out from its definition (Cen et al. 2020, section 3.2; MIND's
+// routing with û_{k,l} = e_l S_k): three routing iterations, softmax over interests, squash,
+// the ReLU layer; against extract_user with per_interest, for every user of the Problem.
+TEST_CASE("ComiRec-DR forward: extract_user against the routing written out - three iterations") {
+  for (const bool zero_logits : {false, true}) {
+    Problem p(SoftmaxAxis::interests, true, false, 23, true, zero_logits);
+    p.view.iters = 3;
+    const int D = p.D, H = p.D, K = p.K, L = p.L;
+    std::vector<double> work(cpu::workspace_size(p.view)), out(K * H);
+    for (int b = 0; b < p.B; ++b) {
+      const int n = p.lens[b];
+      const int64_t* h = p.hist.data() + b * L;
+      // û[k][l][:] = e_l S_k
+      std::vector<double> uh(size_t(K) * n * H, 0.0);
+      for (int k = 0; k < K; ++k)
+        for (int l = 0; l < n; ++l)
+          for (int c = 0; c < H; ++c)
+            for (int d = 0; d < D; ++d)
+              uh[(size_t(k) * n + l) * H + c] += p.emb[h[l] * D + d] * p.bil[size_t(d) * K * H + k * H + c];
+      std::vector<double> logit(size_t(K) * n), v(size_t(K) * H);
+      for (int k = 0; k < K; ++k)
+        for (int l = 0; l < n; ++l) logit[k * n + l] = p.rl[k * L + l];
+      for (int it = 0; it < 3; ++it) {
+        for (int k = 0; k < K; ++k) {
+          std::vector<double> z(H, 0.0);
+          for (int l = 0; l < n; ++l) {
+            double den = 0;
+            for (int j = 0; j < K; ++j) den += std::exp(logit[j * n + l]);
+            const double w = std::exp(logit[k * n + l]) / den;
+            for (int c = 0; c < H; ++c) z[c] += w * uh[(size_t(k) * n + l) * H + c];
+          }
+          double n2 = 0;
+          for (double x : z) n2 += x * x;
+          for (int c = 0; c < H; ++c) v[k * H + c] = z[c] * n2 / (1 + n2) / std::sqrt(n2 + 1e-8);
+        }
+        if (it < 2)
+          for (int k = 0; k < K; ++k)
+            for (int l = 0; l < n; ++l) {
+              double dot = 0;
+              for (int c = 0; c < H; ++c) dot += v[k * H + c] * uh[(size_t(k) * n + l) * H + c];
+              logit[k * n + l] += dot;
+            }
+      }
+      const int kk = cpu::extract_user(p.view, h, n, out.data(), work.data());
+      REQUIRE(kk == K);
+      for (int k = 0; k < K; ++k)
+        for (int c = 0; c < H; ++c) {
+          double x = p.rb[c];
+          for (int j = 0; j < H; ++j) x += v[k * H + j] * p.rw[j * H + c];
+          CHECK(out[k * H + c] == doctest::Approx(std::max(0.0, x)).epsilon(1e-12));
+        }
+      if (zero_logits) {  // the interests differ, through their transforms alone
+        double diff = 0;
+        for (int c = 0; c < H; ++c) diff += std::abs(v[c] - v[H + c]);
+        CHECK(diff > 1e-3);
+      }
+    }
+  }
 }

@@ -14,6 +14,10 @@
 #include <set>
 
 #include "mindrec/catalogue.hpp"
+#include "mindrec/config.hpp"
+#include "mindrec/cpu/interests.hpp"
+#include "mindrec/model.hpp"
+#include "mindrec/weights.hpp"
 #include "mindrec/data.hpp"
 #include "mindrec/file_io.hpp"
 #include "mindrec/error.hpp"
@@ -404,6 +408,64 @@ TEST_CASE("resume from a checkpoint continues exactly") {
   Config other = cfg;
   other.hyper_parameters.capsule.max_k = 2;
   CHECK_THROWS_AS(Trainer::resume(tmp.file("ck.safetensors"), other, log), ConfigError);
+}
+
+TEST_CASE("ComiRec-DR and the loss options train end to end: the loss falls - saved and loaded - resumed - served as trained") {
+  const ClickLog log = small_log();
+  test::TempDir tmp;
+  Config cfg = small_training_config(false, 2);
+  auto& hp = cfg.hyper_parameters;
+  hp.capsule.per_interest_transform = true;
+  hp.capsule.init_std = 0.0;
+  hp.capsule.relu_layer = false;
+  hp.loss.hard_negative_beta = 0.5;
+  hp.loss.in_batch_negatives = true;
+  const MindWeights w0 = init_weights(hp, 4);
+  CHECK(w0.bilinear.size() == size_t(8 * 3 * 8));  // [D, K H]
+  for (float x : w0.routing_logits) CHECK(x == 0.0f);
+  Trainer t(cfg, log, w0);
+  std::vector<double> l;
+  for (int i = 0; i < 45; ++i) l.push_back(t.step());
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += l[i], last += l[40 + i];
+  CHECK(last < first);
+  save_weights(tmp.file("dr.safetensors"), t.weights());
+  const MindWeights back = load_weights(tmp.file("dr.safetensors"));
+  CHECK(back.config.capsule.per_interest_transform);
+  CHECK(back.config.loss.hard_negative_beta == 0.5);
+  CHECK(back.config.loss.in_batch_negatives);
+  CHECK(back.bilinear == t.weights().bilinear);
+  // A config without the option does not match the weights.
+  ModelConfig plain = hp;
+  plain.capsule.per_interest_transform = false;
+  plain.capsule.init_std = 1.0;
+  CHECK_THROWS_WITH_AS(check_same_model(plain, back.config, "dr.safetensors"),
+                       doctest::Contains("capsule.per_interest_transform 0 vs 1"), ConfigError);
+  // Served as trained: MindModel (the precomputed [N, K H] projection, and the per-user GEMM)
+  // against the training kernel in double precision.
+  const int64_t hist[5] = {3, 17, 44, 90, 0};
+  const int32_t len = 4;
+  std::vector<float> a(3 * 8), b(3 * 8);
+  MindModel(back).extract_interests(hist, &len, 1, a.data(), nullptr, 1);
+  ModelOptions no_projection;
+  no_projection.max_projection_bytes = 0;
+  MindModel(back, Device::cpu, no_projection).extract_interests(hist, &len, 1, b.data(), nullptr, 1);
+  std::vector<double> emb(back.item_emb.begin(), back.item_emb.end()), bil(back.bilinear.begin(), back.bilinear.end()),
+      rl(back.routing_logits.begin(), back.routing_logits.end());
+  cpu::ModelView<double> v;
+  v.item_emb = emb.data(), v.bilinear = bil.data(), v.routing_logits = rl.data();
+  v.item_count = 120, v.dim = v.hidden = 8, v.max_k = 3, v.maxlen = 5, v.iters = 3;
+  v.relu_layer = false, v.per_interest = true;
+  std::vector<double> work(cpu::workspace_size(v)), want(3 * 8);
+  cpu::extract_user(v, hist, len, want.data(), work.data());
+  for (int i = 0; i < 3 * 8; ++i) {
+    CHECK(a[i] == doctest::Approx(want[i]).epsilon(1e-4).scale(1e-3));
+    CHECK(b[i] == doctest::Approx(want[i]).epsilon(1e-4).scale(1e-3));
+  }
+  // Resumed from a checkpoint: the same next steps (the sampler's in-batch state included).
+  t.save_checkpoint(tmp.file("ck.safetensors"));
+  auto resumed = Trainer::resume(tmp.file("ck.safetensors"), cfg, log);
+  for (int i = 0; i < 5; ++i) CHECK(resumed->step() == t.step());
 }
 
 TEST_CASE("run_training: files per epoch - the popularity baseline beside each evaluation - early stopping") {

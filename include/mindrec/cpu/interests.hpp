@@ -29,7 +29,7 @@ namespace mindrec::cpu {
 template <class S>
 struct ModelView {
   const S* item_emb = nullptr;        ///< [N, D]; row 0 is never read (padding = zeros)
-  const S* bilinear = nullptr;        ///< [D, H]
+  const S* bilinear = nullptr;        ///< [D, H], or [D, K H] with per_interest
   const S* routing_logits = nullptr;  ///< [K, L]
   const S* relu_weight = nullptr;     ///< [H, H], out = v W + b; null without relu_layer
   const S* relu_bias = nullptr;       ///< [H]
@@ -42,27 +42,30 @@ struct ModelView {
   SoftmaxAxis axis = SoftmaxAxis::interests;
   bool relu_layer = true;
   bool dynamic_k = false;
+  bool per_interest = false;  ///< ComiRec-DR: û_{k,l} = e_l S_k (capsule.per_interest_transform)
+  /// Columns of û (and of bilinear): H, or K H with per_interest.
+  int u_cols() const { return per_interest ? max_k * hidden : hidden; }
 };
 
 /// Scalars of workspace extract_user() needs.
 template <class S>
 size_t workspace_size(const ModelView<S>& m) {
-  const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k;
-  return L * D + L * H + 3 * K * L + 3 * K * H + 2 * L;
+  const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
+  return L * D + L * UH + 3 * K * L + 3 * K * H + 2 * L;
 }
 
 /// The named parts of extract_user()'s workspace. After a call they hold the forward pass's
 /// intermediates, which the backward pass (cpu/backward.hpp) reads: E [n, D] gathered
-/// embeddings, U = û [n, H], W [kk, n] the final routing weights, Z [kk, H] the last
+/// embeddings, U = û [n, H] ([n, K H] with per_interest), W [kk, n] the final routing weights, Z [kk, H] the last
 /// read-out before squash, V [kk, H] after squash, P [kk, H] before the ReLU.
 template <class S>
 struct UserBuffers {
   S *E, *U, *B, *W, *Delta, *Z, *V, *P, *col;  // col: 2 L scalars of scratch
   UserBuffers(const ModelView<S>& m, S* work) {
-    const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k;
+    const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
     E = work;
     U = E + L * D;
-    B = U + L * H;
+    B = U + L * UH;
     W = B + K * L;
     Delta = W + K * L;
     Z = Delta + K * L;
@@ -156,14 +159,13 @@ void small_gemm_nt(const S* __restrict a, int m, int k, const S* __restrict b, i
 /// the spec's masking: a masked position has û = 0 and, under the behaviours softmax, weight
 /// exp(-(2^32)+1 - max) = 0, so it contributes nothing. Writes `out` [K, H] (rows past the
 /// computed interests are zero) and returns the number of interests computed.
-/// Routing (steps 2-4) for a user whose û [n, H] is at `u`: leaves the final routing weights
+/// Routing (steps 2-4) for a user whose û [n, H] ([n, K H] with per_interest) is at `u`: leaves the final routing weights
 /// in W, the last read-out in Z and its squash in V (see UserBuffers); returns kk.
 template <class S>
 int route_user(const ModelView<S>& m, const S* u, int n, const UserBuffers<S>& buf) {
   using namespace mindrec::detail;
   const int H = m.hidden, L = m.maxlen;
   const int kk = interest_count(n, m.max_k, m.dynamic_k);
-  MapConstMat<S> U(u, n, H);
   // 2. b = routing_logits[:kk, :n]
   MapMat<S> B(buf.B, kk, n), W(buf.W, kk, n), Delta(buf.Delta, kk, n);
   for (int k = 0; k < kk; ++k) B.row(k) = MapConstRow<S>(m.routing_logits + size_t(k) * L, n);
@@ -175,11 +177,39 @@ int route_user(const ModelView<S>& m, const S* u, int n, const UserBuffers<S>& b
     W = B;
     if (over_k) softmax_cols(W, buf.col);
     else softmax_rows(W);
-    small_gemm(buf.W, kk, n, u, H, buf.Z);  // z_k = Σ_l w[k,l] û[l]
+    if (m.per_interest) {  // interest k reads its own block of û: û[l, kH:(k+1)H]
+      const int UH = m.u_cols();
+      for (int k = 0; k < kk; ++k) {
+        const S* uk = u + size_t(k) * H;
+        S* z = buf.Z + size_t(k) * H;
+        for (int h = 0; h < H; ++h) z[h] = S(0);
+        for (int l = 0; l < n; ++l) {
+          const S w = buf.W[size_t(k) * n + l];
+          const S* ul = uk + size_t(l) * UH;
+          MINDREC_SIMD
+          for (int h = 0; h < H; ++h) z[h] += w * ul[h];
+        }
+      }
+    } else {
+      small_gemm(buf.W, kk, n, u, H, buf.Z);  // z_k = Σ_l w[k,l] û[l]
+    }
     V = Z;
     squash_rows(V);
     if (last) break;
-    small_gemm_nt(buf.V, kk, H, u, n, buf.Delta);  // Δb[k, l] = <û[l], v_k>
+    if (m.per_interest) {  // Δb[k, l] = <û_k[l], v_k>
+      const int UH = m.u_cols();
+      for (int k = 0; k < kk; ++k)
+        for (int l = 0; l < n; ++l) {
+          const S* ul = u + size_t(l) * UH + size_t(k) * H;
+          const S* vk = buf.V + size_t(k) * H;
+          S sum = 0;
+          MINDREC_SIMD_SUM
+          for (int h = 0; h < H; ++h) sum += vk[h] * ul[h];
+          buf.Delta[size_t(k) * n + l] = sum;
+        }
+    } else {
+      small_gemm_nt(buf.V, kk, H, u, n, buf.Delta);  // Δb[k, l] = <û[l], v_k>
+    }
     if (m.axis == SoftmaxAxis::behaviors)
       for (int k = 0; k < kk; ++k) Delta.row(k) /= std::max(S(1), Delta.row(k).norm());
     B += Delta;
@@ -201,25 +231,25 @@ void gather_rows(const ModelView<S>& m, const int64_t* hist, int n, S* e) {
 }
 
 /// Interests of one user (see above). If `projected` is not null it holds û for every item,
-/// item_emb · S [N, H] (inference with fixed weights: the bilinear map is then a gather
+/// item_emb · S [N, H] ([N, K H] with per_interest) (inference with fixed weights: the bilinear map is then a gather
 /// instead of a per-user GEMM); otherwise û = E S is computed here and E is kept for the
 /// backward pass.
 template <class S>
 int extract_user(const ModelView<S>& m, const int64_t* hist, int n, S* out, S* work,
                  const S* projected = nullptr) {
   using namespace mindrec::detail;
-  const int D = m.dim, H = m.hidden, K = m.max_k;
+  const int D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
   const UserBuffers<S> buf(m, work);
-  // 1. û = E S   [n, H]
-  MapMat<S> U(buf.U, n, H);
+  // 1. û = E S   [n, H]  ([n, K H] with per_interest)
+  MapMat<S> U(buf.U, n, UH);
   if (projected) {
     for (int l = 0; l < n; ++l) {
       if (hist[l] == 0) U.row(l).setZero();
-      else U.row(l) = MapConstRow<S>(projected + hist[l] * H, H);
+      else U.row(l) = MapConstRow<S>(projected + hist[l] * UH, UH);
     }
   } else {
     gather_rows(m, hist, n, buf.E);
-    U.noalias() = MapConstMat<S>(buf.E, n, D) * MapConstMat<S>(m.bilinear, D, H);
+    U.noalias() = MapConstMat<S>(buf.E, n, D) * MapConstMat<S>(m.bilinear, D, UH);
   }
   const int kk = route_user(m, buf.U, n, buf);
   // 5. u_k = ReLU(v_k W + b)
