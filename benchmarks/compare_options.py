@@ -36,11 +36,17 @@ OPTIONS = {
     "lazy": "  optimizer: {lazy: true}\n",
     "pow2_lazy": "  pow_p: 2.0\n  optimizer: {lazy: true}\n",
     # issue 29: the loss (REMI's hard negatives, in-batch negatives), beside today's recommended pow2
+    "pow2_beta0.25": "  pow_p: 2.0\n  loss: {hard_negative_beta: 0.25}\n",
     "pow2_beta0.5": "  pow_p: 2.0\n  loss: {hard_negative_beta: 0.5}\n",
     "pow2_beta1": "  pow_p: 2.0\n  loss: {hard_negative_beta: 1.0}\n",
     "pow2_beta2": "  pow_p: 2.0\n  loss: {hard_negative_beta: 2.0}\n",
     "pow2_inbatch": "  pow_p: 2.0\n  loss: {in_batch_negatives: true}\n",
     "pow2_inbatch_beta1": "  pow_p: 2.0\n  loss: {hard_negative_beta: 1.0, in_batch_negatives: true}\n",
+    "pow2_inbatch_beta0.5": "  pow_p: 2.0\n  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
+    # ComiRec-DR: per-interest transforms and zero routing logits, without and with MIND's ReLU layer
+    "pow2_dr": "  pow_p: 2.0\n  capsule: {per_interest_transform: true, init_std: 0.0, relu_layer: false}\n",
+    "pow2_dr_relu": "  pow_p: 2.0\n  capsule: {per_interest_transform: true, init_std: 0.0}\n",
+    "pow2_pit": "  pow_p: 2.0\n  capsule: {per_interest_transform: true}\n",
 }
 # Options that change the runner too (the batch size; the learning rate scaled with its square
 # root): the runner lines they add.
