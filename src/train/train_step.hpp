@@ -82,27 +82,29 @@ class BatchGradient {
       logits_.row(b).setZero();
       return 0;
     }
+    // Two exponentials a negative, kept for the gradient below: exp((1+beta) d) = exp(d) exp(beta d).
+    remi_.resize(2 * size_t(nn));
+    S* e1 = remi_.data();
+    S* eb = e1 + nn;
     S s1 = 0, s2 = 0;
-    for (int j = 0; j < nn; ++j)
-      if (negatives[j] != t) {
-        const S d = logits_(b, j) - mx;
-        s1 += std::exp((S(1) + beta) * d);
-        s2 += std::exp(beta * d);
+    for (int j = 0; j < nn; ++j) {
+      if (negatives[j] == t) {
+        e1[j] = eb[j] = 0;
+        continue;
       }
+      const S d = logits_(b, j) - mx;
+      eb[j] = std::exp(beta * d);
+      e1[j] = std::exp(d) * eb[j];
+      s1 += e1[j];
+      s2 += eb[j];
+    }
     const S log_ng = std::log(S(M)) + mx + std::log(s1) - std::log(s2);
     const S hi = std::max(lt, log_ng);
     const S log_t = hi + std::log(std::exp(lt - hi) + std::exp(log_ng - hi));
     logit_t_[b] = (std::exp(lt - log_t) - S(1)) / Bs;
     const S share = std::exp(log_ng - log_t) / Bs;
-    for (int j = 0; j < nn; ++j) {
-      S& x = logits_(b, j);
-      if (negatives[j] == t) {
-        x = 0;
-        continue;
-      }
-      const S d = x - mx;
-      x = share * ((S(1) + beta) * std::exp((S(1) + beta) * d) / s1 - beta * std::exp(beta * d) / s2);
-    }
+    const S c1 = share * (S(1) + beta) / s1, c2 = share * beta / s2;
+    for (int j = 0; j < nn; ++j) logits_(b, j) = c1 * e1[j] - c2 * eb[j];  // 0 for the target
     return log_t - lt;
   }
 
@@ -114,6 +116,7 @@ class BatchGradient {
   AlignedVector<S> c_, alpha_; // [B, K]
   detail::MatR<S> users_, dusers_, eneg_, logits_;
   AlignedVector<S> logit_t_;
+  AlignedVector<S> remi_;  // [2 nn] hard_negatives()'s exponentials
   std::vector<detail::MatR<S>> thread_rows_;
   std::vector<DenseGrads<S>> thread_dense_;
   std::vector<AlignedVector<S>> thread_scratch_;
