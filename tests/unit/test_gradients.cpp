@@ -147,8 +147,8 @@ TEST_CASE("gradients match finite differences: softmax over interests - ReLU - s
 TEST_CASE("gradients match finite differences: no ReLU layer - pow_p = 2") {
   check_gradients(SoftmaxAxis::interests, false, false, 2, Readout::soft);
 }
-TEST_CASE("gradients match finite differences: configs/recommended.yaml (interests - ReLU - pow_p = 2)") {
-  check_gradients(SoftmaxAxis::interests, true, false, 2, Readout::soft);
+TEST_CASE("gradients match finite differences: configs/recommended.yaml (interests - ReLU - pow_p = 2 - REMI beta 0.5)") {
+  check_gradients(SoftmaxAxis::interests, true, false, 2, Readout::soft, 0.5);
 }
 TEST_CASE("gradients match finite differences: softmax over behaviours - pow_p = 3") {
   check_gradients(SoftmaxAxis::behaviors, true, false, 3, Readout::soft);
