@@ -22,6 +22,12 @@ enum class SoftmaxAxis {
 /// Label-aware attention read-out used in training.
 enum class Readout { soft, hard };
 
+/// How a user's interests are computed from its history (`hyper_parameters.extractor`).
+enum class Extractor {
+  capsule,        ///< MIND's dynamic routing (capsule.*), the default
+  self_attention  ///< ComiRec-SA (Cen et al., KDD 2020): K attention heads over the history
+};
+
 struct MINDREC_API CapsuleConfig {
   int iters = 3;          ///< routing iterations (iters-1 updates, then the read-out)
   int max_k = 4;          ///< K, interests per user
@@ -57,6 +63,18 @@ struct MINDREC_API LossConfig {
   bool in_batch_negatives = false;
 };
 
+/// `hyper_parameters.self_attention`: ComiRec-SA's extractor (extractor: self_attention).
+/// With x_l = e_l + p_l (p: learnt position embeddings [L, D]), the attention of head k over
+/// the n behaviours is a_k = softmax_l((tanh(X W1 + b1) W2)[:, k]) and interest k is
+/// Σ_l a_{k,l} e_l (the item embeddings, without positions), as ComiRec's code; then
+/// capsule.relu_layer's layer if set (ComiRec-SA has none: set it false). ComiRec's second
+/// bias b2 is left out: it is constant over l, so the softmax over l cancels it exactly.
+/// capsule.max_k is K; capsule.dynamic_k keeps the first K'_u heads; the routing settings
+/// (iters, init_std, softmax_axis, per_interest_transform) do not apply.
+struct MINDREC_API SelfAttentionConfig {
+  int hidden = 0;  ///< columns of W1 (ComiRec: 4 D); 0 = 4 embedding_dim
+};
+
 /// `hyper_parameters`: everything that defines the model function and its training.
 struct MINDREC_API ModelConfig {
   int64_t item_count = 367983;  ///< N; ids 1..N-1, 0 = padding
@@ -67,13 +85,18 @@ struct MINDREC_API ModelConfig {
   double pow_p = 1.0;  ///< attention exponent; an integer >= 1 (spec: non-integers are NaN)
   Readout readout = Readout::soft;
   OptimizerConfig optimizer;
+  Extractor extractor = Extractor::capsule;
   CapsuleConfig capsule;
+  SelfAttentionConfig self_attention;
   LossConfig loss;
 
   /// Throws ConfigError naming the key path of the first invalid field.
   void validate() const;
   /// Columns of capsule.bilinear: H, or K H with capsule.per_interest_transform.
   int bilinear_columns() const { return capsule.per_interest_transform ? capsule.max_k * hidden_size : hidden_size; }
+  /// Columns of self_attention.w1 (A): self_attention.hidden, or 4 D when it is 0.
+  int attention_hidden() const { return self_attention.hidden > 0 ? self_attention.hidden : 4 * embedding_dim; }
+  bool capsule_extractor() const { return extractor == Extractor::capsule; }
 };
 
 /// `runner`: data locations and the training/inference loop.
@@ -129,6 +152,7 @@ MINDREC_API void check_same_model(const ModelConfig& config, const ModelConfig& 
 
 MINDREC_API const char* to_string(SoftmaxAxis axis);
 MINDREC_API const char* to_string(Readout readout);
+MINDREC_API const char* to_string(Extractor extractor);
 
 /// mindrec's thread policy, the one place it is decided. Every `threads` argument and
 /// `runner.threads` take a count; 0 (the default) means default_threads(), evaluated on the

@@ -20,15 +20,35 @@ inline constexpr const char* bilinear = "capsule.bilinear";             // [D, H
 inline constexpr const char* routing_logits = "capsule.routing_logits"; // [1, K, L]
 inline constexpr const char* relu_weight = "capsule.relu.weight";       // [H, H]
 inline constexpr const char* relu_bias = "capsule.relu.bias";           // [H]
+// extractor: self_attention (ComiRec-SA), in place of capsule.bilinear and routing_logits
+inline constexpr const char* sa_w1 = "self_attention.w1";              // [D, A]
+inline constexpr const char* sa_b1 = "self_attention.b1";              // [A]
+inline constexpr const char* sa_w2 = "self_attention.w2";              // [A, K]
+inline constexpr const char* sa_position = "self_attention.position";  // [L, D]
 }  // namespace tensor_names
+
+/// One tensor of MindWeights::attention: its name, shape, and where it starts.
+struct MINDREC_API AttentionPart {
+  const char* name;
+  std::vector<int64_t> shape;
+  size_t offset;  ///< in floats from the start of MindWeights::attention
+  size_t size;    ///< floats
+};
+
+/// The tensors MindWeights::attention holds for `config`, in order (w1, b1, w2, position);
+/// empty for extractor capsule.
+MINDREC_API std::vector<AttentionPart> attention_parts(const ModelConfig& config);
 
 /// The model's parameters, row-major float32 in 64-byte aligned storage, plus the config that
 /// defines its function.
 struct MINDREC_API MindWeights {
   ModelConfig config;
   AlignedVector<float> item_emb;        ///< [N, D]; row 0 = padding (zeros after init)
-  AlignedVector<float> bilinear;        ///< [D, H]
-  AlignedVector<float> routing_logits;  ///< [K, L] (stored as [1, K, L])
+  AlignedVector<float> bilinear;        ///< [D, H] (empty with extractor self_attention)
+  AlignedVector<float> routing_logits;  ///< [K, L] (stored as [1, K, L]; empty with self_attention)
+  /// extractor self_attention: w1 [D, A], b1 [A], w2 [A, K], position [L, D] back to back
+  /// (attention_parts); saved as four tensors. Empty with extractor capsule.
+  AlignedVector<float> attention;
   AlignedVector<float> relu_weight;     ///< [H, H] (empty without relu_layer)
   AlignedVector<float> relu_bias;       ///< [H]    (empty without relu_layer)
   /// The training log's most clicked items, most first (ties: smaller id first), as
@@ -67,7 +87,9 @@ MINDREC_API std::string fingerprint_hex(uint64_t fingerprint);
 /// Random initial weights from `seed`, as the spec's table says: item_emb Xavier uniform
 /// U(-a, a) with a = sqrt(6/(N+D)) (row 0 then zeroed: it is the padding row), bilinear
 /// Normal(0, 1), routing logits Normal(0, capsule.init_std), relu weight Xavier uniform with
-/// a = sqrt(6/(2H)), relu bias 0. Same seed, same weights, on every platform.
+/// a = sqrt(6/(2H)), relu bias 0; with extractor self_attention, in place of bilinear and
+/// the logits, w1, w2 and the positions Xavier uniform (fans D and A, A and K, L and D, as
+/// ComiRec's Glorot defaults) and b1 0. Same seed, same weights, on every platform.
 MINDREC_API MindWeights init_weights(const ModelConfig& config, uint64_t seed);
 
 /// Writes the weights as safetensors with the model config as JSON in __metadata__

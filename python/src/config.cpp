@@ -15,6 +15,12 @@ void bind_config(nb::module_& m) {
       .value("soft", Readout::soft)
       .value("hard", Readout::hard);
 
+  nb::enum_<Extractor>(m, "Extractor", "hyper_parameters.extractor: MIND's capsule routing or ComiRec-SA's self-attention.")
+      .value("capsule", Extractor::capsule)
+      .value("self_attention", Extractor::self_attention);
+  nb::class_<SelfAttentionConfig>(m, "SelfAttentionConfig", "hyper_parameters.self_attention")
+      .def(nb::init<>())
+      .def_rw("hidden", &SelfAttentionConfig::hidden);
   nb::class_<CapsuleConfig>(m, "CapsuleConfig", "hyper_parameters.capsule")
       .def(nb::init<>())
       .def_rw("iters", &CapsuleConfig::iters)
@@ -43,7 +49,9 @@ void bind_config(nb::module_& m) {
       .def_rw("pow_p", &ModelConfig::pow_p)
       .def_rw("readout", &ModelConfig::readout)
       .def_rw("optimizer", &ModelConfig::optimizer)
+      .def_rw("extractor", &ModelConfig::extractor)
       .def_rw("capsule", &ModelConfig::capsule)
+      .def_rw("self_attention", &ModelConfig::self_attention)
       .def_rw("loss", &ModelConfig::loss)
       .def("validate", &ModelConfig::validate, "Raises ConfigError naming the key path of the first invalid field.")
       .def("to_json", [](const ModelConfig& c) { return model_config_to_json(c); },

@@ -27,6 +27,10 @@ const char* to_string(SoftmaxAxis axis) {
 
 const char* to_string(Readout readout) { return readout == Readout::soft ? "soft" : "hard"; }
 
+const char* to_string(Extractor extractor) {
+  return extractor == Extractor::capsule ? "capsule" : "self_attention";
+}
+
 void ModelConfig::validate() const {
   const std::string hp = "hyper_parameters.";
   if (item_count < 2) invalid(hp + "item_count", "must be >= 2 (id 0 is padding)");
@@ -50,7 +54,12 @@ void ModelConfig::validate() const {
     invalid(hp + "capsule.iters", "must be in [1, 100]");
   if (capsule.max_k < 1 || capsule.max_k > 64) invalid(hp + "capsule.max_k", "must be in [1, 64]");
   if (!(capsule.init_std >= 0.0)) invalid(hp + "capsule.init_std", "must be >= 0");
-  if (capsule.init_std == 0.0 && !capsule.per_interest_transform && capsule.max_k > 1)
+  if (self_attention.hidden < 0 || self_attention.hidden > 65536)
+    invalid(hp + "self_attention.hidden", "must be in [0, 65536] (0 = 4 embedding_dim)");
+  if (extractor == Extractor::self_attention && capsule.per_interest_transform)
+    invalid(hp + "capsule.per_interest_transform",
+            "is a routing option; extractor self_attention has no routing (set it false)");
+  if (capsule_extractor() && capsule.init_std == 0.0 && !capsule.per_interest_transform && capsule.max_k > 1)
     invalid(hp + "capsule.init_std",
             "0 (zero routing logits) makes every interest the same unless capsule.per_interest_transform is true");
   if (!(loss.hard_negative_beta >= 0.0 && loss.hard_negative_beta <= 100.0))
@@ -86,6 +95,8 @@ std::string model_config_to_json(const ModelConfig& m) {
       {"neg_samples", m.neg_samples},
       {"pow_p", m.pow_p},
       {"readout", to_string(m.readout)},
+      {"extractor", to_string(m.extractor)},
+      {"self_attention", {{"hidden", m.self_attention.hidden}}},
       {"capsule",
        {{"iters", m.capsule.iters},
         {"max_k", m.capsule.max_k},
@@ -125,6 +136,13 @@ ModelConfig model_config_from_json(const std::string& text, const std::string& s
     m.capsule.relu_layer = c.at("relu_layer").get<bool>();
     m.capsule.dynamic_k = c.at("dynamic_k").get<bool>();
     m.capsule.per_interest_transform = c.value("per_interest_transform", false);  // absent before issue 29
+    if (j.contains("extractor")) {  // absent before issue 29: capsule
+      const auto ex = j.at("extractor").get<std::string>();
+      if (ex == "capsule") m.extractor = Extractor::capsule;
+      else if (ex == "self_attention") m.extractor = Extractor::self_attention;
+      else throw FormatError("extractor '" + ex + "'");
+      m.self_attention.hidden = j.at("self_attention").at("hidden").get<int>();
+    }
     if (j.contains("loss")) {  // absent in files written before issue 29: the defaults
       const auto& l = j.at("loss");
       m.loss.hard_negative_beta = l.at("hard_negative_beta").get<double>();
@@ -150,9 +168,14 @@ void check_same_model(const ModelConfig& a, const ModelConfig& b,
   cmp("embedding_dim", s(a.embedding_dim), s(b.embedding_dim));
   cmp("hidden_size", s(a.hidden_size), s(b.hidden_size));
   cmp("maxlen", s(a.maxlen), s(b.maxlen));
+  cmp("extractor", to_string(a.extractor), to_string(b.extractor));
+  if (a.extractor == Extractor::self_attention && b.extractor == Extractor::self_attention)
+    cmp("self_attention.hidden", s(a.attention_hidden()), s(b.attention_hidden()));
   cmp("capsule.max_k", s(a.capsule.max_k), s(b.capsule.max_k));
-  cmp("capsule.iters", s(a.capsule.iters), s(b.capsule.iters));
-  cmp("capsule.softmax_axis", to_string(a.capsule.softmax_axis), to_string(b.capsule.softmax_axis));
+  if (a.capsule_extractor() && b.capsule_extractor()) {  // routing settings: capsule models only
+    cmp("capsule.iters", s(a.capsule.iters), s(b.capsule.iters));
+    cmp("capsule.softmax_axis", to_string(a.capsule.softmax_axis), to_string(b.capsule.softmax_axis));
+  }
   cmp("capsule.relu_layer", s(a.capsule.relu_layer), s(b.capsule.relu_layer));
   cmp("capsule.dynamic_k", s(a.capsule.dynamic_k), s(b.capsule.dynamic_k));
   cmp("capsule.per_interest_transform", s(a.capsule.per_interest_transform), s(b.capsule.per_interest_transform));

@@ -163,6 +163,17 @@ void parse_hyper(const YAML::Node& n, const std::string& path, const Reader& r,
     else if (k == "pow_p") m.pow_p = r.real(v, p);
     else if (k == "readout") m.readout = parse_readout(r.scalar(v, p), r, p);
     else if (k == "capsule" || k == "capsual") parse_capsule(v, p, r, m.capsule);  // PaddleRec spells it "capsual"
+    else if (k == "extractor") {
+      const std::string& e = r.scalar(v, p);
+      if (e == "capsule") m.extractor = Extractor::capsule;
+      else if (e == "self_attention") m.extractor = Extractor::self_attention;
+      else r.fail(p, "expected capsule or self_attention, got '" + e + "'");
+    } else if (k == "self_attention") {
+      r.each(v, p, [&](const std::string& sk, const YAML::Node& sv, const std::string& sp) {
+        if (sk == "hidden") m.self_attention.hidden = r.integer<int>(sv, sp);
+        else r.unknown(sp);
+      });
+    }
     else if (k == "optimizer") {
       r.each(v, p, [&](const std::string& ok, const YAML::Node& ov, const std::string& op) {
         if (ok == "class") m.optimizer.class_name = r.scalar(ov, op);

@@ -30,6 +30,9 @@ MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& opt
   if (device == Device::cuda && weights.config.capsule.per_interest_transform)
     throw Unsupported("MindModel on CUDA: capsule.per_interest_transform (ComiRec-DR routing) is not implemented "
                       "on the GPU; use Device::cpu");
+  if (device == Device::cuda && !weights.config.capsule_extractor())
+    throw Unsupported("MindModel on CUDA: extractor self_attention (ComiRec-SA) is not implemented on the GPU; "
+                      "use Device::cpu");
   weights.validate();
   impl_->w = std::move(weights);
   impl_->device = device;
@@ -42,8 +45,9 @@ MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& opt
   // Past options.max_projection_bytes the CPU model runs the per-user GEMM instead (same
   // function); the CUDA model uploads the projection and keeps no host copy.
   const int uh = v.u_cols();
-  const bool precompute = device == Device::cuda ||
-      double(c.item_count) * uh * sizeof(float) <= double(options.max_projection_bytes);
+  // Self-attention has no projection to precompute: the positions make each row user-specific.
+  const bool precompute = c.capsule_extractor() && (device == Device::cuda ||
+      double(c.item_count) * uh * sizeof(float) <= double(options.max_projection_bytes));
   if (precompute) {
     impl_->projected.resize(size_t(c.item_count) * uh);
     detail::MapMat<float>(impl_->projected.data(), c.item_count, uh).noalias() =

@@ -21,6 +21,11 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }  // namespace
 
 MindWeights import_paddlerec(const std::string& path, const ModelConfig& config) {
+  if (!config.capsule_extractor() || config.capsule.per_interest_transform)
+    throw ConfigError(std::string("PaddleRec's MIND has capsule routing with one shared bilinear map; the config sets ") +
+                      (config.capsule_extractor() ? "hyper_parameters.capsule.per_interest_transform: true"
+                                                  : "hyper_parameters.extractor: self_attention") +
+                      ", which " + path + " cannot hold");
   auto arrays = detail::read_pickled_arrays(path);
   static const char* kEmb = "item_emb.weight";
   static const char* kBilinear = "capsual_layer.bilinear_mapping_matrix";

@@ -36,14 +36,36 @@ size_t expect_size(const AlignedVector<float>& v, size_t n, const char* name) {
 }
 }  // namespace
 
+std::vector<AttentionPart> attention_parts(const ModelConfig& c) {
+  if (c.capsule_extractor()) return {};
+  const int64_t D = c.embedding_dim, A = c.attention_hidden(), K = c.capsule.max_k, L = c.maxlen;
+  std::vector<AttentionPart> p;
+  size_t at = 0;
+  auto add = [&](const char* name, std::vector<int64_t> shape) {
+    size_t n = 1;
+    for (const int64_t d : shape) n *= size_t(d);
+    p.push_back({name, std::move(shape), at, n});
+    at += n;
+  };
+  add(tensor_names::sa_w1, {D, A});
+  add(tensor_names::sa_b1, {A});
+  add(tensor_names::sa_w2, {A, K});
+  add(tensor_names::sa_position, {L, D});
+  return p;
+}
+
 void MindWeights::validate() const {
   config.validate();
   const size_t N = config.item_count, D = config.embedding_dim, H = config.hidden_size,
                K = config.capsule.max_k, L = config.maxlen;
   expect_size(item_emb, N * D, tensor_names::item_emb);
   const size_t HB = size_t(config.bilinear_columns());
-  expect_size(bilinear, D * HB, tensor_names::bilinear);
-  expect_size(routing_logits, K * L, tensor_names::routing_logits);
+  const bool caps = config.capsule_extractor();
+  expect_size(bilinear, caps ? D * HB : 0, tensor_names::bilinear);
+  expect_size(routing_logits, caps ? K * L : 0, tensor_names::routing_logits);
+  size_t att = 0;
+  for (const auto& p : attention_parts(config)) att += p.size;
+  expect_size(attention, att, "self_attention.*");
   expect_size(relu_weight, config.capsule.relu_layer ? H * H : 0, tensor_names::relu_weight);
   expect_size(relu_bias, config.capsule.relu_layer ? H : 0, tensor_names::relu_bias);
   // NaN or Inf would reach the search comparators (undefined behaviour in a sort).
@@ -54,6 +76,11 @@ void MindWeights::validate() const {
   for (const auto& [t, info] : tensors)
     if (const std::string at = first_non_finite(*t, info.second); !at.empty())
       throw InvalidArgument(std::string("MindWeights: '") + info.first + "' holds NaN or Inf at " + at);
+  for (const auto& p : attention_parts(config))
+    for (size_t i = 0; i < p.size; ++i)
+      if (!std::isfinite(attention[p.offset + i]))
+        throw InvalidArgument(std::string("MindWeights: '") + p.name + "' holds NaN or Inf at element " +
+                              std::to_string(i) + " (row " + std::to_string(i / size_t(p.shape.back())) + ")");
   for (size_t i = 0; i < popular_items.size(); ++i)
     if (popular_items[i] < 1 || popular_items[i] >= config.item_count)
       throw InvalidArgument("MindWeights: popular_items[" + std::to_string(i) + "] = " + std::to_string(popular_items[i]) +
@@ -79,8 +106,19 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
   };
   xavier(w.item_emb, size_t(N) * D, double(N), double(D));
   std::fill(w.item_emb.begin(), w.item_emb.begin() + D, 0.0f);  // padding row
-  normal(w.bilinear, size_t(D) * config.bilinear_columns(), 1.0);
-  normal(w.routing_logits, size_t(K) * L, config.capsule.init_std);
+  if (config.capsule_extractor()) {
+    normal(w.bilinear, size_t(D) * config.bilinear_columns(), 1.0);
+    normal(w.routing_logits, size_t(K) * L, config.capsule.init_std);
+  } else {
+    const auto parts = attention_parts(config);
+    w.attention.assign(parts.back().offset + parts.back().size, 0.0f);
+    for (const auto& p : parts) {
+      if (p.shape.size() != 2) continue;  // b1 stays 0
+      const double a = std::sqrt(6.0 / double(p.shape[0] + p.shape[1]));
+      for (size_t i = 0; i < p.size; ++i)
+        w.attention[p.offset + i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * a);
+    }
+  }
   if (config.capsule.relu_layer) {
     xavier(w.relu_weight, size_t(H) * H, double(H), double(H));
     w.relu_bias.assign(H, 0.0f);
@@ -117,8 +155,11 @@ std::map<std::string, TensorRef> weights_to_refs(const MindWeights& w,
   notes_to_metadata(w.popular_items, w.evaluation, w.largest_trained_item, w.catalogue_fingerprint, metadata);
   std::map<std::string, TensorRef> t;
   t[tensor_names::item_emb] = {DType::F32, {N, D}, w.item_emb.data()};
-  t[tensor_names::bilinear] = {DType::F32, {D, int64_t(c.bilinear_columns())}, w.bilinear.data()};
-  t[tensor_names::routing_logits] = {DType::F32, {1, K, L}, w.routing_logits.data()};
+  if (c.capsule_extractor()) {
+    t[tensor_names::bilinear] = {DType::F32, {D, int64_t(c.bilinear_columns())}, w.bilinear.data()};
+    t[tensor_names::routing_logits] = {DType::F32, {1, K, L}, w.routing_logits.data()};
+  }
+  for (const auto& p : attention_parts(c)) t[p.name] = {DType::F32, p.shape, w.attention.data() + p.offset};
   if (c.capsule.relu_layer) {
     t[tensor_names::relu_weight] = {DType::F32, {H, H}, w.relu_weight.data()};
     t[tensor_names::relu_bias] = {DType::F32, {H}, w.relu_bias.data()};
@@ -215,7 +256,7 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
   const auto& c = w.config;
   const int64_t N = c.item_count, D = c.embedding_dim, H = c.hidden_size, K = c.capsule.max_k,
                 L = c.maxlen;
-  auto take = [&](const char* name, std::vector<int64_t> shape) {
+  auto check = [&](const char* name, const std::vector<int64_t>& shape) {
     const auto [dtype, tshape] = f.info(name);
     if (dtype != DType::F32)
       throw FormatError(path + ": tensor '" + name + "' has dtype " + to_string(dtype) +
@@ -229,6 +270,9 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
       throw FormatError(path + ": tensor '" + name + "' has shape " + str(tshape) +
                         ", the model config in the file needs " + str(shape));
     }
+  };
+  auto take = [&](const char* name, std::vector<int64_t> shape) {
+    check(name, shape);
     int64_t numel = 1;
     for (const int64_t d : shape) numel *= d;
     AlignedVector<float> v;
@@ -237,24 +281,37 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
     return v;
   };
   w.item_emb = take(tensor_names::item_emb, {N, D});
-  w.bilinear = take(tensor_names::bilinear, {D, int64_t(c.bilinear_columns())});
-  w.routing_logits = take(tensor_names::routing_logits, {1, K, L});
+  const auto parts = attention_parts(c);
+  if (c.capsule_extractor()) {
+    w.bilinear = take(tensor_names::bilinear, {D, int64_t(c.bilinear_columns())});
+    w.routing_logits = take(tensor_names::routing_logits, {1, K, L});
+  } else {
+    w.attention.assign(parts.back().offset + parts.back().size, 0.0f);
+    for (const auto& p : parts) {
+      check(p.name, p.shape);
+      f.read(p.name, w.attention.data() + p.offset);
+    }
+  }
   if (c.capsule.relu_layer) {
     w.relu_weight = take(tensor_names::relu_weight, {H, H});
     w.relu_bias = take(tensor_names::relu_bias, {H});
   }
   if (!allow_extra) {
     std::string extra;
+    auto expected = [&](const std::string& name) {
+      if (name == tensor_names::item_emb) return true;
+      if (c.capsule_extractor() && (name == tensor_names::bilinear || name == tensor_names::routing_logits))
+        return true;
+      for (const auto& p : parts)
+        if (name == p.name) return true;
+      return c.capsule.relu_layer && (name == tensor_names::relu_weight || name == tensor_names::relu_bias);
+    };
     for (const auto& name : f.names())
-      if (name != tensor_names::item_emb && name != tensor_names::bilinear &&
-          name != tensor_names::routing_logits &&
-          !(c.capsule.relu_layer &&
-            (name == tensor_names::relu_weight || name == tensor_names::relu_bias)))
-        extra += (extra.empty() ? "'" : ", '") + name + "'";
+      if (!expected(name)) extra += (extra.empty() ? "'" : ", '") + name + "'";
     if (!extra.empty())
       throw FormatError(path + ": unexpected tensor(s) " + extra +
-                        " for the model config in the file (relu_layer=" +
-                        (c.capsule.relu_layer ? "true" : "false") + ")");
+                        " for the model config in the file (extractor=" + to_string(c.extractor) +
+                        ", relu_layer=" + (c.capsule.relu_layer ? "true" : "false") + ")");
   }
   try {
     w.validate();
@@ -289,6 +346,16 @@ cpu::ModelView<float> model_view(const MindWeights& w) {
   v.relu_layer = c.capsule.relu_layer;
   v.dynamic_k = c.capsule.dynamic_k;
   v.per_interest = c.capsule.per_interest_transform;
+  if (!c.capsule_extractor()) {
+    const auto parts = attention_parts(c);
+    v.self_attention = true;
+    v.bilinear = v.routing_logits = nullptr;
+    v.sa_w1 = w.attention.data() + parts[0].offset;
+    v.sa_b1 = w.attention.data() + parts[1].offset;
+    v.sa_w2 = w.attention.data() + parts[2].offset;
+    v.sa_pos = w.attention.data() + parts[3].offset;
+    v.attn_hidden = c.attention_hidden();
+  }
   return v;
 }
 

@@ -50,6 +50,8 @@ AdamOptimizer::AdamOptimizer(const MindWeights& w, double learning_rate, bool la
   v_rw.assign(w.relu_weight.size(), 0.f);
   m_rb.assign(w.relu_bias.size(), 0.f);
   v_rb.assign(w.relu_bias.size(), 0.f);
+  m_att.assign(w.attention.size(), 0.f);
+  v_att.assign(w.attention.size(), 0.f);
   detail::assign_on_huge_pages(row_step_, size_t(w.config.item_count), int64_t(0));
   detail::assign_on_huge_pages(moving_, size_t(w.config.item_count), uint8_t(0));
   detail::assign_on_huge_pages(marks_, size_t(w.config.item_count), uint8_t(0));
@@ -162,11 +164,13 @@ void AdamOptimizer::restore_parking(const std::vector<int64_t>& moving_ids) {
 
 void AdamOptimizer::step(MindWeights& w, const std::vector<int64_t>& rows, const float* row_grads,
                          const std::vector<int32_t>& slot_of, const float* d_bilinear,
-                         const float* d_relu_weight, const float* d_relu_bias, int threads) {
+                         const float* d_relu_weight, const float* d_relu_bias,
+                         const float* d_attention, int threads) {
   ++t_;
   const AdamStep s = coef(t_);
   coef(t_ + 1);
   adam_update(w.bilinear.data(), m_bil.data(), v_bil.data(), d_bilinear, w.bilinear.size(), s);
+  adam_update(w.attention.data(), m_att.data(), v_att.data(), d_attention, w.attention.size(), s);
   if (!w.relu_weight.empty()) {
     adam_update(w.relu_weight.data(), m_rw.data(), v_rw.data(), d_relu_weight,
                 w.relu_weight.size(), s);

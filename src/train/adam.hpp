@@ -45,7 +45,8 @@ class AdamOptimizer {
   /// Applies one step with the batch's gradient. `threads` 0 = all cores.
   void step(MindWeights& w, const std::vector<int64_t>& rows, const float* row_grads,
             const std::vector<int32_t>& slot_of, const float* d_bilinear,
-            const float* d_relu_weight, const float* d_relu_bias, int threads);
+            const float* d_relu_weight, const float* d_relu_bias, const float* d_attention,
+            int threads);
   int64_t steps() const { return t_; }
   /// Dense mode defers zero-gradient updates of moving rows; call before a batch reads the
   /// rows `ids` (id 0 ignored) so that they hold every update so far.
@@ -62,7 +63,7 @@ class AdamOptimizer {
   void restore_parking(const std::vector<int64_t>& moving_ids);
 
   // State, for checkpoints (same shapes as the weights).
-  AlignedVector<float> m_emb, v_emb, m_bil, v_bil, m_rw, v_rw, m_rb, v_rb;
+  AlignedVector<float> m_emb, v_emb, m_bil, v_bil, m_rw, v_rw, m_rb, v_rb, m_att, v_att;
   int64_t t_ = 0;
   double lr;
   bool lazy;

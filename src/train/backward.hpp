@@ -63,14 +63,59 @@ struct DenseGrads {
   detail::MatR<S> bilinear;  ///< [D, H] ([D, K H] with per_interest)
   detail::MatR<S> relu_weight;  ///< [H, H] (0x0 without relu_layer)
   detail::RowVec<S> relu_bias;  ///< [H]
+  detail::RowVec<S> attention;  ///< self-attention: w1, b1, w2, position (ModelView's layout)
   void reset(const ModelView<S>& m) {
-    bilinear.setZero(m.dim, m.u_cols());
+    if (m.self_attention) bilinear.resize(0, 0);
+    else bilinear.setZero(m.dim, m.u_cols());
+    attention.setZero(Eigen::Index(m.attention_size()));
     if (m.relu_layer) {
       relu_weight.setZero(m.hidden, m.hidden);
       relu_bias.setZero(m.hidden);
     }
   }
 };
+
+/// Backward of attend_user (ComiRec-SA) given dV [kk, D] = d loss / d v: adds to
+/// g.attention (w1, b1, w2, position) and calls add_row(l, dE[l]) for each position whose id
+/// is not 0. `scratch` holds K L + L (A + 2 D) scalars.
+template <class S, class AddRow>
+void attention_extractor_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
+                                  const S* dv, const UserBuffers<S>& buf, S* scratch,
+                                  DenseGrads<S>& g, AddRow&& add_row) {
+  using namespace mindrec::detail;
+  const int D = m.dim, A = m.attn_hidden, K = m.max_k, L = m.maxlen;
+  MapConstMat<S> dV(dv, kk, D), E(buf.E, n, D), W(buf.W, kk, n), T(buf.U, n, A),
+      X(buf.U + size_t(L) * A, n, D);
+  MapMat<S> dS(scratch, kk, n), dT(scratch + size_t(K) * L, n, A),
+      dE(scratch + size_t(K) * L + size_t(L) * A, n, D);
+  // v_k = Σ_l a_{k,l} e_l:  d a = dV Eᵀ,  d E = Wᵀ dV
+  dS.noalias() = dV * E.transpose();
+  dE.noalias() = W.transpose() * dV;
+  // softmax over l: d s_{k,l} = a_{k,l} (d a_{k,l} - Σ_l' a_{k,l'} d a_{k,l'})
+  for (int k = 0; k < kk; ++k) {
+    const S mean = W.row(k).dot(dS.row(k));
+    dS.row(k) = W.row(k).cwiseProduct((dS.row(k).array() - mean).matrix());
+  }
+  // s = (T W2[:, :kk])ᵀ:  d W2[:, :kk] += Tᵀ dSᵀ,  d T = dSᵀ W2[:, :kk]ᵀ
+  const size_t o_b1 = size_t(D) * A, o_w2 = o_b1 + A, o_pos = o_w2 + size_t(A) * K;
+  MapMat<S> gW1(g.attention.data(), D, A), gW2(g.attention.data() + o_w2, A, K),
+      gP(g.attention.data() + o_pos, L, D);
+  MapRow<S> gB1(g.attention.data() + o_b1, A);
+  MapConstMat<S> W2(m.sa_w2, A, K);
+  gW2.leftCols(kk).noalias() += T.transpose() * dS.transpose();
+  dT.noalias() = dS.transpose() * W2.leftCols(kk).transpose();
+  // T = tanh(X W1 + b1):  d(pre) = dT (1 - T²)
+  dT.array() *= (S(1) - T.array().square());
+  gW1.noalias() += X.transpose() * dT;
+  gB1 += dT.colwise().sum();
+  // X = E + P:  d X = d(pre) W1ᵀ, to both
+  MapMat<S> dX(scratch + size_t(K) * L + size_t(L) * (A + D), n, D);
+  dX.noalias() = dT * MapConstMat<S>(m.sa_w1, D, A).transpose();
+  dE += dX;
+  gP.topRows(n) += dX;
+  for (int l = 0; l < n; ++l)
+    if (hist[l] != 0) add_row(l, dE.data() + size_t(l) * D);
+}
 
 /// Backward through the ReLU layer, squash, the final read-out z = w û (w constant) and
 /// û = E S, for a user whose forward pass left its intermediates in `work` (extract_user).
@@ -99,6 +144,11 @@ void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
   } else {
     dV = dO;
   }
+  if (m.self_attention) {
+    attention_extractor_backward(m, hist, n, kk, dV.data(), buf, scratch + size_t(2) * K * H, g,
+                                 add_row);
+    return;
+  }
   for (int k = 0; k < kk; ++k) squash_backward(buf.Z + size_t(k) * H, dV.data() + size_t(k) * H,
                                                dZ.data() + size_t(k) * H, H);
   MapMat<S> dU(du_buf, n, UH), dE(de_buf, n, D);
@@ -118,6 +168,9 @@ void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
 /// Scalars of scratch capsule_backward() needs.
 template <class S>
 size_t backward_scratch_size(const ModelView<S>& m) {
+  if (m.self_attention)
+    return size_t(2) * m.max_k * m.hidden + size_t(m.max_k) * m.maxlen +
+           size_t(m.maxlen) * (m.attn_hidden + 2 * m.dim);
   return size_t(3) * m.max_k * m.hidden + size_t(m.maxlen) * (m.u_cols() + m.dim);
 }
 

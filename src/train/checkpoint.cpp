@@ -32,8 +32,14 @@ void Trainer::save_checkpoint(const std::string& path) {
   };
   put("m", tensor_names::item_emb, s.adam.m_emb);
   put("v", tensor_names::item_emb, s.adam.v_emb);
-  put("m", tensor_names::bilinear, s.adam.m_bil);
-  put("v", tensor_names::bilinear, s.adam.v_bil);
+  if (w.config.capsule_extractor()) {
+    put("m", tensor_names::bilinear, s.adam.m_bil);
+    put("v", tensor_names::bilinear, s.adam.v_bil);
+  }
+  for (const auto& p : attention_parts(w.config)) {  // views of the moments, as the weights'
+    t[std::string("adam.m.") + p.name] = {DType::F32, p.shape, s.adam.m_att.data() + p.offset};
+    t[std::string("adam.v.") + p.name] = {DType::F32, p.shape, s.adam.v_att.data() + p.offset};
+  }
   if (!w.relu_weight.empty()) {
     put("m", tensor_names::relu_weight, s.adam.m_rw);
     put("v", tensor_names::relu_weight, s.adam.v_rw);
@@ -79,8 +85,20 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& path, Config config,
   auto& a = impl->adam;
   load("adam.m." + std::string(tensor_names::item_emb), a.m_emb);
   load("adam.v." + std::string(tensor_names::item_emb), a.v_emb);
-  load("adam.m." + std::string(tensor_names::bilinear), a.m_bil);
-  load("adam.v." + std::string(tensor_names::bilinear), a.v_bil);
+  if (config.hyper_parameters.capsule_extractor()) {
+    load("adam.m." + std::string(tensor_names::bilinear), a.m_bil);
+    load("adam.v." + std::string(tensor_names::bilinear), a.v_bil);
+  }
+  for (const auto& p : attention_parts(config.hyper_parameters)) {
+    for (const char* moment : {"m", "v"}) {
+      const std::string name = std::string("adam.") + moment + "." + p.name;
+      const Tensor& t = f.at(name, path);
+      if (size_t(t.numel()) != p.size)
+        throw FormatError(path + ": tensor '" + name + "' has " + std::to_string(t.numel()) +
+                          " values, expected " + std::to_string(p.size));
+      t.copy_to((moment[0] == 'm' ? a.m_att : a.v_att).data() + p.offset);
+    }
+  }
   if (config.hyper_parameters.capsule.relu_layer) {
     load("adam.m." + std::string(tensor_names::relu_weight), a.m_rw);
     load("adam.v." + std::string(tensor_names::relu_weight), a.v_rw);

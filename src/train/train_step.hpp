@@ -246,6 +246,7 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
   for (int t = 0; t < nt; ++t) {
     row_grads += thread_rows_[t];
     dense.bilinear += thread_dense_[t].bilinear;
+    dense.attention += thread_dense_[t].attention;
     if (m.relu_layer) {
       dense.relu_weight += thread_dense_[t].relu_weight;
       dense.relu_bias += thread_dense_[t].relu_bias;

@@ -45,7 +45,8 @@ double Trainer::step() {
   s.adam.step(s.weights, s.grad.rows, s.grad.row_grads.data(), s.grad.slot_of,
               s.grad.dense.bilinear.data(),
               hp.capsule.relu_layer ? s.grad.dense.relu_weight.data() : nullptr,
-              hp.capsule.relu_layer ? s.grad.dense.relu_bias.data() : nullptr, s.threads);
+              hp.capsule.relu_layer ? s.grad.dense.relu_bias.data() : nullptr,
+              s.grad.dense.attention.data(), s.threads);
   ++s.steps_done;
   if (log_level() <= LogLevel::debug && s.steps_done % 100 == 0)
     log(LogLevel::debug, "step " + std::to_string(s.steps_done) + ": " +

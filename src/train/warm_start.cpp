@@ -23,6 +23,13 @@ MindWeights warm_start_weights(const ModelConfig& config, uint64_t seed, const M
   cmp("maxlen", config.maxlen, p.maxlen);
   cmp("capsule.max_k", config.capsule.max_k, p.capsule.max_k);
   cmp("capsule.relu_layer", config.capsule.relu_layer, p.capsule.relu_layer);
+  if (config.extractor != p.extractor)
+    diff += std::string(diff.empty() ? "" : ", ") + "hyper_parameters.extractor is " + to_string(config.extractor) +
+            " but " + to_string(p.extractor) + " in the previous model";
+  else if (!config.capsule_extractor())
+    cmp("self_attention.hidden", config.attention_hidden(), p.attention_hidden());
+  else
+    cmp("capsule.per_interest_transform", config.capsule.per_interest_transform, p.capsule.per_interest_transform);
   if (!diff.empty())
     throw ConfigError("cannot warm-start from " + prev_name + ": " + diff + " (only item_count may change)");
   if (cat.item_count() > config.item_count)
@@ -33,6 +40,7 @@ MindWeights warm_start_weights(const ModelConfig& config, uint64_t seed, const M
   w.routing_logits = prev.routing_logits;
   w.relu_weight = prev.relu_weight;
   w.relu_bias = prev.relu_bias;
+  w.attention = prev.attention;
   const size_t D = size_t(config.embedding_dim);
   WarmStartReport r;
   const int64_t prev_rows = std::min(p.item_count, prev_cat.item_count());

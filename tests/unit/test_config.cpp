@@ -127,6 +127,19 @@ TEST_CASE("invalid values are refused with the key path") {
   const Config dr = parse_config("hyper_parameters: {capsule: {per_interest_transform: true, init_std: 0}}\n", "/base", "c.yaml");
   CHECK(dr.hyper_parameters.capsule.per_interest_transform);
   CHECK(dr.hyper_parameters.bilinear_columns() == 4 * 64);
+  const Config sa = parse_config("hyper_parameters: {extractor: self_attention, self_attention: {hidden: 32}}\n", "/base", "c.yaml");
+  CHECK(sa.hyper_parameters.extractor == Extractor::self_attention);
+  CHECK(sa.hyper_parameters.attention_hidden() == 32);
+  CHECK(parse_config("hyper_parameters: {extractor: self_attention}\n", "/base", "c.yaml").hyper_parameters.attention_hidden() ==
+        4 * 64);
+  CHECK(config_error("hyper_parameters: {extractor: transformer}").find("key 'hyper_parameters.extractor': expected capsule or self_attention") !=
+        std::string::npos);
+  CHECK(config_error("hyper_parameters: {self_attention: {heads: 2}}").find("hyper_parameters.self_attention.heads") !=
+        std::string::npos);
+  CHECK(config_error("hyper_parameters: {extractor: self_attention, capsule: {per_interest_transform: true}}")
+            .find("key 'hyper_parameters.capsule.per_interest_transform'") != std::string::npos);
+  // Routing's init_std 0 guard does not apply without routing.
+  CHECK_NOTHROW(parse_config("hyper_parameters: {extractor: self_attention, capsule: {init_std: 0}}\n", "/base", "c.yaml"));
   const Config remi = parse_config("hyper_parameters: {loss: {hard_negative_beta: 0.5, in_batch_negatives: true}}\n", "/base", "c.yaml");
   CHECK(remi.hyper_parameters.loss.hard_negative_beta == 0.5);
   CHECK(remi.hyper_parameters.loss.in_batch_negatives);
@@ -176,10 +189,29 @@ TEST_CASE("the model config's JSON round-trips and mismatches are named") {
     const std::string key = ",\"per_interest_transform\":true";
     REQUIRE(j.find(key) != std::string::npos);
     j.erase(j.find(key), key.size());
+    for (const std::string key : {"\"extractor\":\"capsule\",", ",\"self_attention\":{\"hidden\":0}"}) {
+      REQUIRE(j.find(key) != std::string::npos);
+      j.erase(j.find(key), key.size());
+    }
+    REQUIRE(j.find("extractor") == std::string::npos);
     const ModelConfig old = model_config_from_json(j, "w");
+    CHECK(old.extractor == Extractor::capsule);
     CHECK(old.loss.hard_negative_beta == 0.0);
     CHECK_FALSE(old.loss.in_batch_negatives);
     CHECK_FALSE(old.capsule.per_interest_transform);
+  }
+  {  // ComiRec-SA's extractor and its width
+    ModelConfig sa = m;
+    sa.capsule.per_interest_transform = false;
+    sa.extractor = Extractor::self_attention;
+    sa.self_attention.hidden = 24;
+    const ModelConfig sb = model_config_from_json(model_config_to_json(sa), "w");
+    CHECK(sb.extractor == Extractor::self_attention);
+    CHECK(sb.attention_hidden() == 24);
+    CHECK_NOTHROW(check_same_model(sa, sb, "w"));
+    ModelConfig wider = sa;
+    wider.self_attention.hidden = 0;  // 4 D = 256
+    CHECK_THROWS_WITH_AS(check_same_model(wider, sb, "w"), doctest::Contains("self_attention.hidden 256 vs 24"), ConfigError);
   }
   CHECK(back.item_count == 1000);
   CHECK(back.capsule.softmax_axis == SoftmaxAxis::hybrid);

@@ -17,14 +17,15 @@ namespace {
 struct Problem {
   int64_t N = 30;
   int D = 5, K = 3, L = 6, B = 4, NN = 6;
-  std::vector<double> emb, bil, rl, rw, rb;
+  int A = 7;  // self-attention's hidden width
+  std::vector<double> emb, bil, rl, rw, rb, att;
   std::vector<int64_t> hist, targets, negs;
   std::vector<int32_t> lens;
   std::vector<double> lq_neg, lq_t;
   cpu::ModelView<double> view;
 
   Problem(SoftmaxAxis axis, bool relu, bool dynk, uint32_t seed, bool per_interest = false,
-          bool zero_logits = false) {
+          bool zero_logits = false, bool self_attention = false) {
     std::mt19937 gen(seed);
     std::uniform_real_distribution<double> u(-1, 1);
     emb.resize(N * D);
@@ -67,6 +68,18 @@ struct Problem {
     view.relu_layer = relu;
     view.dynamic_k = dynk;
     view.per_interest = per_interest;
+    if (self_attention) {  // ComiRec-SA in place of routing: w1 [D, A], b1 [A], w2 [A, K], pos [L, D]
+      att.resize(size_t(D) * A + A + size_t(A) * K + size_t(L) * D);
+      for (auto& x : att) x = u(gen);
+      view.self_attention = true;
+      view.attn_hidden = A;
+      view.bilinear = view.routing_logits = nullptr;
+      view.sa_w1 = att.data();
+      view.sa_b1 = att.data() + D * A;
+      view.sa_w2 = att.data() + D * A + A;
+      view.sa_pos = att.data() + D * A + A + A * K;
+      bil.clear();
+    }
   }
 
   cpu::BatchInput<double> input() const {
@@ -84,8 +97,10 @@ struct Problem {
 };
 
 void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout readout,
-                     double beta = 0.0, bool per_interest = false, bool zero_logits = false) {
-  Problem p(axis, relu, dynk, 17, per_interest, zero_logits);
+                     double beta = 0.0, bool per_interest = false, bool zero_logits = false,
+                     bool self_attention = false) {
+  Problem p(axis, relu, dynk, 17, per_interest, zero_logits, self_attention);
+  REQUIRE(cpu::workspace_size(p.view) > 0);
   cpu::BatchGradient<double> g(p.view, 2);
   const double loss = g.compute(p.view, p.input(), pow_p, readout, beta);
   CHECK(std::isfinite(loss));
@@ -122,6 +137,14 @@ void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout 
     if (!close(g.dense.bilinear.data()[i], want)) {
       ++bad;
       MESSAGE("bilinear[" << i << "]: backward " << g.dense.bilinear.data()[i] << ", finite diff " << want);
+    }
+  }
+  REQUIRE(size_t(g.dense.attention.size()) == p.att.size());
+  for (size_t i = 0; i < p.att.size(); ++i) {  // w1, b1, w2, positions
+    const double want = fd(p.att[i]);
+    if (!close(g.dense.attention.data()[i], want)) {
+      ++bad;
+      MESSAGE("self_attention[" << i << "]: backward " << g.dense.attention.data()[i] << ", finite diff " << want);
     }
   }
   if (relu) {
@@ -168,6 +191,16 @@ TEST_CASE("gradients match finite differences: ComiRec-DR zero routing logits - 
 }
 TEST_CASE("gradients match finite differences: ComiRec-DR with behaviours softmax and hard read-out") {
   check_gradients(SoftmaxAxis::behaviors, true, false, 1, Readout::hard, 0.0, true);
+}
+
+TEST_CASE("gradients match finite differences: ComiRec-SA self-attention - no ReLU - hard read-out (ComiRec's)") {
+  check_gradients(SoftmaxAxis::interests, false, false, 1, Readout::hard, 0.0, false, false, true);
+}
+TEST_CASE("gradients match finite differences: ComiRec-SA with the ReLU layer - soft read-out - pow_p = 2 - REMI") {
+  check_gradients(SoftmaxAxis::interests, true, false, 2, Readout::soft, 0.5, false, false, true);
+}
+TEST_CASE("gradients match finite differences: ComiRec-SA with dynamic K") {
+  check_gradients(SoftmaxAxis::interests, false, true, 1, Readout::soft, 0.0, false, false, true);
 }
 
 TEST_CASE("gradients match finite differences: REMI hard negatives beta = 0.5") {

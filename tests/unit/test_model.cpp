@@ -220,6 +220,73 @@ TEST_CASE("golden outputs of the NumPy reference - every switch combination") {
   }
 }
 
+// ComiRec-SA (extractor: self_attention) against mind_reference.py golden-sa: the NumPy port
+// works on the full [L] history with the mask value, mindrec skips padded positions.
+TEST_CASE("golden outputs of the NumPy reference - self-attentive extractor") {
+  const SafetensorsFile g = read_safetensors(test::fixture_dir() + "/mind_golden_sa.safetensors");
+  const auto hist = g.at("input.hist").values<int64_t>();
+  const auto lens = g.at("input.lengths").values<int32_t>();
+  const auto emb_shape = g.at("item_emb.weight").shape;
+  const int64_t B = static_cast<int64_t>(lens.size());
+  const int L = static_cast<int>(g.at("input.hist").shape[1]);
+  const int K = static_cast<int>(g.at("self_attention.w2").shape[1]);
+  const int A = static_cast<int>(g.at("self_attention.w1").shape[1]);
+  const int D = static_cast<int>(emb_shape[1]);
+  struct Variant {
+    const char* name;
+    bool relu, dynk;
+  };
+  for (const Variant& v : {Variant{"sa_norelu", false, false}, Variant{"sa_relu", true, false},
+                           Variant{"sa_norelu_dynk", false, true}}) {
+    CAPTURE(v.name);
+    MindWeights w;
+    w.config.item_count = emb_shape[0];
+    w.config.embedding_dim = w.config.hidden_size = D;
+    w.config.maxlen = L;
+    w.config.neg_samples = 5;
+    w.config.extractor = Extractor::self_attention;
+    w.config.self_attention.hidden = A;
+    w.config.capsule.max_k = K;
+    w.config.capsule.relu_layer = v.relu;
+    w.config.capsule.dynamic_k = v.dynk;
+    auto take = [&](const char* name) {
+      const auto t = g.at(name).values<float>();
+      return AlignedVector<float>(t.begin(), t.end());
+    };
+    w.item_emb = take("item_emb.weight");
+    w.bilinear.clear();
+    w.routing_logits.clear();
+    for (const auto& part : attention_parts(w.config)) {
+      REQUIRE(g.at(part.name).shape == part.shape);
+      const auto t = take(part.name);
+      w.attention.insert(w.attention.end(), t.begin(), t.end());
+    }
+    if (v.relu) {
+      w.relu_weight = take("capsule.relu.weight");
+      w.relu_bias = take("capsule.relu.bias");
+    }
+    const auto want = g.at(std::string(v.name) + ".interests").values<float>();
+    const auto want_counts = g.at(std::string(v.name) + ".counts").values<int32_t>();
+    MindModel model(w);
+    std::vector<float> got(size_t(B) * K * D);
+    std::vector<int32_t> counts(B);
+    model.extract_interests(hist.data(), lens.data(), B, got.data(), counts.data(), 2);
+    CHECK(counts == want_counts);
+    for (size_t i = 0; i < got.size(); ++i)
+      REQUIRE(got[i] == doctest::Approx(want[i]).epsilon(1e-4).scale(1e-3));
+    // The weights file keeps the extractor and its four tensors; a CUDA model refuses it.
+    test::TempDir dir;
+    const std::string path = dir.file("sa.safetensors");
+    save_weights(path, w);
+    const MindWeights back = load_weights(path);
+    CHECK(back.config.extractor == Extractor::self_attention);
+    CHECK(back.config.attention_hidden() == A);
+    CHECK(back.attention == w.attention);
+    CHECK(back.bilinear.empty());
+    CHECK_THROWS_AS(MindModel(back, Device::cuda), Unsupported);
+  }
+}
+
 TEST_CASE("trailing padding never changes the result - threads do not either") {
   ModelConfig c;
   c.item_count = 500;

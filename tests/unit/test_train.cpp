@@ -234,7 +234,7 @@ void run_adam(MindWeights& w, AdamOptimizer& opt, int steps, Grad&& grad, bool c
       slot_of[rows[i]] = int32_t(i);
       for (int d = 0; d < D; ++d) grads[i * D + d] = grad(rows[i], d, t, w.item_emb[rows[i] * D + d]);
     }
-    opt.step(w, rows, grads.data(), slot_of, zeros.data(), nullptr, nullptr, 2);
+    opt.step(w, rows, grads.data(), slot_of, zeros.data(), nullptr, nullptr, nullptr, 2);
     min_moving = std::min(min_moving, opt.moving_rows());
     if (check) {
       const AdamStep s = AdamStep::at(opt.lr, t);
@@ -468,6 +468,59 @@ TEST_CASE("ComiRec-DR and the loss options train end to end: the loss falls - sa
   for (int i = 0; i < 5; ++i) CHECK(resumed->step() == t.step());
 }
 
+TEST_CASE("ComiRec-SA trains end to end: the loss falls - saved and loaded - resumed exactly - served as trained - warm-started") {
+  const ClickLog log = small_log();
+  test::TempDir tmp;
+  Config cfg = small_training_config(false, 2);
+  auto& hp = cfg.hyper_parameters;
+  hp.extractor = Extractor::self_attention;
+  hp.self_attention.hidden = 12;
+  hp.capsule.relu_layer = false;
+  hp.readout = Readout::hard;  // ComiRec's
+  const MindWeights w0 = init_weights(hp, 4);
+  CHECK(w0.bilinear.empty());
+  CHECK(w0.routing_logits.empty());
+  REQUIRE(w0.attention.size() == size_t(8 * 12 + 12 + 12 * 3 + 5 * 8));
+  for (int i = 8 * 12; i < 8 * 12 + 12; ++i) CHECK(w0.attention[size_t(i)] == 0.0f);  // b1
+  Trainer t(cfg, log, w0);
+  std::vector<double> l;
+  for (int i = 0; i < 45; ++i) l.push_back(t.step());
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += l[i], last += l[40 + i];
+  CHECK(last < first);
+  CHECK(t.weights().attention != w0.attention);  // the extractor's parameters moved
+  save_weights(tmp.file("sa.safetensors"), t.weights());
+  const MindWeights back = load_weights(tmp.file("sa.safetensors"));
+  CHECK(back.config.extractor == Extractor::self_attention);
+  CHECK(back.attention == t.weights().attention);
+  ModelConfig capsule = hp;
+  capsule.extractor = Extractor::capsule;
+  CHECK_THROWS_WITH_AS(check_same_model(capsule, back.config, "sa.safetensors"),
+                       doctest::Contains("extractor capsule vs self_attention"), ConfigError);
+  // Served as trained: MindModel against the training kernel in double precision.
+  const int64_t hist[5] = {3, 17, 44, 90, 0};
+  const int32_t len = 4;
+  std::vector<float> a(3 * 8);
+  MindModel(back).extract_interests(hist, &len, 1, a.data(), nullptr, 1);
+  std::vector<double> emb(back.item_emb.begin(), back.item_emb.end()), att(back.attention.begin(), back.attention.end());
+  cpu::ModelView<double> v;
+  v.item_emb = emb.data();
+  v.item_count = 120, v.dim = v.hidden = 8, v.max_k = 3, v.maxlen = 5;
+  v.relu_layer = false, v.self_attention = true, v.attn_hidden = 12;
+  v.sa_w1 = att.data(), v.sa_b1 = att.data() + 96, v.sa_w2 = att.data() + 108, v.sa_pos = att.data() + 144;
+  std::vector<double> work(cpu::workspace_size(v)), want(3 * 8);
+  cpu::extract_user(v, hist, len, want.data(), work.data());
+  for (int i = 0; i < 3 * 8; ++i) CHECK(a[i] == doctest::Approx(want[i]).epsilon(1e-4).scale(1e-3));
+  // Resumed from a checkpoint: the same next steps (the extractor's Adam moments included).
+  t.save_checkpoint(tmp.file("ck.safetensors"));
+  auto resumed = Trainer::resume(tmp.file("ck.safetensors"), cfg, log);
+  for (int i = 0; i < 5; ++i) CHECK(resumed->step() == t.step());
+  // A checkpoint of a capsule model is not resumed as self-attention.
+  Config caps = cfg;
+  caps.hyper_parameters.extractor = Extractor::capsule;
+  CHECK_THROWS_AS(Trainer::resume(tmp.file("ck.safetensors"), caps, log), ConfigError);
+}
+
 TEST_CASE("run_training: files per epoch - the popularity baseline beside each evaluation - early stopping") {
   test::TempDir tmp;
   const ClickLog log = small_log();
@@ -626,6 +679,17 @@ TEST_CASE("warm_start_weights: item rows matched by raw id - never by position -
   CHECK(test::error_of([&] { (void)warm_start_weights(other, 9, prev, prev_cat, cat, "prev.safetensors"); })
             .find("cannot warm-start from prev.safetensors: hyper_parameters.hidden_size is 8 but 4 in the previous model") !=
         std::string::npos);
+  // A self-attentive model warm-starts with its extractor's tensors, and only as one.
+  ModelConfig sc = pc;
+  sc.extractor = Extractor::self_attention;
+  const MindWeights sprev = init_weights(sc, 2);
+  ModelConfig snc = sc;
+  snc.item_count = 5;
+  const MindWeights sw = warm_start_weights(snc, 9, sprev, prev_cat, cat, "prev.safetensors");
+  CHECK(sw.attention == sprev.attention);
+  CHECK(row(sw, 1) == row(sprev, 3));
+  CHECK(test::error_of([&] { (void)warm_start_weights(nc, 9, sprev, prev_cat, cat, "prev.safetensors"); })
+            .find("hyper_parameters.extractor is capsule but self_attention in the previous model") != std::string::npos);
 }
 
 TEST_CASE("run_training with a catalogue: copied beside the weights - fingerprint recorded and checked - warm start") {

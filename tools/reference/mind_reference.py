@@ -9,6 +9,10 @@ Commands:
   golden OUT.safetensors
       Builds a small random model and histories, runs every switch combination and writes
       the weights, inputs and expected outputs as one safetensors file (tests/fixtures/).
+  golden-sa OUT.safetensors
+      The same for the self-attentive extractor (extractor: self_attention, ComiRec-SA, Cen
+      et al. KDD 2020), written from the paper and ComiRec's published model: the full [L]
+      history with the mask value -(2^32)+1 on padded positions, as ComiRec does.
   check-infer --weights W.safetensors --data VALID --npy U.npy [--rtol 1e-4]
       Recomputes `mindrec infer`'s interests for every user of VALID and compares.
 
@@ -121,6 +125,43 @@ def extract_interests(p, cfg, hist, n):
     return out, kk
 
 
+def extract_interests_sa(p, cfg, hist, n):
+    """ComiRec-SA: H_att = tanh((E + P) W1 + b1) [L, A]; scores = H_att W2 [L, K]; masked
+    positions (l >= n) get -(2^32)+1; A = softmax over the L positions of scores^T [K, L];
+    interests = A E (embeddings without the positions). Then the optional ReLU layer."""
+    cap = cfg["capsule"]
+    K, L, H = cap["max_k"], cfg["maxlen"], cfg["hidden_size"]
+    kk = dynamic_k(n, K) if cap["dynamic_k"] else K
+    emb = p["item_emb.weight"]
+    E = np.zeros((L, emb.shape[1]))
+    for l in range(L):
+        if l < n and hist[l] != 0:
+            E[l] = emb[hist[l]]
+    X = E + p["self_attention.position"]
+    hidden = np.tanh(X @ p["self_attention.w1"] + p["self_attention.b1"])
+    scores = (hidden @ p["self_attention.w2"]).T                 # [K, L]
+    mask = np.array([[l < n for l in range(L)] for _ in range(K)])
+    att = softmax(np.where(mask, scores, MASK), axis=1)
+    out = np.zeros((K, H))
+    if n == 0:  # nothing to attend to: zero interests (ComiRec never sees an empty history)
+        v = np.zeros((kk, H))
+    else:
+        v = att[:kk] @ E
+    for k in range(kk):
+        if cap["relu_layer"]:
+            out[k] = np.maximum(v[k] @ p["capsule.relu.weight"] + p["capsule.relu.bias"], 0.0)
+        else:
+            out[k] = v[k]
+    return out, kk
+
+
+def interests_of(p, cfg, hist, n):
+    """The interests for a model config of a weights file (either extractor)."""
+    if cfg.get("extractor", "capsule") == "self_attention":
+        return extract_interests_sa(p, cfg, hist, n)
+    return extract_interests(p, cfg, hist, n)
+
+
 def label_aware(interests, kk, q, pow_p, readout):
     a = np.array([np.dot(interests[k], q) ** pow_p for k in range(kk)])
     if readout == "hard":
@@ -191,6 +232,51 @@ def golden(out_path):
     print(f"wrote {out_path}: {len(tensors)} tensors, {len(VARIANTS)} variants")
 
 
+SA_VARIANTS = [  # (name, relu_layer, dynamic_k)
+    ("sa_norelu", False, False),
+    ("sa_relu", True, False),
+    ("sa_norelu_dynk", False, True),
+]
+
+
+def golden_sa(out_path):
+    rng = np.random.default_rng(20261205)
+    N, D, K, L, A = 40, 6, 3, 7, 11
+    p = {
+        "item_emb.weight": rng.uniform(-1, 1, (N, D)),
+        "self_attention.w1": rng.uniform(-0.9, 0.9, (D, A)),
+        "self_attention.b1": rng.normal(0, 0.3, (A,)),
+        "self_attention.w2": rng.uniform(-1.5, 1.5, (A, K)),
+        "self_attention.position": rng.uniform(-0.5, 0.5, (L, D)),
+        "capsule.relu.weight": rng.uniform(-0.8, 0.8, (D, D)),
+        "capsule.relu.bias": rng.normal(0, 0.1, (D,)),
+    }
+    p["item_emb.weight"][0] = 0.0
+    p = {k: v.astype(np.float32) for k, v in p.items()}
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+    lens = np.array([7, 5, 1, 0, 3, 4, 2, 6, 7, 7], dtype=np.int32)
+    B = len(lens)
+    hist = np.zeros((B, L), dtype=np.int64)
+    for i, n in enumerate(lens):
+        hist[i, :n] = rng.integers(1, N, n)
+    hist[8, 2] = 0  # a padding id inside a history: a zero embedding, its position still attends
+    tensors = dict(p)
+    tensors["input.hist"] = hist
+    tensors["input.lengths"] = lens
+    for name, relu, dyn in SA_VARIANTS:
+        cfg = {"maxlen": L, "hidden_size": D, "extractor": "self_attention",
+               "capsule": {"max_k": K, "relu_layer": relu, "dynamic_k": dyn}}
+        outs, counts = np.zeros((B, K, D)), np.zeros(B, dtype=np.int32)
+        for i in range(B):
+            outs[i], counts[i] = extract_interests_sa(p64, cfg, hist[i], int(lens[i]))
+        tensors[f"{name}.interests"] = outs.astype(np.float32)
+        tensors[f"{name}.counts"] = counts
+    meta = {"generator": "tools/reference/mind_reference.py golden-sa",
+            "variants": json.dumps([v[0] for v in SA_VARIANTS])}
+    write_safetensors(out_path, tensors, meta)
+    print(f"wrote {out_path}: {len(tensors)} tensors, {len(SA_VARIANTS)} variants")
+
+
 # ---------------------------------------------------------------- check mindrec infer
 def read_valid(path):
     """Histories of a validation file, or of every file of a folder in name order."""
@@ -221,7 +307,7 @@ def check_infer(args):
         h = h[-L:]
         padded = np.zeros(L, dtype=np.int64)
         padded[:len(h)] = h
-        want, _ = extract_interests(p64, cfg, padded, len(h))
+        want, _ = interests_of(p64, cfg, padded, len(h))
         err = np.abs(got[i] - want).max() / max(np.abs(want).max(), 1e-30)
         worst = max(worst, err)
     print(f"check-infer: {len(users)} users, max relative error {worst:.3e} "
@@ -235,6 +321,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("golden")
     g.add_argument("out")
+    gs = sub.add_parser("golden-sa")
+    gs.add_argument("out")
     c = sub.add_parser("check-infer")
     c.add_argument("--weights", required=True)
     c.add_argument("--data", required=True)
@@ -243,6 +331,8 @@ def main():
     a = ap.parse_args()
     if a.cmd == "golden":
         golden(a.out)
+    elif a.cmd == "golden-sa":
+        golden_sa(a.out)
     else:
         check_infer(a)
 

@@ -43,26 +43,45 @@ struct ModelView {
   bool relu_layer = true;
   bool dynamic_k = false;
   bool per_interest = false;  ///< ComiRec-DR: û_{k,l} = e_l S_k (capsule.per_interest_transform)
+  /// ComiRec-SA (extractor: self_attention): the parameters below replace bilinear and
+  /// routing_logits (both null then). Layout of MindWeights::attention.
+  bool self_attention = false;
+  const S* sa_w1 = nullptr;   ///< [D, A]
+  const S* sa_b1 = nullptr;   ///< [A]
+  const S* sa_w2 = nullptr;   ///< [A, K]
+  const S* sa_pos = nullptr;  ///< [L, D]
+  int attn_hidden = 0;        ///< A
   /// Columns of û (and of bilinear): H, or K H with per_interest.
   int u_cols() const { return per_interest ? max_k * hidden : hidden; }
+  /// Columns of the workspace's U rows: û for routing; tanh(X W1 + b1) [A] then X = E + P [D]
+  /// for self-attention.
+  int u_width() const { return self_attention ? attn_hidden + dim : u_cols(); }
+  /// Scalars of the self-attention parameters (w1, b1, w2, position back to back).
+  size_t attention_size() const {
+    return self_attention ? size_t(dim) * attn_hidden + attn_hidden + size_t(attn_hidden) * max_k +
+                                size_t(maxlen) * dim
+                          : 0;
+  }
 };
 
 /// Scalars of workspace extract_user() needs.
 template <class S>
 size_t workspace_size(const ModelView<S>& m) {
-  const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
+  const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_width();
   return L * D + L * UH + 3 * K * L + 3 * K * H + 2 * L;
 }
 
 /// The named parts of extract_user()'s workspace. After a call they hold the forward pass's
 /// intermediates, which the backward pass (cpu/backward.hpp) reads: E [n, D] gathered
 /// embeddings, U = û [n, H] ([n, K H] with per_interest), W [kk, n] the final routing weights, Z [kk, H] the last
-/// read-out before squash, V [kk, H] after squash, P [kk, H] before the ReLU.
+/// read-out before squash, V [kk, H] after squash, P [kk, H] before the ReLU. Self-attention:
+/// U = tanh(X W1 + b1) [n, A] with rows of A scalars, X = E + P at U + L A, W [kk, n] the
+/// attention weights, V [kk, H] the interests before the ReLU layer.
 template <class S>
 struct UserBuffers {
   S *E, *U, *B, *W, *Delta, *Z, *V, *P, *col;  // col: 2 L scalars of scratch
   UserBuffers(const ModelView<S>& m, S* work) {
-    const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
+    const size_t L = m.maxlen, D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_width();
     E = work;
     U = E + L * D;
     B = U + L * UH;
@@ -230,28 +249,55 @@ void gather_rows(const ModelView<S>& m, const int64_t* hist, int n, S* e) {
   }
 }
 
+/// ComiRec-SA's interests (SelfAttentionConfig) of a user whose embeddings E [n, D] are in
+/// buf.E: X = E + P[:n], T = tanh(X W1 + b1) [n, A], a_k = softmax over l of (T W2)[:, k]
+/// (W [kk, n]), v_k = Σ_l a_{k,l} e_l in V [kk, D]. Returns kk.
+template <class S>
+int attend_user(const ModelView<S>& m, int n, const UserBuffers<S>& buf) {
+  using namespace mindrec::detail;
+  const int D = m.dim, A = m.attn_hidden, K = m.max_k, L = m.maxlen;
+  const int kk = interest_count(n, m.max_k, m.dynamic_k);
+  MapMat<S> T(buf.U, n, A), X(buf.U + size_t(L) * A, n, D), W(buf.W, kk, n);
+  X = MapConstMat<S>(buf.E, n, D) + MapConstMat<S>(m.sa_pos, n, D);
+  T.noalias() = X * MapConstMat<S>(m.sa_w1, D, A);
+  T.rowwise() += MapConstRow<S>(m.sa_b1, A);
+  T = T.array().tanh().matrix();
+  // scores [kk, n] = (T W2[:, :kk])ᵀ, then the softmax over the behaviours
+  W.noalias() = (T * MapConstMat<S>(m.sa_w2, A, K).leftCols(kk)).transpose();
+  softmax_rows(W);
+  small_gemm(buf.W, kk, n, buf.E, D, buf.V);
+  return kk;
+}
+
 /// Interests of one user (see above). If `projected` is not null it holds û for every item,
-/// item_emb · S [N, H] ([N, K H] with per_interest) (inference with fixed weights: the bilinear map is then a gather
-/// instead of a per-user GEMM); otherwise û = E S is computed here and E is kept for the
-/// backward pass.
+/// item_emb · S [N, H] ([N, K H] with per_interest) (inference with fixed weights: the bilinear
+/// map is then a gather instead of a per-user GEMM); otherwise û = E S is computed here and E
+/// is kept for the backward pass. Self-attention never reads `projected` (the position
+/// embeddings make every row user-specific).
 template <class S>
 int extract_user(const ModelView<S>& m, const int64_t* hist, int n, S* out, S* work,
                  const S* projected = nullptr) {
   using namespace mindrec::detail;
   const int D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
   const UserBuffers<S> buf(m, work);
-  // 1. û = E S   [n, H]  ([n, K H] with per_interest)
-  MapMat<S> U(buf.U, n, UH);
-  if (projected) {
-    for (int l = 0; l < n; ++l) {
-      if (hist[l] == 0) U.row(l).setZero();
-      else U.row(l) = MapConstRow<S>(projected + hist[l] * UH, UH);
-    }
-  } else {
+  int kk = 0;
+  if (m.self_attention) {
     gather_rows(m, hist, n, buf.E);
-    U.noalias() = MapConstMat<S>(buf.E, n, D) * MapConstMat<S>(m.bilinear, D, UH);
+    kk = attend_user(m, n, buf);
+  } else {
+    // 1. û = E S   [n, H]  ([n, K H] with per_interest)
+    MapMat<S> U(buf.U, n, UH);
+    if (projected) {
+      for (int l = 0; l < n; ++l) {
+        if (hist[l] == 0) U.row(l).setZero();
+        else U.row(l) = MapConstRow<S>(projected + hist[l] * UH, UH);
+      }
+    } else {
+      gather_rows(m, hist, n, buf.E);
+      U.noalias() = MapConstMat<S>(buf.E, n, D) * MapConstMat<S>(m.bilinear, D, UH);
+    }
+    kk = route_user(m, buf.U, n, buf);
   }
-  const int kk = route_user(m, buf.U, n, buf);
   // 5. u_k = ReLU(v_k W + b)
   MapConstMat<S> V(buf.V, kk, H);
   MapMat<S> O(out, K, H);
