@@ -47,6 +47,15 @@ OPTIONS = {
     "pow2_dr": "  pow_p: 2.0\n  capsule: {per_interest_transform: true, init_std: 0.0, relu_layer: false}\n",
     "pow2_dr_relu": "  pow_p: 2.0\n  capsule: {per_interest_transform: true, init_std: 0.0}\n",
     "pow2_pit": "  pow_p: 2.0\n  capsule: {per_interest_transform: true}\n",
+    # ComiRec-SA: as published (no ReLU layer, hard read-out), then with mindrec's soft pow2 read-out,
+    # with the recommended loss, and with MIND's ReLU layer kept
+    "sa_comirec": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n",
+    "pow2_sa": "  pow_p: 2.0\n  extractor: self_attention\n  capsule: {relu_layer: false}\n",
+    "pow2_sa_relu": "  pow_p: 2.0\n  extractor: self_attention\n",
+    "pow2_inbatch_beta0.5_sa": "  pow_p: 2.0\n  extractor: self_attention\n  capsule: {relu_layer: false}\n"
+                               "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
+    "pow2_inbatch_beta0.5_sa_relu": "  pow_p: 2.0\n  extractor: self_attention\n"
+                                    "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
 }
 # Options that change the runner too (the batch size; the learning rate scaled with its square
 # root): the runner lines they add.

@@ -31,6 +31,7 @@ from ._core import (
     CudaError,
     Error,
     EvalSet,
+    Extractor,
     FormatError,
     InvalidArgument,
     IoError,
@@ -42,6 +43,7 @@ from ._core import (
     RemoteError,
     RemoteNotFound,
     RunnerConfig,
+    SelfAttentionConfig,
     SoftmaxAxis,
     Unsupported,
     Weights,
@@ -58,9 +60,9 @@ from ._core import (
 __version__: str = _core.VERSION
 
 __all__ = [
-    "CapsuleConfig", "Catalogue", "ItemStatus", "load_catalogue", "ClickLog", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "FormatError",
+    "CapsuleConfig", "Catalogue", "ItemStatus", "load_catalogue", "ClickLog", "Config", "ConfigError", "CudaError", "Error", "EvalSet", "Extractor", "FormatError",
     "InvalidArgument", "IoError", "LossConfig", "MindModel", "ModelConfig", "OptimizerConfig", "Readout",
-    "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SoftmaxAxis",
+    "RemoteAuthError", "RemoteError", "RemoteNotFound", "RunnerConfig", "SelfAttentionConfig", "SoftmaxAxis",
     "Unsupported", "VectorStore", "Weights", "attach_vector_store", "build_item_store", "built_with_cuda",
     "cuda_device_count", "default_threads", "evaluate", "init_weights", "load_config",
     "evaluate_popularity", "import_paddlerec", "load_vector_store", "load_weights", "parse_config", "prepare",
@@ -158,7 +160,8 @@ def import_paddlerec(pdparams: PathLike, config: Union[Config, ModelConfig, Path
 
 def weights_to_dict(weights: Weights) -> Dict[str, FloatArray]:
     """The tensors as a dict of NumPy arrays, keyed as in the weights file
-    (``item_emb.weight``, ``capsule.bilinear``, ...). The arrays are views of ``weights``
+    (``item_emb.weight``, ``capsule.bilinear``, ...; ``self_attention.*`` in place of the
+    routing tensors with ``extractor: self_attention``). The arrays are views of ``weights``
     (no copy): writing to them changes the weights."""
     names = {
         "item_emb": "item_emb.weight",
@@ -167,26 +170,37 @@ def weights_to_dict(weights: Weights) -> Dict[str, FloatArray]:
         "relu_weight": "capsule.relu.weight",
         "relu_bias": "capsule.relu.bias",
     }
-    return {names[t]: getattr(weights, t) for t in _TENSORS}
+    out = {names[t]: getattr(weights, t) for t in _TENSORS if getattr(weights, t).size}
+    flat = weights.attention
+    for name, shape, offset in weights.attention_parts():
+        out[name] = flat[offset:offset + int(np.prod(shape))].reshape(shape)
+    return out
 
 
 def weights_from_dict(config: ModelConfig, tensors: Mapping[str, npt.ArrayLike]) -> Weights:
     """Weights from a dict of arrays keyed as :func:`weights_to_dict` writes them (copied and
-    validated against ``config``; ``capsule.relu.*`` may be absent without ``relu_layer``)."""
+    validated against ``config``; ``capsule.relu.*`` may be absent without ``relu_layer``, the
+    routing tensors with ``extractor: self_attention``, which needs ``self_attention.w1``,
+    ``.b1``, ``.w2`` and ``.position`` instead)."""
+    sa = config.extractor == Extractor.self_attention
+    sa_keys = ("self_attention.w1", "self_attention.b1", "self_attention.w2", "self_attention.position")
     keys = ("item_emb.weight", "capsule.bilinear", "capsule.routing_logits", "capsule.relu.weight",
             "capsule.relu.bias")
-    unknown = sorted(set(tensors) - set(keys))
+    expected = ("item_emb.weight", "capsule.relu.weight", "capsule.relu.bias") + sa_keys if sa else keys
+    unknown = sorted(set(tensors) - set(expected))
     if unknown:
-        raise InvalidArgument(f"weights_from_dict: unknown tensor(s) {unknown}; expected {list(keys)}")
+        raise InvalidArgument(f"weights_from_dict: unknown tensor(s) {unknown}; expected {list(expected)}")
     arrays = []
-    for k in keys:
+    for k in keys + sa_keys:
         if k not in tensors:
-            if k.startswith("capsule.relu.") and not config.capsule.relu_layer:
+            if (k.startswith("capsule.relu.") and not config.capsule.relu_layer) or (k in keys[1:3] and sa) or (
+                    k in sa_keys and not sa):
                 arrays.append(np.zeros(0, np.float32))
                 continue
             raise InvalidArgument(f"weights_from_dict: tensor '{k}' is missing")
         arrays.append(np.ascontiguousarray(np.asarray(tensors[k], dtype=np.float32)))
-    return Weights.from_arrays(config, *arrays)
+    attention = np.concatenate([a.reshape(-1) for a in arrays[len(keys):]]) if sa else np.zeros(0, np.float32)
+    return Weights.from_arrays(config, *arrays[:len(keys)], attention)
 
 
 def save_weights(path: PathLike, weights: Union[Weights, Mapping[str, npt.ArrayLike]],

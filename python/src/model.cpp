@@ -69,13 +69,24 @@ void bind_model(nb::module_& m) {
       }, "[N, D] item vectors (row 0: padding).")
       .def_prop_ro("bilinear", [](Self s) {
         const auto& c = s.p->config;
+        if (s.p->bilinear.empty()) return view(s.p->bilinear.data(), {0, 0}, s.h);
         return view(s.p->bilinear.data(), {size_t(c.embedding_dim), size_t(c.bilinear_columns())}, s.h);
       }, "[D, H] shared bilinear map S ([D, K H], one block of H columns per interest, with "
-         "capsule.per_interest_transform).")
+         "capsule.per_interest_transform; empty with extractor self_attention).")
       .def_prop_ro("routing_logits", [](Self s) {
         const auto& c = s.p->config;
+        if (s.p->routing_logits.empty()) return view(s.p->routing_logits.data(), {0, 0, 0}, s.h);
         return view(s.p->routing_logits.data(), {1, size_t(c.capsule.max_k), size_t(c.maxlen)}, s.h);
-      }, "[1, K, L] initial routing logits.")
+      }, "[1, K, L] initial routing logits (empty with extractor self_attention).")
+      .def_prop_ro("attention", [](Self s) {
+        return view(s.p->attention.data(), {s.p->attention.size()}, s.h);
+      }, "extractor self_attention: self_attention.w1 [D, A], b1 [A], w2 [A, K] and position [L, D] "
+         "back to back, flat (attention_parts() gives each one's offset and shape); empty for capsule.")
+      .def("attention_parts", [](const MindWeights& w) {
+        std::vector<std::tuple<std::string, std::vector<int64_t>, size_t>> out;
+        for (const auto& p : attention_parts(w.config)) out.emplace_back(p.name, p.shape, p.offset);
+        return out;
+      }, "(name, shape, offset) of each self-attention tensor inside `attention`.")
       .def_prop_ro("relu_weight", [](Self s) {
         const size_t h = s.p->relu_weight.empty() ? 0 : size_t(s.p->config.hidden_size);
         return view(s.p->relu_weight.data(), {h, h}, s.h);
@@ -96,7 +107,8 @@ void bind_model(nb::module_& m) {
       .def_static(
           "from_arrays",
           [](const ModelConfig& config, const In<float>& item_emb, const In<float>& bilinear,
-             const In<float>& routing_logits, const In<float>& relu_weight, const In<float>& relu_bias) {
+             const In<float>& routing_logits, const In<float>& relu_weight, const In<float>& relu_bias,
+             const In<float>& attention) {
             MindWeights w;
             w.config = config;
             w.item_emb = copy_tensor(item_emb);
@@ -104,11 +116,12 @@ void bind_model(nb::module_& m) {
             w.routing_logits = copy_tensor(routing_logits);
             w.relu_weight = copy_tensor(relu_weight);
             w.relu_bias = copy_tensor(relu_bias);
+            w.attention = copy_tensor(attention);
             w.validate();
             return w;
           },
           nb::arg("config"), nb::arg("item_emb"), nb::arg("bilinear"), nb::arg("routing_logits"),
-          nb::arg("relu_weight"), nb::arg("relu_bias"));
+          nb::arg("relu_weight"), nb::arg("relu_bias"), nb::arg("attention"));
 
   // File I/O and computation: the GIL is released (another Python thread goes on meanwhile).
   const auto unlocked = nb::call_guard<nb::gil_scoped_release>();
