@@ -61,6 +61,11 @@ struct MINDREC_API LossConfig {
   /// the chance that one of the batch's B targets is the item (its share of the training
   /// clicks). A sample's own target is masked as an accidental hit.
   bool in_batch_negatives = false;
+  /// REMI's routing regulariser (its `rlambda`), for extractor self_attention: adds
+  /// lambda Σ_users Σ_k (Σ_{l<L} (a_{k,l} - 1/L)² / H)² to the batch's mean loss, a_k being
+  /// head k's attention over the L history positions (0 on padding), as REMI's code sums it
+  /// over the batch: it penalises attention that piles onto one item. 0 (default) = off.
+  double routing_regularization = 0.0;
 };
 
 /// `hyper_parameters.self_attention`: ComiRec-SA's extractor (extractor: self_attention).

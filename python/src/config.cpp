@@ -38,7 +38,8 @@ void bind_config(nb::module_& m) {
   nb::class_<LossConfig>(m, "LossConfig", "hyper_parameters.loss (training only)")
       .def(nb::init<>())
       .def_rw("hard_negative_beta", &LossConfig::hard_negative_beta)
-      .def_rw("in_batch_negatives", &LossConfig::in_batch_negatives);
+      .def_rw("in_batch_negatives", &LossConfig::in_batch_negatives)
+      .def_rw("routing_regularization", &LossConfig::routing_regularization);
   nb::class_<ModelConfig>(m, "ModelConfig", "hyper_parameters: what defines the model function and its training.")
       .def(nb::init<>())
       .def_rw("item_count", &ModelConfig::item_count)

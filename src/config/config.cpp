@@ -62,6 +62,11 @@ void ModelConfig::validate() const {
   if (capsule_extractor() && capsule.init_std == 0.0 && !capsule.per_interest_transform && capsule.max_k > 1)
     invalid(hp + "capsule.init_std",
             "0 (zero routing logits) makes every interest the same unless capsule.per_interest_transform is true");
+  if (!(loss.routing_regularization >= 0.0 && loss.routing_regularization <= 1e6))
+    invalid(hp + "loss.routing_regularization", "must be in [0, 1e6] (0 = off)");
+  if (loss.routing_regularization > 0.0 && extractor != Extractor::self_attention)
+    invalid(hp + "loss.routing_regularization",
+            "regularises self-attention's weights; MIND's routing weights carry no gradient (set extractor: self_attention)");
   if (!(loss.hard_negative_beta >= 0.0 && loss.hard_negative_beta <= 100.0))
     invalid(hp + "loss.hard_negative_beta", "must be in [0, 100] (0 = off)");
 }
@@ -107,7 +112,8 @@ std::string model_config_to_json(const ModelConfig& m) {
         {"per_interest_transform", m.capsule.per_interest_transform}}},
       {"loss",
        {{"hard_negative_beta", m.loss.hard_negative_beta},
-        {"in_batch_negatives", m.loss.in_batch_negatives}}}};
+        {"in_batch_negatives", m.loss.in_batch_negatives},
+        {"routing_regularization", m.loss.routing_regularization}}}};
   return j.dump();
 }
 
@@ -147,6 +153,7 @@ ModelConfig model_config_from_json(const std::string& text, const std::string& s
       const auto& l = j.at("loss");
       m.loss.hard_negative_beta = l.at("hard_negative_beta").get<double>();
       m.loss.in_batch_negatives = l.at("in_batch_negatives").get<bool>();
+      m.loss.routing_regularization = l.value("routing_regularization", 0.0);
     }
     m.validate();
   } catch (const nlohmann::json::exception& e) {

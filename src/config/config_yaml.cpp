@@ -185,6 +185,7 @@ void parse_hyper(const YAML::Node& n, const std::string& path, const Reader& r,
       r.each(v, p, [&](const std::string& lk, const YAML::Node& lv, const std::string& lp) {
         if (lk == "hard_negative_beta") m.loss.hard_negative_beta = r.real(lv, lp);
         else if (lk == "in_batch_negatives") m.loss.in_batch_negatives = r.boolean(lv, lp);
+        else if (lk == "routing_regularization") m.loss.routing_regularization = r.real(lv, lp);
         else r.unknown(lp);
       });
     } else r.unknown(p);

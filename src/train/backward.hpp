@@ -75,13 +75,34 @@ struct DenseGrads {
   }
 };
 
+/// REMI's routing penalty of one user (LossConfig::routing_regularization) from the attention
+/// weights W [kk, n] that attend_user left in `work`: Σ_k s_k² with s_k = Σ_{l<L} (a_{k,l} -
+/// 1/L)² / H over all L positions (a = 0 past n), `w` being the attention [kk, n] (UserBuffers'
+/// W). If `dw` is not null, writes d penalty / d W [kk, n] = 4 s_k (a_{k,l} - 1/L) / H there.
+template <class S>
+S routing_penalty(const ModelView<S>& m, int n, int kk, const S* w, S* dw) {
+  const S inv_l = S(1) / S(m.maxlen), inv_h = S(1) / S(m.hidden);
+  S total = 0;
+  for (int k = 0; k < kk; ++k) {
+    const S* a = w + size_t(k) * n;
+    S s = S(m.maxlen - n) * inv_l * inv_l;  // the padded positions: (0 - 1/L)² each
+    for (int l = 0; l < n; ++l) s += (a[l] - inv_l) * (a[l] - inv_l);
+    s *= inv_h;
+    total += s * s;
+    if (dw)
+      for (int l = 0; l < n; ++l) dw[size_t(k) * n + l] = S(4) * s * (a[l] - inv_l) * inv_h;
+  }
+  return total;
+}
+
 /// Backward of attend_user (ComiRec-SA) given dV [kk, D] = d loss / d v: adds to
 /// g.attention (w1, b1, w2, position) and calls add_row(l, dE[l]) for each position whose id
-/// is not 0. `scratch` holds K L + L (A + 2 D) scalars.
+/// is not 0. `rlambda` > 0 adds rlambda times routing_penalty()'s gradient. `scratch` holds
+/// 2 K L + L (A + 2 D) scalars.
 template <class S, class AddRow>
 void attention_extractor_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
                                   const S* dv, const UserBuffers<S>& buf, S* scratch,
-                                  DenseGrads<S>& g, AddRow&& add_row) {
+                                  DenseGrads<S>& g, AddRow&& add_row, S rlambda) {
   using namespace mindrec::detail;
   const int D = m.dim, A = m.attn_hidden, K = m.max_k, L = m.maxlen;
   MapConstMat<S> dV(dv, kk, D), E(buf.E, n, D), W(buf.W, kk, n), T(buf.U, n, A),
@@ -91,6 +112,11 @@ void attention_extractor_backward(const ModelView<S>& m, const int64_t* hist, in
   // v_k = Σ_l a_{k,l} e_l:  d a = dV Eᵀ,  d E = Wᵀ dV
   dS.noalias() = dV * E.transpose();
   dE.noalias() = W.transpose() * dV;
+  if (rlambda > S(0)) {
+    MapMat<S> dR(scratch + size_t(K) * L + size_t(L) * (A + 2 * D), kk, n);
+    routing_penalty(m, n, kk, buf.W, dR.data());
+    dS += rlambda * dR;
+  }
   // softmax over l: d s_{k,l} = a_{k,l} (d a_{k,l} - Σ_l' a_{k,l'} d a_{k,l'})
   for (int k = 0; k < kk; ++k) {
     const S mean = W.row(k).dot(dS.row(k));
@@ -125,7 +151,7 @@ void attention_extractor_backward(const ModelView<S>& m, const int64_t* hist, in
 /// gradient through interest k only (z_k = Σ_l w[k,l] û_k[l]); blocks past kk stay zero.
 template <class S, class AddRow>
 void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk, const S* dout,
-                      S* work, S* scratch, DenseGrads<S>& g, AddRow&& add_row) {
+                      S* work, S* scratch, DenseGrads<S>& g, AddRow&& add_row, S rlambda = S(0)) {
   using namespace mindrec::detail;
   const int D = m.dim, H = m.hidden, K = m.max_k, UH = m.u_cols();
   const UserBuffers<S> buf(m, work);
@@ -146,7 +172,7 @@ void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
   }
   if (m.self_attention) {
     attention_extractor_backward(m, hist, n, kk, dV.data(), buf, scratch + size_t(2) * K * H, g,
-                                 add_row);
+                                 add_row, rlambda);
     return;
   }
   for (int k = 0; k < kk; ++k) squash_backward(buf.Z + size_t(k) * H, dV.data() + size_t(k) * H,
@@ -169,7 +195,7 @@ void capsule_backward(const ModelView<S>& m, const int64_t* hist, int n, int kk,
 template <class S>
 size_t backward_scratch_size(const ModelView<S>& m) {
   if (m.self_attention)
-    return size_t(2) * m.max_k * m.hidden + size_t(m.max_k) * m.maxlen +
+    return size_t(2) * m.max_k * m.hidden + size_t(2) * m.max_k * m.maxlen +
            size_t(m.maxlen) * (m.attn_hidden + 2 * m.dim);
   return size_t(3) * m.max_k * m.hidden + size_t(m.maxlen) * (m.u_cols() + m.dim);
 }

@@ -52,8 +52,10 @@ class BatchGradient {
 
   /// Mean cross-entropy over the batch; fills dense, rows, row_grads and slot_of.
   /// `hard_negative_beta` > 0: REMI's re-weighted negatives (LossConfig::hard_negative_beta).
+  /// `routing_regularization` > 0 (self-attention only): REMI's regulariser on the attention
+  /// (LossConfig::routing_regularization), added to `loss`.
   S compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p, Readout readout,
-            double hard_negative_beta = 0.0);
+            double hard_negative_beta = 0.0, double routing_regularization = 0.0);
 
  private:
   int slot(int64_t id) {
@@ -117,6 +119,7 @@ class BatchGradient {
   detail::MatR<S> users_, dusers_, eneg_, logits_;
   AlignedVector<S> logit_t_;
   AlignedVector<S> remi_;  // [2 nn] hard_negatives()'s exponentials
+  AlignedVector<S> reg_;   // [B] each sample's routing penalty
   std::vector<detail::MatR<S>> thread_rows_;
   std::vector<DenseGrads<S>> thread_dense_;
   std::vector<AlignedVector<S>> thread_scratch_;
@@ -124,7 +127,8 @@ class BatchGradient {
 
 template <class S>
 S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p,
-                            Readout readout, double hard_negative_beta) {
+                            Readout readout, double hard_negative_beta,
+                            double routing_regularization) {
   using namespace mindrec::detail;
   const int D = m.dim, H = m.hidden, K = m.max_k, L = m.maxlen;
   const int64_t B = in.batch;
@@ -155,12 +159,17 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
   users_.resize(B, H);
   logit_t_.resize(B);
   const int nt = static_cast<int>(std::min<int64_t>(threads_, B));
+  const S rlambda = m.self_attention ? static_cast<S>(routing_regularization) : S(0);
+  reg_.assign(size_t(B), S(0));
 
   // Forward: interests and attention per sample.
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int64_t b = 0; b < B; ++b) {
     S* o = out_.data() + size_t(b) * K * H;
     kk_[b] = extract_user(m, in.hist + b * L, in.lengths[b], o, work_.data() + size_t(b) * ws);
+    if (rlambda > S(0))
+      reg_[size_t(b)] = routing_penalty(m, in.lengths[b], kk_[b],
+                                        UserBuffers<S>(m, work_.data() + size_t(b) * ws).W, static_cast<S*>(nullptr));
     attention_forward(o, kk_[b], H, m.item_emb + in.targets[b] * D, pow_p, readout,
                       users_.data() + size_t(b) * H, c_.data() + size_t(b) * K,
                       alpha_.data() + size_t(b) * K);
@@ -195,6 +204,11 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
     for (int j = 0; j < nn; ++j) logits_(b, j) = std::exp(logits_(b, j) - mx) * inv;
   }
   loss = total / S(B);
+  if (rlambda > S(0)) {
+    S reg = 0;
+    for (int64_t b = 0; b < B; ++b) reg += reg_[size_t(b)];
+    loss += rlambda * reg;
+  }
 
   // d users = G_neg E_neg + g_t emb[t];  d E_neg = G_negᵀ users;  d emb[t] += g_t user.
   row_grads.setZero(R, D);
@@ -239,7 +253,7 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
       capsule_backward(m, h, in.lengths[b], kk, dout, work_.data() + size_t(b) * ws,
                        scratch.data(), td, [&](int l, const S* g) {
                          tr.row(slot_of[size_t(h[l])]) += MapConstRow<S>(g, D);
-                       });
+                       }, rlambda);
     }
   }
   dense.reset(m);

@@ -38,7 +38,7 @@ double Trainer::step() {
   in.log_q_negatives = s.batch.log_q_negatives.data();
   in.log_q_targets = s.batch.log_q_targets.data();
   const double loss = s.grad.compute(detail::model_view(s.weights), in, static_cast<int>(hp.pow_p), hp.readout,
-                                   hp.loss.hard_negative_beta);
+                                   hp.loss.hard_negative_beta, hp.loss.routing_regularization);
   if (!std::isfinite(loss))
     throw Error("training diverged: the loss is " + std::to_string(loss) + " at step " +
                 std::to_string(s.steps_done + 1) + " (lower optimizer.learning_rate?)");

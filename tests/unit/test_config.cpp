@@ -138,6 +138,16 @@ TEST_CASE("invalid values are refused with the key path") {
         std::string::npos);
   CHECK(config_error("hyper_parameters: {extractor: self_attention, capsule: {per_interest_transform: true}}")
             .find("key 'hyper_parameters.capsule.per_interest_transform'") != std::string::npos);
+  CHECK(config_error("hyper_parameters: {loss: {routing_regularization: 1}}").find("key 'hyper_parameters.loss.routing_regularization'") !=
+        std::string::npos);  // MIND's routing weights carry no gradient
+  CHECK(parse_config("hyper_parameters: {extractor: self_attention, loss: {routing_regularization: 100}}\n", "/base", "c.yaml")
+            .hyper_parameters.loss.routing_regularization == 100.0);
+  {
+    ModelConfig r;
+    r.extractor = Extractor::self_attention;
+    r.loss.routing_regularization = 25;
+    CHECK(model_config_from_json(model_config_to_json(r), "w").loss.routing_regularization == 25.0);
+  }
   // Routing's init_std 0 guard does not apply without routing.
   CHECK_NOTHROW(parse_config("hyper_parameters: {extractor: self_attention, capsule: {init_std: 0}}\n", "/base", "c.yaml"));
   const Config remi = parse_config("hyper_parameters: {loss: {hard_negative_beta: 0.5, in_batch_negatives: true}}\n", "/base", "c.yaml");

@@ -98,15 +98,15 @@ struct Problem {
 
 void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout readout,
                      double beta = 0.0, bool per_interest = false, bool zero_logits = false,
-                     bool self_attention = false) {
+                     bool self_attention = false, double rlambda = 0.0) {
   Problem p(axis, relu, dynk, 17, per_interest, zero_logits, self_attention);
   REQUIRE(cpu::workspace_size(p.view) > 0);
   cpu::BatchGradient<double> g(p.view, 2);
-  const double loss = g.compute(p.view, p.input(), pow_p, readout, beta);
+  const double loss = g.compute(p.view, p.input(), pow_p, readout, beta, rlambda);
   CHECK(std::isfinite(loss));
   auto loss_at = [&]() {
     cpu::BatchGradient<double> g2(p.view, 1);
-    return g2.compute(p.view, p.input(), pow_p, readout, beta);
+    return g2.compute(p.view, p.input(), pow_p, readout, beta, rlambda);
   };
   const double h = 1e-6;
   auto fd = [&](double& x) {
@@ -198,6 +198,40 @@ TEST_CASE("gradients match finite differences: ComiRec-SA self-attention - no Re
 }
 TEST_CASE("gradients match finite differences: ComiRec-SA with the ReLU layer - soft read-out - pow_p = 2 - REMI") {
   check_gradients(SoftmaxAxis::interests, true, false, 2, Readout::soft, 0.5, false, false, true);
+}
+TEST_CASE("gradients match finite differences: ComiRec-SA with REMI's routing regulariser") {
+  check_gradients(SoftmaxAxis::interests, false, false, 1, Readout::hard, 0.0, false, false, true, 3.0);
+  check_gradients(SoftmaxAxis::interests, true, true, 2, Readout::soft, 0.5, false, false, true, 50.0);
+}
+
+// REMI's regulariser by its definition (REMI's calculate_atten_loss): the attention over all L
+// positions (0 on padding), centred by its mean over L, C = A_c A_cᵀ / H, the penalty the squared
+// norm of diag(C), summed over users; the training loss grows by lambda times it.
+TEST_CASE("REMI routing regulariser: the penalty by its definition") {
+  Problem p(SoftmaxAxis::interests, false, false, 5, false, false, true);
+  const double lambda = 7.0;
+  cpu::BatchGradient<double> g0(p.view, 1), g1(p.view, 1);
+  const double plain = g0.compute(p.view, p.input(), 1, Readout::soft, 0.0, 0.0);
+  const double reg = g1.compute(p.view, p.input(), 1, Readout::soft, 0.0, lambda);
+  std::vector<double> work(cpu::workspace_size(p.view)), out(p.K * p.D);
+  double want = 0;
+  for (int b = 0; b < p.B; ++b) {
+    const int n = p.lens[b];
+    cpu::extract_user(p.view, p.hist.data() + b * p.L, n, out.data(), work.data());
+    const cpu::UserBuffers<double> buf(p.view, work.data());
+    for (int k = 0; k < p.K; ++k) {
+      std::vector<double> a(p.L, 0.0);  // head k over all L positions
+      for (int l = 0; l < n; ++l) a[l] = buf.W[k * n + l];
+      double mean = 0;
+      for (double x : a) mean += x / p.L;
+      double c = 0;
+      for (double x : a) c += (x - mean) * (x - mean);
+      c /= p.D;  // H
+      want += c * c;
+    }
+  }
+  CHECK(want > 0);
+  CHECK(reg - plain == doctest::Approx(lambda * want).epsilon(1e-12));
 }
 TEST_CASE("gradients match finite differences: ComiRec-SA with dynamic K") {
   check_gradients(SoftmaxAxis::interests, false, true, 1, Readout::soft, 0.0, false, false, true);
