@@ -56,6 +56,18 @@ OPTIONS = {
                                "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
     "pow2_inbatch_beta0.5_sa_relu": "  pow_p: 2.0\n  extractor: self_attention\n"
                                     "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
+    # ComiRec-SA with a hidden layer of D instead of 4 D (a quarter of its arithmetic), and with
+    # REMI's routing regulariser at REMI's published lambda (100)
+    "sa_comirec_h64": "  extractor: self_attention\n  self_attention: {hidden: 64}\n  readout: hard\n"
+                      "  capsule: {relu_layer: false}\n",
+    "sa_comirec_rr100": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                        "  loss: {routing_regularization: 100}\n",
+    "pow2_inbatch_beta0.5_sa_h64": "  pow_p: 2.0\n  extractor: self_attention\n  self_attention: {hidden: 64}\n"
+                                   "  capsule: {relu_layer: false}\n  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
+    "pow2_inbatch_beta0.5_sa_rr100": "  pow_p: 2.0\n  extractor: self_attention\n  capsule: {relu_layer: false}\n"
+                                     "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true, routing_regularization: 100}\n",
+    "sa_comirec_inbatch_beta0.5": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                                  "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
 }
 # Options that change the runner too (the batch size; the learning rate scaled with its square
 # root): the runner lines they add.

@@ -183,6 +183,20 @@ VARIANTS = [  # (name, softmax_axis, relu_layer, dynamic_k)
 ]
 
 
+def fixture_inputs(rng, p, N, L):
+    """The fixtures' parameters as float32 (and float64 for the computation, padding row zeroed)
+    and ten histories of lengths 0..L, one with a padding id inside (a zero embedding)."""
+    p["item_emb.weight"][0] = 0.0
+    p = {k: v.astype(np.float32) for k, v in p.items()}
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+    lens = np.array([7, 5, 1, 0, 3, 4, 2, 6, 7, 7], dtype=np.int32)
+    hist = np.zeros((len(lens), L), dtype=np.int64)
+    for i, n in enumerate(lens):
+        hist[i, :n] = rng.integers(1, N, n)
+    hist[8, 2] = 0
+    return p, p64, lens, hist
+
+
 def golden(out_path):
     rng = np.random.default_rng(20261127)
     N, D, K, L = 40, 6, 3, 7
@@ -194,15 +208,8 @@ def golden(out_path):
         "capsule.relu.weight": rng.uniform(-0.8, 0.8, (D, D)),
         "capsule.relu.bias": rng.normal(0, 0.1, (D,)),
     }
-    p["item_emb.weight"][0] = 0.0
-    p = {k: v.astype(np.float32) for k, v in p.items()}
-    p64 = {k: v.astype(np.float64) for k, v in p.items()}
-    lens = np.array([7, 5, 1, 0, 3, 4, 2, 6, 7, 7], dtype=np.int32)
+    p, p64, lens, hist = fixture_inputs(rng, p, N, L)
     B = len(lens)
-    hist = np.zeros((B, L), dtype=np.int64)
-    for i, n in enumerate(lens):
-        hist[i, :n] = rng.integers(1, N, n)
-    hist[8, 2] = 0  # a padding id inside a history reads as a zero embedding
     targets = rng.integers(1, N, B).astype(np.int64)
     tensors = dict(p)
     tensors["input.hist"] = hist
@@ -251,15 +258,8 @@ def golden_sa(out_path):
         "capsule.relu.weight": rng.uniform(-0.8, 0.8, (D, D)),
         "capsule.relu.bias": rng.normal(0, 0.1, (D,)),
     }
-    p["item_emb.weight"][0] = 0.0
-    p = {k: v.astype(np.float32) for k, v in p.items()}
-    p64 = {k: v.astype(np.float64) for k, v in p.items()}
-    lens = np.array([7, 5, 1, 0, 3, 4, 2, 6, 7, 7], dtype=np.int32)
+    p, p64, lens, hist = fixture_inputs(rng, p, N, L)
     B = len(lens)
-    hist = np.zeros((B, L), dtype=np.int64)
-    for i, n in enumerate(lens):
-        hist[i, :n] = rng.integers(1, N, n)
-    hist[8, 2] = 0  # a padding id inside a history: a zero embedding, its position still attends
     tensors = dict(p)
     tensors["input.hist"] = hist
     tensors["input.lengths"] = lens
