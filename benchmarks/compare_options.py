@@ -68,6 +68,27 @@ OPTIONS = {
                                      "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true, routing_regularization: 100}\n",
     "sa_comirec_inbatch_beta0.5": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
                                   "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
+    # REMI's routing regulariser: lambda around REMI's published 100, with ComiRec's hard read-out
+    # and with the loss options of today's recommended config
+    "sa_comirec_rr10": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                       "  loss: {routing_regularization: 10}\n",
+    "sa_comirec_rr1000": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                         "  loss: {routing_regularization: 1000}\n",
+    "sa_comirec_h64_rr100": "  extractor: self_attention\n  self_attention: {hidden: 64}\n  readout: hard\n"
+                            "  capsule: {relu_layer: false}\n  loss: {routing_regularization: 100}\n",
+    "sa_comirec_inbatch_beta0.5_rr100": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                                        "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true, routing_regularization: 100}\n",
+    "pow2_sa_rr100": "  pow_p: 2.0\n  extractor: self_attention\n  capsule: {relu_layer: false}\n"
+                     "  loss: {routing_regularization: 100}\n",
+    # normalised vectors with a temperature (cosine sampled softmax), on MIND and on ComiRec-SA + REMI
+    "pow2_inbatch_beta0.5_cos0.1": "  pow_p: 2.0\n  cosine_temperature: 0.1\n"
+                                   "  loss: {hard_negative_beta: 0.5, in_batch_negatives: true}\n",
+    "sa_comirec_rr100_cos0.05": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                                "  cosine_temperature: 0.05\n  loss: {routing_regularization: 100}\n",
+    "sa_comirec_rr100_cos0.1": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                               "  cosine_temperature: 0.1\n  loss: {routing_regularization: 100}\n",
+    "sa_comirec_rr100_cos0.2": "  extractor: self_attention\n  readout: hard\n  capsule: {relu_layer: false}\n"
+                               "  cosine_temperature: 0.2\n  loss: {routing_regularization: 100}\n",
 }
 # Options that change the runner too (the batch size; the learning rate scaled with its square
 # root): the runner lines they add.

@@ -32,10 +32,12 @@ declare -A opts=(
   [pow2_inbatch_beta0.5_sa]="pow_p: 2.0, extractor: self_attention, capsule: {relu_layer: false}, loss: {in_batch_negatives: true, hard_negative_beta: 0.5}"
   [pow2_inbatch_beta0.5_sa_h64]="pow_p: 2.0, extractor: self_attention, self_attention: {hidden: 64}, capsule: {relu_layer: false}, loss: {in_batch_negatives: true, hard_negative_beta: 0.5}"
   [pow2_sa_rr100]="pow_p: 2.0, extractor: self_attention, capsule: {relu_layer: false}, loss: {routing_regularization: 100}"
+  [sa_comirec_rr100]="extractor: self_attention, readout: hard, capsule: {relu_layer: false}, loss: {routing_regularization: 100}"
+  [sa_comirec_inbatch_beta0.5_rr100]="extractor: self_attention, readout: hard, capsule: {relu_layer: false}, loss: {routing_regularization: 100, in_batch_negatives: true, hard_negative_beta: 0.5}"
   [pow2_batch512]="pow_p: 2.0, optimizer: {learning_rate: 0.002}"
   [pow2_batch1024]="pow_p: 2.0, optimizer: {learning_rate: 0.00283}")
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(default pow2 pow2_inbatch_beta0.5 pow2_sa pow2_sa_h64 pow2_inbatch_beta0.5_sa pow2_inbatch_beta0.5_sa_h64)
+[ ${#names[@]} -gt 0 ] || names=(default pow2 pow2_inbatch_beta0.5 sa_comirec pow2_sa pow2_sa_h64 pow2_inbatch_beta0.5_sa pow2_sa_rr100 sa_comirec_rr100 sa_comirec_inbatch_beta0.5_rr100)
 [ "${names[0]}" = default ] || names=(default "${names[@]}")
 declare -A secs
 for name in "${names[@]}"; do

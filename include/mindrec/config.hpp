@@ -89,6 +89,12 @@ struct MINDREC_API ModelConfig {
   int neg_samples = 1280;
   double pow_p = 1.0;  ///< attention exponent; an integer >= 1 (spec: non-integers are NaN)
   Readout readout = Readout::soft;
+  /// Normalised vectors with a temperature (the cosine sampled softmax): 0 (default) = MIND's
+  /// dot products; tau > 0: item vectors, interests and the training read-out are scaled to
+  /// unit length and the sampled softmax's logits are cos / tau. The weights file then holds
+  /// unit item rows (save_weights normalises them), so the store, retrieval and the merge of
+  /// the K interests rank by cosine; the CPU model normalises the interests it returns.
+  double cosine_temperature = 0.0;
   OptimizerConfig optimizer;
   Extractor extractor = Extractor::capsule;
   CapsuleConfig capsule;
@@ -102,6 +108,7 @@ struct MINDREC_API ModelConfig {
   /// Columns of self_attention.w1 (A): self_attention.hidden, or 4 D when it is 0.
   int attention_hidden() const { return self_attention.hidden > 0 ? self_attention.hidden : 4 * embedding_dim; }
   bool capsule_extractor() const { return extractor == Extractor::capsule; }
+  bool cosine() const { return cosine_temperature > 0.0; }
 };
 
 /// `runner`: data locations and the training/inference loop.

@@ -49,6 +49,7 @@ void bind_config(nb::module_& m) {
       .def_rw("neg_samples", &ModelConfig::neg_samples)
       .def_rw("pow_p", &ModelConfig::pow_p)
       .def_rw("readout", &ModelConfig::readout)
+      .def_rw("cosine_temperature", &ModelConfig::cosine_temperature)
       .def_rw("optimizer", &ModelConfig::optimizer)
       .def_rw("extractor", &ModelConfig::extractor)
       .def_rw("capsule", &ModelConfig::capsule)

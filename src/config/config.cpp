@@ -62,6 +62,8 @@ void ModelConfig::validate() const {
   if (capsule_extractor() && capsule.init_std == 0.0 && !capsule.per_interest_transform && capsule.max_k > 1)
     invalid(hp + "capsule.init_std",
             "0 (zero routing logits) makes every interest the same unless capsule.per_interest_transform is true");
+  if (!(cosine_temperature >= 0.0 && cosine_temperature <= 100.0))
+    invalid(hp + "cosine_temperature", "must be in [0, 100] (0 = dot products)");
   if (!(loss.routing_regularization >= 0.0 && loss.routing_regularization <= 1e6))
     invalid(hp + "loss.routing_regularization", "must be in [0, 1e6] (0 = off)");
   if (loss.routing_regularization > 0.0 && extractor != Extractor::self_attention)
@@ -100,6 +102,7 @@ std::string model_config_to_json(const ModelConfig& m) {
       {"neg_samples", m.neg_samples},
       {"pow_p", m.pow_p},
       {"readout", to_string(m.readout)},
+      {"cosine_temperature", m.cosine_temperature},
       {"extractor", to_string(m.extractor)},
       {"self_attention", {{"hidden", m.self_attention.hidden}}},
       {"capsule",
@@ -142,6 +145,7 @@ ModelConfig model_config_from_json(const std::string& text, const std::string& s
     m.capsule.relu_layer = c.at("relu_layer").get<bool>();
     m.capsule.dynamic_k = c.at("dynamic_k").get<bool>();
     m.capsule.per_interest_transform = c.value("per_interest_transform", false);  // absent before issue 29
+    m.cosine_temperature = j.value("cosine_temperature", 0.0);  // absent before issue 29: dot products
     if (j.contains("extractor")) {  // absent before issue 29: capsule
       const auto ex = j.at("extractor").get<std::string>();
       if (ex == "capsule") m.extractor = Extractor::capsule;
@@ -176,6 +180,8 @@ void check_same_model(const ModelConfig& a, const ModelConfig& b,
   cmp("hidden_size", s(a.hidden_size), s(b.hidden_size));
   cmp("maxlen", s(a.maxlen), s(b.maxlen));
   cmp("extractor", to_string(a.extractor), to_string(b.extractor));
+  // Whether vectors are normalised defines the model (its item rows, its interests); tau is training only.
+  cmp("cosine_temperature > 0", a.cosine() ? "true" : "false", b.cosine() ? "true" : "false");
   if (a.extractor == Extractor::self_attention && b.extractor == Extractor::self_attention)
     cmp("self_attention.hidden", s(a.attention_hidden()), s(b.attention_hidden()));
   cmp("capsule.max_k", s(a.capsule.max_k), s(b.capsule.max_k));

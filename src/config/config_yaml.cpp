@@ -162,6 +162,7 @@ void parse_hyper(const YAML::Node& n, const std::string& path, const Reader& r,
     else if (k == "neg_samples") m.neg_samples = r.integer<int>(v, p);
     else if (k == "pow_p") m.pow_p = r.real(v, p);
     else if (k == "readout") m.readout = parse_readout(r.scalar(v, p), r, p);
+    else if (k == "cosine_temperature") m.cosine_temperature = r.real(v, p);
     else if (k == "capsule" || k == "capsual") parse_capsule(v, p, r, m.capsule);  // PaddleRec spells it "capsual"
     else if (k == "extractor") {
       const std::string& e = r.scalar(v, p);

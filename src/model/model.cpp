@@ -3,10 +3,12 @@
 #include "mindrec/model.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <string>
 
 #include "mindrec/cpu/interests.hpp"
+#include "detail/vector_math.hpp"
 #include "mindrec/error.hpp"
 #include "model/device_model.hpp"
 #include "model/weights_io.hpp"
@@ -33,7 +35,19 @@ MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& opt
   if (device == Device::cuda && !weights.config.capsule_extractor())
     throw Unsupported("MindModel on CUDA: extractor self_attention (ComiRec-SA) is not implemented on the GPU; "
                       "use Device::cpu");
+  if (device == Device::cuda && weights.config.cosine())
+    throw Unsupported("MindModel on CUDA: cosine_temperature (normalised vectors) is not implemented on the GPU; "
+                      "use Device::cpu");
   weights.validate();
+  if (weights.config.cosine()) {  // the rows a cosine model ranks by must be unit (as save_weights writes them)
+    const int D = weights.config.embedding_dim;
+    for (int64_t r = 1; r < weights.config.item_count; ++r) {
+      const double n2 = detail::squared_norm(weights.item_emb.data() + r * D, D);
+      if (n2 != 0.0 && std::abs(n2 - 1.0) > 1e-3)
+        throw InvalidArgument("MindModel: item_emb row " + std::to_string(r) + " has norm " + std::to_string(std::sqrt(n2)) +
+                              " but cosine_temperature > 0 needs unit rows (init_weights and save_weights make them)");
+    }
+  }
   impl_->w = std::move(weights);
   impl_->device = device;
   const auto& c = impl_->w.config;
@@ -108,6 +122,7 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
   const float* rows = proj ? proj : v.item_emb;  // what the next user's lookups read
   const int row_len = proj ? v.u_cols() : v.dim;
   const int nthreads = static_cast<int>(std::min<int64_t>(resolve_threads(threads), batch));
+  const bool cosine = impl_->w.config.cosine();
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
     AlignedVector<float> work(ws);
@@ -118,6 +133,7 @@ void MindModel::extract_interests(const int64_t* hist, const int32_t* lengths, i
           __builtin_prefetch(rows + hist[(b + 1) * v.maxlen + l] * row_len);
       const int k = cpu::extract_user(v, hist + b * v.maxlen, lengths[b], out + b * stride,
                                        work.data(), proj);
+      if (cosine) detail::normalize_rows(out + b * stride, k, v.hidden);
       if (counts) counts[b] = k;
     }
   }
@@ -147,6 +163,7 @@ void MindModel::label_aware_attention(const float* interests, const int32_t* cou
     cpu::attention_forward(interests + b * size_t(v.max_k) * v.hidden, counts[b], v.hidden,
                            v.item_emb + targets[b] * v.dim, static_cast<int>(cfg.pow_p),
                            cfg.readout, out + b * size_t(v.hidden), c.data(), alpha.data());
+    if (cfg.cosine()) detail::normalize_rows(out + b * size_t(v.hidden), 1, v.hidden);
   }
 }
 

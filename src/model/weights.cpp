@@ -15,6 +15,7 @@
 #include "mindrec/safetensors.hpp"
 #include "model/weights_io.hpp"
 #include "detail/hash.hpp"
+#include "detail/vector_math.hpp"
 
 namespace mindrec {
 
@@ -123,6 +124,7 @@ MindWeights init_weights(const ModelConfig& config, uint64_t seed) {
     xavier(w.relu_weight, size_t(H) * H, double(H), double(H));
     w.relu_bias.assign(H, 0.0f);
   }
+  if (config.cosine()) detail::normalize_rows(w.item_emb.data(), N, D);  // unit rows, as saved
   return w;
 }
 
@@ -313,6 +315,16 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
                         " for the model config in the file (extractor=" + to_string(c.extractor) +
                         ", relu_layer=" + (c.capsule.relu_layer ? "true" : "false") + ")");
   }
+  if (c.cosine() && !allow_extra) {  // a cosine model's weights file holds unit rows
+    const int64_t D = c.embedding_dim;
+    for (int64_t r = 1; r < c.item_count; ++r) {
+      const double n2 = detail::squared_norm(w.item_emb.data() + r * D, int(D));
+      if (n2 != 0.0 && std::abs(n2 - 1.0) > 1e-3)
+        throw FormatError(path + ": tensor '" + tensor_names::item_emb + "' row " + std::to_string(r) + " has norm " +
+                          std::to_string(std::sqrt(n2)) + ", but the model config sets cosine_temperature " +
+                          std::to_string(c.cosine_temperature) + " (unit rows; save_weights writes them so)");
+    }
+  }
   try {
     w.validate();
   } catch (const InvalidArgument& e) {  // a file's content: FormatError naming the file
@@ -361,15 +373,31 @@ cpu::ModelView<float> model_view(const MindWeights& w) {
 
 }  // namespace detail
 
-void save_weights(const std::string& path, const MindWeights& w) {
+namespace {
+// A cosine model's file holds unit item rows (ModelConfig::cosine_temperature): the rows it is
+// trained on are normalised where they are read, so the file stores them as they are used.
+// Returns the weights to write: `w` itself, or `copy` filled with the normalised table.
+const MindWeights& as_saved(const MindWeights& w, MindWeights& copy) {
+  if (!w.config.cosine()) return w;
+  copy = w;
+  detail::normalize_rows(copy.item_emb.data(), w.config.item_count, w.config.embedding_dim);
+  return copy;
+}
+}  // namespace
+
+void save_weights(const std::string& path, const MindWeights& weights) {
+  MindWeights copy;
+  const MindWeights& w = as_saved(weights, copy);
   std::map<std::string, std::string> metadata;
   const auto tensors = detail::weights_to_refs(w, metadata);
   detail::write_safetensors(path, metadata, tensors);
 }
 
-void save_weights(const std::string& path, const MindWeights& w, const std::vector<int64_t>& popular_items,
+void save_weights(const std::string& path, const MindWeights& weights, const std::vector<int64_t>& popular_items,
                   const std::map<std::string, double>& evaluation, int64_t largest_trained_item,
                   uint64_t catalogue_fingerprint) {
+  MindWeights copy;
+  const MindWeights& w = as_saved(weights, copy);
   for (size_t i = 0; i < popular_items.size(); ++i)
     if (popular_items[i] < 1 || popular_items[i] >= w.config.item_count)
       throw InvalidArgument("save_weights: popular_items[" + std::to_string(i) + "] = " +

@@ -55,7 +55,17 @@ class BatchGradient {
   /// `routing_regularization` > 0 (self-attention only): REMI's regulariser on the attention
   /// (LossConfig::routing_regularization), added to `loss`.
   S compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p, Readout readout,
-            double hard_negative_beta = 0.0, double routing_regularization = 0.0);
+            double hard_negative_beta = 0.0, double routing_regularization = 0.0,
+            double cosine_temperature = 0.0);
+
+  /// compute() for a cosine model (ModelConfig::cosine_temperature > 0): the batch's item rows
+  /// are read normalised, ê = e / |e| (a compact table of the R rows it touches, ids remapped),
+  /// the interests and the read-out are normalised, the logits are cos / tau; the row
+  /// gradients are then carried back through the normalisation, (g - <ê, g> ê) / |e|, into
+  /// `rows`, `row_grads` and `slot_of` of the original ids, as compute() leaves them.
+  S compute_normalized(const ModelView<S>& m, const BatchInput<S>& in, int pow_p, Readout readout,
+                       double hard_negative_beta, double routing_regularization,
+                       double cosine_temperature);
 
  private:
   int slot(int64_t id) {
@@ -120,6 +130,11 @@ class BatchGradient {
   AlignedVector<S> logit_t_;
   AlignedVector<S> remi_;  // [2 nn] hard_negatives()'s exponentials
   AlignedVector<S> reg_;   // [B] each sample's routing penalty
+  AlignedVector<S> inorm_, unorm_;  // cosine: [B, K] interests' and [B] read-outs' norms
+  // compute_normalized(): the compact table (row 0 = padding), its rows' norms and original
+  // ids, and the remapped batch
+  AlignedVector<S> ctab_, cnorm_;
+  std::vector<int64_t> corig_, chist_, ctargets_, cnegs_;
   std::vector<detail::MatR<S>> thread_rows_;
   std::vector<DenseGrads<S>> thread_dense_;
   std::vector<AlignedVector<S>> thread_scratch_;
@@ -128,7 +143,7 @@ class BatchGradient {
 template <class S>
 S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int pow_p,
                             Readout readout, double hard_negative_beta,
-                            double routing_regularization) {
+                            double routing_regularization, double cosine_temperature) {
   using namespace mindrec::detail;
   const int D = m.dim, H = m.hidden, K = m.max_k, L = m.maxlen;
   const int64_t B = in.batch;
@@ -161,6 +176,28 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
   const int nt = static_cast<int>(std::min<int64_t>(threads_, B));
   const S rlambda = m.self_attention ? static_cast<S>(routing_regularization) : S(0);
   reg_.assign(size_t(B), S(0));
+  const bool cosine = cosine_temperature > 0.0;
+  const S inv_tau = cosine ? static_cast<S>(1.0 / cosine_temperature) : S(1);
+  if (cosine) inorm_.assign(size_t(B) * K, S(0)), unorm_.assign(size_t(B), S(0));
+  // Normalises the n-vector at x in place; returns its norm (0 stays 0).
+  auto unit = [](S* x, int n) {
+    S s = 0;
+    for (int j = 0; j < n; ++j) s += x[j] * x[j];
+    const S r = std::sqrt(s);
+    if (r > S(0))
+      for (int j = 0; j < n; ++j) x[j] /= r;
+    return r;
+  };
+  // Backward of unit(): dx = (dy - <dy, y> y) / r for y = x / r (0 where r = 0), in place on dy.
+  auto unit_backward = [](const S* y, S r, S* dy, int n) {
+    if (r <= S(0)) {
+      for (int j = 0; j < n; ++j) dy[j] = 0;
+      return;
+    }
+    S d = 0;
+    for (int j = 0; j < n; ++j) d += dy[j] * y[j];
+    for (int j = 0; j < n; ++j) dy[j] = (dy[j] - d * y[j]) / r;
+  };
 
   // Forward: interests and attention per sample.
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -170,9 +207,12 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
     if (rlambda > S(0))
       reg_[size_t(b)] = routing_penalty(m, in.lengths[b], kk_[b],
                                         UserBuffers<S>(m, work_.data() + size_t(b) * ws).W, static_cast<S*>(nullptr));
+    if (cosine)
+      for (int k = 0; k < kk_[b]; ++k) inorm_[size_t(b) * K + k] = unit(o + size_t(k) * H, H);
     attention_forward(o, kk_[b], H, m.item_emb + in.targets[b] * D, pow_p, readout,
                       users_.data() + size_t(b) * H, c_.data() + size_t(b) * K,
                       alpha_.data() + size_t(b) * K);
+    if (cosine) unorm_[size_t(b)] = unit(users_.data() + size_t(b) * H, H);
   }
 
   // Sampled softmax: logits [B, 1 + nn] = <user, emb[j]> - log_q[j]; class 0 = target.
@@ -180,11 +220,12 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
   for (int j = 0; j < nn; ++j) eneg_.row(j) = MapConstRow<S>(m.item_emb + in.negatives[j] * D, D);
   logits_.resize(B, nn);
   logits_.noalias() = users_ * eneg_.transpose();
+  if (cosine) logits_ *= inv_tau;  // cos / tau (users and rows are unit here)
   S total = 0;
   const S beta = static_cast<S>(hard_negative_beta);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t t = in.targets[b];
-    S lt = users_.row(b).dot(MapConstRow<S>(m.item_emb + t * D, D)) - in.log_q_targets[b];
+    S lt = inv_tau * users_.row(b).dot(MapConstRow<S>(m.item_emb + t * D, D)) - in.log_q_targets[b];
     S mx = lt;
     for (int j = 0; j < nn; ++j) {
       S& x = logits_(b, j);
@@ -211,6 +252,10 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
   }
 
   // d users = G_neg E_neg + g_t emb[t];  d E_neg = G_negᵀ users;  d emb[t] += g_t user.
+  if (cosine) {  // through the 1/tau of the logits
+    logits_ *= inv_tau;
+    for (int64_t b = 0; b < B; ++b) logit_t_[b] *= inv_tau;
+  }
   row_grads.setZero(R, D);
   dusers_.resize(B, H);
   dusers_.noalias() = logits_ * eneg_;
@@ -236,18 +281,29 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
     DenseGrads<S>& td = thread_dense_[c];
     td.reset(m);
     AlignedVector<S>& scratch = thread_scratch_[c];
-    scratch.resize(backward_scratch_size(m) + size_t(K) * H + D);
+    scratch.resize(backward_scratch_size(m) + size_t(K) * H + D + H);
     S* dout = scratch.data() + backward_scratch_size(m);
     S* dq = dout + size_t(K) * H;
+    S* du = dq + D;  // d read-out before its normalisation (cosine)
     const int64_t q = B / nt, r = B % nt;
     const int64_t b0 = c * q + std::min<int64_t>(c, r), b1 = b0 + q + (c < r ? 1 : 0);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t t = in.targets[b];
       const int kk = kk_[b];
       std::fill(dq, dq + D, S(0));
+      const S* duser = dusers_.data() + size_t(b) * H;
+      if (cosine) {
+        std::copy(duser, duser + H, du);
+        unit_backward(users_.data() + size_t(b) * H, unorm_[size_t(b)], du, H);
+        duser = du;
+      }
       attention_backward(out_.data() + size_t(b) * K * H, kk, H, m.item_emb + t * D, pow_p,
                          readout, c_.data() + size_t(b) * K, alpha_.data() + size_t(b) * K,
-                         dusers_.data() + size_t(b) * H, dout, dq);
+                         duser, dout, dq);
+      if (cosine)
+        for (int k = 0; k < kk; ++k)
+          unit_backward(out_.data() + size_t(b) * K * H + size_t(k) * H, inorm_[size_t(b) * K + k],
+                        dout + size_t(k) * H, H);
       tr.row(slot_of[size_t(t)]) += MapConstRow<S>(dq, D);
       const int64_t* h = in.hist + b * L;
       capsule_backward(m, h, in.lengths[b], kk, dout, work_.data() + size_t(b) * ws,
@@ -267,6 +323,73 @@ S BatchGradient<S>::compute(const ModelView<S>& m, const BatchInput<S>& in, int 
     }
   }
   return loss;
+}
+
+
+template <class S>
+S BatchGradient<S>::compute_normalized(const ModelView<S>& m, const BatchInput<S>& in, int pow_p,
+                                       Readout readout, double hard_negative_beta,
+                                       double routing_regularization, double cosine_temperature) {
+  using namespace mindrec::detail;
+  const int D = m.dim, L = m.maxlen;
+  const int64_t B = in.batch;
+  const int nn = in.num_neg;
+  // The rows the batch reads, in compute()'s slot order, as compact ids 1..R (slot_of is the
+  // map meanwhile; compute() then owns it again).
+  for (int64_t id : rows) slot_of[static_cast<size_t>(id)] = -1;
+  rows.clear();
+  corig_.assign(1, 0);
+  auto compact = [&](int64_t id) -> int64_t {
+    if (id == 0) return 0;
+    int32_t& s = slot_of[static_cast<size_t>(id)];
+    if (s < 0) {
+      s = static_cast<int32_t>(corig_.size());
+      corig_.push_back(id);
+    }
+    return s;
+  };
+  cnegs_.resize(size_t(nn));
+  for (int j = 0; j < nn; ++j) cnegs_[size_t(j)] = compact(in.negatives[j]);
+  ctargets_.resize(size_t(B));
+  chist_.assign(size_t(B) * L, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    ctargets_[size_t(b)] = compact(in.targets[b]);
+    for (int l = 0; l < in.lengths[b]; ++l) chist_[size_t(b * L + l)] = compact(in.hist[b * L + l]);
+  }
+  const int64_t C = static_cast<int64_t>(corig_.size());
+  for (int64_t c = 1; c < C; ++c) slot_of[static_cast<size_t>(corig_[size_t(c)])] = -1;
+  ctab_.assign(size_t(C) * D, S(0));
+  cnorm_.assign(size_t(C), S(0));
+  for (int64_t c = 1; c < C; ++c) {
+    const S* e = m.item_emb + corig_[size_t(c)] * D;
+    S* x = ctab_.data() + size_t(c) * D;
+    S s = 0;
+    for (int d = 0; d < D; ++d) s += e[d] * e[d];
+    cnorm_[size_t(c)] = std::sqrt(s);
+    for (int d = 0; d < D; ++d) x[d] = cnorm_[size_t(c)] > S(0) ? e[d] / cnorm_[size_t(c)] : S(0);
+  }
+  ModelView<S> cm = m;
+  cm.item_emb = ctab_.data();
+  cm.item_count = C;
+  BatchInput<S> cin = in;
+  cin.hist = chist_.data();
+  cin.targets = ctargets_.data();
+  cin.negatives = cnegs_.data();
+  const S l = compute(cm, cin, pow_p, readout, hard_negative_beta, routing_regularization, cosine_temperature);
+  // Back to the original ids, each row's gradient through its normalisation.
+  for (int64_t c : rows) slot_of[static_cast<size_t>(c)] = -1;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t c = rows[i];
+    const S r = cnorm_[size_t(c)];
+    const S* y = ctab_.data() + size_t(c) * D;
+    S* g = row_grads.data() + i * size_t(D);
+    S dot = 0;
+    for (int d = 0; d < D; ++d) dot += g[d] * y[d];
+    for (int d = 0; d < D; ++d) g[d] = r > S(0) ? (g[d] - dot * y[d]) / r : S(0);
+    rows[i] = corig_[size_t(c)];
+    slot_of[static_cast<size_t>(rows[i])] = static_cast<int32_t>(i);
+  }
+  return l;
 }
 
 }  // namespace mindrec::cpu

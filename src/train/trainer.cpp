@@ -4,6 +4,7 @@
 #include <string>
 
 #include "mindrec/error.hpp"
+#include "detail/vector_math.hpp"
 #include "mindrec/log.hpp"
 #include "train/trainer_state.hpp"
 
@@ -37,8 +38,13 @@ double Trainer::step() {
   in.num_neg = static_cast<int>(s.batch.negatives.size());
   in.log_q_negatives = s.batch.log_q_negatives.data();
   in.log_q_targets = s.batch.log_q_targets.data();
-  const double loss = s.grad.compute(detail::model_view(s.weights), in, static_cast<int>(hp.pow_p), hp.readout,
-                                   hp.loss.hard_negative_beta, hp.loss.routing_regularization);
+  const double loss =
+      hp.cosine()
+          ? s.grad.compute_normalized(detail::model_view(s.weights), in, static_cast<int>(hp.pow_p), hp.readout,
+                                      hp.loss.hard_negative_beta, hp.loss.routing_regularization,
+                                      hp.cosine_temperature)
+          : s.grad.compute(detail::model_view(s.weights), in, static_cast<int>(hp.pow_p), hp.readout,
+                           hp.loss.hard_negative_beta, hp.loss.routing_regularization);
   if (!std::isfinite(loss))
     throw Error("training diverged: the loss is " + std::to_string(loss) + " at step " +
                 std::to_string(s.steps_done + 1) + " (lower optimizer.learning_rate?)");
@@ -88,7 +94,13 @@ EpochStats Trainer::train_epoch(const std::function<void(const TrainProgress&)>&
 
 const MindWeights& Trainer::weights() const {
   impl_->adam.flush(impl_->weights, impl_->threads);  // apply deferred updates (exact)
-  return impl_->weights;
+  if (!impl_->config.hyper_parameters.cosine()) return impl_->weights;
+  // A cosine model is trained on rows read normalised: its weights are the unit rows (a copy;
+  // the raw rows stay the optimiser's state, saved in checkpoints).
+  impl_->unit_rows = impl_->weights;
+  detail::normalize_rows(impl_->unit_rows.item_emb.data(), impl_->unit_rows.config.item_count,
+                         impl_->unit_rows.config.embedding_dim);
+  return impl_->unit_rows;
 }
 const Config& Trainer::config() const { return impl_->config; }
 int Trainer::epochs_done() const { return impl_->epochs_done; }

@@ -31,6 +31,7 @@ struct Trainer::Impl {
   int threads;
   cpu::BatchGradient<float> grad;
   TrainingBatch batch;
+  MindWeights unit_rows;  // Trainer::weights() of a cosine model: item rows normalised
   int epochs_done = 0;
   int64_t steps_done = 0;
 };

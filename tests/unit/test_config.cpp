@@ -148,6 +148,19 @@ TEST_CASE("invalid values are refused with the key path") {
     r.loss.routing_regularization = 25;
     CHECK(model_config_from_json(model_config_to_json(r), "w").loss.routing_regularization == 25.0);
   }
+  CHECK(parse_config("hyper_parameters: {cosine_temperature: 0.05}\n", "/base", "c.yaml").hyper_parameters.cosine());
+  CHECK(config_error("hyper_parameters: {cosine_temperature: -1}").find("key 'hyper_parameters.cosine_temperature'") !=
+        std::string::npos);
+  {
+    ModelConfig c;
+    c.cosine_temperature = 0.07;
+    CHECK(model_config_from_json(model_config_to_json(c), "w").cosine_temperature == 0.07);
+    std::string j = model_config_to_json(c);
+    const std::string key = "\"cosine_temperature\":0.07,";
+    REQUIRE(j.find(key) != std::string::npos);
+    j.erase(j.find(key), key.size());
+    CHECK_FALSE(model_config_from_json(j, "w").cosine());  // written before the option: dot products
+  }
   // Routing's init_std 0 guard does not apply without routing.
   CHECK_NOTHROW(parse_config("hyper_parameters: {extractor: self_attention, capsule: {init_std: 0}}\n", "/base", "c.yaml"));
   const Config remi = parse_config("hyper_parameters: {loss: {hard_negative_beta: 0.5, in_batch_negatives: true}}\n", "/base", "c.yaml");

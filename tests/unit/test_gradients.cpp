@@ -98,15 +98,19 @@ struct Problem {
 
 void check_gradients(SoftmaxAxis axis, bool relu, bool dynk, int pow_p, Readout readout,
                      double beta = 0.0, bool per_interest = false, bool zero_logits = false,
-                     bool self_attention = false, double rlambda = 0.0) {
+                     bool self_attention = false, double rlambda = 0.0, double tau = 0.0) {
   Problem p(axis, relu, dynk, 17, per_interest, zero_logits, self_attention);
   REQUIRE(cpu::workspace_size(p.view) > 0);
   cpu::BatchGradient<double> g(p.view, 2);
-  const double loss = g.compute(p.view, p.input(), pow_p, readout, beta, rlambda);
+  auto run = [&](cpu::BatchGradient<double>& bg) {
+    return tau > 0 ? bg.compute_normalized(p.view, p.input(), pow_p, readout, beta, rlambda, tau)
+                   : bg.compute(p.view, p.input(), pow_p, readout, beta, rlambda);
+  };
+  const double loss = run(g);
   CHECK(std::isfinite(loss));
   auto loss_at = [&]() {
     cpu::BatchGradient<double> g2(p.view, 1);
-    return g2.compute(p.view, p.input(), pow_p, readout, beta, rlambda);
+    return run(g2);
   };
   const double h = 1e-6;
   auto fd = [&](double& x) {
@@ -233,6 +237,54 @@ TEST_CASE("REMI routing regulariser: the penalty by its definition") {
   CHECK(want > 0);
   CHECK(reg - plain == doctest::Approx(lambda * want).epsilon(1e-12));
 }
+TEST_CASE("gradients match finite differences: normalised vectors with a temperature (cosine)") {
+  check_gradients(SoftmaxAxis::interests, true, false, 1, Readout::soft, 0.0, false, false, false, 0.0, 0.2);
+  check_gradients(SoftmaxAxis::interests, false, true, 2, Readout::soft, 0.5, false, false, false, 0.0, 0.05);
+  check_gradients(SoftmaxAxis::interests, false, false, 1, Readout::hard, 0.0, false, false, true, 3.0, 0.1);
+}
+
+// The cosine loss by its definition: every item row, interest and read-out scaled to unit length,
+// logits cos / tau; compute_normalized() of the raw table equals compute() of the normalised one.
+TEST_CASE("cosine loss: compute_normalized of raw rows equals the plain loss on unit rows with cos over tau") {
+  Problem p(SoftmaxAxis::interests, true, false, 9);
+  cpu::BatchGradient<double> g(p.view, 2);
+  const double tau = 0.25;
+  const double got = g.compute_normalized(p.view, p.input(), 1, Readout::soft, 0.0, 0.0, tau);
+  // By hand: normalise the table, the interests and the read-out, then the sampled softmax.
+  std::vector<double> unit = p.emb;
+  for (int64_t r = 1; r < p.N; ++r) {
+    double s = 0;
+    for (int d = 0; d < p.D; ++d) s += unit[r * p.D + d] * unit[r * p.D + d];
+    for (int d = 0; d < p.D; ++d) unit[r * p.D + d] /= std::sqrt(s);
+  }
+  cpu::ModelView<double> v = p.view;
+  v.item_emb = unit.data();
+  std::vector<double> work(cpu::workspace_size(v)), out(p.K * p.D), user(p.D), c(p.K), a(p.K);
+  auto normalise = [&](double* x) {
+    double s = 0;
+    for (int d = 0; d < p.D; ++d) s += x[d] * x[d];
+    for (int d = 0; d < p.D; ++d) x[d] /= std::sqrt(s);
+  };
+  double total = 0;
+  for (int b = 0; b < p.B; ++b) {
+    const int kk = cpu::extract_user(v, p.hist.data() + b * p.L, p.lens[b], out.data(), work.data());
+    for (int k = 0; k < kk; ++k) normalise(out.data() + k * p.D);
+    cpu::attention_forward(out.data(), kk, p.D, unit.data() + p.targets[b] * p.D, 1, Readout::soft, user.data(), c.data(), a.data());
+    normalise(user.data());
+    auto logit = [&](int64_t id) {
+      double s = 0;
+      for (int d = 0; d < p.D; ++d) s += user[d] * unit[id * p.D + d];
+      return s / tau;
+    };
+    const double lt = logit(p.targets[b]) - p.lq_t[b];
+    double z = std::exp(lt);
+    for (int j = 0; j < p.NN; ++j)
+      if (p.negs[j] != p.targets[b]) z += std::exp(logit(p.negs[j]) - p.lq_neg[j]);
+    total += std::log(z) - lt;
+  }
+  CHECK(got == doctest::Approx(total / p.B).epsilon(1e-12));
+}
+
 TEST_CASE("gradients match finite differences: ComiRec-SA with dynamic K") {
   check_gradients(SoftmaxAxis::interests, false, true, 1, Readout::soft, 0.0, false, false, true);
 }

@@ -521,6 +521,55 @@ TEST_CASE("ComiRec-SA trains end to end: the loss falls - saved and loaded - res
   CHECK_THROWS_AS(Trainer::resume(tmp.file("ck.safetensors"), caps, log), ConfigError);
 }
 
+TEST_CASE("normalised vectors with a temperature train end to end: unit rows saved - unit interests served - resumed exactly") {
+  const ClickLog log = small_log();
+  test::TempDir tmp;
+  Config cfg = small_training_config(false, 2);
+  auto& hp = cfg.hyper_parameters;
+  hp.cosine_temperature = 0.1;
+  const MindWeights w0 = init_weights(hp, 4);
+  auto norm = [](const float* x, int d) {
+    double s = 0;
+    for (int i = 0; i < d; ++i) s += double(x[i]) * x[i];
+    return std::sqrt(s);
+  };
+  for (int64_t r = 1; r < 120; ++r) REQUIRE(norm(w0.item_emb.data() + r * 8, 8) == doctest::Approx(1.0).epsilon(1e-6));
+  Trainer t(cfg, log, w0);
+  std::vector<double> l;
+  for (int i = 0; i < 45; ++i) l.push_back(t.step());
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += l[i], last += l[40 + i];
+  CHECK(last < first);
+  save_weights(tmp.file("cos.safetensors"), t.weights());
+  const MindWeights back = load_weights(tmp.file("cos.safetensors"));
+  CHECK(back.config.cosine_temperature == 0.1);
+  CHECK(back.item_emb == t.weights().item_emb);  // saved as the trainer serves them: normalised once
+  for (int64_t r = 1; r < 120; ++r) CHECK(norm(back.item_emb.data() + r * 8, 8) == doctest::Approx(1.0).epsilon(1e-6));
+  // Served: unit interests, the same function as training's forward on the unit table.
+  const int64_t hist[5] = {3, 17, 44, 90, 0};
+  const int32_t len = 4;
+  std::vector<float> a(3 * 8);
+  int32_t kk = 0;
+  MindModel(back).extract_interests(hist, &len, 1, a.data(), &kk, 1);
+  REQUIRE(kk == 3);
+  for (int k = 0; k < 3; ++k) CHECK(norm(a.data() + k * 8, 8) == doctest::Approx(1.0).epsilon(1e-5));
+  // Raw rows are refused where a cosine model ranks by them; a dot-product config does not match.
+  MindWeights raw = back;
+  raw.item_emb[8] *= 2.0f;
+  CHECK_THROWS_AS((void)MindModel(raw), InvalidArgument);
+  ModelConfig dot = hp;
+  dot.cosine_temperature = 0;
+  CHECK_THROWS_WITH_AS(check_same_model(dot, back.config, "cos.safetensors"),
+                       doctest::Contains("cosine_temperature > 0 false vs true"), ConfigError);
+  ModelConfig warmer = hp;
+  warmer.cosine_temperature = 0.5;  // tau itself is training only
+  CHECK_NOTHROW(check_same_model(warmer, back.config, "cos.safetensors"));
+  // Resumed from a checkpoint (raw rows, the optimiser's state): the same next steps.
+  t.save_checkpoint(tmp.file("ck.safetensors"));
+  auto resumed = Trainer::resume(tmp.file("ck.safetensors"), cfg, log);
+  for (int i = 0; i < 5; ++i) CHECK(resumed->step() == t.step());
+}
+
 TEST_CASE("run_training: files per epoch - the popularity baseline beside each evaluation - early stopping") {
   test::TempDir tmp;
   const ClickLog log = small_log();
