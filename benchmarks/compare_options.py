@@ -98,6 +98,10 @@ RUNNER = {
 }
 OPTIONS["pow2_batch512"] = "  pow_p: 2.0\n  optimizer: {learning_rate: 0.002}\n"
 OPTIONS["pow2_batch1024"] = "  pow_p: 2.0\n  optimizer: {learning_rate: 0.00283}\n"
+RUNNER["sa_comirec_rr100_batch512"] = "  train_batch_size: 512\n"
+RUNNER["sa_comirec_rr100_batch1024"] = "  train_batch_size: 1024\n"
+OPTIONS["sa_comirec_rr100_batch512"] = OPTIONS["sa_comirec_rr100"] + "  optimizer: {learning_rate: 0.002}\n"
+OPTIONS["sa_comirec_rr100_batch1024"] = OPTIONS["sa_comirec_rr100"] + "  optimizer: {learning_rate: 0.00283}\n"
 
 
 def main() -> None:

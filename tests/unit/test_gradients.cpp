@@ -174,7 +174,7 @@ TEST_CASE("gradients match finite differences: softmax over interests - ReLU - s
 TEST_CASE("gradients match finite differences: no ReLU layer - pow_p = 2") {
   check_gradients(SoftmaxAxis::interests, false, false, 2, Readout::soft);
 }
-TEST_CASE("gradients match finite differences: configs/recommended.yaml (interests - ReLU - pow_p = 2 - REMI beta 0.5)") {
+TEST_CASE("gradients match finite differences: the previous recommended config (interests - ReLU - pow_p = 2 - REMI beta 0.5)") {
   check_gradients(SoftmaxAxis::interests, true, false, 2, Readout::soft, 0.5);
 }
 TEST_CASE("gradients match finite differences: softmax over behaviours - pow_p = 3") {
@@ -203,7 +203,7 @@ TEST_CASE("gradients match finite differences: ComiRec-SA self-attention - no Re
 TEST_CASE("gradients match finite differences: ComiRec-SA with the ReLU layer - soft read-out - pow_p = 2 - REMI") {
   check_gradients(SoftmaxAxis::interests, true, false, 2, Readout::soft, 0.5, false, false, true);
 }
-TEST_CASE("gradients match finite differences: ComiRec-SA with REMI's routing regulariser") {
+TEST_CASE("gradients match finite differences: ComiRec-SA with REMI's routing regulariser (the first case: configs/recommended.yaml)") {
   check_gradients(SoftmaxAxis::interests, false, false, 1, Readout::hard, 0.0, false, false, true, 3.0);
   check_gradients(SoftmaxAxis::interests, true, true, 2, Readout::soft, 0.5, false, false, true, 50.0);
 }
