@@ -15,8 +15,10 @@ faiss:IVF<4 sqrt(N)>,Flat?nprobe=64, hnsw:M=32,ef_construction=64?ef=80, saved f
 by every worker.
 
 Runs, per store, in turn: one process on 1 thread, the Ray job with 1 worker of 1 CPU, one
-process on 2 threads, the Ray job with 2 workers of 1 CPU. Targets: Ray >= 0.90x the process at
-equal cores; 2 workers >= 1.7x 1 worker. Last line per store:
+process on 2 threads, the Ray job with 2 workers of 1 CPU; then the memory one actor holds
+(mindrec.ray's actor class with the job's arguments in a fresh interpreter: resident after the
+imports, after loading the model and the store, and the peak after one batch). Targets: Ray >=
+0.90x the process at equal cores; 2 workers >= 1.7x 1 worker. Last line per store:
   store=S single_1=A ray_1=B single_2=C ray_2=D ray_vs_single_1=B/A ray_vs_single_2=D/C scaling=D/B
 """
 import argparse
@@ -134,6 +136,47 @@ def ray_job(weights: str, index: str, users: Path, out: Path, workers: int, batc
     return time.perf_counter() - t0
 
 
+def status_kib(field: str) -> int:
+    """A field of /proc/self/status in KiB (VmRSS: resident now, VmHWM: the peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def actor_memory_process(weights: str, index: str, users: Path, batch: int, topn: int) -> None:
+    """What one Ray actor of the job holds, measured in a process of its own: the interpreter
+    with Ray, PyArrow and mindrec imported, then mindrec.ray's own actor class built with the
+    job's arguments (the model and the store loaded) and called on one batch. Prints three
+    numbers in KiB: resident after the imports, after loading, and the peak after the batch."""
+    import ray  # noqa: F401 (imported as in a Ray worker)
+    import mindrec.ray as mray
+    base = status_kib("VmRSS")
+    actor = mray._Recaller(weights=weights, index=index, store=None, catalogue=None, dense_ids=True,
+                           allow_mismatch=False, threads=1, user_column="user", hist_column="hist",
+                           errors="column", rejects=None, topn=topn, exclude_history=False, rerank=0,
+                           filter="", params=None)
+    loaded = status_kib("VmRSS")
+    first = sorted(users.glob("*.parquet"))[0]
+    rb = next(pq.ParquetFile(first).iter_batches(batch_size=batch))
+    out = actor(pa.Table.from_batches([rb]))
+    assert out.num_rows == rb.num_rows
+    print(base, loaded, status_kib("VmHWM"))
+
+
+def actor_memory(weights: str, index: str, users: Path, batch: int, topn: int) -> str:
+    """actor_memory_process in a fresh interpreter (one thread), as text."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, __file__, "--actor-memory", weights, index, str(users), str(batch), str(topn)],
+                       env=env, check=True, capture_output=True, text=True)
+    base, loaded, peak = (int(x) / 1024 for x in r.stdout.strip().splitlines()[-1].split())
+    files = (os.path.getsize(weights) + os.path.getsize(index)) / 2**20
+    return (f"memory per actor: peak {peak:.0f} MiB resident = {base:.0f} MiB the interpreter with Ray, PyArrow "
+            f"and mindrec imported + {loaded - base:.0f} MiB the model and the store loaded (files: {files:.0f} MiB) "
+            f"+ {peak - loaded:.0f} MiB a batch of {batch} users")
+
+
 def check_same(a: Path, b: Path) -> str:
     """The two outputs hold the same users and candidates (else AssertionError); returns how
     the scores compare (the flat store's scan is a GEMM over the batch's queries, whose rounding
@@ -155,6 +198,10 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--single-process":
         w, i, u, o, th, b, n = sys.argv[2:9]
         print(single_process(w, i, Path(u), Path(o), int(th), int(b), int(n)))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--actor-memory":
+        w, i, u, b, n = sys.argv[2:7]
+        actor_memory_process(w, i, Path(u), int(b), int(n))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=1_000_000)
@@ -214,6 +261,7 @@ def main() -> None:
         timed("ray_2", ray_job, str(weights), str(index), users, work / "out-ray", 2, args.batch_size, args.topn)
         same_2 = check_same(work / "out-single", work / "out-ray")
         print(f"  {name}: Ray against the process, 1 core: {same_1}; 2 cores: {same_2}")
+        print(f"  {name}: {actor_memory(str(weights), str(index), users, args.batch_size, args.topn)}", flush=True)
         rate = {k: args.users / v for k, v in t.items()}
         for k in ("single_1", "ray_1", "single_2", "ray_2"):
             print(f"  {name:5s} {k:9s} {t[k]:8.1f} s  {rate[k]:9.0f} users/s   cores busy: {cpu[k]}")
