@@ -6,7 +6,7 @@ Parquet (same files, same batch size, model and store loaded inside the timed sp
 Ray cluster is started before it, as a real cluster is up before the night's job).
 
     python benchmarks/bench_ray.py [--users 1000000] [--items 367983] [--stores flat,ivf,hnsw]
-        [--batch-size 1024] [--files 16] [--build DIR] [--dir D] [--quick]
+        [--batch-size 1024] [--files 16] [--build DIR] [--dir D] [--quick] [--memory-only]
 
 Model: bench_scale gen-weights (the ann_target data: clustered, diffuse item vectors, noise 1.5)
 of --items x 64 (the Books shape); users: histories of 5-30 ids drawn uniformly, written as
@@ -213,6 +213,8 @@ def main() -> None:
     ap.add_argument("--build", default=str(ROOT / "build"))
     ap.add_argument("--dir", help="work folder (default: a temporary one, removed)")
     ap.add_argument("--quick", action="store_true", help="CI size: 20,000 items, 4,000 users")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the memory one actor holds, per store (no timed runs; a busy machine does not change it)")
     args = ap.parse_args()
     if args.quick:
         args.items, args.users, args.files = 20_000, 4_000, 4
@@ -237,13 +239,17 @@ def main() -> None:
     print(f"bench_ray: {args.users} users (5-30 clicks each, {args.files} Parquet files), {args.items} items x 64, "
           f"top {args.topn}, batches of {args.batch_size}, {os.cpu_count()} cores; mindrec {mindrec.__version__}, "
           f"ray {ray.__version__}")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    if not args.memory_only:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     ray.data.DataContext.get_current().enable_progress_bars = False
     lines = []
     for name in args.stores.split(","):
         index = work / f"{name}-{args.items}.idx"
         if not index.exists():
             mindrec.build_item_store(model, specs[name]).save(index)
+        if args.memory_only:
+            print(f"  {name}: {actor_memory(str(weights), str(index), users, args.batch_size, args.topn)}", flush=True)
+            continue
         t = {}
         cpu = {}
 
@@ -273,7 +279,8 @@ def main() -> None:
         print(f"  {name}: Ray/process {rate['ray_1'] / rate['single_1']:.2f}x (1 core, target >= 0.90), "
               f"{rate['ray_2'] / rate['single_2']:.2f}x (2 cores); 2 workers / 1: "
               f"{rate['ray_2'] / rate['ray_1']:.2f}x (target >= 1.7)", flush=True)
-    ray.shutdown()
+    if not args.memory_only:
+        ray.shutdown()
     if not args.dir:
         shutil.rmtree(work, ignore_errors=True)
     print("\n".join(lines))
