@@ -84,16 +84,32 @@ def softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def extract_interests(p, cfg, hist, n):
-    """p: parameter dict (float64); hist: [L] ids right-padded; n: seq_len. Returns [K, H]."""
-    cap = cfg["capsule"]
-    K, L, H = cap["max_k"], cfg["maxlen"], cfg["hidden_size"]
-    kk = dynamic_k(n, K) if cap["dynamic_k"] else K
+def gather(p, hist, n, L):
+    """E [L, D]: the embeddings of the first n ids (id 0 reads as zeros), zeros after."""
     emb = p["item_emb.weight"]
     E = np.zeros((L, emb.shape[1]))
     for l in range(L):
         if l < n and hist[l] != 0:
             E[l] = emb[hist[l]]
+    return E
+
+
+def output_layer(p, cap, v, kk, out):
+    """out[k] = ReLU(v_k W + b) with capsule.relu_layer, else v_k, for the kk interests."""
+    for k in range(kk):
+        if cap["relu_layer"]:
+            out[k] = np.maximum(v[k] @ p["capsule.relu.weight"] + p["capsule.relu.bias"], 0.0)
+        else:
+            out[k] = v[k]
+    return out
+
+
+def extract_interests(p, cfg, hist, n):
+    """p: parameter dict (float64); hist: [L] ids right-padded; n: seq_len. Returns [K, H]."""
+    cap = cfg["capsule"]
+    K, L, H = cap["max_k"], cfg["maxlen"], cfg["hidden_size"]
+    kk = dynamic_k(n, K) if cap["dynamic_k"] else K
+    E = gather(p, hist, n, L)
     u_hat = E @ p["capsule.bilinear"]                     # [L, H]
     b = p["capsule.routing_logits"][0][:kk].copy()        # [kk, L]
     mask = np.array([[l < n for l in range(L)] for _ in range(kk)])
@@ -117,12 +133,7 @@ def extract_interests(p, cfg, hist, n):
                 delta[k] /= max(np.linalg.norm(delta[k]), 1.0)
         b = b + delta
     out = np.zeros((K, H))
-    for k in range(kk):
-        if cap["relu_layer"]:
-            out[k] = np.maximum(v[k] @ p["capsule.relu.weight"] + p["capsule.relu.bias"], 0.0)
-        else:
-            out[k] = v[k]
-    return out, kk
+    return output_layer(p, cap, v, kk, out), kk
 
 
 def extract_interests_sa(p, cfg, hist, n):
@@ -132,11 +143,7 @@ def extract_interests_sa(p, cfg, hist, n):
     cap = cfg["capsule"]
     K, L, H = cap["max_k"], cfg["maxlen"], cfg["hidden_size"]
     kk = dynamic_k(n, K) if cap["dynamic_k"] else K
-    emb = p["item_emb.weight"]
-    E = np.zeros((L, emb.shape[1]))
-    for l in range(L):
-        if l < n and hist[l] != 0:
-            E[l] = emb[hist[l]]
+    E = gather(p, hist, n, L)
     X = E + p["self_attention.position"]
     hidden = np.tanh(X @ p["self_attention.w1"] + p["self_attention.b1"])
     scores = (hidden @ p["self_attention.w2"]).T                 # [K, L]
@@ -147,12 +154,7 @@ def extract_interests_sa(p, cfg, hist, n):
         v = np.zeros((kk, H))
     else:
         v = att[:kk] @ E
-    for k in range(kk):
-        if cap["relu_layer"]:
-            out[k] = np.maximum(v[k] @ p["capsule.relu.weight"] + p["capsule.relu.bias"], 0.0)
-        else:
-            out[k] = v[k]
-    return out, kk
+    return output_layer(p, cap, v, kk, out), kk
 
 
 def interests_of(p, cfg, hist, n):
