@@ -199,7 +199,7 @@ def weights_from_dict(config: ModelConfig, tensors: Mapping[str, npt.ArrayLike])
                 continue
             raise InvalidArgument(f"weights_from_dict: tensor '{k}' is missing")
         arrays.append(np.ascontiguousarray(np.asarray(tensors[k], dtype=np.float32)))
-    attention = np.concatenate([a.reshape(-1) for a in arrays[len(keys):]]) if sa else np.zeros(0, np.float32)
+    attention = np.concatenate([a.reshape(-1) for a in arrays[len(keys):]]) if sa else None
     emb, bil, logits, relu_w, relu_b = arrays[:len(keys)]
     return Weights.from_arrays(config, emb, bil, logits, relu_w, relu_b, attention)
 

@@ -1,5 +1,6 @@
 // Weights (weights.hpp) and MindModel (model.hpp). The model's calls release the GIL while
 // they compute; inputs are read in place, outputs are NumPy arrays owning the C++ buffers.
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
@@ -108,7 +109,7 @@ void bind_model(nb::module_& m) {
           "from_arrays",
           [](const ModelConfig& config, const In<float>& item_emb, const In<float>& bilinear,
              const In<float>& routing_logits, const In<float>& relu_weight, const In<float>& relu_bias,
-             const In<float>& attention) {
+             const std::optional<In<float>>& attention) {
             MindWeights w;
             w.config = config;
             w.item_emb = copy_tensor(item_emb);
@@ -116,12 +117,14 @@ void bind_model(nb::module_& m) {
             w.routing_logits = copy_tensor(routing_logits);
             w.relu_weight = copy_tensor(relu_weight);
             w.relu_bias = copy_tensor(relu_bias);
-            w.attention = copy_tensor(attention);
+            if (attention) w.attention = copy_tensor(*attention);
             w.validate();
             return w;
           },
           nb::arg("config"), nb::arg("item_emb"), nb::arg("bilinear"), nb::arg("routing_logits"),
-          nb::arg("relu_weight"), nb::arg("relu_bias"), nb::arg("attention"));
+          nb::arg("relu_weight"), nb::arg("relu_bias"), nb::arg("attention").none() = nb::none(),
+          "Weights from arrays (copied, validated): `attention` holds extractor self_attention's "
+          "w1, b1, w2 and position flat, back to back (None for capsule routing).");
 
   // File I/O and computation: the GIL is released (another Python thread goes on meanwhile).
   const auto unlocked = nb::call_guard<nb::gil_scoped_release>();

@@ -388,3 +388,17 @@ def test_self_attention_weights_from_python_match_the_numpy_reference(tmp_path, 
                         "  capsule: {max_k: 3, relu_layer: false}\n")
     cli("infer", "--config", cfg_file, "--weights", out, "--data", valid, "--out", tmp_path / "u.npy")
     np.testing.assert_allclose(np.load(tmp_path / "u.npy"), got, rtol=1e-5, atol=1e-7)
+
+
+def test_from_arrays_keeps_its_six_argument_form_for_capsule_models(small_paths):
+    """Weights.from_arrays gained `attention` (self-attention's tensors) as an optional last
+    argument: code written before it, passing the five capsule tensors, still works."""
+    w = mindrec.load_weights(small_paths[1])
+    d = mindrec.weights_to_dict(w)
+    back = mindrec.Weights.from_arrays(w.config, d["item_emb.weight"], d["capsule.bilinear"],
+                                       d["capsule.routing_logits"], d["capsule.relu.weight"], d["capsule.relu.bias"])
+    assert back.fingerprint() == w.fingerprint()
+    assert back.attention.size == 0
+    with pytest.raises(mindrec.InvalidArgument, match="self_attention"):  # a capsule model has none
+        mindrec.Weights.from_arrays(w.config, d["item_emb.weight"], d["capsule.bilinear"], d["capsule.routing_logits"],
+                                    d["capsule.relu.weight"], d["capsule.relu.bias"], np.ones(3, np.float32))
