@@ -6,6 +6,27 @@
 
 namespace mindrec::detail {
 
+/// |v|^2 of a d-vector, accumulated in double.
+inline double squared_norm(const float* v, int d) {
+  double s = 0;
+  for (int j = 0; j < d; ++j) s += double(v[j]) * v[j];
+  return s;
+}
+
+/// The first of rows 1..rows-1 of the d-vectors at `v` whose norm is neither 0 nor within 1e-3
+/// of 1 (a cosine model's item table must hold unit rows; row 0 is padding), with its norm in
+/// `norm`; -1 if there is none.
+inline int64_t first_non_unit_row(const float* v, int64_t rows, int d, double* norm) {
+  for (int64_t r = 1; r < rows; ++r) {
+    const double n2 = squared_norm(v + r * d, d);
+    if (n2 != 0.0 && std::abs(n2 - 1.0) > 1e-3) {
+      *norm = std::sqrt(n2);
+      return r;
+    }
+  }
+  return -1;
+}
+
 /// Scales each of the `rows` d-vectors at `v` to unit length (norms in double; a zero row
 /// stays zero): the item rows and interests of a cosine model (ModelConfig::cosine_temperature).
 /// A row already unit within float rounding (|norm² - 1| <= 1e-6) is left as it is, so that
@@ -24,11 +45,5 @@ void normalize_rows(S* v, int64_t rows, int d) {
   }
 }
 
-/// |v|^2 of a d-vector, accumulated in double.
-inline double squared_norm(const float* v, int d) {
-  double s = 0;
-  for (int j = 0; j < d; ++j) s += double(v[j]) * v[j];
-  return s;
-}
 
 }  // namespace mindrec::detail

@@ -40,13 +40,11 @@ MindModel::MindModel(MindWeights weights, Device device, const ModelOptions& opt
                       "use Device::cpu");
   weights.validate();
   if (weights.config.cosine()) {  // the rows a cosine model ranks by must be unit (as save_weights writes them)
-    const int D = weights.config.embedding_dim;
-    for (int64_t r = 1; r < weights.config.item_count; ++r) {
-      const double n2 = detail::squared_norm(weights.item_emb.data() + r * D, D);
-      if (n2 != 0.0 && std::abs(n2 - 1.0) > 1e-3)
-        throw InvalidArgument("MindModel: item_emb row " + std::to_string(r) + " has norm " + std::to_string(std::sqrt(n2)) +
-                              " but cosine_temperature > 0 needs unit rows (init_weights and save_weights make them)");
-    }
+    double norm = 0;
+    if (const int64_t r = detail::first_non_unit_row(weights.item_emb.data(), weights.config.item_count,
+                                                     weights.config.embedding_dim, &norm); r >= 0)
+      throw InvalidArgument("MindModel: item_emb row " + std::to_string(r) + " has norm " + std::to_string(norm) +
+                            " but cosine_temperature > 0 needs unit rows (init_weights and save_weights make them)");
   }
   impl_->w = std::move(weights);
   impl_->device = device;

@@ -316,14 +316,11 @@ MindWeights weights_from(TensorSource& f, const std::string& path, bool allow_ex
                         ", relu_layer=" + (c.capsule.relu_layer ? "true" : "false") + ")");
   }
   if (c.cosine() && !allow_extra) {  // a cosine model's weights file holds unit rows
-    const int64_t D = c.embedding_dim;
-    for (int64_t r = 1; r < c.item_count; ++r) {
-      const double n2 = detail::squared_norm(w.item_emb.data() + r * D, int(D));
-      if (n2 != 0.0 && std::abs(n2 - 1.0) > 1e-3)
-        throw FormatError(path + ": tensor '" + tensor_names::item_emb + "' row " + std::to_string(r) + " has norm " +
-                          std::to_string(std::sqrt(n2)) + ", but the model config sets cosine_temperature " +
-                          std::to_string(c.cosine_temperature) + " (unit rows; save_weights writes them so)");
-    }
+    double norm = 0;
+    if (const int64_t r = detail::first_non_unit_row(w.item_emb.data(), c.item_count, c.embedding_dim, &norm); r >= 0)
+      throw FormatError(path + ": tensor '" + tensor_names::item_emb + "' row " + std::to_string(r) + " has norm " +
+                        std::to_string(norm) + ", but the model config sets cosine_temperature " +
+                        std::to_string(c.cosine_temperature) + " (unit rows; save_weights writes them so)");
   }
   try {
     w.validate();
