@@ -6,6 +6,7 @@ fatal; the command writes Parquet and a rejects file and replaces its output ato
 Run by tests/ray/run.sh (a fresh venv with Ray), which skips with 77 where Ray cannot be
 installed."""
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -243,3 +244,33 @@ def test_bad_rows_are_reported_not_fatal(cluster, model_dir):
     # last: Ray Data keeps the actor of a failed run (and its CPU) for a while
     with pytest.raises(Exception, match="user 1: empty history"):
         mray.recall(ds, weights, index=str(base / "flat.idx"), dense_ids=True, workers=1, errors="raise").take_all()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_no_deprecated_ray_arguments(cluster, model_dir, tmp_path):
+    """The job asks Ray for its pools with ``compute=`` (Ray 2.51 deprecates map_batches'
+    ``concurrency`` and logs a warning for each call that passes it): nothing Ray Data logs
+    while the job is built and run says "deprecated"."""
+    base, _ = model_dir
+    pq.write_table(pa.table({"user": ["a", "b"], "hist": pa.array([[1, 2], [3]], pa.list_(pa.int64()))}),
+                   tmp_path / "h.parquet")
+    records = _Records()
+    log = logging.getLogger("ray.data")
+    log.addHandler(records)
+    try:
+        ds = mray.read_histories(str(tmp_path / "h.parquet"))
+        rows = mray.recall(ds, str(base / "model" / "last.safetensors"), index=str(base / "flat.idx"), topn=5,
+                           workers=1, dense_ids=True).take_all()
+        mray.interests(ds, str(base / "model" / "last.safetensors"), workers=1, dense_ids=True).take_all()
+    finally:
+        log.removeHandler(records)
+    assert sorted(r["user"] for r in rows) == ["a", "b"]
+    assert not [m for m in records.messages if "deprecat" in m.lower()], records.messages

@@ -288,8 +288,11 @@ def _map(dataset: "ray.data.Dataset", cls: Any, kwargs: Dict[str, Any], batch_si
          workers: Optional[int], cpus_per_worker: float) -> "ray.data.Dataset":
     if kwargs["rejects"] is not None:  # the command's rejects sink: bad rows go there, not out
         kwargs["errors"] = "drop"
+    # a fixed pool of actors, each loading the model and the store once (``compute=``: Ray 2.51
+    # deprecates map_batches' ``concurrency``; ActorPoolStrategy(size=) is in every Ray >= 2.9)
+    pool = ray.data.ActorPoolStrategy(size=_workers(workers, cpus_per_worker))
     return dataset.map_batches(cls, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="pyarrow",
-                               concurrency=_workers(workers, cpus_per_worker), num_cpus=cpus_per_worker)
+                               compute=pool, num_cpus=cpus_per_worker)
 
 
 def recall(dataset: "ray.data.Dataset", weights: "str | os.PathLike[str]", index: Optional[str] = None,
@@ -393,7 +396,8 @@ def read_histories(paths: "str | Sequence[str]", hist_column: str = "hist",
     files = _input_files([paths] if isinstance(paths, str) else list(paths))
     ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
     return ds.map_batches(_read_files, fn_kwargs=dict(hist_column=hist_column, rows_per_block=rows_per_block),
-                          batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=max(1, tasks))
+                          batch_size=1, batch_format="pyarrow", num_cpus=0,
+                          compute=ray.data.TaskPoolStrategy(size=max(1, min(tasks, len(files)))))
 
 
 class _RejectSink:
