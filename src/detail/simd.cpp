@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -78,6 +79,12 @@ void block16_dot_scalar(const float* ct, size_t nblocks, size_t d, const float* 
 }
 void block16_dot_u8_scalar(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
   block16_scalar(ct, nblocks, d, q, nq, out);
+}
+// Row scores through a level's own dot product (its order depends on d alone).
+template <DotFn Dot>
+void rows_dot_each(const float* x, size_t n, size_t d, const float* q, size_t nq, float* out, size_t ldo) {
+  for (size_t r = 0; r < n; ++r)
+    for (size_t i = 0; i < nq; ++i) out[i * ldo + r] = Dot(q + i * d, x + r * d, d);
 }
 
 #if MINDREC_X86
@@ -273,6 +280,58 @@ void block16_dot_u8_avx2(const uint8_t* ct, size_t nblocks, size_t d, const floa
   block16_drive(kBlock16Avx2<uint8_t>, 4, ct, nblocks, d, q, nq, out);
 }
 
+// Row scores, AVX2: eight rows at a time, each row's 8-lane sum over its dimensions (chunk
+// by chunk, in order), then one tree folding the eight rows' lanes into one register: at each
+// step a row's lane l is added to its lane l + w (w = 4, 2, 1), the same for every row.
+__attribute__((target("avx2,fma"))) inline __m256 fold_rows_avx2(const __m256* a) {
+  __m256 p[4], u[2];
+  for (int k = 0; k < 4; ++k)  // [row 2k: l + l+4 | row 2k+1: l + l+4]
+    p[k] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * k], a[2 * k + 1], 0x20),
+                         _mm256_permute2f128_ps(a[2 * k], a[2 * k + 1], 0x31));
+  for (int k = 0; k < 2; ++k)  // 128-bit half h: rows 4k + h, 4k + h + 2, two partials each
+    u[k] = _mm256_add_ps(_mm256_shuffle_ps(p[2 * k], p[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(p[2 * k], p[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  // half h, element e: row h + 2e; put row r at element r
+  const __m256 s = _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+// One group of eight rows (stride d) against one query: the eight scores, row r at element r.
+__attribute__((target("avx2,fma"))) inline __m256 group_avx2(const float* xb, size_t d, const float* qi, __m256i tail) {
+  const size_t full = d / 8;
+  // the first chunk multiplied, the others added by FMA in order (the same for every row)
+  __m256 acc[8];
+  for (size_t c = 0; c < full + (d % 8 ? 1 : 0); ++c) {
+    const bool whole = c < full;
+    const __m256 qc = whole ? _mm256_loadu_ps(qi + 8 * c) : _mm256_maskload_ps(qi + 8 * c, tail);
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      const float* p = xb + r * d + 8 * c;
+      const __m256 xc = whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail);
+      acc[r] = c == 0 ? _mm256_mul_ps(xc, qc) : _mm256_fmadd_ps(xc, qc, acc[r]);
+    }
+  }
+  return fold_rows_avx2(acc);
+}
+__attribute__((target("avx2,fma"))) void rows_dot_avx2(const float* x, size_t n, size_t d, const float* q, size_t nq,
+                                                       float* out, size_t ldo) {
+  alignas(32) int32_t lanes[8];
+  for (size_t l = 0; l < 8; ++l) lanes[l] = l < d % 8 ? -1 : 0;
+  const __m256i tail = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+  const size_t whole = n / 8 * 8;
+  for (size_t r0 = 0; r0 < whole; r0 += 8)
+    for (size_t i = 0; i < nq; ++i) _mm256_storeu_ps(out + i * ldo + r0, group_avx2(x + r0 * d, d, q + i * d, tail));
+  if (whole < n) {  // the last rows, zero-padded to a group (each row's sum is its own)
+    std::vector<float> pad(8 * d, 0.0f);
+    std::memcpy(pad.data(), x + whole * d, (n - whole) * d * sizeof(float));
+    alignas(32) float tmp[8];
+    for (size_t i = 0; i < nq; ++i) {
+      _mm256_store_ps(tmp, group_avx2(pad.data(), d, q + i * d, tail));
+      for (size_t r = whole; r < n; ++r) out[i * ldo + r] = tmp[r - whole];
+    }
+  }
+}
+
 // ---- AVX-512F: masked tails, so no scalar remainder ----
 // GCC 12's _mm512_reduce_add_ps reads an "undefined" vector on purpose: -Wuninitialized
 // reports that header code, not this file's.
@@ -346,6 +405,89 @@ void block16_dot_avx512(const float* ct, size_t nblocks, size_t d, const float* 
 void block16_dot_u8_avx512(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out) {
   block16_drive(kBlock16Avx512<uint8_t>, 8, ct, nblocks, d, q, nq, out);
 }
+// Row scores, AVX-512: sixteen rows at a time, as the AVX2 kernel (a row's lane l is added to
+// its lane l + w for w = 8, 4, 2, 1, the same for every row).
+__attribute__((target("avx512f"))) inline __m512 fold_rows_avx512(const __m512* a) {
+  __m512 p[8], u[4], v[2];
+  for (int k = 0; k < 8; ++k)  // [row 2k: l + l+8 | row 2k+1: l + l+8]
+    p[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int k = 0; k < 4; ++k)  // 128-bit lane j: row 4k + j, four partials
+    u[k] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * k], p[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(p[2 * k], p[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int k = 0; k < 2; ++k)  // lane j: rows 8k + j and 8k + j + 4, two partials each
+    v[k] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  // lane j, element e: row j + 4e; put row r at element r
+  const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s);
+}
+// One group of sixteen rows (stride d) against one query: the sixteen scores in row order.
+__attribute__((target("avx512f"))) inline __m512 group_avx512(const float* xb, size_t d, const float* qi) {
+  const size_t full = d / 16;
+  // the first chunk multiplied, the others added by FMA in order (as rows_dot_avx512_c)
+  __m512 acc[16];
+  const __mmask16 tail = __mmask16((1u << (d % 16)) - 1);
+  for (size_t c = 0; c < full + (d % 16 ? 1 : 0); ++c) {
+    const __mmask16 m = c < full ? __mmask16(0xFFFF) : tail;
+    const __m512 qc = _mm512_maskz_loadu_ps(m, qi + 16 * c);
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) {
+      const __m512 xc = _mm512_maskz_loadu_ps(m, xb + r * d + 16 * c);
+      acc[r] = c == 0 ? _mm512_mul_ps(xc, qc) : _mm512_fmadd_ps(xc, qc, acc[r]);
+    }
+  }
+  return fold_rows_avx512(acc);
+}
+// d = 16 C (C <= 8, the common embedding sizes): the query's C chunks stay in registers and a
+// group's rows are walked one after the other; each row's lanes summed chunk by chunk in order,
+// as group_avx512 sums them, so both give the same bits.
+template <int C>
+__attribute__((target("avx512f"))) void rows_dot_avx512_c(const float* x, size_t groups, const float* q, size_t nq,
+                                                          float* out, size_t ldo) {
+  constexpr size_t d = 16 * C;
+  for (size_t i = 0; i < nq; ++i) {
+    __m512 qc[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) qc[c] = _mm512_loadu_ps(q + i * d + 16 * c);
+    const float* xr = x;
+    for (size_t g = 0; g < groups; ++g) {
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r, xr += d) {
+        acc[r] = _mm512_mul_ps(_mm512_loadu_ps(xr), qc[0]);
+#pragma GCC unroll 8
+        for (int c = 1; c < C; ++c) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + 16 * c), qc[c], acc[r]);
+      }
+      _mm512_storeu_ps(out + i * ldo + 16 * g, fold_rows_avx512(acc));
+    }
+  }
+}
+__attribute__((target("avx512f"))) void rows_dot_avx512(const float* x, size_t n, size_t d, const float* q, size_t nq,
+                                                        float* out, size_t ldo) {
+  using Fast = void (*)(const float*, size_t, const float*, size_t, float*, size_t);
+  static constexpr Fast kFast[] = {nullptr, rows_dot_avx512_c<1>, rows_dot_avx512_c<2>, rows_dot_avx512_c<3>,
+                                   rows_dot_avx512_c<4>, rows_dot_avx512_c<5>, rows_dot_avx512_c<6>,
+                                   rows_dot_avx512_c<7>, rows_dot_avx512_c<8>};
+  const size_t whole = n / 16 * 16;
+  // Blocks of 64 rows (16 KiB at d = 64) so that every query of the call reads them from L1.
+  constexpr size_t kRows = 64;
+  if (d % 16 == 0 && d / 16 <= 8) {
+    for (size_t r0 = 0; r0 < whole; r0 += kRows)
+      kFast[d / 16](x + r0 * d, (whole - r0 < kRows ? whole - r0 : kRows) / 16, q, nq, out + r0, ldo);
+  } else {
+    for (size_t r0 = 0; r0 < whole; r0 += 16)
+      for (size_t i = 0; i < nq; ++i) _mm512_storeu_ps(out + i * ldo + r0, group_avx512(x + r0 * d, d, q + i * d));
+  }
+  if (whole < n) {  // the last rows, zero-padded to a group (each row's sum is its own)
+    std::vector<float> pad(16 * d, 0.0f);
+    std::memcpy(pad.data(), x + whole * d, (n - whole) * d * sizeof(float));
+    const __mmask16 keep = __mmask16((1u << (n - whole)) - 1);
+    for (size_t i = 0; i < nq; ++i)
+      _mm512_mask_storeu_ps(out + i * ldo + whole, keep, group_avx512(pad.data(), d, q + i * d));
+  }
+}
 __attribute__((target("avx512f,avx512bw,avx2,fma"))) __m256i add_halves_avx512(__m512i x) {
   return _mm256_add_epi16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
 }
@@ -375,14 +517,14 @@ __attribute__((target("avx512f,avx512bw,avx2,fma"))) uint32_t pq4_block_avx512(c
 #endif
 
 const SimdKernels kScalar{dot_scalar, l2_scalar, dot_u8_scalar, pq4_block_scalar,
-                          block16_dot_scalar, block16_dot_u8_scalar, "scalar"};
+                          block16_dot_scalar, block16_dot_u8_scalar, rows_dot_each<dot_scalar>, "scalar"};
 #if MINDREC_X86
 const SimdKernels kSse2{dot_sse2, l2_sse2, dot_u8_sse2, pq4_block_scalar,
-                        block16_dot_scalar, block16_dot_u8_scalar, "sse2"};
+                        block16_dot_scalar, block16_dot_u8_scalar, rows_dot_each<dot_sse2>, "sse2"};
 const SimdKernels kAvx2{dot_avx2, l2_avx2, dot_u8_avx2, pq4_block_avx2,
-                        block16_dot_avx2, block16_dot_u8_avx2, "avx2"};
+                        block16_dot_avx2, block16_dot_u8_avx2, rows_dot_avx2, "avx2"};
 const SimdKernels kAvx512{dot_avx512, l2_avx512, dot_u8_avx512, pq4_block_avx512,
-                          block16_dot_avx512, block16_dot_u8_avx512, "avx512"};
+                          block16_dot_avx512, block16_dot_u8_avx512, rows_dot_avx512, "avx512"};
 #endif
 
 bool cpu_has(const char* level) {

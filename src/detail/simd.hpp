@@ -49,6 +49,13 @@ using Block16DotFn = void (*)(const float* ct, size_t nblocks, size_t d, const f
 /// per-dimension scale into q and the offsets into a constant), every query of a call per load.
 using Block16DotU8Fn = void (*)(const uint8_t* ct, size_t nblocks, size_t d, const float* q, size_t nq, float* out);
 
+/// Inner products of nq queries q [nq, d] with n row-major vectors x [n, d]: out[i * ldo + r] =
+/// <q_i, x_r>. Each score is summed in an order fixed by d and the level alone (per-lane sums
+/// over the dimensions, then one reduction tree shared by every row), so a score does not
+/// depend on n, nq, the row's position or the other queries: the flat store's exact scan is
+/// the same for one user alone and inside any batch (a GEMM's rounding depends on the shapes).
+using RowsDotFn = void (*)(const float* x, size_t n, size_t d, const float* q, size_t nq, float* out, size_t ldo);
+
 struct SimdKernels {
   DotFn dot;
   L2Fn l2sq;
@@ -56,6 +63,7 @@ struct SimdKernels {
   Pq4BlockFn pq4_block;
   Block16DotFn block16_dot;
   Block16DotU8Fn block16_dot_u8;
+  RowsDotFn rows_dot;
   const char* level;  // "avx512", "avx2", "sse2" or "scalar"
 };
 

@@ -14,6 +14,7 @@
 #include "mindrec/detail/eigen.hpp"
 #include "mindrec/error.hpp"
 #include "store/topk_select.hpp"
+#include "detail/simd.hpp"
 
 namespace mindrec {
 
@@ -51,10 +52,15 @@ inline void push_scores(store::TopK& h, const float* row, const float* bias, int
   }
 }
 
-// Accept(q) gives the row predicate of query q.
+// Accept(q) gives the row predicate of query q. Invariant: every score by the SIMD row kernel
+// (detail::SimdKernels::rows_dot), whose sums do not depend on the queries scored beside it, so
+// a user's result is the same bits alone and inside any batch; otherwise by Eigen (a GEMM over
+// the query block, or a matrix-vector product per query for a few), faster for large batches
+// but rounding by the batch's shape.
 template <class Accept>
 void exact_topk_t(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
-                  int64_t* ids, float* scores, int threads, const float* bias, const Accept& accept) {
+                  int64_t* ids, float* scores, int threads, const float* bias, const Accept& accept,
+                  bool invariant) {
   MINDREC_EXPECTS(nb >= 0 && nq >= 0 && d >= 1 && k >= 1, "exact_topk: bad sizes");
   for (int64_t i = 0; i < nq * d; ++i)  // NaN would reach the k-selection's comparisons
     if (!std::isfinite(queries[i]))
@@ -72,7 +78,9 @@ void exact_topk_t(const float* base, int64_t nb, int d, const float* queries, in
       const int64_t bn = std::min(kBaseBlock, b_end - b0);
       block.resize(qn, bn);
       const detail::MapConstMat<float> B(base + b0 * d, bn, d);
-      if (qn <= kFewQueries) {
+      if (invariant) {
+        detail::simd().rows_dot(base + b0 * d, size_t(bn), size_t(d), queries + q0 * d, size_t(qn), block.data(), size_t(bn));
+      } else if (qn <= kFewQueries) {
         // A matrix-vector product per query: a GEMM would copy (pack) the whole base block
         // for a handful of queries, which costs more than the arithmetic.
         for (int64_t i = 0; i < qn; ++i) block.row(i).transpose().noalias() = B * Q.row(i).transpose();
@@ -134,10 +142,16 @@ void exact_topk_t(const float* base, int64_t nb, int d, const float* queries, in
 
 void exact_topk(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
                 int64_t* ids, float* scores, int threads, const float* bias) {
-  exact_topk_t(base, nb, d, queries, nq, k, ids, scores, threads, bias, [](int64_t) { return AcceptAll{}; });
+  exact_topk_t(base, nb, d, queries, nq, k, ids, scores, threads, bias, [](int64_t) { return AcceptAll{}; }, true);
 }
 
 namespace store {
+void exact_topk_gemm(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k, int64_t* ids,
+                     float* scores, int threads) {
+  exact_topk_t(base, nb, d, queries, nq, k, ids, scores, threads, nullptr, [](int64_t) { return AcceptAll{}; },
+               false);
+}
+
 void exact_topk_filtered(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k,
                          int64_t* ids, float* scores, int threads, const float* bias,
                          const std::function<bool(int64_t, int64_t)>& accept) {
@@ -146,7 +160,8 @@ void exact_topk_filtered(const float* base, int64_t nb, int d, const float* quer
     int64_t q;
     bool operator()(int64_t row) const { return (*f)(q, row); }
   };
-  exact_topk_t(base, nb, d, queries, nq, k, ids, scores, threads, bias, [&](int64_t q) { return Ok{&accept, q}; });
+  exact_topk_t(base, nb, d, queries, nq, k, ids, scores, threads, bias, [&](int64_t q) { return Ok{&accept, q}; },
+               true);
 }
 }  // namespace store
 

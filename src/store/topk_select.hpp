@@ -18,6 +18,13 @@ void exact_topk_filtered(const float* base, int64_t nb, int d, const float* quer
                          int64_t* ids, float* scores, int threads, const float* bias,
                          const std::function<bool(int64_t, int64_t)>& accept);
 
+/// exact_topk's result through Eigen's products (a GEMM per block of 64 queries): faster than
+/// exact_topk's batch-invariant row kernel for many queries, but a score's last bit depends
+/// on how many queries share its block. For the evaluation's exact retrieval, where the
+/// batches are the evaluation's own; the flat store and exact_topk stay batch invariant.
+void exact_topk_gemm(const float* base, int64_t nb, int d, const float* queries, int64_t nq, int k, int64_t* ids,
+                     float* scores, int threads);
+
 /// True if (sa, ia) ranks before (sb, ib).
 inline bool ranks_before(float sa, int64_t ia, float sb, int64_t ib) {
   return sa > sb || (sa == sb && ia < ib);

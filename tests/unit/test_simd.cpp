@@ -150,3 +150,35 @@ TEST_CASE("SIMD block-of-16 inner products over uint8 codes (the planner's exact
     check_block16(c, d, 255.0, [](const detail::SimdKernels& k) { return k.block16_dot_u8; });
   }
 }
+
+TEST_CASE("SIMD row scores (the flat store's scan) - every level - agree with a double loop and do not depend on the batch") {
+  // rows_dot must give each (query, row) score the same bits whatever the other rows and
+  // queries of the call: scored alone (one row, one query) and inside the whole call.
+  for (const size_t d : {size_t(1), size_t(7), size_t(16), size_t(64), size_t(70)})
+    for (const size_t n : {size_t(1), size_t(15), size_t(16), size_t(17), size_t(40)}) {
+      const auto x = test::random_vectors(int64_t(n), int(d), 21);
+      const size_t nq = 5;
+      const auto q = test::random_vectors(int64_t(nq), int(d), 22);
+      for (const char* level : {"avx512", "avx2", "sse2", "scalar"}) {
+        const detail::SimdKernels* k = detail::simd_level(level);
+        if (!k) continue;
+        CAPTURE(std::string(level));
+        CAPTURE(d);
+        CAPTURE(n);
+        const size_t ldo = n + 3;  // a leading dimension wider than the rows: nothing beyond is written
+        std::vector<float> out(nq * ldo, -7.f);
+        k->rows_dot(x.data(), n, d, q.data(), nq, out.data(), ldo);
+        for (size_t i = 0; i < nq; ++i) {
+          for (size_t r = 0; r < n; ++r) {
+            double want = 0;
+            for (size_t j = 0; j < d; ++j) want += double(q[i * d + j]) * double(x[r * d + j]);
+            CHECK(out[i * ldo + r] == doctest::Approx(want).epsilon(1e-5).scale(1));
+            float alone = -1.f;
+            k->rows_dot(x.data() + r * d, 1, d, q.data() + i * d, 1, &alone, 1);
+            CHECK(alone == out[i * ldo + r]);  // bit for bit
+          }
+          for (size_t r = n; r < ldo; ++r) CHECK(out[i * ldo + r] == -7.f);
+        }
+      }
+    }
+}
