@@ -8,6 +8,7 @@
 //               [--truth-cache DIR]
 //   bench_store [--items N] [--noise S] --memory SPEC [--save FILE]    (one store's memory)
 //   bench_store --load FILE                                            (in a fresh process)
+//   bench_store [--items N] [--noise S] --exact-scan   (the flat scan: batch invariant vs GEMM)
 // --index-cache DIR: a store built for a backend is saved there (named by backend, items and
 // noise) and loaded instead of built by later runs (for sweeping search parameters).
 // --truth-cache DIR: the exact top-50 of every user saved there (named by items, users and
@@ -44,8 +45,10 @@
 #include "detail/random.hpp"
 #include "detail/simd.hpp"
 #include "mindrec/npy.hpp"
+#include "mindrec/topk.hpp"
 #include "mindrec/retriever.hpp"
 #include "store/backends.hpp"
+#include "store/topk_select.hpp"
 #include "synthetic_items.hpp"
 
 namespace {
@@ -78,12 +81,62 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// --exact-scan: the flat store's exact top-50 scan, batch-invariant row kernel (exact_topk,
+// what the store runs) against Eigen's products (store::exact_topk_gemm: a matrix-vector
+// product per query up to 8 queries, a GEMM per 64 above; the scan before issue 30), on the
+// same table and queries, for 1, 16 and 1,024 users of 4 interests on 1 and 2 threads; best of
+// a few calls each, the two paths alternated. Then how many of 256 users get other score bits
+// alone than inside the batch of 1,024, per path.
+int exact_scan_table(const float* base, int64_t nb, int d, mindrec::detail::Rng& rng) {
+  const int k = 50, K = 4;
+  const int64_t most = 1024 * K;
+  std::vector<float> q(size_t(most) * size_t(d));
+  for (auto& x : q) x = float(rng.uniform() - 0.5);
+  std::vector<int64_t> ids(size_t(most) * k);
+  std::vector<float> sc(size_t(most) * k);
+  std::printf("exact scan: %lld items x %d, top %d, interests = 4 queries a user\n", static_cast<long long>(nb), d, k);
+  std::printf("%6s %8s %14s %14s %8s\n", "users", "threads", "invariant ms", "GEMM ms", "ratio");
+  for (int64_t users : {int64_t(1), int64_t(16), int64_t(1024)})
+    for (int threads : {1, 2}) {
+      const int64_t nq = users * K;
+      const int reps = users >= 1024 ? 2 : 10;
+      double best[2] = {1e30, 1e30};
+      for (int r = 0; r < reps + 1; ++r)
+        for (int path = 0; path < 2; ++path) {
+          const double t0 = now_s();
+          if (path == 0) mindrec::exact_topk(base, nb, d, q.data(), nq, k, ids.data(), sc.data(), threads);
+          else mindrec::store::exact_topk_gemm(base, nb, d, q.data(), nq, k, ids.data(), sc.data(), threads);
+          if (r > 0) best[path] = std::min(best[path], now_s() - t0);  // the first call warms up
+        }
+      std::printf("%6lld %8d %14.2f %14.2f %7.2fx\n", static_cast<long long>(users), threads, best[0] * 1e3,
+                  best[1] * 1e3, best[1] / best[0]);
+    }
+  for (int path = 0; path < 2; ++path) {
+    auto scan = [&](const float* qs, int64_t nq, int64_t* i, float* s) {
+      if (path == 0) mindrec::exact_topk(base, nb, d, qs, nq, k, i, s, 2);
+      else mindrec::store::exact_topk_gemm(base, nb, d, qs, nq, k, i, s, 2);
+    };
+    scan(q.data(), most, ids.data(), sc.data());
+    int differ = 0;
+    std::vector<int64_t> one_ids(size_t(K) * k);
+    std::vector<float> one_sc(size_t(K) * k);
+    for (int64_t u = 0; u < 256; ++u) {
+      scan(q.data() + u * K * d, K, one_ids.data(), one_sc.data());
+      differ += std::memcmp(one_sc.data(), sc.data() + u * K * k, sizeof(float) * K * k) != 0 ||
+                std::memcmp(one_ids.data(), ids.data() + u * K * k, sizeof(int64_t) * K * k) != 0;
+    }
+    std::printf("%s: %d of 256 users get other bits alone than in the batch of 1,024\n",
+                path == 0 ? "invariant" : "GEMM", differ);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t items = 367983, users = 2000;
   float noise = 0.6f;
-  bool search_only = false, unfused = false;
+  bool search_only = false, unfused = false, exact_scan = false;
   int rerank = 0;
   std::string export_dir, index_cache, truth_cache, memory_spec, save_to, load_from;
   std::string backends = "flat,faiss:Flat,faiss:IVF4096,Flat?nprobe=16,faiss:IVF4096,Flat?nprobe=64,faiss:HNSW32?ef=64,faiss:HNSW32?ef=256";
@@ -95,6 +148,11 @@ int main(int argc, char** argv) {
     }
     if (!std::strcmp(argv[i], "--unfused")) {
       unfused = true;
+      --i;
+      continue;
+    }
+    if (!std::strcmp(argv[i], "--exact-scan")) {
+      exact_scan = true;
       --i;
       continue;
     }
@@ -156,6 +214,7 @@ int main(int argc, char** argv) {
     if (!save_to.empty()) st->save(save_to);
     return 0;
   }
+  if (exact_scan) return exact_scan_table(w.item_emb.data() + D, items - 1, D, rng);
   mindrec::MindModel model(std::move(w));  // not copied: at 20M items a table is 5 GB
   // Users: 2-4 clusters each, 20 clicks.
   std::vector<std::vector<int64_t>> by_cluster(clusters);
