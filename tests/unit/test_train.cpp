@@ -8,8 +8,10 @@
 #endif
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -554,6 +556,23 @@ TEST_CASE("normalised vectors with a temperature train end to end: unit rows sav
   MindWeights raw = back;
   raw.item_emb[8] *= 2.0f;
   CHECK_THROWS_AS((void)MindModel(raw), InvalidArgument);
+  {  // and by load_weights: the file's row 1 doubled in place (save_weights would normalise it)
+    std::string bytes;
+    {
+      std::ifstream in(tmp.file("cos.safetensors"), std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::string row(reinterpret_cast<const char*>(back.item_emb.data() + 8), 8 * sizeof(float));
+    const size_t at = bytes.find(row);
+    REQUIRE(at != std::string::npos);
+    for (int i = 0; i < 8; ++i) {
+      const float twice = back.item_emb[size_t(8 + i)] * 2.0f;
+      std::memcpy(&bytes[at + size_t(i) * sizeof(float)], &twice, sizeof(float));
+    }
+    std::ofstream(tmp.file("cos-raw.safetensors"), std::ios::binary) << bytes;
+    CHECK_THROWS_WITH_AS((void)load_weights(tmp.file("cos-raw.safetensors")),
+                         doctest::Contains("'item_emb.weight' row 1 has norm 2.0"), FormatError);
+  }
   ModelConfig dot = hp;
   dot.cosine_temperature = 0;
   CHECK_THROWS_WITH_AS(check_same_model(dot, back.config, "cos.safetensors"),
