@@ -373,9 +373,12 @@ cpu::ModelView<float> model_view(const MindWeights& w) {
 namespace {
 // A cosine model's file holds unit item rows (ModelConfig::cosine_temperature): the rows it is
 // trained on are normalised where they are read, so the file stores them as they are used.
-// Returns the weights to write: `w` itself, or `copy` filled with the normalised table.
+// Returns the weights to write: `w` itself (also when its rows are unit already, as the
+// trainer's are: no copy of a table of gigabytes), or `copy` filled with the normalised table.
 const MindWeights& as_saved(const MindWeights& w, MindWeights& copy) {
-  if (!w.config.cosine()) return w;
+  if (!w.config.cosine() ||
+      detail::rows_normalized(w.item_emb.data(), w.config.item_count, w.config.embedding_dim))
+    return w;
   copy = w;
   detail::normalize_rows(copy.item_emb.data(), w.config.item_count, w.config.embedding_dim);
   return copy;
