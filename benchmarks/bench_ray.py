@@ -15,11 +15,15 @@ faiss:IVF<4 sqrt(N)>,Flat?nprobe=64, hnsw:M=32,ef_construction=64?ef=80, saved f
 by every worker.
 
 Runs, per store, in turn: one process on 1 thread, the Ray job with 1 worker of 1 CPU, one
-process on 2 threads, the Ray job with 2 workers of 1 CPU; then the memory one actor holds
+process on 2 threads, the Ray job with 2 workers of 1 CPU; then what bounds two workers: two
+processes of one thread at once, each on half the files (two workers without Ray, each with its
+own model and store), and the Ray job with one worker of 2 CPUs (one copy, two threads); then
+the memory one actor holds
 (mindrec.ray's actor class with the job's arguments in a fresh interpreter: resident after the
 imports, after loading the model and the store, and the peak after one batch). Targets: Ray >=
 0.90x the process at equal cores; 2 workers >= 1.7x 1 worker. Last line per store:
-  store=S single_1=A ray_1=B single_2=C ray_2=D ray_vs_single_1=B/A ray_vs_single_2=D/C scaling=D/B
+  store=S single_1=A ray_1=B single_2=C ray_2=D procs_2x1=E ray_1x2=F ray_vs_single_1=B/A
+  ray_vs_single_2=D/C scaling=D/B
 """
 import argparse
 import os
@@ -56,14 +60,19 @@ def make_users(path: Path, users: int, item_count: int, files: int, seed: int = 
                        path / f"part-{f:04d}.parquet")
 
 
-def single_process(weights: str, index: str, users: Path, out: Path, threads: int, batch: int, topn: int) -> float:
-    """One process: read the files, recall_items per batch, write Parquet. Returns seconds."""
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+def single_process(weights: str, index: str, users: Path, out: Path, threads: int, batch: int, topn: int,
+                   shard: int = 0, shards: int = 1) -> float:
+    """One process: read the files, recall_items per batch, write Parquet. Returns seconds.
+    With shards > 1, only files shard, shard + shards, ... into an existing `out`."""
+    if shards == 1:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
     t0 = time.perf_counter()
     model = mindrec.MindModel(weights)
     store = mindrec.load_vector_store(index)
     for i, f in enumerate(sorted(users.glob("*.parquet"))):
+        if i % shards != shard:
+            continue
         writer = None
         for rb in pq.ParquetFile(f).iter_batches(batch_size=batch):
             hist = rb.column(1).to_pylist()
@@ -91,6 +100,25 @@ def single_run(weights: str, index: str, users: Path, out: Path, threads: int, b
     r = subprocess.run([sys.executable, __file__, "--single-process", weights, index, str(users), str(out),
                         str(threads), str(batch), str(topn)], env=env, check=True, capture_output=True, text=True)
     return float(r.stdout.strip().splitlines()[-1])
+
+
+def two_processes(weights: str, index: str, users: Path, out: Path, batch: int, topn: int) -> float:
+    """Two single_process runs of one thread at once, each on half the files (what two Ray
+    workers of one CPU do, without Ray: each loads its own model and store). Seconds: the longer
+    of the two children's own times (each from the end of its imports, as single_run's)."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, __file__, "--single-process", weights, index, str(users), str(out),
+                               "1", str(batch), str(topn), str(k), "2"], env=env, stdout=subprocess.PIPE, text=True)
+             for k in range(2)]
+    secs = []
+    for p in procs:
+        o, _ = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"bench_ray: a --single-process shard failed ({p.returncode})")
+        secs.append(float(o.strip().splitlines()[-1]))
+    return max(secs)
 
 
 def cpu_seconds() -> dict:
@@ -125,13 +153,14 @@ def cpu_delta(before: dict, after: dict, wall: float) -> str:
     return ", ".join(f"{k} {v / wall:.2f}" for v, k in top)
 
 
-def ray_job(weights: str, index: str, users: Path, out: Path, workers: int, batch: int, topn: int) -> float:
+def ray_job(weights: str, index: str, users: Path, out: Path, workers: int, batch: int, topn: int,
+            cpus: int = 1) -> float:
     import mindrec.ray as mray
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     ds = mray.read_histories(str(users))  # reads and writes reserve no CPU: the workers hold them
-    mray.recall(ds, weights, index=index, topn=topn, batch_size=batch, workers=workers, cpus_per_worker=1,
+    mray.recall(ds, weights, index=index, topn=topn, batch_size=batch, workers=workers, cpus_per_worker=cpus,
                 dense_ids=True).write_parquet(str(out), ray_remote_args={"num_cpus": 0}, concurrency=2)
     return time.perf_counter() - t0
 
@@ -192,7 +221,8 @@ def check_same(a: Path, b: Path) -> str:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--single-process":
         w, i, u, o, th, b, n = sys.argv[2:9]
-        print(single_process(w, i, Path(u), Path(o), int(th), int(b), int(n)))
+        shard, shards = (int(sys.argv[9]), int(sys.argv[10])) if len(sys.argv) > 10 else (0, 1)
+        print(single_process(w, i, Path(u), Path(o), int(th), int(b), int(n), shard, shards))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--actor-memory":
         w, i, u, b, n = sys.argv[2:7]
@@ -261,19 +291,31 @@ def main() -> None:
               args.topn)
         timed("ray_2", ray_job, str(weights), str(index), users, work / "out-ray", 2, args.batch_size, args.topn)
         same_2 = check_same(work / "out-single", work / "out-ray")
-        print(f"  {name}: Ray against the process, 1 core: {same_1}; 2 cores: {same_2}")
+        # What bounds two workers: the same two halves without Ray (two processes, each its
+        # own model and store), and Ray with one worker holding both CPUs (one copy, 2 threads).
+        timed("procs_2x1", two_processes, str(weights), str(index), users, work / "out-procs", args.batch_size,
+              args.topn)
+        same_p = check_same(work / "out-single", work / "out-procs")
+        timed("ray_1x2", ray_job, str(weights), str(index), users, work / "out-ray", 1, args.batch_size, args.topn,
+              2)
+        same_r = check_same(work / "out-single", work / "out-ray")
+        print(f"  {name}: Ray against the process, 1 core: {same_1}; 2 cores: {same_2}; two processes: {same_p}; "
+              f"one worker of 2 CPUs: {same_r}")
         print(f"  {name}: {actor_memory(str(weights), str(index), users, args.batch_size, args.topn)}", flush=True)
         rate = {k: args.users / v for k, v in t.items()}
-        for k in ("single_1", "ray_1", "single_2", "ray_2"):
+        for k in ("single_1", "ray_1", "single_2", "ray_2", "procs_2x1", "ray_1x2"):
             print(f"  {name:5s} {k:9s} {t[k]:8.1f} s  {rate[k]:9.0f} users/s   cores busy: {cpu[k]}")
         lines.append(f"store={name} single_1={rate['single_1']:.0f} ray_1={rate['ray_1']:.0f} "
                      f"single_2={rate['single_2']:.0f} ray_2={rate['ray_2']:.0f} "
+                     f"procs_2x1={rate['procs_2x1']:.0f} ray_1x2={rate['ray_1x2']:.0f} "
                      f"ray_vs_single_1={rate['ray_1'] / rate['single_1']:.3f} "
                      f"ray_vs_single_2={rate['ray_2'] / rate['single_2']:.3f} "
                      f"scaling={rate['ray_2'] / rate['ray_1']:.3f}")
         print(f"  {name}: Ray/process {rate['ray_1'] / rate['single_1']:.2f}x (1 core, target >= 0.90), "
               f"{rate['ray_2'] / rate['single_2']:.2f}x (2 cores); 2 workers / 1: "
-              f"{rate['ray_2'] / rate['ray_1']:.2f}x (target >= 1.7)", flush=True)
+              f"{rate['ray_2'] / rate['ray_1']:.2f}x (target >= 1.7); without Ray, two processes / one: "
+              f"{rate['procs_2x1'] / rate['single_1']:.2f}x; Ray, one worker of 2 CPUs / the process on 2 "
+              f"threads: {rate['ray_1x2'] / rate['single_2']:.2f}x", flush=True)
     if not args.memory_only:
         ray.shutdown()
     if not args.dir:
