@@ -160,8 +160,9 @@ def ray_job(weights: str, index: str, users: Path, out: Path, workers: int, batc
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     ds = mray.read_histories(str(users))  # reads and writes reserve no CPU: the workers hold them
-    mray.recall(ds, weights, index=index, topn=topn, batch_size=batch, workers=workers, cpus_per_worker=cpus,
-                dense_ids=True).write_parquet(str(out), ray_remote_args={"num_cpus": 0}, concurrency=2)
+    result = mray.recall(ds, weights, index=index, topn=topn, batch_size=batch, workers=workers,
+                         cpus_per_worker=cpus, dense_ids=True)
+    mray.write_parquet(result, str(out), workers=workers, cpus_per_worker=cpus)  # as the command writes
     return time.perf_counter() - t0
 
 

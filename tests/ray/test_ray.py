@@ -258,7 +258,7 @@ class _Records(logging.Handler):
 def test_no_deprecated_ray_arguments(cluster, model_dir, tmp_path):
     """The job asks Ray for its pools with ``compute=`` (Ray 2.51 deprecates map_batches'
     ``concurrency`` and logs a warning for each call that passes it): nothing Ray Data logs
-    while the job is built and run says "deprecated"."""
+    while the job is built, run and written (mindrec.ray.write_parquet) says "deprecated"."""
     base, _ = model_dir
     pq.write_table(pa.table({"user": ["a", "b"], "hist": pa.array([[1, 2], [3]], pa.list_(pa.int64()))}),
                    tmp_path / "h.parquet")
@@ -269,8 +269,12 @@ def test_no_deprecated_ray_arguments(cluster, model_dir, tmp_path):
         ds = mray.read_histories(str(tmp_path / "h.parquet"))
         rows = mray.recall(ds, str(base / "model" / "last.safetensors"), index=str(base / "flat.idx"), topn=5,
                            workers=1, dense_ids=True).take_all()
-        mray.interests(ds, str(base / "model" / "last.safetensors"), workers=1, dense_ids=True).take_all()
+        mray.write_parquet(mray.interests(ds, str(base / "model" / "last.safetensors"), workers=1, dense_ids=True),
+                           str(tmp_path / "iv"), workers=1)
     finally:
         log.removeHandler(records)
     assert sorted(r["user"] for r in rows) == ["a", "b"]
+    written = pq.read_table(tmp_path / "iv")  # mindrec.ray.write_parquet: the rows, as Parquet
+    assert sorted(written.column("user").to_pylist()) == ["a", "b"]
+    assert written.column("error").null_count == 2
     assert not [m for m in records.messages if "deprecat" in m.lower()], records.messages

@@ -41,7 +41,7 @@ except ImportError as e:  # pragma: no cover - the message is the point
 import mindrec
 from mindrec import _core
 
-__all__ = ["recall", "interests", "read_histories", "ERRORS"]
+__all__ = ["recall", "interests", "read_histories", "write_parquet", "ERRORS"]
 
 #: The values of ``errors=``.
 ERRORS = ("column", "drop", "raise")
@@ -392,12 +392,25 @@ def read_histories(paths: "str | Sequence[str]", hist_column: str = "hist",
     :func:`recall` reserve every CPU of the cluster (the default), a read that needs one would
     wait for them forever. At most ``tasks`` read at once (reading is far faster than recall;
     unbounded, Ray would start a process per file beside the workers). Write the result
-    likewise: ``write_parquet(out, ray_remote_args={"num_cpus": 0}, concurrency=2)``."""
+    likewise: :func:`write_parquet`."""
     files = _input_files([paths] if isinstance(paths, str) else list(paths))
     ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
     return ds.map_batches(_read_files, fn_kwargs=dict(hist_column=hist_column, rows_per_block=rows_per_block),
                           batch_size=1, batch_format="pyarrow", num_cpus=0,
                           compute=ray.data.TaskPoolStrategy(size=max(1, min(tasks, len(files)))))
+
+
+def write_parquet(dataset: "ray.data.Dataset", path: str, workers: Optional[int] = None,
+                  cpus_per_worker: float = 1) -> None:
+    """Writes the result of :func:`recall` or :func:`interests` as Parquet files under ``path``
+    in tasks that reserve no CPU (the workers hold them), one write task at a time per 16
+    workers (``workers`` as given to the job; None: as many as the cluster's CPUs allow).
+
+    Writing runs beside the workers on their cores: measured on 2 cores, 2 workers, two write
+    tasks at a time took 7% longer than one (RESULTS "Bulk recall on Ray"); a write task keeps
+    up with about 40 workers' output, so 16 per writer leaves room."""
+    n = _workers(workers, cpus_per_worker)
+    dataset.write_parquet(path, ray_remote_args={"num_cpus": 0}, concurrency=max(1, n // 16))
 
 
 class _RejectSink:

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mindrec
 
-from . import _input_files, _RejectSink, interests, read_histories, recall
+from . import _input_files, _RejectSink, interests, read_histories, recall, write_parquet
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -190,8 +190,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                             allow_mismatch=args.allow_mismatched_index, **common)
         else:
             result = interests(ds, **common)
-        # the workers hold the CPUs: the writes reserve none, two at a time
-        result.write_parquet(tmp, ray_remote_args={"num_cpus": 0}, concurrency=2)
+        # the workers hold the CPUs: the writes reserve none, one at a time per 16 workers
+        write_parquet(result, tmp, workers=args.workers, cpus_per_worker=args.cpus_per_worker)
         seconds = time.perf_counter() - t0
         bad = list(dict.fromkeys(tuple(r) for r in ray.get(sink.rows.remote())))  # a retried batch sends twice
         written = _rows_in(tmp) if os.path.isdir(tmp) else 0
