@@ -112,13 +112,10 @@ def two_processes(weights: str, index: str, users: Path, out: Path, batch: int, 
     procs = [subprocess.Popen([sys.executable, __file__, "--single-process", weights, index, str(users), str(out),
                                "1", str(batch), str(topn), str(k), "2"], env=env, stdout=subprocess.PIPE, text=True)
              for k in range(2)]
-    secs = []
-    for p in procs:
-        o, _ = p.communicate()
-        if p.returncode != 0:
-            raise RuntimeError(f"bench_ray: a --single-process shard failed ({p.returncode})")
-        secs.append(float(o.strip().splitlines()[-1]))
-    return max(secs)
+    outs = [p.communicate()[0] for p in procs]  # both waited for, even when one fails
+    if any(p.returncode != 0 for p in procs):
+        raise RuntimeError(f"bench_ray: a --single-process shard failed ({[p.returncode for p in procs]})")
+    return max(float(o.strip().splitlines()[-1]) for o in outs)
 
 
 def cpu_seconds() -> dict:

@@ -27,24 +27,23 @@ inline int64_t first_non_unit_row(const float* v, int64_t rows, int d, double* n
   return -1;
 }
 
-/// True if normalize_rows would change none of the `rows` d-vectors at `v` (each zero or unit
-/// within 1e-6 in its squared norm): a table it already normalised needs no copy to be saved.
-template <class S>
-bool rows_normalized(const S* v, int64_t rows, int d) {
+/// Whether normalize_rows scales a row of squared norm `s`: not a zero row, and not one already
+/// unit within float rounding (|norm² - 1| <= 1e-6), so that normalising twice gives the bits
+/// of normalising once.
+inline bool scaled_by_normalize(double s) { return s > 0 && std::abs(s - 1.0) > 1e-6; }
+
+/// True if normalize_rows would change none of the `rows` d-vectors at `v`: a table it already
+/// normalised needs no copy to be saved.
+inline bool rows_normalized(const float* v, int64_t rows, int d) {
   bool all = true;
 #pragma omp parallel for schedule(static) reduction(&& : all) if (rows > 65536)
-  for (int64_t r = 0; r < rows; ++r) {
-    double s = 0;
-    for (int j = 0; j < d; ++j) s += double(v[r * d + j]) * v[r * d + j];
-    all = all && !(s > 0 && std::abs(s - 1.0) > 1e-6);
-  }
+  for (int64_t r = 0; r < rows; ++r) all = all && !scaled_by_normalize(squared_norm(v + r * d, d));
   return all;
 }
 
 /// Scales each of the `rows` d-vectors at `v` to unit length (norms in double; a zero row
 /// stays zero): the item rows and interests of a cosine model (ModelConfig::cosine_temperature).
-/// A row already unit within float rounding (|norm² - 1| <= 1e-6) is left as it is, so that
-/// normalising twice gives the bits of normalising once.
+/// A row already unit within float rounding is left as it is (scaled_by_normalize).
 template <class S>
 void normalize_rows(S* v, int64_t rows, int d) {
 #pragma omp parallel for schedule(static) if (rows > 65536)
@@ -52,7 +51,7 @@ void normalize_rows(S* v, int64_t rows, int d) {
     S* x = v + r * d;
     double s = 0;
     for (int j = 0; j < d; ++j) s += double(x[j]) * x[j];
-    if (s > 0 && std::abs(s - 1.0) > 1e-6) {
+    if (scaled_by_normalize(s)) {
       const S inv = S(1.0 / std::sqrt(s));
       for (int j = 0; j < d; ++j) x[j] *= inv;
     }

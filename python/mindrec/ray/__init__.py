@@ -408,7 +408,9 @@ def write_parquet(dataset: "ray.data.Dataset", path: str, workers: Optional[int]
 
     Writing runs beside the workers on their cores: measured on 2 cores, 2 workers, two write
     tasks at a time took 7% longer than one (RESULTS "Bulk recall on Ray"); a write task keeps
-    up with about 40 workers' output, so 16 per writer leaves room."""
+    up with about 40 workers' output, so 16 per writer leaves room. Files appear under ``path``
+    as they are written (Ray's writer): to replace a previous output only when the job succeeds,
+    write to a new folder and swap it in, as ``python -m mindrec.ray`` does."""
     n = _workers(workers, cpus_per_worker)
     dataset.write_parquet(path, ray_remote_args={"num_cpus": 0}, concurrency=max(1, n // 16))
 
