@@ -7,6 +7,7 @@ Ray cluster is started before it, as a real cluster is up before the night's job
 
     python benchmarks/bench_ray.py [--users 1000000] [--items 367983] [--stores flat,ivf,hnsw]
         [--batch-size 1024] [--files 16] [--build DIR] [--dir D] [--quick] [--memory-only]
+        [--write-compare]
 
 Model: bench_scale gen-weights (the ann_target data: clustered, diffuse item vectors, noise 1.5)
 of --items x 64 (the Books shape); users: histories of 5-30 ids drawn uniformly, written as
@@ -163,6 +164,26 @@ def ray_job(weights: str, index: str, users: Path, out: Path, workers: int, batc
     return time.perf_counter() - t0
 
 
+def write_compare(weights: str, index: str, users: Path, n_users: int, out: Path, batch: int, topn: int,
+                  rounds: int) -> None:
+    """--write-compare: the 2-worker job three ways, alternated: written by two zero-CPU write
+    tasks at a time, by one (mindrec.ray.write_parquet's choice below 32 workers), and
+    materialised first then written (what the recall costs without a write beside it)."""
+    import mindrec.ray as mray
+
+    for rnd in range(rounds):
+        for variant in ("write2", "write1", "materialize"):
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            r = mray.recall(mray.read_histories(str(users)), weights, index=index, topn=topn, batch_size=batch,
+                            workers=2, cpus_per_worker=1, dense_ids=True)
+            if variant == "materialize":
+                r = r.materialize()
+            r.write_parquet(str(out), ray_remote_args={"num_cpus": 0}, concurrency=1 if variant == "write1" else 2)
+            s = time.perf_counter() - t0
+            print(f"  write_compare round {rnd} {variant:11s} {s:7.1f} s {n_users / s:8.0f} users/s", flush=True)
+
+
 def status_kib(field: str) -> int:
     """A field of /proc/self/status in KiB (VmRSS: resident now, VmHWM: the peak)."""
     with open("/proc/self/status") as f:
@@ -238,6 +259,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="CI size: 20,000 items, 4,000 users")
     ap.add_argument("--memory-only", action="store_true",
                     help="only the memory one actor holds, per store (no timed runs; a busy machine does not change it)")
+    ap.add_argument("--write-compare", action="store_true",
+                    help="only the 2-worker job written three ways (two write tasks, one, materialised first), "
+                         "two rounds alternated")
     args = ap.parse_args()
     if args.quick:
         args.items, args.users, args.files = 20_000, 4_000, 4
@@ -272,6 +296,11 @@ def main() -> None:
             mindrec.build_item_store(model, specs[name]).save(index)
         if args.memory_only:
             print(f"  {name}: {actor_memory(str(weights), str(index), users, args.batch_size, args.topn)}", flush=True)
+            continue
+        if args.write_compare:
+            print(f"  {name}: two workers, the write three ways")
+            write_compare(str(weights), str(index), users, args.users, work / "out-write", args.batch_size, args.topn,
+                          2)
             continue
         t = {}
         cpu = {}
