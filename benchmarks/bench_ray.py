@@ -28,6 +28,7 @@ imports, after loading the model and the store, and the peak after one batch). T
 """
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -177,11 +178,40 @@ def write_compare(weights: str, index: str, users: Path, n_users: int, out: Path
             t0 = time.perf_counter()
             r = mray.recall(mray.read_histories(str(users)), weights, index=index, topn=topn, batch_size=batch,
                             workers=2, cpus_per_worker=1, dense_ids=True)
+            recall_op = ""
             if variant == "materialize":
                 r = r.materialize()
+                m = time.perf_counter() - t0
+                recall_op = f" (materialised in {m:.1f} s; {recall_operator_stats(r.stats())})"
             r.write_parquet(str(out), ray_remote_args={"num_cpus": 0}, concurrency=1 if variant == "write1" else 2)
             s = time.perf_counter() - t0
-            print(f"  write_compare round {rnd} {variant:11s} {s:7.1f} s {n_users / s:8.0f} users/s", flush=True)
+            print(f"  write_compare round {rnd} {variant:11s} {s:7.1f} s {n_users / s:8.0f} users/s{recall_op}",
+                  flush=True)
+
+
+def recall_operator_stats(stats: str) -> str:
+    """From Ray Data's statistics of a materialised job (ray/data/_internal/stats.py's text), the
+    recall operator's (MapBatches(_Recaller)): its tasks, its wall time, and how many workers its
+    tasks kept busy on average (the sum of its tasks' wall times over the operator's)."""
+    def seconds(value: str, unit: str) -> float:
+        return float(value) * {"s": 1.0, "ms": 1e-3, "us": 1e-6}[unit]
+
+    blocks = [b for b in re.split(r"\n(?=Operator \d+ )", stats)
+              if b.startswith("Operator ") and "MapBatches" in b.splitlines()[0]]
+    # mindrec.ray's actor class is _Recaller (reading the files is a MapBatches of its own)
+    blocks = [b for b in blocks if "_Recaller" in b.splitlines()[0]] or blocks[-1:]
+    for block in blocks:
+        head = block.splitlines()[0]
+        name = head.split(":")[0]
+        tasks = re.search(r"(\d+) tasks executed", head)
+        wall = re.search(r"blocks produced in ([0-9.]+)s", head)
+        total = re.search(r"\* Remote wall time: .*? ([0-9.]+)(us|ms|s) total", block)
+        parts = [name] + ([f"{tasks.group(1)} tasks"] if tasks else [])
+        if wall and total and float(wall.group(1)) > 0:
+            op, busy = float(wall.group(1)), seconds(total.group(1), total.group(2))
+            parts.append(f"{busy:.1f} s of task wall time in {op:.1f} s: {busy / op:.2f} workers busy")
+        return ", ".join(parts)
+    return "no MapBatches operator in the statistics"
 
 
 def status_kib(field: str) -> int:
@@ -261,7 +291,8 @@ def main() -> None:
                     help="only the memory one actor holds, per store (no timed runs; a busy machine does not change it)")
     ap.add_argument("--write-compare", action="store_true",
                     help="only the 2-worker job written three ways (two write tasks, one, materialised first), "
-                         "two rounds alternated")
+                         "two rounds alternated; the materialised one prints Ray Data's statistics of the "
+                         "recall operator (its tasks' wall time over its own: how many workers it kept busy)")
     args = ap.parse_args()
     if args.quick:
         args.items, args.users, args.files = 20_000, 4_000, 4
