@@ -3,11 +3,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <istream>
 #include <ostream>
+#include <thread>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "detail/fault.hpp"
 
@@ -59,11 +65,74 @@ FileSource::FileSource(std::istream& in, uint64_t size, uint32_t version, std::s
 void FileSource::read(void* dst, size_t n) {
   detail::fault_point("store.load.read");
   if (n > remaining_) throw FormatError(what_ + ": truncated");
-  if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
+  if (n >= kParallelBytes && fd_ >= 0) read_split(static_cast<char*>(dst), n);
+  else if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
     throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
   remaining_ -= n;
   if (version_ >= 3) hash_.update(dst, n);
   else if (version_ == 2) fnv_ = fnv1a64(dst, n, fnv_);
+}
+
+FileSource::~FileSource() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::pair<uint64_t, uint64_t> stat_identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {0, 0};
+  return {uint64_t(st.st_dev), uint64_t(st.st_ino)};
+}
+
+void FileSource::read_in_parallel_from(const std::string& path, int threads,
+                                       const std::pair<uint64_t, uint64_t>& same_as) {
+  if (threads <= 1 || same_as == std::pair<uint64_t, uint64_t>{0, 0}) return;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // the stream reads alone
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || std::pair<uint64_t, uint64_t>{uint64_t(st.st_dev), uint64_t(st.st_ino)} != same_as) {
+    ::close(fd);  // the path names another file than the one being read: not mixed in
+    return;
+  }
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+  threads_ = threads;
+}
+
+void FileSource::read_split(char* dst, size_t n) {
+  const std::istream::pos_type at = in_.tellg();
+  if (at < 0) throw FormatError(what_ + ": cannot tell the read position");
+  const size_t parts = std::min<size_t>(size_t(threads_), n / (kParallelBytes / 2));
+  const size_t share = (n / parts + 4095) / 4096 * 4096;  // whole pages each
+  std::vector<std::exception_ptr> failed(parts);
+  auto read_part = [&](size_t t) {
+    try {
+      const size_t from = std::min(n, t * share), to = std::min(n, from + share);
+      for (size_t done = from; done < to;) {
+        const ssize_t got = ::pread(fd_, dst + done, std::min<size_t>(to - done, size_t(1) << 30),
+                                    off_t(uint64_t(at) + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) throw IoError(what_ + ": read failed: " + std::strerror(errno));
+        if (got == 0) throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
+        done += size_t(got);
+      }
+    } catch (...) {
+      failed[t] = std::current_exception();
+    }
+  };
+  {
+    std::vector<std::thread> team;
+    try {
+      for (size_t t = 1; t < parts; ++t) team.emplace_back(read_part, t);
+    } catch (...) {
+      for (auto& th : team) th.join();
+      throw;
+    }
+    read_part(0);
+    for (auto& th : team) th.join();
+  }
+  for (const auto& e : failed)
+    if (e) std::rethrow_exception(e);
+  if (!in_.seekg(at + std::streamoff(n))) throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
 }
 
 void verify_payload(std::istream& in, uint64_t size, uint32_t version, uint64_t expected, const std::string& what) {

@@ -17,6 +17,7 @@
 #include "detail/file_util.hpp"
 #include "detail/rw_lock.hpp"
 #include "detail/simd.hpp"
+#include "mindrec/config.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
 #include "mindrec/topk.hpp"
@@ -714,6 +715,7 @@ void VectorStore::save(const std::string& path) const {
 }
 
 void VectorStore::load(const std::string& path) {
+  const auto identity = store::stat_identity(path);  // the file `in` opens, for the parallel reads
   std::ifstream in = store::open_store_file(path);
   const store::StoreHeader h = store::read_store_header(in, path);
   if (store::contents_of(h.backend) != store::contents_of(backend_) || h.dim != dim_ || h.metric != metric_)
@@ -745,6 +747,7 @@ void VectorStore::load(const std::string& path) {
     src.finish(0);  // every byte read (no checksum: verified above)
   } else {
     store::FileSource src(in, h.payload_size, h.version, what);
+    src.read_in_parallel_from(path, resolve_threads(0), identity);  // a large array is read on all cores
     commit = read_payload_impl(src, h.count);
     src.finish(h.checksum);
   }

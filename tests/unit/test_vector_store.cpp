@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -190,6 +191,93 @@ TEST_CASE("vector store files: corrupt - truncated and mismatched files are refu
   CHECK(other->size() == 2);  // unchanged by the failed loads
   other->load(tmp.file("a.bin"));
   CHECK(other->size() == 50);
+}
+
+TEST_CASE("a payload read split among threads gives the bytes and the checksum of one read - damage in any share is caught") {
+  // FileSource reads of kParallelBytes and more, split among threads with their own handles
+  // on the file, against one plain read of the same bytes (and WordHash over them).
+  test::TempDir tmp;
+  const size_t n = store::FileSource::kParallelBytes + 12345, head = 100;  // not a multiple of a page
+  std::string bytes(head + n, '\0');
+  std::mt19937_64 rng(7);
+  for (auto& c : bytes) c = char(rng() & 0xff);
+  const std::string path = tmp.file("payload.bin");
+  std::ofstream(path, std::ios::binary) << bytes;
+  detail::WordHash h;
+  h.update(bytes.data() + head, n);
+  const uint64_t expected = h.digest();
+  for (const int threads : {1, 2, 3, 5}) {
+    CAPTURE(threads);
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(std::streamoff(head));
+    store::FileSource src(in, n, 5, "payload.bin");
+    src.read_in_parallel_from(path, threads, store::stat_identity(path));
+    std::string got(n, '\0');
+    src.read(got.data(), n);
+    CHECK(got == bytes.substr(head));
+    CHECK(src.remaining() == 0);
+    CHECK(in.tellg() == std::streamoff(head + n));  // the stream moved past what was read
+    CHECK_NOTHROW(src.finish(expected));
+  }
+  {  // The path replaced by another file after the stream opened it (a deploy's rename): every
+     // byte still comes from the file the stream reads, none from the new one.
+    const auto before = store::stat_identity(path);
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(std::streamoff(head));
+    std::ofstream(tmp.file("new.bin"), std::ios::binary) << std::string(head + n, 'x');
+    std::filesystem::rename(tmp.file("new.bin"), path);
+    store::FileSource src(in, n, 5, "payload.bin");
+    src.read_in_parallel_from(path, 2, before);
+    std::string got(n, '\0');
+    src.read(got.data(), n);
+    CHECK(got == bytes.substr(head));
+    CHECK_NOTHROW(src.finish(expected));
+    std::ofstream(path, std::ios::binary) << bytes;  // (not needed below; the file as it was)
+  }
+  // One byte changed near the end (the last thread's share): the checksum differs.
+  std::string damaged = bytes;
+  damaged[head + n - 3] ^= 0x10;
+  std::ofstream(tmp.file("damaged.bin"), std::ios::binary) << damaged;
+  std::ifstream in(tmp.file("damaged.bin"), std::ios::binary);
+  in.seekg(std::streamoff(head));
+  store::FileSource src(in, n, 5, "damaged.bin");
+  src.read_in_parallel_from(tmp.file("damaged.bin"), 2, store::stat_identity(tmp.file("damaged.bin")));
+  std::string got(n, '\0');
+  src.read(got.data(), n);
+  CHECK(test::error_of([&] { src.finish(expected); }).find("checksum mismatch") != std::string::npos);
+}
+
+TEST_CASE("a flat store above the parallel-read size loads bit for bit - a NaN row is named") {
+  test::TempDir tmp;
+  const int d = 64;
+  const int64_t count = int64_t(store::FileSource::kParallelBytes / (d * sizeof(float))) + 777;
+  auto s = make_vector_store("flat", d);
+  const auto x = random_vectors(count, d, 11);
+  std::vector<int64_t> ids(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) ids[size_t(i)] = 3 * i + 1;
+  s->add(count, x.data(), ids.data());
+  s->save(tmp.file("big.idx"));
+  auto back = load_vector_store(tmp.file("big.idx"));
+  REQUIRE(back->size() == count);
+  back->save(tmp.file("again.idx"));  // what was loaded, written again: the same bytes
+  CHECK(read_file(tmp.file("again.idx")) == read_file(tmp.file("big.idx")));
+  // and the rows are the ones added (each row's bytes in the file, in order of the ids)
+  const std::string saved = read_file(tmp.file("big.idx"));
+  const std::string rows(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float));
+  CHECK(saved.find(rows) != std::string::npos);
+  // A NaN put into row count - 5 of the saved bytes (add() refuses NaN): the load's own row
+  // check, which runs before the checksum is compared, names the row (in the second thread's
+  // share of the payload).
+  const std::string file = read_file(tmp.file("big.idx"));
+  const std::string row(reinterpret_cast<const char*>(&x[size_t(count - 5) * d]), d * sizeof(float));
+  const size_t at = file.find(row);
+  REQUIRE(at != std::string::npos);
+  std::string patched = file;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(&patched[at + 17 * sizeof(float)], &nan, sizeof nan);
+  std::ofstream(tmp.file("nan.idx"), std::ios::binary) << patched;
+  const std::string err = test::error_of([&] { load_vector_store(tmp.file("nan.idx")); });
+  CHECK(err.find("vector " + std::to_string(count - 5) + " holds NaN or Inf") != std::string::npos);
 }
 
 TEST_CASE("store files of versions 2 to 4 (no attributes - 2 and 3 without source fingerprint) still load - version 5 keeps the fingerprint") {
