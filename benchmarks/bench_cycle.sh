@@ -51,15 +51,8 @@ done
 if [ "$nlist" = 0 ]; then
   nlist=$(awk -v n="$items" 'BEGIN { l = 4 * sqrt(n); p = 1; while (p * 2 <= l * 1.41) p *= 2; print p }')
 fi
-for b in "$build/benchmarks/bench_scale" "$build/benchmarks/bench_reload" "$build/tools/mindrec" "$build/tools/mindrec-serve"; do
-  [ -x "$b" ] || { echo "$b not built (scripts/setup.sh, or cmake --build $build)" >&2; exit 1; }
-done
-if [ -n "$dir" ]; then
-  mkdir -p "$dir"
-else
-  dir=$(mktemp -d "${TMPDIR:-/var/tmp}/mindrec-cycle.XXXXXX")
-  trap 'rm -rf "$dir"' EXIT
-fi
+require_built "$build/benchmarks/bench_scale" "$build/benchmarks/bench_reload" "$build/tools/mindrec" "$build/tools/mindrec-serve"
+work_dir cycle
 gen=$build/benchmarks/bench_scale
 mindrec=$build/tools/mindrec
 table=$((items * 64 * 4))

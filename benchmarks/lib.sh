@@ -69,3 +69,22 @@ serve_url() {
 
 # ratio A B: A / B with two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# require_built PROGRAM...: exits naming the first program not built (with $build's cmake line).
+require_built() {
+  local b
+  for b in "$@"; do
+    [ -x "$b" ] || { echo "$b not built (scripts/setup.sh, or cmake --build ${build:-build})" >&2; exit 1; }
+  done
+}
+
+# work_dir NAME: makes $dir when the caller gave one (kept), else sets it to a new temporary
+# directory removed when the script exits.
+work_dir() {
+  if [ -n "$dir" ]; then
+    mkdir -p "$dir"
+  else
+    dir=$(mktemp -d "${TMPDIR:-/var/tmp}/mindrec-$1.XXXXXX")
+    trap 'rm -rf "$dir"' EXIT
+  fi
+}

@@ -14,6 +14,7 @@
 #     [--batches 100000] [--rounds 1] [--huge-pages-ab] [--dir D] [--build DIR]
 # CI-sized: --items 200000 --clicks 400000 --batches 200
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 items=20000000 clicks=100000000 users=0 batches=100000 rounds=1 ab=0 dir="" build=build
 while [ $# -gt 0 ]; do
@@ -30,15 +31,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$users" = 0 ] && users=$((clicks / 20))
-for b in "$build/benchmarks/bench_scale" "$build/tools/mindrec"; do
-  [ -x "$b" ] || { echo "$b not built (scripts/setup.sh, or cmake --build $build)" >&2; exit 1; }
-done
-if [ -n "$dir" ]; then
-  mkdir -p "$dir"
-else
-  dir=$(mktemp -d "${TMPDIR:-/var/tmp}/mindrec-train-scale.XXXXXX")
-  trap 'rm -rf "$dir"' EXIT
-fi
+require_built "$build/benchmarks/bench_scale" "$build/tools/mindrec"
+work_dir train-scale
 books=367983
 echo "== train_scale: $items items against the Books shape ($books), logs of $clicks clicks of $users users," \
   "$batches batches of 128; $(nproc) cores; $(date -u +%F); $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
