@@ -56,6 +56,7 @@ for round in $(seq 1 "$rounds"); do
         --config "$dir/train-$n.yaml" --no-eval > "$log" 2>&1 || { cat "$log" >&2; exit 1; }
       rm -rf "$dir/out-$n"
       r=$(sed -n 's/^epoch 1: loss [0-9.e+-]*, \([0-9.]*\) samples\/s.*/\1/p' "$log")
+      [ -n "$r" ] || { cat "$log" >&2; echo "train_scale.sh: no 'epoch 1: ... samples/s' line in $log" >&2; exit 1; }
       echo "  round $round huge_pages=$hp $n items: $r clicks/s ($(tail -1 "$log"))"
       rate[$hp,$n]="${rate[$hp,$n]:-} $r"
     done

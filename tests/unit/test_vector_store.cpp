@@ -194,8 +194,8 @@ TEST_CASE("vector store files: corrupt - truncated and mismatched files are refu
 }
 
 TEST_CASE("a payload read split among threads gives the bytes and the checksum of one read - damage in any share is caught") {
-  // FileSource reads of kParallelBytes and more, split among threads with their own handles
-  // on the file, against one plain read of the same bytes (and WordHash over them).
+  // FileSource reads of kParallelBytes and more, split among threads (pread on one descriptor),
+  // against the bytes written and WordHash over them.
   test::TempDir tmp;
   const size_t n = store::FileSource::kParallelBytes + 12345, head = 100;  // not a multiple of a page
   std::string bytes(head + n, '\0');
@@ -232,7 +232,6 @@ TEST_CASE("a payload read split among threads gives the bytes and the checksum o
     src.read(got.data(), n);
     CHECK(got == bytes.substr(head));
     CHECK_NOTHROW(src.finish(expected));
-    std::ofstream(path, std::ios::binary) << bytes;  // (not needed below; the file as it was)
   }
   // One byte changed near the end (the last thread's share): the checksum differs.
   std::string damaged = bytes;
@@ -268,11 +267,10 @@ TEST_CASE("a flat store above the parallel-read size loads bit for bit - a NaN r
   // A NaN put into row count - 5 of the saved bytes (add() refuses NaN): the load's own row
   // check, which runs before the checksum is compared, names the row (in the second thread's
   // share of the payload).
-  const std::string file = read_file(tmp.file("big.idx"));
   const std::string row(reinterpret_cast<const char*>(&x[size_t(count - 5) * d]), d * sizeof(float));
-  const size_t at = file.find(row);
+  const size_t at = saved.find(row);
   REQUIRE(at != std::string::npos);
-  std::string patched = file;
+  std::string patched = saved;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::memcpy(&patched[at + 17 * sizeof(float)], &nan, sizeof nan);
   std::ofstream(tmp.file("nan.idx"), std::ios::binary) << patched;
