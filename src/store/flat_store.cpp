@@ -71,6 +71,30 @@ void FlatStore::add_impl(int64_t n, const float* x, const int64_t* ids) {
   });
 }
 
+void FlatStore::add_owned_impl(int64_t n, AlignedVector<float>& x, const int64_t* ids) {
+  if (map_.rows() > 0) return add_impl(n, x.data(), ids);
+  // An empty store: the buffer becomes the table (no copy); the id map and the norms are made
+  // aside, and swapped in with it.
+  IdMap map;
+  map.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    detail::fault_point("flat.add.map");
+    map.append(ids[i]);
+  }
+  std::vector<float> half;
+  if (metric() == Metric::l2) {
+    half.resize(size_t(n));
+    const int d = dim();
+    for (int64_t i = 0; i < n; ++i) half[size_t(i)] = float(-0.5 * detail::squared_norm(x.data() + i * d, d));
+  }
+  exclusive([&] {
+    data_.swap(x);  // (x takes the empty table's storage: the caller frees it)
+    map_ = std::move(map);
+    half_norm_.swap(half);
+    rows_changed();
+  });
+}
+
 void FlatStore::upsert_impl(int64_t n, const float* x, const int64_t* ids,
                             const std::vector<int64_t>& stored) {
   if (stored.empty()) return add_impl(n, x, ids);  // all new: no index list, no copy

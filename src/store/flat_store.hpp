@@ -19,6 +19,7 @@ class FlatStore : public VectorStore {
  protected:
   FlatStore(std::string backend, int dim, Metric metric) : VectorStore(std::move(backend), dim, metric) {}
   void add_impl(int64_t n, const float* x, const int64_t* ids) override;
+  void add_owned_impl(int64_t n, AlignedVector<float>& x, const int64_t* ids) override;
   int64_t remove_impl(int64_t n, const int64_t* ids) override;
   /// New ids appended, stored ones overwritten in place, in one exclusive section.
   void upsert_impl(int64_t n, const float* x, const int64_t* ids,

@@ -1,8 +1,11 @@
 // Private: the hnsw: store's payload in the store file (store_io.hpp), in mindrec's own
 // layout, streamed from and into the graph's own memory:
-//   u64 M, ef_construction, ef, elements (deleted included); i64 max level, entry point;
-//   the level-0 block (links, vector, label per element); per element a u32 byte count and
-//   its upper-level links.
+//   u64 M, ef_construction, ef, elements, layout (1); i64 max level, entry point;
+//   the level-0 block (per element its links and label, as the graph holds them); the
+//   vectors (the graph's table); per element a u32 byte count and its upper-level links.
+// Files before store format 6 have no layout value (a head of 4) and the vectors inside the
+// level-0 block (links, vector, label per element: hnswlib's element with its data), read
+// through a chunk buffer and split.
 // The reader checks every size against the bytes there are before allocating, and every
 // link, level, id and vector before the graph is used: a damaged or crafted file is refused
 // (FormatError), never followed.
@@ -13,12 +16,23 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "detail/parallel.hpp"
 #include "store/hnsw_graph.hpp"
 #include "mindrec/error.hpp"
 #include "store/store_io.hpp"
 
 namespace mindrec::store::hnsw {
+
+/// The fifth value of the head: the level-0 records (links, label) and the vectors apart.
+inline constexpr uint64_t kVectorsApart = 1;
+
+/// Bytes an element takes in the level-0 block and the vectors together: links (2M + 1 u32),
+/// the vector, the label.
+inline size_t level0_record(size_t M, size_t dim) {
+  return (2 * M + 1) * sizeof(tableint) + dim * sizeof(float) + sizeof(hnswlib::labeltype);
+}
 
 struct GraphFile {
   std::unique_ptr<Graph> graph;  ///< null for an empty store
@@ -29,18 +43,19 @@ struct GraphFile {
 /// Writes `graph` (null: an empty store of these parameters) and the search's ef.
 inline void write_graph(StoreWriter& out, const Graph* graph, const Params& p, size_t ef) {
   if (!graph) {  // empty: no graph was ever made
-    const uint64_t head[4] = {p.M, p.ef_construction, ef, 0};
+    const uint64_t head[5] = {p.M, p.ef_construction, ef, 0, kVectorsApart};
     const int64_t where[2] = {-1, -1};
-    put(out, head, 4);
+    put(out, head, 5);
     put(out, where, 2);
     return;
   }
   const Graph& g = *graph;
-  const uint64_t head[4] = {g.M_, g.ef_construction_, ef, g.cur_element_count};
+  const uint64_t head[5] = {g.M_, g.ef_construction_, ef, g.cur_element_count, kVectorsApart};
   const int64_t where[2] = {g.maxlevel_, g.enterpoint_node_ == tableint(-1) ? -1 : int64_t(g.enterpoint_node_)};
-  put(out, head, 4);
+  put(out, head, 5);
   put(out, where, 2);
   out.write(g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
+  out.write(g.vector(0), g.cur_element_count * g.dim() * sizeof(float));
   for (size_t i = 0; i < g.cur_element_count; ++i) {
     const uint32_t bytes = g.element_levels_[i] > 0 ? uint32_t(g.size_links_per_element_ * size_t(g.element_levels_[i])) : 0;
     out.write(&bytes, 4);
@@ -53,11 +68,19 @@ inline void write_graph(StoreWriter& out, const Graph* graph, const Params& p, s
 inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Space& space, int dim,
                             const std::string& backend) {
   const std::string& what = in.what();
-  uint64_t head[4];
+  // The head: 4 values (files before store format 6: the vectors inside the level-0
+  // records), or 5, the fifth the layout.
+  uint64_t head[5] = {0, 0, 0, 0, 0};
   int64_t where[2];
-  in.get(head, 4);
+  uint64_t head_len = 0;
+  in.read(&head_len, 8);
+  if (head_len != 4 && head_len != 5)
+    throw FormatError(what + ": holds " + std::to_string(head_len) + " values where 4 or 5 were expected");
+  in.read(head, head_len * 8);
   in.get(where, 2);
   const uint64_t M = head[0], efc = head[1], ef = head[2], total = head[3];
+  const bool apart = head_len == 5;
+  if (apart && head[4] != kVectorsApart) throw FormatError(what + ": unknown level-0 layout " + std::to_string(head[4]));
   if (M != p.M || efc != p.ef_construction)
     throw FormatError(what + ": a graph of M=" + std::to_string(M) + ", ef_construction=" + std::to_string(efc) +
                       ", this store is " + backend);
@@ -66,15 +89,35 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
     if (where[0] != -1 || where[1] != -1 || count != 0) throw FormatError(what + ": bad entry point");
     return {nullptr, size_t(ef)};
   }
-  // hnswlib's level-0 record: links (2M + 1 u32), the vector, the label; checked against
-  // the bytes there are before anything is allocated.
-  const uint64_t per = (2 * p.M + 1) * sizeof(tableint) + uint64_t(dim) * sizeof(float) + sizeof(hnswlib::labeltype);
+  // An element's bytes in the level-0 block and the vectors: links (2M + 1 u32), the vector,
+  // the label; checked against the bytes there are before anything is allocated.
+  const uint64_t per = level0_record(p.M, size_t(dim));
   if (total > in.remaining() / per) throw FormatError(what + ": truncated level-0 block");
-  auto g = std::make_unique<Graph>(&space, total, p.M, p.ef_construction, 100);
-  if (g->size_data_per_element_ != per || total * g->size_data_per_element_ > in.remaining())
-    throw FormatError(what + ": truncated level-0 block");
+  auto g = std::make_unique<Graph>(&space, size_t(dim), total, p.M, p.ef_construction, 100);
+  const size_t links = g->size_links_level0_, vec = size_t(dim) * sizeof(float);
+  if (g->size_data_per_element_ + vec != per || g->label_offset_ != links) throw FormatError(what + ": bad level-0 record");
   g->advise_huge_pages();
-  in.read(g->data_level0_memory_, total * g->size_data_per_element_);
+  g->table.grow(total, 0);
+  if (apart) {  // each array straight into place (a large one read on all cores)
+    in.read(g->data_level0_memory_, total * g->size_data_per_element_);
+    in.read(g->table.row(0), total * vec);
+  } else {
+    // hnswlib's element with its vector inside: read in chunks of at least
+    // FileSource::kParallelBytes, each split into the graph's elements and its table.
+    const size_t chunk = std::max<size_t>(1, (FileSource::kParallelBytes + (size_t(1) << 20)) / per);
+    std::vector<char> buf(std::min<size_t>(chunk, total) * per);
+    for (size_t at = 0; at < total; at += chunk) {
+      const size_t m = std::min<size_t>(chunk, total - at);
+      in.read(buf.data(), m * per);
+      detail::parallel_for(int64_t(m), m >= 4096 ? 0 : 1, 1024, [&](int64_t i) {
+        const char* r = buf.data() + size_t(i) * per;
+        char* e = g->data_level0_memory_ + (at + size_t(i)) * g->size_data_per_element_;
+        std::memcpy(e, r, links);
+        std::memcpy(g->table.row(at + size_t(i)), r + links, vec);
+        std::memcpy(e + links, r + links + vec, sizeof(hnswlib::labeltype));
+      });
+    }
+  }
   // Every element's label distinct and >= 0; every link inside the graph; list lengths
   // within M (the search follows them without checks).
   auto links_ok = [&](const hnswlib::linklistsizeint* ll, size_t cap) {
@@ -89,8 +132,11 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
     const auto label = g->getExternalLabel(tableint(i));
     if (int64_t(label) < 0) throw FormatError(what + ": element " + std::to_string(i) + " has a negative id");
     // Deleted elements may share an id with the live one that replaced them.
-    if (!g->isMarkedDeleted(tableint(i)) && !g->label_lookup_.emplace(label, tableint(i)).second)
-      throw FormatError(what + ": element " + std::to_string(i) + " repeats a stored id");
+    if (!g->isMarkedDeleted(tableint(i))) {
+      if (g->labels.find(label) != LabelMap::kNone)
+        throw FormatError(what + ": element " + std::to_string(i) + " repeats a stored id");
+      g->labels.set(label, tableint(i));
+    }
     const float* v = g->vector(tableint(i));
     for (int j = 0; j < dim; ++j)
       if (!std::isfinite(v[j])) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "detail/fault.hpp"
+#include "mindrec/aligned.hpp"
 #include "mindrec/detail/huge_pages.hpp"
 #include "detail/parallel.hpp"
 #include "detail/simd.hpp"
@@ -54,36 +55,203 @@ namespace mindrec::store::hnsw {
 using hnswlib::linklistsizeint;
 using hnswlib::tableint;
 
-/// hnswlib's graph plus an 8-bit copy of every element's vector, which the search walks on:
-/// element i's code is x ~ lo + step * c (c in 0..255, lo and step its own min and
-/// (max - min) / 255), 72 bytes (two cache lines) at dim 64 where the float vector inside
-/// hnswlib's element spans five. Derived data: made by encode() after every insertion and on
-/// load, never stored in the file. The level-0 block (links and vectors, 516 bytes per element
-/// at M=32, dim 64: 190 MB for the Books catalogue) and the codes (26 MB) are on huge pages.
-struct Graph : hnswlib::HierarchicalNSW<float> {
-  // hnswlib's constructor, without its array of a std::mutex per element (40 bytes an element,
-  // 0.8 GB at 20M): the insertion (insert()) locks an element's lists with a byte of its own
-  // level-0 list header instead (ListLock), and no hnswlib function that takes those locks
-  // (searchBaseLayer, addPoint, updatePoint) is called.
-  Graph(hnswlib::SpaceInterface<float>* space, size_t max_elements, size_t M, size_t ef_construction, size_t seed)
-      : hnswlib::HierarchicalNSW<float>(space, max_elements, M, ef_construction, seed) {
-    std::vector<std::mutex>().swap(link_list_locks_);
+/// The graph's float vectors, element i's at row(i), outside hnswlib's level-0 block: a block
+/// the table allocated (malloc: grown by realloc, which remaps the pages of a large block
+/// instead of copying them) or a caller's buffer handed over (adopt(): kept as it is, no copy,
+/// until the table must grow). So a store built from a buffer its caller gives up holds the
+/// vectors once (issue 28: the 20M-item build's memory).
+class FloatTable {
+ public:
+  FloatTable() = default;
+  explicit FloatTable(size_t dim) : dim_(dim) {}
+  ~FloatTable() { std::free(block_); }
+  FloatTable(const FloatTable&) = delete;
+  FloatTable& operator=(const FloatTable&) = delete;
+
+  float* row(size_t i) { return data_ + i * dim_; }
+  const float* row(size_t i) const { return data_ + i * dim_; }
+  size_t rows() const { return rows_; }
+  /// Whether grow() remaps (a block of its own) rather than copies (an adopted buffer).
+  bool remaps() const { return block_ != nullptr || data_ == nullptr; }
+
+  /// Room for `rows` rows, the first `keep` kept. Throws std::bad_alloc, the table unchanged.
+  void grow(size_t rows, size_t keep) {
+    if (rows <= rows_) return;
+    const size_t bytes = rows * dim_ * sizeof(float);
+    if (remaps()) {
+      void* p = std::realloc(block_, bytes);
+      if (!p) throw std::bad_alloc();
+      block_ = static_cast<float*>(p);
+      data_ = block_;
+    } else {
+      auto* p = static_cast<float*>(std::malloc(bytes));
+      if (!p) throw std::bad_alloc();
+      detail::advise_huge_pages(p, bytes);
+      std::copy(data_, data_ + keep * dim_, p);
+      block_ = p;
+      data_ = p;
+      AlignedVector<float>().swap(adopted_);
+    }
+    detail::advise_huge_pages(data_, bytes);
+    rows_ = rows;
   }
-  /// hnswlib's resizeIndex, its lock array dropped again.
+  /// Takes `v` (a whole number of rows) as the table; what the table held is dropped.
+  void adopt(AlignedVector<float>&& v) {
+    std::free(block_);
+    block_ = nullptr;
+    adopted_ = std::move(v);
+    data_ = adopted_.empty() ? nullptr : adopted_.data();
+    rows_ = dim_ ? adopted_.size() / dim_ : 0;
+  }
+  /// The adopted buffer back (empty if the table has none).
+  AlignedVector<float> give_back() {
+    AlignedVector<float> v;
+    if (!block_ && data_) {
+      v.swap(adopted_);
+      data_ = nullptr;
+      rows_ = 0;
+    }
+    return v;
+  }
+  void swap(FloatTable& o) noexcept {
+    std::swap(dim_, o.dim_);
+    std::swap(rows_, o.rows_);
+    std::swap(block_, o.block_);
+    std::swap(data_, o.data_);
+    adopted_.swap(o.adopted_);
+  }
+
+ private:
+  size_t dim_ = 0, rows_ = 0;
+  float* block_ = nullptr;  // malloc'd (or null)
+  float* data_ = nullptr;   // block_ or adopted_.data()
+  AlignedVector<float> adopted_;
+};
+
+/// The store's ids (hnswlib's labels) -> elements, in place of hnswlib's label_lookup_ (an
+/// unordered_map: about 44 bytes a label, 0.17 tables at dim 64): labels inside the dense
+/// range are found by index (4 bytes a slot; item ids are usually 1..N), the others (sparse
+/// ids, an upsert's hidden labels) in a hash map. The dense range grows while it stays within
+/// twice the labels held (as IdMap's). Not thread-safe: the graph's insertions set labels
+/// under its count's mutex.
+class LabelMap {
+ public:
+  static constexpr tableint kNone = tableint(-1);
+  /// The element of `label`, or kNone.
+  tableint find(hnswlib::labeltype label) const {
+    if (label < dense_.size()) return dense_[size_t(label)];
+    const auto it = sparse_.find(label);
+    return it == sparse_.end() ? kNone : it->second;
+  }
+  size_t size() const { return count_; }
+  /// Sets the element of `label`; one already held is set in place (nothing allocated).
+  /// Throws std::bad_alloc, the map unchanged.
+  void set(hnswlib::labeltype label, tableint e) {
+    if (label >= dense_.size()) {
+      if (const auto it = sparse_.find(label); it != sparse_.end()) {
+        it->second = e;
+        return;
+      }
+      if (label > 2 * (count_ + 1) + 1024) {
+        sparse_.emplace(label, e);
+        ++count_;
+        return;
+      }
+      grow(size_t(label) + 1);
+    }
+    count_ += dense_[size_t(label)] == kNone;
+    dense_[size_t(label)] = e;
+  }
+  /// Takes `label` out; whether it was there.
+  bool erase(hnswlib::labeltype label) {
+    if (label < dense_.size()) {
+      const bool was = dense_[size_t(label)] != kNone;
+      dense_[size_t(label)] = kNone;
+      count_ -= was;
+      return was;
+    }
+    const bool was = sparse_.erase(label) > 0;
+    count_ -= was;
+    return was;
+  }
+  /// Room for labels below `end` in the dense range, when `n` more labels would keep it within
+  /// the rule (a batch of ids 1..N, set on all cores without growing it one step at a time).
+  void reserve(hnswlib::labeltype end, size_t n) {
+    if (end > dense_.size() && end <= 2 * (count_ + n) + 1024) grow(size_t(end));
+  }
+  /// f(label, element) for every label held.
+  template <class F>
+  void for_each(F&& f) const {
+    for (size_t l = 0; l < dense_.size(); ++l)
+      if (dense_[l] != kNone) f(hnswlib::labeltype(l), dense_[l]);
+    for (const auto& [label, e] : sparse_) f(label, e);
+  }
+
+ private:
+  void grow(size_t end) {
+    std::vector<tableint> d(std::max(end, dense_.size() + dense_.size() / 2), kNone);
+    std::copy(dense_.begin(), dense_.end(), d.begin());
+    dense_.swap(d);
+    for (auto it = sparse_.begin(); it != sparse_.end();) {  // what now fits moves in
+      if (it->first < dense_.size()) {
+        dense_[size_t(it->first)] = it->second;
+        it = sparse_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  std::vector<tableint> dense_;
+  std::unordered_map<hnswlib::labeltype, tableint> sparse_;
+  size_t count_ = 0;
+};
+
+/// hnswlib's graph with the float vectors kept apart (FloatTable: hnswlib's level-0 element
+/// is links and label only, 268 bytes at M=32), plus an 8-bit copy of every element's vector,
+/// which the search walks on: element i's code is x ~ lo + step * c (c in 0..255, lo and step
+/// its own min and (max - min) / 255), 72 bytes (two cache lines) at dim 64 where the float
+/// vector spans four. Derived data: made by encode() after every insertion and on load, never
+/// stored in the file. The level-0 block, the table and the codes are on huge pages.
+///
+/// hnswlib's own search (searchKnn: walk=0, a benchmark baseline) finds an element's data at
+/// getDataByInternalId, which with no data in the element is where its label begins: the
+/// distance function hnswlib calls (element_distance) turns that address back into the
+/// element's number and reads its row of the table. hnswlib's construction (addPoint),
+/// getDataByLabel and markDelete (which use its data or its label map) are never called.
+struct Graph : hnswlib::HierarchicalNSW<float> {
+  // hnswlib's constructor (with `space` a Space: its data size is 0), without its array of a
+  // std::mutex per element (40 bytes an element, 0.8 GB at 20M) and updatePoint's: the insertion (insert())
+  // locks an element's lists with a byte of its own level-0 list header instead (ListLock),
+  // and no hnswlib function that takes those locks (searchBaseLayer, addPoint, updatePoint)
+  // is called.
+  Graph(hnswlib::SpaceInterface<float>* space, size_t dim, size_t max_elements, size_t M, size_t ef_construction,
+        size_t seed)
+      : hnswlib::HierarchicalNSW<float>(space, max_elements, M, ef_construction, seed), table(dim), dim_(dim) {
+    std::vector<std::mutex>().swap(link_list_locks_);
+    std::vector<std::mutex>().swap(link_list_update_locks_);  // updatePoint's 65,536 (2.6 MB a graph): never called
+    vector_distance_ = fstdistfunc_;
+    vector_param_ = dist_func_param_;
+    fstdistfunc_ = element_distance;
+    dist_func_param_ = this;
+  }
+  /// hnswlib's resizeIndex, its lock array dropped again, and the table grown.
   void resize(size_t max_elements) {
+    table.grow(max_elements, cur_element_count);
     resizeIndex(max_elements);
     std::vector<std::mutex>().swap(link_list_locks_);
   }
+  FloatTable table;                // element i's vector: table.row(i)
+  LabelMap labels;                 // id -> element (hnswlib's label_lookup_ stays empty)
   static constexpr size_t kCodeHead = 2 * sizeof(float);  // lo, step
   size_t code_stride = 0;          // bytes per code: lo, step, dim bytes, rounded up to 8
   std::vector<uint8_t, detail::HugePageAllocator<uint8_t>> codes;  // element i's code at i * code_stride
   std::vector<float> code_norms;   // element i: |x^|^2, the decoded vector's squared norm (L2's walk)
 
-  const float* vector(tableint id) const {
-    return reinterpret_cast<const float*>(data_level0_memory_ + size_t(id) * size_data_per_element_ + offsetData_);
-  }
+  const float* vector(tableint id) const { return table.row(id); }
   const uint8_t* code(tableint id) const { return codes.data() + size_t(id) * code_stride; }
-  size_t dim() const { return data_size_ / sizeof(float); }
+  size_t dim() const { return dim_; }
+  /// The exact distance between two vectors (-a.b for inner product, else squared L2).
+  float distance(const float* a, const float* b) const { return vector_distance_(a, b, vector_param_); }
 
   /// A float query against the codes: on x^ = lo + step * c, q.x^ = lo * sum(q) + step * q.c
   /// and |q - x^|^2 = |q|^2 - 2 q.x^ + |x^|^2 (the decoded vector's norm, code_norms).
@@ -260,16 +428,39 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     tableint cur = 0;
     {
       std::lock_guard<std::mutex> lock(cur_element_count_guard_);
-      if (cur_element_count >= max_elements_) throw std::length_error("hnsw: no room for another element");
+      if (cur_element_count >= max_elements_ || cur_element_count >= table.rows())
+        throw std::length_error("hnsw: no room for another element");
       if (codes.size() < (cur_element_count + 1) * code_stride) throw std::length_error("hnsw: no room for another code");
       cur = tableint(cur_element_count);
-      label_lookup_[label] = cur;
+      labels.set(label, cur);
       ++cur_element_count;
     }
+    std::memcpy(table.row(cur), x, dim_ * sizeof(float));
+    link(cur, label, level, log, ip);
+  }
+
+  /// Inserts element `cur` of a graph no search reads (a build aside): its row of the table
+  /// already holds its vector, its number is below cur_element_count (the caller counted the
+  /// batch in first: element i of a batch is row i), and the codes have room for it. As
+  /// insert() otherwise.
+  void insert_row(tableint cur, hnswlib::labeltype label, int level, bool ip) {
+    {
+      std::lock_guard<std::mutex> lock(cur_element_count_guard_);
+      if (cur >= cur_element_count || codes.size() < (size_t(cur) + 1) * code_stride)
+        throw std::length_error("hnsw: no room for element " + std::to_string(cur));
+      labels.set(label, cur);
+    }
+    link(cur, label, level, nullptr, ip);
+  }
+
+ private:
+  // The rest of an insertion: element `cur` (its number taken, its vector in the table) made
+  // and linked.
+  void link(tableint cur, hnswlib::labeltype label, int level, UndoLog* log, bool ip) {
+    const float* x = table.row(cur);
     element_levels_[cur] = level;
     std::memset(data_level0_memory_ + size_t(cur) * size_data_per_element_ + offsetLevel0_, 0, size_data_per_element_);
     std::memcpy(getExternalLabeLp(cur), &label, sizeof label);
-    std::memcpy(getDataByInternalId(cur), x, data_size_);
     encode_one(cur);
     std::unique_lock<std::mutex> top(global);
     const int max_level = maxlevel_;
@@ -333,8 +524,14 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     }
   }
 
- private:
-  float exact(const float* a, tableint b) const { return fstdistfunc_(a, getDataByInternalId(b), dist_func_param_); }
+  // hnswlib's distance function while it searches (walk=0): `element` is what
+  // getDataByInternalId gave, data_level0_memory_ + id * size_data_per_element_ + offsetData_.
+  static float element_distance(const void* query, const void* element, const void* self) {
+    const auto& g = *static_cast<const Graph*>(self);
+    const size_t at = size_t(static_cast<const char*>(element) - g.data_level0_memory_) - g.offsetData_;
+    return g.distance(static_cast<const float*>(query), g.vector(tableint(at / g.size_data_per_element_)));
+  }
+  float exact(const float* a, tableint b) const { return distance(a, vector(b)); }
 
   // The links of `id` at `level`, copied under the list's lock.
   void copy_links(tableint id, int level, std::vector<tableint>& out) {
@@ -391,9 +588,10 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     }
   }
   void prefetch_vector(tableint id) const {
-    const char* p = getDataByInternalId(id);
-    for (size_t b = 0; b < data_size_; b += 64) __builtin_prefetch(p + b, 0, 3);
-    __builtin_prefetch(p + data_size_ - 1, 0, 3);
+    const char* p = reinterpret_cast<const char*>(vector(id));
+    const size_t bytes = dim_ * sizeof(float);
+    for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 3);
+    __builtin_prefetch(p + bytes - 1, 0, 3);
   }
   void prefetch_code(tableint id) const {
     const char* p = reinterpret_cast<const char*>(code(id));
@@ -412,10 +610,10 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     }
     for (const auto& c : sorted) {
       if (kept.size() >= cap) break;
-      const char* cx = getDataByInternalId(c.second);
+      const float* cx = vector(c.second);
       bool good = true;
       for (const auto& k : kept)
-        if (fstdistfunc_(getDataByInternalId(k.second), cx, dist_func_param_) < c.first) {
+        if (distance(vector(k.second), cx) < c.first) {
           good = false;
           break;
         }
@@ -449,7 +647,7 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
         setListCount(ll, static_cast<unsigned short>(count + 1));
         continue;
       }
-      const float* n_x = reinterpret_cast<const float*>(getDataByInternalId(n));
+      const float* n_x = vector(n);
       s.prune_sorted.clear();
       for (size_t j = 0; j < count; ++j) prefetch_vector(links[j]);
       s.prune_sorted.emplace_back(p.first, cur);  // |cur - n|: the distance `picked` holds
@@ -460,17 +658,22 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
       setListCount(ll, static_cast<unsigned short>(s.prune_kept.size()));
     }
   }
+
+  size_t dim_;
+  hnswlib::DISTFUNC<float> vector_distance_;  // the Space's: on two float vectors
+  void* vector_param_;
 };
 
 /// Bytes of one element's code at this dimension.
 inline size_t code_stride(size_t dim) { return (Graph::kCodeHead + dim + 7) / 8 * 8; }
 
 
-/// The distance functions hnswlib's insertion uses: mindrec's kernels (-q.x, or squared L2).
+/// The distance on two float vectors (Graph::distance): mindrec's kernels (-q.x, or squared L2).
 class Space final : public hnswlib::SpaceInterface<float> {
  public:
   Space(size_t dim, Metric m);  // below
-  size_t get_data_size() override { return dim_ * sizeof(float); }
+  // No data in hnswlib's element: the vectors are the graph's table (Graph).
+  size_t get_data_size() override { return 0; }
   hnswlib::DISTFUNC<float> get_dist_func() override { return f_; }
   void* get_dist_func_param() override { return &dim_; }
 

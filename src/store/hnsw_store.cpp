@@ -67,7 +67,7 @@ class HnswStore final : public VectorStore {
 
  private:
   std::unique_ptr<Graph> fresh(size_t capacity) {
-    auto g = std::make_unique<Graph>(&space_, std::max<size_t>(capacity, 1), p_.M, p_.ef_construction, 100);
+    auto g = std::make_unique<Graph>(&space_, size_t(dim()), std::max<size_t>(capacity, 1), p_.M, p_.ef_construction, 100);
     g->advise_huge_pages();
     g->setEf(ef_);
     return g;
@@ -75,26 +75,38 @@ class HnswStore final : public VectorStore {
 
   bool live(int64_t id) const {
     if (!graph_) return false;
-    const auto it = graph_->label_lookup_.find(hnswlib::labeltype(id));
-    return it != graph_->label_lookup_.end() && !graph_->isMarkedDeleted(it->second);
+    const tableint e = graph_->labels.find(hnswlib::labeltype(id));
+    return e != hnsw::LabelMap::kNone && !graph_->isMarkedDeleted(e);
   }
 
   // ---- a new graph, aside ----
-  // Inserts the batch into g, a graph no search reads yet (on all cores), with its codes;
-  // throws the first failure (the caller drops g).
+  // Inserts the batch into g, a graph no search reads yet (on all cores), with its codes:
+  // element before + i is the batch's row i (copied into the table unless `vectors` is that
+  // row already: an adopted buffer, or rows gathered in place). Throws the first failure (the
+  // caller drops g).
   void insert_aside(Graph& g, int64_t n, const float* vectors, const int64_t* ids) const {
     const size_t before = g.cur_element_count, need = before + size_t(n);
     if (need > g.max_elements_) {
       g.resize(need);
       g.advise_huge_pages();
     }
+    const size_t d = size_t(dim());
+    if (vectors != g.table.row(before)) {  // (rows it has not: the table grows for them)
+      detail::fault_point("hnsw.table.copy");
+      g.table.grow(need, before);
+      float* rows = g.table.row(before);
+      detail::parallel_for(n, n >= 16384 ? 0 : 1, 4096,
+                           [&](int64_t i) { std::copy_n(vectors + size_t(i) * d, d, rows + size_t(i) * d); });
+    }
     g.size_codes(need);
     std::vector<int> levels(static_cast<size_t>(n));
     for (int& l : levels) l = g.draw_level();
     const bool ip = metric() == Metric::inner_product;
+    g.labels.reserve(hnswlib::labeltype(*std::max_element(ids, ids + n)) + 1, size_t(n));
+    g.cur_element_count = need;  // the batch's numbers taken; each element is made by its insert_row
     detail::parallel_for(n, n >= 256 ? 0 : 1, 64, [&](int64_t i) {
       detail::fault_point("hnsw.add.point");
-      g.insert(vectors + size_t(i) * dim(), hnswlib::labeltype(ids[i]), levels[size_t(i)], nullptr, ip);
+      g.insert_row(tableint(before + size_t(i)), hnswlib::labeltype(ids[i]), levels[size_t(i)], ip);
     });
   }
 
@@ -105,20 +117,27 @@ class HnswStore final : public VectorStore {
                                  const int64_t* ids) {
     detail::fault_point("hnsw.rebuild");
     std::vector<int64_t> kept_ids;
-    std::vector<float> kept;
+    std::vector<tableint> kept;
     if (graph_) {
       const Graph& g = *graph_;
       for (size_t i = 0; i < g.cur_element_count; ++i) {
         const auto e = tableint(i);
         const int64_t label = int64_t(g.getExternalLabel(e));
         if (g.isMarkedDeleted(e) || std::binary_search(replaced.begin(), replaced.end(), label)) continue;
-        const float* v = g.vector(e);
         kept_ids.push_back(label);
-        kept.insert(kept.end(), v, v + dim());
+        kept.push_back(e);
       }
     }
     auto made = fresh(kept_ids.size() + size_t(n));
-    if (!kept_ids.empty()) insert_aside(*made, int64_t(kept_ids.size()), kept.data(), kept_ids.data());
+    if (!kept_ids.empty()) {
+      // The kept vectors gathered straight into the new graph's table (no copy in between).
+      made->table.grow(kept.size() + size_t(n), 0);
+      const size_t d = size_t(dim());
+      detail::parallel_for(int64_t(kept.size()), kept.size() >= 16384 ? 0 : 1, 4096, [&](int64_t i) {
+        std::copy_n(graph_->vector(kept[size_t(i)]), d, made->table.row(size_t(i)));
+      });
+      insert_aside(*made, int64_t(kept_ids.size()), made->table.row(0), kept_ids.data());
+    }
     if (n > 0) insert_aside(*made, n, vectors, ids);
     detail::fault_point("hnsw.rebuilt");  // the new graph is complete, searches still read the old one
     return made;
@@ -138,15 +157,24 @@ class HnswStore final : public VectorStore {
   void make_room(size_t n) {
     Graph& g = *graph_;
     const size_t need = g.cur_element_count + n;
-    if (need > g.max_elements_) {
+    if (need > g.max_elements_ || need > g.table.rows()) {
       const size_t cap = std::max(need, g.max_elements_ + g.max_elements_ / 2);
       detail::fault_point("hnsw.grow");
       std::vector<int> levels(cap, 0);
       std::copy(g.element_levels_.begin(), g.element_levels_.begin() + ptrdiff_t(g.cur_element_count), levels.begin());
       auto pool = std::make_unique<hnswlib::VisitedListPool>(1, int(cap));
+      // The table: an adopted buffer is copied into a block of its own aside (searches go on);
+      // a block of its own is remapped under the lock, as the level-0 block is.
+      hnsw::FloatTable table{size_t(dim())};
+      if (!g.table.remaps()) {
+        table.grow(cap, 0);
+        std::copy(g.table.row(0), g.table.row(g.cur_element_count), table.row(0));
+      }
       exclusive([&] {
+        if (table.rows() > 0) g.table.swap(table);  // (the adopted buffer, now in `table`, is freed after the lock)
+        else g.table.grow(cap, g.cur_element_count);
         char* level0 = static_cast<char*>(std::realloc(g.data_level0_memory_, cap * g.size_data_per_element_));
-        if (!level0) throw std::bad_alloc();
+        if (!level0) throw std::bad_alloc();  // the table stays larger: harmless
         g.data_level0_memory_ = level0;
         char** upper = static_cast<char**>(std::realloc(g.linkLists_, sizeof(void*) * cap));
         if (!upper) throw std::bad_alloc();  // the level-0 block stays larger: harmless
@@ -190,8 +218,8 @@ class HnswStore final : public VectorStore {
     // of 40 re-added vectors found after two remove/add rounds). (walk=0's search reads the map.)
     exclusive([&] {
       for (int64_t i = 0; i < n; ++i) {
-        const auto it = g.label_lookup_.find(hnswlib::labeltype(ids[i]));
-        if (it != g.label_lookup_.end() && g.isMarkedDeleted(it->second)) g.label_lookup_.erase(it);
+        const tableint e = g.labels.find(hnswlib::labeltype(ids[i]));
+        if (e != hnsw::LabelMap::kNone && g.isMarkedDeleted(e)) g.labels.erase(hnswlib::labeltype(ids[i]));
       }
     });
     make_room(size_t(n));
@@ -252,7 +280,7 @@ class HnswStore final : public VectorStore {
           g.set_hidden(e, false);
           g.markDeletedInternal(e);
           const auto label = g.getExternalLabel(e);
-          if (label & kHiddenBit) g.label_lookup_.erase(label);
+          if (label & kHiddenBit) g.labels.erase(label);
         }
       });
       std::rethrow_exception(failed);
@@ -262,11 +290,10 @@ class HnswStore final : public VectorStore {
         const auto label = g.getExternalLabel(e);
         if (label & kHiddenBit) {
           const auto id = label ^ kHiddenBit;
-          const auto old = g.label_lookup_.find(id);
-          g.markDeletedInternal(old->second);
-          old->second = e;
+          g.markDeletedInternal(g.labels.find(id));
+          g.labels.set(id, e);  // (a slot the id has: nothing allocates)
           g.setExternalLabel(e, id);
-          g.label_lookup_.erase(label);
+          g.labels.erase(label);
         }
         g.set_hidden(e, false);
       }
@@ -274,6 +301,25 @@ class HnswStore final : public VectorStore {
   }
 
   // ---- writes ----
+  // An empty store's first batch handed over: the buffer becomes the new graph's table (the
+  // vectors held once); given back if the build fails.
+  void add_owned_impl(int64_t n, AlignedVector<float>& vectors, const int64_t* ids) override {
+    if (graph_) {
+      add_impl(n, vectors.data(), ids);
+      return;
+    }
+    auto made = fresh(size_t(n));
+    made->table.adopt(std::move(vectors));
+    try {
+      insert_aside(*made, n, made->table.row(0), ids);
+      detail::fault_point("hnsw.rebuilt");
+    } catch (...) {
+      vectors = made->table.give_back();
+      throw;
+    }
+    swap_in(made);
+  }
+
   void add_impl(int64_t n, const float* vectors, const int64_t* ids) override {
     if (!graph_) {
       auto made = rebuilt({}, n, vectors, ids);
@@ -298,7 +344,7 @@ class HnswStore final : public VectorStore {
     int64_t removed = 0;
     exclusive([&] {
       for (int64_t i = 0; i < n; ++i)
-        if (ids[i] >= 0 && live(ids[i])) graph_->markDelete(hnswlib::labeltype(ids[i])), ++removed;
+        if (ids[i] >= 0 && live(ids[i])) graph_->markDeletedInternal(graph_->labels.find(hnswlib::labeltype(ids[i]))), ++removed;
     });
     return removed;
   }
@@ -325,8 +371,11 @@ class HnswStore final : public VectorStore {
 
   // ---- reads ----
   void reconstruct_impl(int64_t id, float* out) const override {
-    const auto v = graph_->getDataByLabel<float>(hnswlib::labeltype(id));
-    std::copy(v.begin(), v.end(), out);
+    const Graph& g = *graph_;
+    const tableint e = g.labels.find(hnswlib::labeltype(id));
+    if (e == hnsw::LabelMap::kNone || g.isMarkedDeleted(e))
+      throw InvalidArgument("vector store '" + backend() + "': id " + std::to_string(id) + " is not stored");
+    std::copy_n(g.vector(e), dim(), out);
   }
   bool contains_impl(int64_t id) const override { return live(id); }
   // The planner's exact path: one lookup per id, the vector copied from the element (no
@@ -336,10 +385,10 @@ class HnswStore final : public VectorStore {
     const Graph& g = *graph_;
     const size_t d = size_t(dim());
     for (const int64_t id : ids) {
-      const auto it = g.label_lookup_.find(hnswlib::labeltype(id));
-      if (it == g.label_lookup_.end() || g.excluded(it->second)) continue;
+      const tableint e = g.labels.find(hnswlib::labeltype(id));
+      if (e == hnsw::LabelMap::kNone || g.excluded(e)) continue;
       found.push_back(id);
-      const float* v = g.vector(it->second);
+      const float* v = g.vector(e);
       out.insert(out.end(), v, v + d);
     }
   }
@@ -353,8 +402,9 @@ class HnswStore final : public VectorStore {
   double exact_filter_fraction_impl(const SearchContext&) const override { return kOverFetchShare; }
   bool list_ids_impl(std::vector<int64_t>& out) const override {
     if (graph_)
-      for (const auto& [label, internal] : graph_->label_lookup_)
-        if (live(int64_t(label))) out.push_back(int64_t(label));
+      graph_->labels.for_each([&](hnswlib::labeltype label, tableint e) {
+        if (!graph_->excluded(e)) out.push_back(int64_t(label));  // (hidden: a batch not yet in)
+      });
     return true;
   }
   int64_t size_impl() const override {
@@ -420,7 +470,7 @@ class HnswStore final : public VectorStore {
           auto heap = g.searchKnn(q, size_t(k) + g.hidden_count);  // worst on top
           got.clear();
           for (; !heap.empty(); heap.pop())
-            if (!(heap.top().second & kHiddenBit) && !g.is_hidden(g.label_lookup_.at(heap.top().second)))
+            if (!(heap.top().second & kHiddenBit) && !g.is_hidden(g.labels.find(heap.top().second)))
               got.emplace_back(heap.top().first, int64_t(heap.top().second));
           std::sort(got.begin(), got.end());
         }

@@ -17,8 +17,8 @@ namespace mindrec::store::hnsw {
 // then a beam of max(ef, k) on level 0; removed elements route but are not returned) written
 // here so that
 //  - the walk computes its distances on the elements' 8-bit codes (Graph::codes: 72 bytes at
-//    dim 64, the Books catalogue's 26 MB) instead of their float vectors (256 bytes spread
-//    over five cache lines of hnswlib's 516-byte elements, 190 MB); the beam's ef elements
+//    dim 64, the Books catalogue's 26 MB) instead of their float vectors (256 bytes, four
+//    cache lines, in the graph's table: 94 MB); the beam's ef elements
 //    are then scored exactly on their float vectors and the best k kept;
 //  - neighbours' codes are prefetched kAhead ahead (hnswlib: the first line of the next
 //    neighbour's vector), and the links of the next element to expand when it is queued;

@@ -23,7 +23,7 @@ namespace {
 constexpr char kMagic[8] = {'M', 'R', 'V', 'S', 'T', 'O', 'R', 'E'};
 // 2: faiss payload ends with the MIPS bound; 3: detail::WordHash instead of byte-wise FNV-1a;
 // 4: the source weights' item fingerprint; 5: the attribute section after the payload.
-constexpr uint32_t kVersion = 5, kOldestVersion = 2;
+constexpr uint32_t kVersion = 6, kOldestVersion = 2;
 template <class T>
 void write_pod(std::ostream& out, T v) {
   out.write(reinterpret_cast<const char*>(&v), sizeof v);

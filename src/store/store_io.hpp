@@ -4,7 +4,9 @@
 //       i64 count | u64 source fingerprint (version >= 4) | u64 payload length |
 //       u64 checksum of the payload | u64 attributes length | u64 attributes checksum
 //       (version >= 5) | payload | attributes.
-// Everything little-endian. Version 5 (written now) adds the attribute section (the item
+// Everything little-endian. Version 6 (written now) has the layout of version 5; its hnsw:
+// payload keeps the vectors apart from the level-0 block (hnsw_file.hpp; a version 5 reader
+// would misread it, so the version says it). Version 5 (still read) adds the attribute section (the item
 // attributes filters read; AttributeTable::write; length 0 when none); version 4 (still read)
 // records the item fingerprint of the weights the vectors came from (0: unknown); versions 2
 // and 3 (still read) have none. Files older than 5 load with no attributes.

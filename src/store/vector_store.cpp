@@ -191,6 +191,23 @@ void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {
   after_write_impl();
 }
 
+void VectorStore::add(int64_t n, AlignedVector<float>&& vectors, const int64_t* ids) {
+  MINDREC_EXPECTS(n >= 0, "VectorStore::add: n must be >= 0");
+  MINDREC_EXPECTS(vectors.size() == size_t(n) * size_t(dim_),
+                  "VectorStore::add: the buffer handed over holds " + std::to_string(vectors.size()) +
+                      " floats, not n x dim = " + std::to_string(n) + " x " + std::to_string(dim_));
+  if (n == 0) return;
+  MINDREC_EXPECTS(ids, "VectorStore::add: null ids");
+  std::lock_guard<std::mutex> writing(lock_->writers);
+  check_batch("add", n, vectors.data(), ids, true);
+  auto bits = grown_stored_bits(n, ids);
+  add_owned_impl(n, vectors, ids);
+  AlignedVector<float>().swap(vectors);  // kept by the store, or copied: freed either way
+  mark_stored(n, ids, true, &bits);
+  ++lock_->changes;
+  after_write_impl();
+}
+
 int64_t VectorStore::upsert(int64_t n, const float* vectors, const int64_t* ids) {
   MINDREC_EXPECTS(n >= 0, "VectorStore::upsert: n must be >= 0");
   if (n == 0) return 0;

@@ -161,6 +161,19 @@ inline void check_store_contract(const StoreMaker& make, bool exact, const std::
     s->add(n, x.data(), ids.data());
     CHECK(s->size() == n);
     check_against_brute(*s, x, ids, exact, min_recall);
+    {  // The same batch handed over (add of an AlignedVector&&): kept or copied, the buffer is
+       // taken and the store answers as brute force does.
+      auto t = make(d, metric, "handed");
+      AlignedVector<float> buf(x.begin(), x.end());
+      t->add(n, std::move(buf), ids.data());
+      CHECK(buf.empty());
+      CHECK(t->size() == n);
+      check_against_brute(*t, x, ids, exact, min_recall);
+      AlignedVector<float> short_buf(x.begin(), x.begin() + 5);  // not n x dim: refused, nothing taken
+      CHECK_THROWS_AS(t->add(n, std::move(short_buf), ids.data()), InvalidArgument);
+      CHECK(short_buf.size() == 5);
+      CHECK(t->size() == n);
+    }
 
     // Duplicate ids are refused and change nothing.
     const int64_t dup[2] = {5, 1000};

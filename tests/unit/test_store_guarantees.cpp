@@ -13,7 +13,11 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <future>
+#include <iterator>
+#include <map>
 #include <new>
 #include <string>
 #include <thread>
@@ -22,10 +26,13 @@
 #include "common/random_data.hpp"
 #include "common/store_contract.hpp"
 #include "detail/fault.hpp"
+#include "detail/hash.hpp"
 #include "mindrec/device.hpp"
+#include "mindrec/file_io.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/vector_store.hpp"
 #include "mindrec/version.hpp"
+#include "store/store_io.hpp"
 #if MINDREC_HAS_HNSW
 #include "store/visited_set.hpp"
 #endif
@@ -316,6 +323,162 @@ TEST_CASE("hnsw: every element of a graph built on all cores is linked (an exhau
   CHECK(got[size_t(n)] == -1);  // padded beyond the count
 }
 
+TEST_CASE("hnsw: a buffer handed over becomes the graph's table (no second copy) - a failed build gives it back - files of both layouts load") {
+  // Oracles: brute force (ef above the count: the search is exhaustive; scores exact), the
+  // fault site where rows are copied into a table (not reached when the buffer is kept), and
+  // the saved payload parsed here by the layout hnsw_file.hpp documents, and a file in the
+  // layout before version 6 made from it by that description.
+  test::TempDir tmp;
+  const int d = 256;
+  const int64_t n = 3000, more = 1500;
+  const auto x = random_vectors(n + more, d, 21);
+  std::vector<int64_t> ids(size_t(n + more));
+  for (int64_t i = 0; i < n + more; ++i) ids[size_t(i)] = i % 3 == 0 ? (int64_t(1) << 40) + i : i + 1;  // dense and sparse
+  const std::vector<float> first(x.begin(), x.begin() + n * d);
+  const std::vector<int64_t> first_ids(ids.begin(), ids.begin() + n);
+  for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+    const std::string metric_name = to_string(metric);
+    CAPTURE(metric_name);
+    auto s = make_vector_store("hnsw:M=16,ef_construction=100?ef=5000", d, metric);
+    for (const auto& [site, nth] : std::vector<std::pair<const char*, int>>{{"hnsw.add.point", 700}, {"hnsw.rebuilt", 1}}) {
+      CAPTURE(site);
+      Guard g;
+      AlignedVector<float> buf(first.begin(), first.end());
+      detail::arm_fault(site, nth);
+      CHECK_THROWS_AS(s->add(n, std::move(buf), first_ids.data()), std::bad_alloc);
+      CHECK(detail::disarm_fault() >= nth);
+      CHECK(s->size() == 0);
+      CHECK(std::vector<float>(buf.begin(), buf.end()) == first);  // given back as it was
+    }
+    {
+      Guard g;
+      AlignedVector<float> buf(first.begin(), first.end());
+      detail::arm_fault("hnsw.table.copy", 1);  // where rows are copied into the table: never reached
+      s->add(n, std::move(buf), first_ids.data());
+      CHECK(detail::disarm_fault() == 0);
+      CHECK(buf.empty());
+    }
+    test::check_against_brute(*s, first, first_ids, true);
+    {  // a store filled by add() of a pointer copies the rows (the site is reached)
+      Guard g;
+      auto copied = make_vector_store("hnsw:M=16,ef_construction=100?ef=5000", d, metric);
+      detail::arm_fault("hnsw.table.copy", 1);
+      CHECK_THROWS_AS(copied->add(n, first.data(), first_ids.data()), std::bad_alloc);
+      CHECK(copied->size() == 0);
+    }
+    // More than the table holds, inserted in place: the adopted rows are copied into a block of
+    // the graph's own, aside.
+    s->add(more, x.data() + n * d, ids.data() + n);
+    test::check_against_brute(*s, x, ids, true);
+    s->save(tmp.file("h.idx"));
+    auto back = load_vector_store(tmp.file("h.idx"));
+    test::check_against_brute(*back, x, ids, true);
+
+    // The payload by the layout hnsw_file.hpp documents: u64 5; M, ef_construction, ef,
+    // elements, layout 1; u64 2; max level, entry point; the level-0 block (links, label per
+    // element); the vectors; the upper levels.
+    std::ifstream in(tmp.file("h.idx"), std::ios::binary);
+    const auto h = store::read_store_header(in, tmp.file("h.idx"));
+    const size_t header_bytes = size_t(in.tellg());
+    const std::string file = read_file(tmp.file("h.idx"));
+    const std::string payload = file.substr(header_bytes, h.payload_size);
+    uint64_t head[6];
+    std::memcpy(head, payload.data(), sizeof head);
+    CHECK(head[0] == 5);
+    CHECK(head[1] == 16);
+    CHECK(head[4] == uint64_t(n + more));
+    CHECK(head[5] == 1);
+    const size_t total = size_t(n + more), links = (2 * 16 + 1) * 4, rec = links + 8, vec = size_t(d) * 4;
+    const size_t level0_at = 6 * 8 + 3 * 8, vectors_at = level0_at + total * rec, upper_at = vectors_at + total * vec;
+    REQUIRE(upper_at <= payload.size());
+    std::map<int64_t, int64_t> at;
+    for (int64_t i = 0; i < n + more; ++i) at[ids[size_t(i)]] = i;
+    for (size_t e = 0; e < total; ++e) {
+      int64_t label = 0;
+      std::memcpy(&label, payload.data() + level0_at + e * rec + links, 8);
+      REQUIRE(at.count(label) == 1);
+      CHECK(std::memcmp(payload.data() + vectors_at + e * vec, x.data() + at[label] * d, vec) == 0);
+      at.erase(label);
+    }
+    CHECK(at.empty());  // every id once
+
+    // The same graph in the layout of store files before version 6 (a head of 4 values; per
+    // element links, vector, label), written here from that description: it loads and answers
+    // as the new file does.
+    std::string old = payload.substr(0, 8);
+    const uint64_t four = 4;
+    std::memcpy(old.data(), &four, 8);
+    old += payload.substr(8, 4 * 8) + payload.substr(6 * 8, 3 * 8);
+    for (size_t e = 0; e < total; ++e)
+      old += payload.substr(level0_at + e * rec, links) + payload.substr(vectors_at + e * vec, vec) +
+             payload.substr(level0_at + e * rec + links, 8);
+    old += payload.substr(upper_at);
+    detail::WordHash hash;
+    hash.update(old.data(), old.size());
+    const uint64_t v5 = 5, old_size = old.size(), sum = hash.digest();
+    std::string old_file = file.substr(0, header_bytes) + old + file.substr(header_bytes + h.payload_size);
+    std::memcpy(old_file.data() + 8, &v5, 4);
+    const size_t sizes_at = 8 + 4 + 4 + h.backend.size() + 4 + 4 + 8 + 8;  // payload length, checksum
+    std::memcpy(old_file.data() + sizes_at, &old_size, 8);
+    std::memcpy(old_file.data() + sizes_at + 8, &sum, 8);
+    std::ofstream(tmp.file("v5.idx"), std::ios::binary) << old_file;
+    auto from_v5 = load_vector_store(tmp.file("v5.idx"));
+    test::check_against_brute(*from_v5, x, ids, true);
+    const auto q = random_vectors(20, d, 5);
+    std::vector<int64_t> ia(20 * 10), ib(ia.size());
+    std::vector<float> sa(ia.size()), sb(ia.size());
+    back->search(20, q.data(), 10, ia.data(), sa.data());
+    from_v5->search(20, q.data(), 10, ib.data(), sb.data());
+    CHECK(ia == ib);
+    CHECK(sa == sb);
+  }
+}
+
+#endif
+
+TEST_CASE("flat: a buffer handed over to an empty store becomes its table (the copy's site never reached) - a store with rows copies it") {
+  // Oracles: brute force, and the fault site of the table's growth (where a copy is made).
+  const int d = 8;
+  const int64_t n = 500, more = 100;
+  const auto x = random_vectors(n + more, d, 3);
+  const auto ids = range_ids(1, n + more);
+  const std::vector<float> first(x.begin(), x.begin() + n * d), second(x.begin() + n * d, x.end());
+  for (const Metric metric : {Metric::inner_product, Metric::l2}) {
+    const std::string metric_name = to_string(metric);
+    CAPTURE(metric_name);
+    auto s = make_vector_store("flat", d, metric);
+    {
+      Guard g;
+      AlignedVector<float> buf(first.begin(), first.end());
+      detail::arm_fault("flat.add.map", 200);
+      CHECK_THROWS_AS(s->add(n, std::move(buf), ids.data()), std::bad_alloc);
+      detail::disarm_fault();
+      CHECK(s->size() == 0);
+      CHECK(std::vector<float>(buf.begin(), buf.end()) == first);
+    }
+    {
+      Guard g;
+      AlignedVector<float> buf(first.begin(), first.end());
+      detail::arm_fault("flat.add.grow", 1);
+      s->add(n, std::move(buf), ids.data());
+      CHECK(detail::disarm_fault() == 0);
+      CHECK(buf.empty());
+    }
+    test::check_against_brute(*s, first, std::vector<int64_t>(ids.begin(), ids.begin() + n), true);
+    {
+      Guard g;
+      AlignedVector<float> buf(second.begin(), second.end());
+      detail::arm_fault("flat.add.grow", 1);
+      CHECK_THROWS_AS(s->add(more, std::move(buf), ids.data() + n), std::bad_alloc);
+      detail::disarm_fault();
+      CHECK(buf.size() == second.size());
+      s->add(more, std::move(buf), ids.data() + n);
+    }
+    test::check_against_brute(*s, x, ids, true);
+  }
+}
+
+#if MINDREC_HAS_HNSW
 TEST_CASE("hnsw: a search clears only the visited words it set (no pass over every element per query)") {
   // The walk's visited set at 20M elements is 2.5 MB of bits: clearing it whole per query
   // would cost more than the search (review F4). Oracle: the set's own bookkeeping against a
