@@ -2,6 +2,7 @@
 #include "mindrec/retriever.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -324,6 +325,44 @@ std::unique_ptr<VectorStore> build_item_store(const MindModel& model, const std:
   auto store = make_vector_store(spec, model.config().embedding_dim, metric);
   upsert_item_vectors(model, *store, catalogue);
   return store;
+}
+
+namespace {
+// A store of weights' item rows `ids` (ascending, each >= 1), the table handed over: row
+// ids[i] moved to row i in place (ids[i] > i: every row moves towards the front, after the
+// rows it passes were read), the rest cut off.
+std::unique_ptr<VectorStore> build_from_table(MindWeights& weights, const std::string& spec, Metric metric,
+                                              const std::vector<int64_t>& ids) {
+  const auto& c = weights.config;
+  const size_t D = size_t(c.embedding_dim);
+  MINDREC_EXPECTS(weights.item_emb.size() == size_t(c.item_count) * D,
+                  "build_item_store: item_emb does not hold item_count x embedding_dim floats");
+  auto store = make_vector_store(spec, c.embedding_dim, metric);
+  const uint64_t fingerprint = item_fingerprint(weights);
+  AlignedVector<float> rows;
+  rows.swap(weights.item_emb);
+  for (size_t i = 0; i < ids.size(); ++i)
+    std::memmove(rows.data() + i * D, rows.data() + size_t(ids[i]) * D, D * sizeof(float));
+  rows.resize(ids.size() * D);  // shrinks in place: no reallocation
+  store->add(int64_t(ids.size()), std::move(rows), ids.data());
+  store->set_source_fingerprint(fingerprint);
+  return store;
+}
+}  // namespace
+
+std::unique_ptr<VectorStore> build_item_store(MindWeights&& weights, const std::string& spec, Metric metric) {
+  std::vector<int64_t> ids(size_t(std::max<int64_t>(weights.config.item_count - 1, 0)));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int64_t(i) + 1;
+  return build_from_table(weights, spec, metric, ids);
+}
+
+std::unique_ptr<VectorStore> build_item_store(MindWeights&& weights, const std::string& spec, const Catalogue& catalogue,
+                                              Metric metric) {
+  std::vector<int64_t> ids;
+  const int64_t end = std::min(weights.config.item_count, catalogue.item_count());
+  for (int64_t id = 1; id < end; ++id)
+    if (catalogue.has_id(id) && catalogue.status(id) == ItemStatus::active) ids.push_back(id);
+  return build_from_table(weights, spec, metric, ids);
 }
 
 DenseHistories to_dense_histories(const Catalogue& catalogue, const std::vector<std::vector<std::string>>& histories,

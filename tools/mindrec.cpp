@@ -321,12 +321,10 @@ struct IndexArgs {
 
 int run_index(const IndexArgs& a) {
   const mindrec::Config cfg = mindrec::load_config(a.config);
-  // Indexing reads item_emb only: no precomputed projection (it would be another table).
-  mindrec::ModelOptions no_projection;
-  no_projection.max_projection_bytes = 0;
-  mindrec::MindModel model(mindrec::load_weights(a.weights, cfg.hyper_parameters), mindrec::Device::cpu,
-                           no_projection);
-  const int64_t trained = model.weights().largest_trained_item, n = cfg.hyper_parameters.item_count;
+  // Indexing reads item_emb only (no model: its precomputed projection would be another
+  // table), and hands the table over to the store, which keeps it where it can (hnsw:).
+  mindrec::MindWeights weights = mindrec::load_weights(a.weights, cfg.hyper_parameters);
+  const int64_t trained = weights.largest_trained_item, n = cfg.hyper_parameters.item_count;
   if (mindrec::never_trained_items(n, trained) > 0) {
     const std::string what = a.weights + ": item_count is " + std::to_string(n) + " but training saw item ids up to " +
                              std::to_string(trained) + ": " + std::to_string(n - 1 - trained) +
@@ -336,10 +334,11 @@ int run_index(const IndexArgs& a) {
                                         "and retrain, or pass --allow-untrained-items");
     mindrec::log(mindrec::LogLevel::warn, what + "; indexed anyway (--allow-untrained-items)");
   }
-  const auto catalogue = mindrec::load_weights_catalogue(a.weights, model.weights(), a.catalogue, a.allow_mismatched);
+  const auto catalogue = mindrec::load_weights_catalogue(a.weights, weights, a.catalogue, a.allow_mismatched);
   const auto t0 = std::chrono::steady_clock::now();
   // With a catalogue, its retired items stay out of the store: they are never recalled.
-  auto store = catalogue ? mindrec::build_item_store(model, a.store, *catalogue) : mindrec::build_item_store(model, a.store);
+  auto store = catalogue ? mindrec::build_item_store(std::move(weights), a.store, *catalogue)
+                         : mindrec::build_item_store(std::move(weights), a.store);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!a.attributes.empty()) {
     // Item attributes for filters, keyed by dense id, or by raw id through the catalogue.

@@ -15,6 +15,7 @@
 #include "mindrec/retriever.hpp"
 #include "mindrec/error.hpp"
 #include "mindrec/log.hpp"
+#include "mindrec/catalogue.hpp"
 #include "mindrec/recommender.hpp"
 #include "small_model.hpp"
 #include "test_util.hpp"
@@ -395,4 +396,45 @@ TEST_CASE("never_trained_items: rows above the training log's largest id, beyond
   CHECK(never_trained_items(21, 10) == 0);             // 10 is not above 10
   CHECK(never_trained_items(1000, 0) == 0);            // unknown
   CHECK(never_trained_items(12102, 12101) == 0);       // exact
+}
+
+TEST_CASE("build_item_store of weights given up answers as the store built from the model - its rows moved in place, with and without a catalogue") {
+  // Oracle: build_item_store of the model (a copy of each item's row), searched with every
+  // item's own vector for all items (exact scores: flat, and hnsw with ef above the count).
+  const MindWeights w = test::small_weights();
+  const MindModel model(w);
+  const int64_t N = w.config.item_count;
+  const int D = w.config.embedding_dim;
+  Catalogue catalogue;
+  for (int64_t i = 1; i < N; ++i) catalogue.add("sku-" + std::to_string(i), i % 4 == 0 ? ItemStatus::retired : ItemStatus::active);
+  auto same = [&](const VectorStore& a, const VectorStore& b) {
+    REQUIRE(a.size() == b.size());
+    const int k = int(a.size());
+    std::vector<int64_t> ia(size_t(N - 1) * size_t(k)), ib(ia.size());
+    std::vector<float> sa(ia.size()), sb(ia.size());
+    a.search(N - 1, w.item_emb.data() + D, k, ia.data(), sa.data());
+    b.search(N - 1, w.item_emb.data() + D, k, ib.data(), sb.data());
+    CHECK(ia == ib);
+    CHECK(sa == sb);
+  };
+  std::vector<std::string> specs = {"flat"};
+#if MINDREC_HAS_HNSW
+  specs.push_back("hnsw:M=8,ef_construction=60?ef=1000");
+#endif
+  for (const auto& spec : specs) {
+    CAPTURE(spec);
+    MindWeights given = w;
+    const auto from_weights = build_item_store(std::move(given), spec);
+    CHECK(given.item_emb.empty());
+    CHECK(given.bilinear == w.bilinear);  // the other tensors stay
+    CHECK(from_weights->size() == N - 1);
+    CHECK(from_weights->source_fingerprint() == item_fingerprint(w));
+    same(*build_item_store(model, spec), *from_weights);
+
+    MindWeights given2 = w;
+    const auto active = build_item_store(std::move(given2), spec, catalogue);
+    CHECK(active->size() == catalogue.active_count());
+    CHECK(active->source_fingerprint() == item_fingerprint(w));
+    same(*build_item_store(model, spec, catalogue), *active);
+  }
 }
