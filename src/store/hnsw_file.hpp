@@ -11,6 +11,7 @@
 // (FormatError), never followed.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -119,7 +120,8 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
     }
   }
   // Every element's label distinct and >= 0; every link inside the graph; list lengths
-  // within M (the search follows them without checks).
+  // within M (the search follows them without checks); the first element that fails is
+  // named, its checks in this order: id, vector, level-0 links, upper levels.
   auto links_ok = [&](const hnswlib::linklistsizeint* ll, size_t cap) {
     const size_t c = g->getListCount(const_cast<hnswlib::linklistsizeint*>(ll));
     if (c > cap) return false;
@@ -128,6 +130,30 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
       if (nb[j] >= total) return false;
     return true;
   };
+  auto vector_ok = [&](size_t i) {
+    const float* v = g->vector(tableint(i));
+    for (int j = 0; j < dim; ++j)
+      if (!std::isfinite(v[j])) return false;
+    return true;
+  };
+  // The vectors and the level-0 links on all cores: the first element failing either.
+  std::atomic<size_t> first_bad{total};
+  detail::parallel_for(int64_t(total), total >= 16384 ? 0 : 1, 4096, [&](int64_t k) {
+    const size_t i = size_t(k);
+    // The header's fourth byte is the element's insertion lock (Graph::ListLock), 0 in every
+    // file mindrec writes: whatever a file holds there, the lock starts free (a set byte would
+    // make the next insertion linking to the element wait forever).
+    reinterpret_cast<uint8_t*>(g->get_linklist0(tableint(i)))[3] = 0;
+    if (vector_ok(i) && links_ok(g->get_linklist0(tableint(i)), g->maxM0_)) return;
+    for (size_t seen = first_bad.load(); i < seen && !first_bad.compare_exchange_weak(seen, i);) {
+    }
+  });
+  // The upper levels (per element a u32 byte count and its lists): the rest of the payload,
+  // read whole (at 20M items about 160 MB) and parsed with the ids, in order.
+  std::string rest(size_t(in.remaining()), '\0');
+  in.read(rest.data(), rest.size());
+  size_t at = 0;
+  g->labels.reserve(hnswlib::labeltype(total) + 1, total);  // ids 1..N: one allocation
   for (size_t i = 0; i < total; ++i) {
     const auto label = g->getExternalLabel(tableint(i));
     if (int64_t(label) < 0) throw FormatError(what + ": element " + std::to_string(i) + " has a negative id");
@@ -137,25 +163,23 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
         throw FormatError(what + ": element " + std::to_string(i) + " repeats a stored id");
       g->labels.set(label, tableint(i));
     }
-    const float* v = g->vector(tableint(i));
-    for (int j = 0; j < dim; ++j)
-      if (!std::isfinite(v[j])) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");
-    if (!links_ok(g->get_linklist0(tableint(i)), g->maxM0_))
+    if (i == first_bad.load()) {
+      if (!vector_ok(i)) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");
       throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
-    // The header's fourth byte is the element's insertion lock (Graph::ListLock), 0 in every
-    // file mindrec writes: whatever a file holds there, the lock starts free (a set byte would
-    // make the next insertion linking to the element wait forever).
-    reinterpret_cast<uint8_t*>(g->get_linklist0(tableint(i)))[3] = 0;
+    }
     uint32_t bytes = 0;
-    in.read(&bytes, 4);
-    if (bytes % g->size_links_per_element_ != 0 || bytes / g->size_links_per_element_ > 64 || bytes > in.remaining())
+    if (rest.size() - at < 4) throw FormatError(what + ": element " + std::to_string(i) + " has a bad upper-level block");
+    std::memcpy(&bytes, rest.data() + at, 4);
+    at += 4;
+    if (bytes % g->size_links_per_element_ != 0 || bytes / g->size_links_per_element_ > 64 || bytes > rest.size() - at)
       throw FormatError(what + ": element " + std::to_string(i) + " has a bad upper-level block");
     g->element_levels_[i] = int(bytes / g->size_links_per_element_);
     if (bytes) {
       g->linkLists_[i] = static_cast<char*>(std::malloc(bytes + sizeof(tableint)));  // + hnswlib's read past the end
       if (!g->linkLists_[i]) throw std::bad_alloc();
       g->cur_element_count = i + 1;  // the destructor frees what was allocated so far
-      in.read(g->linkLists_[i], bytes);
+      std::memcpy(g->linkLists_[i], rest.data() + at, bytes);
+      at += bytes;
       for (int l = 1; l <= g->element_levels_[i]; ++l)
         if (!links_ok(g->get_linklist(tableint(i), l), g->maxM_))
           throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
@@ -165,6 +189,8 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
     g->cur_element_count = i + 1;
     if (g->isMarkedDeleted(tableint(i))) ++g->num_deleted_;
   }
+  if (at != rest.size())
+    throw FormatError(what + ": " + std::to_string(rest.size() - at) + " bytes after the last element's upper levels");
   const int64_t entry = where[1], top = where[0];
   if (entry < 0 || uint64_t(entry) >= total || top != g->element_levels_[size_t(entry)])
     throw FormatError(what + ": bad entry point");

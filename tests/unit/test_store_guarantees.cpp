@@ -77,6 +77,31 @@ std::vector<int64_t> range_ids(int64_t first, int64_t n) {
   return v;
 }
 
+// A saved store file split into its header and payload (the format of store_io.hpp), and put
+// together again with another payload (its length and checksum written anew) and version.
+struct StoreFile {
+  std::string bytes;
+  store::StoreHeader h;
+  size_t header_bytes = 0;
+  explicit StoreFile(const std::string& path) : bytes(read_file(path)) {
+    std::ifstream in(path, std::ios::binary);
+    h = store::read_store_header(in, path);
+    header_bytes = size_t(in.tellg());
+  }
+  std::string payload() const { return bytes.substr(header_bytes, h.payload_size); }
+  std::string with(const std::string& payload, uint32_t version) const {
+    detail::WordHash hash;
+    hash.update(payload.data(), payload.size());
+    const uint64_t size = payload.size(), sum = hash.digest();
+    std::string out = bytes.substr(0, header_bytes) + payload + bytes.substr(header_bytes + h.payload_size);
+    std::memcpy(out.data() + 8, &version, 4);
+    const size_t sizes_at = 8 + 4 + 4 + h.backend.size() + 4 + 4 + 8 + 8;  // payload length, checksum
+    std::memcpy(out.data() + sizes_at, &size, 8);
+    std::memcpy(out.data() + sizes_at + 8, &sum, 8);
+    return out;
+  }
+};
+
 struct Guard {  // disarms whatever a failed CHECK left armed
   ~Guard() { detail::disarm_fault(); }
 };
@@ -377,11 +402,8 @@ TEST_CASE("hnsw: a buffer handed over becomes the graph's table (no second copy)
     // The payload by the layout hnsw_file.hpp documents: u64 5; M, ef_construction, ef,
     // elements, layout 1; u64 2; max level, entry point; the level-0 block (links, label per
     // element); the vectors; the upper levels.
-    std::ifstream in(tmp.file("h.idx"), std::ios::binary);
-    const auto h = store::read_store_header(in, tmp.file("h.idx"));
-    const size_t header_bytes = size_t(in.tellg());
-    const std::string file = read_file(tmp.file("h.idx"));
-    const std::string payload = file.substr(header_bytes, h.payload_size);
+    const StoreFile file(tmp.file("h.idx"));
+    const std::string payload = file.payload();
     uint64_t head[6];
     std::memcpy(head, payload.data(), sizeof head);
     CHECK(head[0] == 5);
@@ -413,15 +435,7 @@ TEST_CASE("hnsw: a buffer handed over becomes the graph's table (no second copy)
       old += payload.substr(level0_at + e * rec, links) + payload.substr(vectors_at + e * vec, vec) +
              payload.substr(level0_at + e * rec + links, 8);
     old += payload.substr(upper_at);
-    detail::WordHash hash;
-    hash.update(old.data(), old.size());
-    const uint64_t v5 = 5, old_size = old.size(), sum = hash.digest();
-    std::string old_file = file.substr(0, header_bytes) + old + file.substr(header_bytes + h.payload_size);
-    std::memcpy(old_file.data() + 8, &v5, 4);
-    const size_t sizes_at = 8 + 4 + 4 + h.backend.size() + 4 + 4 + 8 + 8;  // payload length, checksum
-    std::memcpy(old_file.data() + sizes_at, &old_size, 8);
-    std::memcpy(old_file.data() + sizes_at + 8, &sum, 8);
-    std::ofstream(tmp.file("v5.idx"), std::ios::binary) << old_file;
+    std::ofstream(tmp.file("v5.idx"), std::ios::binary) << file.with(old, 5);
     auto from_v5 = load_vector_store(tmp.file("v5.idx"));
     test::check_against_brute(*from_v5, x, ids, true);
     const auto q = random_vectors(20, d, 5);
@@ -434,6 +448,60 @@ TEST_CASE("hnsw: a buffer handed over becomes the graph's table (no second copy)
   }
 }
 
+#endif
+
+#if MINDREC_HAS_HNSW
+TEST_CASE("hnsw: a damaged graph file (checksum made right) is refused naming the first bad element - in the file's order") {
+  // Oracle: the layout hnsw_file.hpp documents; each file damaged at known elements, its
+  // checksum recomputed (anyone can), must be refused naming the first of them in element
+  // order, whichever thread of the parallel checks finds it.
+  test::TempDir tmp;
+  const int d = 4;
+  const int64_t n = 20000;  // above the size the checks run on all cores
+  const auto x = random_vectors(n, d, 31);
+  const auto ids = range_ids(1, n);
+  auto s = make_vector_store("hnsw:M=4,ef_construction=20", d);
+  s->add(n, x.data(), ids.data());
+  s->save(tmp.file("g.idx"));
+  const StoreFile file(tmp.file("g.idx"));
+  const std::string payload = file.payload();
+  const size_t links = (2 * 4 + 1) * 4, rec = links + 8, vec = size_t(d) * 4;
+  const size_t level0_at = 6 * 8 + 3 * 8, vectors_at = level0_at + size_t(n) * rec;
+  auto refused = [&](const std::function<void(std::string&)>& damage) {
+    std::string p = payload;
+    damage(p);
+    std::ofstream(tmp.file("bad.idx"), std::ios::binary) << file.with(p, 6);
+    return test::error_of([&] { load_vector_store(tmp.file("bad.idx")); });
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto set_nan = [&](std::string& p, size_t e) { std::memcpy(p.data() + vectors_at + e * vec + 4, &nan, 4); };
+  auto bad_link = [&](std::string& p, size_t e) {
+    const uint32_t outside = uint32_t(n) + 5, one = 1;
+    std::memcpy(p.data() + level0_at + e * rec, &one, 2);  // count 1
+    std::memcpy(p.data() + level0_at + e * rec + 4, &outside, 4);
+  };
+  auto label = [&](std::string& p, size_t e, int64_t v) { std::memcpy(p.data() + level0_at + e * rec + links, &v, 8); };
+  CHECK(refused([&](std::string& p) { set_nan(p, 15000); }).find("element 15000 holds NaN or Inf") != std::string::npos);
+  CHECK(refused([&](std::string& p) { bad_link(p, 777); }).find("element 777 links outside the graph") != std::string::npos);
+  CHECK(refused([&](std::string& p) { set_nan(p, 19999), bad_link(p, 3), set_nan(p, 12000); })
+            .find("element 3 links outside the graph") != std::string::npos);
+  CHECK(refused([&](std::string& p) { set_nan(p, 4001), bad_link(p, 4001); }).find("element 4001 holds NaN or Inf") !=
+        std::string::npos);  // its vector is checked before its links
+  CHECK(refused([&](std::string& p) { label(p, 9000, -3), set_nan(p, 8999); }).find("element 8999 holds NaN or Inf") !=
+        std::string::npos);
+  CHECK(refused([&](std::string& p) { label(p, 9000, -3), set_nan(p, 9001); }).find("element 9000 has a negative id") !=
+        std::string::npos);
+  int64_t first_label = 0;
+  std::memcpy(&first_label, payload.data() + level0_at + links, 8);
+  CHECK(refused([&](std::string& p) { label(p, 10, first_label), set_nan(p, 11); }).find("element 10 repeats a stored id") !=
+        std::string::npos);
+  CHECK(refused([&](std::string& p) { p += std::string(4, '\0'); }).find("4 bytes after the last element's upper levels") !=
+        std::string::npos);
+  CHECK(refused([&](std::string& p) { p.resize(p.size() - 1); }).find("bad upper-level block") != std::string::npos);
+  // The undamaged payload, put back the same way, loads.
+  std::ofstream(tmp.file("same.idx"), std::ios::binary) << file.with(payload, 6);
+  CHECK(load_vector_store(tmp.file("same.idx"))->size() == n);
+}
 #endif
 
 TEST_CASE("flat: a buffer handed over to an empty store becomes its table (the copy's site never reached) - a store with rows copies it") {
