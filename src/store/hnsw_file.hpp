@@ -55,8 +55,10 @@ inline void write_graph(StoreWriter& out, const Graph* graph, const Params& p, s
   const int64_t where[2] = {g.maxlevel_, g.enterpoint_node_ == tableint(-1) ? -1 : int64_t(g.enterpoint_node_)};
   put(out, head, 5);
   put(out, where, 2);
-  out.write(g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
-  out.write(g.vector(0), g.cur_element_count * g.dim() * sizeof(float));
+  if (g.cur_element_count > 0) {  // (a compaction of a store whose items were all removed leaves none)
+    out.write(g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
+    out.write(g.vector(0), g.cur_element_count * g.dim() * sizeof(float));
+  }
   for (size_t i = 0; i < g.cur_element_count; ++i) {
     const uint32_t bytes = g.element_levels_[i] > 0 ? uint32_t(g.size_links_per_element_ * size_t(g.element_levels_[i])) : 0;
     out.write(&bytes, 4);
