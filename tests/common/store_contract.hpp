@@ -1,7 +1,7 @@
 // The VectorStore contract as functions, so that every backend runs the same suite against
 // brute force computed here: the in-process ones from test_vector_store.cpp, milvus:// from
 // tests/milvus against a real server. `make(dim, metric, role)` gives an empty store; each
-// role ("main", "small", "upsert") is a separate store (a remote backend: a separate collection).
+// role ("main", "small", "handed", "upsert") is a separate store (a remote backend: a separate collection).
 #pragma once
 
 #include <doctest/doctest.h>

@@ -4,7 +4,8 @@ tests/milvus runs the contract suite on that layout too.
 
     python make_pk_collections.py --url HOST:PORT --token USER:PASSWORD --prefix NAME [--dim 16]
 
-Makes NAME_main_IP, NAME_main_L2, NAME_small_IP, NAME_small_L2 and NAME_upsert_IP: each with
+Makes NAME_main_IP, NAME_main_L2, NAME_small_IP, NAME_small_L2, NAME_handed_IP, NAME_handed_L2
+and NAME_upsert_IP (one per store role of tests/common/store_contract.hpp): each with
 fields id (INT64, primary, auto_id off) and vector (FLOAT_VECTOR, dim), an HNSW index of its
 metric, loaded. pymilvus 2.3 (PyPI) speaks gRPC to the same port as REST v1.
 """
@@ -19,7 +20,8 @@ p.add_argument("--prefix", required=True)
 p.add_argument("--dim", type=int, default=16)
 a = p.parse_args()
 connections.connect(uri="http://" + a.url, token=a.token)
-for role, metric in [("main", "IP"), ("main", "L2"), ("small", "IP"), ("small", "L2"), ("upsert", "IP")]:
+for role, metric in [("main", "IP"), ("main", "L2"), ("small", "IP"), ("small", "L2"), ("handed", "IP"), ("handed", "L2"),
+                     ("upsert", "IP")]:
     name = f"{a.prefix}_{role}_{metric}"
     schema = CollectionSchema([
         FieldSchema("id", DataType.INT64, is_primary=True, auto_id=False),
