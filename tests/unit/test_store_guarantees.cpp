@@ -366,7 +366,8 @@ TEST_CASE("hnsw: a buffer handed over becomes the graph's table (no second copy)
     CAPTURE(metric_name);
     auto s = make_vector_store("hnsw:M=16,ef_construction=100?ef=5000", d, metric);
     for (const auto& [site, nth] : std::vector<std::pair<const char*, int>>{{"hnsw.add.point", 700}, {"hnsw.rebuilt", 1}}) {
-      CAPTURE(site);
+      const std::string where = site;  // (a structured binding cannot be captured in C++17)
+      CAPTURE(where);
       Guard g;
       AlignedVector<float> buf(first.begin(), first.end());
       detail::arm_fault(site, nth);
