@@ -143,7 +143,7 @@ MINDREC_API std::unique_ptr<VectorStore> build_item_store(const MindModel& model
 
 /// build_item_store of weights the caller gives up: the item table moves into the store
 /// (VectorStore::add of a buffer handed over) where the backend keeps its vectors in one table
-/// (hnsw:), so the build holds the vectors once, not twice (issue 28: 5 GB less at 20M items);
+/// (hnsw:, flat), so the build holds the vectors once, not twice (issue 28: 5 GB less at 20M items);
 /// other backends copy it and it is freed. The store records the weights' item fingerprint.
 /// `weights` keeps its other tensors; its item_emb is empty afterwards, also after a throw.
 MINDREC_API std::unique_ptr<VectorStore> build_item_store(MindWeights&& weights, const std::string& spec,

@@ -151,7 +151,7 @@ class MINDREC_API VectorStore {
   /// batch. Trained backends (IVF, PQ) train on the first batch added to an empty store.
   void add(int64_t n, const float* vectors, const int64_t* ids);
   /// add() of a buffer handed over (n x dim floats, row i the vector of ids[i]): a backend that
-  /// keeps its vectors in one table (hnsw:, into an empty store) keeps this buffer as that
+  /// keeps its vectors in one table (hnsw: and flat, into an empty store) keeps this buffer as that
   /// table instead of copying it, so a store built from vectors the caller no longer needs
   /// holds them once (build_item_store of weights given up: 5 GB less at the peak at 20M
   /// items). Other backends copy it, as add() does. `vectors` is empty after a call that

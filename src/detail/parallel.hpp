@@ -13,6 +13,7 @@
 
 #include <omp.h>
 
+#include "detail/vector_math.hpp"
 #include "mindrec/config.hpp"
 
 namespace mindrec::detail {
@@ -57,6 +58,25 @@ void parallel_for(int64_t n, int threads, int64_t chunk, Fn&& fn) {
     }
   }
   if (failed) std::rethrow_exception(failed);
+}
+
+/// The smallest i in [0, n) for which bad(i) is true, or n: bad is called on all cores
+/// (`chunk` iterations at a time) for every i, so the first failing element of a large array is
+/// named whichever thread finds it. bad(i) may also do per-element work (it runs once per i).
+template <class Pred>
+int64_t first_index_where(int64_t n, int64_t chunk, Pred&& bad) {
+  std::atomic<int64_t> first{n};
+  parallel_for(n, n >= 4 * chunk ? 0 : 1, chunk, [&](int64_t i) {
+    if (!bad(i)) return;
+    for (int64_t seen = first.load(); i < seen && !first.compare_exchange_weak(seen, i);) {
+    }
+  });
+  return first.load();
+}
+
+/// The first of `rows` d-vectors at `v` holding a NaN or an Inf (checked on all cores), or rows.
+inline int64_t first_non_finite_row(const float* v, int64_t rows, int64_t d) {
+  return first_index_where(rows, 16384, [&](int64_t r) { return !all_finite(v + r * d, d); });
 }
 
 }  // namespace mindrec::detail

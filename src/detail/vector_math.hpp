@@ -6,6 +6,13 @@
 
 namespace mindrec::detail {
 
+/// Whether a d-vector holds no NaN and no Inf.
+inline bool all_finite(const float* v, int64_t d) {
+  for (int64_t j = 0; j < d; ++j)
+    if (!std::isfinite(v[j])) return false;
+  return true;
+}
+
 /// |v|^2 of a d-vector, accumulated in double.
 inline double squared_norm(const float* v, int d) {
   double s = 0;

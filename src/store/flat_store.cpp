@@ -1,7 +1,6 @@
 #include "store/flat_store.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 
 #include "detail/fault.hpp"
@@ -208,17 +207,8 @@ std::function<void()> FlatStore::read_payload_impl(StoreReader& in, int64_t coun
   in.get(st->data.data(), st->data.size());
   // A NaN or Inf row would reach the k-selection's comparisons (review F30). Checked on all
   // cores (one thread's pass over 5 GB was 18% of a 20M-item load); the first such row named.
-  std::atomic<int64_t> bad{count};
-  detail::parallel_for(count, 0, 16384, [&](int64_t i) {
-    const float* row = st->data.data() + size_t(i) * size_t(d);
-    for (int j = 0; j < d; ++j)
-      if (!std::isfinite(row[j])) {
-        for (int64_t b = bad.load(); i < b && !bad.compare_exchange_weak(b, i);) {
-        }
-        return;
-      }
-  });
-  if (bad.load() < count) throw FormatError(in.what() + ": vector " + std::to_string(bad.load()) + " holds NaN or Inf");
+  if (const int64_t bad = detail::first_non_finite_row(st->data.data(), count, d); bad < count)
+    throw FormatError(in.what() + ": vector " + std::to_string(bad) + " holds NaN or Inf");
   if (metric() == Metric::l2)
     for (int64_t i = 0; i < count; ++i)
       st->half.push_back(float(-0.5 * detail::squared_norm(&st->data[size_t(i) * d], d)));

@@ -11,7 +11,6 @@
 // (FormatError), never followed.
 #pragma once
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "detail/parallel.hpp"
+#include "detail/vector_math.hpp"
 #include "store/hnsw_graph.hpp"
 #include "mindrec/error.hpp"
 #include "store/store_io.hpp"
@@ -28,12 +28,6 @@ namespace mindrec::store::hnsw {
 
 /// The fifth value of the head: the level-0 records (links, label) and the vectors apart.
 inline constexpr uint64_t kVectorsApart = 1;
-
-/// Bytes an element takes in the level-0 block and the vectors together: links (2M + 1 u32),
-/// the vector, the label.
-inline size_t level0_record(size_t M, size_t dim) {
-  return (2 * M + 1) * sizeof(tableint) + dim * sizeof(float) + sizeof(hnswlib::labeltype);
-}
 
 struct GraphFile {
   std::unique_ptr<Graph> graph;  ///< null for an empty store
@@ -94,7 +88,7 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
   }
   // An element's bytes in the level-0 block and the vectors: links (2M + 1 u32), the vector,
   // the label; checked against the bytes there are before anything is allocated.
-  const uint64_t per = level0_record(p.M, size_t(dim));
+  const uint64_t per = (2 * p.M + 1) * sizeof(tableint) + uint64_t(dim) * sizeof(float) + sizeof(hnswlib::labeltype);
   if (total > in.remaining() / per) throw FormatError(what + ": truncated level-0 block");
   auto g = std::make_unique<Graph>(&space, size_t(dim), total, p.M, p.ef_construction, 100);
   const size_t links = g->size_links_level0_, vec = size_t(dim) * sizeof(float);
@@ -132,24 +126,16 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
       if (nb[j] >= total) return false;
     return true;
   };
-  auto vector_ok = [&](size_t i) {
-    const float* v = g->vector(tableint(i));
-    for (int j = 0; j < dim; ++j)
-      if (!std::isfinite(v[j])) return false;
-    return true;
-  };
+  auto vector_ok = [&](size_t i) { return detail::all_finite(g->vector(tableint(i)), dim); };
   // The vectors and the level-0 links on all cores: the first element failing either.
-  std::atomic<size_t> first_bad{total};
-  detail::parallel_for(int64_t(total), total >= 16384 ? 0 : 1, 4096, [&](int64_t k) {
+  const size_t first_bad = size_t(detail::first_index_where(int64_t(total), 4096, [&](int64_t k) {
     const size_t i = size_t(k);
     // The header's fourth byte is the element's insertion lock (Graph::ListLock), 0 in every
     // file mindrec writes: whatever a file holds there, the lock starts free (a set byte would
     // make the next insertion linking to the element wait forever).
     reinterpret_cast<uint8_t*>(g->get_linklist0(tableint(i)))[3] = 0;
-    if (vector_ok(i) && links_ok(g->get_linklist0(tableint(i)), g->maxM0_)) return;
-    for (size_t seen = first_bad.load(); i < seen && !first_bad.compare_exchange_weak(seen, i);) {
-    }
-  });
+    return !vector_ok(i) || !links_ok(g->get_linklist0(tableint(i)), g->maxM0_);
+  }));
   // The upper levels (per element a u32 byte count and its lists): the rest of the payload,
   // read whole (at 20M items about 160 MB) and parsed with the ids, in order.
   std::string rest(size_t(in.remaining()), '\0');
@@ -165,7 +151,7 @@ inline GraphFile read_graph(StoreReader& in, int64_t count, const Params& p, Spa
         throw FormatError(what + ": element " + std::to_string(i) + " repeats a stored id");
       g->labels.set(label, tableint(i));
     }
-    if (i == first_bad.load()) {
+    if (i == first_bad) {
       if (!vector_ok(i)) throw FormatError(what + ": element " + std::to_string(i) + " holds NaN or Inf");
       throw FormatError(what + ": element " + std::to_string(i) + " links outside the graph");
     }

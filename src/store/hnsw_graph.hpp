@@ -62,7 +62,6 @@ using hnswlib::tableint;
 /// vectors once (issue 28: the 20M-item build's memory).
 class FloatTable {
  public:
-  FloatTable() = default;
   explicit FloatTable(size_t dim) : dim_(dim) {}
   ~FloatTable() { std::free(block_); }
   FloatTable(const FloatTable&) = delete;
@@ -78,21 +77,21 @@ class FloatTable {
   void grow(size_t rows, size_t keep) {
     if (rows <= rows_) return;
     const size_t bytes = rows * dim_ * sizeof(float);
+    // Advised before the new pages are first written (faulted in huge).
     if (remaps()) {
       void* p = std::realloc(block_, bytes);
       if (!p) throw std::bad_alloc();
       block_ = static_cast<float*>(p);
-      data_ = block_;
+      detail::advise_huge_pages(block_, bytes);
     } else {
       auto* p = static_cast<float*>(std::malloc(bytes));
       if (!p) throw std::bad_alloc();
       detail::advise_huge_pages(p, bytes);
       std::copy(data_, data_ + keep * dim_, p);
       block_ = p;
-      data_ = p;
       AlignedVector<float>().swap(adopted_);
     }
-    detail::advise_huge_pages(data_, bytes);
+    data_ = block_;
     rows_ = rows;
   }
   /// Takes `v` (a whole number of rows) as the table; what the table held is dropped.
@@ -143,7 +142,6 @@ class LabelMap {
     const auto it = sparse_.find(label);
     return it == sparse_.end() ? kNone : it->second;
   }
-  size_t size() const { return count_; }
   /// Sets the element of `label`; one already held is set in place (nothing allocated).
   /// Throws std::bad_alloc, the map unchanged.
   void set(hnswlib::labeltype label, tableint e) {

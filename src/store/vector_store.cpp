@@ -25,6 +25,7 @@
 #include "store/backends.hpp"
 #include "store/store_io.hpp"
 #include "store/topk_select.hpp"
+#include "detail/parallel.hpp"
 #include "detail/vector_math.hpp"
 
 namespace mindrec {
@@ -173,9 +174,8 @@ void VectorStore::check_batch(const char* op, int64_t n, const float* vectors, c
     if (!stored.empty())
       throw InvalidArgument(who + "id " + std::to_string(stored[0]) + " is already stored");
   }
-  for (int64_t i = 0; i < n * dim_; ++i)
-    if (!std::isfinite(vectors[i]))
-      throw InvalidArgument(who + "vector " + std::to_string(i / dim_) + " holds NaN or Inf");
+  if (const int64_t bad = detail::first_non_finite_row(vectors, n, dim_); bad < n)
+    throw InvalidArgument(who + "vector " + std::to_string(bad) + " holds NaN or Inf");
 }
 
 void VectorStore::add(int64_t n, const float* vectors, const int64_t* ids) {

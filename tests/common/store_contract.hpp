@@ -141,6 +141,16 @@ inline void check_search_merged(const VectorStore& s, const std::vector<float>& 
   else CHECK(double(found) / std::max(total, 1) >= min_recall);
 }
 
+/// Both stores answer `nq` queries with the same ids and the same scores, exactly.
+inline void check_same_answers(const VectorStore& a, const VectorStore& b, int64_t nq, const float* queries, int k) {
+  std::vector<int64_t> ia(size_t(nq) * size_t(k)), ib(ia.size());
+  std::vector<float> sa(ia.size()), sb(ia.size());
+  a.search(nq, queries, k, ia.data(), sa.data());
+  b.search(nq, queries, k, ib.data(), sb.data());
+  CHECK(ia == ib);
+  CHECK(sa == sb);
+}
+
 /// add, duplicates refused, remove (unknown ids ignored), a removed id added again,
 /// save -> load_vector_store with identical results, k > size padded, clear; both metrics.
 /// `exact`: results equal brute force (scores within 1e-4), else recall@10 >= 0.9.

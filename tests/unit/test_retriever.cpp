@@ -17,6 +17,7 @@
 #include "mindrec/log.hpp"
 #include "mindrec/catalogue.hpp"
 #include "mindrec/recommender.hpp"
+#include "common/store_contract.hpp"
 #include "small_model.hpp"
 #include "test_util.hpp"
 
@@ -409,13 +410,7 @@ TEST_CASE("build_item_store of weights given up answers as the store built from 
   for (int64_t i = 1; i < N; ++i) catalogue.add("sku-" + std::to_string(i), i % 4 == 0 ? ItemStatus::retired : ItemStatus::active);
   auto same = [&](const VectorStore& a, const VectorStore& b) {
     REQUIRE(a.size() == b.size());
-    const int k = int(a.size());
-    std::vector<int64_t> ia(size_t(N - 1) * size_t(k)), ib(ia.size());
-    std::vector<float> sa(ia.size()), sb(ia.size());
-    a.search(N - 1, w.item_emb.data() + D, k, ia.data(), sa.data());
-    b.search(N - 1, w.item_emb.data() + D, k, ib.data(), sb.data());
-    CHECK(ia == ib);
-    CHECK(sa == sb);
+    test::check_same_answers(a, b, N - 1, w.item_emb.data() + D, int(a.size()));
   };
   std::vector<std::string> specs = {"flat"};
 #if MINDREC_HAS_HNSW

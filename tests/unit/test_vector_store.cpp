@@ -476,6 +476,21 @@ TEST_CASE("NaN or Inf in a query is refused - naming the query row - before any 
             .find("exact_topk: query 0 holds NaN or Inf") != std::string::npos);
 }
 
+TEST_CASE("a large batch holding NaN or Inf rows is refused naming the first of them (checked on all cores) - nothing added") {
+  const int d = 2;
+  const int64_t n = 100000;  // above the size the check runs on all cores
+  std::vector<float> x(size_t(n) * d, 0.5f);
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i + 1;
+  x[size_t(90000) * d + 1] = INFINITY;
+  x[size_t(70001) * d] = std::nanf("");
+  x[size_t(99999) * d] = -INFINITY;
+  auto s = make_vector_store("flat", d);
+  CHECK(test::error_of([&] { s->add(n, x.data(), ids.data()); }).find("vector 70001 holds NaN or Inf") != std::string::npos);
+  CHECK(test::error_of([&] { s->upsert(n, x.data(), ids.data()); }).find("vector 70001 holds NaN or Inf") != std::string::npos);
+  CHECK(s->size() == 0);
+}
+
 TEST_CASE("load_vector_store applies the spec's search parameters over the ones in the file") {
   test::TempDir tmp;
   const int d = 8, n = 3000;
