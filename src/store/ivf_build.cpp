@@ -8,6 +8,7 @@
 #include <numeric>
 #include <random>
 
+#include "detail/amx.hpp"
 #include "detail/parallel.hpp"
 #include "mindrec/detail/eigen.hpp"
 
@@ -52,6 +53,33 @@ std::vector<float> norms(int64_t k, const float* c, int d) {
   return out;
 }
 
+
+// The first j < k maximising s[j] (cn: 2 s[j] - cn[j]): the maximum lane by lane (the loop the
+// compiler vectorises), then the first position holding it; its score into *top when given.
+int64_t row_best(const float* s, const float* cn, int64_t k, float* top) {
+  constexpr int kLanes = 16;
+  auto at = [&](int64_t j) { return cn ? 2 * s[j] - cn[j] : s[j]; };
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  if (cn) {
+    for (; j + kLanes <= k; j += kLanes)
+      for (int l = 0; l < kLanes; ++l) {
+        const float v = 2 * s[j + l] - cn[j + l];
+        lane[l] = v > lane[l] ? v : lane[l];
+      }
+  } else {
+    for (; j + kLanes <= k; j += kLanes)
+      for (int l = 0; l < kLanes; ++l) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
+  }
+  float m = *std::max_element(lane, lane + kLanes);
+  for (; j < k; ++j) m = std::max(m, at(j));
+  int64_t first = 0;
+  while (first + 1 < k && !(at(first) >= m)) ++first;
+  if (top) *top = at(first);
+  return first;
+}
+
 }  // namespace
 
 std::vector<float> sample_rows(int64_t n, const float* x, int d, int64_t m, uint64_t seed) {
@@ -64,22 +92,22 @@ std::vector<float> sample_rows(int64_t n, const float* x, int d, int64_t m, uint
 void nearest(int64_t n, const float* x, int d, int64_t k, const float* c, bool ip, int threads, int64_t* best,
              float* score) {
   const std::vector<float> cn = ip ? std::vector<float>() : norms(k, c, d);
+  {  // AMX tiles where the CPU has them: the L2 assignment maximises x.c - |c|^2 / 2
+    std::vector<float> half(cn.size());
+    for (size_t j = 0; j < cn.size(); ++j) half[j] = cn[j] / 2;
+    if (detail::amx_best_rows(n, x, d, k, c, ip ? nullptr : half.data(), threads, best, score)) {
+      if (score && !ip)
+        for (int64_t i = 0; i < n; ++i) score[i] *= 2;
+      return;
+    }
+  }
   const detail::MapConstMat<float> C(c, k, d);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   detail::parallel_for(blocks, threads, 1, [&](int64_t b) {
     const int64_t from = b * kBlock, rows = std::min(kBlock, n - from);
     const detail::MapConstMat<float> X(x + from * d, rows, d);
     detail::MatR<float> S = X * C.transpose();  // one thread: Eigen does not nest in an OpenMP region
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t at = 0;
-      float top = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < k; ++j) {
-        const float s = ip ? S(r, j) : 2 * S(r, j) - cn[size_t(j)];
-        if (s > top) top = s, at = j;  // ties: the smaller index
-      }
-      best[from + r] = at;
-      if (score) score[from + r] = top;
-    }
+    for (int64_t r = 0; r < rows; ++r) best[from + r] = row_best(&S(r, 0), ip ? nullptr : cn.data(), k, score ? score + from + r : nullptr);
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
@@ -55,13 +56,27 @@ TEST_CASE("ivf build: nearest() is the brute-force best centroid under both metr
   const int d = 24;
   const auto x = test::random_vectors(1000, d, 1);  // more than one block of 256
   const auto c = test::random_vectors(37, d, 2);
-  for (const bool ip : {true, false}) {
-    CAPTURE(ip);
-    std::vector<int64_t> got(1000);
-    store::ivf::nearest(1000, x.data(), d, 37, c.data(), ip, 2, got.data());
-    int same = 0;
-    for (int64_t i = 0; i < 1000; ++i) same += got[size_t(i)] == brute_best(&x[size_t(i * d)], c, d, ip);
-    CHECK(same == 1000);
+  // Both paths: AMX tiles where the CPU has them (src/detail/amx.hpp), and Eigen's float GEMM
+  // with the vectorised row maximum (MINDREC_SIMD=avx512 turns the tiles off).
+  for (const char* simd : {"", "avx512"}) {
+    if (*simd) ::setenv("MINDREC_SIMD", simd, 1);
+    for (const bool ip : {true, false}) {
+      CAPTURE(simd);
+      CAPTURE(ip);
+      std::vector<int64_t> got(1000);
+      std::vector<float> score(1000);
+      store::ivf::nearest(1000, x.data(), d, 37, c.data(), ip, 2, got.data(), score.data());
+      int same = 0;
+      for (int64_t i = 0; i < 1000; ++i) {
+        const int64_t want = brute_best(&x[size_t(i * d)], c, d, ip);
+        same += got[size_t(i)] == want;
+        double s = 0, cn = 0;  // the score: <x, c> (ip) or 2 <x, c> - |c|^2
+        for (int t = 0; t < d; ++t) s += double(x[size_t(i * d + t)]) * c[size_t(want * d + t)], cn += double(c[size_t(want * d + t)]) * c[size_t(want * d + t)];
+        CHECK(score[size_t(i)] == doctest::Approx(ip ? s : 2 * s - cn).epsilon(1e-5));
+      }
+      CHECK(same == 1000);
+    }
+    ::unsetenv("MINDREC_SIMD");
   }
 }
 
