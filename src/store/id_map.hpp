@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "detail/huge_vector.hpp"
 #include "mindrec/error.hpp"
 
 namespace mindrec::store {
@@ -73,6 +74,13 @@ class IdMap {
   /// repeated live id; nothing changes then.
   void assign(std::vector<int64_t> ids, const std::vector<uint8_t>* dead, const char* what) {
     IdMap m;
+    // The dense range sized once where the growth rule would end with it (the ids' largest
+    // within twice their count): growing it by halves copied and faulted in about three times
+    // its size (10% of a 20M-item flat load).
+    int64_t top = -1, live = 0;
+    for (size_t r = 0; r < ids.size(); ++r)
+      if (!(dead && ((*dead)[r >> 3] >> (r & 7) & 1u))) top = std::max(top, ids[r]), ++live;
+    if (top >= 0 && top <= 2 * (live + 1) + 1024) detail::assign_on_huge_pages(m.dense_, size_t(top) + 1, int64_t(-1));
     for (size_t r = 0; r < ids.size(); ++r) {
       if (dead && ((*dead)[r >> 3] >> (r & 7) & 1u)) continue;
       if (ids[r] < 0 || m.contains(ids[r]))

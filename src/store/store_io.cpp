@@ -1,18 +1,25 @@
 #include "store/store_io.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <istream>
+#include <memory>
+#include <mutex>
 #include <ostream>
 #include <thread>
 #include <vector>
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "detail/fault.hpp"
@@ -65,16 +72,24 @@ FileSource::FileSource(std::istream& in, uint64_t size, uint32_t version, std::s
 void FileSource::read(void* dst, size_t n) {
   detail::fault_point("store.load.read");
   if (n > remaining_) throw FormatError(what_ + ": truncated");
-  if (n >= kParallelBytes && fd_ >= 0) read_split(static_cast<char*>(dst), n);
-  else if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
-    throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
+  if (n >= kParallelBytes && fd_ >= 0) {
+    read_split(static_cast<char*>(dst), n);  // hashes as the chunks arrive
+  } else {
+    if (!in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
+      throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
+    absorb(dst, n);
+  }
   remaining_ -= n;
-  if (version_ >= 3) hash_.update(dst, n);
-  else if (version_ == 2) fnv_ = fnv1a64(dst, n, fnv_);
+}
+
+void FileSource::absorb(const void* data, size_t n) {
+  if (version_ >= 3) hash_.update(data, n);
+  else if (version_ == 2) fnv_ = fnv1a64(data, n, fnv_);
 }
 
 FileSource::~FileSource() {
   if (fd_ >= 0) ::close(fd_);
+  if (direct_fd_ >= 0) ::close(direct_fd_);
 }
 
 std::pair<uint64_t, uint64_t> stat_identity(const std::string& path) {
@@ -96,43 +111,137 @@ void FileSource::read_in_parallel_from(const std::string& path, int threads,
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
   threads_ = threads;
+  // The same file again, bypassing the page cache where the file system allows it: checked to
+  // be the same inode too; absent (-1) where O_DIRECT is refused (tmpfs).
+  const int direct = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+  struct stat dst {};
+  if (direct >= 0 && (::fstat(direct, &dst) != 0 || dst.st_dev != st.st_dev || dst.st_ino != st.st_ino)) {
+    ::close(direct);
+    return;
+  }
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  direct_fd_ = direct;
 }
 
 void FileSource::read_split(char* dst, size_t n) {
-  const std::istream::pos_type at = in_.tellg();
-  if (at < 0) throw FormatError(what_ + ": cannot tell the read position");
-  const size_t parts = std::min<size_t>(size_t(threads_), n / (kParallelBytes / 2));
-  const size_t share = (n / parts + 4095) / 4096 * 4096;  // whole pages each
-  std::vector<std::exception_ptr> failed(parts);
-  auto read_part = [&](size_t t) {
+  const std::istream::pos_type at_pos = in_.tellg();
+  if (at_pos < 0) throw FormatError(what_ + ": cannot tell the read position");
+  const uint64_t at = uint64_t(at_pos);
+  // Chunks of kChunk file bytes on a kAlign grid (what O_DIRECT asks of offsets and lengths),
+  // taken in order by the readers; chunk c holds dst bytes [lo(c), lo(c + 1)).
+  const uint64_t first = at / kAlign * kAlign, end = at + n;
+  const size_t chunks = size_t((end - first + kChunk - 1) / kChunk);
+  auto lo = [&](size_t c) { return size_t(std::min(end, std::max(at, first + uint64_t(c) * kChunk)) - at); };
+  std::atomic<size_t> next{0};
+  std::atomic<bool> direct{direct_fd_ >= 0}, stop{false};
+  std::atomic<size_t> direct_read{0}, cached{0};
+  std::vector<uint8_t> done(chunks, 0);
+  std::mutex m;
+  std::condition_variable arrived;
+  std::exception_ptr failed;
+  auto fail = [&](std::exception_ptr e) {
+    std::lock_guard<std::mutex> l(m);
+    if (!failed) failed = e;
+    stop = true;
+    arrived.notify_all();
+  };
+  // pread until `len` bytes or the end of the file; the bytes read.
+  auto pread_all = [&](int fd, char* to, size_t len, uint64_t off) {
+    size_t got = 0;
+    while (got < len) {
+      const ssize_t r = ::pread(fd, to + got, len - got, off_t(off + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return r == -1 && errno == EINVAL && fd == direct_fd_ ? ssize_t(-2) : ssize_t(-1);
+      if (r == 0) break;
+      got += size_t(r);
+    }
+    return ssize_t(got);
+  };
+  // Whether every page of file bytes [off, off + len) is in the page cache (no mapping: no).
+  void* const map = direct_fd_ >= 0 ? ::mmap(nullptr, size_t(end), PROT_READ, MAP_SHARED, fd_, 0) : MAP_FAILED;
+  const std::unique_ptr<void, std::function<void(void*)>> unmap(map == MAP_FAILED ? nullptr : map, [&](void* p) { ::munmap(p, size_t(end)); });
+  auto in_cache = [&](uint64_t off, size_t len) {
+    if (map == MAP_FAILED) return false;
+    const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE)), a = off / page * page;
+    std::vector<unsigned char> resident(size_t((off + len - a + page - 1) / page));
+    if (::mincore(static_cast<char*>(map) + a, size_t(off + len - a), resident.data()) != 0) return false;
+    return std::all_of(resident.begin(), resident.end(), [](unsigned char r) { return (r & 1) != 0; });
+  };
+  auto reader = [&] {
     try {
-      const size_t from = std::min(n, t * share), to = std::min(n, from + share);
-      for (size_t done = from; done < to;) {
-        const ssize_t got = ::pread(fd_, dst + done, std::min<size_t>(to - done, size_t(1) << 30),
-                                    off_t(uint64_t(at) + done));
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) throw IoError(what_ + ": read failed: " + std::strerror(errno));
-        if (got == 0) throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
-        done += size_t(got);
+      char* bounce = nullptr;
+      std::unique_ptr<char, void (*)(void*)> own(nullptr, std::free);
+      for (size_t c; !stop && (c = next.fetch_add(1)) < chunks;) {
+        const size_t from = lo(c), to = lo(c + 1);
+        bool read = false;
+        // From the page cache where the chunk is all there (a copy out of memory beats a disk
+        // read; mincore on a mapping of the file asks without starting any read).
+        if (direct && in_cache(at + from, to - from)) {
+          const ssize_t got = pread_all(fd_, dst + from, to - from, at + from);
+          read = got == ssize_t(to - from);
+          cached += read;
+        }
+        if (direct && !read) {  // an aligned block into the bounce buffer, its part of the payload copied out
+          if (!bounce) {
+            void* p = nullptr;
+            if (::posix_memalign(&p, kAlign, kChunk) != 0) throw std::bad_alloc();
+            own.reset(static_cast<char*>(p));
+            bounce = own.get();
+          }
+          const uint64_t off = first + uint64_t(c) * kChunk;
+          const ssize_t got = pread_all(direct_fd_, bounce, size_t(std::min<uint64_t>(kChunk, (end - off + kAlign - 1) / kAlign * kAlign)), off);
+          if (got == -2) {
+            direct = false;  // refused after all: the page cache for this chunk and the rest
+          } else if (got < 0) {
+            throw IoError(what_ + ": read failed: " + std::strerror(errno));
+          } else {
+            if (off + uint64_t(got) < at + to) throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
+            std::memcpy(dst + from, bounce + (at + from - off), to - from);
+            read = true;
+            ++direct_read;
+          }
+        }
+        if (!read) {
+          const ssize_t got = pread_all(fd_, dst + from, to - from, at + from);
+          if (got < 0) throw IoError(what_ + ": read failed: " + std::strerror(errno));
+          if (size_t(got) < to - from) throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
+        }
+        std::lock_guard<std::mutex> l(m);
+        done[c] = 1;
+        arrived.notify_all();
       }
     } catch (...) {
-      failed[t] = std::current_exception();
+      fail(std::current_exception());
     }
   };
   {
-    std::vector<std::thread> team;
+    const size_t team = std::min<size_t>(size_t(threads_), chunks);
+    std::vector<std::thread> readers;
     try {
-      for (size_t t = 1; t < parts; ++t) team.emplace_back(read_part, t);
+      for (size_t t = 0; t < team; ++t) readers.emplace_back(reader);
     } catch (...) {
-      for (auto& th : team) th.join();
-      throw;
+      fail(std::current_exception());
     }
-    read_part(0);
-    for (auto& th : team) th.join();
+    // This thread hashes the chunks in order as they arrive (the checksum overlaps the reads).
+    try {
+      for (size_t c = 0; c < chunks; ++c) {
+        {
+          std::unique_lock<std::mutex> l(m);
+          arrived.wait(l, [&] { return done[c] || stop; });
+          if (!done[c]) break;
+        }
+        absorb(dst + lo(c), lo(c + 1) - lo(c));
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    if (readers.empty() && !failed) reader();  // no thread could start: read here
+    for (auto& th : readers) th.join();
   }
-  for (const auto& e : failed)
-    if (e) std::rethrow_exception(e);
-  if (!in_.seekg(at + std::streamoff(n))) throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
+  direct_chunks_ += direct_read;
+  cached_chunks_ += cached;
+  if (failed) std::rethrow_exception(failed);
+  if (!in_.seekg(at_pos + std::streamoff(n))) throw FormatError(what_ + ": the file ends before the payload does (truncated?)");
 }
 
 void verify_payload(std::istream& in, uint64_t size, uint32_t version, uint64_t expected, const std::string& what) {

@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #if defined(__GLIBC__)
+#include <fcntl.h>
 #include <malloc.h>
+#include <unistd.h>
 #endif
 #include <limits>
 #include <map>
@@ -244,6 +246,76 @@ TEST_CASE("a payload read split among threads gives the bytes and the checksum o
   std::string got(n, '\0');
   src.read(got.data(), n);
   CHECK(test::error_of([&] { src.finish(expected); }).find("checksum mismatch") != std::string::npos);
+}
+
+TEST_CASE("a split payload read from the disk with O_DIRECT - from the page cache - and without O_DIRECT gives the same bytes and checksum") {
+  // Chunks the page cache holds are copied from it; the others are read with O_DIRECT (an
+  // aligned block into a buffer, its part copied out); where the file system refuses O_DIRECT
+  // (tmpfs) through the page cache. The payload starts off the 4096-byte grid and ends off it.
+  const size_t n = store::FileSource::kParallelBytes + 3 * 4096 + 777, head = 4096 + 123;
+  std::string bytes(head + n, '\0');
+  std::mt19937_64 rng(9);
+  for (auto& c : bytes) c = char(rng() & 0xff);
+  detail::WordHash h;
+  h.update(bytes.data() + head, n);
+  const uint64_t expected = h.digest();
+  auto evict = [](const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    ::fdatasync(fd);
+    REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+    ::close(fd);
+  };
+  struct Read {
+    std::string bytes;
+    size_t direct = 0, cached = 0;
+    std::string error;
+  };
+  auto read_part = [&](const std::string& path, size_t want) {
+    Read r;
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(std::streamoff(head));
+    store::FileSource src(in, want, 5, "payload.bin");
+    src.read_in_parallel_from(path, 2, store::stat_identity(path));
+    r.bytes.assign(want, '\0');
+    r.error = test::error_of([&] {
+      src.read(r.bytes.data(), want);
+      src.finish(expected);
+    });
+    r.direct = src.direct_chunks();
+    r.cached = src.cached_chunks();
+    return r;
+  };
+  test::TempDir tmp;  // on the disk's file system (ext4 here)
+  const std::string path = tmp.file("payload.bin");
+  std::ofstream(path, std::ios::binary) << bytes;
+  const size_t chunks = (head % 4096 + n + (size_t(8) << 20) - 1) / (size_t(8) << 20);
+  {
+    const Read warm = read_part(path, n);  // just written: in the page cache
+    CHECK(warm.error == "(no error)");
+    CHECK(warm.bytes == bytes.substr(head));
+    CHECK(warm.cached == chunks);
+  }
+  evict(path);
+  const Read cold = read_part(path, n);
+  CHECK(cold.error == "(no error)");
+  CHECK(cold.bytes == bytes.substr(head));
+  if (cold.direct == 0) MESSAGE("O_DIRECT is refused where the temporary directory is: every chunk through the page cache");
+  else CHECK(cold.direct == chunks);
+  // A file shorter than the payload: refused naming it, from the disk too.
+  std::filesystem::resize_file(path, head + n - 1000);
+  evict(path);
+  CHECK(read_part(path, n).error.find("ends before the payload") != std::string::npos);
+  // tmpfs (no O_DIRECT): the same bytes through the page cache.
+  if (std::filesystem::is_directory("/dev/shm")) {
+    const std::string shm = "/dev/shm/mindrec-split-" + std::to_string(::getpid()) + ".bin";
+    std::ofstream(shm, std::ios::binary) << bytes;
+    const Read r = read_part(shm, n);
+    std::filesystem::remove(shm);
+    CHECK(r.error == "(no error)");
+    CHECK(r.bytes == bytes.substr(head));
+    CHECK(r.direct == 0);
+  }
 }
 
 TEST_CASE("a flat store above the parallel-read size loads bit for bit - a NaN row is named") {
