@@ -286,13 +286,20 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     uint8_t* c = out + kCodeHead;
     const auto [lo_it, hi_it] = std::minmax_element(x, x + d);
     const float lo = *lo_it, step = (*hi_it - lo) / 255.0f;
-    float norm = 0;
-    for (size_t j = 0; j < d; ++j) {
-      const float q = step > 0 ? std::nearbyint((x[j] - lo) / step) : 0.0f;
-      c[j] = uint8_t(std::min(255.0f, std::max(0.0f, q)));
-      const float back = lo + step * float(c[j]);
-      norm += back * back;
-    }
+    // The codes in a loop the compiler vectorises; the decoded vector's squared norm in 8
+    // partial sums (one running sum was a chain of d dependent adds: the load re-encodes every
+    // vector, and this was a third of an hnsw load's time).
+    const float inv = step > 0 ? 1.0f / step : 0.0f;
+    for (size_t j = 0; j < d; ++j) c[j] = uint8_t(std::min(255.0f, std::max(0.0f, std::nearbyint((x[j] - lo) * inv))));
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8)
+      for (size_t l = 0; l < 8; ++l) {
+        const float back = lo + step * float(c[j + l]);
+        part[l] += back * back;
+      }
+    for (; j < d; ++j) part[0] += (lo + step * float(c[j])) * (lo + step * float(c[j]));
+    const float norm = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     std::fill(c + d, out + code_stride, uint8_t(0));
     std::memcpy(out, &lo, sizeof lo);
     std::memcpy(out + sizeof lo, &step, sizeof step);
