@@ -57,13 +57,12 @@ struct TileConfig {
 
 // The packed operands of one call.
 struct Job {
-  int64_t n, k, kp;  // kp: k rounded up to 32 (padding centroids score -inf)
+  int64_t k, kp;  // kp: k rounded up to 32 (padding centroids score -inf)
   int d, steps;      // steps: 32-dimension slices (d rounded up to 32, zero padded)
   const float* x;
   const float* c;
   std::vector<uint16_t> b;  // centroid tiles: 16 at a time, [steps][16 pairs][16 centroids][2]
   std::vector<float> h;     // h[j], +inf for the padding
-  std::vector<float> hexact;
   float cmax = 0, hmax = 0;
 };
 
@@ -178,7 +177,7 @@ MINDREC_AMX_FN void run_rows(const Job& job, int64_t from, int64_t rows, int64_t
     bool first = true;
     for (int64_t q = 0; q < m; ++q) {
       const int64_t j = all ? q : cand[size_t(r * kCandidates + q)];
-      const float s = dot(xr, job.c + j * d, size_t(d)) - job.hexact[size_t(j)];
+      const float s = dot(xr, job.c + j * d, size_t(d)) - job.h[size_t(j)];
       if (first || s > top || (s == top && j < at)) top = s, at = j, first = false;
     }
     best[from + r] = at;
@@ -204,11 +203,10 @@ bool amx_best_rows(int64_t n, const float* x, int d, int64_t k, const float* c, 
 #if MINDREC_AMX
   if (!amx_bf16_usable() || n <= 0 || k <= 0 || d <= 0) return false;
   Job job;
-  job.n = n, job.k = k, job.kp = (k + 31) / 32 * 32, job.d = d, job.steps = (d + 31) / 32, job.x = x, job.c = c;
+  job.k = k, job.kp = (k + 31) / 32 * 32, job.d = d, job.steps = (d + 31) / 32, job.x = x, job.c = c;
   const int64_t group = int64_t(job.steps) * 512;
   job.b.assign(size_t(job.kp / 16 * group), 0);
   job.h.assign(size_t(job.kp), std::numeric_limits<float>::infinity());
-  job.hexact.assign(size_t(k), 0.0f);
   for (int64_t j = 0; j < k; ++j) {
     const float* cj = c + j * d;
     uint16_t* tiles = &job.b[size_t((j / 16) * group)];
@@ -218,8 +216,8 @@ bool amx_best_rows(int64_t n, const float* x, int d, int64_t k, const float* c, 
       norm += cj[t] * cj[t];
     }
     job.cmax = std::max(job.cmax, std::sqrt(norm));
-    job.h[size_t(j)] = job.hexact[size_t(j)] = h ? h[j] : 0.0f;
-    job.hmax = std::max(job.hmax, std::abs(job.hexact[size_t(j)]));
+    job.h[size_t(j)] = h ? h[j] : 0.0f;
+    job.hmax = std::max(job.hmax, std::abs(job.h[size_t(j)]));
   }
   job.cmax *= 1.0f + std::ldexp(1.0f, -10);  // the norm's own rounding
   const int64_t tasks = (n + kRows - 1) / kRows;
