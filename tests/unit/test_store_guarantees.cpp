@@ -687,6 +687,31 @@ void expect_searches_answer(VectorStore& s, const std::string& site, bool during
   for (const auto& r : during) CHECK(r == want);
 }
 
+// While a write is at `site`, searches from a second thread answer (what they return is not
+// compared: a deterministic check of the lock, with no clock).
+void expect_answer_at(VectorStore& s, const std::string& site, const std::function<void()>& write) {
+  CAPTURE(site);
+  const auto q = random_vectors(1, s.dim(), 5);
+  int hooked = 0, answered = 0;
+  std::future<void> pending;
+  Guard g;
+  detail::arm_hook(site, [&] {
+    if (hooked++) return;
+    pending = std::async(std::launch::async, [&] {
+      std::vector<int64_t> ids(10);
+      std::vector<float> sc(10);
+      for (int i = 0; i < 3; ++i, ++answered) s.search(1, q.data(), 10, ids.data(), sc.data());
+    });
+    if (pending.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+      FAIL_CHECK("searches did not answer during '" << site << "' (blocked by the write)");
+  });
+  write();
+  detail::disarm_fault();
+  if (pending.valid()) pending.wait();
+  CHECK(hooked >= 1);
+  CHECK(answered == 3);
+}
+
 }  // namespace
 
 TEST_CASE("searches keep answering while a write prepares: save - load - growth - compaction of 1M vectors") {
@@ -791,7 +816,9 @@ constexpr double kMinWrite = 0.1;
 
 TEST_CASE("writes never hold searches: every kind of write on a store where it takes long - the longest search stays a fraction of the write") {
   // Review F1-F3, F8: a write's expensive part (insertion, encoding, assignment, list surgery,
-  // a rebuild) must not run under the lock searches wait for. A thread searches while each
+  // a rebuild) must not run under the lock searches wait for. First without a clock: the write
+  // is paused at a fault point inside that part while another thread's searches must answer.
+  // Then with one: a thread searches while each
   // write runs; the longest search must stay under a quarter of the write's time (a write
   // that held searches for its work would make one search wait for most of it). A relative
   // bound, not a timing threshold: both are measured in the same run on the same machine. The
@@ -803,6 +830,7 @@ TEST_CASE("writes never hold searches: every kind of write on a store where it t
     std::string what;
     std::function<std::unique_ptr<VectorStore>()> make;  // a filled store
     std::function<void(VectorStore&)> write;
+    std::string site;  // a fault point inside the write's expensive part
   };
   // `huge` for the removes: removing half of 1M items from a fast-scan list took 0.09 s here
   // once (under the 0.1 s this test needs to tell holding from scheduling), so 2M.
@@ -820,41 +848,55 @@ TEST_CASE("writes never hold searches: every kind of write on a store where it t
   std::vector<Write> writes;
 #if MINDREC_HAS_FAISS
   for (const std::string spec : {"faiss:IVF256,Flat?nprobe=8", "faiss:IVF256,SQ8?nprobe=8", "faiss:IVF256,PQ8x4fs?nprobe=8"}) {
-    writes.push_back({spec + " add", filled(spec, big), [&](VectorStore& s) { s.add(big, y.data(), new_ids.data()); }});
-    writes.push_back({spec + " upsert of every item", filled(spec, big), [&](VectorStore& s) { s.upsert(big, y.data(), ids.data()); }});
-    writes.push_back({spec + " remove of half", filled(spec, huge), [&](VectorStore& s) { s.remove(huge / 2, ids.data()); }});
+    writes.push_back({spec + " add", filled(spec, big), [&](VectorStore& s) { s.add(big, y.data(), new_ids.data()); }, "faiss.add.index"});
+    writes.push_back({spec + " upsert of every item", filled(spec, big), [&](VectorStore& s) { s.upsert(big, y.data(), ids.data()); }, "faiss.add.index"});
+    writes.push_back({spec + " remove of half", filled(spec, huge), [&](VectorStore& s) { s.remove(huge / 2, ids.data()); }, "faiss.ivf.lists"});
   }
   const std::string fh = "faiss:HNSW16,Flat?ef=32";
   writes.push_back({fh + " (MIPS) upsert of every item", filled(fh, graph),
-                    [&](VectorStore& s) { s.upsert(graph, y.data(), ids.data()); }});
+                    [&](VectorStore& s) { s.upsert(graph, y.data(), ids.data()); }, "faiss.add.index"});
   writes.push_back({fh + " (MIPS) a longer vector re-augments everything", filled(fh, graph), [&](VectorStore& s) {
                       std::vector<float> longer(y.begin(), y.begin() + d);
                       for (auto& v : longer) v *= 10.f;
                       s.add(1, longer.data(), new_ids.data());
-                    }});
+                    }, "faiss.rebuild"});
   writes.push_back({fh + " (MIPS) add of 5,000 (a copy of the index)", filled(fh, graph * 5),
-                    [&](VectorStore& s) { s.add(5000 / kScale, y.data(), new_ids.data()); }});
+                    [&](VectorStore& s) { s.add(5000 / kScale, y.data(), new_ids.data()); }, "faiss.add.index"});
 #endif
 #if MINDREC_HAS_HNSW
   const std::string hs = "hnsw:M=16,ef_construction=64?ef=32";
   writes.push_back({hs + " add in place (a third of the graph)", filled(hs, graph),
-                    [&](VectorStore& s) { s.add(graph / 3, y.data(), new_ids.data()); }});
+                    [&](VectorStore& s) { s.add(graph / 3, y.data(), new_ids.data()); }, "hnsw.add.chunk"});
   writes.push_back({hs + " upsert in place (a third of the items)", filled(hs, graph),
-                    [&](VectorStore& s) { s.upsert(graph / 3, y.data(), ids.data()); }});
+                    [&](VectorStore& s) { s.upsert(graph / 3, y.data(), ids.data()); }, "hnsw.add.chunk"});
   writes.push_back({hs + " upsert of every item (rebuilt aside)", filled(hs, graph),
-                    [&](VectorStore& s) { s.upsert(graph, y.data(), ids.data()); }});
+                    [&](VectorStore& s) { s.upsert(graph, y.data(), ids.data()); }, "hnsw.rebuilt"});
 #endif
   for (const Write& w : writes) {
     CAPTURE(w.what);
-    auto s = w.make();
-    const Stall st = measure_stall(*s, [&] { w.write(*s); });
-    CAPTURE(st.write_s);
-    CAPTURE(st.worst_search_s);
-    CAPTURE(st.searches);
-    MESSAGE(w.what << ": write " << st.write_s << " s, longest search " << st.worst_search_s * 1e3 << " ms, "
-                   << st.searches << " searches");
-    CHECK(st.write_s >= kMinWrite);  // long enough to tell (sizes above)
-    CHECK(st.searches >= 1);
-    CHECK(st.worst_search_s < 0.25 * st.write_s);
+    // Without a clock: searches answer while the write is inside its expensive part.
+    {
+      auto s = w.make();
+      expect_answer_at(*s, w.site, [&] { w.write(*s); });
+    }
+    // With one: a write that held searches for its work makes one search wait for most of it in
+    // every attempt; scheduling on 2 shared cores (a sanitizer's slower write) can make one
+    // attempt's ratio miss by chance, so the best of three attempts is checked.
+    Stall best;
+    double best_ratio = 1e9;
+    for (int attempt = 0; attempt < 3 && best_ratio >= 0.25; ++attempt) {
+      auto s = w.make();
+      const Stall st = measure_stall(*s, [&] { w.write(*s); });
+      MESSAGE(w.what << ": write " << st.write_s << " s, longest search " << st.worst_search_s * 1e3 << " ms, "
+                     << st.searches << " searches");
+      const double ratio = st.write_s > 0 ? st.worst_search_s / st.write_s : 1e9;
+      if (ratio < best_ratio) best_ratio = ratio, best = st;
+    }
+    CAPTURE(best.write_s);
+    CAPTURE(best.worst_search_s);
+    CAPTURE(best.searches);
+    CHECK(best.write_s >= kMinWrite);  // long enough to tell (sizes above)
+    CHECK(best.searches >= 1);
+    CHECK(best_ratio < 0.25);
   }
 }
