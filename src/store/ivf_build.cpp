@@ -8,7 +8,7 @@
 #include <numeric>
 #include <random>
 
-#include "detail/amx.hpp"
+#include "detail/best_rows.hpp"
 #include "detail/parallel.hpp"
 #include "mindrec/detail/eigen.hpp"
 
@@ -92,10 +92,10 @@ std::vector<float> sample_rows(int64_t n, const float* x, int d, int64_t m, uint
 void nearest(int64_t n, const float* x, int d, int64_t k, const float* c, bool ip, int threads, int64_t* best,
              float* score) {
   const std::vector<float> cn = ip ? std::vector<float>() : norms(k, c, d);
-  {  // AMX tiles where the CPU has them: the L2 assignment maximises x.c - |c|^2 / 2
+  {  // AMX tiles or VNNI where the CPU has them: the L2 assignment maximises x.c - |c|^2 / 2
     std::vector<float> half(cn.size());
     for (size_t j = 0; j < cn.size(); ++j) half[j] = cn[j] / 2;
-    if (detail::amx_best_rows(n, x, d, k, c, ip ? nullptr : half.data(), threads, best, score)) {
+    if (detail::lowp_best_rows(n, x, d, k, c, ip ? nullptr : half.data(), threads, best, score)) {
       if (score && !ip)
         for (int64_t i = 0; i < n; ++i) score[i] *= 2;
       return;

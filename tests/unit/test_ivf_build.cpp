@@ -56,9 +56,10 @@ TEST_CASE("ivf build: nearest() is the brute-force best centroid under both metr
   const int d = 24;
   const auto x = test::random_vectors(1000, d, 1);  // more than one block of 256
   const auto c = test::random_vectors(37, d, 2);
-  // Both paths: AMX tiles where the CPU has them (src/detail/amx.hpp), and Eigen's float GEMM
-  // with the vectorised row maximum (MINDREC_SIMD=avx512 turns the tiles off).
-  for (const char* simd : {"", "avx512"}) {
+  // Every path: AMX tiles or VNNI where the CPU has them (src/detail/best_rows.hpp; "vnni"
+  // keeps VNNI alone), and Eigen's float GEMM with the vectorised row maximum (MINDREC_SIMD=
+  // avx512 turns both kernels off).
+  for (const char* simd : {"", "vnni", "avx512"}) {
     if (*simd) ::setenv("MINDREC_SIMD", simd, 1);
     for (const bool ip : {true, false}) {
       CAPTURE(simd);
