@@ -314,12 +314,21 @@ MINDREC_VNNI_FN void run_rows8(const Job8& job, int64_t from, int64_t rows, int6
   }
   cs.finish(from, rows, job.x, d, job.k, job.c, job.h.data(), best, score);
 }
-#endif
+
+// rows(from, count) over the n rows, in tasks of kRows on `threads` threads.
+template <class Fn>
+void by_tasks(int64_t n, int threads, Fn&& rows) {
+  parallel_for((n + kRows - 1) / kRows, threads, 1, [&](int64_t t) {
+    const int64_t from = t * kRows;
+    rows(from, std::min(kRows, n - from));
+  });
+}
 
 const char* forced_simd() {
   const char* forced = std::getenv("MINDREC_SIMD");
   return forced && *forced ? forced : nullptr;
 }
+#endif
 
 }  // namespace
 
@@ -344,9 +353,9 @@ bool vnni_int8_usable() {
 #endif
 }
 
+#if MINDREC_LOWP
 bool amx_best_rows(int64_t n, const float* x, int d, int64_t k, const float* c, const float* h, int threads,
                    int64_t* best, float* score) {
-#if MINDREC_LOWP
   if (!amx_bf16_usable() || n <= 0 || k <= 0 || d <= 0) return false;
   Job job;
   job.k = k, job.kp = (k + 31) / 32 * 32, job.d = d, job.steps = (d + 31) / 32, job.x = x, job.c = c;
@@ -366,21 +375,12 @@ bool amx_best_rows(int64_t n, const float* x, int d, int64_t k, const float* c, 
     job.hmax = std::max(job.hmax, std::abs(job.h[size_t(j)]));
   }
   job.cmax *= 1.0f + std::ldexp(1.0f, -10);  // the norm's own rounding
-  const int64_t tasks = (n + kRows - 1) / kRows;
-  parallel_for(tasks, threads, 1, [&](int64_t t) {
-    const int64_t from = t * kRows;
-    run_rows(job, from, std::min(kRows, n - from), best, score);
-  });
+  by_tasks(n, threads, [&](int64_t from, int64_t rows) { run_rows(job, from, rows, best, score); });
   return true;
-#else
-  (void)n, (void)x, (void)d, (void)k, (void)c, (void)h, (void)threads, (void)best, (void)score;
-  return false;
-#endif
 }
 
 bool vnni_best_rows(int64_t n, const float* x, int d, int64_t k, const float* c, const float* h, int threads,
                     int64_t* best, float* score) {
-#if MINDREC_LOWP
   if (!vnni_int8_usable() || n <= 0 || k <= 0 || d <= 0 || d > kMaxVnniDim) return false;
   Job8 job;
   const int64_t per_block = 16 * kVnniGroups;
@@ -410,17 +410,17 @@ bool vnni_best_rows(int64_t n, const float* x, int d, int64_t k, const float* c,
     job.h[size_t(j)] = h ? h[j] : 0.0f;
     job.hmax = std::max(job.hmax, std::abs(job.h[size_t(j)]));
   }
-  const int64_t tasks = (n + kRows - 1) / kRows;
-  parallel_for(tasks, threads, 1, [&](int64_t t) {
-    const int64_t from = t * kRows;
-    run_rows8(job, from, std::min(kRows, n - from), best, score);
-  });
+  by_tasks(n, threads, [&](int64_t from, int64_t rows) { run_rows8(job, from, rows, best, score); });
   return true;
-#else
-  (void)n, (void)x, (void)d, (void)k, (void)c, (void)h, (void)threads, (void)best, (void)score;
-  return false;
-#endif
 }
+#else
+bool amx_best_rows(int64_t, const float*, int, int64_t, const float*, const float*, int, int64_t*, float*) {
+  return false;
+}
+bool vnni_best_rows(int64_t, const float*, int, int64_t, const float*, const float*, int, int64_t*, float*) {
+  return false;
+}
+#endif
 
 bool lowp_best_rows(int64_t n, const float* x, int d, int64_t k, const float* c, const float* h, int threads,
                     int64_t* best, float* score) {
