@@ -7,7 +7,7 @@ Ray cluster is started before it, as a real cluster is up before the night's job
 
     python benchmarks/bench_ray.py [--users 1000000] [--items 367983] [--stores flat,ivf,hnsw]
         [--batch-size 1024] [--files 16] [--build DIR] [--dir D] [--quick] [--memory-only]
-        [--write-compare]
+        [--write-compare] [--runs single_1,ray_1,single_2,ray_2,procs_2x1,ray_1x2]
 
 Model: bench_scale gen-weights (the ann_target data: clustered, diffuse item vectors, noise 1.5)
 of --items x 64 (the Books shape); users: histories of 5-30 ids drawn uniformly, written as
@@ -25,6 +25,9 @@ imports, after loading the model and the store, and the peak after one batch). T
 0.90x the process at equal cores; 2 workers >= 1.7x 1 worker. Last line per store:
   store=S single_1=A ray_1=B single_2=C ray_2=D procs_2x1=E ray_1x2=F ray_vs_single_1=B/A
   ray_vs_single_2=D/C scaling=D/B
+(--runs takes a subset, e.g. single_2,ray_1x2 at 1M users: a run absent from it, and every
+ratio that needs it, is left out of the last line; the outputs are compared with the single
+process's, so a subset with a Ray or two-process run names single_1 or single_2 too.)
 """
 import argparse
 import os
@@ -267,6 +270,12 @@ def check_same(a: Path, b: Path) -> str:
     return f"ids and scores identical ({ta.num_rows} users)"
 
 
+#: The timed runs, in the order they run (--runs picks a subset), and what each is.
+RUNS = ("single_1", "ray_1", "single_2", "ray_2", "procs_2x1", "ray_1x2")
+RUN_NAMES = {"ray_1": "Ray, 1 core", "ray_2": "Ray, 2 cores", "procs_2x1": "two processes",
+             "ray_1x2": "one worker of 2 CPUs"}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--single-process":
         w, i, u, o, th, b, n = sys.argv[2:9]
@@ -293,7 +302,14 @@ def main() -> None:
                     help="only the 2-worker job written three ways (two write tasks, one, materialised first), "
                          "two rounds alternated; the materialised one prints Ray Data's statistics of the "
                          "recall operator (its tasks' wall time over its own: how many workers it kept busy)")
+    ap.add_argument("--runs", default=",".join(RUNS),
+                    help="the timed runs, a subset of " + ",".join(RUNS) + " (default: all, in that order)")
     args = ap.parse_args()
+    runs = [r for r in args.runs.split(",") if r]
+    if not runs or any(r not in RUNS for r in runs):
+        ap.error(f"--runs: a comma-separated subset of {','.join(RUNS)}, got {args.runs!r}")
+    if not {"single_1", "single_2"} & set(runs):
+        ap.error("--runs: name single_1 or single_2 too (the other runs' outputs are compared with its)")
     if args.quick:
         args.items, args.users, args.files = 20_000, 4_000, 4
     try:
@@ -341,39 +357,51 @@ def main() -> None:
             t[key] = fn(*a)
             cpu[key] = cpu_delta(c0, cpu_seconds(), t[key])
 
-        timed("single_1", single_run, str(weights), str(index), users, work / "out-single", 1, args.batch_size,
-              args.topn)
-        timed("ray_1", ray_job, str(weights), str(index), users, work / "out-ray", 1, args.batch_size, args.topn)
-        same_1 = check_same(work / "out-single", work / "out-ray")
-        timed("single_2", single_run, str(weights), str(index), users, work / "out-single", 2, args.batch_size,
-              args.topn)
-        timed("ray_2", ray_job, str(weights), str(index), users, work / "out-ray", 2, args.batch_size, args.topn)
-        same_2 = check_same(work / "out-single", work / "out-ray")
-        # What bounds two workers: the same two halves without Ray (two processes, each its
-        # own model and store), and Ray with one worker holding both CPUs (one copy, 2 threads).
-        timed("procs_2x1", two_processes, str(weights), str(index), users, work / "out-procs", args.batch_size,
-              args.topn)
-        same_p = check_same(work / "out-single", work / "out-procs")
-        timed("ray_1x2", ray_job, str(weights), str(index), users, work / "out-ray", 1, args.batch_size, args.topn,
-              2)
-        same_r = check_same(work / "out-single", work / "out-ray")
-        print(f"  {name}: Ray against the process, 1 core: {same_1}; 2 cores: {same_2}; two processes: {same_p}; "
-              f"one worker of 2 CPUs: {same_r}")
+        # The runs in order; what bounds two workers comes last: the same two halves without Ray
+        # (two processes, each its own model and store), and Ray with one worker holding both
+        # CPUs (one copy, 2 threads). Each output is compared with the last single process's.
+        plan = {
+            "single_1": (single_run, (str(weights), str(index), users, work / "out-single", 1, args.batch_size,
+                                      args.topn), None),
+            "ray_1": (ray_job, (str(weights), str(index), users, work / "out-ray", 1, args.batch_size, args.topn),
+                      work / "out-ray"),
+            "single_2": (single_run, (str(weights), str(index), users, work / "out-single", 2, args.batch_size,
+                                      args.topn), None),
+            "ray_2": (ray_job, (str(weights), str(index), users, work / "out-ray", 2, args.batch_size, args.topn),
+                      work / "out-ray"),
+            "procs_2x1": (two_processes, (str(weights), str(index), users, work / "out-procs", args.batch_size,
+                                          args.topn), work / "out-procs"),
+            "ray_1x2": (ray_job, (str(weights), str(index), users, work / "out-ray", 1, args.batch_size, args.topn,
+                                  2), work / "out-ray"),
+        }
+        ordered = [r for r in RUNS if r in runs]
+        if ordered[0] not in ("single_1", "single_2"):  # the reference output first
+            first = "single_1" if "single_1" in runs else "single_2"
+            ordered.remove(first)
+            ordered.insert(0, first)
+        same = {}
+        for key in ordered:
+            fn, fargs, out = plan[key]
+            timed(key, fn, *fargs)
+            if out is not None:
+                same[key] = check_same(work / "out-single", out)
+        print(f"  {name}: outputs against the process: " +
+              "; ".join(f"{RUN_NAMES[k]}: {v}" for k, v in same.items()))
         print(f"  {name}: {actor_memory(str(weights), str(index), users, args.batch_size, args.topn)}", flush=True)
         rate = {k: args.users / v for k, v in t.items()}
-        for k in ("single_1", "ray_1", "single_2", "ray_2", "procs_2x1", "ray_1x2"):
+        for k in ordered:
             print(f"  {name:5s} {k:9s} {t[k]:8.1f} s  {rate[k]:9.0f} users/s   cores busy: {cpu[k]}")
-        lines.append(f"store={name} single_1={rate['single_1']:.0f} ray_1={rate['ray_1']:.0f} "
-                     f"single_2={rate['single_2']:.0f} ray_2={rate['ray_2']:.0f} "
-                     f"procs_2x1={rate['procs_2x1']:.0f} ray_1x2={rate['ray_1x2']:.0f} "
-                     f"ray_vs_single_1={rate['ray_1'] / rate['single_1']:.3f} "
-                     f"ray_vs_single_2={rate['ray_2'] / rate['single_2']:.3f} "
-                     f"scaling={rate['ray_2'] / rate['ray_1']:.3f}")
-        print(f"  {name}: Ray/process {rate['ray_1'] / rate['single_1']:.2f}x (1 core, target >= 0.90), "
-              f"{rate['ray_2'] / rate['single_2']:.2f}x (2 cores); 2 workers / 1: "
-              f"{rate['ray_2'] / rate['ray_1']:.2f}x (target >= 1.7); without Ray, two processes / one: "
-              f"{rate['procs_2x1'] / rate['single_1']:.2f}x; Ray, one worker of 2 CPUs / the process on 2 "
-              f"threads: {rate['ray_1x2'] / rate['single_2']:.2f}x", flush=True)
+        ratios = [("ray_vs_single_1", "ray_1", "single_1", "Ray/process, 1 core (target >= 0.90)"),
+                  ("ray_vs_single_2", "ray_2", "single_2", "Ray/process, 2 cores (target >= 0.90)"),
+                  ("scaling", "ray_2", "ray_1", "2 workers / 1 (target >= 1.7)"),
+                  ("procs_vs_single_1", "procs_2x1", "single_1", "without Ray, two processes / one"),
+                  ("ray_1x2_vs_single_2", "ray_1x2", "single_2",
+                   "Ray, one worker of 2 CPUs / the process on 2 threads (target >= 0.90)")]
+        have = [(key, a, b, what) for key, a, b, what in ratios if a in rate and b in rate]
+        lines.append(f"store={name} " + " ".join(f"{k}={rate[k]:.0f}" for k in RUNS if k in rate) +
+                     "".join(f" {key}={rate[a] / rate[b]:.3f}" for key, a, b, _ in have))
+        if have:
+            print(f"  {name}: " + "; ".join(f"{what}: {rate[a] / rate[b]:.2f}x" for _, a, b, what in have), flush=True)
     if not args.memory_only:
         ray.shutdown()
     if not args.dir:
