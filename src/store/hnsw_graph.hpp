@@ -37,6 +37,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -364,6 +365,7 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     std::deque<List> lists;  // (push_back: all or nothing, and no copy as it grows)
     tableint entry = 0;
     int max_level = -1;
+    std::vector<tableint> orphans;  // elements the batch left with no level-0 in-link (in_links)
     explicit UndoLog(const Graph& g) : entry(g.enterpoint_node_), max_level(g.maxlevel_) {}
     /// Saves `ll` (the list of `id` at `level`) unless saved before; throws (bad_alloc)
     /// before the caller changes it.
@@ -381,12 +383,21 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
         throw;
       }
     }
+    void orphaned(tableint id) {
+      std::lock_guard<std::mutex> lock(mu);
+      orphans.push_back(id);
+    }
   };
 
   /// Puts back what `log` saved (cannot throw).
   void restore(const UndoLog& log) {
     for (const auto& l : log.lists) {
       linklistsizeint* ll = get_linklist_at_level(l.id, l.level);
+      if (l.level == 0 && !in_links.empty()) {
+        const auto* now = reinterpret_cast<const tableint*>(ll + 1);
+        for (size_t j = 0, c = getListCount(ll); j < c; ++j) drop_in_link(now[j]);
+        for (const tableint t : l.links) add_in_link(t);
+      }
       std::copy(l.links.begin(), l.links.end(), reinterpret_cast<tableint*>(ll + 1));
       setListCount(ll, static_cast<unsigned short>(l.links.size()));  // the count only: the removed flag stays
     }
@@ -394,6 +405,152 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     maxlevel_ = log.max_level;
   }
 
+  /// Level-0 in-links per element slot (how many level-0 lists hold it), kept while batches
+  /// are inserted in place (hnsw_store.cpp counts them before a graph's first one); empty
+  /// otherwise (a graph built aside is walked whole instead: plan_relinks()). Only writers
+  /// read it.
+  std::vector<uint32_t> in_links;
+  size_t placed_since_walk = 0;  // elements inserted in place since the graph was last walked whole
+  /// Counts every element's level-0 in-links into in_links (room for `room` elements).
+  void count_in_links(size_t room) {
+    std::vector<uint32_t> counts(std::max(room, size_t(cur_element_count)), 0);
+    for (size_t e = 0; e < cur_element_count; ++e) {
+      linklistsizeint* ll = get_linklist0(tableint(e));
+      const auto* links = reinterpret_cast<const tableint*>(ll + 1);
+      for (size_t j = 0, c = getListCount(ll); j < c; ++j) ++counts[links[j]];
+    }
+    in_links.swap(counts);
+  }
+  void add_in_link(tableint t) {
+    if (!in_links.empty()) __atomic_fetch_add(&in_links[t], 1u, __ATOMIC_RELAXED);
+  }
+  /// True when t's last in-link went.
+  bool drop_in_link(tableint t) { return !in_links.empty() && __atomic_sub_fetch(&in_links[t], 1u, __ATOMIC_RELAXED) == 0; }
+
+  /// A level-0 link that makes an element no search reached reachable (plan_relinks()).
+  struct Relink {
+    tableint from, to;
+    int slot;              // where in from's list: -1 appends (the list has room), else overwritten
+    tableint replaced = 0;  // the link overwritten (slot >= 0)
+  };
+  /// The level-0 links that make every element not removed reachable from the entry point on
+  /// level 0, where every search ends (so that its exhaustive form, ef above the count, returns
+  /// them all). HNSW's insertion leaves some unreachable: a full list re-pruned by the
+  /// heuristic drops links, and an element whose last in-link goes is never found again
+  /// (hnswlib 0.6.2's too; RESULTS "Elements no search reaches"). Walks the whole graph from
+  /// the entry point; each unreached element (in element order; the unreached elements it
+  /// leads to are then reached through it) is linked by plan_link(). Reads the graph only: the
+  /// caller applies the plan (apply_relinks()) and repeats until it is empty (an overwritten
+  /// link's element is checked again). Throws std::bad_alloc. O(elements x M).
+  std::vector<Relink> plan_relinks(bool ip) {
+    detail::fault_point("hnsw.relink");
+    std::vector<Relink> plan;
+    const size_t n = cur_element_count;
+    if (n == 0 || maxlevel_ < 0) return plan;
+    std::vector<uint64_t> reached((n + 63) / 64, 0);
+    const auto is_reached = [&](tableint e) { return ((reached[e >> 6] >> (e & 63)) & 1) != 0; };
+    std::vector<tableint> stack;
+    const auto reach_from = [&](tableint start) {
+      reached[start >> 6] |= uint64_t(1) << (start & 63);
+      stack.assign(1, start);
+      while (!stack.empty()) {
+        const tableint e = stack.back();
+        stack.pop_back();
+        linklistsizeint* ll = get_linklist0(e);
+        const auto* links = reinterpret_cast<const tableint*>(ll + 1);
+        for (size_t j = 0, c = getListCount(ll); j < c; ++j)
+          if (!is_reached(links[j])) reached[links[j] >> 6] |= uint64_t(1) << (links[j] & 63), stack.push_back(links[j]);
+      }
+    };
+    reach_from(tableint(enterpoint_node_));
+    std::unordered_map<tableint, size_t> planned;
+    for (size_t i = 0; i < n; ++i) {
+      const auto e = tableint(i);
+      if (is_reached(e) || isMarkedDeleted(e)) continue;
+      if (plan_link(e, ip, is_reached, planned, plan)) reach_from(e);
+    }
+    return plan;
+  }
+  /// The same for a batch inserted in place, without the walk: the links for those of
+  /// `candidates` (the elements whose last level-0 in-link the batch dropped, and its own
+  /// elements) that no level-0 list holds (in_links 0) and are not removed; an element with an
+  /// in-link counts as reached.
+  std::vector<Relink> plan_orphan_links(std::vector<tableint> candidates, bool ip) {
+    detail::fault_point("hnsw.relink");
+    std::vector<Relink> plan;
+    if (in_links.empty() || maxlevel_ < 0) return plan;
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    const auto entry = tableint(enterpoint_node_);
+    std::unordered_set<tableint> linked;
+    const auto is_reached = [&](tableint t) { return t == entry || in_links[t] > 0 || linked.count(t) > 0; };
+    std::unordered_map<tableint, size_t> planned;
+    for (const tableint e : candidates)
+      if (!is_reached(e) && !isMarkedDeleted(e) && plan_link(e, ip, is_reached, planned, plan)) linked.insert(e);
+    return plan;
+  }
+  /// Applies a plan (cannot throw); in_links follows.
+  void apply_relinks(std::vector<Relink>& plan) {
+    for (Relink& r : plan) {
+      linklistsizeint* ll = get_linklist0(r.from);
+      auto* links = reinterpret_cast<tableint*>(ll + 1);
+      const size_t count = getListCount(ll);
+      if (r.slot >= 0) {
+        r.replaced = links[r.slot];
+        links[r.slot] = r.to;
+        drop_in_link(r.replaced);
+      } else {
+        links[count] = r.to;
+        setListCount(ll, static_cast<unsigned short>(count + 1));
+      }
+      add_in_link(r.to);
+    }
+  }
+
+ private:
+  // One link of a plan (plan_relinks()): element e (not reached) linked from the nearest
+  // reached element whose list has room: among e's own neighbours, else among a beam of
+  // ef_construction from the entry point (all reached); when all of those are full, the
+  // nearest one's last link is overwritten. `planned`: links planned into each list so far.
+  // False when every candidate list is full and already planned into (the next round).
+  template <class Reached>
+  bool plan_link(tableint e, bool ip, const Reached& reached, std::unordered_map<tableint, size_t>& planned,
+                 std::vector<Relink>& plan) {
+    const auto room = [&](tableint t) {
+      const auto it = planned.find(t);
+      return getListCount(get_linklist0(t)) + (it == planned.end() ? 0 : it->second) < maxM0_;
+    };
+    const float* x = vector(e);
+    BuildScratch& s = build_scratch();
+    auto& near = s.sorted;
+    near.clear();
+    linklistsizeint* ll = get_linklist0(e);
+    const auto* own = reinterpret_cast<const tableint*>(ll + 1);
+    for (size_t j = 0, c = getListCount(ll); j < c; ++j)
+      if (own[j] != e && reached(own[j])) near.emplace_back(exact(x, own[j]), own[j]);
+    if (std::none_of(near.begin(), near.end(), [&](const auto& c) { return room(c.second); })) {
+      const auto& kern = detail::simd();
+      const CodeQuery cq(x, dim(), ip);
+      const auto entry = tableint(enterpoint_node_);
+      beam(kern, cq, descend(kern, cq, entry, maxlevel_, 0, s), 0, s);
+      for (const auto& t : s.top)
+        if (t.second != e && reached(t.second)) near.emplace_back(exact(x, t.second), t.second);
+      if (near.empty() && e != entry) near.emplace_back(exact(x, entry), entry);
+    }
+    std::sort(near.begin(), near.end());
+    const auto with_room = std::find_if(near.begin(), near.end(), [&](const auto& c) { return room(c.second); });
+    if (with_room != near.end()) {
+      plan.push_back(Relink{with_room->second, e, -1});
+    } else {
+      const auto free = std::find_if(near.begin(), near.end(), [&](const auto& c) { return planned.count(c.second) == 0; });
+      if (free == near.end()) return false;
+      plan.push_back(Relink{free->second, e, int(getListCount(get_linklist0(free->second))) - 1});
+    }
+    ++planned[plan.back().from];
+    return true;
+  }
+
+ public:
   /// A level for a new element, drawn as hnswlib's insertion draws it, from the graph's own
   /// generator: the caller draws them one thread at a time, before inserting in parallel.
   int draw_level() { return getRandomLevel(mult_); }
@@ -488,19 +645,7 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
     const auto& kern = detail::simd();
     const CodeQuery cq(x, dim(), ip);
     BuildScratch& s = build_scratch();
-    if (level < max_level) {  // greedy descent to the element's top level
-      float d = code_distance(kern, cq, at);
-      for (int l = max_level; l > level; --l) {
-        for (bool moved = true; moved;) {
-          moved = false;
-          copy_links(at, l, s.links);
-          for (const tableint n : s.links) {
-            const float dn = code_distance(kern, cq, n);
-            if (dn < d) d = dn, at = n, moved = true;
-          }
-        }
-      }
-    }
+    if (level < max_level) at = descend(kern, cq, at, max_level, level, s);  // to the element's top level
     const bool entry_removed = isMarkedDeleted(entry);
     const int top_level = std::min(level, max_level);
     if (s.picks.size() < size_t(top_level) + 1) s.picks.resize(size_t(top_level) + 1);
@@ -518,6 +663,8 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
       auto* links = reinterpret_cast<tableint*>(mine + 1);
       for (size_t i = 0; i < picked.size(); ++i) links[i] = picked[i].second;
       setListCount(mine, static_cast<unsigned short>(picked.size()));
+      if (l == 0)
+        for (const auto& p : picked) add_in_link(p.second);
       if (!picked.empty()) at = picked.front().second;
     }
     // Only now is the element linked from others: no insertion reaches it (and appends to
@@ -527,6 +674,23 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
       enterpoint_node_ = cur;
       maxlevel_ = level;
     }
+  }
+
+  // hnswlib's greedy descent on the codes from `at` on level `from` to level `to` + 1: the
+  // element of level `to` + 1 nearest the query that the descent finds.
+  tableint descend(const detail::SimdKernels& kern, const CodeQuery& cq, tableint at, int from, int to, BuildScratch& s) {
+    float d = code_distance(kern, cq, at);
+    for (int l = from; l > to; --l) {
+      for (bool moved = true; moved;) {
+        moved = false;
+        copy_links(at, l, s.links);
+        for (const tableint n : s.links) {
+          const float dn = code_distance(kern, cq, n);
+          if (dn < d) d = dn, at = n, moved = true;
+        }
+      }
+    }
+    return at;
   }
 
   // hnswlib's distance function while it searches (walk=0): `element` is what
@@ -650,6 +814,7 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
       if (count < cap) {
         links[count] = cur;
         setListCount(ll, static_cast<unsigned short>(count + 1));
+        if (level == 0) add_in_link(cur);
         continue;
       }
       const float* n_x = vector(n);
@@ -661,6 +826,19 @@ struct Graph : hnswlib::HierarchicalNSW<float> {
       select(s.prune_sorted, prune_to(cap, level), s.prune_kept);
       for (size_t j = 0; j < s.prune_kept.size(); ++j) links[j] = s.prune_kept[j].second;
       setListCount(ll, static_cast<unsigned short>(s.prune_kept.size()));
+      if (level == 0 && !in_links.empty()) {
+        // The kept are a subsequence of the sorted candidates: the others were dropped.
+        size_t k = 0;
+        for (const auto& c : s.prune_sorted) {
+          const bool kept = k < s.prune_kept.size() && s.prune_kept[k].second == c.second;
+          k += kept;
+          if (c.second == cur) {
+            if (kept) add_in_link(cur);
+          } else if (!kept && drop_in_link(c.second) && log) {
+            log->orphaned(c.second);
+          }
+        }
+      }
     }
   }
 
@@ -692,6 +870,7 @@ struct Params {
   size_t M = 32;
   size_t ef_construction = 200;
   bool codes_walk = true;  // walk=0: hnswlib's own search on the floats (a benchmark baseline)
+  bool relink = true;      // relink=0: elements the insertion leaves unreachable stay so (a benchmark baseline)
 };
 
 
@@ -736,13 +915,14 @@ inline Params parse_params(const std::string& base) {
     const double x = std::strtod(v.c_str(), &end);
     const std::string k = kv.substr(0, eq);
     if (v.empty() || *end != '\0' || x != std::floor(x))
-      throw InvalidArgument("vector store '" + base + "': expected hnsw:M=<int>,ef_construction=<int>,walk=0|1, got '" + kv + "'");
+      throw InvalidArgument("vector store '" + base + "': expected hnsw:M=<int>,ef_construction=<int>,walk=0|1,relink=0|1, got '" + kv + "'");
     if (k == "M" && x >= 2 && x <= 512) p.M = size_t(x);
     else if (k == "ef_construction" && x >= 1 && x <= 100000) p.ef_construction = size_t(x);
     else if (k == "walk" && (x == 0 || x == 1)) p.codes_walk = x == 1;
+    else if (k == "relink" && (x == 0 || x == 1)) p.relink = x == 1;
     else
       throw InvalidArgument("vector store '" + base + "': unknown or out-of-range '" + kv +
-                            "' (M in [2, 512], ef_construction in [1, 100000], walk 0 or 1)");
+                            "' (M in [2, 512], ef_construction in [1, 100000], walk 0 or 1, relink 0 or 1)");
   }
   return p;
 }

@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,33 @@ using hnsw::Walk;
 // upsert's replacement): its id with the top bit set (ids are < 2^63), so the stored element
 // keeps the id's entry in hnswlib's label map until the batch commits.
 constexpr hnswlib::labeltype kHiddenBit = hnswlib::labeltype(1) << 63;
+
+constexpr const char* kWalked = "that no search reached (a walk of the graph)";
+
+// Links the elements no search reaches (Graph::plan_relinks, or plan_orphan_links for a batch
+// in place: `plan` makes a round's plan from the elements whose link the previous round
+// overwrote) in rounds until none is left (at most 4: a round links all but those whose
+// nearest lists were all full); `apply` makes each round's links. Returns how many it made.
+size_t relink(Graph& g, const std::string& backend, const char* what, const std::function<std::vector<Graph::Relink>(const std::vector<tableint>&)>& plan,
+              const std::function<void(std::vector<Graph::Relink>&)>& apply) {
+  size_t made = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<tableint> overwritten;
+  for (int round = 0; round < 4; ++round) {
+    auto links = plan(overwritten);
+    if (links.empty()) break;
+    apply(links);
+    made += links.size();
+    overwritten.clear();
+    for (const auto& r : links)
+      if (r.slot >= 0) overwritten.push_back(r.replaced);
+  }
+  if (made > 0 && log_level() <= LogLevel::debug)
+    log(LogLevel::debug, backend + ": linked " + std::to_string(made) + " of " + std::to_string(g.cur_element_count) +
+                             " elements " + what + " (" +
+                             std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()) + " s)");
+  return made;
+}
 
 class HnswStore final : public VectorStore {
  public:
@@ -108,6 +136,9 @@ class HnswStore final : public VectorStore {
       detail::fault_point("hnsw.add.point");
       g.insert_row(tableint(before + size_t(i)), hnswlib::labeltype(ids[i]), levels[size_t(i)], ip);
     });
+    if (p_.relink)
+      relink(g, backend(), kWalked, [&](const std::vector<tableint>&) { return g.plan_relinks(ip); },
+             [&](std::vector<Graph::Relink>& plan) { g.apply_relinks(plan); });
   }
 
   // A new graph of the live elements whose ids are not in `replaced` (sorted) and of the
@@ -223,6 +254,10 @@ class HnswStore final : public VectorStore {
       }
     });
     make_room(size_t(n));
+    // Level-0 in-links counted (the graph's first batch in place: one pass over its lists,
+    // while searches go on) so that the batch's insertions find the elements they orphan.
+    if (p_.relink && g.in_links.empty()) g.count_in_links(g.max_elements_);
+    else if (p_.relink && g.in_links.size() < g.max_elements_) g.in_links.resize(g.max_elements_, 0);
     std::vector<tableint> hidden;
     hidden.reserve(size_t(n));
     auto label_of = [&](int64_t i) {
@@ -269,6 +304,39 @@ class HnswStore final : public VectorStore {
         } catch (...) {
           failed = std::current_exception();
         }
+      }
+    }
+    if (!failed && p_.relink) {
+      // Elements the batch's re-prunings left unreachable linked again: planned here, while
+      // searches go on, each list saved in the log, and linked in a short exclusive section.
+      try {
+        const auto plan = [&](const std::vector<tableint>& overwritten) {
+          std::vector<tableint> candidates(overwritten);
+          if (candidates.empty()) {  // the first round
+            candidates = undo.orphans;
+            candidates.insert(candidates.end(), hidden.begin(), hidden.end());
+          }
+          return g.plan_orphan_links(std::move(candidates), ip);
+        };
+        const auto apply = [&](std::vector<Graph::Relink>& links) {
+          for (const auto& r : links) {
+            hnswlib::linklistsizeint* ll = g.get_linklist0(r.from);
+            undo.save(r.from, 0, ll, g.getListCount(ll));
+          }
+          exclusive([&] { g.apply_relinks(links); });
+        };
+        relink(g, backend(), "the batch left with no in-link", plan, apply);
+        // An in-link is not a path from the entry point (two elements can hold only each
+        // other): once batches in place have added a sixteenth of the graph since it was last
+        // walked whole, it is walked (a few percent of those insertions' time).
+        if ((g.placed_since_walk + size_t(n)) * 16 >= g.cur_element_count) {
+          relink(g, backend(), kWalked, [&](const std::vector<tableint>&) { return g.plan_relinks(ip); }, apply);
+          g.placed_since_walk = 0;
+        } else {
+          g.placed_since_walk += size_t(n);
+        }
+      } catch (...) {
+        failed = std::current_exception();
       }
     }
     if (failed) {
