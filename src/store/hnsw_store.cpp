@@ -21,7 +21,7 @@
 //    the copies made aside; only the level-0 block's realloc (a remap, no copy, for large
 //    blocks) happens under the lock.
 // No element is left unreachable: HNSW's re-prunings drop links, and an element whose last
-// in-link goes is never returned again (hnswlib's and faiss's builds leave 0.002-1.5% so,
+// in-link goes is never returned again (hnswlib's and faiss's builds leave 0.003-1.5% so,
 // RESULTS "Elements no search reaches"). A graph built aside is walked from its entry point
 // and every unreached element linked from its nearest reached one (Graph::plan_relinks); a
 // batch in place links the elements it left with no in-link (level-0 in-link counts, kept from

@@ -65,6 +65,7 @@ const Backend kBackends[] = {{"flat", true},
 #if MINDREC_HAS_HNSW
                              {"hnsw:M=16,ef_construction=100?ef=400", true},  // ef >= the count: exhaustive
                              {"hnsw:M=16,ef_construction=100,walk=0?ef=400", true},  // hnswlib's own search
+                             {"hnsw:M=16,ef_construction=100,relink=0?ef=400", true},  // the insertion alone
 #endif
 };
 
@@ -1179,6 +1180,8 @@ TEST_CASE("spec(): the backend with the search parameters in effect, defaults in
   // Modes are fixed when the store is made: not search parameters (issue 27).
   CHECK(test::error_of([] { make_vector_store("hnsw?walk=0", 4); }).find("hnsw:M=32,walk=0") != std::string::npos);
   CHECK_THROWS_AS(make_vector_store("hnsw:walk=0.5", 4), InvalidArgument);
+  CHECK(make_vector_store("hnsw:relink=0?ef=77", 4)->spec() == "hnsw:relink=0?ef=77");
+  CHECK(test::error_of([] { make_vector_store("hnsw:relink=2", 4); }).find("relink 0 or 1") != std::string::npos);
   {
     // A mode is how the contents are searched, not what they are: a file saved without one
     // loads under it (the same graph), a file of other contents does not.
