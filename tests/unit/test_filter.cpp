@@ -258,14 +258,17 @@ const Filtered kFiltered[] = {
     {"faiss:HNSW16?ef=64", false, 0.5, 0.3},
 #endif
 #if MINDREC_HAS_HNSW
-    {"hnsw:M=16,ef_construction=100?ef=64", false, 0.05, 0.7},  // the build is parallel: recall varies run to run (0.79-0.86 seen)
+    // The build is parallel: recall varies run to run (unfiltered, 200 queries: 0.80-0.81 under
+    // inner product, 0.92 under L2; with 20 queries it ranged 0.695-0.745 and failed a CI run).
+    {"hnsw:M=16,ef_construction=100?ef=64", false, 0.05, 0.7},
 #endif
 };
 
 }  // namespace
 
 TEST_CASE("filtered search in every store - selectivities 50% to 0.01% and none - brute force among allowed items") {
-  const int d = 16, n = 20000, k = 10, nq = 20;
+  // 200 queries: the recall floors hold with a margin of several standard errors (20 did not).
+  const int d = 16, n = 20000, k = 10, nq = 200;
   // Clustered like real item vectors (64 centres, spread 0.4): what IVF and graphs are for.
   const auto centres = test::random_vectors(64, d, 4);
   auto x = test::random_vectors(n, d, 5);
